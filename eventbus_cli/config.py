@@ -1,0 +1,219 @@
+"""``Config``: the daemon's settings, read from TOML, checked, written back, and defaulted.
+
+Precedence is defaults < TOML file < environment < command-line flags. This module does the
+first three: :meth:`Config.from_toml`, and :func:`apply_environment` as the one place that
+reads ``EVENTBUS_*`` variables. Flags are the CLI's, applied with ``dataclasses.replace``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from .errors import ConfigError
+from .listener import DeliveryOptions
+
+__all__ = (
+    "Config",
+    "DaemonConfig",
+    "DeliveryConfig",
+    "JournalConfig",
+    "apply_environment",
+    "default_socket_path",
+    "load_config",
+)
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+CONFIG_FILE_NAME = "eventbus.toml"
+
+
+def default_socket_path(environ: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_RUNTIME_DIR/eventbus.sock``, else ``/tmp/eventbus-$UID/eventbus.sock``."""
+    environ = os.environ if environ is None else environ
+    runtime_dir = environ.get("XDG_RUNTIME_DIR")
+    if runtime_dir:
+        return Path(runtime_dir) / "eventbus.sock"
+    return Path(f"/tmp/eventbus-{os.getuid()}") / "eventbus.sock"
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    """The ``[daemon]`` table."""
+
+    socket: Path = field(default_factory=default_socket_path)
+    listeners_dir: Path = Path("listeners.d")
+    queue_size: int = 10_000
+    concurrency: int = 64
+    max_message_bytes: int = 1_048_576
+    shutdown_timeout: float = 30.0
+    log_level: str = "info"
+    allow_uids: tuple[int, ...] = ()
+    allow_gids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class JournalConfig:
+    """The optional ``[journal]`` table: where the SQLite journal lives."""
+
+    path: Path = Path("eventbus.db")
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    """The ``[delivery]`` table: defaults for listeners that set no options."""
+
+    retries: int = 0
+    backoff: float = 0.5
+    timeout: float = 60.0
+    keep_failed: int = 1000
+
+    def options(self) -> DeliveryOptions:
+        return DeliveryOptions(retries=self.retries, backoff=self.backoff, timeout=self.timeout)
+
+
+# Lowest allowed value of each number; anything lower is refused.
+_MINIMUM: dict[str, float] = {
+    "queue_size": 1, "concurrency": 1, "max_message_bytes": 1024, "shutdown_timeout": 0,
+    "retries": 0, "backoff": 0, "timeout": 0.001, "keep_failed": 0,
+}
+_SECTIONS: dict[str, type[Any]] = {
+    "daemon": DaemonConfig, "journal": JournalConfig, "delivery": DeliveryConfig
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """All settings; ``path`` is the file they were read from, if any."""
+
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    journal: JournalConfig | None = None
+    path: Path | None = None
+
+    @classmethod
+    def from_toml(cls, path: Path | str) -> Config:
+        """Read and check a config file; relative paths in it are taken from its folder."""
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            problem = "no such file (run `eventbus init` to write one)"
+            raise ConfigError(path, None, problem) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(path, None, f"cannot read it: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(path, None, f"not valid TOML: {exc}") from exc
+        return cls.from_dict(data, path=path)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, path: Path | None = None) -> Config:
+        """Build a config from parsed TOML, as :meth:`from_toml` does."""
+        sections: dict[str, Any] = {}
+        for name, table in data.items():
+            if name not in _SECTIONS:
+                known = ", ".join(f"[{key}]" for key in _SECTIONS)
+                raise ConfigError(path, name, f"unknown section; the known ones are {known}")
+            if not isinstance(table, dict):
+                raise ConfigError(path, name, "must be a table, written [" + name + "]")
+            sections[name] = _section(_SECTIONS[name], name, table, path)
+        return cls(path=path, **sections)
+
+    def to_toml(self) -> str:
+        """This config as TOML; paths inside the config file's folder are written relative."""
+        data: dict[str, Any] = {}
+        for name in _SECTIONS:
+            section = getattr(self, name)
+            if section is None:
+                continue
+            table: dict[str, Any] = {}
+            for item in dataclasses.fields(section):
+                value = getattr(section, item.name)
+                if isinstance(value, Path):
+                    value = self._relative(value)
+                table[item.name] = list(value) if isinstance(value, tuple) else value
+            data[name] = table
+        return tomli_w.dumps(data)
+
+    def _relative(self, value: Path) -> str:
+        if self.path is not None and value.is_absolute():
+            try:
+                return str(value.relative_to(self.path.parent.absolute()))
+            except ValueError:
+                pass
+        return str(value)
+
+
+def _section(cls: type[Any], name: str, table: Mapping[str, Any], path: Path | None) -> Any:
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in hints:
+            known = ", ".join(hints)
+            raise ConfigError(path, f"{name}.{key}", f"unknown key; [{name}] takes {known}")
+        values[key] = _value(hints[key], f"{name}.{key}", value, path)
+    return cls(**values)
+
+
+def _value(kind: Any, key: str, value: Any, path: Path | None) -> Any:
+    short = key.rpartition(".")[2]
+    if kind is Path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(path, key, f"expected a path as a string, got {value!r}")
+        found = Path(value).expanduser()
+        if path is not None and not found.is_absolute():
+            found = path.parent.absolute() / found
+        return found
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(path, key, f"expected a string, got {value!r}")
+        if short == "log_level" and value.lower() not in LOG_LEVELS:
+            raise ConfigError(path, key, f"expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
+        return value.lower() if short == "log_level" else value
+    if kind == tuple[int, ...]:
+        if not isinstance(value, list) or not all(_is_int(item) for item in value):
+            raise ConfigError(path, key, f"expected a list of whole numbers, got {value!r}")
+        return tuple(value)
+    if kind is int and not _is_int(value):
+        raise ConfigError(path, key, f"expected a whole number, got {value!r}")
+    if kind is float and (not isinstance(value, int | float) or isinstance(value, bool)
+                          or math.isnan(value)):
+        raise ConfigError(path, key, f"expected a number, got {value!r}")
+    if value < _MINIMUM[short]:
+        raise ConfigError(path, key, f"must be at least {_MINIMUM[short]:g}, got {value!r}")
+    return float(value) if kind is float else value
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def apply_environment(config: Config, environ: Mapping[str, str] | None = None) -> Config:
+    """Apply ``EVENTBUS_SOCKET`` over ``config``: the only setting the environment overrides
+    besides ``EVENTBUS_CONFIG``, which :func:`load_config` reads to find the file."""
+    environ = os.environ if environ is None else environ
+    socket = environ.get("EVENTBUS_SOCKET")
+    if socket:
+        config = dataclasses.replace(
+            config, daemon=dataclasses.replace(config.daemon, socket=Path(socket).expanduser())
+        )
+    return config
+
+
+def load_config(path: Path | str | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Resolve the config: ``path``, else ``$EVENTBUS_CONFIG``, else ``./eventbus.toml`` if it
+    exists, else the defaults; then the environment over it."""
+    environ = os.environ if environ is None else environ
+    chosen = path or environ.get("EVENTBUS_CONFIG") or None
+    if chosen is None and Path(CONFIG_FILE_NAME).is_file():
+        chosen = CONFIG_FILE_NAME
+    config = Config.from_toml(chosen) if chosen is not None else Config()
+    return apply_environment(config, environ)

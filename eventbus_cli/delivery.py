@@ -1,0 +1,110 @@
+"""The records an emitter keeps: one :class:`Delivery` per (event, listener), and counters."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from .listener import DeliveryOptions, EventListener
+
+__all__ = ("Delivery", "DeliveryState", "EmitterStats", "ListenerStats")
+
+
+class DeliveryState(StrEnum):
+    """Where a delivery is in its life."""
+
+    PENDING = "pending"  # queued, waiting for a worker
+    RUNNING = "running"  # a worker is calling the listener
+    RETRYING = "retrying"  # failed, waiting out its backoff before the next attempt
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # failed its last attempt; kept in the failed list
+
+
+@dataclass(slots=True)
+class ListenerStats:
+    """Counters of one listener; ``pending``, ``running`` and ``retrying`` are current."""
+
+    pending: int = 0
+    running: int = 0
+    retrying: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0  # attempts after the first, over the emitter's life
+
+    def copy(self) -> ListenerStats:
+        return ListenerStats(
+            self.pending, self.running, self.retrying, self.succeeded, self.failed, self.retried
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EmitterStats:
+    """A snapshot of an emitter's counters, in total and per listener name."""
+
+    pending: int
+    running: int
+    retrying: int
+    succeeded: int
+    failed: int
+    unrouted: int
+    listeners: dict[str, ListenerStats] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``queue --json`` document."""
+        return asdict(self)
+
+
+class Slot:
+    """One listener as an emitter runs it: its resolved options and its counters."""
+
+    __slots__ = ("fn", "is_async", "listener", "options", "stats")
+
+    def __init__(self, listener: EventListener, options: DeliveryOptions) -> None:
+        self.listener = listener
+        self.fn = listener.fn
+        self.is_async = listener.is_async
+        self.options = options
+        self.stats = ListenerStats()
+
+
+class Delivery:
+    """One event on its way to one listener."""
+
+    __slots__ = ("args", "attempts", "error", "event", "id", "kwargs", "slot", "state", "traceback")
+
+    def __init__(
+        self, id: int, event: str, args: tuple[Any, ...], kwargs: dict[str, Any], slot: Slot
+    ) -> None:
+        self.id = id
+        self.event = event
+        self.args = args
+        self.kwargs = kwargs
+        self.slot = slot
+        self.state = DeliveryState.PENDING
+        self.attempts = 0
+        self.error: str | None = None  # "ExceptionType: message" of the last failed attempt
+        self.traceback: str | None = None
+
+    @property
+    def listener(self) -> EventListener:
+        return self.slot.listener
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``queue list --json`` item; ``args`` and ``kwargs`` as given to emit."""
+        return {
+            "id": self.id,
+            "event": self.event,
+            "listener": self.slot.listener.name,
+            "state": self.state.value,
+            "attempts": self.attempts,
+            "error": self.error,
+            "args": list(self.args),
+            "kwargs": dict(self.kwargs),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"<Delivery {self.id} {self.event!r} -> {self.slot.listener.name} "
+            f"{self.state.value} attempts={self.attempts}>"
+        )

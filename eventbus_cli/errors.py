@@ -1,0 +1,98 @@
+"""Every error eventbus raises derives from :class:`EventbusError`.
+
+Each class takes the facts as fields and builds its own message from them, so a message
+always names what was wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = (
+    "ConfigError",
+    "EmitterNotRunningError",
+    "EventbusError",
+    "InvalidEventIdError",
+    "ListenerError",
+    "LoaderError",
+    "QueueFullError",
+)
+
+EVENT_ID_RULE = "1 to 200 characters of letters, digits and _ . : -"
+
+
+class EventbusError(Exception):
+    """Base class of every error eventbus raises."""
+
+
+class ListenerError(EventbusError, TypeError, ValueError):
+    """``@listener`` was used wrongly; raised when the module is imported."""
+
+    def __init__(self, target: str, problem: str) -> None:
+        self.target = target
+        self.problem = problem
+        super().__init__(f"@listener on {target}: {problem}")
+
+
+class InvalidEventIdError(EventbusError, ValueError):
+    """An event id (or a listener's pattern) breaks the naming rule."""
+
+    def __init__(self, event_id: object, *, pattern: bool = False) -> None:
+        self.event_id = event_id
+        kind = "event pattern" if pattern else "event id"
+        rule = EVENT_ID_RULE + (", or a glob made with * ? [ ]" if pattern else "")
+        super().__init__(f"invalid {kind} {event_id!r}: use {rule}")
+
+
+class QueueFullError(EventbusError):
+    """A non-waiting emit found no room in the bounded queue."""
+
+    def __init__(self, event_id: str, needed: int, queue_size: int) -> None:
+        self.event_id = event_id
+        self.needed = needed
+        self.queue_size = queue_size
+        if needed > queue_size:
+            hint = "raise queue_size above the number of listeners of this event"
+        else:
+            hint = "emit again later, raise queue_size, or use `await emitter.aemit(...)`"
+        super().__init__(
+            f"queue full: event {event_id!r} needs {needed} deliveries and the queue holds "
+            f"at most {queue_size}; the event was not accepted; {hint}"
+        )
+
+
+class EmitterNotRunningError(EventbusError, RuntimeError):
+    """An emit came before the emitter started or after it began to close."""
+
+    def __init__(self, state: str) -> None:
+        self.state = state
+        super().__init__(
+            f"the emitter is {state}: emit only inside `async with SimpleEventEmitter(...)`"
+        )
+
+
+class ConfigError(EventbusError):
+    """A config file is missing, unreadable, or holds a key or value that is not allowed."""
+
+    def __init__(self, file: Path | str | None, key: str | None, problem: str) -> None:
+        self.file = file
+        self.key = key
+        self.problem = problem
+        where = str(file) if file is not None else "config"
+        if key is not None:
+            where += f": {key}"
+        super().__init__(f"{where}: {problem}")
+
+
+class LoaderError(EventbusError):
+    """A listener file could not be imported, or the loaded set is inconsistent."""
+
+    def __init__(self, file: Path | str, problem: str, *, line: int | None = None) -> None:
+        self.file = file
+        self.line = line
+        self.problem = problem
+        where = f"{file}, line {line}" if line is not None else str(file)
+        super().__init__(
+            f"cannot load listeners from {where}: {problem} "
+            "(fix the file, or rename it to start with _ so it is skipped)"
+        )

@@ -1,0 +1,120 @@
+"""Import the listener modules of a directory and collect their listeners."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import traceback
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from .errors import LoaderError
+from .listener import EventListener
+
+__all__ = ("MODULE_PREFIX", "listener_files", "load_listeners")
+
+MODULE_PREFIX = "eventbus_listeners."
+"""Listener files are imported as ``eventbus_listeners.<file stem>``, clear of real modules."""
+
+
+def listener_files(directory: Path) -> list[Path]:
+    """The files :func:`load_listeners` imports: ``*.py``, sorted, none starting with ``_``."""
+    return sorted(path for path in directory.glob("*.py") if not path.name.startswith("_"))
+
+
+def load_listeners(directory: Path | str) -> list[EventListener]:
+    """Import every listener file of ``directory`` and return its listeners, in file order.
+
+    Each call imports the files afresh, so a reload builds a new set while the listeners in
+    use keep the modules they came from. If any file fails, no module of this load stays
+    registered and :class:`LoaderError` names the file and line. Listeners made with Litestar's
+    ``@listener`` load too, when the file imports Litestar.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise LoaderError(directory, "no such directory (create it, or set [daemon] listeners_dir)")
+    replaced: dict[str, ModuleType | None] = {}
+    found: dict[int, EventListener] = {}
+    sys.path.insert(0, str(directory))  # so a file may import its _helper modules
+    try:
+        for path in listener_files(directory):
+            name = MODULE_PREFIX + path.stem
+            replaced.setdefault(name, sys.modules.get(name))
+            module = _import(name, path)
+            for value in vars(module).values():
+                item = _as_listener(value)
+                if item is not None:
+                    found.setdefault(id(value), item)
+    except BaseException:
+        for name, previous in replaced.items():
+            if previous is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = previous
+        raise
+    finally:
+        sys.path.remove(str(directory))
+    listeners = list(found.values())
+    _refuse_duplicate_names(listeners, directory)
+    return listeners
+
+
+def _import(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise LoaderError(path, "not importable as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        raise LoaderError(path, f"SyntaxError: {exc.msg}", line=exc.lineno) from exc
+    except (Exception, SystemExit) as exc:
+        line = _line_in(exc, path)
+        last = traceback.extract_tb(exc.__traceback__)[-1]
+        where = "" if last.filename == str(path) else f" (in {last.filename}, line {last.lineno})"
+        error = "".join(traceback.format_exception_only(exc)).strip()
+        raise LoaderError(path, error + where, line=line) from exc
+    return module
+
+
+def _line_in(exc: BaseException, path: Path) -> int | None:
+    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(path)]
+    return lines[-1] if lines else None
+
+
+def _as_listener(value: Any) -> EventListener | None:
+    if isinstance(value, EventListener):
+        return value
+    litestar = sys.modules.get("litestar.events.listener")
+    if litestar is not None and isinstance(value, litestar.EventListener):
+        return EventListener(_litestar_function(value), value.event_ids)
+    return None
+
+
+def _litestar_function(item: Any) -> Any:
+    """The function a Litestar listener was made from.
+
+    Litestar wraps it in a handler that logs and swallows every exception; we want the
+    exception, so we take the function back out of that wrapper when we can.
+    """
+    wrapper = item.fn
+    for cell in getattr(wrapper, "__closure__", None) or ():
+        inner = cell.cell_contents
+        if callable(inner):
+            return getattr(inner, "__wrapped__", inner)
+    return wrapper
+
+
+def _refuse_duplicate_names(listeners: list[EventListener], directory: Path) -> None:
+    seen: dict[str, EventListener] = {}
+    for item in listeners:
+        other = seen.setdefault(item.name, item)
+        if other is not item:
+            file = directory / (item.module.removeprefix(MODULE_PREFIX) + ".py")
+            raise LoaderError(
+                file,
+                f"listener name {item.name!r} is taken by {other.module} too; "
+                "rename one function or pass listener(..., name=...)",
+            )

@@ -1,0 +1,137 @@
+"""A worker: one of the emitter's fixed pool of tasks that take deliveries and call listeners."""
+
+from __future__ import annotations
+
+import inspect
+import time
+import traceback
+from functools import partial
+from pathlib import Path
+from typing import Protocol
+
+import anyio
+import anyio.lowlevel
+
+from .delivery import Delivery, DeliveryState
+
+__all__ = ("DeliverySource", "Worker", "describe_failure")
+
+_YIELD_EVERY = 100  # deliveries a worker runs back to back before letting other tasks in
+_OWN_DIRS = (str(Path(anyio.__file__).parent), str(Path(__file__).parent))
+
+
+class DeliverySource(Protocol):
+    """What a worker needs of its emitter."""
+
+    async def next_delivery(self) -> Delivery: ...
+
+    def finished(self, delivery: Delivery) -> None: ...
+
+    def attempt_failed(self, delivery: Delivery, exc: BaseException) -> None: ...
+
+
+class Worker:
+    """Runs deliveries one at a time; the emitter's watchdog cancels a call that runs late.
+
+    A cancel scope around every call costs more than the call itself, so a worker keeps one
+    scope open across many deliveries and the watchdog cancels it only when the current call
+    outlives its timeout; the worker then fails that delivery and opens a fresh scope.
+    """
+
+    def __init__(self, source: DeliverySource, limiter: anyio.CapacityLimiter) -> None:
+        self._source = source
+        self._limiter = limiter
+        self._scope: anyio.CancelScope | None = None
+        self.current: Delivery | None = None
+        self.started = 0.0
+
+    async def run(self) -> None:
+        while True:
+            with anyio.CancelScope() as scope:
+                self._scope = scope
+                await self._run_deliveries()
+            late, self.current = self.current, None
+            if late is not None:
+                late.slot.stats.running -= 1
+                seconds = late.slot.options.timeout
+                self._source.attempt_failed(late, TimeoutError(
+                    f"listener {late.slot.listener.name} did not finish within {seconds:g}s"
+                    " (raise its timeout= option, or make it faster)"
+                ))
+
+    def cancel_if_late(self, now: float) -> None:
+        delivery = self.current
+        if delivery is not None and now - self.started >= delivery.slot.options.timeout:
+            assert self._scope is not None
+            self._scope.cancel()
+
+    async def _run_deliveries(self) -> None:
+        source, burst = self._source, 0
+        while True:
+            delivery = await source.next_delivery()
+            slot, stats = delivery.slot, delivery.slot.stats
+            stats.pending -= 1
+            stats.running += 1
+            delivery.state = DeliveryState.RUNNING
+            delivery.attempts += 1
+            self.started = time.monotonic()
+            self.current = delivery
+            try:
+                if slot.is_async:
+                    await slot.fn(*delivery.args, **delivery.kwargs)
+                else:
+                    call = partial(slot.fn, *delivery.args, **delivery.kwargs)
+                    result = await anyio.to_thread.run_sync(
+                        call, limiter=self._limiter, abandon_on_cancel=True
+                    )
+                    if inspect.isawaitable(result):  # a sync wrapper around a coroutine
+                        await result
+            except (Exception, SystemExit) as exc:  # SystemExit: a listener must not stop us
+                self.current = None
+                stats.running -= 1
+                source.attempt_failed(delivery, exc)
+            else:
+                self.current = None
+                stats.running -= 1
+                stats.succeeded += 1
+                delivery.state = DeliveryState.SUCCEEDED
+                source.finished(delivery)
+            burst += 1
+            if burst == _YIELD_EVERY:
+                burst = 0
+                await anyio.lowlevel.checkpoint()
+
+
+def describe_failure(delivery: Delivery, exc: BaseException) -> tuple[str, str, bool]:
+    """``(error, traceback, retryable)`` for a failed attempt.
+
+    A ``TypeError`` raised because the listener's signature does not take the event's
+    arguments is not retryable: it fails the same way every time.
+    """
+    frames = [
+        frame for frame in traceback.extract_tb(exc.__traceback__)
+        if not frame.filename.startswith(_OWN_DIRS)
+    ]
+    text = "".join(
+        ["Traceback (most recent call last):\n", *traceback.format_list(frames)] if frames else []
+    ) + "".join(traceback.format_exception_only(exc))
+    if isinstance(exc, TypeError) and not frames:
+        mismatch = _signature_mismatch(delivery)
+        if mismatch is not None:
+            listener = delivery.slot.listener
+            error = (
+                f"TypeError: listener {listener.name} does not accept the arguments of event "
+                f"{delivery.event!r}: {mismatch} (add a matching parameter or **kwargs)"
+            )
+            return error, text, False
+    return "".join(traceback.format_exception_only(exc)).strip(), text, True
+
+
+def _signature_mismatch(delivery: Delivery) -> str | None:
+    try:
+        inspect.signature(delivery.slot.fn).bind(*delivery.args, **delivery.kwargs)
+    except TypeError as exc:
+        return str(exc)
+    except ValueError:  # no signature to be had (some builtins)
+        return None
+    return None
