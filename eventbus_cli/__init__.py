@@ -1,4 +1,10 @@
-"""eventbus: a local event bus for Python applications, with Litestar's listener API."""
+"""eventbus: a local event bus for Python applications, with Litestar's listener API.
+
+The emitters (and with them anyio) load on first use, so that a client which only sends
+events over the socket (``eventbus emit``) starts fast.
+"""
+
+from typing import TYPE_CHECKING, Any
 
 from .config import Config as Config
 from .config import load_config as load_config
@@ -6,8 +12,6 @@ from .delivery import Delivery as Delivery
 from .delivery import DeliveryState as DeliveryState
 from .delivery import EmitterStats as EmitterStats
 from .delivery import ListenerStats as ListenerStats
-from .emitter import BaseEventEmitterBackend as BaseEventEmitterBackend
-from .emitter import SimpleEventEmitter as SimpleEventEmitter
 from .errors import ConfigError as ConfigError
 from .errors import EmitterNotRunningError as EmitterNotRunningError
 from .errors import EventbusError as EventbusError
@@ -19,6 +23,10 @@ from .listener import DeliveryOptions as DeliveryOptions
 from .listener import EventListener as EventListener
 from .listener import listener as listener
 from .loader import load_listeners as load_listeners
+
+if TYPE_CHECKING:
+    from .emitter import BaseEventEmitterBackend as BaseEventEmitterBackend
+    from .emitter import SimpleEventEmitter as SimpleEventEmitter
 
 __version__ = "0.1.0"
 
@@ -44,3 +52,11 @@ __all__ = (
     "load_config",
     "load_listeners",
 )
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("BaseEventEmitterBackend", "SimpleEventEmitter"):
+        from . import emitter
+
+        return getattr(emitter, name)
+    raise AttributeError(f"module 'eventbus_cli' has no attribute {name!r}")

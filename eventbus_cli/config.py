@@ -49,7 +49,7 @@ def default_socket_path(environ: Mapping[str, str] | None = None) -> Path:
 class DaemonConfig:
     """The ``[daemon]`` table."""
 
-    socket: Path = field(default_factory=default_socket_path)
+    socket: Path | None = None  # None: default_socket_path(), decided when the daemon starts
     listeners_dir: Path = Path("listeners.d")
     queue_size: int = 10_000
     concurrency: int = 64
@@ -58,6 +58,11 @@ class DaemonConfig:
     log_level: str = "info"
     allow_uids: tuple[int, ...] = ()
     allow_gids: tuple[int, ...] = ()
+
+    @property
+    def socket_path(self) -> Path:
+        """The socket to use: ``socket``, else :func:`default_socket_path`."""
+        return self.socket if self.socket is not None else default_socket_path()
 
 
 @dataclass(frozen=True)
@@ -137,6 +142,8 @@ class Config:
             table: dict[str, Any] = {}
             for item in dataclasses.fields(section):
                 value = getattr(section, item.name)
+                if value is None:
+                    continue
                 if isinstance(value, Path):
                     value = self._relative(value)
                 table[item.name] = list(value) if isinstance(value, tuple) else value
@@ -165,7 +172,7 @@ def _section(cls: type[Any], name: str, table: Mapping[str, Any], path: Path | N
 
 def _value(kind: Any, key: str, value: Any, path: Path | None) -> Any:
     short = key.rpartition(".")[2]
-    if kind is Path:
+    if kind is Path or kind == Path | None:
         if not isinstance(value, str) or not value:
             raise ConfigError(path, key, f"expected a path as a string, got {value!r}")
         found = Path(value).expanduser()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -32,11 +33,6 @@ class ListenerStats:
     failed: int = 0
     retried: int = 0  # attempts after the first, over the emitter's life
 
-    def copy(self) -> ListenerStats:
-        return ListenerStats(
-            self.pending, self.running, self.retrying, self.succeeded, self.failed, self.retried
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class EmitterStats:
@@ -56,16 +52,31 @@ class EmitterStats:
 
 
 class Slot:
-    """One listener as an emitter runs it: its resolved options and its counters."""
+    """One listener as an emitter runs it: options, counters, and its queue of deliveries.
 
-    __slots__ = ("fn", "is_async", "listener", "options", "stats")
+    ``limit`` is how many of its calls may run at once; ``ready`` says whether the slot
+    stands in the queue's round of listeners with work to hand out.
+    """
 
-    def __init__(self, listener: EventListener, options: DeliveryOptions) -> None:
+    __slots__ = ("fn", "is_async", "limit", "listener", "options", "queue", "ready", "stats")
+
+    def __init__(self, listener: EventListener, options: DeliveryOptions, limit: int) -> None:
         self.listener = listener
         self.fn = listener.fn
         self.is_async = listener.is_async
         self.options = options
+        self.limit = limit
         self.stats = ListenerStats()
+        self.queue: deque[Delivery] = deque()
+        self.ready = False
+
+    def snapshot(self) -> ListenerStats:
+        """A copy of the counters, with ``pending`` counted from the queue."""
+        stats = self.stats
+        return ListenerStats(
+            len(self.queue), stats.running, stats.retrying, stats.succeeded, stats.failed,
+            stats.retried,
+        )
 
 
 class Delivery:

@@ -1,14 +1,13 @@
 """Emitters: ``BaseEventEmitterBackend`` and the in-memory ``SimpleEventEmitter``.
 
-``SimpleEventEmitter`` keeps at most ``queue_size`` deliveries waiting and runs them on a fixed
-pool of ``concurrency`` worker tasks. Three helper tasks of its own: the workers, a retry
-scheduler (a heap of deliveries waiting out their backoff, so no worker sleeps), and a
-timeout watchdog (one timer for all workers, far cheaper than a cancel scope per call).
+``SimpleEventEmitter`` keeps its deliveries in a bounded :class:`DeliveryQueue` and runs them
+on a fixed pool of ``concurrency`` worker tasks, beside two helper tasks: the queue's retry
+scheduler (so no worker sleeps through a backoff) and a timeout watchdog (one timer for all
+workers, far cheaper than a cancel scope per call).
 """
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
 import time
@@ -16,16 +15,16 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
-from itertools import count
 from types import TracebackType
 from typing import Any
 
 import anyio
 import anyio.abc
 
-from .delivery import Delivery, DeliveryState, EmitterStats, ListenerStats, Slot
+from .delivery import Delivery, DeliveryState, EmitterStats, Slot
 from .errors import EmitterNotRunningError, ListenerError, QueueFullError
 from .listener import DeliveryOptions, EventListener, Router
+from .queue import DeliveryQueue
 from .worker import Worker, describe_failure
 
 __all__ = ("BaseEventEmitterBackend", "SimpleEventEmitter")
@@ -58,7 +57,9 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
     ``emit`` raises :class:`QueueFullError` when the queue has no room for every delivery of
     the event (nothing is queued then); ``await aemit(...)`` waits for room instead. Leaving the
     context drains the queue, waiting at most ``shutdown_timeout`` seconds; deliveries still
-    unfinished then are logged and kept in :attr:`unfinished`.
+    unfinished then are logged and kept in :attr:`unfinished`. With more than one listener,
+    none may take more than ``max_per_listener`` workers at once (by default as many as leaves
+    every other listener a worker of its own).
     """
 
     def __init__(
@@ -71,39 +72,28 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         keep_failed: int = 1000,
         defaults: DeliveryOptions | None = None,
         max_threads: int = 40,
+        max_per_listener: int | None = None,
     ) -> None:
         super().__init__(listeners)
         for key, value in (
-            ("queue_size", queue_size), ("concurrency", concurrency), ("max_threads", max_threads)
+            ("queue_size", queue_size), ("concurrency", concurrency), ("max_threads", max_threads),
+            ("max_per_listener", max_per_listener or 1),
         ):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{key} must be a whole number >= 1, not {value!r}")
+        others = len(self.listeners) - 1
+        limit = max_per_listener or (max(1, (concurrency - 1) // others) if others else concurrency)
         defaults = defaults or DeliveryOptions()
-        self._slots = [Slot(item, item.options_with(defaults)) for item in self.listeners]
-        names: dict[str, EventListener] = {}
-        for slot in self._slots:
-            other = names.setdefault(slot.listener.name, slot.listener)
-            if other is not slot.listener:
-                raise ListenerError(
-                    slot.listener.name,
-                    f"two listeners have this name ({other.module} and {slot.listener.module});"
-                    " rename one or pass listener(..., name=...)",
-                )
+        self._slots = [Slot(item, item.options_with(defaults), limit) for item in self.listeners]
+        _refuse_duplicate_names(self.listeners)
         self._router = Router((slot.listener.event_ids, slot) for slot in self._slots)
-        self._queue_size = queue_size
-        self._low_water = queue_size // 2
+        self._queue = DeliveryQueue(queue_size)
         self._concurrency = concurrency
         self._shutdown_timeout = shutdown_timeout
         self._max_threads = max_threads
-        self._pending: deque[Delivery] = deque()
-        self._retrying: list[tuple[float, int, Delivery]] = []
         self._failed: deque[Delivery] = deque(maxlen=keep_failed)
         self._workers: list[Worker] = []
-        self._idle: deque[anyio.Event] = deque()
-        self._room_waiters: list[anyio.Event] = []
-        self._retry_wakeup = anyio.Event()
         self._drained: anyio.Event | None = None
-        self._ids = count(1)
         self._outstanding = 0
         self._unrouted = 0
         self._state = _NEW
@@ -114,14 +104,13 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
     async def __aenter__(self) -> SimpleEventEmitter:
         if self._state is not _NEW:
             raise EmitterNotRunningError(f"{self._state} and cannot be started again")
-        self._retry_wakeup = anyio.Event()
         limiter = anyio.CapacityLimiter(self._max_threads)
-        self._workers = [Worker(self, limiter) for _ in range(self._concurrency)]
+        self._workers = [Worker(self._queue, self, limiter) for _ in range(self._concurrency)]
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         for worker in self._workers:
             self._task_group.start_soon(worker.run)
-        self._task_group.start_soon(self._schedule_retries)
+        self._task_group.start_soon(self._queue.run_retries)
         self._task_group.start_soon(self._watch_timeouts)
         self._state = _RUNNING
         return self
@@ -134,7 +123,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
     ) -> None:
         assert self._task_group is not None
         self._state = _CLOSING
-        self._wake_room_waiters()
+        self._queue.wake_all()
         try:
             if self._outstanding and not isinstance(exc, anyio.get_cancelled_exc_class()):
                 self._drained = anyio.Event()
@@ -143,11 +132,12 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         finally:
             self.unfinished = [d for d in self.deliveries() if d.state is not DeliveryState.FAILED]
             if self.unfinished:
-                listed = ", ".join(f"{d.id} ({d.event} -> {d.listener.name})" for d in
-                                   self.unfinished[:20])
+                listed = ", ".join(
+                    f"{d.id} ({d.event} -> {d.listener.name})" for d in self.unfinished[:20]
+                )
+                more = " ..." if len(self.unfinished) > 20 else ""
                 logger.warning(
-                    "%d deliveries unfinished at shutdown: %s%s", len(self.unfinished), listed,
-                    " ..." if len(self.unfinished) > 20 else "",
+                    "%d deliveries unfinished at shutdown: %s%s", len(self.unfinished), listed, more
                 )
             self._task_group.cancel_scope.cancel()
             await self._task_group.__aexit__(None, None, None)
@@ -158,68 +148,52 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
 
         Returns the number of deliveries queued (0 for an unrouted event, which is counted).
         """
-        if self._state is not _RUNNING:
-            raise EmitterNotRunningError(self._state)
-        slots = self._router.get(event_id)
-        if not slots:
-            self._unrouted += 1
-            return 0
-        if len(self._pending) + len(self._retrying) + len(slots) > self._queue_size:
-            raise QueueFullError(event_id, len(slots), self._queue_size)
-        return self._enqueue(event_id, slots, args, kwargs)
+        slots = self._route(event_id)
+        if not self._queue.has_room(len(slots)):
+            raise QueueFullError(event_id, len(slots), self._queue.size)
+        return self._accept(event_id, slots, args, kwargs)
 
     async def aemit(self, event_id: str, *args: Any, **kwargs: Any) -> int:
-        """Like :meth:`emit`, but wait for room in the queue instead of raising."""
+        """Like :meth:`emit`, but wait for room in the queue instead of raising.
+
+        Once the queue is full it waits until the queue has drained to half full, so that a
+        busy producer and the workers take turns in batches rather than one by one.
+        """
+        slots = self._route(event_id)
+        if len(slots) > self._queue.size:
+            raise QueueFullError(event_id, len(slots), self._queue.size)
+        while not self._queue.has_room(len(slots)):
+            await self._queue.wait_for_room()
+            if self._state is not _RUNNING:
+                raise EmitterNotRunningError(self._state)
+        return self._accept(event_id, slots, args, kwargs)
+
+    def _route(self, event_id: str) -> tuple[Slot, ...]:
         if self._state is not _RUNNING:
             raise EmitterNotRunningError(self._state)
-        slots = self._router.get(event_id)
+        return self._router.get(event_id)
+
+    def _accept(
+        self, event_id: str, slots: tuple[Slot, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> int:
         if not slots:
             self._unrouted += 1
             return 0
-        if len(slots) > self._queue_size:
-            raise QueueFullError(event_id, len(slots), self._queue_size)
-        while len(self._pending) + len(self._retrying) + len(slots) > self._queue_size:
-            room = anyio.Event()
-            self._room_waiters.append(room)
-            await room.wait()
-            if self._state is not _RUNNING:
-                raise EmitterNotRunningError(self._state)
-        return self._enqueue(event_id, slots, args, kwargs)
-
-    def _enqueue(
-        self, event_id: str, slots: tuple[Slot, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> int:
-        pending, idle, ids = self._pending, self._idle, self._ids
-        for slot in slots:
-            slot.stats.pending += 1
-            pending.append(Delivery(next(ids), event_id, args, kwargs, slot))
-            if idle:
-                idle.popleft().set()
+        self._queue.put(event_id, slots, args, kwargs)
         self._outstanding += len(slots)
         return len(slots)
 
     # -- called by workers ------------------------------------------------------------------
 
-    async def next_delivery(self) -> Delivery:
-        """Wait for and take the oldest pending delivery."""
-        pending = self._pending
-        while not pending:
-            ready = anyio.Event()
-            self._idle.append(ready)
-            await ready.wait()
-        delivery = pending.popleft()
-        if self._room_waiters and len(pending) <= self._low_water:
-            self._wake_room_waiters()
-        return delivery
-
-    def finished(self, delivery: Delivery) -> None:
-        self._outstanding -= 1
-        if self._drained is not None and not self._outstanding:
-            self._drained.set()
-
-    def attempt_failed(self, delivery: Delivery, exc: BaseException) -> None:
-        """Record a failed attempt: schedule its retry, or move it to the failed list."""
-        slot, stats = delivery.slot, delivery.slot.stats
+    def delivery_done(self, delivery: Delivery, exc: BaseException | None) -> None:
+        """Record the end of an attempt: success, a retry to schedule, or a final failure."""
+        self._queue.release(delivery)
+        slot = delivery.slot
+        if exc is None:
+            slot.stats.succeeded += 1
+            delivery.state = DeliveryState.SUCCEEDED
+            self._finished()
+            return
         delivery.error, delivery.traceback, retryable = describe_failure(delivery, exc)
         name, module = slot.listener.name, slot.listener.module
         where = f"listener {name} ({module}) on event {delivery.event!r}"
@@ -227,38 +201,19 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
             delay = slot.options.delay_before(delivery.attempts + 1)
             logger.warning("%s failed attempt %d, retrying in %.3gs: %s", where,
                            delivery.attempts, delay, delivery.error)
-            delivery.state = DeliveryState.RETRYING
-            stats.retrying += 1
-            entry = (time.monotonic() + delay, delivery.id, delivery)
-            heapq.heappush(self._retrying, entry)
-            if self._retrying[0] is entry:
-                self._retry_wakeup.set()
+            self._queue.retry_later(delivery, delay)
             return
         logger.error("%s failed after %d attempt(s): %s\n%s", where, delivery.attempts,
                      delivery.error, delivery.traceback)
         delivery.state = DeliveryState.FAILED
-        stats.failed += 1
+        slot.stats.failed += 1
         self._failed.append(delivery)
-        self.finished(delivery)
+        self._finished()
 
-    # -- helper tasks -------------------------------------------------------------------------
-
-    async def _schedule_retries(self) -> None:
-        heap = self._retrying
-        while True:
-            now = time.monotonic()
-            while heap and heap[0][0] <= now:
-                delivery = heapq.heappop(heap)[2]
-                delivery.state = DeliveryState.PENDING
-                delivery.slot.stats.retrying -= 1
-                delivery.slot.stats.pending += 1
-                delivery.slot.stats.retried += 1
-                self._pending.append(delivery)
-                if self._idle:
-                    self._idle.popleft().set()
-            self._retry_wakeup = anyio.Event()
-            with anyio.move_on_after(heap[0][0] - now if heap else None):
-                await self._retry_wakeup.wait()
+    def _finished(self) -> None:
+        self._outstanding -= 1
+        if self._drained is not None and not self._outstanding:
+            self._drained.set()
 
     async def _watch_timeouts(self) -> None:
         shortest = min((slot.options.timeout for slot in self._slots), default=math.inf)
@@ -269,26 +224,18 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
             for worker in self._workers:
                 worker.cancel_if_late(now)
 
-    def _wake_room_waiters(self) -> None:
-        waiters, self._room_waiters = self._room_waiters, []
-        for room in waiters:
-            room.set()
-
     # -- inspection ---------------------------------------------------------------------------
 
     def stats(self) -> EmitterStats:
         """Counters in total and per listener, as a snapshot."""
-        per_listener = {slot.listener.name: slot.stats.copy() for slot in self._slots}
-        total = ListenerStats()
-        for stats in per_listener.values():
-            for key in ("running", "succeeded", "failed"):
-                setattr(total, key, getattr(total, key) + getattr(stats, key))
+        per_listener = {slot.listener.name: slot.snapshot() for slot in self._slots}
+        counts = per_listener.values()
         return EmitterStats(
-            pending=len(self._pending),
-            running=total.running,
-            retrying=len(self._retrying),
-            succeeded=total.succeeded,
-            failed=total.failed,
+            pending=self._queue.pending,
+            running=sum(stats.running for stats in counts),
+            retrying=self._queue.retrying,
+            succeeded=sum(stats.succeeded for stats in counts),
+            failed=sum(stats.failed for stats in counts),
             unrouted=self._unrouted,
             listeners=per_listener,
         )
@@ -300,13 +247,26 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
 
     def deliveries(self, state: DeliveryState | None = None) -> Iterator[Delivery]:
         """Current deliveries: pending, running, retrying and failed, or those of one state."""
-        running = [w.current for w in self._workers if w.current is not None]
-        retrying = [entry[2] for entry in sorted(self._retrying)]
-        for group in (list(self._pending), running, retrying, list(self._failed)):
-            for delivery in group:
-                if state is None or delivery.state is state:
-                    yield delivery
+        running = sorted((w.current for w in self._workers if w.current), key=lambda d: d.id)
+        found = [*self._queue.waiting(self._slots), *running, *self._failed]
+        found.sort(key=lambda d: _STATE_ORDER[d.state])
+        return (d for d in found if state is None or d.state is state)
 
     def listeners_for(self, event_id: str) -> tuple[EventListener, ...]:
         """The listeners an event named ``event_id`` is delivered to."""
         return tuple(slot.listener for slot in self._router.get(event_id))
+
+
+_STATE_ORDER = {state: index for index, state in enumerate(DeliveryState)}
+
+
+def _refuse_duplicate_names(listeners: Sequence[EventListener]) -> None:
+    names: dict[str, EventListener] = {}
+    for item in listeners:
+        other = names.setdefault(item.name, item)
+        if other is not item:
+            raise ListenerError(
+                item.name,
+                f"two listeners have this name ({other.module} and {item.module});"
+                " rename one or pass listener(..., name=...)",
+            )

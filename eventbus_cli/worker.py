@@ -13,21 +13,18 @@ import anyio
 import anyio.lowlevel
 
 from .delivery import Delivery, DeliveryState
+from .queue import DeliveryQueue
 
-__all__ = ("DeliverySource", "Worker", "describe_failure")
+__all__ = ("Outcomes", "Worker", "describe_failure")
 
 _YIELD_EVERY = 100  # deliveries a worker runs back to back before letting other tasks in
 _OWN_DIRS = (str(Path(anyio.__file__).parent), str(Path(__file__).parent))
 
 
-class DeliverySource(Protocol):
-    """What a worker needs of its emitter."""
+class Outcomes(Protocol):
+    """Where a worker reports how each attempt ended (the emitter)."""
 
-    async def next_delivery(self) -> Delivery: ...
-
-    def finished(self, delivery: Delivery) -> None: ...
-
-    def attempt_failed(self, delivery: Delivery, exc: BaseException) -> None: ...
+    def delivery_done(self, delivery: Delivery, exc: BaseException | None) -> None: ...
 
 
 class Worker:
@@ -38,8 +35,11 @@ class Worker:
     outlives its timeout; the worker then fails that delivery and opens a fresh scope.
     """
 
-    def __init__(self, source: DeliverySource, limiter: anyio.CapacityLimiter) -> None:
-        self._source = source
+    def __init__(
+        self, queue: DeliveryQueue, outcomes: Outcomes, limiter: anyio.CapacityLimiter
+    ) -> None:
+        self._queue = queue
+        self._outcomes = outcomes
         self._limiter = limiter
         self._scope: anyio.CancelScope | None = None
         self.current: Delivery | None = None
@@ -52,9 +52,8 @@ class Worker:
                 await self._run_deliveries()
             late, self.current = self.current, None
             if late is not None:
-                late.slot.stats.running -= 1
                 seconds = late.slot.options.timeout
-                self._source.attempt_failed(late, TimeoutError(
+                self._outcomes.delivery_done(late, TimeoutError(
                     f"listener {late.slot.listener.name} did not finish within {seconds:g}s"
                     " (raise its timeout= option, or make it faster)"
                 ))
@@ -66,12 +65,10 @@ class Worker:
             self._scope.cancel()
 
     async def _run_deliveries(self) -> None:
-        source, burst = self._source, 0
+        queue, outcomes, burst = self._queue, self._outcomes, 0
         while True:
-            delivery = await source.next_delivery()
-            slot, stats = delivery.slot, delivery.slot.stats
-            stats.pending -= 1
-            stats.running += 1
+            delivery = await queue.take()
+            slot = delivery.slot
             delivery.state = DeliveryState.RUNNING
             delivery.attempts += 1
             self.started = time.monotonic()
@@ -88,14 +85,10 @@ class Worker:
                         await result
             except (Exception, SystemExit) as exc:  # SystemExit: a listener must not stop us
                 self.current = None
-                stats.running -= 1
-                source.attempt_failed(delivery, exc)
+                outcomes.delivery_done(delivery, exc)
             else:
                 self.current = None
-                stats.running -= 1
-                stats.succeeded += 1
-                delivery.state = DeliveryState.SUCCEEDED
-                source.finished(delivery)
+                outcomes.delivery_done(delivery, None)
             burst += 1
             if burst == _YIELD_EVERY:
                 burst = 0

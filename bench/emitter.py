@@ -1,0 +1,101 @@
+"""Emitter throughput and peak memory: eventbus's SimpleEventEmitter against Litestar's.
+
+Run: .venv/bin/pip install -e '.[bench]' && .venv/bin/python bench/emitter.py [EVENTS]
+
+Each case emits EVENTS events (default 100,000) carrying one positional and one keyword
+argument into 1 and into 3 no-op async listeners, and counts the time until the emitter's
+context has exited, that is until every delivery has run. Ours uses `await aemit(...)` with the
+default queue_size, so it never holds more than 10,000 deliveries; Litestar's queue is
+unbounded. Peak memory is measured in a second pass under tracemalloc, which slows both alike.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from eventbus_cli import SimpleEventEmitter
+from eventbus_cli import listener as eventbus_listener
+
+Run = Callable[[int, int], Awaitable[int]]
+
+
+async def run_eventbus(events: int, listeners: int) -> int:
+    handled = 0
+
+    def make(index: int) -> Any:
+        @eventbus_listener("user_created", name=f"noop_{index}")
+        async def noop(*args: Any, **kwargs: Any) -> None:
+            nonlocal handled
+            handled += 1
+
+        return noop
+
+    async with SimpleEventEmitter([make(i) for i in range(listeners)]) as emitter:
+        for number in range(events):
+            await emitter.aemit("user_created", number, email="x@example.com")
+    return handled
+
+
+async def run_litestar(events: int, listeners: int) -> int:
+    from litestar.events import SimpleEventEmitter as LitestarEmitter
+    from litestar.events import listener as litestar_listener
+
+    handled = 0
+
+    def make() -> Any:
+        @litestar_listener("user_created")
+        async def noop(*args: Any, **kwargs: Any) -> None:
+            nonlocal handled
+            handled += 1
+
+        return noop
+
+    async with LitestarEmitter([make() for _ in range(listeners)]) as emitter:
+        for number in range(events):
+            emitter.emit("user_created", number, email="x@example.com")
+    return handled
+
+
+def measure(run: Run, events: int, listeners: int) -> tuple[float, float]:
+    """(events per second, peak MiB allocated while running)."""
+    gc.collect()
+    started = time.perf_counter()
+    handled = anyio.run(run, events, listeners)
+    elapsed = time.perf_counter() - started
+    assert handled == events * listeners, f"{handled} deliveries, expected {events * listeners}"
+    gc.collect()
+    tracemalloc.start()
+    anyio.run(run, events, listeners)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return events / elapsed, peak / 2**20
+
+
+def main() -> None:
+    events = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    try:
+        import litestar  # noqa: F401
+    except ImportError:
+        sys.exit("litestar is not installed: pip install -e '.[bench]'")
+    print(f"{events:,} events, each with 1 arg and 1 kwarg, into no-op async listeners")
+    print(f"{'listeners':>9}  {'emitter':<22} {'events/s':>10} {'peak MiB':>9}  ratio")
+    for listeners in (1, 3):
+        theirs, their_peak = measure(run_litestar, events, listeners)
+        ours, our_peak = measure(run_eventbus, events, listeners)
+        print(f"{listeners:>9}  {'litestar 2.25 Simple':<22} {theirs:>10,.0f} {their_peak:>9.1f}")
+        print(f"{listeners:>9}  {'eventbus Simple':<22} {ours:>10,.0f} {our_peak:>9.1f}"
+              f"  {ours / theirs:.1f}x")
+    _, double_peak = measure(run_eventbus, 2 * events, 1)
+    print(f"eventbus peak with {2 * events:,} events into 1 listener: {double_peak:.1f} MiB"
+          " (bounded by queue_size, not by the number of events)")
+
+
+if __name__ == "__main__":
+    main()
