@@ -343,7 +343,7 @@ async def test_a_waiting_retry_does_not_hold_a_worker() -> None:
         emitter.emit("flaky")
         await wait_until(lambda: emitter.stats().retrying == 1)
         emitter.emit("other")
-        await wait_until(lambda: handled)
+        await wait_until(lambda: bool(handled))
         [waiting] = emitter.deliveries(DeliveryState.RETRYING)
         assert waiting.listener is flaky
     assert [d.listener for d in emitter.unfinished] == [flaky]
