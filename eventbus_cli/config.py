@@ -8,6 +8,7 @@ reads ``EVENTBUS_*`` variables. Flags are the CLI's, applied with ``dataclasses.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import tomllib
@@ -164,8 +165,10 @@ def _section(cls: type[Any], name: str, table: Mapping[str, Any], path: Path | N
     values: dict[str, Any] = {}
     for key, value in table.items():
         if key not in hints:
-            known = ", ".join(hints)
-            raise ConfigError(path, f"{name}.{key}", f"unknown key; [{name}] takes {known}")
+            close = difflib.get_close_matches(key, hints, n=1)
+            guess = f" (did you mean {close[0]}?)" if close else ""
+            problem = f"unknown key{guess}; [{name}] takes {', '.join(hints)}"
+            raise ConfigError(path, f"{name}.{key}", problem)
         values[key] = _value(hints[key], f"{name}.{key}", value, path)
     return cls(**values)
 

@@ -34,9 +34,12 @@ def load_listeners(directory: Path | str) -> list[EventListener]:
     directory = Path(directory)
     if not directory.is_dir():
         raise LoaderError(directory, "no such directory (create it, or set [daemon] listeners_dir)")
-    replaced: dict[str, ModuleType | None] = {}
     found: dict[int, EventListener] = {}
-    sys.path.insert(0, str(directory))  # so a file may import its _helper modules
+    # Helper modules of the directory (imported by bare name) are imported afresh too.
+    replaced: dict[str, ModuleType | None] = {
+        name: sys.modules.pop(name) for name in _helper_modules(directory)
+    }
+    sys.path.insert(0, str(directory))
     try:
         for path in listener_files(directory):
             name = MODULE_PREFIX + path.stem
@@ -58,6 +61,23 @@ def load_listeners(directory: Path | str) -> list[EventListener]:
     listeners = list(found.values())
     _refuse_duplicate_names(listeners, directory)
     return listeners
+
+
+def _helper_modules(directory: Path) -> list[str]:
+    """Modules that a listener file of ``directory`` imports by bare name: its ``_*`` files
+    and packages, wherever they were imported from first, and anything else loaded from it."""
+    folder = directory.absolute()
+    helpers = {path.name.removesuffix(".py") for path in folder.glob("_*")}
+    found = []
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if name.startswith(MODULE_PREFIX):
+            continue
+        if name.partition(".")[0] in helpers or (
+            isinstance(file, str) and Path(file).parent.absolute() == folder
+        ):
+            found.append(name)
+    return found
 
 
 def _import(name: str, path: Path) -> ModuleType:
