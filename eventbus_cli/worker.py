@@ -49,7 +49,7 @@ class Worker:
         while True:
             with anyio.CancelScope() as scope:
                 self._scope = scope
-                await self._run_deliveries()
+                await self._run_deliveries(scope)
             late, self.current = self.current, None
             if late is not None:
                 seconds = late.slot.options.timeout
@@ -64,9 +64,9 @@ class Worker:
             assert self._scope is not None
             self._scope.cancel()
 
-    async def _run_deliveries(self) -> None:
+    async def _run_deliveries(self, scope: anyio.CancelScope) -> None:
         queue, outcomes, burst = self._queue, self._outcomes, 0
-        while True:
+        while not scope.cancel_called:  # a listener that swallowed its cancellation ends here
             delivery = await queue.take()
             slot = delivery.slot
             delivery.state = DeliveryState.RUNNING

@@ -153,3 +153,11 @@ def test_load_config_finds_eventbus_toml_in_the_working_directory(
     assert load_config(environ={}).path is None  # no file: the defaults
     write(tmp_path, "[daemon]\nqueue_size = 3\n")
     assert load_config(environ={}).daemon.queue_size == 3
+
+
+def test_the_sample_config_in_examples_is_valid() -> None:
+    sample = Path(__file__).resolve().parent.parent / "examples" / "eventbus.toml"
+    config = Config.from_toml(sample)
+    assert config.daemon.listeners_dir.resolve() == sample.parent.parent / "listeners.d"
+    assert config.daemon == DaemonConfig(listeners_dir=config.daemon.listeners_dir)
+    assert config.delivery == DeliveryConfig()

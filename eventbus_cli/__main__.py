@@ -1,0 +1,5 @@
+"""``python -m eventbus_cli``: the ``eventbus`` command."""
+
+from .cli import main
+
+main()
