@@ -23,7 +23,7 @@ import anyio.abc
 
 from .delivery import Delivery, DeliveryState, EmitterStats, Slot
 from .errors import EmitterNotRunningError, ListenerError, QueueFullError
-from .listener import DeliveryOptions, EventListener, Router
+from .listener import DeliveryOptions, EventListener, Router, find_name_clash
 from .queue import DeliveryQueue
 from .worker import Worker, describe_failure
 
@@ -85,7 +85,13 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         limit = max_per_listener or (max(1, (concurrency - 1) // others) if others else concurrency)
         defaults = defaults or DeliveryOptions()
         self._slots = [Slot(item, item.options_with(defaults), limit) for item in self.listeners]
-        _refuse_duplicate_names(self.listeners)
+        clash = find_name_clash(self.listeners)
+        if clash is not None:
+            raise ListenerError(
+                clash[1].name,
+                f"two listeners have this name ({clash[0].module} and {clash[1].module});"
+                " rename one or pass listener(..., name=...)",
+            )
         self._router = Router((slot.listener.event_ids, slot) for slot in self._slots)
         self._queue = DeliveryQueue(queue_size)
         self._concurrency = concurrency
@@ -259,14 +265,3 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
 
 _STATE_ORDER = {state: index for index, state in enumerate(DeliveryState)}
 
-
-def _refuse_duplicate_names(listeners: Sequence[EventListener]) -> None:
-    names: dict[str, EventListener] = {}
-    for item in listeners:
-        other = names.setdefault(item.name, item)
-        if other is not item:
-            raise ListenerError(
-                item.name,
-                f"two listeners have this name ({other.module} and {item.module});"
-                " rename one or pass listener(..., name=...)",
-            )

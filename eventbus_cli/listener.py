@@ -17,7 +17,14 @@ from typing import Any, Generic, TypeVar
 
 from .errors import InvalidEventIdError, ListenerError
 
-__all__ = ("DeliveryOptions", "EventListener", "Router", "listener", "validate_event_id")
+__all__ = (
+    "DeliveryOptions",
+    "EventListener",
+    "Router",
+    "find_name_clash",
+    "listener",
+    "validate_event_id",
+)
 
 T = TypeVar("T")
 _EVENT_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,200}")
@@ -172,6 +179,18 @@ def listener(
         )
 
     return decorate
+
+
+def find_name_clash(
+    listeners: Iterable[EventListener],
+) -> tuple[EventListener, EventListener] | None:
+    """The first two distinct listeners that share a name, if any."""
+    seen: dict[str, EventListener] = {}
+    for item in listeners:
+        other = seen.setdefault(item.name, item)
+        if other is not item:
+            return other, item
+    return None
 
 
 class Router(Generic[T]):

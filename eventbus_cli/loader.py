@@ -10,7 +10,7 @@ from types import ModuleType
 from typing import Any
 
 from .errors import LoaderError
-from .listener import EventListener
+from .listener import EventListener, find_name_clash
 
 __all__ = ("MODULE_PREFIX", "listener_files", "load_listeners")
 
@@ -59,7 +59,14 @@ def load_listeners(directory: Path | str) -> list[EventListener]:
     finally:
         sys.path.remove(str(directory))
     listeners = list(found.values())
-    _refuse_duplicate_names(listeners, directory)
+    clash = find_name_clash(listeners)
+    if clash is not None:
+        first, second = clash
+        raise LoaderError(
+            directory / (second.module.removeprefix(MODULE_PREFIX) + ".py"),
+            f"listener name {second.name!r} is taken by {first.module} too; "
+            "rename one function or pass listener(..., name=...)",
+        )
     return listeners
 
 
@@ -126,15 +133,3 @@ def _litestar_function(item: Any) -> Any:
             return getattr(inner, "__wrapped__", inner)
     return wrapper
 
-
-def _refuse_duplicate_names(listeners: list[EventListener], directory: Path) -> None:
-    seen: dict[str, EventListener] = {}
-    for item in listeners:
-        other = seen.setdefault(item.name, item)
-        if other is not item:
-            file = directory / (item.module.removeprefix(MODULE_PREFIX) + ".py")
-            raise LoaderError(
-                file,
-                f"listener name {item.name!r} is taken by {other.module} too; "
-                "rename one function or pass listener(..., name=...)",
-            )
