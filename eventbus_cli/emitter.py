@@ -23,7 +23,7 @@ import anyio.abc
 
 from .delivery import Delivery, DeliveryState, EmitterStats, Slot
 from .errors import EmitterNotRunningError, ListenerError, QueueFullError
-from .listener import DeliveryOptions, EventListener, Router, find_name_clash
+from .listener import DeliveryOptions, EventListener, Router, find_name_clash, validate_event_id
 from .queue import DeliveryQueue
 from .worker import Worker, describe_failure
 
@@ -42,6 +42,11 @@ class BaseEventEmitterBackend(AbstractAsyncContextManager["BaseEventEmitterBacke
             if not isinstance(item, EventListener):
                 raise ListenerError(repr(item), "not made by @listener; pass EventListener objects")
         self.listeners: tuple[EventListener, ...] = tuple(unique)
+
+    def listeners_for(self, event_id: str) -> tuple[EventListener, ...]:
+        """The listeners an event named ``event_id`` is delivered to, in order."""
+        validate_event_id(event_id)
+        return tuple(item for item in self.listeners if item.matches(event_id))
 
     @abstractmethod
     def emit(self, event_id: str, *args: Any, **kwargs: Any) -> int:
@@ -75,12 +80,13 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         max_per_listener: int | None = None,
     ) -> None:
         super().__init__(listeners)
-        for key, value in (
-            ("queue_size", queue_size), ("concurrency", concurrency), ("max_threads", max_threads),
-            ("max_per_listener", max_per_listener or 1),
-        ):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{key} must be a whole number >= 1, not {value!r}")
+        _check_number("queue_size", queue_size, minimum=1, whole=True)
+        _check_number("concurrency", concurrency, minimum=1, whole=True)
+        _check_number("max_threads", max_threads, minimum=1, whole=True)
+        _check_number("keep_failed", keep_failed, minimum=0, whole=True)
+        _check_number("shutdown_timeout", shutdown_timeout, minimum=0, whole=False)
+        if max_per_listener is not None:
+            _check_number("max_per_listener", max_per_listener, minimum=1, whole=True)
         others = len(self.listeners) - 1
         limit = max_per_listener or (max(1, (concurrency - 1) // others) if others else concurrency)
         defaults = defaults or DeliveryOptions()
@@ -259,9 +265,15 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         return (d for d in found if state is None or d.state is state)
 
     def listeners_for(self, event_id: str) -> tuple[EventListener, ...]:
-        """The listeners an event named ``event_id`` is delivered to."""
+        """The listeners an event named ``event_id`` is delivered to, in order."""
         return tuple(slot.listener for slot in self._router.get(event_id))
 
 
 _STATE_ORDER = {state: index for index, state in enumerate(DeliveryState)}
 
+
+def _check_number(key: str, value: object, *, minimum: int, whole: bool) -> None:
+    kinds = int if whole else int | float
+    if not isinstance(value, kinds) or isinstance(value, bool) or not value >= minimum:
+        kind = "a whole number" if whole else "a number"
+        raise ValueError(f"SimpleEventEmitter: {key} must be {kind} >= {minimum}, not {value!r}")

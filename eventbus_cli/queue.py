@@ -33,7 +33,7 @@ class DeliveryQueue:
         self._retrying: list[tuple[float, int, Delivery]] = []
         self._idle: deque[anyio.Event] = deque()  # one per worker waiting for work
         self._room_waiters: list[anyio.Event] = []
-        self._retry_wakeup = anyio.Event()
+        self._retry_wakeup: anyio.Event | None = None  # made in run_retries, inside the loop
         self._ids = count(1)
 
     @property
@@ -100,7 +100,7 @@ class DeliveryQueue:
         delivery.slot.stats.retrying += 1
         entry = (time.monotonic() + delay, delivery.id, delivery)
         heapq.heappush(self._retrying, entry)
-        if self._retrying[0] is entry:
+        if self._retrying[0] is entry and self._retry_wakeup is not None:
             self._retry_wakeup.set()
 
     async def run_retries(self) -> None:

@@ -14,6 +14,7 @@ from eventbus_cli import (
     BaseEventEmitterBackend,
     DeliveryState,
     EmitterNotRunningError,
+    EventListener,
     InvalidEventIdError,
     ListenerError,
     QueueFullError,
@@ -135,10 +136,41 @@ async def test_a_raising_listener_leaves_others_and_later_events_working(sync: b
 # -- beyond Litestar ---------------------------------------------------------------------------
 
 
-async def test_base_backend_is_abstract() -> None:
+async def test_base_backend_is_abstract_and_a_custom_backend_can_build_on_it() -> None:
     with pytest.raises(TypeError):
         BaseEventEmitterBackend([])  # type: ignore[abstract]
     assert issubclass(SimpleEventEmitter, BaseEventEmitterBackend)
+
+    class RecordingBackend(BaseEventEmitterBackend):
+        def __init__(self, listeners: list[EventListener]) -> None:
+            super().__init__(listeners)
+            self.sent: list[tuple[str, str]] = []
+
+        async def __aexit__(self, *exc_info: object) -> None:
+            return None
+
+        def emit(self, event_id: str, *args: Any, **kwargs: Any) -> int:
+            targets = self.listeners_for(event_id)
+            self.sent += [(event_id, target.name) for target in targets]
+            return len(targets)
+
+    @listener("user_*")
+    async def users() -> None:
+        pass
+
+    @listener("user_created")
+    async def welcome() -> None:
+        pass
+
+    async with RecordingBackend([users, welcome, users]) as backend:
+        assert backend.listeners == (users, welcome)
+        assert backend.emit("user_created") == 2
+        assert backend.emit("user_deleted") == 1
+        with pytest.raises(InvalidEventIdError):
+            backend.emit("not valid")
+    assert backend.sent == [
+        ("user_created", "users"), ("user_created", "welcome"), ("user_deleted", "users")
+    ]
 
 
 async def test_unrouted_events_are_accepted_and_counted() -> None:
@@ -559,3 +591,33 @@ async def test_an_emitter_runs_once() -> None:
     with pytest.raises(EmitterNotRunningError, match="cannot be started again"):
         async with emitter:
             pass
+
+
+def test_an_emitter_may_be_made_outside_the_event_loop() -> None:
+    """As Litestar apps do: build the emitter at start-up, enter it inside the loop."""
+    seen: list[str] = []
+
+    @listener("e")
+    async def record(value: str) -> None:
+        seen.append(value)
+
+    emitter = SimpleEventEmitter([record])
+
+    async def run() -> None:
+        async with emitter:
+            emitter.emit("e", "x")
+
+    anyio.run(run)
+    assert seen == ["x"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("queue_size", 0), ("concurrency", 1.5), ("max_threads", True), ("keep_failed", -1),
+        ("shutdown_timeout", -1), ("shutdown_timeout", "30"), ("max_per_listener", 0),
+    ],
+)
+def test_bad_emitter_settings_are_refused(key: str, value: object) -> None:
+    with pytest.raises(ValueError, match=f"{key} must be"):
+        SimpleEventEmitter([], **{key: value})  # type: ignore[arg-type]
