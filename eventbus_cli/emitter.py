@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import anyio
 import anyio.abc
@@ -42,6 +42,9 @@ class BaseEventEmitterBackend(AbstractAsyncContextManager["BaseEventEmitterBacke
             if not isinstance(item, EventListener):
                 raise ListenerError(repr(item), "not made by @listener; pass EventListener objects")
         self.listeners: tuple[EventListener, ...] = tuple(unique)
+
+    async def __aenter__(self) -> Self:
+        return self
 
     def listeners_for(self, event_id: str) -> tuple[EventListener, ...]:
         """The listeners an event named ``event_id`` is delivered to, in order."""
@@ -113,7 +116,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         self.unfinished: list[Delivery] = []
         """Deliveries that did not finish by the shutdown timeout (filled on exit)."""
 
-    async def __aenter__(self) -> SimpleEventEmitter:
+    async def __aenter__(self) -> Self:
         if self._state is not _NEW:
             raise EmitterNotRunningError(f"{self._state} and cannot be started again")
         limiter = anyio.CapacityLimiter(self._max_threads)
