@@ -99,6 +99,10 @@ class EventListener:
         target = getattr(fn, "__qualname__", None) or repr(fn)
         if not callable(fn):
             raise ListenerError(target, "decorate a function (sync or async), not this object")
+        if isinstance(fn, EventListener):
+            raise ListenerError(
+                fn.name, "@listener is stacked; name every event id in one @listener('a', 'b')"
+            )
         ids = tuple(dict.fromkeys(_checked_ids(target, event_ids)))
         _check_options(target, retries, backoff, timeout)
         if name is not None and (not isinstance(name, str) or not name):

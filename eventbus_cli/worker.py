@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import time
 import traceback
 from functools import partial
@@ -18,7 +19,7 @@ from .queue import DeliveryQueue
 __all__ = ("Outcomes", "Worker", "describe_failure")
 
 _YIELD_EVERY = 100  # deliveries a worker runs back to back before letting other tasks in
-_OWN_DIRS = (str(Path(anyio.__file__).parent), str(Path(__file__).parent))
+_OWN_DIRS = tuple(str(Path(module).parent) + os.sep for module in (anyio.__file__, __file__))
 
 
 class Outcomes(Protocol):

@@ -95,6 +95,14 @@ def test_decorating_a_non_callable_is_refused() -> None:
         listener("user_created")("not a function")  # type: ignore[arg-type]
 
 
+def test_stacked_decorators_are_refused() -> None:
+    with pytest.raises(ListenerError, match=r"stacked; name every event id in one @listener"):
+
+        @listener("a")
+        @listener("b")
+        async def twice() -> None: ...
+
+
 def test_event_id_rule() -> None:
     for good in ("user_created", "billing.invoice_paid", "a:b-c", "x" * 200, "A1"):
         assert validate_event_id(good) == good
