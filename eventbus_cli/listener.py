@@ -103,7 +103,7 @@ class EventListener:
             raise ListenerError(
                 fn.name, "@listener is stacked; name every event id in one @listener('a', 'b')"
             )
-        ids = tuple(dict.fromkeys(_checked_ids(target, event_ids)))
+        ids = _checked_ids(target, event_ids)
         _check_options(target, retries, backoff, timeout)
         if name is not None and (not isinstance(name, str) or not name):
             raise ListenerError(target, f"name must be a non-empty string, not {name!r}")

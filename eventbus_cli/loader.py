@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import sys
 import traceback
@@ -49,6 +50,7 @@ def load_listeners(directory: Path | str) -> list[EventListener]:
                 item = _as_listener(value)
                 if item is not None:
                     found.setdefault(id(value), item)
+        _refuse_name_clash(list(found.values()), directory)
     except BaseException:
         for name, previous in replaced.items():
             if previous is None:
@@ -57,8 +59,12 @@ def load_listeners(directory: Path | str) -> list[EventListener]:
                 sys.modules[name] = previous
         raise
     finally:
-        sys.path.remove(str(directory))
-    listeners = list(found.values())
+        with contextlib.suppress(ValueError):  # a listener file may have taken it off itself
+            sys.path.remove(str(directory))
+    return list(found.values())
+
+
+def _refuse_name_clash(listeners: list[EventListener], directory: Path) -> None:
     clash = find_name_clash(listeners)
     if clash is not None:
         first, second = clash
@@ -67,7 +73,6 @@ def load_listeners(directory: Path | str) -> list[EventListener]:
             f"listener name {second.name!r} is taken by {first.module} too; "
             "rename one function or pass listener(..., name=...)",
         )
-    return listeners
 
 
 def _helper_modules(directory: Path) -> list[str]:

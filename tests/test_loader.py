@@ -127,8 +127,10 @@ def test_duplicate_listener_names_are_an_error(listeners_dir: Path) -> None:
         @listener("order.paid")
         async def second() -> None: ...
     """)
-    with pytest.raises(LoaderError, match="listener name 'second' is taken"):
+    with pytest.raises(LoaderError, match="listener name 'second' is taken") as caught:
         load_listeners(listeners_dir)
+    assert caught.value.file == listeners_dir / "c_again.py"
+    assert MODULE_PREFIX + "c_again" not in sys.modules
 
 
 def test_a_listener_imported_into_two_files_loads_once(listeners_dir: Path) -> None:
