@@ -193,6 +193,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
     ) -> int:
         if not slots:
             self._unrouted += 1
+            logger.debug("event %r matched no listener; counted as unrouted", event_id)
             return 0
         self._queue.put(event_id, slots, args, kwargs)
         self._outstanding += len(slots)
