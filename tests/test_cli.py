@@ -56,3 +56,17 @@ def test_quickstart_example_runs_the_repositorys_listeners() -> None:
     assert '"unrouted": 1' in result.stdout
     assert "would send a welcome mail to ada@example.com" in result.stderr
     assert "would tell customer support why a user left: moved to a cabin" in result.stderr
+
+
+def test_the_package_loads_anyio_only_when_an_emitter_is_used() -> None:
+    """The client path (`eventbus emit`) must start fast: no anyio until an emitter is needed."""
+    code = (
+        "import sys, eventbus_cli, eventbus_cli.config, eventbus_cli.loader\n"
+        "assert 'anyio' not in sys.modules, 'anyio imported too early'\n"
+        "eventbus_cli.SimpleEventEmitter\n"
+        "assert 'anyio' in sys.modules\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 0, result.stderr
