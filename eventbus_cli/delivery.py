@@ -66,7 +66,7 @@ class Slot:
         self.is_async = listener.is_async
         self.options = options
         self.limit = limit
-        self.stats = ListenerStats()
+        self.stats = ListenerStats()  # live counters; its pending stays 0, see snapshot()
         self.queue: deque[Delivery] = deque()
         self.ready = False
 

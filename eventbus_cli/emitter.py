@@ -164,7 +164,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         Returns the number of deliveries queued (0 for an unrouted event, which is counted).
         """
         slots = self._route(event_id)
-        if not self._queue.has_room(len(slots)):
+        if slots and not self._queue.has_room(len(slots)):
             raise QueueFullError(event_id, len(slots), self._queue.size)
         return self._accept(event_id, slots, args, kwargs)
 
@@ -177,7 +177,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         slots = self._route(event_id)
         if len(slots) > self._queue.size:
             raise QueueFullError(event_id, len(slots), self._queue.size)
-        while not self._queue.has_room(len(slots)):
+        while slots and not self._queue.has_room(len(slots)):
             await self._queue.wait_for_room()
             if self._state is not _RUNNING:
                 raise EmitterNotRunningError(self._state)
@@ -264,16 +264,17 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
     def deliveries(self, state: DeliveryState | None = None) -> Iterator[Delivery]:
         """Current deliveries: pending, running, retrying and failed, or those of one state."""
         running = sorted((w.current for w in self._workers if w.current), key=lambda d: d.id)
-        found = [*self._queue.waiting(self._slots), *running, *self._failed]
-        found.sort(key=lambda d: _STATE_ORDER[d.state])
+        found = [
+            *self._queue.pending_deliveries(self._slots),
+            *running,
+            *self._queue.retrying_deliveries(),
+            *self._failed,
+        ]
         return (d for d in found if state is None or d.state is state)
 
     def listeners_for(self, event_id: str) -> tuple[EventListener, ...]:
         """The listeners an event named ``event_id`` is delivered to, in order."""
         return tuple(slot.listener for slot in self._router.get(event_id))
-
-
-_STATE_ORDER = {state: index for index, state in enumerate(DeliveryState)}
 
 
 def _check_number(key: str, value: object, *, minimum: int, whole: bool) -> None:

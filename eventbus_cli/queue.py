@@ -12,7 +12,6 @@ from __future__ import annotations
 import heapq
 import time
 from collections import deque
-from collections.abc import Iterator
 from itertools import count
 from typing import Any
 
@@ -127,7 +126,10 @@ class DeliveryQueue:
         for room in waiters:
             room.set()
 
-    def waiting(self, slots: list[Slot]) -> Iterator[Delivery]:
-        """Pending deliveries in the order they were queued, then retrying ones by due time."""
-        yield from sorted((d for slot in slots for d in slot.queue), key=lambda d: d.id)
-        yield from (entry[2] for entry in sorted(self._retrying))
+    def pending_deliveries(self, slots: list[Slot]) -> list[Delivery]:
+        """The pending deliveries of ``slots``, in the order they were queued."""
+        return sorted((d for slot in slots for d in slot.queue), key=lambda d: d.id)
+
+    def retrying_deliveries(self) -> list[Delivery]:
+        """The deliveries waiting out a backoff, the soonest due first."""
+        return [entry[2] for entry in sorted(self._retrying)]

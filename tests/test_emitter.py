@@ -459,6 +459,32 @@ async def test_emit_raises_queue_full_and_queues_nothing_of_that_event() -> None
     assert emitter.stats().succeeded == 2
 
 
+async def test_unrouted_events_are_accepted_even_when_the_queue_is_over_full() -> None:
+    """Failing deliveries may push pending + retrying past queue_size; an unrouted event
+    needs no room, so it is still accepted at once."""
+    gate = anyio.Event()
+
+    @listener("a", retries=1, backoff=30)
+    async def fails_later(number: int) -> None:
+        await gate.wait()
+        raise RuntimeError("down")
+
+    async with SimpleEventEmitter(
+        [fails_later], queue_size=1, concurrency=1, shutdown_timeout=0
+    ) as emitter:
+        emitter.emit("a", 1)
+        await wait_until(lambda: emitter.stats().running == 1)
+        emitter.emit("a", 2)
+        gate.set()
+        await wait_until(lambda: emitter.stats().retrying == 2)
+        with pytest.raises(QueueFullError):
+            emitter.emit("a", 3)
+        assert emitter.emit("nobody_listens") == 0
+        with anyio.fail_after(1):
+            assert await emitter.aemit("nobody_listens") == 0
+        assert emitter.stats().unrouted == 2
+
+
 async def test_an_event_with_more_listeners_than_queue_size_never_fits() -> None:
     made = [listener("e", name=f"l{i}")(lambda: None) for i in range(3)]
     async with SimpleEventEmitter(made, queue_size=2) as emitter:
