@@ -1,19 +1,55 @@
-"""The ``eventbus`` command: each command parses, calls one library function, and renders."""
+"""The ``eventbus`` command: each command parses, calls one library function, and renders.
+
+The emit path stays light: rich and anyio are imported only by the commands that need them.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from . import __version__
-from .errors import EventbusError
+from .client import Client, read_event_lines
+from .config import Config, resolve_config
+from .errors import ArgumentError, EventbusError, InvalidEventIdError, NoDaemonError
+from .listener import validate_event_id
 from .scaffold import init_project
+from .values import parse_arg, parse_kw
 
-app = typer.Typer(
-    help="A local event bus for Python applications.", no_args_is_help=True, add_completion=True
-)
+app = typer.Typer(help="A local event bus for Python applications.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+listeners_app = typer.Typer(help="The daemon's listeners.", no_args_is_help=True)
+queue_app = typer.Typer(help="The daemon's queue: counters, and the deliveries in it.")
+app.add_typer(listeners_app, name="listeners")
+app.add_typer(queue_app, name="queue")
+
+SocketOption = Annotated[Path | None, typer.Option(
+    "--socket", help="The daemon's socket [env EVENTBUS_SOCKET; default from the config].")]
+ConfigOption = Annotated[Path | None, typer.Option(
+    "--config", help="The config file [env EVENTBUS_CONFIG; default ./eventbus.toml if any].")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+
+
+class LogLevel(StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+    critical = "critical"
+
+
+class State(StrEnum):
+    pending = "pending"
+    running = "running"
+    retrying = "retrying"
+    failed = "failed"
 
 
 def _show_version(value: bool) -> None:
@@ -24,12 +60,42 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def root(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_show_version, is_eager=True,
-                           help="Print the version and exit.")
+    ctx: typer.Context,
+    socket: SocketOption = None,
+    config: ConfigOption = None,
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_show_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
     """A local event bus for Python applications."""
+    ctx.obj = {"socket": socket, "config": config}
+
+
+@contextmanager
+def _reported() -> Iterator[None]:
+    """Turn library errors into a message on stderr and the exit code they call for."""
+    try:
+        yield
+    except NoDaemonError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(3) from None
+    except ArgumentError as exc:
+        raise typer.BadParameter(exc.problem, param_hint=f"'{exc.option} {exc.value}'") from None
+    except EventbusError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _config(ctx: typer.Context, socket: Path | None, config: Path | None, **flags: Any) -> Config:
+    given = ctx.find_root().obj or {}
+    return resolve_config(config or given.get("config"), socket=socket or given.get("socket"),
+                          **flags)
+
+
+def _call(ctx: typer.Context, socket: Path | None, config: Path | None, op: str,
+          **fields: Any) -> Any:
+    with Client(_config(ctx, socket, config).daemon.socket_path) as client:
+        return client.call(op, **fields)
 
 
 @app.command()
@@ -41,13 +107,178 @@ def init(
 
     Example: eventbus init myapp
     """
-    try:
+    with _reported():
         written = init_project(directory, force=force)
-    except EventbusError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
     for path in written:
         typer.echo(f"wrote {path}")
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    listeners_dir: Annotated[Path | None, typer.Option(
+        "--listeners-dir", help="Load listeners from here [default from the config].")] = None,
+    log_level: Annotated[LogLevel | None, typer.Option(
+        "--log-level", help="Log this and above to stderr [default from the config].")] = None,
+    socket: SocketOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run the daemon in the foreground until SIGTERM or Ctrl-C.
+
+    Example: eventbus serve --listeners-dir listeners.d
+    """
+    from .daemon import run
+
+    with _reported():
+        settings = _config(ctx, socket, config, listeners_dir=listeners_dir,
+                           log_level=log_level.value if log_level else None)
+        code = run(settings)
+    raise typer.Exit(code)
+
+
+@app.command()
+def emit(
+    ctx: typer.Context,
+    event: Annotated[str | None, typer.Argument(help="The event id, e.g. user_created.")] = None,
+    arg: Annotated[list[str] | None, typer.Option(
+        "--arg", help="A positional value: text, :=JSON, @file or :=@file. Repeatable.")] = None,
+    kw: Annotated[list[str] | None, typer.Option(
+        "--kw", help="KEY=text, KEY:=JSON, KEY=@file or KEY:=@file. Repeatable.")] = None,
+    file: Annotated[str | None, typer.Option(
+        "--file", help='Emit each line of this file (- for stdin): {"event", "args", "kwargs"}.'
+    )] = None,
+    as_json: JsonOption = False,
+    socket: SocketOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Send an event to the daemon; return once it is accepted.
+
+    Example: eventbus emit user_created --kw email=ada@example.com --kw admin:=true
+    """
+    if file is not None:
+        if event is not None or arg or kw:
+            raise typer.BadParameter("give either EVENT with --arg/--kw, or --file", param_hint="--file")
+        _emit_file(ctx, file, as_json, socket, config)
+        return
+    if event is None:
+        raise typer.BadParameter("give the event id to emit, or --file", param_hint="EVENT")
+    with _reported():
+        try:
+            validate_event_id(event)
+        except InvalidEventIdError as exc:
+            raise typer.BadParameter(str(exc), param_hint="EVENT") from None
+        args = [parse_arg(value) for value in arg or ()]
+        kwargs = dict(parse_kw(value) for value in kw or ())
+        deliveries = _call(ctx, socket, config, "emit", event=event, args=args,
+                           kwargs=kwargs)["deliveries"]
+    if as_json:
+        typer.echo(json.dumps({"event_id": event, "deliveries": deliveries}))
+    else:
+        typer.echo(f"{event}: {deliveries} deliveries queued")
+    if not deliveries:
+        typer.echo(f"warning: no listener matches {event!r}; the daemon counted it as unrouted",
+                   err=True)
+
+
+def _emit_file(ctx: typer.Context, file: str, as_json: bool, socket: Path | None,
+               config: Path | None) -> None:
+    with _reported():
+        if file == "-":
+            lines, numbers = read_event_lines(sys.stdin.buffer, "stdin")
+        else:
+            try:
+                with open(file, "rb") as stream:
+                    lines, numbers = read_event_lines(stream, file)
+            except OSError as exc:
+                raise EventbusError(f"cannot read {file}: {exc.strerror}") from None
+        with Client(_config(ctx, socket, config).daemon.socket_path) as client:
+            if sys.stderr.isatty() and not as_json:
+                from .render import progress_bar
+
+                with progress_bar(len(lines), "emitting") as advance:
+                    result = client.emit_lines(lines, progress=advance)
+            else:
+                result = client.emit_lines(lines)
+    summary = {"events": result.total, "accepted": result.accepted,
+               "deliveries": result.deliveries, "unrouted": result.unrouted}
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        typer.echo(f"{result.accepted} of {result.total} events accepted: "
+                   f"{result.deliveries} deliveries queued, {result.unrouted} unrouted")
+    if result.error is not None:
+        line = numbers[result.first_rejected or 0]
+        typer.echo(f"error: {result.error}; line {line} and the lines after it were not "
+                   "accepted; emit them again from there", err=True)
+        raise typer.Exit(1)
+
+
+@listeners_app.command("list")
+def listeners_list(ctx: typer.Context, as_json: JsonOption = False,
+                   socket: SocketOption = None, config: ConfigOption = None) -> None:
+    """Show the listeners the daemon runs: name, module, event ids and options.
+
+    Example: eventbus listeners list --json
+    """
+    with _reported():
+        listeners = _call(ctx, socket, config, "listeners")
+    _show(listeners, as_json, "print_listeners")
+
+
+@queue_app.callback(invoke_without_command=True)
+def queue(ctx: typer.Context, as_json: JsonOption = False,
+          socket: SocketOption = None, config: ConfigOption = None) -> None:
+    """Show the queue's counters, in total and per listener.
+
+    Example: eventbus queue --json
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    with _reported():
+        counters = _call(ctx, socket, config, "queue")
+    _show(counters, as_json, "print_queue")
+
+
+@queue_app.command("list")
+def queue_list(
+    ctx: typer.Context,
+    state: Annotated[State | None, typer.Option("--state", help="Only deliveries in this state.")
+                     ] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Show at most N.")] = None,
+    as_json: JsonOption = False,
+    socket: SocketOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """List deliveries: pending, running, retrying and failed (or one state).
+
+    Example: eventbus queue list --state failed --limit 20
+    """
+    fields: dict[str, Any] = {"state": state.value if state else None, "limit": limit}
+    with _reported():
+        deliveries = _call(ctx, socket, config, "list",
+                           **{key: value for key, value in fields.items() if value is not None})
+    _show(deliveries, as_json, "print_deliveries")
+
+
+@app.command()
+def status(ctx: typer.Context, as_json: JsonOption = False,
+           socket: SocketOption = None, config: ConfigOption = None) -> None:
+    """Show the daemon's pid, version, uptime, socket, config, listeners and queue.
+
+    Example: eventbus status --json
+    """
+    with _reported():
+        document = _call(ctx, socket, config, "status")
+    _show(document, as_json, "print_status")
+
+
+def _show(document: Any, as_json: bool, printer: str) -> None:
+    if as_json:
+        typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
+        return
+    from . import render
+
+    getattr(render, printer)(document)
 
 
 def main() -> None:

@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-
 from .errors import ConfigError
 from .listener import DeliveryOptions
 
@@ -31,6 +29,7 @@ __all__ = (
     "apply_environment",
     "default_socket_path",
     "load_config",
+    "resolve_config",
 )
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -149,6 +148,8 @@ class Config:
                     value = self._relative(value)
                 table[item.name] = list(value) if isinstance(value, tuple) else value
             data[name] = table
+        import tomli_w  # only for writing; kept off the path of commands that only read
+
         return tomli_w.dumps(data)
 
     def _relative(self, value: Path) -> str:
@@ -213,7 +214,7 @@ def apply_environment(config: Config, environ: Mapping[str, str] | None = None) 
     socket = environ.get("EVENTBUS_SOCKET")
     if socket:
         config = dataclasses.replace(
-            config, daemon=dataclasses.replace(config.daemon, socket=Path(socket).expanduser())
+            config, daemon=dataclasses.replace(config.daemon, socket=Path(socket).expanduser().absolute())
         )
     return config
 
@@ -227,3 +228,31 @@ def load_config(path: Path | str | None = None, environ: Mapping[str, str] | Non
         chosen = CONFIG_FILE_NAME
     config = Config.from_toml(chosen) if chosen is not None else Config()
     return apply_environment(config, environ)
+
+
+def resolve_config(
+    config_file: Path | str | None = None,
+    *,
+    socket: Path | str | None = None,
+    listeners_dir: Path | str | None = None,
+    log_level: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """The whole precedence: defaults < TOML file < environment < these flags.
+
+    Paths given as flags are taken from the current directory.
+    """
+    config = load_config(config_file, environ)
+    changes: dict[str, Any] = {}
+    if socket:
+        changes["socket"] = Path(socket).expanduser().absolute()
+    if listeners_dir:
+        changes["listeners_dir"] = Path(listeners_dir).expanduser().absolute()
+    if log_level:
+        if log_level.lower() not in LOG_LEVELS:
+            problem = f"expected one of {', '.join(LOG_LEVELS)}, got {log_level!r}"
+            raise ConfigError("command line", "--log-level", problem)
+        changes["log_level"] = log_level.lower()
+    if not changes:
+        return config
+    return dataclasses.replace(config, daemon=dataclasses.replace(config.daemon, **changes))

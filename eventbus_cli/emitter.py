@@ -257,6 +257,15 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         )
 
     @property
+    def queue_size(self) -> int:
+        """How many deliveries may wait (pending or retrying) at once."""
+        return self._queue.size
+
+    def listener_options(self) -> list[tuple[EventListener, DeliveryOptions]]:
+        """Each listener with the options it runs with: its own, else the emitter's defaults."""
+        return [(slot.listener, slot.options) for slot in self._slots]
+
+    @property
     def failed(self) -> list[Delivery]:
         """The kept failed deliveries, oldest first (at most ``keep_failed``)."""
         return list(self._failed)

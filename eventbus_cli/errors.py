@@ -9,13 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = (
+    "ArgumentError",
     "ConfigError",
     "EmitterNotRunningError",
+    "EventFileError",
     "EventbusError",
     "InvalidEventIdError",
     "ListenerError",
     "LoaderError",
+    "NoDaemonError",
+    "ProtocolError",
     "QueueFullError",
+    "RemoteError",
 )
 
 EVENT_ID_RULE = "1 to 200 characters of letters, digits and _ . : -"
@@ -96,3 +101,58 @@ class LoaderError(EventbusError):
             f"cannot load listeners from {where}: {problem} "
             "(fix the file, or rename it to start with _ so it is skipped)"
         )
+
+
+class ProtocolError(EventbusError):
+    """A message broke the wire protocol; ``code`` is the error code sent back for it."""
+
+    def __init__(self, code: str, problem: str, *, request_id: object = None) -> None:
+        self.code = code
+        self.problem = problem
+        self.request_id = request_id
+        super().__init__(f"{code}: {problem}")
+
+
+class NoDaemonError(EventbusError):
+    """Nothing answers on the socket: the daemon is not running, or runs elsewhere."""
+
+    def __init__(self, socket: Path | str, reason: str) -> None:
+        self.socket = socket
+        self.reason = reason
+        super().__init__(
+            f"no daemon is listening on {socket} ({reason}); start one with `eventbus serve`, "
+            "or point --socket / EVENTBUS_SOCKET at the one that runs"
+        )
+
+
+class RemoteError(EventbusError):
+    """The daemon answered a request with an error reply."""
+
+    def __init__(self, code: str, message: str, details: dict[str, object] | None = None) -> None:
+        self.code = code
+        self.message = message
+        self.details = details or {}
+        super().__init__(f"{message} [{code}]")
+
+
+class EventFileError(EventbusError):
+    """A line of an events file (for ``emit --file``) is not an event; nothing was sent."""
+
+    def __init__(self, source: str, line: int, problem: str) -> None:
+        self.source = source
+        self.line = line
+        self.problem = problem
+        super().__init__(
+            f"{source}, line {line}: {problem}; nothing was sent (each line must be "
+            '{"event": "name", "args": [...], "kwargs": {...}}, args and kwargs optional)'
+        )
+
+
+class ArgumentError(EventbusError, ValueError):
+    """A command-line value (``--arg``, ``--kw``) could not be read."""
+
+    def __init__(self, option: str, value: str, problem: str) -> None:
+        self.option = option
+        self.value = value
+        self.problem = problem
+        super().__init__(f"{option} {value!r}: {problem}")

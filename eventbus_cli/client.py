@@ -1,0 +1,231 @@
+"""Clients of the daemon: :class:`Client` on the standard ``socket`` module (what the CLI uses,
+so ``eventbus emit`` imports neither anyio nor rich) and :class:`AsyncClient` for applications.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import socket
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any, Self
+
+from .errors import EventbusError, EventFileError, NoDaemonError, ProtocolError, RemoteError
+from .protocol import Reply, decode_event, decode_reply, encode_request
+
+if TYPE_CHECKING:
+    import anyio.abc
+
+__all__ = ("AsyncClient", "BulkResult", "Client", "read_event_lines")
+
+DEFAULT_TIMEOUT = 30.0  # longer than the daemon lets an emit wait for room in a full queue
+_BATCH_EVENTS = 1000
+_WINDOW = 4  # emit_many batches in flight at once
+
+
+@dataclass(frozen=True, slots=True)
+class BulkResult:
+    """What :meth:`Client.emit_lines` achieved: ``accepted`` of ``total`` events."""
+
+    total: int
+    accepted: int
+    deliveries: int
+    unrouted: int
+    error: RemoteError | None = None
+    first_rejected: int | None = None  # index of the first event not accepted
+
+
+def read_event_lines(stream: IO[bytes], source: str) -> tuple[list[bytes], list[int]]:
+    """Read and check every event line of ``stream``; return the lines and their numbers.
+
+    Blank lines are skipped. All lines are checked before any is sent, so a bad line sends
+    nothing: :class:`EventFileError` names the line and what is wrong with it.
+    """
+    lines: list[bytes] = []
+    numbers: list[int] = []
+    for number, line in enumerate(stream, 1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            decode_event(line)
+        except ProtocolError as exc:
+            raise EventFileError(source, number, exc.problem) from None
+        lines.append(line)
+        numbers.append(number)
+    return lines, numbers
+
+
+def _result(reply: Reply) -> Any:
+    if not reply.ok:
+        raise RemoteError(reply.code, reply.message, reply.details)
+    return reply.result
+
+
+class Client:
+    """A connection to a daemon; a context manager. Methods raise :class:`RemoteError` when
+    the daemon answers with an error, :class:`NoDaemonError` when none listens."""
+
+    def __init__(self, socket_path: Path | str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.socket_path = Path(socket_path)
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.settimeout(timeout)
+        try:
+            self._sock.connect(str(socket_path))
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            self._sock.close()
+            reason = "no socket file" if isinstance(exc, FileNotFoundError) else "refused"
+            raise NoDaemonError(socket_path, reason) from None
+        except OSError as exc:
+            self._sock.close()
+            raise EventbusError(f"cannot connect to {socket_path}: {exc}") from exc
+        self._ids = itertools.count(1)
+        self._buffer = b""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def call(self, op: str, **fields: Any) -> Any:
+        """Send one request and return its result."""
+        self._send(encode_request(next(self._ids), op, **fields))
+        return _result(self._receive())
+
+    def emit(self, event_id: str, *args: Any, **kwargs: Any) -> int:
+        """Emit one event; return how many deliveries the daemon queued (0: unrouted)."""
+        result = self.call("emit", event=event_id, args=list(args), kwargs=kwargs)
+        return int(result["deliveries"])
+
+    def emit_many(self, events: Iterable[Mapping[str, Any]]) -> BulkResult:
+        """Emit events given as ``{"event", "args", "kwargs"}`` mappings, in batches."""
+        lines = [json.dumps(dict(event), separators=(",", ":")).encode() for event in events]
+        return self.emit_lines(lines)
+
+    def emit_lines(
+        self, lines: Sequence[bytes], *, progress: Callable[[int], None] | None = None
+    ) -> BulkResult:
+        """Emit events given as JSON lines, pipelining ``emit_many`` batches.
+
+        ``progress`` is called with the number of events each accepted batch held. After an
+        error, the batches already sent are answered and the rest are not sent.
+        """
+        limit = int(self.call("hello")["max_message_bytes"]) - 64
+        batches = list(_batches(lines, limit))
+        sent: list[tuple[int, int]] = []  # (first index, size) of each batch awaiting a reply
+        accepted = deliveries = unrouted = 0
+        error: RemoteError | None = None
+        first_rejected: int | None = None
+        pending = iter(batches)
+        while True:
+            while error is None and len(sent) < _WINDOW and (batch := next(pending, None)):
+                start, body = batch
+                self._send(b'{"id":%d,"op":"emit_many","events":[%s]}\n'
+                           % (next(self._ids), b",".join(body)))
+                sent.append((start, len(body)))
+            if not sent:
+                break
+            start, size = sent.pop(0)
+            reply = self._receive()
+            done = reply.result if reply.ok else reply.details
+            taken = int(done.get("accepted", 0)) if isinstance(done, dict) else 0
+            accepted += taken
+            if reply.ok:
+                deliveries += reply.result["deliveries"]
+                unrouted += reply.result["unrouted"]
+            elif error is None:
+                error, first_rejected = RemoteError(reply.code, reply.message), start + taken
+            if progress is not None and taken:
+                progress(taken)
+        return BulkResult(len(lines), accepted, deliveries, unrouted, error, first_rejected)
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self._sock.sendall(data)
+        except OSError as exc:
+            raise EventbusError(f"lost the connection to {self.socket_path}: {exc}") from exc
+
+    def _receive(self) -> Reply:
+        while b"\n" not in self._buffer:
+            try:
+                chunk = self._sock.recv(1 << 20)
+            except TimeoutError:
+                raise EventbusError(f"no reply from the daemon on {self.socket_path} in time") from None
+            except OSError as exc:
+                raise EventbusError(f"lost the connection to {self.socket_path}: {exc}") from exc
+            if not chunk:
+                raise EventbusError(f"the daemon on {self.socket_path} closed the connection")
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return decode_reply(line)
+
+
+def _batches(lines: Sequence[bytes], max_bytes: int) -> Iterable[tuple[int, list[bytes]]]:
+    start, body, size = 0, [], 0
+    for index, line in enumerate(lines):
+        if body and (len(body) >= _BATCH_EVENTS or size + len(line) + 1 > max_bytes):
+            yield start, body
+            start, body, size = index, [], 0
+        body.append(line)
+        size += len(line) + 1
+    if body:
+        yield start, body
+
+
+class AsyncClient:
+    """The async client, on anyio (asyncio or trio): ``async with AsyncClient(path) as c``.
+
+    One request at a time per client; open one client per task that emits concurrently.
+    """
+
+    def __init__(self, socket_path: Path | str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.socket_path = Path(socket_path)
+        self.timeout = timeout
+        self._stream: anyio.abc.SocketStream | None = None
+        self._ids = itertools.count(1)
+        self._buffer = b""
+
+    async def __aenter__(self) -> Self:
+        import anyio
+
+        try:
+            self._stream = await anyio.connect_unix(self.socket_path)
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            reason = "no socket file" if isinstance(exc, FileNotFoundError) else "refused"
+            raise NoDaemonError(self.socket_path, reason) from None
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._stream is not None:
+            await self._stream.aclose()
+
+    async def call(self, op: str, **fields: Any) -> Any:
+        """Send one request and return its result."""
+        import anyio
+
+        if self._stream is None:
+            raise EventbusError("use the client inside `async with AsyncClient(...)`")
+        with anyio.fail_after(self.timeout):
+            await self._stream.send(encode_request(next(self._ids), op, **fields))
+            while b"\n" not in self._buffer:
+                try:
+                    self._buffer += await self._stream.receive(1 << 20)
+                except anyio.EndOfStream:
+                    raise EventbusError(f"the daemon on {self.socket_path} closed the connection") from None
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return _result(decode_reply(line))
+
+    async def emit(self, event_id: str, *args: Any, **kwargs: Any) -> int:
+        """Emit one event; return how many deliveries the daemon queued (0: unrouted)."""
+        result = await self.call("emit", event=event_id, args=list(args), kwargs=kwargs)
+        return int(result["deliveries"])

@@ -1,0 +1,80 @@
+"""One client connection: check who is calling, read request lines, answer them in order."""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+import anyio.abc
+
+from .ops import Operations
+from .protocol import ErrorCode, LineSplitter, encode_error
+from .socketfile import peer_of
+
+__all__ = ("serve_connection",)
+
+logger = logging.getLogger("eventbus.daemon")
+
+_READ_SIZE = 256 * 1024
+_GONE = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError)
+
+
+async def serve_connection(stream: anyio.abc.SocketStream, ops: Operations) -> None:
+    """Answer the requests of one connection until the client closes it.
+
+    Requests may be pipelined; the replies to the lines of one read go out in one write.
+    A peer whose uid and gid are not allowed gets one ``not_allowed`` error and is cut off.
+    """
+    async with stream:
+        try:
+            if not await _peer_allowed(stream, ops):
+                return
+            await _serve_lines(stream, ops)
+        except _GONE:
+            pass  # the client went away; nothing is owed to it
+        except Exception:  # never let one connection take the daemon down
+            logger.exception("connection failed")
+
+
+async def _peer_allowed(stream: anyio.abc.SocketStream, ops: Operations) -> bool:
+    daemon = ops.config.daemon
+    peer = peer_of(stream.extra(anyio.abc.SocketAttribute.raw_socket))
+    if peer is None or peer.allowed(daemon.allow_uids, daemon.allow_gids):
+        return True
+    logger.warning("refused a connection from pid %d (uid %d, gid %d): not allowed",
+                   peer.pid, peer.uid, peer.gid)
+    message = (f"uid {peer.uid} (gid {peer.gid}) may not use this daemon; the daemon's owner "
+               "can add it to [daemon] allow_uids or allow_gids in eventbus.toml")
+    await stream.send(encode_error(None, ErrorCode.NOT_ALLOWED, message))
+    return False
+
+
+async def _serve_lines(stream: anyio.abc.SocketStream, ops: Operations) -> None:
+    splitter = LineSplitter(ops.config.daemon.max_message_bytes)
+    replies: list[bytes] = []
+
+    async def flush() -> None:
+        if replies:
+            data = b"".join(replies)
+            replies.clear()
+            await stream.send(data)
+
+    while True:
+        try:
+            data = await stream.receive(_READ_SIZE)
+        except anyio.EndOfStream:
+            if splitter.pending.strip():  # half a line, then the client closed its side
+                error = "the connection ended in the middle of a request line; nothing was done"
+                replies.append(encode_error(None, ErrorCode.BAD_JSON, error))
+                await flush()
+            return
+        for line in splitter.feed(data):
+            line = line.strip()
+            if line:
+                replies.append(await ops.answer(line, flush))
+        if splitter.too_large:
+            error = splitter.too_large_error()
+            replies.append(encode_error(None, error.code, error.problem))
+            await flush()
+            return
+        await flush()

@@ -1,0 +1,134 @@
+"""The daemon's life: load listeners, bind the socket, serve, drain, clean up; and signals.
+
+:func:`serve` is the daemon as a coroutine, to embed or test: it stops when ``shutdown_trigger``
+returns. :func:`run` is the process: it alone handles signals and sets up logging.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import anyio
+import anyio.abc
+
+from .config import Config
+from .connection import serve_connection
+from .emitter import SimpleEventEmitter
+from .loader import load_listeners
+from .ops import Operations
+from .socketfile import bind_socket, remove
+
+__all__ = ("FORCED_EXIT", "Ready", "run", "serve")
+
+logger = logging.getLogger("eventbus.daemon")
+
+FORCED_EXIT = 130
+"""What :func:`run` returns when a second SIGINT cut the drain short."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """What :func:`serve` reports through ``task_status`` once it accepts connections."""
+
+    socket: Path
+    listeners: int
+
+
+async def serve(
+    config: Config,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[object]] | None = None,
+    task_status: anyio.abc.TaskStatus[Ready] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the daemon until ``shutdown_trigger`` returns (forever without one).
+
+    Start-up loads the listeners (a :class:`LoaderError` names the bad file) and binds the
+    socket (refused where a daemon answers). Shutdown refuses new emits with
+    ``shutting_down``, drains the queue within ``shutdown_timeout``, closes every
+    connection and removes the socket.
+    """
+    daemon = config.daemon
+    listeners = load_listeners(daemon.listeners_dir)
+    socket_path = daemon.socket_path.absolute()
+    sock, inode = bind_socket(socket_path)
+    try:
+        emitter = SimpleEventEmitter(
+            listeners,
+            queue_size=daemon.queue_size,
+            concurrency=daemon.concurrency,
+            shutdown_timeout=daemon.shutdown_timeout,
+            keep_failed=config.delivery.keep_failed,
+            defaults=config.delivery.options(),
+        )
+        ops = Operations(config, emitter, socket_path)
+        socket_listener = await anyio.abc.SocketListener.from_socket(sock)
+        async with anyio.create_task_group() as connections:
+            async with emitter:
+                connections.start_soon(
+                    partial(socket_listener.serve, task_group=connections),
+                    partial(serve_connection, ops=ops),
+                )
+                logger.info("listening on %s with %d listeners from %s", socket_path,
+                            len(listeners), daemon.listeners_dir)
+                task_status.started(Ready(socket_path, len(listeners)))
+                await (shutdown_trigger or anyio.sleep_forever)()
+                ops.draining = True
+                stats = emitter.stats()
+                logger.info("shutting down: draining %d deliveries (at most %gs)",
+                            stats.pending + stats.running + stats.retrying, daemon.shutdown_timeout)
+            connections.cancel_scope.cancel()
+        logger.info("stopped")
+    finally:
+        sock.close()
+        remove(socket_path, inode)
+
+
+async def _serve_until_signalled(config: Config) -> int:
+    stop = anyio.Event()
+    forced = False
+    async with anyio.create_task_group() as group:
+
+        async def watch_signals() -> None:
+            nonlocal forced
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for signum in signals:
+                    name = signal.Signals(signum).name
+                    if not stop.is_set():
+                        logger.info("%s received; send SIGINT again to stop without draining",
+                                    name)
+                        stop.set()
+                    elif signum == signal.SIGINT:
+                        logger.warning("second SIGINT: stopping now, without draining")
+                        forced = True
+                        group.cancel_scope.cancel()
+
+        group.start_soon(watch_signals)
+        await serve(config, shutdown_trigger=stop.wait)
+        group.cancel_scope.cancel()
+    return FORCED_EXIT if forced else 0
+
+
+def run(config: Config) -> int:
+    """Serve in the foreground until SIGTERM or SIGINT; return the process's exit status.
+
+    Logs go to stderr with timestamps, at the config's ``log_level``.
+    """
+    configure_logging(config.daemon.log_level)
+    return anyio.run(_serve_until_signalled, config)
+
+
+def configure_logging(level: str) -> None:
+    """Send every log record (the daemon's and the listeners') to stderr with a timestamp."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
+    ))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

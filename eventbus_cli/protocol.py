@@ -1,0 +1,252 @@
+"""The wire protocol: newline-delimited JSON requests and replies. Bytes in, bytes out, no I/O.
+
+A request is one JSON object on one line, ``{"id": 1, "op": "emit", ...}``; each gets one reply
+line with the same ``id``: ``{"id": 1, "ok": true, "result": ...}`` or
+``{"id": 1, "ok": false, "error": {"code": ..., "message": ...}}``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import InvalidEventIdError, ProtocolError
+from .listener import validate_event_id
+
+__all__ = (
+    "LIST_STATES",
+    "OPS",
+    "PROTOCOL_VERSION",
+    "ErrorCode",
+    "EventMessage",
+    "LineSplitter",
+    "Reply",
+    "Request",
+    "decode_event",
+    "decode_reply",
+    "decode_request",
+    "encode_error",
+    "encode_request",
+    "encode_result",
+)
+
+PROTOCOL_VERSION = 1
+
+
+class ErrorCode:
+    """The ``error.code`` values a daemon sends."""
+
+    BAD_JSON = "bad_json"  # the line is not a JSON object in UTF-8
+    BAD_REQUEST = "bad_request"  # a field is missing, unknown, or of the wrong type
+    UNKNOWN_OP = "unknown_op"
+    INVALID_EVENT = "invalid_event"  # an event id breaks the naming rule
+    TOO_LARGE = "too_large"  # the line is over max_message_bytes; the connection is closed
+    QUEUE_FULL = "queue_full"
+    SHUTTING_DOWN = "shutting_down"
+    NOT_ALLOWED = "not_allowed"  # the peer's uid/gid may not use the socket
+    INTERNAL = "internal"
+
+
+# The fields each op takes besides "id" and "op"; anything else is a bad request.
+OPS: dict[str, frozenset[str]] = {
+    "hello": frozenset(),
+    "emit": frozenset({"event", "args", "kwargs"}),
+    "emit_many": frozenset({"events"}),
+    "listeners": frozenset(),
+    "queue": frozenset(),
+    "list": frozenset({"state", "limit"}),
+    "status": frozenset(),
+}
+LIST_STATES = ("pending", "running", "retrying", "failed")
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=repr)
+
+
+@dataclass(frozen=True, slots=True)
+class EventMessage:
+    """One event to emit: its id and the values the listeners receive."""
+
+    event: str
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": self.event, "args": self.args, "kwargs": self.kwargs}
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A checked request. ``events`` holds the events of ``emit`` (one) and ``emit_many``."""
+
+    id: int | str
+    op: str
+    events: tuple[EventMessage, ...] = ()
+    state: str | None = None
+    limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A decoded reply: ``result`` when ``ok``, else ``code`` and ``message`` (and ``details``)."""
+
+    id: int | str | None
+    ok: bool
+    result: Any = None
+    code: str = ""
+    message: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class LineSplitter:
+    """Cuts a byte stream into lines, refusing any line longer than ``max_bytes``."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.too_large = False
+        """Set once a line passes ``max_bytes``: answer the lines returned, then close."""
+        self._buffer = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """The complete lines (without their newline) that ``data`` finishes.
+
+        Once a line passes ``max_bytes`` it returns only the lines before it and sets
+        :attr:`too_large`; the stream cannot be trusted after that, so it should be closed.
+        """
+        buffer = self._buffer + data if self._buffer else data
+        lines = buffer.split(b"\n")
+        self._buffer = lines.pop()
+        limit = self.max_bytes
+        for index, line in enumerate(lines):
+            if len(line) > limit:
+                self.too_large = True
+                return lines[:index]
+        if len(self._buffer) > limit:
+            self.too_large = True
+        return lines
+
+    @property
+    def pending(self) -> bytes:
+        """Bytes received after the last complete line."""
+        return self._buffer
+
+    def too_large_error(self) -> ProtocolError:
+        return ProtocolError(
+            ErrorCode.TOO_LARGE,
+            f"a message is over max_message_bytes ({self.max_bytes} bytes), so the connection "
+            "is closed; send smaller messages (emit_many in smaller batches) or raise the limit",
+        )
+
+
+def decode_request(line: bytes | str) -> Request:
+    """Parse and check one request line; raise :class:`ProtocolError` naming the problem."""
+    try:
+        data = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(ErrorCode.BAD_JSON, f"not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        kind = type(data).__name__
+        raise ProtocolError(ErrorCode.BAD_JSON, f"a request is a JSON object, not a {kind}")
+    request_id = data.get("id")
+    if not isinstance(request_id, int | str) or isinstance(request_id, bool):
+        problem = f'"id" must be a number or a string, got {request_id!r}'
+        raise ProtocolError(ErrorCode.BAD_REQUEST, problem)
+    op = data.get("op")
+    if op not in OPS:
+        known = ", ".join(OPS)
+        raise ProtocolError(
+            ErrorCode.UNKNOWN_OP, f"unknown op {op!r}; the ops are {known}", request_id=request_id
+        )
+    unknown = sorted(set(data) - OPS[op] - {"id", "op"})
+    if unknown:
+        problem = f"op {op!r} takes no field {unknown[0]!r}; it takes {sorted(OPS[op]) or 'none'}"
+        raise ProtocolError(ErrorCode.BAD_REQUEST, problem, request_id=request_id)
+    try:
+        return _checked(request_id, op, data)
+    except ProtocolError as exc:
+        raise ProtocolError(exc.code, exc.problem, request_id=request_id) from None
+
+
+def _checked(request_id: int | str, op: str, data: dict[str, Any]) -> Request:
+    if op == "emit":
+        return Request(request_id, op, (_event(data, "emit"),))
+    if op == "emit_many":
+        events = data.get("events")
+        if not isinstance(events, list):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f'"events" must be a list, got {events!r}')
+        return Request(request_id, op, tuple(_event(item, f"events[{n}]")
+                                             for n, item in enumerate(events)))
+    if op == "list":
+        state, limit = data.get("state"), data.get("limit")
+        if state is not None and state not in LIST_STATES:
+            problem = f'"state" must be one of {", ".join(LIST_STATES)}, got {state!r}'
+            raise ProtocolError(ErrorCode.BAD_REQUEST, problem)
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)
+                                  or limit < 1):
+            problem = f'"limit" must be a whole number >= 1, got {limit!r}'
+            raise ProtocolError(ErrorCode.BAD_REQUEST, problem)
+        return Request(request_id, op, state=state, limit=limit)
+    return Request(request_id, op)
+
+
+def _event(data: object, where: str) -> EventMessage:
+    if not isinstance(data, dict):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"{where} must be an object, got {data!r}")
+    if not where.startswith("emit") and set(data) - {"event", "args", "kwargs"}:
+        extra = sorted(set(data) - {"event", "args", "kwargs"})[0]
+        problem = f"{where} has an unknown field {extra!r}; an event takes event, args, kwargs"
+        raise ProtocolError(ErrorCode.BAD_REQUEST, problem)
+    event, args, kwargs = data.get("event"), data.get("args", []), data.get("kwargs", {})
+    if not isinstance(event, str):
+        problem = f'{where}: "event" must be a string, got {event!r}'
+        raise ProtocolError(ErrorCode.BAD_REQUEST, problem)
+    try:
+        validate_event_id(event)
+    except InvalidEventIdError as exc:
+        raise ProtocolError(ErrorCode.INVALID_EVENT, f"{where}: {exc}") from None
+    if not isinstance(args, list):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f'{where}: "args" must be a list, got {args!r}')
+    if not isinstance(kwargs, dict):
+        problem = f'{where}: "kwargs" must be an object, got {kwargs!r}'
+        raise ProtocolError(ErrorCode.BAD_REQUEST, problem)
+    return EventMessage(event, args, kwargs)
+
+
+def decode_event(line: bytes | str) -> EventMessage:
+    """Parse one event object (a line of an ``emit --file`` file), checked as emit_many would."""
+    try:
+        data = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(ErrorCode.BAD_JSON, f"not valid JSON: {exc}") from None
+    return _event(data, "the event")
+
+
+def encode_result(request_id: object, result: Any) -> bytes:
+    """The reply line for a request that succeeded."""
+    return (_ENCODER.encode({"id": request_id, "ok": True, "result": result}) + "\n").encode()
+
+
+def encode_error(request_id: object, code: str, message: str, **details: Any) -> bytes:
+    """The reply line for a request that failed; ``details`` go into the error object."""
+    error = {"code": code, "message": message, **details}
+    return (_ENCODER.encode({"id": request_id, "ok": False, "error": error}) + "\n").encode()
+
+
+def encode_request(request_id: int | str, op: str, **fields: Any) -> bytes:
+    """A request line, as a client sends it."""
+    return (_ENCODER.encode({"id": request_id, "op": op, **fields}) + "\n").encode()
+
+
+def decode_reply(line: bytes) -> Reply:
+    """Parse a reply line; raise :class:`ProtocolError` if it is not one."""
+    try:
+        data = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(ErrorCode.BAD_JSON, f"the daemon sent a line that is not JSON: {exc}")
+    if not isinstance(data, dict) or not isinstance(data.get("ok"), bool):
+        raise ProtocolError(ErrorCode.BAD_JSON, f"the daemon sent something not a reply: {data!r}")
+    if data["ok"]:
+        return Reply(data.get("id"), True, data.get("result"))
+    error = data.get("error") if isinstance(data.get("error"), dict) else {}
+    details = {k: v for k, v in error.items() if k not in ("code", "message")}
+    return Reply(data.get("id"), False, None, str(error.get("code", ErrorCode.INTERNAL)),
+                 str(error.get("message", "the daemon gave no message")), details)

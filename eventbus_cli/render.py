@@ -1,0 +1,92 @@
+"""What the CLI shows people: rich tables and a progress bar. ``--json`` output skips this."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+__all__ = (
+    "print_deliveries",
+    "print_listeners",
+    "print_queue",
+    "print_status",
+    "progress_bar",
+)
+
+_COUNTERS = ("pending", "running", "retrying", "succeeded", "failed")
+
+
+def print_listeners(listeners: list[dict[str, Any]]) -> None:
+    table = Table(title=f"{len(listeners)} listeners", title_justify="left")
+    for column in ("name", "module", "events", "retries", "backoff", "timeout"):
+        table.add_column(column, overflow="fold",
+                         justify="right" if column in ("retries", "backoff", "timeout") else "left")
+    for item in listeners:
+        timeout = "none" if item["timeout"] is None else f"{item['timeout']:g}s"
+        table.add_row(item["name"], item["module"], ", ".join(item["events"]),
+                      str(item["retries"]), f"{item['backoff']:g}s", timeout)
+    Console().print(table)
+
+
+def print_queue(queue: dict[str, Any]) -> None:
+    totals = "  ".join(f"{name} {queue[name]}" for name in (*_COUNTERS, "unrouted"))
+    table = Table(title=f"queue ({queue['queue_size']} max): {totals}", title_justify="left")
+    table.add_column("listener", overflow="fold")
+    for name in (*_COUNTERS, "retried"):
+        table.add_column(name, justify="right")
+    for name, stats in queue["listeners"].items():
+        table.add_row(name, *(str(stats[key]) for key in (*_COUNTERS, "retried")))
+    Console().print(table)
+
+
+def print_deliveries(deliveries: list[dict[str, Any]]) -> None:
+    if not deliveries:
+        Console().print("no deliveries in that state")
+        return
+    table = Table()
+    for column in ("id", "event", "listener", "state", "attempts", "error", "args", "kwargs"):
+        table.add_column(column, justify="right" if column in ("id", "attempts") else "left",
+                         overflow="fold")
+    for item in deliveries:
+        table.add_row(
+            str(item["id"]), item["event"], item["listener"], item["state"], str(item["attempts"]),
+            item["error"] or "", json.dumps(item["args"]), json.dumps(item["kwargs"]),
+        )
+    Console().print(table)
+
+
+def print_status(status: dict[str, Any]) -> None:
+    queue = status["queue"]
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    rows = {
+        "pid": status["pid"],
+        "version": f"{status['version']} (protocol {status['protocol']})",
+        "uptime": f"{status['uptime_s']:.0f}s",
+        "socket": status["socket"],
+        "config": status["config"] or "none (defaults)",
+        "listeners": f"{status['listeners']} from {status['listeners_dir']}",
+        "queue": "  ".join(f"{name} {queue[name]}" for name in (*_COUNTERS, "unrouted")),
+    }
+    if status["draining"]:
+        rows["state"] = "shutting down, draining the queue"
+    for key, value in rows.items():
+        table.add_row(key, str(value))
+    Console().print(table)
+
+
+@contextmanager
+def progress_bar(total: int, description: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr; yields the function that advances it."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda done: bar.advance(task, done)
