@@ -22,6 +22,12 @@ __all__ = (
 _COUNTERS = ("pending", "running", "retrying", "succeeded", "failed")
 
 
+def _console() -> Console:
+    console = Console()
+    # Piped output has no width to fit; a wide one keeps rows greppable, one line each.
+    return console if console.is_terminal else Console(width=max(console.width, 200))
+
+
 def print_listeners(listeners: list[dict[str, Any]]) -> None:
     table = Table(title=f"{len(listeners)} listeners", title_justify="left")
     for column in ("name", "module", "events", "retries", "backoff", "timeout"):
@@ -31,7 +37,7 @@ def print_listeners(listeners: list[dict[str, Any]]) -> None:
         timeout = "none" if item["timeout"] is None else f"{item['timeout']:g}s"
         table.add_row(item["name"], item["module"], ", ".join(item["events"]),
                       str(item["retries"]), f"{item['backoff']:g}s", timeout)
-    Console().print(table)
+    _console().print(table)
 
 
 def print_queue(queue: dict[str, Any]) -> None:
@@ -42,12 +48,12 @@ def print_queue(queue: dict[str, Any]) -> None:
         table.add_column(name, justify="right")
     for name, stats in queue["listeners"].items():
         table.add_row(name, *(str(stats[key]) for key in (*_COUNTERS, "retried")))
-    Console().print(table)
+    _console().print(table)
 
 
 def print_deliveries(deliveries: list[dict[str, Any]]) -> None:
     if not deliveries:
-        Console().print("no deliveries in that state")
+        _console().print("no deliveries in that state")
         return
     table = Table()
     for column in ("id", "event", "listener", "state", "attempts", "error", "args", "kwargs"):
@@ -58,7 +64,7 @@ def print_deliveries(deliveries: list[dict[str, Any]]) -> None:
             str(item["id"]), item["event"], item["listener"], item["state"], str(item["attempts"]),
             item["error"] or "", json.dumps(item["args"]), json.dumps(item["kwargs"]),
         )
-    Console().print(table)
+    _console().print(table)
 
 
 def print_status(status: dict[str, Any]) -> None:
@@ -79,7 +85,7 @@ def print_status(status: dict[str, Any]) -> None:
         rows["state"] = "shutting down, draining the queue"
     for key, value in rows.items():
         table.add_row(key, str(value))
-    Console().print(table)
+    _console().print(table)
 
 
 @contextmanager

@@ -1,9 +1,29 @@
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
+
+from tests.daemon import Daemon, short_directory, started
 
 
 # The library speaks anyio only, so every async test runs on both of anyio's backends.
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A short directory under /tmp (socket paths must stay under ~100 bytes)."""
+    path = short_directory()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def daemon(short_dir: Path) -> Iterator[Daemon]:
+    """A running daemon with the recorder listeners (see tests/daemon.py)."""
+    yield from started(short_dir)

@@ -1,0 +1,146 @@
+"""The real daemon as a subprocess, on a short socket path, driven by the real `eventbus`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+EVENTBUS = str(Path(sys.executable).parent / "eventbus")
+
+RECORDER = '''
+import json, os, time
+from eventbus_cli import listener
+
+@listener("user_created", "bulk.*")
+def record(*args, **kwargs):
+    with open(os.environ["EVENTBUS_TEST_OUT"], "a") as out:
+        out.write(json.dumps({"args": list(args), "kwargs": kwargs}) + "\\n")
+
+@listener("boom")
+def explode(**kwargs):
+    raise RuntimeError("listener exploded on purpose")
+
+@listener("slow")
+async def slow(seconds=0.3, **kwargs):
+    import anyio
+    await anyio.sleep(seconds)
+    with open(os.environ["EVENTBUS_TEST_OUT"], "a") as out:
+        out.write(json.dumps({"slow": seconds}) + "\\n")
+'''
+
+
+def short_directory() -> Path:
+    """A fresh directory under /tmp, short enough for socket paths (AF_UNIX allows ~100 bytes)."""
+    return Path(tempfile.mkdtemp(prefix="eb-", dir="/tmp"))
+
+
+class Daemon:
+    """An `eventbus serve` process in its own directory, with the recorder listeners."""
+
+    def __init__(self, root: Path, *, listeners: str = RECORDER, config: str | None = None,
+                 extra_args: tuple[str, ...] = ()) -> None:
+        self.root = root
+        self.listeners_dir = root / "listeners.d"
+        self.listeners_dir.mkdir(exist_ok=True)
+        (self.listeners_dir / "recorder.py").write_text(listeners)
+        self.socket = root / "run" / "eb.sock"
+        self.out = root / "out.jsonl"
+        self.log = root / "daemon.log"
+        self.config = root / "eventbus.toml"
+        if config is not None:
+            self.config.write_text(config)
+        self.env = {**os.environ, "EVENTBUS_SOCKET": str(self.socket),
+                    "EVENTBUS_TEST_OUT": str(self.out)}
+        self.env.pop("EVENTBUS_CONFIG", None)
+        self.extra_args = extra_args
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, wait: bool = True) -> Daemon:
+        args = [EVENTBUS, "serve", "--listeners-dir", str(self.listeners_dir), *self.extra_args]
+        if self.config.exists():
+            args[1:1] = ["--config", str(self.config)]
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(args, cwd=self.root, env=self.env, stderr=log,
+                                            stdout=log)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, seconds: float = 15.0) -> None:
+        deadline = time.monotonic() + seconds
+        assert self.process is not None
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the daemon exited {self.process.returncode}:\n{self.logs()}")
+            if self.answers():
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"the daemon did not answer within {seconds}s:\n{self.logs()}")
+
+    def answers(self) -> bool:
+        probe = socket.socket(socket.AF_UNIX)
+        try:
+            probe.connect(str(self.socket))
+        except OSError:
+            return False
+        finally:
+            probe.close()
+        return True
+
+    def logs(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+    def cli(self, *args: str, input: str | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([EVENTBUS, *args], input=input, capture_output=True, text=True,
+                              timeout=60, env=env or self.env, cwd=self.root, check=False)
+
+    def json(self, *args: str) -> Any:
+        result = self.cli(*args, "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def records(self) -> list[dict[str, Any]]:
+        if not self.out.exists():
+            return []
+        return [json.loads(line) for line in self.out.read_text().splitlines()]
+
+    def wait_for_records(self, count: int, seconds: float = 15.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            found = self.records()
+            if len(found) >= count:
+                return found
+            time.sleep(0.01)
+        raise AssertionError(f"expected {count} records, got {len(self.records())}:\n{self.logs()}")
+
+    def stop(self, signum: int = signal.SIGTERM, seconds: float = 30.0) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        return self.process.wait(timeout=seconds)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def started(root: Path, **options: Any) -> Iterator[Daemon]:
+    """A fixture body: start a daemon, and make sure it is gone afterwards."""
+    daemon = Daemon(root, **options).start()
+    try:
+        yield daemon
+    finally:
+        daemon.kill()
+        shutil.rmtree(root, ignore_errors=True)
