@@ -157,7 +157,8 @@ def emit(
     """
     if file is not None:
         if event is not None or arg or kw:
-            raise typer.BadParameter("give either EVENT with --arg/--kw, or --file", param_hint="--file")
+            raise typer.BadParameter("give either EVENT with --arg/--kw, or --file",
+                                     param_hint="--file")
         _emit_file(ctx, file, as_json, socket, config)
         return
     if event is None:

@@ -132,7 +132,7 @@ class Client:
                 sent.append((start, len(body)))
             if not sent:
                 break
-            start, size = sent.pop(0)
+            start, _ = sent.pop(0)
             reply = self._receive()
             done = reply.result if reply.ok else reply.details
             taken = int(done.get("accepted", 0)) if isinstance(done, dict) else 0
@@ -157,7 +157,8 @@ class Client:
             try:
                 chunk = self._sock.recv(1 << 20)
             except TimeoutError:
-                raise EventbusError(f"no reply from the daemon on {self.socket_path} in time") from None
+                problem = f"no reply from the daemon on {self.socket_path} in time"
+                raise EventbusError(problem) from None
             except OSError as exc:
                 raise EventbusError(f"lost the connection to {self.socket_path}: {exc}") from exc
             if not chunk:
@@ -168,7 +169,8 @@ class Client:
 
 
 def _batches(lines: Sequence[bytes], max_bytes: int) -> Iterable[tuple[int, list[bytes]]]:
-    start, body, size = 0, [], 0
+    start, size = 0, 0
+    body: list[bytes] = []
     for index, line in enumerate(lines):
         if body and (len(body) >= _BATCH_EVENTS or size + len(line) + 1 > max_bytes):
             yield start, body
@@ -221,7 +223,8 @@ class AsyncClient:
                 try:
                     self._buffer += await self._stream.receive(1 << 20)
                 except anyio.EndOfStream:
-                    raise EventbusError(f"the daemon on {self.socket_path} closed the connection") from None
+                    problem = f"the daemon on {self.socket_path} closed the connection"
+                    raise EventbusError(problem) from None
         line, _, self._buffer = self._buffer.partition(b"\n")
         return _result(decode_reply(line))
 

@@ -213,9 +213,8 @@ def apply_environment(config: Config, environ: Mapping[str, str] | None = None) 
     environ = os.environ if environ is None else environ
     socket = environ.get("EVENTBUS_SOCKET")
     if socket:
-        config = dataclasses.replace(
-            config, daemon=dataclasses.replace(config.daemon, socket=Path(socket).expanduser().absolute())
-        )
+        path = Path(socket).expanduser().absolute()
+        config = dataclasses.replace(config, daemon=dataclasses.replace(config.daemon, socket=path))
     return config
 
 

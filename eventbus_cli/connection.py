@@ -73,8 +73,8 @@ async def _serve_lines(stream: anyio.abc.SocketStream, ops: Operations) -> None:
             if line:
                 replies.append(await ops.answer(line, flush))
         if splitter.too_large:
-            error = splitter.too_large_error()
-            replies.append(encode_error(None, error.code, error.problem))
+            refusal = splitter.too_large_error()
+            replies.append(encode_error(None, refusal.code, refusal.problem))
             await flush()
             return
         await flush()

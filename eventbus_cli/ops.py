@@ -18,7 +18,14 @@ from .delivery import DeliveryState
 from .emitter import SimpleEventEmitter
 from .errors import EmitterNotRunningError, ProtocolError, QueueFullError
 from .loader import MODULE_PREFIX
-from .protocol import PROTOCOL_VERSION, ErrorCode, Request, decode_request, encode_error, encode_result
+from .protocol import (
+    PROTOCOL_VERSION,
+    ErrorCode,
+    Request,
+    decode_request,
+    encode_error,
+    encode_result,
+)
 
 __all__ = ("QUEUE_WAIT_SECONDS", "Operations")
 
@@ -127,7 +134,7 @@ class Operations:
 
     def _list(self, request: Request) -> list[dict[str, Any]]:
         state = DeliveryState(request.state) if request.state else None
-        found = []
+        found: list[dict[str, Any]] = []
         for delivery in self.emitter.deliveries(state):
             if request.limit is not None and len(found) >= request.limit:
                 break

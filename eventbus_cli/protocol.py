@@ -241,12 +241,15 @@ def decode_reply(line: bytes) -> Reply:
     try:
         data = json.loads(line)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError(ErrorCode.BAD_JSON, f"the daemon sent a line that is not JSON: {exc}")
+        problem = f"the daemon sent a line that is not JSON: {exc}"
+        raise ProtocolError(ErrorCode.BAD_JSON, problem) from None
     if not isinstance(data, dict) or not isinstance(data.get("ok"), bool):
         raise ProtocolError(ErrorCode.BAD_JSON, f"the daemon sent something not a reply: {data!r}")
     if data["ok"]:
         return Reply(data.get("id"), True, data.get("result"))
-    error = data.get("error") if isinstance(data.get("error"), dict) else {}
+    error = data.get("error")
+    if not isinstance(error, dict):
+        error = {}
     details = {k: v for k, v in error.items() if k not in ("code", "message")}
     return Reply(data.get("id"), False, None, str(error.get("code", ErrorCode.INTERNAL)),
                  str(error.get("message", "the daemon gave no message")), details)

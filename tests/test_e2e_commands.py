@@ -134,7 +134,8 @@ def test_status_json_document(daemon: Daemon) -> None:
 
 
 def test_emit_file_and_stdin(daemon: Daemon) -> None:
-    lines = [json.dumps({"event": "bulk.item", "args": [n], "kwargs": {"n": n}}) for n in range(2500)]
+    lines = [json.dumps({"event": "bulk.item", "args": [n], "kwargs": {"n": n}})
+             for n in range(2500)]
     (daemon.root / "events.jsonl").write_text("\n".join(lines[:2000]) + "\n\n")
     result = daemon.cli("emit", "--file", "events.jsonl", "--json")
     assert result.returncode == 0, result.stderr

@@ -8,8 +8,8 @@ import os
 import socket
 import threading
 import warnings
-from pathlib import Path
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest

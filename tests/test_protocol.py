@@ -1,0 +1,104 @@
+"""The protocol codec: bytes in, bytes out."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from eventbus_cli.errors import ProtocolError
+from eventbus_cli.protocol import (
+    EventMessage,
+    LineSplitter,
+    Request,
+    decode_event,
+    decode_reply,
+    decode_request,
+    encode_error,
+    encode_request,
+    encode_result,
+)
+
+
+def test_emit_request_with_defaults() -> None:
+    assert decode_request(b'{"id": 7, "op": "emit", "event": "user_created"}') == Request(
+        7, "emit", (EventMessage("user_created", [], {}),)
+    )
+
+
+def test_emit_many_and_list_requests() -> None:
+    request = decode_request(
+        b'{"id": "x", "op": "emit_many", "events": [{"event": "a", "args": [1]}, '
+        b'{"event": "b", "kwargs": {"k": null}}]}'
+    )
+    assert request.events == (EventMessage("a", [1], {}), EventMessage("b", [], {"k": None}))
+    assert decode_request('{"id": 1, "op": "list", "state": "failed", "limit": 3}') == Request(
+        1, "list", state="failed", limit=3
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "code", "request_id", "words"),
+    [
+        (b"{", "bad_json", None, "not valid JSON"),
+        (b'"text"', "bad_json", None, "not a str"),
+        (b'{"id": 1.5, "op": "hello"}', "bad_request", None, '"id"'),
+        (b'{"id": 3, "op": "nope"}', "unknown_op", 3, "the ops are hello, emit"),
+        (b'{"id": 3, "op": "hello", "x": 1}', "bad_request", 3, "takes no field 'x'"),
+        (b'{"id": 3, "op": "emit", "event": ""}', "invalid_event", 3, "invalid event id"),
+        (b'{"id": 3, "op": "emit", "event": "a", "args": "b"}', "bad_request", 3, '"args"'),
+        (b'{"id": 3, "op": "emit_many", "events": [{"event": "a", "x": 1}]}', "bad_request", 3,
+         "events[0] has an unknown field 'x'"),
+        (b'{"id": 3, "op": "list", "limit": true}', "bad_request", 3, '"limit"'),
+    ],
+)
+def test_bad_requests_name_the_problem(
+    line: bytes, code: str, request_id: object, words: str
+) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        decode_request(line)
+    assert caught.value.code == code
+    assert caught.value.request_id == request_id
+    assert words in caught.value.problem
+
+
+def test_line_splitter_handles_partial_lines() -> None:
+    splitter = LineSplitter(10)
+    assert splitter.feed(b"ab") == []
+    assert splitter.feed(b"c\nde\nf") == [b"abc", b"de"]
+    assert splitter.pending == b"f"
+    assert not splitter.too_large
+
+
+def test_line_splitter_stops_at_a_line_over_the_limit() -> None:
+    splitter = LineSplitter(4)
+    assert splitter.feed(b"ok\ntoolong\nlater\n") == [b"ok"]
+    assert splitter.too_large
+    partial = LineSplitter(4)
+    assert partial.feed(b"12345") == []
+    assert partial.too_large
+    assert "max_message_bytes (4 bytes)" in str(partial.too_large_error())
+
+
+def test_replies_round_trip() -> None:
+    ok = encode_result(4, {"deliveries": 2})
+    assert ok.endswith(b"\n")
+    assert decode_reply(ok).result == {"deliveries": 2}
+    error = decode_reply(encode_error(5, "queue_full", "full", accepted=3))
+    assert (error.id, error.ok, error.code, error.message, error.details) == (
+        5, False, "queue_full", "full", {"accepted": 3}
+    )
+    assert json.loads(encode_request(1, "emit", event="a")) == {"id": 1, "op": "emit",
+                                                                "event": "a"}
+    with pytest.raises(ProtocolError):
+        decode_reply(b'{"id": 1}')
+
+
+def test_values_that_json_cannot_hold_are_sent_as_their_repr() -> None:
+    assert json.loads(encode_result(1, {"x": {1, 2}}))["result"] == {"x": "{1, 2}"}
+
+
+def test_decode_event_checks_a_file_line() -> None:
+    assert decode_event('{"event": "a", "args": [1]}') == EventMessage("a", [1], {})
+    with pytest.raises(ProtocolError, match="unknown field 'extra'"):
+        decode_event('{"event": "a", "extra": 1}')
