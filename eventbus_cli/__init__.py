@@ -1,37 +1,44 @@
 """eventbus: a local event bus for Python applications, with Litestar's listener API.
 
-The emitters (and with them anyio) load on first use, so that a client which only sends
-events over the socket (``eventbus emit``) starts fast.
+Only ``listener`` and the errors load with the package; everything else loads on first use,
+so that a client which only sends events over the socket (``eventbus emit``) starts fast.
 """
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from .config import Config as Config
-from .config import load_config as load_config
-from .delivery import Delivery as Delivery
-from .delivery import DeliveryState as DeliveryState
-from .delivery import EmitterStats as EmitterStats
-from .delivery import ListenerStats as ListenerStats
 from .errors import ConfigError as ConfigError
 from .errors import EmitterNotRunningError as EmitterNotRunningError
 from .errors import EventbusError as EventbusError
 from .errors import InvalidEventIdError as InvalidEventIdError
 from .errors import ListenerError as ListenerError
 from .errors import LoaderError as LoaderError
+from .errors import NoDaemonError as NoDaemonError
 from .errors import QueueFullError as QueueFullError
+from .errors import RemoteError as RemoteError
 from .listener import DeliveryOptions as DeliveryOptions
 from .listener import EventListener as EventListener
-from .listener import listener as listener
-from .loader import load_listeners as load_listeners
+from .listener import listener as listener  # eager: `listener` is also a submodule's name
 
 if TYPE_CHECKING:
+    from .client import AsyncClient as AsyncClient
+    from .client import Client as Client
+    from .config import Config as Config
+    from .config import load_config as load_config
+    from .delivery import Delivery as Delivery
+    from .delivery import DeliveryState as DeliveryState
+    from .delivery import EmitterStats as EmitterStats
+    from .delivery import ListenerStats as ListenerStats
     from .emitter import BaseEventEmitterBackend as BaseEventEmitterBackend
     from .emitter import SimpleEventEmitter as SimpleEventEmitter
+    from .loader import load_listeners as load_listeners
 
 __version__ = "0.1.0"
 
 __all__ = (
+    "AsyncClient",
     "BaseEventEmitterBackend",
+    "Client",
     "Config",
     "ConfigError",
     "Delivery",
@@ -45,7 +52,9 @@ __all__ = (
     "ListenerError",
     "ListenerStats",
     "LoaderError",
+    "NoDaemonError",
     "QueueFullError",
+    "RemoteError",
     "SimpleEventEmitter",
     "__version__",
     "listener",
@@ -53,10 +62,17 @@ __all__ = (
     "load_listeners",
 )
 
+_LAZY = {
+    "AsyncClient": "client", "Client": "client",
+    "Config": "config", "load_config": "config",
+    "Delivery": "delivery", "DeliveryState": "delivery", "EmitterStats": "delivery",
+    "ListenerStats": "delivery",
+    "BaseEventEmitterBackend": "emitter", "SimpleEventEmitter": "emitter",
+    "load_listeners": "loader",
+}
+
 
 def __getattr__(name: str) -> Any:
-    if name in ("BaseEventEmitterBackend", "SimpleEventEmitter"):
-        from . import emitter
-
-        return getattr(emitter, name)
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'eventbus_cli' has no attribute {name!r}")

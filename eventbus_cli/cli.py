@@ -3,25 +3,27 @@
 The emit path stays light: rich and anyio are imported only by the commands that need them.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Typer reads every annotation at start-up,
+# and string annotations would make it evaluate each one again on every run.
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from . import __version__
 from .client import Client, read_event_lines
-from .config import Config, resolve_config
 from .errors import ArgumentError, EventbusError, InvalidEventIdError, NoDaemonError
 from .listener import validate_event_id
-from .scaffold import init_project
 from .values import parse_arg, parse_kw
+
+if TYPE_CHECKING:
+    from .config import Config
 
 app = typer.Typer(help="A local event bus for Python applications.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -86,15 +88,29 @@ def _reported() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-def _config(ctx: typer.Context, socket: Path | None, config: Path | None, **flags: Any) -> Config:
+def _config(ctx: typer.Context, socket: Path | None, config: Path | None,
+            **flags: Any) -> "Config":
+    from .config import resolve_config
+
     given = ctx.find_root().obj or {}
     return resolve_config(config or given.get("config"), socket=socket or given.get("socket"),
                           **flags)
 
 
+def _socket(ctx: typer.Context, socket: Path | None, config: Path | None) -> Path:
+    """The daemon's socket, by the precedence of :func:`resolve_config`. A flag or
+    EVENTBUS_SOCKET decides it without reading the config, which keeps `emit` quick to start."""
+    given = socket or (ctx.find_root().obj or {}).get("socket")
+    if given:
+        return given.expanduser().absolute()
+    if os.environ.get("EVENTBUS_SOCKET"):
+        return Path(os.environ["EVENTBUS_SOCKET"]).expanduser().absolute()
+    return _config(ctx, socket, config).daemon.socket_path
+
+
 def _call(ctx: typer.Context, socket: Path | None, config: Path | None, op: str,
           **fields: Any) -> Any:
-    with Client(_config(ctx, socket, config).daemon.socket_path) as client:
+    with Client(_socket(ctx, socket, config)) as client:
         return client.call(op, **fields)
 
 
@@ -107,6 +123,8 @@ def init(
 
     Example: eventbus init myapp
     """
+    from .scaffold import init_project
+
     with _reported():
         written = init_project(directory, force=force)
     for path in written:
@@ -192,7 +210,7 @@ def _emit_file(ctx: typer.Context, file: str, as_json: bool, socket: Path | None
                     lines, numbers = read_event_lines(stream, file)
             except OSError as exc:
                 raise EventbusError(f"cannot read {file}: {exc.strerror}") from None
-        with Client(_config(ctx, socket, config).daemon.socket_path) as client:
+        with Client(_socket(ctx, socket, config)) as client:
             if sys.stderr.isatty() and not as_json:
                 from .render import progress_bar
 

@@ -8,10 +8,9 @@ import itertools
 import json
 import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Self
+from typing import IO, TYPE_CHECKING, Any, NamedTuple, Self
 
 from .errors import EventbusError, EventFileError, NoDaemonError, ProtocolError, RemoteError
 from .protocol import Reply, decode_event, decode_reply, encode_request
@@ -26,8 +25,7 @@ _BATCH_EVENTS = 1000
 _WINDOW = 4  # emit_many batches in flight at once
 
 
-@dataclass(frozen=True, slots=True)
-class BulkResult:
+class BulkResult(NamedTuple):
     """What :meth:`Client.emit_lines` achieved: ``accepted`` of ``total`` events."""
 
     total: int

@@ -8,10 +8,8 @@ reads ``EVENTBUS_*`` variables. Flags are the CLI's, applied with ``dataclasses.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
-import tomllib
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -107,6 +105,8 @@ class Config:
     @classmethod
     def from_toml(cls, path: Path | str) -> Config:
         """Read and check a config file; relative paths in it are taken from its folder."""
+        import tomllib  # only where there is a file to read
+
         path = Path(path)
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -166,6 +166,8 @@ def _section(cls: type[Any], name: str, table: Mapping[str, Any], path: Path | N
     values: dict[str, Any] = {}
     for key, value in table.items():
         if key not in hints:
+            import difflib
+
             close = difflib.get_close_matches(key, hints, n=1)
             guess = f" (did you mean {close[0]}?)" if close else ""
             problem = f"unknown key{guess}; [{name}] takes {', '.join(hints)}"

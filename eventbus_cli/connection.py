@@ -6,6 +6,7 @@ import logging
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from .ops import Operations
 from .protocol import ErrorCode, LineSplitter, encode_error
@@ -77,4 +78,7 @@ async def _serve_lines(stream: anyio.abc.SocketStream, ops: Operations) -> None:
             replies.append(encode_error(None, refusal.code, refusal.problem))
             await flush()
             return
+        # Workers start the deliveries just queued before the reply is written: writing
+        # wakes the client, which on a busy machine can take the CPU for a while.
+        await anyio.lowlevel.checkpoint()
         await flush()

@@ -8,8 +8,7 @@ line with the same ``id``: ``{"id": 1, "ok": true, "result": ...}`` or
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import InvalidEventIdError, ProtocolError
 from .listener import validate_event_id
@@ -58,24 +57,26 @@ OPS: dict[str, frozenset[str]] = {
     "list": frozenset({"state", "limit"}),
     "status": frozenset(),
 }
+_ALLOWED = {op: fields | {"id", "op"} for op, fields in OPS.items()}
+_EVENT_FIELDS = frozenset({"event", "args", "kwargs"})
 LIST_STATES = ("pending", "running", "retrying", "failed")
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=repr)
 
 
-@dataclass(frozen=True, slots=True)
-class EventMessage:
+# NamedTuples rather than dataclasses: they are made at import, and `eventbus emit` imports
+# this module on a path where every millisecond of start-up shows.
+class EventMessage(NamedTuple):
     """One event to emit: its id and the values the listeners receive."""
 
     event: str
-    args: list[Any] = field(default_factory=list)
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    args: list[Any]
+    kwargs: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
         return {"event": self.event, "args": self.args, "kwargs": self.kwargs}
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+class Request(NamedTuple):
     """A checked request. ``events`` holds the events of ``emit`` (one) and ``emit_many``."""
 
     id: int | str
@@ -85,8 +86,7 @@ class Request:
     limit: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(NamedTuple):
     """A decoded reply: ``result`` when ``ok``, else ``code`` and ``message`` (and ``details``)."""
 
     id: int | str | None
@@ -94,7 +94,7 @@ class Reply:
     result: Any = None
     code: str = ""
     message: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] | None = None
 
 
 class LineSplitter:
@@ -156,8 +156,8 @@ def decode_request(line: bytes | str) -> Request:
         raise ProtocolError(
             ErrorCode.UNKNOWN_OP, f"unknown op {op!r}; the ops are {known}", request_id=request_id
         )
-    unknown = sorted(set(data) - OPS[op] - {"id", "op"})
-    if unknown:
+    if not _ALLOWED[op].issuperset(data):
+        unknown = sorted(set(data) - _ALLOWED[op])
         problem = f"op {op!r} takes no field {unknown[0]!r}; it takes {sorted(OPS[op]) or 'none'}"
         raise ProtocolError(ErrorCode.BAD_REQUEST, problem, request_id=request_id)
     try:
@@ -168,13 +168,12 @@ def decode_request(line: bytes | str) -> Request:
 
 def _checked(request_id: int | str, op: str, data: dict[str, Any]) -> Request:
     if op == "emit":
-        return Request(request_id, op, (_event(data, "emit"),))
+        return Request(request_id, op, (_event(data, None),))
     if op == "emit_many":
         events = data.get("events")
         if not isinstance(events, list):
             raise ProtocolError(ErrorCode.BAD_REQUEST, f'"events" must be a list, got {events!r}')
-        return Request(request_id, op, tuple(_event(item, f"events[{n}]")
-                                             for n, item in enumerate(events)))
+        return Request(request_id, op, tuple(_event(item, n) for n, item in enumerate(events)))
     if op == "list":
         state, limit = data.get("state"), data.get("limit")
         if state is not None and state not in LIST_STATES:
@@ -188,27 +187,34 @@ def _checked(request_id: int | str, op: str, data: dict[str, Any]) -> Request:
     return Request(request_id, op)
 
 
-def _event(data: object, where: str) -> EventMessage:
+def _event(data: object, index: int | None) -> EventMessage:
+    """Check one event object: the emit request itself (index None), or item ``index`` of an
+    emit_many batch or an events file (-1), where unknown fields are refused too."""
+    if (type(data) is dict and type(event := data.get("event")) is str
+            and type(args := data.get("args", [])) is list
+            and type(kwargs := data.get("kwargs", {})) is dict
+            and (index is None or _EVENT_FIELDS.issuperset(data))):
+        try:
+            validate_event_id(event)
+        except InvalidEventIdError as exc:
+            raise ProtocolError(ErrorCode.INVALID_EVENT, f"{_where(index)}{exc}") from None
+        return EventMessage(event, args, kwargs)
+    raise ProtocolError(ErrorCode.BAD_REQUEST, _event_problem(data, _where(index)))
+
+
+def _where(index: int | None) -> str:
+    return "" if index is None or index < 0 else f"events[{index}]: "
+
+
+def _event_problem(data: object, where: str) -> str:
     if not isinstance(data, dict):
-        raise ProtocolError(ErrorCode.BAD_REQUEST, f"{where} must be an object, got {data!r}")
-    if not where.startswith("emit") and set(data) - {"event", "args", "kwargs"}:
-        extra = sorted(set(data) - {"event", "args", "kwargs"})[0]
-        problem = f"{where} has an unknown field {extra!r}; an event takes event, args, kwargs"
-        raise ProtocolError(ErrorCode.BAD_REQUEST, problem)
-    event, args, kwargs = data.get("event"), data.get("args", []), data.get("kwargs", {})
-    if not isinstance(event, str):
-        problem = f'{where}: "event" must be a string, got {event!r}'
-        raise ProtocolError(ErrorCode.BAD_REQUEST, problem)
-    try:
-        validate_event_id(event)
-    except InvalidEventIdError as exc:
-        raise ProtocolError(ErrorCode.INVALID_EVENT, f"{where}: {exc}") from None
-    if not isinstance(args, list):
-        raise ProtocolError(ErrorCode.BAD_REQUEST, f'{where}: "args" must be a list, got {args!r}')
-    if not isinstance(kwargs, dict):
-        problem = f'{where}: "kwargs" must be an object, got {kwargs!r}'
-        raise ProtocolError(ErrorCode.BAD_REQUEST, problem)
-    return EventMessage(event, args, kwargs)
+        return f"{where}an event must be an object, got {data!r}"
+    for name, kind, wanted in (("event", str, "a string"), ("args", list, "a list"),
+                               ("kwargs", dict, "an object")):
+        if (name in data or name == "event") and not isinstance(data.get(name), kind):
+            return f'{where}"{name}" must be {wanted}, got {data.get(name)!r}'
+    extra = sorted(set(data) - _EVENT_FIELDS)[0]
+    return f"{where}unknown field {extra!r}; an event takes event, args, kwargs"
 
 
 def decode_event(line: bytes | str) -> EventMessage:
@@ -217,7 +223,7 @@ def decode_event(line: bytes | str) -> EventMessage:
         data = json.loads(line)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(ErrorCode.BAD_JSON, f"not valid JSON: {exc}") from None
-    return _event(data, "the event")
+    return _event(data, -1)
 
 
 def encode_result(request_id: object, result: Any) -> bytes:

@@ -48,7 +48,7 @@ def test_emit_many_and_list_requests() -> None:
         (b'{"id": 3, "op": "emit", "event": ""}', "invalid_event", 3, "invalid event id"),
         (b'{"id": 3, "op": "emit", "event": "a", "args": "b"}', "bad_request", 3, '"args"'),
         (b'{"id": 3, "op": "emit_many", "events": [{"event": "a", "x": 1}]}', "bad_request", 3,
-         "events[0] has an unknown field 'x'"),
+         "events[0]: unknown field 'x'"),
         (b'{"id": 3, "op": "list", "limit": true}', "bad_request", 3, '"limit"'),
     ],
 )
