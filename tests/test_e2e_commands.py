@@ -185,3 +185,49 @@ def test_no_daemon_is_exit_3_with_the_hint(short_dir: Path, command: list[str]) 
     assert "eventbus serve" in result.stderr
     assert str(short_dir / "none.sock") in result.stderr
     assert result.stdout == ""
+
+
+def test_the_emit_path_imports_neither_anyio_nor_rich(daemon: Daemon) -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "sys.argv = ['eventbus', 'emit', 'user_created', '--kw', 'email=x']\n"
+        "from eventbus_cli.cli import main\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "print(sorted(m for m in ('anyio', 'rich', 'tomllib') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            env=daemon.env, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"
+    daemon.wait_for_records(1)
+
+
+def test_the_readme_quick_start_serves_the_repositorys_listeners(short_dir: Path) -> None:
+    """`eventbus serve` from the repository's root, then an emit from another terminal."""
+    import os
+    import subprocess
+
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "EVENTBUS_SOCKET": str(short_dir / "run" / "eb.sock")}
+    env.pop("EVENTBUS_CONFIG", None)
+    log = short_dir / "serve.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen([EVENTBUS, "serve"], cwd=repo, env=env, stderr=out)
+    try:
+        for _ in range(300):
+            emitted = subprocess.run([EVENTBUS, "emit", "user_created", "--kw",
+                                      "email=ada@example.com"], env=env, capture_output=True,
+                                     text=True, timeout=30, check=False)
+            if emitted.returncode != 3:
+                break
+        assert emitted.returncode == 0, emitted.stderr
+        assert emitted.stdout == "user_created: 2 deliveries queued\n"
+        server.send_signal(2)
+        assert server.wait(timeout=30) == 0
+        assert "would send a welcome mail to ada@example.com" in log.read_text()
+    finally:
+        server.kill()
+        server.wait(timeout=10)
