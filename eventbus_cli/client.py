@@ -92,12 +92,12 @@ class Client:
     def close(self) -> None:
         self._sock.close()
 
-    def call(self, op: str, **fields: Any) -> Any:
+    def call(self, op: str, /, **fields: Any) -> Any:
         """Send one request and return its result."""
         self._send(encode_request(next(self._ids), op, **fields))
         return _result(self._receive())
 
-    def emit(self, event_id: str, *args: Any, **kwargs: Any) -> int:
+    def emit(self, event_id: str, /, *args: Any, **kwargs: Any) -> int:
         """Emit one event; return how many deliveries the daemon queued (0: unrouted)."""
         result = self.call("emit", event=event_id, args=list(args), kwargs=kwargs)
         return int(result["deliveries"])
@@ -209,7 +209,7 @@ class AsyncClient:
         if self._stream is not None:
             await self._stream.aclose()
 
-    async def call(self, op: str, **fields: Any) -> Any:
+    async def call(self, op: str, /, **fields: Any) -> Any:
         """Send one request and return its result."""
         import anyio
 
@@ -226,7 +226,7 @@ class AsyncClient:
         line, _, self._buffer = self._buffer.partition(b"\n")
         return _result(decode_reply(line))
 
-    async def emit(self, event_id: str, *args: Any, **kwargs: Any) -> int:
+    async def emit(self, event_id: str, /, *args: Any, **kwargs: Any) -> int:
         """Emit one event; return how many deliveries the daemon queued (0: unrouted)."""
         result = await self.call("emit", event=event_id, args=list(args), kwargs=kwargs)
         return int(result["deliveries"])

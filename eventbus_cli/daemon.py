@@ -92,25 +92,30 @@ async def serve(
 async def _serve_until_signalled(config: Config) -> int:
     stop = anyio.Event()
     forced = False
-    async with anyio.create_task_group() as group:
 
-        async def watch_signals() -> None:
-            nonlocal forced
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for signum in signals:
-                    name = signal.Signals(signum).name
-                    if not stop.is_set():
-                        logger.info("%s received; send SIGINT again to stop without draining",
-                                    name)
-                        stop.set()
-                    elif signum == signal.SIGINT:
-                        logger.warning("second SIGINT: stopping now, without draining")
-                        forced = True
-                        group.cancel_scope.cancel()
+    async def watch_signals(group: anyio.abc.TaskGroup) -> None:
+        nonlocal forced
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                if not stop.is_set():
+                    logger.info("%s received; send SIGINT again to stop without draining",
+                                signal.Signals(signum).name)
+                    stop.set()
+                elif signum == signal.SIGINT:
+                    logger.warning("second SIGINT: stopping now, without draining")
+                    forced = True
+                    group.cancel_scope.cancel()
 
-        group.start_soon(watch_signals)
-        await serve(config, shutdown_trigger=stop.wait)
-        group.cancel_scope.cancel()
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(watch_signals, group)
+            await serve(config, shutdown_trigger=stop.wait)
+            group.cancel_scope.cancel()
+    except BaseExceptionGroup as errors:
+        # A start-up error (a broken listener file, a socket in use) is one error, not a group.
+        if len(errors.exceptions) == 1:
+            raise errors.exceptions[0] from None
+        raise
     return FORCED_EXIT if forced else 0
 
 

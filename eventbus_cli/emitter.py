@@ -52,7 +52,7 @@ class BaseEventEmitterBackend(AbstractAsyncContextManager["BaseEventEmitterBacke
         return tuple(item for item in self.listeners if item.matches(event_id))
 
     @abstractmethod
-    def emit(self, event_id: str, *args: Any, **kwargs: Any) -> int:
+    def emit(self, event_id: str, /, *args: Any, **kwargs: Any) -> int:
         """Queue one delivery of ``*args, **kwargs`` to each listener of ``event_id``.
 
         Returns the number of deliveries queued; 0 means no listener matched (unrouted).
@@ -158,7 +158,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
             await self._task_group.__aexit__(None, None, None)
             self._state = _CLOSED
 
-    def emit(self, event_id: str, *args: Any, **kwargs: Any) -> int:
+    def emit(self, event_id: str, /, *args: Any, **kwargs: Any) -> int:
         """Queue one delivery per listener of ``event_id``; raise if the queue lacks room.
 
         Returns the number of deliveries queued (0 for an unrouted event, which is counted).
@@ -168,7 +168,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
             raise QueueFullError(event_id, len(slots), self._queue.size)
         return self._accept(event_id, slots, args, kwargs)
 
-    async def aemit(self, event_id: str, *args: Any, **kwargs: Any) -> int:
+    async def aemit(self, event_id: str, /, *args: Any, **kwargs: Any) -> int:
         """Like :meth:`emit`, but wait for room in the queue instead of raising.
 
         Once the queue is full it waits until the queue has drained to half full, so that a

@@ -92,15 +92,15 @@ class ConfigError(EventbusError):
 class LoaderError(EventbusError):
     """A listener file could not be imported, or the loaded set is inconsistent."""
 
-    def __init__(self, file: Path | str, problem: str, *, line: int | None = None) -> None:
+    def __init__(
+        self, file: Path | str, problem: str, *, line: int | None = None,
+        hint: str = "fix the file, or rename it to start with _ so it is skipped",
+    ) -> None:
         self.file = file
         self.line = line
         self.problem = problem
         where = f"{file}, line {line}" if line is not None else str(file)
-        super().__init__(
-            f"cannot load listeners from {where}: {problem} "
-            "(fix the file, or rename it to start with _ so it is skipped)"
-        )
+        super().__init__(f"cannot load listeners from {where}: {problem} ({hint})")
 
 
 class ProtocolError(EventbusError):

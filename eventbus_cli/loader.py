@@ -34,7 +34,8 @@ def load_listeners(directory: Path | str) -> list[EventListener]:
     """
     directory = Path(directory)
     if not directory.is_dir():
-        raise LoaderError(directory, "no such directory (create it, or set [daemon] listeners_dir)")
+        hint = "create it, or set [daemon] listeners_dir or serve --listeners-dir"
+        raise LoaderError(directory, "no such directory", hint=hint)
     found: dict[int, EventListener] = {}
     # Helper modules of the directory (imported by bare name) are imported afresh too.
     replaced: dict[str, ModuleType | None] = {

@@ -75,6 +75,7 @@ def test_a_second_daemon_on_the_same_socket_is_refused(daemon: Daemon) -> None:
     assert second.process is not None
     assert second.process.wait(timeout=30) == 1
     assert "another eventbus daemon is already listening on" in second.logs()
+    assert "Traceback" not in second.logs()
     assert daemon.cli("emit", "user_created").returncode == 0
     daemon.wait_for_records(1)
 
@@ -110,6 +111,7 @@ def test_a_socket_directory_others_can_write_is_refused(short_dir: Path) -> None
     assert daemon.process is not None
     assert daemon.process.wait(timeout=30) == 1
     assert "others can write to its directory" in daemon.logs()
+    assert "Traceback" not in daemon.logs()
     assert "chmod 700" in daemon.logs()
 
 
@@ -132,6 +134,7 @@ def test_a_broken_listener_file_stops_start_up_naming_the_file(short_dir: Path) 
     log = daemon.logs()
     assert "broken.py, line 3" in log
     assert "ValueError: nope" in log
+    assert log.count("Traceback") <= 1  # the listener's own, not the daemon's
     assert not daemon.socket.exists()
 
 

@@ -247,3 +247,15 @@ def test_allow_uids_lets_another_uid_in(short_dir: Path) -> None:
                          "result": {"event_id": "user_created", "deliveries": 1}}
     finally:
         daemon.kill()
+
+
+def test_keyword_names_that_emit_itself_uses_reach_the_listener(
+    daemon: Daemon, connect: Callable[[], Line]
+) -> None:
+    line = connect()
+    line.send(b'{"id": 1, "op": "emit", "event": "user_created", '
+              b'"kwargs": {"event_id": 1, "self": 2, "args": 3, "a-b": 4}}\n')
+    assert line.reply()["ok"] is True
+    assert daemon.wait_for_records(1) == [
+        {"args": [], "kwargs": {"event_id": 1, "self": 2, "args": 3, "a-b": 4}}
+    ]
