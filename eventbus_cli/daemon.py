@@ -75,7 +75,7 @@ async def serve(
                     partial(serve_connection, ops=ops),
                 )
                 logger.info("listening on %s with %d listeners from %s", socket_path,
-                            len(listeners), daemon.listeners_dir)
+                            len(listeners), daemon.listeners_dir.absolute())
                 task_status.started(Ready(socket_path, len(listeners)))
                 await (shutdown_trigger or anyio.sleep_forever)()
                 ops.draining = True
