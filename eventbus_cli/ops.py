@@ -149,7 +149,7 @@ class Operations:
             "protocol": PROTOCOL_VERSION,
             "uptime_s": round(time.monotonic() - self.started, 3),
             "socket": str(self.socket_path),
-            "config": str(self.config.path) if self.config.path else None,
+            "config": str(self.config.path.absolute()) if self.config.path else None,
             "listeners_dir": str(daemon.listeners_dir.absolute()),
             "listeners": len(self.emitter.listeners),
             "journal": None,

@@ -124,6 +124,16 @@ class Daemon:
             time.sleep(0.01)
         raise AssertionError(f"expected {count} records, got {len(self.records())}:\n{self.logs()}")
 
+    def signal_and_wait_for_log(self, signum: int, text: str, seconds: float = 15.0) -> None:
+        """Send ``signum`` and wait until the daemon's log shows ``text``."""
+        assert self.process is not None
+        self.process.send_signal(signum)
+        deadline = time.monotonic() + seconds
+        while text not in self.logs():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {text!r} in the log within {seconds}s:\n{self.logs()}")
+            time.sleep(0.02)
+
     def stop(self, signum: int = signal.SIGTERM, seconds: float = 30.0) -> int:
         assert self.process is not None
         if self.process.poll() is None:

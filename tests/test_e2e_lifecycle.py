@@ -41,12 +41,7 @@ def test_sigint_drains_too(daemon: Daemon) -> None:
 
 def test_second_sigint_stops_without_draining(daemon: Daemon) -> None:
     assert daemon.cli("emit", "slow", "--kw", "seconds:=30").returncode == 0
-    assert daemon.process is not None
-    daemon.process.send_signal(signal.SIGINT)
-    for _ in range(200):
-        if "draining" in daemon.logs():
-            break
-        subprocess.run(["sleep", "0.02"], check=True)
+    daemon.signal_and_wait_for_log(signal.SIGINT, "draining")
     assert daemon.stop(signal.SIGINT, seconds=10) == 130
     assert "1 deliveries unfinished at shutdown" in daemon.logs()
     assert not daemon.socket.exists()
@@ -54,12 +49,7 @@ def test_second_sigint_stops_without_draining(daemon: Daemon) -> None:
 
 def test_emit_during_drain_is_refused_as_shutting_down(daemon: Daemon) -> None:
     assert daemon.cli("emit", "slow", "--kw", "seconds:=1.5").returncode == 0
-    assert daemon.process is not None
-    daemon.process.send_signal(signal.SIGTERM)
-    for _ in range(200):
-        if "draining" in daemon.logs():
-            break
-        subprocess.run(["sleep", "0.02"], check=True)
+    daemon.signal_and_wait_for_log(signal.SIGTERM, "draining")
     refused = daemon.cli("emit", "user_created")
     assert refused.returncode == 1
     assert "shutting down" in refused.stderr
