@@ -88,29 +88,26 @@ def _reported() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-def _config(ctx: typer.Context, socket: Path | None, config: Path | None,
-            **flags: Any) -> "Config":
+def _config(ctx: typer.Context, **flags: Any) -> "Config":
     from .config import resolve_config
 
     given = ctx.find_root().obj or {}
-    return resolve_config(config or given.get("config"), socket=socket or given.get("socket"),
-                          **flags)
+    return resolve_config(given.get("config"), socket=given.get("socket"), **flags)
 
 
-def _socket(ctx: typer.Context, socket: Path | None, config: Path | None) -> Path:
+def _socket(ctx: typer.Context) -> Path:
     """The daemon's socket, by the precedence of :func:`resolve_config`. A flag or
     EVENTBUS_SOCKET decides it without reading the config, which keeps `emit` quick to start."""
-    given = socket or (ctx.find_root().obj or {}).get("socket")
+    given: Path | None = (ctx.find_root().obj or {}).get("socket")
     if given:
         return given.expanduser().absolute()
     if os.environ.get("EVENTBUS_SOCKET"):
         return Path(os.environ["EVENTBUS_SOCKET"]).expanduser().absolute()
-    return _config(ctx, socket, config).daemon.socket_path
+    return _config(ctx).daemon.socket_path
 
 
-def _call(ctx: typer.Context, socket: Path | None, config: Path | None, op: str,
-          **fields: Any) -> Any:
-    with Client(_socket(ctx, socket, config)) as client:
+def _call(ctx: typer.Context, op: str, **fields: Any) -> Any:
+    with Client(_socket(ctx)) as client:
         return client.call(op, **fields)
 
 
@@ -138,8 +135,6 @@ def serve(
         "--listeners-dir", help="Load listeners from here [default from the config].")] = None,
     log_level: Annotated[LogLevel | None, typer.Option(
         "--log-level", help="Log this and above to stderr [default from the config].")] = None,
-    socket: SocketOption = None,
-    config: ConfigOption = None,
 ) -> None:
     """Run the daemon in the foreground until SIGTERM or Ctrl-C.
 
@@ -148,7 +143,7 @@ def serve(
     from .daemon import run
 
     with _reported():
-        settings = _config(ctx, socket, config, listeners_dir=listeners_dir,
+        settings = _config(ctx, listeners_dir=listeners_dir,
                            log_level=log_level.value if log_level else None)
         code = run(settings)
     raise typer.Exit(code)
@@ -166,8 +161,6 @@ def emit(
         "--file", help='Emit each line of this file (- for stdin): {"event", "args", "kwargs"}.'
     )] = None,
     as_json: JsonOption = False,
-    socket: SocketOption = None,
-    config: ConfigOption = None,
 ) -> None:
     """Send an event to the daemon; return once it is accepted.
 
@@ -177,7 +170,7 @@ def emit(
         if event is not None or arg or kw:
             raise typer.BadParameter("give either EVENT with --arg/--kw, or --file",
                                      param_hint="--file")
-        _emit_file(ctx, file, as_json, socket, config)
+        _emit_file(ctx, file, as_json)
         return
     if event is None:
         raise typer.BadParameter("give the event id to emit, or --file", param_hint="EVENT")
@@ -188,7 +181,7 @@ def emit(
             raise typer.BadParameter(str(exc), param_hint="EVENT") from None
         args = [parse_arg(value) for value in arg or ()]
         kwargs = dict(parse_kw(value) for value in kw or ())
-        deliveries = _call(ctx, socket, config, "emit", event=event, args=args,
+        deliveries = _call(ctx, "emit", event=event, args=args,
                            kwargs=kwargs)["deliveries"]
     if as_json:
         typer.echo(json.dumps({"event_id": event, "deliveries": deliveries}))
@@ -199,8 +192,7 @@ def emit(
                    err=True)
 
 
-def _emit_file(ctx: typer.Context, file: str, as_json: bool, socket: Path | None,
-               config: Path | None) -> None:
+def _emit_file(ctx: typer.Context, file: str, as_json: bool) -> None:
     with _reported():
         if file == "-":
             lines, numbers = read_event_lines(sys.stdin.buffer, "stdin")
@@ -210,7 +202,7 @@ def _emit_file(ctx: typer.Context, file: str, as_json: bool, socket: Path | None
                     lines, numbers = read_event_lines(stream, file)
             except OSError as exc:
                 raise EventbusError(f"cannot read {file}: {exc.strerror}") from None
-        with Client(_socket(ctx, socket, config)) as client:
+        with Client(_socket(ctx)) as client:
             if sys.stderr.isatty() and not as_json:
                 from .render import progress_bar
 
@@ -233,20 +225,18 @@ def _emit_file(ctx: typer.Context, file: str, as_json: bool, socket: Path | None
 
 
 @listeners_app.command("list")
-def listeners_list(ctx: typer.Context, as_json: JsonOption = False,
-                   socket: SocketOption = None, config: ConfigOption = None) -> None:
+def listeners_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Show the listeners the daemon runs: name, module, event ids and options.
 
     Example: eventbus listeners list --json
     """
     with _reported():
-        listeners = _call(ctx, socket, config, "listeners")
+        listeners = _call(ctx, "listeners")
     _show(listeners, as_json, "print_listeners")
 
 
 @queue_app.callback(invoke_without_command=True)
-def queue(ctx: typer.Context, as_json: JsonOption = False,
-          socket: SocketOption = None, config: ConfigOption = None) -> None:
+def queue(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Show the queue's counters, in total and per listener.
 
     Example: eventbus queue --json
@@ -254,7 +244,7 @@ def queue(ctx: typer.Context, as_json: JsonOption = False,
     if ctx.invoked_subcommand is not None:
         return
     with _reported():
-        counters = _call(ctx, socket, config, "queue")
+        counters = _call(ctx, "queue")
     _show(counters, as_json, "print_queue")
 
 
@@ -265,8 +255,6 @@ def queue_list(
                      ] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Show at most N.")] = None,
     as_json: JsonOption = False,
-    socket: SocketOption = None,
-    config: ConfigOption = None,
 ) -> None:
     """List deliveries: pending, running, retrying and failed (or one state).
 
@@ -274,20 +262,19 @@ def queue_list(
     """
     fields: dict[str, Any] = {"state": state.value if state else None, "limit": limit}
     with _reported():
-        deliveries = _call(ctx, socket, config, "list",
+        deliveries = _call(ctx, "list",
                            **{key: value for key, value in fields.items() if value is not None})
     _show(deliveries, as_json, "print_deliveries")
 
 
 @app.command()
-def status(ctx: typer.Context, as_json: JsonOption = False,
-           socket: SocketOption = None, config: ConfigOption = None) -> None:
+def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Show the daemon's pid, version, uptime, socket, config, listeners and queue.
 
     Example: eventbus status --json
     """
     with _reported():
-        document = _call(ctx, socket, config, "status")
+        document = _call(ctx, "status")
     _show(document, as_json, "print_status")
 
 

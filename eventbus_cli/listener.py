@@ -11,9 +11,8 @@ import inspect
 import math
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from .errors import InvalidEventIdError, ListenerError
 
@@ -44,8 +43,7 @@ def _is_pattern(event_id: str) -> bool:
     return not _GLOB_CHARS.isdisjoint(event_id)
 
 
-@dataclass(frozen=True, slots=True)
-class DeliveryOptions:
+class DeliveryOptions(NamedTuple):
     """How a listener's deliveries are attempted.
 
     ``retries`` further attempts after the first failure, waiting ``backoff`` seconds before
@@ -111,7 +109,7 @@ class EventListener:
         self._explicit: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         self.fn = fn
         self.event_ids = frozenset(ids)
-        self.options = replace(DeliveryOptions(), **self._explicit)
+        self.options = DeliveryOptions()._replace(**self._explicit)
         self.name: str = name or getattr(fn, "__name__", None) or type(fn).__name__
         self.module: str = getattr(fn, "__module__", None) or "?"
         call = type(fn).__call__ if not inspect.isroutine(fn) else fn  # async callable objects
@@ -131,7 +129,7 @@ class EventListener:
 
     def options_with(self, defaults: DeliveryOptions) -> DeliveryOptions:
         """This listener's options, taking ``defaults`` for every option it did not set."""
-        return replace(defaults, **self._explicit)
+        return defaults._replace(**self._explicit)
 
     def matches(self, event_id: str) -> bool:
         """Whether an event named ``event_id`` is delivered to this listener."""
