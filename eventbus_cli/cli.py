@@ -33,9 +33,9 @@ app.add_typer(listeners_app, name="listeners")
 app.add_typer(queue_app, name="queue")
 
 SocketOption = Annotated[Path | None, typer.Option(
-    "--socket", help="The daemon's socket [env EVENTBUS_SOCKET; default from the config].")]
+    "--socket", help="The daemon's socket (env EVENTBUS_SOCKET; default: from the config).")]
 ConfigOption = Annotated[Path | None, typer.Option(
-    "--config", help="The config file [env EVENTBUS_CONFIG; default ./eventbus.toml if any].")]
+    "--config", help="The config file (env EVENTBUS_CONFIG; default: ./eventbus.toml if any).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 
 
@@ -132,9 +132,9 @@ def init(
 def serve(
     ctx: typer.Context,
     listeners_dir: Annotated[Path | None, typer.Option(
-        "--listeners-dir", help="Load listeners from here [default from the config].")] = None,
+        "--listeners-dir", help="Load listeners from here (default: from the config).")] = None,
     log_level: Annotated[LogLevel | None, typer.Option(
-        "--log-level", help="Log this and above to stderr [default from the config].")] = None,
+        "--log-level", help="Log this and above to stderr (default: from the config).")] = None,
 ) -> None:
     """Run the daemon in the foreground until SIGTERM or Ctrl-C.
 

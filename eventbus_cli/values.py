@@ -50,8 +50,8 @@ def _json(option: str, text: str, value: str) -> Any:
     try:
         return json.loads(source)
     except ValueError as exc:
-        hint = "; quote a string as JSON (:='\"text\"') or drop the colon" if not value else ""
-        raise ArgumentError(option, text, f"not valid JSON after ':=' ({exc}){hint}") from None
+        problem = f"not valid JSON after ':=' ({exc}); for text, leave out the colon"
+        raise ArgumentError(option, text, problem) from None
 
 
 def _read(option: str, text: str, path: str) -> str:

@@ -160,3 +160,16 @@ def test_serve_with_a_bad_log_level_is_a_usage_error(short_dir: Path) -> None:
                             text=True, timeout=30, cwd=short_dir, check=False)
     assert result.returncode == 2
     assert "--log-level" in result.stderr
+
+
+def test_bulk_emit_refused_while_draining_says_where_to_resume(daemon: Daemon) -> None:
+    assert daemon.cli("emit", "slow", "--kw", "seconds:=2").returncode == 0
+    lines = "".join(f'{{"event": "bulk.x", "args": [{n}]}}\n' for n in range(3000))
+    (daemon.root / "events.jsonl").write_text("\n" + lines)
+    daemon.signal_and_wait_for_log(signal.SIGTERM, "draining")
+    result = daemon.cli("emit", "--file", "events.jsonl")
+    assert result.returncode == 1
+    assert result.stdout == "0 of 3000 events accepted: 0 deliveries queued, 0 unrouted\n"
+    assert "shutting down" in result.stderr
+    assert "line 2 and the lines after it were not accepted" in result.stderr
+    assert daemon.stop() == 0
