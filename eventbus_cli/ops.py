@@ -70,6 +70,8 @@ class Operations:
             return encode_error(exc.request_id, exc.code, exc.problem)
         except _EmitFailed as exc:
             return encode_error(request_id, exc.code, exc.message, accepted=exc.accepted)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            raise  # the client left while an emit waited: the connection ends, quietly
         except Exception as exc:  # a bug here must cost one reply, never the daemon
             logger.exception("request %r failed", line[:200])
             return encode_error(request_id, ErrorCode.INTERNAL, f"internal error: {exc!r}")
