@@ -173,3 +173,17 @@ def test_bulk_emit_refused_while_draining_says_where_to_resume(daemon: Daemon) -
     assert "shutting down" in result.stderr
     assert "line 2 and the lines after it were not accepted" in result.stderr
     assert daemon.stop() == 0
+
+
+def test_a_full_queue_holds_a_bulk_emit_back_until_there_is_room(short_dir: Path) -> None:
+    daemon = Daemon(short_dir, config="[daemon]\nqueue_size = 10\nconcurrency = 2\n").start()
+    try:
+        lines = "".join(f'{{"event": "slow", "kwargs": {{"seconds": 0.005, "n": {n}}}}}\n'
+                        for n in range(300))
+        result = daemon.cli("emit", "--file", "-", "--json", input=lines)
+        assert result.returncode == 0, result.stderr
+        assert '"accepted": 300' in result.stdout
+        assert len(daemon.wait_for_records(300)) == 300
+        assert daemon.json("queue")["succeeded"] == 300
+    finally:
+        daemon.kill()
