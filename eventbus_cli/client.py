@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import socket
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, Self
@@ -116,21 +116,20 @@ class Client:
         error, the batches already sent are answered and the rest are not sent.
         """
         limit = int(self.call("hello")["max_message_bytes"]) - 64
-        batches = list(_batches(lines, limit))
-        sent: list[tuple[int, int]] = []  # (first index, size) of each batch awaiting a reply
+        pending = _batches(lines, limit)
+        sent: list[int] = []  # the first line index of each batch awaiting its reply
         accepted = deliveries = unrouted = 0
         error: RemoteError | None = None
         first_rejected: int | None = None
-        pending = iter(batches)
         while True:
             while error is None and len(sent) < _WINDOW and (batch := next(pending, None)):
                 start, body = batch
                 self._send(b'{"id":%d,"op":"emit_many","events":[%s]}\n'
                            % (next(self._ids), b",".join(body)))
-                sent.append((start, len(body)))
+                sent.append(start)
             if not sent:
                 break
-            start, _ = sent.pop(0)
+            start = sent.pop(0)
             reply = self._receive()
             done = reply.result if reply.ok else reply.details
             taken = int(done.get("accepted", 0)) if isinstance(done, dict) else 0
@@ -166,7 +165,7 @@ class Client:
         return decode_reply(line)
 
 
-def _batches(lines: Sequence[bytes], max_bytes: int) -> Iterable[tuple[int, list[bytes]]]:
+def _batches(lines: Sequence[bytes], max_bytes: int) -> Iterator[tuple[int, list[bytes]]]:
     start, size = 0, 0
     body: list[bytes] = []
     for index, line in enumerate(lines):
