@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from eventbus_cli import Config, __version__, load_listeners
+from tests.daemon import EVENTBUS
 
-EVENTBUS = str(Path(sys.executable).parent / "eventbus")
 REPO = Path(__file__).resolve().parent.parent
 
 
