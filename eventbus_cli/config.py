@@ -1,8 +1,8 @@
 """``Config``: the daemon's settings, read from TOML, checked, written back, and defaulted.
 
-Precedence is defaults < TOML file < environment < command-line flags. This module does the
-first three: :meth:`Config.from_toml`, and :func:`apply_environment` as the one place that
-reads ``EVENTBUS_*`` variables. Flags are the CLI's, applied with ``dataclasses.replace``.
+Precedence is defaults < TOML file < environment < command-line flags: :meth:`Config.from_toml`
+reads a file, :func:`apply_environment` reads the ``EVENTBUS_*`` variables, and
+:func:`resolve_config` applies all of it with the flags on top.
 """
 
 from __future__ import annotations

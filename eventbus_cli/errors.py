@@ -11,6 +11,7 @@ from pathlib import Path
 __all__ = (
     "ArgumentError",
     "ConfigError",
+    "DaemonRunningError",
     "EmitterNotRunningError",
     "EventFileError",
     "EventbusError",
@@ -21,6 +22,7 @@ __all__ = (
     "ProtocolError",
     "QueueFullError",
     "RemoteError",
+    "SocketFileError",
 )
 
 EVENT_ID_RULE = "1 to 200 characters of letters, digits and _ . : -"
@@ -156,3 +158,23 @@ class ArgumentError(EventbusError, ValueError):
         self.value = value
         self.problem = problem
         super().__init__(f"{option} {value!r}: {problem}")
+
+
+class SocketFileError(EventbusError):
+    """The socket's path or its directory cannot be used safely."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"cannot serve on {path}: {problem}")
+
+
+class DaemonRunningError(EventbusError):
+    """Another daemon already answers on the socket."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(
+            f"another eventbus daemon is already listening on {path}; stop it first, or give this "
+            "one its own socket with --socket or EVENTBUS_SOCKET"
+        )

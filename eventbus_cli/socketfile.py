@@ -12,29 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import EventbusError
+from .errors import DaemonRunningError, SocketFileError
 
-__all__ = ("DaemonRunningError", "Peer", "SocketFileError", "bind_socket", "peer_of", "remove")
-
-
-class SocketFileError(EventbusError):
-    """The socket's path or its directory cannot be used safely."""
-
-    def __init__(self, path: Path, problem: str) -> None:
-        self.path = path
-        self.problem = problem
-        super().__init__(f"cannot serve on {path}: {problem}")
-
-
-class DaemonRunningError(EventbusError):
-    """Another daemon already answers on the socket."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        super().__init__(
-            f"another eventbus daemon is already listening on {path}; stop it first, or give this "
-            "one its own socket with --socket or EVENTBUS_SOCKET"
-        )
+__all__ = ("Peer", "bind_socket", "peer_of", "remove")
 
 
 @dataclass(frozen=True, slots=True)
