@@ -235,6 +235,27 @@ def listeners_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
     _show(listeners, as_json, "print_listeners")
 
 
+@listeners_app.command("reload")
+def listeners_reload(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Import the listeners directory again and swap the new set in (as SIGHUP does).
+
+    A file that fails changes nothing: the daemon keeps running the listeners it had.
+
+    Example: eventbus listeners reload
+    """
+    with _reported():
+        changes = _call(ctx, "reload")
+    if as_json:
+        typer.echo(json.dumps(changes))
+        return
+    typer.echo(f"reloaded {changes['listeners']} listeners; added: "
+               f"{', '.join(changes['added']) or 'none'}; removed: "
+               f"{', '.join(changes['removed']) or 'none'}")
+    if changes["failed"]:
+        typer.echo(f"warning: {changes['failed']} waiting deliveries of removed listeners "
+                   "moved to the failed list", err=True)
+
+
 @queue_app.callback(invoke_without_command=True)
 def queue(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Show the queue's counters, in total and per listener.
@@ -265,6 +286,67 @@ def queue_list(
         deliveries = _call(ctx, "list",
                            **{key: value for key, value in fields.items() if value is not None})
     _show(deliveries, as_json, "print_deliveries")
+
+
+@queue_app.command("show")
+def queue_show(
+    ctx: typer.Context,
+    delivery: Annotated[int, typer.Argument(help="The delivery's id.", min=1)],
+    as_json: JsonOption = False,
+) -> None:
+    """Show one delivery with the full traceback of its last failure.
+
+    Example: eventbus queue show 42
+    """
+    with _reported():
+        found = _call(ctx, "show", delivery=delivery)
+    _show(found, as_json, "print_delivery")
+
+
+@queue_app.command("retry")
+def queue_retry(
+    ctx: typer.Context,
+    deliveries: Annotated[list[int] | None, typer.Argument(
+        help="Ids of failed deliveries.", min=1, show_default=False)] = None,
+    every: Annotated[bool, typer.Option("--all", help="Retry every failed delivery.")] = False,
+) -> None:
+    """Queue failed deliveries again, attempts counted afresh.
+
+    Example: eventbus queue retry 41 42   (or: eventbus queue retry --all)
+    """
+    if every == bool(deliveries):
+        raise typer.BadParameter("give delivery ids, or --all", param_hint="DELIVERIES")
+    with _reported():
+        if every:
+            retried = _call(ctx, "retry", all=True)["retried"]
+        else:
+            retried = _call(ctx, "retry", deliveries=deliveries)["retried"]
+    typer.echo(f"{len(retried)} deliveries queued again")
+
+
+@queue_app.command("purge")
+def queue_purge(
+    ctx: typer.Context,
+    failed: Annotated[bool, typer.Option("--failed", help="Drop the failed list.")] = False,
+    pending: Annotated[bool, typer.Option(
+        "--pending", help="Drop the deliveries waiting to run (pending and retrying).")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask first.")] = False,
+) -> None:
+    """Drop failed deliveries, or those waiting to run; running calls finish.
+
+    Example: eventbus queue purge --failed --yes
+    """
+    if failed == pending:
+        raise typer.BadParameter("give one of --failed or --pending", param_hint="--failed")
+    state = "failed" if failed else "pending"
+    if not yes:
+        if not sys.stdin.isatty():
+            raise typer.BadParameter("not on a terminal, so nothing can ask first; pass --yes",
+                                     param_hint="--yes")
+        typer.confirm(f"Drop every {state} delivery? They cannot be brought back", abort=True)
+    with _reported():
+        purged = _call(ctx, "purge", state=state)["purged"]
+    typer.echo(f"{purged} {state} deliveries purged")
 
 
 @app.command()

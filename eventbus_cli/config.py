@@ -130,6 +130,13 @@ class Config:
             if not isinstance(table, dict):
                 raise ConfigError(path, name, "must be a table, written [" + name + "]")
             sections[name] = _section(_SECTIONS[name], name, table, path)
+        if path is not None:  # default paths, like given ones, are taken from the file's folder
+            folder = path.parent.absolute()
+            daemon = sections.get("daemon", DaemonConfig())
+            sections["daemon"] = dataclasses.replace(
+                daemon, listeners_dir=folder / daemon.listeners_dir)
+            if "journal" in sections:
+                sections["journal"] = JournalConfig(folder / sections["journal"].path)
         return cls(path=path, **sections)
 
     def to_toml(self) -> str:

@@ -8,6 +8,7 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
+from .errors import JournalError
 from .ops import Operations
 from .protocol import ErrorCode, LineSplitter, encode_error
 from .socketfile import peer_of
@@ -33,6 +34,8 @@ async def serve_connection(stream: anyio.abc.SocketStream, ops: Operations) -> N
             await _serve_lines(stream, ops)
         except _GONE:
             pass  # the client went away; nothing is owed to it
+        except JournalError:
+            pass  # logged by the journal; the client sees its unanswered emits as not accepted
         except Exception:  # never let one connection take the daemon down
             logger.exception("connection failed")
 
@@ -56,6 +59,7 @@ async def _serve_lines(stream: anyio.abc.SocketStream, ops: Operations) -> None:
 
     async def flush() -> None:
         if replies:
+            await ops.settled()  # in journal mode, acknowledge only what is committed
             data = b"".join(replies)
             replies.clear()
             await stream.send(data)

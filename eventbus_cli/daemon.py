@@ -6,20 +6,26 @@ returns. :func:`run` is the process: it alone handles signals and sets up loggin
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.abc
 
 from .config import Config
 from .connection import serve_connection
+from .delivery import DeliveryState
 from .emitter import SimpleEventEmitter
+from .errors import EventbusError
+from .journal import Journal
 from .loader import load_listeners
 from .ops import Operations
 from .socketfile import bind_socket, remove
@@ -34,10 +40,15 @@ FORCED_EXIT = 130
 
 @dataclass(frozen=True, slots=True)
 class Ready:
-    """What :func:`serve` reports through ``task_status`` once it accepts connections."""
+    """What :func:`serve` reports through ``task_status`` once it accepts connections.
+
+    ``reload`` re-imports the listeners directory (what SIGHUP does); it raises
+    :class:`LoaderError` and changes nothing if a file fails.
+    """
 
     socket: Path
     listeners: int
+    reload: Callable[[], dict[str, Any]]
 
 
 async def serve(
@@ -55,8 +66,7 @@ async def serve(
     """
     daemon = config.daemon
     listeners = load_listeners(daemon.listeners_dir)
-    socket_path = daemon.socket_path.absolute()
-    sock, inode = bind_socket(socket_path)
+    journal = Journal.open(config.journal.path) if config.journal is not None else None
     try:
         emitter = SimpleEventEmitter(
             listeners,
@@ -66,38 +76,70 @@ async def serve(
             keep_failed=config.delivery.keep_failed,
             defaults=config.delivery.options(),
         )
-        ops = Operations(config, emitter, socket_path)
-        socket_listener = await anyio.abc.SocketListener.from_socket(sock)
-        async with anyio.create_task_group() as connections:
-            async with emitter:
-                connections.start_soon(
-                    partial(socket_listener.serve, task_group=connections),
-                    partial(serve_connection, ops=ops),
-                )
-                logger.info("listening on %s with %d listeners from %s", socket_path,
-                            len(listeners), daemon.listeners_dir.absolute())
-                task_status.started(Ready(socket_path, len(listeners)))
-                await (shutdown_trigger or anyio.sleep_forever)()
-                ops.draining = True
-                stats = emitter.stats()
-                logger.info("shutting down: draining %d deliveries (at most %gs)",
-                            stats.pending + stats.running + stats.retrying, daemon.shutdown_timeout)
-            connections.cancel_scope.cancel()
-        logger.info("stopped")
+        if journal is not None:
+            _resume(emitter, journal)
+        socket_path = daemon.socket_path.absolute()
+        sock, inode = bind_socket(socket_path)
+        try:
+            ops = Operations(config, emitter, socket_path, journal)
+            await _serve_socket(ops, sock, shutdown_trigger, task_status)
+        finally:
+            sock.close()
+            remove(socket_path, inode)
     finally:
-        sock.close()
-        remove(socket_path, inode)
+        if journal is not None:
+            journal.close()
+
+
+def _resume(emitter: SimpleEventEmitter, journal: Journal) -> None:
+    kept, next_id = journal.load()
+    emitter.restore(kept, next_id)
+    emitter.add_observer(journal)
+    failed = sum(delivery.state is DeliveryState.FAILED for delivery in kept)
+    logger.info("journal %s: %d deliveries to resume, %d failed kept", journal.path,
+                len(kept) - failed, failed)
+
+
+async def _serve_socket(
+    ops: Operations,
+    sock: socket.socket,
+    shutdown_trigger: Callable[[], Awaitable[object]] | None,
+    task_status: anyio.abc.TaskStatus[Ready],
+) -> None:
+    emitter, daemon, journal = ops.emitter, ops.config.daemon, ops.journal
+    socket_listener = await anyio.abc.SocketListener.from_socket(sock)
+    async with anyio.create_task_group() as connections:
+        if journal is not None:
+            connections.start_soon(journal.run)
+        async with emitter:
+            connections.start_soon(
+                partial(socket_listener.serve, task_group=connections),
+                partial(serve_connection, ops=ops),
+            )
+            logger.info("listening on %s with %d listeners from %s", ops.socket_path,
+                        len(emitter.listeners), daemon.listeners_dir.absolute())
+            task_status.started(Ready(ops.socket_path, len(emitter.listeners), ops.reload))
+            await (shutdown_trigger or anyio.sleep_forever)()
+            ops.draining = True
+            stats = emitter.stats()
+            logger.info("shutting down: draining %d deliveries (at most %gs)",
+                        stats.pending + stats.running + stats.retrying, daemon.shutdown_timeout)
+        connections.cancel_scope.cancel()
+    logger.info("stopped")
 
 
 async def _serve_until_signalled(config: Config) -> int:
     stop = anyio.Event()
     forced = False
+    ready: Ready | None = None
 
     async def watch_signals(group: anyio.abc.TaskGroup) -> None:
         nonlocal forced
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async for signum in signals:
-                if not stop.is_set():
+                if signum == signal.SIGHUP:
+                    _reload_on_signal(ready)
+                elif not stop.is_set():
                     logger.info("%s received; send SIGINT again to stop without draining",
                                 signal.Signals(signum).name)
                     stop.set()
@@ -106,17 +148,31 @@ async def _serve_until_signalled(config: Config) -> int:
                     forced = True
                     group.cancel_scope.cancel()
 
+    async def serve_until_stopped(
+        group: anyio.abc.TaskGroup, *, task_status: anyio.abc.TaskStatus[Ready]
+    ) -> None:
+        await serve(config, shutdown_trigger=stop.wait, task_status=task_status)
+        group.cancel_scope.cancel()  # the signal watcher's work is done
+
     try:
         async with anyio.create_task_group() as group:
             group.start_soon(watch_signals, group)
-            await serve(config, shutdown_trigger=stop.wait)
-            group.cancel_scope.cancel()
+            ready = await group.start(serve_until_stopped, group)
     except BaseExceptionGroup as errors:
         # A start-up error (a broken listener file, a socket in use) is one error, not a group.
         if len(errors.exceptions) == 1:
             raise errors.exceptions[0] from None
         raise
     return FORCED_EXIT if forced else 0
+
+
+def _reload_on_signal(ready: Ready | None) -> None:
+    if ready is None:
+        logger.warning("SIGHUP received while starting; ignored (send it again once ready)")
+        return
+    logger.info("SIGHUP received: reloading the listeners")
+    with contextlib.suppress(EventbusError):  # logged by reload; the old listeners run on
+        ready.reload()
 
 
 def run(config: Config) -> int:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from .listener import DeliveryOptions, EventListener
 
-__all__ = ("Delivery", "DeliveryState", "EmitterStats", "ListenerStats")
+__all__ = ("Delivery", "DeliveryObserver", "DeliveryState", "EmitterStats", "ListenerStats")
 
 
 class DeliveryState(StrEnum):
@@ -55,20 +56,34 @@ class Slot:
     """One listener as an emitter runs it: options, counters, and its queue of deliveries.
 
     ``limit`` is how many of its calls may run at once; ``ready`` says whether the slot
-    stands in the queue's round of listeners with work to hand out.
+    stands in the queue's round of listeners with work to hand out. A reload retires the
+    slot: ``successor`` is then the slot of the listener of the same name in the new set
+    (calls still running finish on this one), or None where the reload removed it.
     """
 
-    __slots__ = ("fn", "is_async", "limit", "listener", "options", "queue", "ready", "stats")
+    __slots__ = ("fn", "is_async", "limit", "listener", "options", "queue", "ready", "retired",
+                 "stats", "successor")
 
-    def __init__(self, listener: EventListener, options: DeliveryOptions, limit: int) -> None:
+    def __init__(self, listener: EventListener, options: DeliveryOptions, limit: int,
+                 stats: ListenerStats | None = None) -> None:
         self.listener = listener
         self.fn = listener.fn
         self.is_async = listener.is_async
         self.options = options
         self.limit = limit
-        self.stats = ListenerStats()  # live counters; its pending stays 0, see snapshot()
+        # Live counters, shared with the slot's predecessors; pending stays 0, see snapshot().
+        self.stats = stats or ListenerStats()
         self.queue: deque[Delivery] = deque()
         self.ready = False
+        self.retired = False
+        self.successor: Slot | None = None
+
+    def live(self) -> Slot | None:
+        """The slot that now runs this listener: itself, a successor, or None if removed."""
+        slot: Slot | None = self
+        while slot is not None and slot.retired:
+            slot = slot.successor
+        return slot
 
     def snapshot(self) -> ListenerStats:
         """A copy of the counters, with ``pending`` counted from the queue."""
@@ -119,3 +134,19 @@ class Delivery:
             f"<Delivery {self.id} {self.event!r} -> {self.slot.listener.name} "
             f"{self.state.value} attempts={self.attempts}>"
         )
+
+
+class DeliveryObserver(Protocol):
+    """Told of every change to the emitter's deliveries (the journal is one), on the loop.
+
+    Methods must return quickly and must not raise.
+    """
+
+    def queued(self, deliveries: Sequence[Delivery]) -> None:
+        """New deliveries, or failed ones queued again by a retry."""
+
+    def finished(self, delivery: Delivery) -> None:
+        """An attempt ended; ``delivery.state`` is SUCCEEDED, RETRYING or FAILED."""
+
+    def removed(self, deliveries: Sequence[Delivery]) -> None:
+        """Deliveries the emitter dropped: purged, or pushed out of the failed list."""

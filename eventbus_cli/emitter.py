@@ -13,7 +13,7 @@ import math
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Self
@@ -21,9 +21,10 @@ from typing import Any, Self
 import anyio
 import anyio.abc
 
-from .delivery import Delivery, DeliveryState, EmitterStats, Slot
-from .errors import EmitterNotRunningError, ListenerError, QueueFullError
-from .listener import DeliveryOptions, EventListener, Router, find_name_clash, validate_event_id
+from .delivery import Delivery, DeliveryObserver, DeliveryState, EmitterStats, Slot
+from .errors import DeliveryError, EmitterNotRunningError, QueueFullError
+from .listener import DeliveryOptions, EventListener, validate_event_id
+from .listenerset import ListenerChanges, ListenerSet, unique_listeners
 from .queue import DeliveryQueue
 from .worker import Worker, describe_failure
 
@@ -37,11 +38,7 @@ class BaseEventEmitterBackend(AbstractAsyncContextManager["BaseEventEmitterBacke
     """An emitter: an async context manager that delivers emitted events to listeners."""
 
     def __init__(self, listeners: Sequence[EventListener]) -> None:
-        unique = list({id(item): item for item in listeners}.values())
-        for item in unique:
-            if not isinstance(item, EventListener):
-                raise ListenerError(repr(item), "not made by @listener; pass EventListener objects")
-        self.listeners: tuple[EventListener, ...] = tuple(unique)
+        self.listeners: tuple[EventListener, ...] = unique_listeners(listeners)
 
     async def __aenter__(self) -> Self:
         return self
@@ -90,23 +87,16 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         _check_number("shutdown_timeout", shutdown_timeout, minimum=0, whole=False)
         if max_per_listener is not None:
             _check_number("max_per_listener", max_per_listener, minimum=1, whole=True)
-        others = len(self.listeners) - 1
-        limit = max_per_listener or (max(1, (concurrency - 1) // others) if others else concurrency)
-        defaults = defaults or DeliveryOptions()
-        self._slots = [Slot(item, item.options_with(defaults), limit) for item in self.listeners]
-        clash = find_name_clash(self.listeners)
-        if clash is not None:
-            raise ListenerError(
-                clash[1].name,
-                f"two listeners have this name ({clash[0].module} and {clash[1].module});"
-                " rename one or pass listener(..., name=...)",
-            )
-        self._router = Router((slot.listener.event_ids, slot) for slot in self._slots)
-        self._queue = DeliveryQueue(queue_size)
+        self._defaults = defaults or DeliveryOptions()
+        self._max_per_listener = max_per_listener
         self._concurrency = concurrency
+        self._set = self._listener_set(self.listeners, None)
+        self._queue = DeliveryQueue(queue_size)
         self._shutdown_timeout = shutdown_timeout
         self._max_threads = max_threads
-        self._failed: deque[Delivery] = deque(maxlen=keep_failed)
+        self._failed: deque[Delivery] = deque()
+        self._keep_failed = keep_failed
+        self._observers: list[DeliveryObserver] = []
         self._workers: list[Worker] = []
         self._drained: anyio.Event | None = None
         self._outstanding = 0
@@ -115,6 +105,11 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         self._task_group: anyio.abc.TaskGroup | None = None
         self.unfinished: list[Delivery] = []
         """Deliveries that did not finish by the shutdown timeout (filled on exit)."""
+
+    def _listener_set(self, listeners: Sequence[EventListener],
+                      previous: ListenerSet | None) -> ListenerSet:
+        return ListenerSet(listeners, defaults=self._defaults, concurrency=self._concurrency,
+                           max_per_listener=self._max_per_listener, previous=previous)
 
     async def __aenter__(self) -> Self:
         if self._state is not _NEW:
@@ -151,9 +146,10 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
                     f"{d.id} ({d.event} -> {d.listener.name})" for d in self.unfinished[:20]
                 )
                 more = " ..." if len(self.unfinished) > 20 else ""
-                logger.warning(
-                    "%d deliveries unfinished at shutdown: %s%s", len(self.unfinished), listed, more
-                )
+                fate = ("are kept in the journal and run again on the next start"
+                        if self._observers else "are lost (no journal)")
+                logger.warning("%d deliveries unfinished at shutdown %s: %s%s",
+                               len(self.unfinished), fate, listed, more)
             self._task_group.cancel_scope.cancel()
             await self._task_group.__aexit__(None, None, None)
             self._state = _CLOSED
@@ -186,7 +182,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
     def _route(self, event_id: str) -> tuple[Slot, ...]:
         if self._state is not _RUNNING:
             raise EmitterNotRunningError(self._state)
-        return self._router.get(event_id)
+        return self._set.router.get(event_id)
 
     def _accept(
         self, event_id: str, slots: tuple[Slot, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -195,8 +191,10 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
             self._unrouted += 1
             logger.debug("event %r matched no listener; counted as unrouted", event_id)
             return 0
-        self._queue.put(event_id, slots, args, kwargs)
+        deliveries = self._queue.put(event_id, slots, args, kwargs)
         self._outstanding += len(slots)
+        for observer in self._observers:
+            observer.queued(deliveries)
         return len(slots)
 
     # -- called by workers ------------------------------------------------------------------
@@ -208,23 +206,44 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         if exc is None:
             slot.stats.succeeded += 1
             delivery.state = DeliveryState.SUCCEEDED
+            self._notify_finished(delivery)
             self._finished()
             return
         delivery.error, delivery.traceback, retryable = describe_failure(delivery, exc)
         name, module = slot.listener.name, slot.listener.module
         where = f"listener {name} ({module}) on event {delivery.event!r}"
-        if retryable and delivery.attempts <= slot.options.retries:
+        live = slot.live()
+        if retryable and delivery.attempts <= slot.options.retries and live is not None:
+            delivery.slot = live  # a reload may have replaced the listener since the call began
             delay = slot.options.delay_before(delivery.attempts + 1)
             logger.warning("%s failed attempt %d, retrying in %.3gs: %s", where,
                            delivery.attempts, delay, delivery.error)
             self._queue.retry_later(delivery, delay)
+            self._notify_finished(delivery)
             return
         logger.error("%s failed after %d attempt(s): %s\n%s", where, delivery.attempts,
                      delivery.error, delivery.traceback)
+        self._fail(delivery)
+
+    def _fail(self, delivery: Delivery) -> None:
         delivery.state = DeliveryState.FAILED
-        slot.stats.failed += 1
+        delivery.slot.stats.failed += 1
         self._failed.append(delivery)
+        self._notify_finished(delivery)
+        self._trim_failed()
         self._finished()
+
+    def _trim_failed(self) -> None:
+        forgotten = []
+        while len(self._failed) > self._keep_failed:
+            forgotten.append(self._failed.popleft())
+        if forgotten:
+            for observer in self._observers:
+                observer.removed(forgotten)
+
+    def _notify_finished(self, delivery: Delivery) -> None:
+        for observer in self._observers:
+            observer.finished(delivery)
 
     def _finished(self) -> None:
         self._outstanding -= 1
@@ -232,10 +251,9 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
             self._drained.set()
 
     async def _watch_timeouts(self) -> None:
-        shortest = min((slot.options.timeout for slot in self._slots), default=math.inf)
-        tick = min(max(shortest / 20, 0.002), 0.5)
         while True:
-            await anyio.sleep(tick)
+            shortest = min((slot.options.timeout for slot in self._set.slots), default=math.inf)
+            await anyio.sleep(min(max(shortest / 20, 0.002), 0.5))
             now = time.monotonic()
             for worker in self._workers:
                 worker.cancel_if_late(now)
@@ -244,11 +262,11 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
 
     def stats(self) -> EmitterStats:
         """Counters in total and per listener, as a snapshot."""
-        per_listener = {slot.listener.name: slot.snapshot() for slot in self._slots}
+        per_listener = {slot.listener.name: slot.snapshot() for slot in self._set.slots}
         counts = per_listener.values()
         return EmitterStats(
             pending=self._queue.pending,
-            running=sum(stats.running for stats in counts),
+            running=sum(worker.current is not None for worker in self._workers),
             retrying=self._queue.retrying,
             succeeded=sum(stats.succeeded for stats in counts),
             failed=sum(stats.failed for stats in counts),
@@ -263,7 +281,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
 
     def listener_options(self) -> list[tuple[EventListener, DeliveryOptions]]:
         """Each listener with the options it runs with: its own, else the emitter's defaults."""
-        return [(slot.listener, slot.options) for slot in self._slots]
+        return [(slot.listener, slot.options) for slot in self._set.slots]
 
     @property
     def failed(self) -> list[Delivery]:
@@ -274,7 +292,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         """Current deliveries: pending, running, retrying and failed, or those of one state."""
         running = sorted((w.current for w in self._workers if w.current), key=lambda d: d.id)
         found = [
-            *self._queue.pending_deliveries(self._slots),
+            *self._queue.pending_deliveries(self._set.slots),
             *running,
             *self._queue.retrying_deliveries(),
             *self._failed,
@@ -283,7 +301,128 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
 
     def listeners_for(self, event_id: str) -> tuple[EventListener, ...]:
         """The listeners an event named ``event_id`` is delivered to, in order."""
-        return tuple(slot.listener for slot in self._router.get(event_id))
+        return tuple(slot.listener for slot in self._set.router.get(event_id))
+
+    def find(self, delivery_id: int) -> Delivery:
+        """The current delivery with this id; :class:`DeliveryError` if there is none."""
+        for delivery in self.deliveries():
+            if delivery.id == delivery_id:
+                return delivery
+        raise DeliveryError(delivery_id, "no such delivery: it succeeded, was purged, or never "
+                            "existed (`eventbus queue list` shows the current ones)", missing=True)
+
+    # -- changing the set of deliveries and listeners -------------------------------------
+
+    def add_observer(self, observer: DeliveryObserver) -> None:
+        """Tell ``observer`` of every delivery queued, finished or removed from now on."""
+        self._observers.append(observer)
+
+    def retry(self, delivery_ids: Iterable[int] | None = None) -> list[Delivery]:
+        """Queue failed deliveries again (every one when ``delivery_ids`` is None), each with
+        its attempts counted afresh, to the listener of that name now loaded.
+
+        Checks them all first: an id that is not failed, a listener no longer loaded or a
+        queue without room raises, and nothing is retried.
+        """
+        failed = {delivery.id: delivery for delivery in self._failed}
+        chosen = list(failed.values()) if delivery_ids is None else []
+        for delivery_id in delivery_ids or ():
+            if delivery_id not in failed:
+                state = next((d.state for d in self.deliveries() if d.id == delivery_id), None)
+                if state is None:
+                    raise DeliveryError(delivery_id, "no such delivery; `eventbus queue list "
+                                        "--state failed` lists the failed ones", missing=True)
+                raise DeliveryError(delivery_id, f"is {state}, not failed; only failed "
+                                    "deliveries can be retried")
+            chosen.append(failed[delivery_id])
+        slots = [self._set.by_name.get(delivery.listener.name) for delivery in chosen]
+        for delivery, found in zip(chosen, slots, strict=True):
+            if found is None:
+                raise DeliveryError(delivery.id, f"listener {delivery.listener.name} is not "
+                                    "loaded any more; add it back and reload, or purge it")
+        if not self._queue.has_room(len(chosen)):
+            raise QueueFullError(f"{len(chosen)} failed deliveries", len(chosen), self.queue_size)
+        taken = {id(delivery) for delivery in chosen}
+        self._failed = deque(d for d in self._failed if id(d) not in taken)
+        for delivery, found in zip(chosen, slots, strict=True):
+            assert found is not None
+            delivery.slot, delivery.attempts = found, 0
+        self._queue.requeue(chosen)
+        self._outstanding += len(chosen)
+        for observer in self._observers:
+            observer.queued(chosen)
+        return chosen
+
+    def purge(self, state: DeliveryState) -> int:
+        """Drop every FAILED delivery, or every PENDING one (those waiting out a retry
+        backoff too); running calls are left to finish. Returns how many were dropped."""
+        if state is DeliveryState.FAILED:
+            dropped = list(self._failed)
+            self._failed.clear()
+        elif state is DeliveryState.PENDING:
+            dropped = [d for slot in self._set.slots for d in self._queue.take_pending(slot)]
+            dropped += self._queue.take_retrying(set(self._set.slots))
+            for _ in dropped:
+                self._finished()
+        else:
+            raise ValueError(f"purge takes failed or pending deliveries, not {state.value}")
+        if dropped:
+            logger.warning("purged %d %s deliveries", len(dropped), state.value)
+            for observer in self._observers:
+                observer.removed(dropped)
+        return len(dropped)
+
+    def replace_listeners(self, listeners: Sequence[EventListener]) -> ListenerChanges:
+        """Swap in a new set of listeners, at once.
+
+        New deliveries go to the new set. Calls running finish on the code they started
+        with. Waiting deliveries of a listener whose name is in the new set go to the new
+        one; those of a listener the new set lacks fail with that reason. A bad set (a
+        name clash, not a listener) raises and changes nothing.
+        """
+        new = self._listener_set(listeners, self._set)
+        old, self._set = self._set, new
+        self.listeners = new.listeners
+        changes = new.take_over(old)
+        orphans: list[Delivery] = []
+        for slot in old.slots:
+            waiting = self._queue.take_pending(slot)
+            if slot.successor is None:
+                orphans += waiting
+                continue
+            for delivery in waiting:
+                delivery.slot = slot.successor
+            self._queue.requeue(waiting)
+        orphans += self._queue.take_retrying({s for s in old.slots if s.successor is None})
+        for delivery in self._queue.retrying_deliveries():
+            delivery.slot = delivery.slot.live() or delivery.slot
+        for delivery in orphans:
+            delivery.error = (f"ListenerRemoved: listener {delivery.listener.name} was removed "
+                              "by a reload before this delivery ran")
+            delivery.traceback = None
+            self._fail(delivery)
+        return changes._replace(failed=len(orphans))
+
+    def restore(self, deliveries: Iterable[Delivery], next_id: int) -> None:
+        """Take back deliveries a journal kept, each bound to a slot of the listener of its
+        name (or a detached one): failed ones into the failed list, the rest queued again."""
+        waiting: list[Delivery] = []
+        for delivery in deliveries:
+            found = self._set.by_name.get(delivery.listener.name)
+            if delivery.state is DeliveryState.FAILED:
+                self._failed.append(delivery)
+            elif found is None:
+                delivery.error = (f"ListenerRemoved: listener {delivery.listener.name} is not "
+                                  "loaded any more, so this delivery cannot run")
+                self._outstanding += 1
+                self._fail(delivery)
+            else:
+                delivery.slot = found
+                waiting.append(delivery)
+        self._trim_failed()
+        self._queue.skip_ids(next_id - 1)
+        self._queue.requeue(waiting)
+        self._outstanding += len(waiting)
 
 
 def _check_number(key: str, value: object, *, minimum: int, whole: bool) -> None:

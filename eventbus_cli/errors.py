@@ -12,10 +12,12 @@ __all__ = (
     "ArgumentError",
     "ConfigError",
     "DaemonRunningError",
+    "DeliveryError",
     "EmitterNotRunningError",
     "EventFileError",
     "EventbusError",
     "InvalidEventIdError",
+    "JournalError",
     "ListenerError",
     "LoaderError",
     "NoDaemonError",
@@ -178,3 +180,23 @@ class DaemonRunningError(EventbusError):
             f"another eventbus daemon is already listening on {path}; stop it first, or give this "
             "one its own socket with --socket or EVENTBUS_SOCKET"
         )
+
+
+class DeliveryError(EventbusError):
+    """A delivery named by id cannot be found, or cannot be given what was asked of it."""
+
+    def __init__(self, delivery_id: int, problem: str, *, missing: bool = False) -> None:
+        self.delivery_id = delivery_id
+        self.problem = problem
+        self.missing = missing  # no delivery has the id, as opposed to one that cannot do it
+        super().__init__(f"delivery {delivery_id}: {problem}")
+
+
+class JournalError(EventbusError):
+    """The journal file cannot be opened, read or written."""
+
+    def __init__(self, path: Path, problem: str, hint: str = "") -> None:
+        self.path = path
+        self.problem = problem
+        self.hint = hint
+        super().__init__(f"journal {path}: {problem}" + (f"; {hint}" if hint else ""))

@@ -16,8 +16,16 @@ from . import __version__
 from .config import Config
 from .delivery import DeliveryState
 from .emitter import SimpleEventEmitter
-from .errors import EmitterNotRunningError, ProtocolError, QueueFullError
-from .loader import MODULE_PREFIX
+from .errors import (
+    DeliveryError,
+    EmitterNotRunningError,
+    ListenerError,
+    LoaderError,
+    ProtocolError,
+    QueueFullError,
+)
+from .journal import Journal
+from .loader import MODULE_PREFIX, load_listeners
 from .protocol import (
     PROTOCOL_VERSION,
     ErrorCode,
@@ -40,10 +48,12 @@ Flush = Callable[[], Awaitable[None]]
 class Operations:
     """Answers request lines for one daemon: its config, its emitter, and how long it has run."""
 
-    def __init__(self, config: Config, emitter: SimpleEventEmitter, socket_path: Path) -> None:
+    def __init__(self, config: Config, emitter: SimpleEventEmitter, socket_path: Path,
+                 journal: Journal | None = None) -> None:
         self.config = config
         self.emitter = emitter
         self.socket_path = socket_path
+        self.journal = journal
         self.started = time.monotonic()
         self.draining = False
         self._readers: dict[str, Callable[[Request], Any]] = {
@@ -51,6 +61,10 @@ class Operations:
             "listeners": self._listeners,
             "queue": self._queue,
             "list": self._list,
+            "show": self._show,
+            "retry": self._retry,
+            "purge": self._purge,
+            "reload": self._reload,
             "status": self._status,
         }
 
@@ -70,11 +84,27 @@ class Operations:
             return encode_error(exc.request_id, exc.code, exc.problem)
         except _EmitFailed as exc:
             return encode_error(request_id, exc.code, exc.message, accepted=exc.accepted)
+        except DeliveryError as exc:
+            code = ErrorCode.NOT_FOUND if exc.missing else ErrorCode.CONFLICT
+            return encode_error(request_id, code, str(exc), delivery=exc.delivery_id)
+        except QueueFullError as exc:
+            return encode_error(request_id, ErrorCode.QUEUE_FULL, str(exc))
+        except LoaderError as exc:
+            return encode_error(request_id, ErrorCode.RELOAD_FAILED, str(exc),
+                                file=str(exc.file), line=exc.line)
+        except ListenerError as exc:
+            return encode_error(request_id, ErrorCode.RELOAD_FAILED, str(exc))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             raise  # the client left while an emit waited: the connection ends, quietly
         except Exception as exc:  # a bug here must cost one reply, never the daemon
             logger.exception("request %r failed", line[:200])
             return encode_error(request_id, ErrorCode.INTERNAL, f"internal error: {exc!r}")
+
+    async def settled(self) -> None:
+        """Return once what was accepted so far is committed to the journal, if there is one:
+        replies are sent only after this."""
+        if self.journal is not None:
+            await self.journal.committed()
 
     async def _emit(self, request: Request, flush: Flush) -> dict[str, Any]:
         emitter = self.emitter
@@ -143,6 +173,42 @@ class Operations:
             found.append(delivery.to_dict())
         return found
 
+    def _show(self, request: Request) -> dict[str, Any]:
+        assert request.deliveries
+        delivery = self.emitter.find(request.deliveries[0])
+        return {**delivery.to_dict(), "traceback": delivery.traceback}
+
+    def _retry(self, request: Request) -> dict[str, Any]:
+        retried = self.emitter.retry(request.deliveries)
+        return {"retried": [delivery.id for delivery in retried]}
+
+    def _purge(self, request: Request) -> dict[str, Any]:
+        assert request.state is not None
+        return {"purged": self.emitter.purge(DeliveryState(request.state)), "state": request.state}
+
+    def _reload(self, request: Request) -> dict[str, Any]:
+        return self.reload()
+
+    def reload(self) -> dict[str, Any]:
+        """Import the listeners directory afresh and swap the new set in, at once.
+
+        If a file fails (or two listeners share a name) nothing changes: the error is
+        logged and raised, naming the file.
+        """
+        directory = self.config.daemon.listeners_dir
+        try:
+            changes = self.emitter.replace_listeners(load_listeners(directory))
+        except (LoaderError, ListenerError) as exc:
+            logger.error("reload failed; the %d listeners loaded before keep running: %s",
+                         len(self.emitter.listeners), exc)
+            raise
+        logger.info("reloaded %d listeners from %s (added: %s; removed: %s)%s",
+                    len(self.emitter.listeners), directory.absolute(),
+                    ", ".join(changes.added) or "none", ", ".join(changes.removed) or "none",
+                    f"; {changes.failed} waiting deliveries of removed listeners failed"
+                    if changes.failed else "")
+        return {"listeners": len(self.emitter.listeners), **changes._asdict()}
+
     def _status(self, request: Request) -> dict[str, Any]:
         daemon = self.config.daemon
         return {
@@ -154,7 +220,8 @@ class Operations:
             "config": str(self.config.path.absolute()) if self.config.path else None,
             "listeners_dir": str(daemon.listeners_dir.absolute()),
             "listeners": len(self.emitter.listeners),
-            "journal": None,
+            "journal": {"path": str(self.journal.path.absolute()), "bytes": self.journal.size()}
+            if self.journal else None,
             "draining": self.draining,
             "queue": self._queue(request),
         }

@@ -17,6 +17,7 @@ __all__ = (
     "LIST_STATES",
     "OPS",
     "PROTOCOL_VERSION",
+    "PURGE_STATES",
     "ErrorCode",
     "EventMessage",
     "LineSplitter",
@@ -44,6 +45,10 @@ class ErrorCode:
     QUEUE_FULL = "queue_full"
     SHUTTING_DOWN = "shutting_down"
     NOT_ALLOWED = "not_allowed"  # the peer's uid/gid may not use the socket
+    NOT_FOUND = "not_found"  # no delivery has that id
+    CONFLICT = "conflict"  # the delivery cannot be retried: not failed, or its listener is gone
+    RELOAD_FAILED = "reload_failed"  # a listener file failed; details name "file" and "line"
+    JOURNAL = "journal"  # the journal could not be written; the emit was not acknowledged
     INTERNAL = "internal"
 
 
@@ -55,11 +60,16 @@ OPS: dict[str, frozenset[str]] = {
     "listeners": frozenset(),
     "queue": frozenset(),
     "list": frozenset({"state", "limit"}),
+    "show": frozenset({"delivery"}),
+    "retry": frozenset({"deliveries", "all"}),
+    "purge": frozenset({"state"}),
+    "reload": frozenset(),
     "status": frozenset(),
 }
 _ALLOWED = {op: fields | {"id", "op"} for op, fields in OPS.items()}
 _EVENT_FIELDS = frozenset({"event", "args", "kwargs"})
 LIST_STATES = ("pending", "running", "retrying", "failed")
+PURGE_STATES = ("pending", "failed")
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=repr)
 
 
@@ -84,6 +94,7 @@ class Request(NamedTuple):
     events: tuple[EventMessage, ...] = ()
     state: str | None = None
     limit: int | None = None
+    deliveries: tuple[int, ...] | None = None  # show: one id; retry: the ids, None for all
 
 
 class Reply(NamedTuple):
@@ -184,7 +195,33 @@ def _checked(request_id: int | str, op: str, data: dict[str, Any]) -> Request:
             problem = f'"limit" must be a whole number >= 1, got {limit!r}'
             raise ProtocolError(ErrorCode.BAD_REQUEST, problem)
         return Request(request_id, op, state=state, limit=limit)
+    if op == "show":
+        return Request(request_id, op, deliveries=(_delivery_id(data.get("delivery"), "delivery"),))
+    if op == "retry":
+        every, ids = data.get("all", False), data.get("deliveries")
+        if every is not True and every is not False:
+            problem = f'"all" must be true or false, got {every!r}'
+            raise ProtocolError(ErrorCode.BAD_REQUEST, problem)
+        if every == (ids is not None) or (ids is not None and not isinstance(ids, list)):
+            problem = 'give "deliveries" (a list of ids) or "all": true, not both'
+            raise ProtocolError(ErrorCode.BAD_REQUEST, problem)
+        if ids is None:
+            return Request(request_id, op)
+        return Request(request_id, op, deliveries=tuple(_delivery_id(n, "deliveries") for n in ids))
+    if op == "purge":
+        state = data.get("state")
+        if state not in PURGE_STATES:
+            problem = f'"state" must be one of {", ".join(PURGE_STATES)}, got {state!r}'
+            raise ProtocolError(ErrorCode.BAD_REQUEST, problem)
+        return Request(request_id, op, state=state)
     return Request(request_id, op)
+
+
+def _delivery_id(value: object, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        problem = f'"{name}" must hold delivery ids (whole numbers >= 1), got {value!r}'
+        raise ProtocolError(ErrorCode.BAD_REQUEST, problem)
+    return value
 
 
 def _event(data: object, index: int | None) -> EventMessage:

@@ -50,14 +50,55 @@ class DeliveryQueue:
 
     def put(
         self, event_id: str, slots: tuple[Slot, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> None:
-        """Queue one delivery per slot; the caller has checked :meth:`has_room`."""
+    ) -> list[Delivery]:
+        """Queue one delivery per slot and return them; the caller has checked :meth:`has_room`."""
         ids, idle = self._ids, self._idle
+        made = []
         for slot in slots:
-            self._append(slot, Delivery(next(ids), event_id, args, kwargs, slot))
+            delivery = Delivery(next(ids), event_id, args, kwargs, slot)
+            made.append(delivery)
+            self._append(slot, delivery)
             if idle:
                 idle.popleft().set()
         self.pending += len(slots)
+        return made
+
+    def requeue(self, deliveries: list[Delivery]) -> None:
+        """Queue deliveries made before (retried, restored, or moved by a reload) to their
+        slots, room or not; each keeps its id."""
+        for delivery in deliveries:
+            delivery.state = DeliveryState.PENDING
+            self._append(delivery.slot, delivery)
+            if self._idle:
+                self._idle.popleft().set()
+        self.pending += len(deliveries)
+
+    def skip_ids(self, last: int) -> None:
+        """Number new deliveries after ``last`` (the highest id a journal holds)."""
+        self._ids = count(last + 1)
+
+    def take_pending(self, slot: Slot) -> list[Delivery]:
+        """Remove and return the pending deliveries of ``slot``."""
+        taken = list(slot.queue)
+        slot.queue.clear()
+        self.pending -= len(taken)
+        if slot.ready:
+            self._ready.remove(slot)
+            slot.ready = False
+        if self._room_waiters and taken:
+            self.wake_all()
+        return taken
+
+    def take_retrying(self, slots: set[Slot]) -> list[Delivery]:
+        """Remove and return the deliveries of ``slots`` that wait out a backoff."""
+        taken = [entry for entry in self._retrying if entry[2].slot in slots]
+        if taken:
+            self._retrying[:] = [entry for entry in self._retrying if entry[2].slot not in slots]
+            heapq.heapify(self._retrying)
+            for entry in taken:
+                entry[2].slot.stats.retrying -= 1
+            self.wake_all()
+        return [entry[2] for entry in sorted(taken)]
 
     def _append(self, slot: Slot, delivery: Delivery) -> None:
         slot.queue.append(delivery)
@@ -86,9 +127,9 @@ class DeliveryQueue:
 
     def release(self, delivery: Delivery) -> None:
         """A running call of ``delivery`` ended; its listener may take another worker."""
-        slot = delivery.slot
-        slot.stats.running -= 1
-        if slot.queue and not slot.ready:
+        delivery.slot.stats.running -= 1
+        slot = delivery.slot.live()  # the call may have started before a reload
+        if slot is not None and slot.queue and not slot.ready:
             slot.ready = True
             self._ready.append(slot)
             if self._idle:

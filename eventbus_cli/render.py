@@ -13,6 +13,7 @@ from rich.table import Table
 
 __all__ = (
     "print_deliveries",
+    "print_delivery",
     "print_listeners",
     "print_queue",
     "print_status",
@@ -67,6 +68,21 @@ def print_deliveries(deliveries: list[dict[str, Any]]) -> None:
     _console().print(table)
 
 
+def print_delivery(delivery: dict[str, Any]) -> None:
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key in ("id", "event", "listener", "state", "attempts", "error"):
+        table.add_row(key, str(delivery[key] if delivery[key] is not None else ""))
+    table.add_row("args", json.dumps(delivery["args"], ensure_ascii=False))
+    table.add_row("kwargs", json.dumps(delivery["kwargs"], ensure_ascii=False))
+    console = _console()
+    console.print(table)
+    if delivery["traceback"]:
+        console.print()
+        console.print(delivery["traceback"].rstrip(), markup=False, highlight=False)
+
+
 def print_status(status: dict[str, Any]) -> None:
     queue = status["queue"]
     table = Table(show_header=False, box=None)
@@ -80,6 +96,8 @@ def print_status(status: dict[str, Any]) -> None:
         "config": status["config"] or "none (defaults)",
         "listeners": f"{status['listeners']} from {status['listeners_dir']}",
         "queue": "  ".join(f"{name} {queue[name]}" for name in (*_COUNTERS, "unrouted")),
+        "journal": f"{journal['path']} ({journal['bytes']:,} bytes)"
+        if (journal := status["journal"]) else "none (deliveries live in memory only)",
     }
     if status["draining"]:
         rows["state"] = "shutting down, draining the queue"

@@ -36,7 +36,8 @@ async def test_serve_reports_ready_and_stops_on_its_trigger(short_dir: Path) -> 
     async with anyio.create_task_group() as group:
         ready: Ready = await group.start(lambda task_status: serve(
             config, shutdown_trigger=stop.wait, task_status=task_status))
-        assert ready == Ready(socket_path, 1)
+        assert (ready.socket, ready.listeners) == (socket_path, 1)
+        assert ready.reload()["kept"] == ("remember",)
         import sys
 
         seen = sys.modules["eventbus_listeners.orders"].SEEN
