@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,16 @@ async def slow(seconds=0.3, **kwargs):
     with open(os.environ["EVENTBUS_TEST_OUT"], "a") as out:
         out.write(json.dumps({"slow": seconds}) + "\\n")
 '''
+
+
+def wait_for(condition: Callable[[], object], seconds: float = 15.0,
+             explain: Callable[[], str] = lambda: "") -> None:
+    """Poll ``condition`` until it is true; fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {seconds}s: {explain()}")
+        time.sleep(0.01)
 
 
 def short_directory() -> Path:
@@ -128,11 +139,10 @@ class Daemon:
         """Send ``signum`` and wait until the daemon's log shows ``text``."""
         assert self.process is not None
         self.process.send_signal(signum)
-        deadline = time.monotonic() + seconds
-        while text not in self.logs():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no {text!r} in the log within {seconds}s:\n{self.logs()}")
-            time.sleep(0.02)
+        self.wait_for_log(text, seconds)
+
+    def wait_for_log(self, text: str, seconds: float = 15.0) -> None:
+        wait_for(lambda: text in self.logs(), seconds, lambda: f"no {text!r} in:\n{self.logs()}")
 
     def stop(self, signum: int = signal.SIGTERM, seconds: float = 30.0) -> int:
         assert self.process is not None
@@ -154,3 +164,9 @@ def started(root: Path, **options: Any) -> Iterator[Daemon]:
     finally:
         daemon.kill()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running(root: Path, **options: Any) -> Iterator[Daemon]:
+    """``with running(root, ...) as daemon``: a started daemon, gone afterwards."""
+    yield from started(root, **options)
