@@ -93,8 +93,8 @@ async def serve(
 
 def _resume(emitter: SimpleEventEmitter, journal: Journal) -> None:
     kept, next_id = journal.load()
+    emitter.add_observer(journal)  # first, so that it hears of what fails on the way back
     emitter.restore(kept, next_id)
-    emitter.add_observer(journal)
     failed = sum(delivery.state is DeliveryState.FAILED for delivery in kept)
     logger.info("journal %s: %d deliveries to resume, %d failed kept", journal.path,
                 len(kept) - failed, failed)

@@ -59,6 +59,7 @@ class Journal:
         self._db = connection
         self._changes: dict[int, Delivery | None] = {}  # id -> row to write, or None: delete
         self._sent_max = next_id - 1  # ids above this were never handed to the writer
+        self._top = next_id - 1  # the highest id given out, written or not
         self._noted = 0  # changes noted, ever
         self._written = 0  # changes committed, ever
         self._waiters: list[tuple[int, anyio.Event]] = []
@@ -132,6 +133,8 @@ class Journal:
         changes = self._changes
         for delivery in deliveries:
             changes[delivery.id] = delivery
+        if deliveries:
+            self._top = max(self._top, deliveries[-1].id)
         self._note(len(deliveries))
 
     def finished(self, delivery: Delivery) -> None:
@@ -182,7 +185,7 @@ class Journal:
             self._changes = {}
             self._sent_max = max(self._sent_max, max(changes, default=0))
             try:
-                await anyio.to_thread.run_sync(self._write, changes, self._sent_max + 1,
+                await anyio.to_thread.run_sync(self._write, changes, self._top + 1,
                                                limiter=self._limiter)
             except anyio.get_cancelled_exc_class():
                 # Written or not, close() writes these again: each change is idempotent.
@@ -230,10 +233,8 @@ class Journal:
     def close(self) -> None:
         """Commit what is left and close the file."""
         try:
-            if self._changes:
-                changes, self._changes = self._changes, {}
-                self._sent_max = max(self._sent_max, max(changes))
-                self._write(changes, self._sent_max + 1)
+            changes, self._changes = self._changes, {}
+            self._write(changes, self._top + 1)
         finally:
             self._db.close()
 
