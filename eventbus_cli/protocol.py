@@ -162,7 +162,7 @@ def decode_request(line: bytes | str) -> Request:
         problem = f'"id" must be a number or a string, got {request_id!r}'
         raise ProtocolError(ErrorCode.BAD_REQUEST, problem)
     op = data.get("op")
-    if op not in OPS:
+    if not isinstance(op, str) or op not in OPS:
         known = ", ".join(OPS)
         raise ProtocolError(
             ErrorCode.UNKNOWN_OP, f"unknown op {op!r}; the ops are {known}", request_id=request_id

@@ -1,12 +1,20 @@
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.daemon import Daemon, short_directory, started
+
+# Fuzz tests drive a real daemon, so an example's time says little: no deadline. In CI
+# (HYPOTHESIS_PROFILE=ci) the examples are derandomized, so a failure there can be rerun.
+settings.register_profile("dev", deadline=None, database=None)
+settings.register_profile("ci", deadline=None, database=None, derandomize=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 # The library speaks anyio only, so every async test runs on both of anyio's backends.

@@ -50,6 +50,16 @@ def test_emit_many_and_list_requests() -> None:
         (b'{"id": 3, "op": "emit_many", "events": [{"event": "a", "x": 1}]}', "bad_request", 3,
          "events[0]: unknown field 'x'"),
         (b'{"id": 3, "op": "list", "limit": true}', "bad_request", 3, '"limit"'),
+        (b'{"id": "", "op": []}', "unknown_op", "", "unknown op []"),  # found by test_fuzz
+        (b'{"id": 3, "op": "show"}', "bad_request", 3, '"delivery" must hold delivery ids'),
+        (b'{"id": 3, "op": "show", "delivery": true}', "bad_request", 3, '"delivery"'),
+        (b'{"id": 3, "op": "retry"}', "bad_request", 3, '"deliveries" (a list of ids) or "all"'),
+        (b'{"id": 3, "op": "retry", "all": true, "deliveries": [1]}', "bad_request", 3,
+         "not both"),
+        (b'{"id": 3, "op": "retry", "deliveries": [0]}', "bad_request", 3, "whole numbers >= 1"),
+        (b'{"id": 3, "op": "retry", "all": 1}', "bad_request", 3, '"all" must be true or false'),
+        (b'{"id": 3, "op": "purge", "state": "running"}', "bad_request", 3,
+         '"state" must be one of pending, failed'),
     ],
 )
 def test_bad_requests_name_the_problem(
