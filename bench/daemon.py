@@ -73,8 +73,10 @@ def start_daemon(root: Path) -> tuple[subprocess.Popen[bytes], Path]:
     raise SystemExit("the daemon did not start")
 
 
-def bulk(sock: Path, root: Path, events: int) -> float:
-    lines = (json.dumps({"event": "bulk", "args": [n], "kwargs": {"email": "x@example.com"}})
+def bulk(sock: Path, root: Path, events: int, event: str = "bulk") -> float:
+    """Events per second from the start of ``eventbus emit --file`` until the listener has
+    run the last of ``events`` deliveries."""
+    lines = (json.dumps({"event": event, "args": [n], "kwargs": {"email": "x@example.com"}})
              for n in range(events))
     (root / "events.jsonl").write_text("\n".join(lines) + "\n")
     with Client(sock) as client:

@@ -48,6 +48,8 @@ _UPSERT = "INSERT OR REPLACE INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _DELETE = "DELETE FROM deliveries WHERE id = ?"
 _NEXT_ID = "INSERT OR REPLACE INTO meta VALUES ('next_id', ?)"
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=repr)
+LINGER_SECONDS = 0.002
+"""How long the writer lets changes gather before it commits them as one group."""
 _MOVE_ASIDE = "move the file aside (the daemon then starts an empty journal), or restore a backup"
 
 
@@ -181,9 +183,15 @@ class Journal:
             self._wakeup = anyio.Event()
             if self._written >= self._noted:
                 await self._wakeup.wait()
+            # Linger a moment: deliveries that finish meanwhile need never be written.
+            await anyio.sleep(LINGER_SECONDS)
             noted, changes = self._noted, self._changes
             self._changes = {}
-            self._sent_max = max(self._sent_max, max(changes, default=0))
+            if not changes:  # every change cancelled out (a delivery done before it was written)
+                self._written = noted
+                self._wake(noted)
+                continue
+            self._sent_max = max(self._sent_max, max(changes))
             try:
                 await anyio.to_thread.run_sync(self._write, changes, self._top + 1,
                                                limiter=self._limiter)
