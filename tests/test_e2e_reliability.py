@@ -258,3 +258,13 @@ def _read_lines(sock: socket.socket, count: int) -> list[bytes]:
             break
         buffer += data
     return buffer.splitlines()
+
+
+def test_a_drain_cut_short_in_memory_mode_logs_what_was_lost(short_dir: Path) -> None:
+    config = "[daemon]\nconcurrency = 5\nshutdown_timeout = 0.2\n"
+    with running(short_dir, listeners=LISTENERS, config=config) as daemon:
+        for n in range(5):
+            daemon.cli("emit", "work", "--kw", f"n:={n}", "--kw", "pause:=30")
+        assert daemon.stop() == 0
+        assert "5 deliveries unfinished at shutdown are lost (no journal): " in daemon.logs()
+        assert all(f"{n} (work -> work)" in daemon.logs() for n in range(1, 6))

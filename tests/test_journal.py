@@ -194,3 +194,22 @@ def test_kill_9_during_a_load_then_restart_handles_every_accepted_event(short_di
         assert daemon.stop() == 0
     finally:
         daemon.kill()
+
+
+def test_a_drain_cut_short_keeps_the_rest_in_the_journal_for_the_next_start(
+    short_dir: Path,
+) -> None:
+    config = "[daemon]\nconcurrency = 2\nshutdown_timeout = 0.2\n[journal]\n"
+    daemon = Daemon(short_dir, listeners=WORK, config=config).start()
+    try:
+        lines = "".join(f'{{"event": "work", "args": [{n}]}}\n' for n in range(100))
+        assert daemon.cli("emit", "--file", "-", input=lines).returncode == 0
+        assert daemon.stop() == 0
+        assert "are kept in the journal and run again on the next start" in daemon.logs()
+        handled = {item["n"] for item in daemon.records()}
+        assert len(handled) < 100
+        daemon.start()
+        wait_for(lambda: {item["n"] for item in daemon.records()} == set(range(100)), 30)
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()
