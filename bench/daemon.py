@@ -54,15 +54,19 @@ def dump(path):
 '''
 
 
-def start_daemon(root: Path) -> tuple[subprocess.Popen[bytes], Path]:
-    (root / "listeners.d").mkdir()
-    (root / "listeners.d" / "bench.py").write_text(LISTENERS)
+def start_daemon(root: Path, listeners: str = LISTENERS,
+                 config: str | None = None) -> tuple[subprocess.Popen[bytes], Path]:
+    """An `eventbus serve` in ``root`` with ``listeners`` (and ``config``), once it answers."""
+    (root / "listeners.d").mkdir(parents=True)
+    (root / "listeners.d" / "bench.py").write_text(listeners)
     sock = root / "run" / "eb.sock"
     env = {**os.environ, "EVENTBUS_SOCKET": str(sock)}
-    process = subprocess.Popen(
-        [EVENTBUS, "serve", "--listeners-dir", str(root / "listeners.d"), "--log-level", "warning"],
-        env=env,
-    )
+    command = [EVENTBUS, "serve", "--listeners-dir", str(root / "listeners.d"),
+               "--log-level", "warning"]
+    if config is not None:
+        (root / "eventbus.toml").write_text(config)
+        command[1:1] = ["--config", str(root / "eventbus.toml")]
+    process = subprocess.Popen(command, env=env)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         try:

@@ -14,19 +14,14 @@ last delivery, the median of 3 runs taken in turns. Two listeners:
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from daemon import EVENTBUS, bulk  # bench/daemon.py: this script's folder is on sys.path
-
-from eventbus_cli.client import Client
+from daemon import bulk, start_daemon  # bench/daemon.py: this script's folder is on sys.path
 
 LISTENERS = '''
 import anyio
@@ -42,30 +37,12 @@ async def two_ms(*args, **kwargs):
 '''
 
 
-def start(root: Path, config: str) -> tuple[subprocess.Popen[bytes], Path]:
-    (root / "listeners.d").mkdir(parents=True)
-    (root / "listeners.d" / "bench.py").write_text(LISTENERS)
-    (root / "eventbus.toml").write_text(config)
-    sock = root / "run" / "eb.sock"
-    env = {**os.environ, "EVENTBUS_SOCKET": str(sock)}
-    process = subprocess.Popen([EVENTBUS, "--config", str(root / "eventbus.toml"), "serve",
-                                "--log-level", "warning"], env=env)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            Client(sock).close()
-            return process, sock
-        except Exception:
-            time.sleep(0.05)
-    raise SystemExit("the daemon did not start")
-
-
 def main() -> None:
     events = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     root = Path(tempfile.mkdtemp(prefix="eb-bench-", dir="/tmp"))
     daemons = {
-        "memory": start(root / "memory", "[daemon]\nconcurrency = 64\n"),
-        "journal": start(root / "journal", "[daemon]\nconcurrency = 64\n[journal]\n"),
+        "memory": start_daemon(root / "memory", LISTENERS, "[daemon]\n"),
+        "journal": start_daemon(root / "journal", LISTENERS, "[journal]\n"),
     }
     try:
         for case, event in (("no-op listener", "bulk"), ("2 ms listener", "slow.x")):
