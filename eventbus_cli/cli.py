@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from . import __version__
-from .client import Client, read_event_lines
+from .client import DEFAULT_TIMEOUT, Client, read_event_lines
 from .errors import ArgumentError, EventbusError, InvalidEventIdError, NoDaemonError
 from .listener import validate_event_id
+from .protocol import DEFAULT_WAIT
 from .values import parse_arg, parse_kw
 
 if TYPE_CHECKING:
@@ -160,18 +161,28 @@ def emit(
     file: Annotated[str | None, typer.Option(
         "--file", help='Emit each line of this file (- for stdin): {"event", "args", "kwargs"}.'
     )] = None,
+    wait: Annotated[bool, typer.Option(
+        "--wait", help="Wait until every delivery has finished; exit 1 if any failed.")] = False,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", min=0.001, help="With --wait: give up waiting after this many seconds "
+        "(default 60).")] = None,
+    require_listener: Annotated[bool, typer.Option(
+        "--require-listener", help="Refuse the event (exit 1) if no listener matches it.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Send an event to the daemon; return once it is accepted.
+    """Send an event to the daemon; return once it is accepted (with --wait, once handled).
 
-    Example: eventbus emit user_created --kw email=ada@example.com --kw admin:=true
+    Example: eventbus emit user_created --kw email=ada@example.com --kw admin:=true --wait
     """
     if file is not None:
-        if event is not None or arg or kw:
-            raise typer.BadParameter("give either EVENT with --arg/--kw, or --file",
+        if event is not None or arg or kw or wait or require_listener:
+            raise typer.BadParameter("give either EVENT with --arg/--kw/--wait, or --file",
                                      param_hint="--file")
         _emit_file(ctx, file, as_json)
         return
+    if timeout is not None and not wait:
+        raise typer.BadParameter("--timeout goes with --wait", param_hint="--timeout")
     if event is None:
         raise typer.BadParameter("give the event id to emit, or --file", param_hint="EVENT")
     with _reported():
@@ -179,17 +190,33 @@ def emit(
             validate_event_id(event)
         except InvalidEventIdError as exc:
             raise typer.BadParameter(str(exc), param_hint="EVENT") from None
-        args = [parse_arg(value) for value in arg or ()]
-        kwargs = dict(parse_kw(value) for value in kw or ())
-        deliveries = _call(ctx, "emit", event=event, args=args,
-                           kwargs=kwargs)["deliveries"]
+        fields: dict[str, Any] = {
+            "event": event, "args": [parse_arg(value) for value in arg or ()],
+            "kwargs": dict(parse_kw(value) for value in kw or ()),
+        }
+        if require_listener:
+            fields["require_listener"] = True
+        seconds = timeout or DEFAULT_WAIT
+        if wait:
+            fields.update(wait=True, timeout=seconds)
+        with Client(_socket(ctx), timeout=seconds + 30 if wait else DEFAULT_TIMEOUT) as client:
+            result = client.call("emit", **fields)
+    deliveries, results = result["deliveries"], result.get("results")
     if as_json:
-        typer.echo(json.dumps({"event_id": event, "deliveries": deliveries}))
-    else:
+        typer.echo(json.dumps(result))
+    elif results is None:
         typer.echo(f"{event}: {deliveries} deliveries queued")
+    else:
+        typer.echo(f"{event}: {deliveries} deliveries")
+        for item in results:
+            outcome = "ok" if item["ok"] else f"failed: {item['error']}" if item["ok"] is False \
+                else f"unfinished: {item['error']}"
+            typer.echo(f"  {item['listener']}: {outcome}")
     if not deliveries:
         typer.echo(f"warning: no listener matches {event!r}; the daemon counted it as unrouted",
                    err=True)
+    if results is not None and not all(item["ok"] for item in results):
+        raise typer.Exit(1)
 
 
 def _emit_file(ctx: typer.Context, file: str, as_json: bool) -> None:
@@ -257,12 +284,25 @@ def listeners_reload(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
 
 @queue_app.callback(invoke_without_command=True)
-def queue(ctx: typer.Context, as_json: JsonOption = False) -> None:
+def queue(
+    ctx: typer.Context,
+    watch: Annotated[bool, typer.Option(
+        "--watch", help="Keep the view live, with rates per listener, until Ctrl-C.")] = False,
+    interval: Annotated[float, typer.Option(
+        "--interval", min=0.1, help="With --watch: seconds between refreshes.")] = 1.0,
+    as_json: JsonOption = False,
+) -> None:
     """Show the queue's counters, in total and per listener.
 
-    Example: eventbus queue --json
+    Example: eventbus queue --watch
     """
     if ctx.invoked_subcommand is not None:
+        return
+    if watch:
+        from .render import watch_queue
+
+        with _reported(), Client(_socket(ctx)) as client:
+            watch_queue(lambda: client.call("queue"), interval)
         return
     with _reported():
         counters = _call(ctx, "queue")
@@ -350,14 +390,57 @@ def queue_purge(
 
 
 @app.command()
-def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
+def status(
+    ctx: typer.Context,
+    check: Annotated[bool, typer.Option(
+        "--check", help="One line; exit 0 healthy, 1 unhealthy (says why), 3 no daemon.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
     """Show the daemon's pid, version, uptime, socket, config, listeners and queue.
 
-    Example: eventbus status --json
+    Example: eventbus status --check   (a health probe)
     """
     with _reported():
         document = _call(ctx, "status")
-    _show(document, as_json, "print_status")
+    if not check:
+        _show(document, as_json, "print_status")
+        return
+    health, queue = document["health"], document["queue"]
+    if as_json:
+        typer.echo(json.dumps(health))
+    elif health["healthy"]:
+        typer.echo(f"healthy: {document['listeners']} listeners, {queue['pending']} pending, "
+                   f"{queue['running']} running, no failures in the last minute")
+    else:
+        typer.echo("unhealthy: " + "; ".join(health["problems"]))
+    raise typer.Exit(0 if health["healthy"] else 1)
+
+
+@app.command()
+def tail(
+    ctx: typer.Context,
+    patterns: Annotated[list[str] | None, typer.Argument(
+        help="Only events whose id matches one of these globs (e.g. 'user_*').",
+        show_default=False)] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Follow the bus live: events emitted and each delivery's start and outcome.
+
+    One line per record, until Ctrl-C. A reader that falls behind loses records, and a
+    "skipped" line says how many; the bus never waits for it.
+
+    Example: eventbus tail 'user_*' --json
+    """
+    from .render import tail_line
+
+    with _reported(), Client(_socket(ctx)) as client:
+        try:
+            for record in client.subscribe(patterns or ()):
+                typer.echo(json.dumps(record) if as_json else tail_line(record))
+        except KeyboardInterrupt:
+            return
+    typer.echo("the daemon closed the connection (it stopped)", err=True)
 
 
 def _show(document: Any, as_json: bool, printer: str) -> None:

@@ -149,7 +149,23 @@ class Client:
         except OSError as exc:
             raise EventbusError(f"lost the connection to {self.socket_path}: {exc}") from exc
 
+    def subscribe(self, patterns: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
+        """Subscribe to the daemon's live records (events whose id matches one of the glob
+        ``patterns``, or all) and yield each as it comes, until the daemon goes away.
+
+        The connection serves only the subscription from then on.
+        """
+        self.call("subscribe", patterns=list(patterns))
+        self._sock.settimeout(None)
+        while (line := self._line(eof_ok=True)) is not None:
+            yield json.loads(line)
+
     def _receive(self) -> Reply:
+        line = self._line(eof_ok=False)
+        assert line is not None
+        return decode_reply(line)
+
+    def _line(self, *, eof_ok: bool) -> bytes | None:
         while b"\n" not in self._buffer:
             try:
                 chunk = self._sock.recv(1 << 20)
@@ -159,10 +175,12 @@ class Client:
             except OSError as exc:
                 raise EventbusError(f"lost the connection to {self.socket_path}: {exc}") from exc
             if not chunk:
+                if eof_ok:
+                    return None
                 raise EventbusError(f"the daemon on {self.socket_path} closed the connection")
             self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
-        return decode_reply(line)
+        return line
 
 
 def _batches(lines: Sequence[bytes], max_bytes: int) -> Iterator[tuple[int, list[bytes]]]:

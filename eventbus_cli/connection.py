@@ -9,8 +9,9 @@ import anyio.abc
 import anyio.lowlevel
 
 from .errors import JournalError
+from .monitor import Subscription
 from .ops import Operations
-from .protocol import ErrorCode, LineSplitter, encode_error
+from .protocol import ErrorCode, LineSplitter, decode_request, encode_error, encode_result
 from .socketfile import peer_of
 
 __all__ = ("serve_connection",)
@@ -75,8 +76,14 @@ async def _serve_lines(stream: anyio.abc.SocketStream, ops: Operations) -> None:
             return
         for line in splitter.feed(data):
             line = line.strip()
-            if line:
-                replies.append(await ops.answer(line, flush))
+            if not line:
+                continue
+            if b"subscribe" in line and (subscription := ops.subscription(line)) is not None:
+                replies.append(encode_result(_request_id(line), {"subscribed": True}))
+                await flush()
+                await _stream(stream, ops, subscription)
+                return
+            replies.append(await ops.answer(line, flush))
         if splitter.too_large:
             refusal = splitter.too_large_error()
             replies.append(encode_error(None, refusal.code, refusal.problem))
@@ -86,3 +93,29 @@ async def _serve_lines(stream: anyio.abc.SocketStream, ops: Operations) -> None:
         # wakes the client, which on a busy machine can take the CPU for a while.
         await anyio.lowlevel.checkpoint()
         await flush()
+
+
+async def _stream(stream: anyio.abc.SocketStream, ops: Operations,
+                  subscription: Subscription) -> None:
+    """Send the subscription's records until the client closes the connection. Whatever the
+    client sends meanwhile is read and ignored, so its closing is noticed at once."""
+
+    async def until_closed(scope: anyio.CancelScope) -> None:
+        try:
+            while await stream.receive(_READ_SIZE):
+                pass
+        except _GONE:
+            pass
+        scope.cancel()
+
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(until_closed, group.cancel_scope)
+            while True:
+                await stream.send(await subscription.next_lines())
+    finally:
+        ops.monitor.unsubscribe(subscription)
+
+
+def _request_id(line: bytes) -> object:
+    return decode_request(line).id

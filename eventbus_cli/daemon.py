@@ -27,6 +27,7 @@ from .emitter import SimpleEventEmitter
 from .errors import EventbusError
 from .journal import Journal
 from .loader import load_listeners
+from .notify import notify, reloading
 from .ops import Operations
 from .socketfile import bind_socket, remove
 
@@ -94,6 +95,7 @@ async def serve(
 def _resume(emitter: SimpleEventEmitter, journal: Journal) -> None:
     kept, next_id = journal.load()
     emitter.add_observer(journal)  # first, so that it hears of what fails on the way back
+    emitter.durable = True
     emitter.restore(kept, next_id)
     failed = sum(delivery.state is DeliveryState.FAILED for delivery in kept)
     logger.info("journal %s: %d deliveries to resume, %d failed kept", journal.path,
@@ -111,6 +113,7 @@ async def _serve_socket(
     async with anyio.create_task_group() as connections:
         if journal is not None:
             connections.start_soon(journal.run)
+        connections.start_soon(ops.health.run)
         async with emitter:
             connections.start_soon(
                 partial(socket_listener.serve, task_group=connections),
@@ -140,6 +143,7 @@ async def _serve_until_signalled(config: Config) -> int:
                 if signum == signal.SIGHUP:
                     _reload_on_signal(ready)
                 elif not stop.is_set():
+                    notify("STOPPING=1")
                     logger.info("%s received; send SIGINT again to stop without draining",
                                 signal.Signals(signum).name)
                     stop.set()
@@ -158,6 +162,7 @@ async def _serve_until_signalled(config: Config) -> int:
         async with anyio.create_task_group() as group:
             group.start_soon(watch_signals, group)
             ready = await group.start(serve_until_stopped, group)
+            notify("READY=1", f"STATUS=serving {ready.listeners} listeners on {ready.socket}")
     except BaseExceptionGroup as errors:
         # A start-up error (a broken listener file, a socket in use) is one error, not a group.
         if len(errors.exceptions) == 1:
@@ -171,8 +176,10 @@ def _reload_on_signal(ready: Ready | None) -> None:
         logger.warning("SIGHUP received while starting; ignored (send it again once ready)")
         return
     logger.info("SIGHUP received: reloading the listeners")
+    reloading()
     with contextlib.suppress(EventbusError):  # logged by reload; the old listeners run on
         ready.reload()
+    notify("READY=1")
 
 
 def run(config: Config) -> int:

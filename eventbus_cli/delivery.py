@@ -97,12 +97,15 @@ class Slot:
 class Delivery:
     """One event on its way to one listener."""
 
-    __slots__ = ("args", "attempts", "error", "event", "id", "kwargs", "slot", "state", "traceback")
+    __slots__ = ("args", "attempts", "error", "event", "id", "kwargs", "queued_at", "slot", "state",
+                 "traceback")
 
     def __init__(
-        self, id: int, event: str, args: tuple[Any, ...], kwargs: dict[str, Any], slot: Slot
+        self, id: int, event: str, args: tuple[Any, ...], kwargs: dict[str, Any], slot: Slot,
+        queued_at: float = 0.0,
     ) -> None:
         self.id = id
+        self.queued_at = queued_at  # time.monotonic() when queued; 0.0 where nobody asked
         self.event = event
         self.args = args
         self.kwargs = kwargs
@@ -142,8 +145,14 @@ class DeliveryObserver(Protocol):
     Methods must return quickly and must not raise.
     """
 
-    def queued(self, deliveries: Sequence[Delivery]) -> None:
-        """New deliveries, or failed ones queued again by a retry."""
+    def emitted(self, event_id: str, deliveries: Sequence[Delivery]) -> None:
+        """An event was accepted, with the deliveries it queued (none: it was unrouted)."""
+
+    def requeued(self, deliveries: Sequence[Delivery]) -> None:
+        """Failed deliveries queued again by a retry."""
+
+    def started(self, delivery: Delivery) -> None:
+        """A worker began an attempt."""
 
     def finished(self, delivery: Delivery) -> None:
         """An attempt ended; ``delivery.state`` is SUCCEEDED, RETRYING or FAILED."""

@@ -97,6 +97,8 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         self._failed: deque[Delivery] = deque()
         self._keep_failed = keep_failed
         self._observers: list[DeliveryObserver] = []
+        self.observed = False
+        """Whether any observer listens (workers report starts only then)."""
         self._workers: list[Worker] = []
         self._drained: anyio.Event | None = None
         self._outstanding = 0
@@ -105,6 +107,8 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         self._task_group: anyio.abc.TaskGroup | None = None
         self.unfinished: list[Delivery] = []
         """Deliveries that did not finish by the shutdown timeout (filled on exit)."""
+        self.durable = False
+        """Set by whoever keeps the deliveries beyond the process (the journal)."""
 
     def _listener_set(self, listeners: Sequence[EventListener],
                       previous: ListenerSet | None) -> ListenerSet:
@@ -147,7 +151,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
                 )
                 more = " ..." if len(self.unfinished) > 20 else ""
                 fate = ("are kept in the journal and run again on the next start"
-                        if self._observers else "are lost (no journal)")
+                        if self.durable else "are lost (no journal)")
                 logger.warning("%d deliveries unfinished at shutdown %s: %s%s",
                                len(self.unfinished), fate, listed, more)
             self._task_group.cancel_scope.cancel()
@@ -159,6 +163,13 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
 
         Returns the number of deliveries queued (0 for an unrouted event, which is counted).
         """
+        slots = self._route(event_id)
+        if slots and not self._queue.has_room(len(slots)):
+            raise QueueFullError(event_id, len(slots), self._queue.size)
+        return len(self._accept(event_id, slots, args, kwargs))
+
+    def submit(self, event_id: str, /, *args: Any, **kwargs: Any) -> Sequence[Delivery]:
+        """Like :meth:`emit`, but return the deliveries queued, to follow them."""
         slots = self._route(event_id)
         if slots and not self._queue.has_room(len(slots)):
             raise QueueFullError(event_id, len(slots), self._queue.size)
@@ -177,7 +188,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
             await self._queue.wait_for_room()
             if self._state is not _RUNNING:
                 raise EmitterNotRunningError(self._state)
-        return self._accept(event_id, slots, args, kwargs)
+        return len(self._accept(event_id, slots, args, kwargs))
 
     def _route(self, event_id: str) -> tuple[Slot, ...]:
         if self._state is not _RUNNING:
@@ -186,16 +197,21 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
 
     def _accept(
         self, event_id: str, slots: tuple[Slot, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> int:
+    ) -> Sequence[Delivery]:
         if not slots:
             self._unrouted += 1
             logger.debug("event %r matched no listener; counted as unrouted", event_id)
-            return 0
-        deliveries = self._queue.put(event_id, slots, args, kwargs)
+            for observer in self._observers:
+                observer.emitted(event_id, ())
+            return ()
+        deliveries = self._queue.put(event_id, slots, args, kwargs, self._clock())
         self._outstanding += len(slots)
         for observer in self._observers:
-            observer.queued(deliveries)
-        return len(slots)
+            observer.emitted(event_id, deliveries)
+        return deliveries
+
+    def _clock(self) -> float:
+        return time.monotonic() if self.observed else 0.0
 
     # -- called by workers ------------------------------------------------------------------
 
@@ -314,8 +330,20 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
     # -- changing the set of deliveries and listeners -------------------------------------
 
     def add_observer(self, observer: DeliveryObserver) -> None:
-        """Tell ``observer`` of every delivery queued, finished or removed from now on."""
+        """Tell ``observer`` of every event emitted and every delivery started, finished or
+        removed from now on."""
         self._observers.append(observer)
+        self.observed = True
+
+    def remove_observer(self, observer: DeliveryObserver) -> None:
+        """Stop telling ``observer``."""
+        self._observers.remove(observer)
+        self.observed = bool(self._observers)
+
+    def delivery_started(self, delivery: Delivery) -> None:
+        """Called by workers, only while :attr:`observed`."""
+        for observer in self._observers:
+            observer.started(delivery)
 
     def retry(self, delivery_ids: Iterable[int] | None = None) -> list[Delivery]:
         """Queue failed deliveries again (every one when ``delivery_ids`` is None), each with
@@ -350,7 +378,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         self._queue.requeue(chosen)
         self._outstanding += len(chosen)
         for observer in self._observers:
-            observer.queued(chosen)
+            observer.requeued(chosen)
         return chosen
 
     def purge(self, state: DeliveryState) -> int:

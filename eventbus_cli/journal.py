@@ -131,7 +131,13 @@ class Journal:
 
     # -- DeliveryObserver: called by the emitter on the event loop -------------------------
 
-    def queued(self, deliveries: Sequence[Delivery]) -> None:
+    def emitted(self, event_id: str, deliveries: Sequence[Delivery]) -> None:
+        self.requeued(deliveries)
+
+    def started(self, delivery: Delivery) -> None:
+        pass  # a delivery that was running when the daemon died runs again: nothing to write
+
+    def requeued(self, deliveries: Sequence[Delivery]) -> None:
         changes = self._changes
         for delivery in deliveries:
             changes[delivery.id] = delivery

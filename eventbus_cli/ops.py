@@ -24,8 +24,10 @@ from .errors import (
     ProtocolError,
     QueueFullError,
 )
+from .health import Health
 from .journal import Journal
 from .loader import MODULE_PREFIX, load_listeners
+from .monitor import Monitor, Subscription
 from .protocol import (
     PROTOCOL_VERSION,
     ErrorCode,
@@ -54,6 +56,8 @@ class Operations:
         self.emitter = emitter
         self.socket_path = socket_path
         self.journal = journal
+        self.monitor = Monitor(emitter)
+        self.health = Health(emitter)
         self.started = time.monotonic()
         self.draining = False
         self._readers: dict[str, Callable[[Request], Any]] = {
@@ -75,6 +79,8 @@ class Operations:
         try:
             request = decode_request(line)
             request_id = request.id
+            if request.wait is not None or request.require_listener:
+                return encode_result(request.id, await self._emit_one(request, flush))
             if request.events:
                 return encode_result(request.id, await self._emit(request, flush))
             if request.op == "emit_many":
@@ -105,6 +111,35 @@ class Operations:
         replies are sent only after this."""
         if self.journal is not None:
             await self.journal.committed()
+
+    def subscription(self, line: bytes) -> Subscription | None:
+        """A new subscription if ``line`` is a valid ``subscribe`` request, else None (then
+        :meth:`answer` replies to it). The caller streams it, then calls ``unsubscribe``."""
+        try:
+            request = decode_request(line)
+        except ProtocolError:
+            return None
+        return self.monitor.subscribe(request.patterns) if request.op == "subscribe" else None
+
+    async def _emit_one(self, request: Request, flush: Flush) -> dict[str, Any]:
+        """An emit with ``require_listener`` or ``wait``."""
+        message = request.events[0]
+        if request.require_listener and not self.emitter.listeners_for(message.event):
+            problem = (f"no listener matches event {message.event!r}, so it was not emitted "
+                       "(`eventbus listeners list` shows what is loaded)")
+            raise _EmitFailed(ErrorCode.UNROUTED, problem, 0)
+        if request.wait is None:
+            return await self._emit(request, flush)
+        if self.draining:
+            raise _EmitFailed(ErrorCode.SHUTTING_DOWN, _SHUTTING_DOWN, 0)
+        try:
+            deliveries = self.emitter.submit(message.event, *message.args, **message.kwargs)
+        except QueueFullError as exc:
+            raise _EmitFailed(ErrorCode.QUEUE_FULL, str(exc), 0) from None
+        except EmitterNotRunningError:
+            raise _EmitFailed(ErrorCode.SHUTTING_DOWN, _SHUTTING_DOWN, 0) from None
+        results = await self.monitor.wait(deliveries, request.wait)
+        return {"event_id": message.event, "deliveries": len(deliveries), "results": results}
 
     async def _emit(self, request: Request, flush: Flush) -> dict[str, Any]:
         emitter = self.emitter
@@ -223,6 +258,7 @@ class Operations:
             "journal": {"path": str(self.journal.path.absolute()), "bytes": self.journal.size()}
             if self.journal else None,
             "draining": self.draining,
+            "health": self.health.report(draining=self.draining),
             "queue": self._queue(request),
         }
 

@@ -14,6 +14,7 @@ from .errors import InvalidEventIdError, ProtocolError
 from .listener import validate_event_id
 
 __all__ = (
+    "DEFAULT_WAIT",
     "LIST_STATES",
     "OPS",
     "PROTOCOL_VERSION",
@@ -40,6 +41,7 @@ class ErrorCode:
     BAD_JSON = "bad_json"  # the line is not a JSON object in UTF-8
     BAD_REQUEST = "bad_request"  # a field is missing, unknown, or of the wrong type
     UNKNOWN_OP = "unknown_op"
+    UNROUTED = "unrouted"  # an emit with "require_listener" that no listener matches
     INVALID_EVENT = "invalid_event"  # an event id breaks the naming rule
     TOO_LARGE = "too_large"  # the line is over max_message_bytes; the connection is closed
     QUEUE_FULL = "queue_full"
@@ -55,7 +57,7 @@ class ErrorCode:
 # The fields each op takes besides "id" and "op"; anything else is a bad request.
 OPS: dict[str, frozenset[str]] = {
     "hello": frozenset(),
-    "emit": frozenset({"event", "args", "kwargs"}),
+    "emit": frozenset({"event", "args", "kwargs", "wait", "timeout", "require_listener"}),
     "emit_many": frozenset({"events"}),
     "listeners": frozenset(),
     "queue": frozenset(),
@@ -64,10 +66,15 @@ OPS: dict[str, frozenset[str]] = {
     "retry": frozenset({"deliveries", "all"}),
     "purge": frozenset({"state"}),
     "reload": frozenset(),
+    "subscribe": frozenset({"patterns"}),
     "status": frozenset(),
 }
 _ALLOWED = {op: fields | {"id", "op"} for op, fields in OPS.items()}
 _EVENT_FIELDS = frozenset({"event", "args", "kwargs"})
+_EMIT_OPTIONS = frozenset({"wait", "timeout", "require_listener"})
+DEFAULT_WAIT = 60.0
+"""Seconds an ``emit`` with ``"wait": true`` waits for its deliveries unless it says."""
+MAX_WAIT = 86_400
 LIST_STATES = ("pending", "running", "retrying", "failed")
 PURGE_STATES = ("pending", "failed")
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=repr)
@@ -95,6 +102,9 @@ class Request(NamedTuple):
     state: str | None = None
     limit: int | None = None
     deliveries: tuple[int, ...] | None = None  # show: one id; retry: the ids, None for all
+    patterns: tuple[str, ...] = ()  # subscribe: event-id globs, none for every event
+    wait: float | None = None  # emit: seconds to wait for the deliveries to finish
+    require_listener: bool = False  # emit: refuse an event that no listener matches
 
 
 class Reply(NamedTuple):
@@ -179,7 +189,16 @@ def decode_request(line: bytes | str) -> Request:
 
 def _checked(request_id: int | str, op: str, data: dict[str, Any]) -> Request:
     if op == "emit":
-        return Request(request_id, op, (_event(data, None),))
+        event = (_event(data, None),)
+        if _EMIT_OPTIONS.isdisjoint(data):  # the common case, quickly
+            return Request(request_id, op, event)
+        return _emit_options(Request(request_id, op, event), data)
+    if op == "subscribe":
+        patterns = data.get("patterns", [])
+        if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+            problem = f'"patterns" must be a list of event-id globs, got {patterns!r}'
+            raise ProtocolError(ErrorCode.BAD_REQUEST, problem)
+        return Request(request_id, op, patterns=tuple(patterns))
     if op == "emit_many":
         events = data.get("events")
         if not isinstance(events, list):
@@ -215,6 +234,23 @@ def _checked(request_id: int | str, op: str, data: dict[str, Any]) -> Request:
             raise ProtocolError(ErrorCode.BAD_REQUEST, problem)
         return Request(request_id, op, state=state)
     return Request(request_id, op)
+
+
+def _emit_options(request: Request, data: dict[str, Any]) -> Request:
+    wait, timeout, require = data.get("wait", False), data.get("timeout"), data.get(
+        "require_listener", False)
+    for name, value in (("wait", wait), ("require_listener", require)):
+        if not isinstance(value, bool):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f'"{name}" must be true or false, got '
+                                f"{value!r}")
+    if timeout is not None and (not isinstance(timeout, int | float) or isinstance(timeout, bool)
+                                or not 0 < timeout <= MAX_WAIT):
+        problem = f'"timeout" must be seconds above 0, up to {MAX_WAIT}, got {timeout!r}'
+        raise ProtocolError(ErrorCode.BAD_REQUEST, problem)
+    if timeout is not None and not wait:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, '"timeout" goes with "wait": true')
+    seconds = float(timeout if timeout is not None else DEFAULT_WAIT) if wait else None
+    return request._replace(wait=seconds, require_listener=require)
 
 
 def _delivery_id(value: object, name: str) -> int:

@@ -49,13 +49,14 @@ class DeliveryQueue:
         await room.wait()
 
     def put(
-        self, event_id: str, slots: tuple[Slot, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, event_id: str, slots: tuple[Slot, ...], args: tuple[Any, ...],
+        kwargs: dict[str, Any], now: float = 0.0,
     ) -> list[Delivery]:
         """Queue one delivery per slot and return them; the caller has checked :meth:`has_room`."""
         ids, idle = self._ids, self._idle
         made = []
         for slot in slots:
-            delivery = Delivery(next(ids), event_id, args, kwargs, slot)
+            delivery = Delivery(next(ids), event_id, args, kwargs, slot, now)
             made.append(delivery)
             self._append(slot, delivery)
             if idle:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
+from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -18,6 +21,8 @@ __all__ = (
     "print_queue",
     "print_status",
     "progress_bar",
+    "tail_line",
+    "watch_queue",
 )
 
 _COUNTERS = ("pending", "running", "retrying", "succeeded", "failed")
@@ -42,14 +47,7 @@ def print_listeners(listeners: list[dict[str, Any]]) -> None:
 
 
 def print_queue(queue: dict[str, Any]) -> None:
-    totals = "  ".join(f"{name} {queue[name]}" for name in (*_COUNTERS, "unrouted"))
-    table = Table(title=f"queue ({queue['queue_size']} max): {totals}", title_justify="left")
-    table.add_column("listener", overflow="fold")
-    for name in (*_COUNTERS, "retried"):
-        table.add_column(name, justify="right")
-    for name, stats in queue["listeners"].items():
-        table.add_row(name, *(str(stats[key]) for key in (*_COUNTERS, "retried")))
-    _console().print(table)
+    _console().print(_queue_table(queue))
 
 
 def print_deliveries(deliveries: list[dict[str, Any]]) -> None:
@@ -114,3 +112,56 @@ def progress_bar(total: int, description: str) -> Iterator[Callable[[int], None]
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(description, total=total)
         yield lambda done: bar.advance(task, done)
+
+
+def tail_line(record: dict[str, Any]) -> str:
+    """One ``eventbus tail`` line: local time to the microsecond, the kind, then the facts."""
+    when = datetime.fromisoformat(record["ts"]).astimezone().strftime("%H:%M:%S.%f")
+    kind = record["type"]
+    if kind == "emitted":
+        count = record["deliveries"]
+        return f"{when} {kind:<8} {record['event']}  " + (
+            f"{count} deliveries" if count else "unrouted (no listener matches)")
+    if kind == "skipped":
+        return f"{when} {kind:<8} {record['message']}"
+    latency = record.get("latency_ms")
+    took = "" if latency is None else (
+        f"  waited {latency:.3f} ms" if kind == "started" else f"  {latency:.3f} ms")
+    error = f"  {record['error']}" if record.get("error") else ""
+    return (f"{when} {kind:<8} {record['event']} -> {record['listener']}  "
+            f"#{record['delivery']} attempt {record['attempt']}{took}{error}")
+
+
+def watch_queue(fetch: Callable[[], dict[str, Any]], interval: float) -> None:
+    """Redraw the queue's counters, with each listener's deliveries per second, every
+    ``interval`` seconds until Ctrl-C; the view is erased on the way out."""
+    before: dict[str, int] = {}
+    then = time.monotonic()
+    with Live(console=Console(), transient=True, auto_refresh=False) as live:
+        try:
+            while True:
+                queue, now = fetch(), time.monotonic()
+                done = {name: stats["succeeded"] + stats["failed"]
+                        for name, stats in queue["listeners"].items()}
+                rates = {name: (count - before.get(name, count)) / max(now - then, 1e-9)
+                         for name, count in done.items()}
+                live.update(_queue_table(queue, rates), refresh=True)
+                before, then = done, now
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            pass
+
+
+def _queue_table(queue: dict[str, Any], rates: dict[str, float] | None = None) -> Table:
+    totals = "  ".join(f"{name} {queue[name]}" for name in (*_COUNTERS, "unrouted"))
+    table = Table(title=f"queue ({queue['queue_size']} max): {totals}", title_justify="left",
+                  caption="Ctrl-C to stop" if rates is not None else None,
+                  caption_justify="left")
+    table.add_column("listener", overflow="fold")
+    columns = (*_COUNTERS, "retried")
+    for name in (*columns, "per second") if rates is not None else columns:
+        table.add_column(name, justify="right")
+    for name, stats in queue["listeners"].items():
+        rate = () if rates is None else (f"{rates.get(name, 0.0):,.1f}",)
+        table.add_row(name, *(str(stats[key]) for key in columns), *rate)
+    return table

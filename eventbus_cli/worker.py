@@ -25,7 +25,11 @@ _OWN_DIRS = tuple(str(Path(module).parent) + os.sep for module in (anyio.__file_
 class Outcomes(Protocol):
     """Where a worker reports how each attempt ended (the emitter)."""
 
+    observed: bool
+
     def delivery_done(self, delivery: Delivery, exc: BaseException | None) -> None: ...
+
+    def delivery_started(self, delivery: Delivery) -> None: ...
 
 
 class Worker:
@@ -74,6 +78,8 @@ class Worker:
             delivery.attempts += 1
             self.started = time.monotonic()
             self.current = delivery
+            if outcomes.observed:
+                outcomes.delivery_started(delivery)
             try:
                 if slot.is_async:
                     await slot.fn(*delivery.args, **delivery.kwargs)
