@@ -107,6 +107,17 @@ def _socket(ctx: typer.Context) -> Path:
     return _config(ctx).daemon.socket_path
 
 
+def _complete_events(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion: the event ids (and patterns) of the running daemon's listeners."""
+    try:
+        with Client(_socket(ctx), timeout=2) as client:
+            listeners = client.call("listeners")
+    except (EventbusError, OSError):
+        return []
+    ids = {event for item in listeners for event in item["events"]}
+    return sorted(event for event in ids if event.startswith(incomplete))
+
+
 def _call(ctx: typer.Context, op: str, **fields: Any) -> Any:
     with Client(_socket(ctx)) as client:
         return client.call(op, **fields)
@@ -153,7 +164,8 @@ def serve(
 @app.command()
 def emit(
     ctx: typer.Context,
-    event: Annotated[str | None, typer.Argument(help="The event id, e.g. user_created.")] = None,
+    event: Annotated[str | None, typer.Argument(
+        help="The event id, e.g. user_created.", autocompletion=_complete_events)] = None,
     arg: Annotated[list[str] | None, typer.Option(
         "--arg", help="A positional value: text, :=JSON, @file or :=@file. Repeatable.")] = None,
     kw: Annotated[list[str] | None, typer.Option(
@@ -422,7 +434,7 @@ def tail(
     ctx: typer.Context,
     patterns: Annotated[list[str] | None, typer.Argument(
         help="Only events whose id matches one of these globs (e.g. 'user_*').",
-        show_default=False)] = None,
+        show_default=False, autocompletion=_complete_events)] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Follow the bus live: events emitted and each delivery's start and outcome.

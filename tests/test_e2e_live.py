@@ -230,3 +230,15 @@ def test_queue_watch_draws_live_and_leaves_on_ctrl_c(daemon: Daemon) -> None:
     assert b"record" in screen
     assert os.waitstatus_to_exitcode(status) == 0
     assert b"Traceback" not in screen
+
+
+def test_shell_completion_offers_the_daemons_event_ids(daemon: Daemon) -> None:
+    env = {**daemon.env, "_EVENTBUS_COMPLETE": "complete_bash", "COMP_WORDS": "eventbus emit u",
+           "COMP_CWORD": "2"}
+    result = subprocess.run([EVENTBUS], env=env, capture_output=True, text=True, timeout=30,
+                            check=False)
+    assert result.stdout.split() == ["user_created"]
+    states = {**env, "COMP_WORDS": "eventbus queue list --state ", "COMP_CWORD": "4"}
+    result = subprocess.run([EVENTBUS], env=states, capture_output=True, text=True, timeout=30,
+                            check=False)
+    assert result.stdout.split() == ["pending", "running", "retrying", "failed"]
