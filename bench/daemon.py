@@ -9,6 +9,8 @@ Three figures, each set against its peer measured in the same run:
   delivery; against Litestar's SimpleEventEmitter moving as many events in-process.
 - start: ``eventbus emit`` of one event as a whole process, against ``python -c "import
   typer"``; median of 40 runs each, interleaved.
+- tails: the bulk figure again with a subscriber to every record attached: one that never
+  reads (stalled), then `eventbus tail --json` reading them all; against the bulk without.
 - latency: on one kept connection, the time from just before a client sends an emit until
   the listener starts, over 5,000 emits sent one at a time; p50 and p99. Its peer is the
   floor: the same lines sent to a bare asyncio server that only parses them.
@@ -20,11 +22,13 @@ import json
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -91,6 +95,27 @@ def bulk(sock: Path, root: Path, events: int, event: str = "bulk") -> float:
         while client.call("queue")["succeeded"] < before + events:
             time.sleep(0.001)
         return events / (time.perf_counter() - started)
+
+
+def with_tail(sock: Path, reading: bool, measure: Callable[[], float]) -> float:
+    """``measure()`` while a tail subscribes to every record: `eventbus tail --json` reading
+    them all, or a raw subscriber that reads none (stalled)."""
+    if reading:
+        tail = subprocess.Popen([EVENTBUS, "--socket", str(sock), "tail", "--json"],
+                                stdout=subprocess.DEVNULL)
+    else:
+        stalled = socket.socket(socket.AF_UNIX)
+        stalled.connect(str(sock))
+        stalled.sendall(b'{"id": 1, "op": "subscribe"}\n')
+    time.sleep(0.5)  # let the tail subscribe
+    try:
+        return measure()
+    finally:
+        if reading:
+            tail.terminate()
+            tail.wait(timeout=10)
+        else:
+            stalled.close()
 
 
 def litestar_rate(events: int) -> float:
@@ -160,8 +185,6 @@ def latency_floor(root: Path, count: int = 5000) -> tuple[float, float]:
     try:
         assert server.stdout is not None
         assert server.stdout.readline().strip() == "ready"
-        import socket
-
         with socket.socket(socket.AF_UNIX) as sock:
             sock.connect(str(path))
             for _ in range(count):
@@ -185,6 +208,11 @@ def main() -> None:
         theirs = litestar_rate(events)
         print(f"bulk {events:,} events: eventbus emit --file {ours:,.0f}/s, Litestar in-process "
               f"{theirs:,.0f}/s: {ours / theirs:.2f}x (target >= 2x)")
+        for reading in (False, True):
+            watched = with_tail(sock, reading, lambda: statistics.median(
+                bulk(sock, root, events) for _ in range(3)))
+            print(f"bulk with a {'reading' if reading else 'stalled'} tail of every record: "
+                  f"{watched:,.0f}/s: {watched / ours:.2f}x of the bulk without one")
         emit, typer = start_times([EVENTBUS, "--socket", str(sock), "emit", "bulk"],
                                   [sys.executable, "-c", "import typer"])
         print(f"start: eventbus emit {emit * 1000:.1f} ms, python -c 'import typer' "

@@ -28,8 +28,10 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="A local event bus for Python applications.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
-listeners_app = typer.Typer(help="The daemon's listeners.", no_args_is_help=True)
-queue_app = typer.Typer(help="The daemon's queue: counters, and the deliveries in it.")
+listeners_app = typer.Typer(
+    help="The daemon's listeners: list them, or reload them from their directory.\n\n"
+         "Example: eventbus listeners list --json", no_args_is_help=True)
+queue_app = typer.Typer()  # its help is the queue callback's docstring
 app.add_typer(listeners_app, name="listeners")
 app.add_typer(queue_app, name="queue")
 
@@ -304,9 +306,9 @@ def queue(
         "--interval", min=0.1, help="With --watch: seconds between refreshes.")] = 1.0,
     as_json: JsonOption = False,
 ) -> None:
-    """Show the queue's counters, in total and per listener.
+    """Show the queue's counters, in total and per listener; or its deliveries.
 
-    Example: eventbus queue --watch
+    Example: eventbus queue --watch   (or: eventbus queue list --state failed)
     """
     if ctx.invoked_subcommand is not None:
         return

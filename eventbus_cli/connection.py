@@ -111,8 +111,11 @@ async def _stream(stream: anyio.abc.SocketStream, ops: Operations,
     try:
         async with anyio.create_task_group() as group:
             group.start_soon(until_closed, group.cancel_scope)
-            while True:
-                await stream.send(await subscription.next_lines())
+            try:
+                while True:
+                    await stream.send(await subscription.next_lines())
+            except _GONE:
+                group.cancel_scope.cancel()  # the client left while records were on their way
     finally:
         ops.monitor.unsubscribe(subscription)
 

@@ -39,29 +39,28 @@ class Subscription:
         self.patterns = tuple(patterns)
         self.limit = limit
         self.skipped = 0
-        self._lines: deque[bytes] = deque()
+        self.lines: deque[bytes] = deque()
         self._ready = anyio.Event()
 
     def wants(self, event: str) -> bool:
         return not self.patterns or any(fnmatchcase(event, p) for p in self.patterns)
 
     def put(self, line: bytes) -> None:
-        if len(self._lines) >= self.limit:
-            self.skipped += 1
-            return
+        """Buffer ``line``; the caller has checked for room (where there is none, it counts
+        a skip instead)."""
         if self.skipped:  # the gap comes first, where it happened
-            self._lines.append(_skipped(self.skipped))
+            self.lines.append(_skipped(self.skipped))
             self.skipped = 0
-        self._lines.append(line)
+        self.lines.append(line)
         self._ready.set()
 
     async def next_lines(self) -> bytes:
         """Wait for records; return every line waiting (and a ``skipped`` record if due)."""
-        while not self._lines and not self.skipped:
+        while not self.lines and not self.skipped:
             self._ready = anyio.Event()
             await self._ready.wait()
-        lines = b"".join(self._lines)
-        self._lines.clear()
+        lines = b"".join(self.lines)
+        self.lines.clear()
         if self.skipped:
             lines += _skipped(self.skipped)
             self.skipped = 0
@@ -133,29 +132,30 @@ class Monitor:
     # -- DeliveryObserver ------------------------------------------------------------------
 
     def emitted(self, event_id: str, deliveries: Sequence[Delivery]) -> None:
-        if self._subscriptions:
-            self._publish(event_id, {"type": "emitted", "event": event_id,
-                                     "deliveries": len(deliveries)})
+        if self._subscriptions and (targets := self._targets(event_id)):
+            _publish(targets, {"type": "emitted", "event": event_id,
+                               "deliveries": len(deliveries)})
 
     def requeued(self, deliveries: Sequence[Delivery]) -> None:
         for delivery in deliveries:
-            if self._subscriptions:
-                self._publish(delivery.event, _about(delivery, "requeued"))
+            if self._subscriptions and (targets := self._targets(delivery.event)):
+                _publish(targets, _about(delivery, "requeued"))
 
     def started(self, delivery: Delivery) -> None:
-        if self._subscriptions:
+        if self._subscriptions and (targets := self._targets(delivery.event)):
             now = time.monotonic()
             self._starts[delivery.id] = now
             waited = now - delivery.queued_at if delivery.queued_at else math.nan
-            self._publish(delivery.event, _about(delivery, "started", waited))
+            _publish(targets, _about(delivery, "started", waited))
 
     def finished(self, delivery: Delivery) -> None:
         if self._subscriptions:
             began = self._starts.pop(delivery.id, math.nan)
-            record = _about(delivery, _OUTCOMES[delivery.state], time.monotonic() - began)
-            record["error"] = delivery.error if delivery.state is not DeliveryState.SUCCEEDED \
-                else None
-            self._publish(delivery.event, record)
+            if targets := self._targets(delivery.event):
+                record = _about(delivery, _OUTCOMES[delivery.state], time.monotonic() - began)
+                record["error"] = None if delivery.state is DeliveryState.SUCCEEDED \
+                    else delivery.error
+                _publish(targets, record)
         if delivery.state is not DeliveryState.RETRYING:
             error = None if delivery.state is DeliveryState.SUCCEEDED else delivery.error
             self._end_wait(delivery, error)
@@ -172,14 +172,25 @@ class Monitor:
             if not waiter.open:
                 waiter.done.set()
 
-    def _publish(self, event: str, record: dict[str, Any]) -> None:
-        line = None
+    def _targets(self, event: str) -> list[Subscription]:
+        """The subscriptions that want ``event`` and have room for it; the full ones among
+        those that want it count a skip instead, so a stalled reader costs next to nothing."""
+        targets = []
         for subscription in self._subscriptions:
-            if subscription.wants(event):
-                if line is None:
-                    stamp = datetime.now(UTC).isoformat(timespec="microseconds")
-                    line = (_ENCODER.encode({"ts": stamp, **record}) + "\n").encode()
-                subscription.put(line)
+            if subscription.patterns and not subscription.wants(event):
+                continue
+            if len(subscription.lines) >= subscription.limit:
+                subscription.skipped += 1
+            else:
+                targets.append(subscription)
+        return targets
+
+
+def _publish(targets: list[Subscription], record: dict[str, Any]) -> None:
+    stamp = datetime.now(UTC).isoformat(timespec="microseconds")
+    line = (_ENCODER.encode({"ts": stamp, **record}) + "\n").encode()
+    for subscription in targets:
+        subscription.put(line)
 
 
 def _about(delivery: Delivery, kind: str, latency: float = math.nan) -> dict[str, Any]:

@@ -70,3 +70,18 @@ def test_the_package_loads_anyio_only_when_an_emitter_is_used() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    from typer.testing import CliRunner
+
+    from eventbus_cli.cli import app
+
+    commands = ["init", "serve", "emit", "status", "tail", "listeners", "listeners list",
+                "listeners reload", "queue", "queue list", "queue show", "queue retry",
+                "queue purge"]
+    runner = CliRunner()
+    for command in commands:
+        result = runner.invoke(app, [*command.split(), "--help"], terminal_width=120)
+        assert result.exit_code == 0, command
+        assert f"Example: eventbus {command.split()[0]}" in result.output, command
