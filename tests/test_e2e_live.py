@@ -242,3 +242,17 @@ def test_shell_completion_offers_the_daemons_event_ids(daemon: Daemon) -> None:
     result = subprocess.run([EVENTBUS], env=states, capture_output=True, text=True, timeout=30,
                             check=False)
     assert result.stdout.split() == ["pending", "running", "retrying", "failed"]
+
+
+def test_a_subscriber_that_leaves_ends_its_subscription_quietly(daemon: Daemon) -> None:
+    for _ in range(5):
+        with socket.socket(socket.AF_UNIX) as reader:
+            reader.connect(str(daemon.socket))
+            reader.sendall(b'{"id": 1, "op": "subscribe"}\n')
+            reader.recv(100)
+            lines = "".join('{"event": "bulk.x"}\n' for _ in range(200))
+            daemon.cli("emit", "--file", "-", input=lines)
+    wait_for(lambda: daemon.json("queue")["succeeded"] == 1000)
+    assert daemon.cli("status", "--check").returncode == 0
+    assert "Traceback" not in daemon.logs()
+    assert "connection failed" not in daemon.logs()
