@@ -11,7 +11,7 @@ import anyio.lowlevel
 from .errors import JournalError
 from .monitor import Subscription
 from .ops import Operations
-from .protocol import ErrorCode, LineSplitter, decode_request, encode_error, encode_result
+from .protocol import ErrorCode, LineSplitter, encode_error, encode_result
 from .socketfile import peer_of
 
 __all__ = ("serve_connection",)
@@ -78,12 +78,16 @@ async def _serve_lines(stream: anyio.abc.SocketStream, ops: Operations) -> None:
             line = line.strip()
             if not line:
                 continue
-            if b"subscribe" in line and (subscription := ops.subscription(line)) is not None:
-                replies.append(encode_result(_request_id(line), {"subscribed": True}))
-                await flush()
-                await _stream(stream, ops, subscription)
+            reply = await ops.answer(line, flush)
+            if isinstance(reply, Subscription):  # the connection serves it alone from now on
+                try:
+                    replies.append(encode_result(reply.request_id, {"subscribed": True}))
+                    await flush()
+                    await _stream(stream, reply)
+                finally:
+                    ops.monitor.unsubscribe(reply)
                 return
-            replies.append(await ops.answer(line, flush))
+            replies.append(reply)
         if splitter.too_large:
             refusal = splitter.too_large_error()
             replies.append(encode_error(None, refusal.code, refusal.problem))
@@ -95,30 +99,28 @@ async def _serve_lines(stream: anyio.abc.SocketStream, ops: Operations) -> None:
         await flush()
 
 
-async def _stream(stream: anyio.abc.SocketStream, ops: Operations,
-                  subscription: Subscription) -> None:
+async def _stream(stream: anyio.abc.SocketStream, subscription: Subscription) -> None:
     """Send the subscription's records until the client closes the connection. Whatever the
-    client sends meanwhile is read and ignored, so its closing is noticed at once."""
+    client sends meanwhile is read and ignored, so its closing is noticed at once.
 
-    async def until_closed(scope: anyio.CancelScope) -> None:
-        try:
-            while await stream.receive(_READ_SIZE):
-                pass
-        except _GONE:
-            pass
-        scope.cancel()
+    The read is never cancelled while it waits (it ends at the client's EOF): on asyncio,
+    cancelling a pending read of a UNIX socket can make anyio log an InvalidStateError.
+    """
+    sending = anyio.CancelScope()
 
-    try:
-        async with anyio.create_task_group() as group:
-            group.start_soon(until_closed, group.cancel_scope)
+    async def send_records() -> None:
+        with sending:
             try:
                 while True:
                     await stream.send(await subscription.next_lines())
             except _GONE:
-                group.cancel_scope.cancel()  # the client left while records were on their way
-    finally:
-        ops.monitor.unsubscribe(subscription)
+                pass  # the client left while records were on their way; the read sees it too
 
-
-def _request_id(line: bytes) -> object:
-    return decode_request(line).id
+    async with anyio.create_task_group() as group:
+        group.start_soon(send_records)
+        try:
+            while True:
+                await stream.receive(_READ_SIZE)
+        except _GONE:
+            pass
+        sending.cancel()

@@ -35,8 +35,10 @@ _OUTCOMES = {DeliveryState.SUCCEEDED: "ok", DeliveryState.FAILED: "failed",
 class Subscription:
     """One subscriber's filter and buffer of encoded record lines."""
 
-    def __init__(self, patterns: Sequence[str], limit: int = BUFFER_RECORDS) -> None:
+    def __init__(self, patterns: Sequence[str], request_id: object = None,
+                 limit: int = BUFFER_RECORDS) -> None:
         self.patterns = tuple(patterns)
+        self.request_id = request_id  # of the subscribe request, for its reply
         self.limit = limit
         self.skipped = 0
         self.lines: deque[bytes] = deque()
@@ -85,8 +87,8 @@ class Monitor:
         self._starts: dict[int, float] = {}
         self._attached = False
 
-    def subscribe(self, patterns: Sequence[str]) -> Subscription:
-        subscription = Subscription(patterns)
+    def subscribe(self, patterns: Sequence[str], request_id: object = None) -> Subscription:
+        subscription = Subscription(patterns, request_id)
         self._subscriptions.append(subscription)
         self._attach()
         return subscription

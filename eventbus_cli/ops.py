@@ -72,9 +72,10 @@ class Operations:
             "status": self._status,
         }
 
-    async def answer(self, line: bytes, flush: Flush) -> bytes:
-        """The reply line to one request line. ``flush`` sends the replies owed so far; it is
-        called before an emit waits for room, so earlier replies are not held up."""
+    async def answer(self, line: bytes, flush: Flush) -> bytes | Subscription:
+        """The reply line to one request line, or for ``subscribe`` the new subscription
+        (the caller streams it, then unsubscribes). ``flush`` sends the replies owed so far;
+        it is called before an emit waits for room, so earlier replies are not held up."""
         request_id: object = None
         try:
             request = decode_request(line)
@@ -85,6 +86,8 @@ class Operations:
                 return encode_result(request.id, await self._emit(request, flush))
             if request.op == "emit_many":
                 return encode_result(request.id, {"accepted": 0, "deliveries": 0, "unrouted": 0})
+            if request.op == "subscribe":
+                return self.monitor.subscribe(request.patterns, request.id)
             return encode_result(request.id, self._readers[request.op](request))
         except ProtocolError as exc:
             return encode_error(exc.request_id, exc.code, exc.problem)
@@ -111,15 +114,6 @@ class Operations:
         replies are sent only after this."""
         if self.journal is not None:
             await self.journal.committed()
-
-    def subscription(self, line: bytes) -> Subscription | None:
-        """A new subscription if ``line`` is a valid ``subscribe`` request, else None (then
-        :meth:`answer` replies to it). The caller streams it, then calls ``unsubscribe``."""
-        try:
-            request = decode_request(line)
-        except ProtocolError:
-            return None
-        return self.monitor.subscribe(request.patterns) if request.op == "subscribe" else None
 
     async def _emit_one(self, request: Request, flush: Flush) -> dict[str, Any]:
         """An emit with ``require_listener`` or ``wait``."""

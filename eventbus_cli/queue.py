@@ -130,7 +130,7 @@ class DeliveryQueue:
         """A running call of ``delivery`` ended; its listener may take another worker."""
         delivery.slot.stats.running -= 1
         slot = delivery.slot.live()  # the call may have started before a reload
-        if slot is not None and slot.queue and not slot.ready:
+        if slot is not None and slot.queue and not slot.ready and slot.stats.running < slot.limit:
             slot.ready = True
             self._ready.append(slot)
             if self._idle:

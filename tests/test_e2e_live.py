@@ -256,3 +256,18 @@ def test_a_subscriber_that_leaves_ends_its_subscription_quietly(daemon: Daemon) 
     assert daemon.cli("status", "--check").returncode == 0
     assert "Traceback" not in daemon.logs()
     assert "connection failed" not in daemon.logs()
+
+
+def test_subscribe_spelled_with_a_json_escape_is_still_a_subscription(daemon: Daemon) -> None:
+    with socket.socket(socket.AF_UNIX) as reader:
+        reader.settimeout(10)
+        reader.connect(str(daemon.socket))
+        reader.sendall(b'{"id": "s", "op": "subscrib\\u0065", "patterns": ["bulk.*"]}\n')
+        assert json.loads(reader.recv(100)) == {"id": "s", "ok": True,
+                                                "result": {"subscribed": True}}
+        daemon.cli("emit", "bulk.z")
+        received = b""
+        while received.count(b"\n") < 3:
+            received += reader.recv(4096)
+        assert [json.loads(line)["type"] for line in received.splitlines()] == [
+            "emitted", "started", "ok"]
