@@ -468,4 +468,8 @@ def _show(document: Any, as_json: bool, printer: str) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    # Events may carry lone surrogates (valid JSON, not UTF-8): print them as escapes.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     app()

@@ -201,13 +201,13 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         if not slots:
             self._unrouted += 1
             logger.debug("event %r matched no listener; counted as unrouted", event_id)
-            for observer in self._observers:
-                observer.emitted(event_id, ())
+            if self._observers:
+                self._tell("emitted", event_id, ())
             return ()
         deliveries = self._queue.put(event_id, slots, args, kwargs, self._clock())
         self._outstanding += len(slots)
-        for observer in self._observers:
-            observer.emitted(event_id, deliveries)
+        if self._observers:
+            self._tell("emitted", event_id, deliveries)
         return deliveries
 
     def _clock(self) -> float:
@@ -254,12 +254,20 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         while len(self._failed) > self._keep_failed:
             forgotten.append(self._failed.popleft())
         if forgotten:
-            for observer in self._observers:
-                observer.removed(forgotten)
+            self._tell("removed", forgotten)
 
     def _notify_finished(self, delivery: Delivery) -> None:
+        if self._observers:
+            self._tell("finished", delivery)
+
+    def _tell(self, change: str, *details: Any) -> None:
+        """Call each observer's method for ``change``; an observer that raises is logged,
+        never let through to the worker or the emit that caused the change."""
         for observer in self._observers:
-            observer.finished(delivery)
+            try:
+                getattr(observer, change)(*details)
+            except Exception:
+                logger.exception("observer %r failed on %s", observer, change)
 
     def _finished(self) -> None:
         self._outstanding -= 1
@@ -342,8 +350,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
 
     def delivery_started(self, delivery: Delivery) -> None:
         """Called by workers, only while :attr:`observed`."""
-        for observer in self._observers:
-            observer.started(delivery)
+        self._tell("started", delivery)
 
     def retry(self, delivery_ids: Iterable[int] | None = None) -> list[Delivery]:
         """Queue failed deliveries again (every one when ``delivery_ids`` is None), each with
@@ -377,8 +384,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
             delivery.slot, delivery.attempts = found, 0
         self._queue.requeue(chosen)
         self._outstanding += len(chosen)
-        for observer in self._observers:
-            observer.requeued(chosen)
+        self._tell("requeued", chosen)
         return chosen
 
     def purge(self, state: DeliveryState) -> int:
@@ -396,8 +402,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
             raise ValueError(f"purge takes failed or pending deliveries, not {state.value}")
         if dropped:
             logger.warning("purged %d %s deliveries", len(dropped), state.value)
-            for observer in self._observers:
-                observer.removed(dropped)
+            self._tell("removed", dropped)
         return len(dropped)
 
     def replace_listeners(self, listeners: Sequence[EventListener]) -> ListenerChanges:

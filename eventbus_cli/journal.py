@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 _UPSERT = "INSERT OR REPLACE INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _DELETE = "DELETE FROM deliveries WHERE id = ?"
 _NEXT_ID = "INSERT OR REPLACE INTO meta VALUES ('next_id', ?)"
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=repr)
+# ASCII JSON: lone surrogates, which a client may send and UTF-8 cannot hold, become escapes.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=repr)
 LINGER_SECONDS = 0.002
 """How long the writer lets changes gather before it commits them as one group."""
 _MOVE_ASIDE = "move the file aside (the daemon then starts an empty journal), or restore a backup"
@@ -239,7 +240,7 @@ class Journal:
                 db.executemany(_UPSERT, rows)
             db.execute(_NEXT_ID, (next_id,))
             db.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except Exception as exc:  # sqlite3.Error, or a value it cannot take
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise JournalError(self.path, f"cannot write it: {exc}") from exc
@@ -258,8 +259,15 @@ def _row(delivery: Delivery) -> tuple[object, ...]:
     if state is not DeliveryState.FAILED and state is not DeliveryState.RETRYING:
         state = DeliveryState.PENDING  # queued or running: either way it runs again on start
     return (delivery.id, delivery.event, delivery.listener.name, _ENCODER.encode(delivery.args),
-            _ENCODER.encode(delivery.kwargs), state.value, delivery.attempts, delivery.error,
-            delivery.traceback)
+            _ENCODER.encode(delivery.kwargs), state.value, delivery.attempts,
+            _text(delivery.error), _text(delivery.traceback))
+
+
+def _text(value: str | None) -> str | None:
+    """``value`` as SQLite can store it: a lone surrogate becomes its escape, as text."""
+    if value is None or value.isascii():
+        return value
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _not_loaded(*args: object, **kwargs: object) -> None:

@@ -8,7 +8,6 @@ so a slow tail never slows the bus.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections import deque
@@ -21,13 +20,13 @@ import anyio
 
 from .delivery import Delivery, DeliveryState
 from .emitter import SimpleEventEmitter
+from .protocol import encode_line
 
 __all__ = ("BUFFER_RECORDS", "Monitor", "Subscription")
 
 BUFFER_RECORDS = 10_000
 """Records a subscriber may have waiting; more are dropped and counted as skipped."""
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=repr)
 _OUTCOMES = {DeliveryState.SUCCEEDED: "ok", DeliveryState.FAILED: "failed",
              DeliveryState.RETRYING: "retrying"}
 
@@ -190,7 +189,7 @@ class Monitor:
 
 def _publish(targets: list[Subscription], record: dict[str, Any]) -> None:
     stamp = datetime.now(UTC).isoformat(timespec="microseconds")
-    line = (_ENCODER.encode({"ts": stamp, **record}) + "\n").encode()
+    line = encode_line({"ts": stamp, **record})
     for subscription in targets:
         subscription.put(line)
 
@@ -205,4 +204,4 @@ def _skipped(count: int) -> bytes:
     stamp = datetime.now(UTC).isoformat(timespec="microseconds")
     record = {"ts": stamp, "type": "skipped", "count": count,
               "message": f"{count} records dropped: this reader fell behind"}
-    return (_ENCODER.encode(record) + "\n").encode()
+    return encode_line(record)

@@ -28,6 +28,7 @@ __all__ = (
     "decode_reply",
     "decode_request",
     "encode_error",
+    "encode_line",
     "encode_request",
     "encode_result",
 )
@@ -301,18 +302,29 @@ def decode_event(line: bytes | str) -> EventMessage:
 
 def encode_result(request_id: object, result: Any) -> bytes:
     """The reply line for a request that succeeded."""
-    return (_ENCODER.encode({"id": request_id, "ok": True, "result": result}) + "\n").encode()
+    return _utf8(_ENCODER.encode({"id": request_id, "ok": True, "result": result}))
 
 
 def encode_error(request_id: object, code: str, message: str, **details: Any) -> bytes:
     """The reply line for a request that failed; ``details`` go into the error object."""
     error = {"code": code, "message": message, **details}
-    return (_ENCODER.encode({"id": request_id, "ok": False, "error": error}) + "\n").encode()
+    return _utf8(_ENCODER.encode({"id": request_id, "ok": False, "error": error}))
 
 
 def encode_request(request_id: int | str, op: str, **fields: Any) -> bytes:
     """A request line, as a client sends it."""
-    return (_ENCODER.encode({"id": request_id, "op": op, **fields}) + "\n").encode()
+    return _utf8(_ENCODER.encode({"id": request_id, "op": op, **fields}))
+
+
+def encode_line(document: Any) -> bytes:
+    """``document`` as one JSON line (a stream record, say)."""
+    return _utf8(_ENCODER.encode(document))
+
+
+def _utf8(text: str) -> bytes:
+    # JSON may carry lone surrogates ("\ud800"), which UTF-8 cannot: write them as the
+    # same JSON escape, so the line stays valid and decodes back to what was sent.
+    return (text + "\n").encode("utf-8", "backslashreplace")
 
 
 def decode_reply(line: bytes) -> Reply:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import socket
 import sqlite3
 import threading
 from pathlib import Path
@@ -210,6 +212,28 @@ def test_a_drain_cut_short_keeps_the_rest_in_the_journal_for_the_next_start(
         assert len(handled) < 100
         daemon.start()
         wait_for(lambda: {item["n"] for item in daemon.records()} == set(range(100)), 30)
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()
+
+
+def test_a_lone_surrogate_from_a_client_is_kept_and_comes_back_intact(short_dir: Path) -> None:
+    failing = ("from eventbus_cli import listener\n\n@listener('odd')\n"
+               "def odd(text):\n    raise ValueError(text)\n")
+    daemon = Daemon(short_dir, listeners=failing, config="[journal]\n").start()
+    try:
+        with socket.socket(socket.AF_UNIX) as client:  # JSON allows it; UTF-8 does not
+            client.connect(str(daemon.socket))
+            client.sendall(b'{"id": 1, "op": "emit", "event": "odd", "kwargs": {"text": '
+                           b'"a\\ud800b"}}\n')
+            assert json.loads(client.recv(1000))["ok"] is True
+        wait_for(lambda: daemon.json("queue")["failed"] == 1)
+        assert daemon.stop() == 0
+        daemon.start()
+        [failed] = daemon.json("queue", "list", "--state", "failed")
+        assert failed["kwargs"] == {"text": "a\ud800b"}
+        assert failed["error"] == "ValueError: a\\ud800b"
+        assert "a\\ud800b" in daemon.cli("queue", "list").stdout
         assert daemon.stop() == 0
     finally:
         daemon.kill()
