@@ -67,29 +67,29 @@ async def serve(
     """
     daemon = config.daemon
     listeners = load_listeners(daemon.listeners_dir)
-    journal = Journal.open(config.journal.path) if config.journal is not None else None
+    socket_path = daemon.socket_path.absolute()
+    sock, inode = bind_socket(socket_path)  # first: "a daemon runs here" is the clearest error
     try:
-        emitter = SimpleEventEmitter(
-            listeners,
-            queue_size=daemon.queue_size,
-            concurrency=daemon.concurrency,
-            shutdown_timeout=daemon.shutdown_timeout,
-            keep_failed=config.delivery.keep_failed,
-            defaults=config.delivery.options(),
-        )
-        if journal is not None:
-            _resume(emitter, journal)
-        socket_path = daemon.socket_path.absolute()
-        sock, inode = bind_socket(socket_path)
+        journal = Journal.open(config.journal.path) if config.journal is not None else None
         try:
+            emitter = SimpleEventEmitter(
+                listeners,
+                queue_size=daemon.queue_size,
+                concurrency=daemon.concurrency,
+                shutdown_timeout=daemon.shutdown_timeout,
+                keep_failed=config.delivery.keep_failed,
+                defaults=config.delivery.options(),
+            )
+            if journal is not None:
+                _resume(emitter, journal)
             ops = Operations(config, emitter, socket_path, journal)
             await _serve_socket(ops, sock, shutdown_trigger, task_status)
         finally:
-            sock.close()
-            remove(socket_path, inode)
+            if journal is not None:
+                journal.close()
     finally:
-        if journal is not None:
-            journal.close()
+        sock.close()
+        remove(socket_path, inode)
 
 
 def _resume(emitter: SimpleEventEmitter, journal: Journal) -> None:
