@@ -8,6 +8,7 @@ line with the same ``id``: ``{"id": 1, "ok": true, "result": ...}`` or
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from .errors import InvalidEventIdError, ProtocolError
@@ -16,6 +17,7 @@ from .listener import validate_event_id
 __all__ = (
     "DEFAULT_WAIT",
     "LIST_STATES",
+    "MAX_DEPTH",
     "OPS",
     "PROTOCOL_VERSION",
     "PURGE_STATES",
@@ -34,6 +36,9 @@ __all__ = (
 )
 
 PROTOCOL_VERSION = 1
+MAX_DEPTH = 64
+"""How deep the lists and objects inside an event's args and kwargs may nest."""
+_TOO_DEEP = f"values nest more than {MAX_DEPTH} deep; send flatter ones"
 
 
 class ErrorCode:
@@ -159,12 +164,30 @@ class LineSplitter:
         )
 
 
-def decode_request(line: bytes | str) -> Request:
-    """Parse and check one request line; raise :class:`ProtocolError` naming the problem."""
+def _loads(line: bytes | str) -> Any:
     try:
-        data = json.loads(line)
+        return json.loads(line)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(ErrorCode.BAD_JSON, f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ProtocolError(ErrorCode.BAD_JSON, _TOO_DEEP) from None
+
+
+def _shallow(values: Iterable[Any], depth: int) -> bool:
+    """Whether no list or object among ``values`` nests more than ``depth`` deep."""
+    for value in values:
+        kind = type(value)
+        if kind is dict:
+            if not depth or not _shallow(value.values(), depth - 1):
+                return False
+        elif kind is list and (not depth or not _shallow(value, depth - 1)):
+            return False
+    return True
+
+
+def decode_request(line: bytes | str) -> Request:
+    """Parse and check one request line; raise :class:`ProtocolError` naming the problem."""
+    data = _loads(line)
     if not isinstance(data, dict):
         kind = type(data).__name__
         raise ProtocolError(ErrorCode.BAD_JSON, f"a request is a JSON object, not a {kind}")
@@ -272,6 +295,10 @@ def _event(data: object, index: int | None) -> EventMessage:
             validate_event_id(event)
         except InvalidEventIdError as exc:
             raise ProtocolError(ErrorCode.INVALID_EVENT, f"{_where(index)}{exc}") from None
+        # Bounded, so that whatever is accepted can be written out again (a reply, the
+        # journal, a tail record) without running out of recursion.
+        if not (_shallow(args, MAX_DEPTH) and _shallow(kwargs.values(), MAX_DEPTH)):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f"{_where(index)}{_TOO_DEEP}")
         return EventMessage(event, args, kwargs)
     raise ProtocolError(ErrorCode.BAD_REQUEST, _event_problem(data, _where(index)))
 
@@ -293,11 +320,7 @@ def _event_problem(data: object, where: str) -> str:
 
 def decode_event(line: bytes | str) -> EventMessage:
     """Parse one event object (a line of an ``emit --file`` file), checked as emit_many would."""
-    try:
-        data = json.loads(line)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError(ErrorCode.BAD_JSON, f"not valid JSON: {exc}") from None
-    return _event(data, -1)
+    return _event(_loads(line), -1)
 
 
 def encode_result(request_id: object, result: Any) -> bytes:

@@ -51,6 +51,9 @@ def test_emit_many_and_list_requests() -> None:
          "events[0]: unknown field 'x'"),
         (b'{"id": 3, "op": "list", "limit": true}', "bad_request", 3, '"limit"'),
         (b'{"id": "", "op": []}', "unknown_op", "", "unknown op []"),  # found by test_fuzz
+        (b"[" * 100_000, "bad_json", None, "nest more than 64 deep"),
+        (b'{"id": 1, "op": "emit", "event": "x", "kwargs": {"v": %s}}' % (b"[" * 65 + b"]" * 65),
+         "bad_request", 1, "values nest more than 64 deep"),
         (b'{"id": 3, "op": "show"}', "bad_request", 3, '"delivery" must hold delivery ids'),
         (b'{"id": 3, "op": "show", "delivery": true}', "bad_request", 3, '"delivery"'),
         (b'{"id": 3, "op": "retry"}', "bad_request", 3, '"deliveries" (a list of ids) or "all"'),
@@ -70,6 +73,12 @@ def test_bad_requests_name_the_problem(
     assert caught.value.code == code
     assert caught.value.request_id == request_id
     assert words in caught.value.problem
+
+
+def test_values_nested_64_deep_pass() -> None:
+    nested = b"[" * 64 + b"]" * 64
+    request = decode_request(b'{"id": 1, "op": "emit", "event": "x", "kwargs": {"v": %s}}' % nested)
+    assert request.events[0].kwargs["v"] == json.loads(nested)
 
 
 def test_line_splitter_handles_partial_lines() -> None:
