@@ -162,7 +162,8 @@ async def _serve_until_signalled(config: Config) -> int:
         async with anyio.create_task_group() as group:
             group.start_soon(watch_signals, group)
             ready = await group.start(serve_until_stopped, group)
-            notify("READY=1", f"STATUS=serving {ready.listeners} listeners on {ready.socket}")
+            notify("READY=1")
+            notify(f"STATUS=serving {ready.listeners} listeners on {ready.socket}")
     except BaseExceptionGroup as errors:
         # A start-up error (a broken listener file, a socket in use) is one error, not a group.
         if len(errors.exceptions) == 1:

@@ -189,7 +189,7 @@ class Monitor:
 
 def _publish(targets: list[Subscription], record: dict[str, Any]) -> None:
     stamp = datetime.now(UTC).isoformat(timespec="microseconds")
-    line = encode_line({"ts": stamp, **record})
+    line = encode_line({"timestamp": stamp, **record})
     for subscription in targets:
         subscription.put(line)
 
@@ -197,11 +197,11 @@ def _publish(targets: list[Subscription], record: dict[str, Any]) -> None:
 def _about(delivery: Delivery, kind: str, latency: float = math.nan) -> dict[str, Any]:
     return {"type": kind, "event": delivery.event, "delivery": delivery.id,
             "listener": delivery.listener.name, "attempt": delivery.attempts,
-            "latency_ms": None if math.isnan(latency) else round(latency * 1000, 3)}
+            "latency": None if math.isnan(latency) else round(latency, 6)}
 
 
 def _skipped(count: int) -> bytes:
     stamp = datetime.now(UTC).isoformat(timespec="microseconds")
-    record = {"ts": stamp, "type": "skipped", "count": count,
+    record = {"timestamp": stamp, "type": "skipped", "count": count,
               "message": f"{count} records dropped: this reader fell behind"}
     return encode_line(record)

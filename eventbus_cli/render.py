@@ -116,7 +116,7 @@ def progress_bar(total: int, description: str) -> Iterator[Callable[[int], None]
 
 def tail_line(record: dict[str, Any]) -> str:
     """One ``eventbus tail`` line: local time to the microsecond, the kind, then the facts."""
-    when = datetime.fromisoformat(record["ts"]).astimezone().strftime("%H:%M:%S.%f")
+    when = datetime.fromisoformat(record["timestamp"]).astimezone().strftime("%H:%M:%S.%f")
     kind = record["type"]
     if kind == "emitted":
         count = record["deliveries"]
@@ -124,9 +124,9 @@ def tail_line(record: dict[str, Any]) -> str:
             f"{count} deliveries" if count else "unrouted (no listener matches)")
     if kind == "skipped":
         return f"{when} {kind:<8} {record['message']}"
-    latency = record.get("latency_ms")
+    latency = record.get("latency")
     took = "" if latency is None else (
-        f"  waited {latency:.3f} ms" if kind == "started" else f"  {latency:.3f} ms")
+        f"  waited {latency * 1000:.3f} ms" if kind == "started" else f"  {latency * 1000:.3f} ms")
     error = f"  {record['error']}" if record.get("error") else ""
     return (f"{when} {kind:<8} {record['event']} -> {record['listener']}  "
             f"#{record['delivery']} attempt {record['attempt']}{took}{error}")
