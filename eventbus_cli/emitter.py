@@ -12,9 +12,9 @@ import logging
 import math
 import time
 from abc import ABC, abstractmethod
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
+from functools import partial
 from types import TracebackType
 from typing import Any, Self
 
@@ -23,6 +23,7 @@ import anyio.abc
 
 from .delivery import Delivery, DeliveryObserver, DeliveryState, EmitterStats, Slot
 from .errors import DeliveryError, EmitterNotRunningError, QueueFullError
+from .failures import FailedList
 from .listener import DeliveryOptions, EventListener, validate_event_id
 from .listenerset import ListenerChanges, ListenerSet, unique_listeners
 from .queue import DeliveryQueue
@@ -94,9 +95,8 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         self._queue = DeliveryQueue(queue_size)
         self._shutdown_timeout = shutdown_timeout
         self._max_threads = max_threads
-        self._failed: deque[Delivery] = deque()
-        self._keep_failed = keep_failed
         self._observers: list[DeliveryObserver] = []
+        self._failed = FailedList(keep_failed, partial(self._tell, "removed"))
         self.observed = False
         """Whether any observer listens (workers report starts only then)."""
         self._workers: list[Worker] = []
@@ -244,17 +244,9 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
     def _fail(self, delivery: Delivery) -> None:
         delivery.state = DeliveryState.FAILED
         delivery.slot.stats.failed += 1
-        self._failed.append(delivery)
-        self._notify_finished(delivery)
-        self._trim_failed()
+        self._notify_finished(delivery)  # before the list may push it out again (keep 0)
+        self._failed.add(delivery)
         self._finished()
-
-    def _trim_failed(self) -> None:
-        forgotten = []
-        while len(self._failed) > self._keep_failed:
-            forgotten.append(self._failed.popleft())
-        if forgotten:
-            self._tell("removed", forgotten)
 
     def _notify_finished(self, delivery: Delivery) -> None:
         if self._observers:
@@ -327,6 +319,9 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         """The listeners an event named ``event_id`` is delivered to, in order."""
         return tuple(slot.listener for slot in self._set.router.get(event_id))
 
+    def _state_of(self, delivery_id: int) -> DeliveryState | None:
+        return next((d.state for d in self.deliveries() if d.id == delivery_id), None)
+
     def find(self, delivery_id: int) -> Delivery:
         """The current delivery with this id; :class:`DeliveryError` if there is none."""
         for delivery in self.deliveries():
@@ -359,17 +354,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         Checks them all first: an id that is not failed, a listener no longer loaded or a
         queue without room raises, and nothing is retried.
         """
-        failed = {delivery.id: delivery for delivery in self._failed}
-        chosen = list(failed.values()) if delivery_ids is None else []
-        for delivery_id in delivery_ids or ():
-            if delivery_id not in failed:
-                state = next((d.state for d in self.deliveries() if d.id == delivery_id), None)
-                if state is None:
-                    raise DeliveryError(delivery_id, "no such delivery; `eventbus queue list "
-                                        "--state failed` lists the failed ones", missing=True)
-                raise DeliveryError(delivery_id, f"is {state}, not failed; only failed "
-                                    "deliveries can be retried")
-            chosen.append(failed[delivery_id])
+        chosen = self._failed.select(delivery_ids, self._state_of)
         slots = [self._set.by_name.get(delivery.listener.name) for delivery in chosen]
         for delivery, found in zip(chosen, slots, strict=True):
             if found is None:
@@ -377,8 +362,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
                                     "loaded any more; add it back and reload, or purge it")
         if not self._queue.has_room(len(chosen)):
             raise QueueFullError(f"{len(chosen)} failed deliveries", len(chosen), self.queue_size)
-        taken = {id(delivery) for delivery in chosen}
-        self._failed = deque(d for d in self._failed if id(d) not in taken)
+        self._failed.remove(chosen)
         for delivery, found in zip(chosen, slots, strict=True):
             assert found is not None
             delivery.slot, delivery.attempts = found, 0
@@ -391,8 +375,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         """Drop every FAILED delivery, or every PENDING one (those waiting out a retry
         backoff too); running calls are left to finish. Returns how many were dropped."""
         if state is DeliveryState.FAILED:
-            dropped = list(self._failed)
-            self._failed.clear()
+            dropped = self._failed.clear()
         elif state is DeliveryState.PENDING:
             dropped = [d for slot in self._set.slots for d in self._queue.take_pending(slot)]
             dropped += self._queue.take_retrying(set(self._set.slots))
@@ -414,27 +397,14 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         name clash, not a listener) raises and changes nothing.
         """
         new = self._listener_set(listeners, self._set)
-        old, self._set = self._set, new
-        self.listeners = new.listeners
-        changes = new.take_over(old)
-        orphans: list[Delivery] = []
-        for slot in old.slots:
-            waiting = self._queue.take_pending(slot)
-            if slot.successor is None:
-                orphans += waiting
-                continue
-            for delivery in waiting:
-                delivery.slot = slot.successor
-            self._queue.requeue(waiting)
-        orphans += self._queue.take_retrying({s for s in old.slots if s.successor is None})
-        for delivery in self._queue.retrying_deliveries():
-            delivery.slot = delivery.slot.live() or delivery.slot
+        changes, orphans = new.take_over(self._set, self._queue)
+        self._set, self.listeners = new, new.listeners
         for delivery in orphans:
             delivery.error = (f"ListenerRemoved: listener {delivery.listener.name} was removed "
                               "by a reload before this delivery ran")
             delivery.traceback = None
             self._fail(delivery)
-        return changes._replace(failed=len(orphans))
+        return changes
 
     def restore(self, deliveries: Iterable[Delivery], next_id: int) -> None:
         """Take back deliveries a journal kept, each bound to a slot of the listener of its
@@ -443,7 +413,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         for delivery in deliveries:
             found = self._set.by_name.get(delivery.listener.name)
             if delivery.state is DeliveryState.FAILED:
-                self._failed.append(delivery)
+                self._failed.add(delivery)
             elif found is None:
                 delivery.error = (f"ListenerRemoved: listener {delivery.listener.name} is not "
                                   "loaded any more, so this delivery cannot run")
@@ -452,7 +422,6 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
             else:
                 delivery.slot = found
                 waiting.append(delivery)
-        self._trim_failed()
         self._queue.skip_ids(next_id - 1)
         self._queue.requeue(waiting)
         self._outstanding += len(waiting)

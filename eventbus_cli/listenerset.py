@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from .delivery import Slot
+from .delivery import Delivery, Slot
 from .errors import ListenerError
 from .listener import DeliveryOptions, EventListener, Router, find_name_clash
+from .queue import DeliveryQueue
 
 __all__ = ("ListenerChanges", "ListenerSet", "unique_listeners")
 
@@ -66,14 +67,31 @@ class ListenerSet:
         self.by_name: dict[str, Slot] = {slot.listener.name: slot for slot in self.slots}
         self.router = Router((slot.listener.event_ids, slot) for slot in self.slots)
 
-    def take_over(self, previous: ListenerSet) -> ListenerChanges:
-        """Retire the slots of ``previous``, each pointing at its successor here, if any."""
+    def take_over(self, previous: ListenerSet,
+                  queue: DeliveryQueue) -> tuple[ListenerChanges, list[Delivery]]:
+        """Retire the slots of ``previous`` and move their waiting deliveries (pending, or
+        in a retry backoff) to the slot of the same name here. Returns what changed, and the
+        waiting deliveries whose listener this set lacks: taken out of the queue, for the
+        caller to fail. Calls still running stay with their retired slot."""
+        orphans: list[Delivery] = []
         for slot in previous.slots:
             slot.retired = True
             slot.successor = self.by_name.get(slot.listener.name)
+            waiting = queue.take_pending(slot)
+            if slot.successor is None:
+                orphans += waiting
+                continue
+            for delivery in waiting:
+                delivery.slot = slot.successor
+            queue.requeue(waiting)
+        orphans += queue.take_retrying({s for s in previous.slots if s.successor is None})
+        for delivery in queue.retrying_deliveries():
+            delivery.slot = delivery.slot.live() or delivery.slot
         old, new = previous.by_name, self.by_name
-        return ListenerChanges(
+        changes = ListenerChanges(
             added=tuple(name for name in new if name not in old),
             removed=tuple(name for name in old if name not in new),
             kept=tuple(name for name in new if name in old),
+            failed=len(orphans),
         )
+        return changes, orphans
