@@ -454,7 +454,9 @@ def tail(
                 typer.echo(json.dumps(record) if as_json else tail_line(record))
         except KeyboardInterrupt:
             return
-    typer.echo("the daemon closed the connection (it stopped)", err=True)
+    typer.echo("error: the daemon closed the connection (it stopped); nothing more to tail",
+               err=True)
+    raise typer.Exit(1)
 
 
 def _show(document: Any, as_json: bool, printer: str) -> None:

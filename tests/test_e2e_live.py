@@ -270,3 +270,10 @@ def test_subscribe_spelled_with_a_json_escape_is_still_a_subscription(daemon: Da
             received += reader.recv(4096)
         assert [json.loads(line)["type"] for line in received.splitlines()] == [
             "emitted", "started", "ok"]
+
+
+def test_tail_exits_1_when_the_daemon_stops(daemon: Daemon) -> None:
+    follower = Tail(daemon).start(daemon, "probe")
+    assert daemon.stop() == 0
+    assert follower.process.wait(timeout=10) == 1
+    follower.close()
