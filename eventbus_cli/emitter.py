@@ -163,10 +163,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
 
         Returns the number of deliveries queued (0 for an unrouted event, which is counted).
         """
-        slots = self._route(event_id)
-        if slots and not self._queue.has_room(len(slots)):
-            raise QueueFullError(event_id, len(slots), self._queue.size)
-        return len(self._accept(event_id, slots, args, kwargs))
+        return len(self.submit(event_id, *args, **kwargs))
 
     def submit(self, event_id: str, /, *args: Any, **kwargs: Any) -> Sequence[Delivery]:
         """Like :meth:`emit`, but return the deliveries queued, to follow them."""
@@ -181,6 +178,10 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         Once the queue is full it waits until the queue has drained to half full, so that a
         busy producer and the workers take turns in batches rather than one by one.
         """
+        return len(await self.asubmit(event_id, *args, **kwargs))
+
+    async def asubmit(self, event_id: str, /, *args: Any, **kwargs: Any) -> Sequence[Delivery]:
+        """Like :meth:`aemit`, but return the deliveries queued, to follow them."""
         slots = self._route(event_id)
         if len(slots) > self._queue.size:
             raise QueueFullError(event_id, len(slots), self._queue.size)
@@ -188,7 +189,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
             await self._queue.wait_for_room()
             if self._state is not _RUNNING:
                 raise EmitterNotRunningError(self._state)
-        return len(self._accept(event_id, slots, args, kwargs))
+        return self._accept(event_id, slots, args, kwargs)
 
     def _route(self, event_id: str) -> tuple[Slot, ...]:
         if self._state is not _RUNNING:

@@ -6,7 +6,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import anyio
 
 from . import __version__
 from .config import Config
-from .delivery import DeliveryState
+from .delivery import Delivery, DeliveryState
 from .emitter import SimpleEventEmitter
 from .errors import (
     DeliveryError,
@@ -124,46 +124,44 @@ class Operations:
             raise _EmitFailed(ErrorCode.UNROUTED, problem, 0)
         if request.wait is None:
             return await self._emit(request, flush)
-        if self.draining:
-            raise _EmitFailed(ErrorCode.SHUTTING_DOWN, _SHUTTING_DOWN, 0)
-        try:
-            deliveries = self.emitter.submit(message.event, *message.args, **message.kwargs)
-        except QueueFullError as exc:
-            raise _EmitFailed(ErrorCode.QUEUE_FULL, str(exc), 0) from None
-        except EmitterNotRunningError:
-            raise _EmitFailed(ErrorCode.SHUTTING_DOWN, _SHUTTING_DOWN, 0) from None
-        results = await self.monitor.wait(deliveries, request.wait)
-        return {"event_id": message.event, "deliveries": len(deliveries), "results": results}
+        queued: list[Delivery] = []
+        result = await self._emit(request, flush, queued)
+        # No await between the emit and this: none of its deliveries can have ended unseen.
+        return {**result, "results": await self.monitor.wait(queued, request.wait)}
 
-    async def _emit(self, request: Request, flush: Flush) -> dict[str, Any]:
+    async def _emit(self, request: Request, flush: Flush,
+                    queued: list[Delivery] | None = None) -> dict[str, Any]:
+        """Emit the request's events in order; collect their deliveries into ``queued``."""
         emitter = self.emitter
         accepted = deliveries = unrouted = 0
         for message in request.events:
             if self.draining:
                 raise _EmitFailed(ErrorCode.SHUTTING_DOWN, _SHUTTING_DOWN, accepted)
             try:
-                count = emitter.emit(message.event, *message.args, **message.kwargs)
+                made = emitter.submit(message.event, *message.args, **message.kwargs)
             except QueueFullError as exc:
                 if exc.needed > exc.queue_size:
                     raise _EmitFailed(ErrorCode.QUEUE_FULL, str(exc), accepted) from None
-                count = await self._emit_when_room(message.event, message.args, message.kwargs,
-                                                   flush, accepted)
+                made = await self._emit_when_room(message.event, message.args, message.kwargs,
+                                                  flush, accepted)
             except EmitterNotRunningError:
                 raise _EmitFailed(ErrorCode.SHUTTING_DOWN, _SHUTTING_DOWN, accepted) from None
+            if queued is not None:
+                queued += made
             accepted += 1
-            deliveries += count
-            unrouted += not count
+            deliveries += len(made)
+            unrouted += not made
         if request.op == "emit":
             return {"event_id": request.events[0].event, "deliveries": deliveries}
         return {"accepted": accepted, "deliveries": deliveries, "unrouted": unrouted}
 
     async def _emit_when_room(
         self, event: str, args: list[Any], kwargs: dict[str, Any], flush: Flush, accepted: int
-    ) -> int:
+    ) -> Sequence[Delivery]:
         await flush()
         try:
             with anyio.fail_after(QUEUE_WAIT_SECONDS):
-                return await self.emitter.aemit(event, *args, **kwargs)
+                return await self.emitter.asubmit(event, *args, **kwargs)
         except TimeoutError:
             problem = (f"queue full: event {event!r} found no room within {QUEUE_WAIT_SECONDS:g}s "
                        "and was not accepted; emit it again later, or raise queue_size")

@@ -277,3 +277,12 @@ def test_tail_exits_1_when_the_daemon_stops(daemon: Daemon) -> None:
     assert daemon.stop() == 0
     assert follower.process.wait(timeout=10) == 1
     follower.close()
+
+
+def test_emit_wait_into_a_full_queue_waits_for_room_first(short_dir: Path) -> None:
+    with running(short_dir, config="[daemon]\nqueue_size = 1\nconcurrency = 1\n") as daemon:
+        for _ in range(2):  # one runs, one waits: the queue is full
+            daemon.cli("emit", "slow", "--kw", "seconds:=0.5")
+        waited = daemon.cli("emit", "user_created", "--kw", "email=x", "--wait")
+        assert waited.returncode == 0, waited.stderr
+        assert "record: ok" in waited.stdout
