@@ -7,6 +7,7 @@ so that a client which only sends events over the socket (``eventbus emit``) sta
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__ as __version__
 from .errors import ConfigError as ConfigError
 from .errors import EmitterNotRunningError as EmitterNotRunningError
 from .errors import EventbusError as EventbusError
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from .emitter import SimpleEventEmitter as SimpleEventEmitter
     from .loader import load_listeners as load_listeners
 
-__version__ = "0.1.0"
 
 __all__ = (
     "AsyncClient",

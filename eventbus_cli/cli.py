@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from . import __version__
+from ._version import __version__
 from .client import DEFAULT_TIMEOUT, Client, read_event_lines
 from .errors import ArgumentError, EventbusError, InvalidEventIdError, NoDaemonError
 from .listener import validate_event_id

@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio
 
-from . import __version__
+from ._version import __version__
 from .config import Config
 from .delivery import Delivery, DeliveryState
 from .emitter import SimpleEventEmitter
