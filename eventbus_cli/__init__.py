@@ -8,6 +8,9 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__ as __version__
+from .bus.listener import DeliveryOptions as DeliveryOptions
+from .bus.listener import EventListener as EventListener
+from .bus.listener import listener as listener  # eager: `listener` is also a submodule's name
 from .errors import ConfigError as ConfigError
 from .errors import EmitterNotRunningError as EmitterNotRunningError
 from .errors import EventbusError as EventbusError
@@ -17,22 +20,19 @@ from .errors import LoaderError as LoaderError
 from .errors import NoDaemonError as NoDaemonError
 from .errors import QueueFullError as QueueFullError
 from .errors import RemoteError as RemoteError
-from .listener import DeliveryOptions as DeliveryOptions
-from .listener import EventListener as EventListener
-from .listener import listener as listener  # eager: `listener` is also a submodule's name
 
 if TYPE_CHECKING:
+    from .bus.delivery import Delivery as Delivery
+    from .bus.delivery import DeliveryState as DeliveryState
+    from .bus.delivery import EmitterStats as EmitterStats
+    from .bus.delivery import ListenerStats as ListenerStats
+    from .bus.emitter import BaseEventEmitterBackend as BaseEventEmitterBackend
+    from .bus.emitter import SimpleEventEmitter as SimpleEventEmitter
     from .client import AsyncClient as AsyncClient
     from .client import Client as Client
     from .config import Config as Config
     from .config import load_config as load_config
-    from .delivery import Delivery as Delivery
-    from .delivery import DeliveryState as DeliveryState
-    from .delivery import EmitterStats as EmitterStats
-    from .delivery import ListenerStats as ListenerStats
-    from .emitter import BaseEventEmitterBackend as BaseEventEmitterBackend
-    from .emitter import SimpleEventEmitter as SimpleEventEmitter
-    from .loader import load_listeners as load_listeners
+    from .daemon.loader import load_listeners as load_listeners
 
 
 __all__ = (
@@ -65,10 +65,10 @@ __all__ = (
 _LAZY = {
     "AsyncClient": "client", "Client": "client",
     "Config": "config", "load_config": "config",
-    "Delivery": "delivery", "DeliveryState": "delivery", "EmitterStats": "delivery",
-    "ListenerStats": "delivery",
-    "BaseEventEmitterBackend": "emitter", "SimpleEventEmitter": "emitter",
-    "load_listeners": "loader",
+    "Delivery": "bus.delivery", "DeliveryState": "bus.delivery", "EmitterStats": "bus.delivery",
+    "ListenerStats": "bus.delivery",
+    "BaseEventEmitterBackend": "bus.emitter", "SimpleEventEmitter": "bus.emitter",
+    "load_listeners": "daemon.loader",
 }
 
 

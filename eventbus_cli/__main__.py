@@ -1,5 +1,5 @@
 """``python -m eventbus_cli``: the ``eventbus`` command."""
 
-from .cli import main
+from .cli.app import main
 
 main()

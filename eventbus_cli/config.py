@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .bus.listener import DeliveryOptions
 from .errors import ConfigError
-from .listener import DeliveryOptions
 
 __all__ = (
     "Config",

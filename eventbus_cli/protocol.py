@@ -11,8 +11,8 @@ import json
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
+from .bus.listener import validate_event_id
 from .errors import InvalidEventIdError, ProtocolError
-from .listener import validate_event_id
 
 __all__ = (
     "DEFAULT_WAIT",

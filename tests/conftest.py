@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from tests.daemon import Daemon, short_directory, started
+from tests.harness import Daemon, short_directory, started
 
 # Fuzz tests drive a real daemon, so an example's time says little: no deadline. In CI
 # (HYPOTHESIS_PROFILE=ci) the examples are derandomized, so a failure there can be rerun.

@@ -1,0 +1,280 @@
+"""``Journal``: the deliveries a daemon holds, kept in SQLite so that a restart resumes them.
+
+The journal observes the emitter. Each change (a delivery queued, an attempt ended, a
+delivery dropped) is noted on the event loop at the cost of a dict write; a writer task
+commits the changes noted so far as one transaction in a worker thread, while new ones
+gather for the next (group commit). A delivery that succeeds before its group is written is
+never written at all. The daemon answers an emit only once :meth:`Journal.committed`
+returns, so an acknowledged event is on disk or already handled.
+
+The file is opened in WAL mode with ``synchronous=FULL`` and an exclusive lock, so a second
+daemon on the same journal is refused instead of running its deliveries twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
+
+from ..bus.delivery import Delivery, DeliveryState, Slot
+from ..bus.listener import DeliveryOptions, EventListener
+from ..errors import JournalError
+
+__all__ = ("Journal",)
+
+logger = logging.getLogger("eventbus.journal")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY,
+    event TEXT NOT NULL,
+    listener TEXT NOT NULL,
+    args TEXT NOT NULL,
+    kwargs TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    error TEXT,
+    traceback TEXT
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+_UPSERT = "INSERT OR REPLACE INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_DELETE = "DELETE FROM deliveries WHERE id = ?"
+_NEXT_ID = "INSERT OR REPLACE INTO meta VALUES ('next_id', ?)"
+# ASCII JSON: lone surrogates, which a client may send and UTF-8 cannot hold, become escapes.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=repr)
+LINGER_SECONDS = 0.002
+"""How long the writer lets changes gather before it commits them as one group."""
+_MOVE_ASIDE = "move the file aside (the daemon then starts an empty journal), or restore a backup"
+
+
+class Journal:
+    """An open journal file. Use :meth:`open`, then :meth:`load`, :meth:`run` and :meth:`close`."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection, next_id: int) -> None:
+        self.path = path
+        self._db = connection
+        self._changes: dict[int, Delivery | None] = {}  # id -> row to write, or None: delete
+        self._sent_max = next_id - 1  # ids above this were never handed to the writer
+        self._top = next_id - 1  # the highest id given out, written or not
+        self._noted = 0  # changes noted, ever
+        self._written = 0  # changes committed, ever
+        self._waiters: list[tuple[int, anyio.Event]] = []
+        self._wakeup: anyio.Event | None = None
+        self._failure: JournalError | None = None
+        self._limiter = anyio.CapacityLimiter(1)
+
+    @classmethod
+    def open(cls, path: Path) -> Journal:
+        """Open or create the journal; :class:`JournalError` if it is corrupt or locked."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise JournalError(path, f"cannot open it: {exc}") from exc
+        try:
+            db.execute("PRAGMA locking_mode = EXCLUSIVE")
+            if db.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
+                raise JournalError(path, "SQLite could not put it in WAL mode")
+            db.execute("PRAGMA synchronous = FULL")
+            db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+            problems = [row[0] for row in db.execute("PRAGMA quick_check")]
+            if problems != ["ok"]:
+                raise JournalError(path, "it is corrupt: " + "; ".join(problems[:3]), _MOVE_ASIDE)
+            row = db.execute("SELECT value FROM meta WHERE key = 'next_id'").fetchone()
+            top = db.execute("SELECT max(id) FROM deliveries").fetchone()[0] or 0
+        except sqlite3.OperationalError as exc:
+            db.close()
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise JournalError(path, "it is locked by another process", "stop the other "
+                                   "eventbus daemon using it, or give this one its own "
+                                   "[journal] path") from None
+            raise JournalError(path, f"cannot use it: {exc}", _MOVE_ASIDE) from None
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise JournalError(path, f"not a journal, or corrupt: {exc}", _MOVE_ASIDE) from None
+        except JournalError:
+            db.close()
+            raise
+        return cls(path, db, max(row[0] if row else 1, top + 1))
+
+    def load(self) -> tuple[list[Delivery], int]:
+        """The deliveries the journal holds, oldest first, and the next id to give out.
+
+        Each is bound to a stand-in slot that carries its listener's name; the emitter's
+        ``restore`` binds it to the listener of that name, if one is loaded.
+        """
+        stand_ins: dict[str, Slot] = {}
+        found = []
+        query = "SELECT id, event, listener, args, kwargs, state, attempts, error, traceback " \
+                "FROM deliveries ORDER BY id"
+        for row in self._db.execute(query):
+            delivery_id, event, name, args, kwargs, state, attempts, error, trace = row
+            slot = stand_ins.get(name) or stand_ins.setdefault(name, _stand_in(name))
+            delivery = Delivery(delivery_id, event, tuple(json.loads(args)), json.loads(kwargs),
+                                slot)
+            failed = state == DeliveryState.FAILED
+            delivery.state = DeliveryState.FAILED if failed else DeliveryState.PENDING
+            delivery.attempts, delivery.error, delivery.traceback = attempts, error, trace
+            found.append(delivery)
+        return found, self._sent_max + 1
+
+    def size(self) -> int:
+        """Bytes on disk: the database and its write-ahead log."""
+        wal = self.path.with_name(self.path.name + "-wal")
+        return sum(file.stat().st_size for file in (self.path, wal) if file.exists())
+
+    # -- DeliveryObserver: called by the emitter on the event loop -------------------------
+
+    def emitted(self, event_id: str, deliveries: Sequence[Delivery]) -> None:
+        self.requeued(deliveries)
+
+    def started(self, delivery: Delivery) -> None:
+        pass  # a delivery that was running when the daemon died runs again: nothing to write
+
+    def requeued(self, deliveries: Sequence[Delivery]) -> None:
+        changes = self._changes
+        for delivery in deliveries:
+            changes[delivery.id] = delivery
+        if deliveries:
+            self._top = max(self._top, deliveries[-1].id)
+        self._note(len(deliveries))
+
+    def finished(self, delivery: Delivery) -> None:
+        if delivery.state is DeliveryState.SUCCEEDED:
+            self._forget(delivery.id)
+        else:
+            self._changes[delivery.id] = delivery
+        self._note(1)
+
+    def removed(self, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            self._forget(delivery.id)
+        self._note(len(deliveries))
+
+    def _forget(self, delivery_id: int) -> None:
+        if delivery_id > self._sent_max:  # never written: nothing to delete
+            self._changes.pop(delivery_id, None)
+        else:
+            self._changes[delivery_id] = None
+
+    def _note(self, count: int) -> None:
+        self._noted += count
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    # -- writing ----------------------------------------------------------------------------
+
+    async def committed(self) -> None:
+        """Return once every change noted so far is committed; raise :class:`JournalError`
+        if the journal cannot be written."""
+        if self._failure is not None:
+            raise self._failure
+        if self._written >= self._noted:
+            return
+        done = anyio.Event()
+        self._waiters.append((self._noted, done))
+        await done.wait()
+        if self._failure is not None:
+            raise self._failure
+
+    async def run(self) -> None:
+        """Commit the changes as they are noted, a group at a time; until cancelled."""
+        while True:
+            self._wakeup = anyio.Event()
+            if self._written >= self._noted:
+                await self._wakeup.wait()
+            # Linger a moment: deliveries that finish meanwhile need never be written.
+            await anyio.sleep(LINGER_SECONDS)
+            noted, changes = self._noted, self._changes
+            self._changes = {}
+            if not changes:  # every change cancelled out (a delivery done before it was written)
+                self._written = noted
+                self._wake(noted)
+                continue
+            self._sent_max = max(self._sent_max, max(changes))
+            try:
+                await anyio.to_thread.run_sync(self._write, changes, self._top + 1,
+                                               limiter=self._limiter)
+            except anyio.get_cancelled_exc_class():
+                # Written or not, close() writes these again: each change is idempotent.
+                self._changes = {**changes, **self._changes}
+                raise
+            except JournalError as exc:
+                logger.error("%s; the daemon keeps the changes and tries again", exc)
+                self._failure = exc
+                self._changes = {**changes, **self._changes}
+                self._wake(math.inf)
+                await anyio.sleep(1)
+                continue
+            self._failure = None
+            self._written = noted
+            self._wake(noted)
+
+    def _wake(self, upto: float) -> None:
+        due = [done for target, done in self._waiters if target <= upto]
+        self._waiters = [item for item in self._waiters if item[0] > upto]
+        for done in due:
+            done.set()
+
+    def _write(self, changes: dict[int, Delivery | None], next_id: int) -> None:
+        rows = []
+        gone = []
+        for delivery_id, delivery in changes.items():
+            if delivery is None:
+                gone.append((delivery_id,))
+            else:
+                rows.append(_row(delivery))
+        try:
+            db = self._db
+            db.execute("BEGIN")
+            if gone:
+                db.executemany(_DELETE, gone)
+            if rows:
+                db.executemany(_UPSERT, rows)
+            db.execute(_NEXT_ID, (next_id,))
+            db.execute("COMMIT")
+        except Exception as exc:  # sqlite3.Error, or a value it cannot take
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise JournalError(self.path, f"cannot write it: {exc}") from exc
+
+    def close(self) -> None:
+        """Commit what is left and close the file."""
+        try:
+            changes, self._changes = self._changes, {}
+            self._write(changes, self._top + 1)
+        finally:
+            self._db.close()
+
+
+def _row(delivery: Delivery) -> tuple[object, ...]:
+    state = delivery.state
+    if state is not DeliveryState.FAILED and state is not DeliveryState.RETRYING:
+        state = DeliveryState.PENDING  # queued or running: either way it runs again on start
+    return (delivery.id, delivery.event, delivery.listener.name, _ENCODER.encode(delivery.args),
+            _ENCODER.encode(delivery.kwargs), state.value, delivery.attempts,
+            _text(delivery.error), _text(delivery.traceback))
+
+
+def _text(value: str | None) -> str | None:
+    """``value`` as SQLite can store it: a lone surrogate becomes its escape, as text."""
+    if value is None or value.isascii():
+        return value
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _not_loaded(*args: object, **kwargs: object) -> None:
+    raise LookupError("this listener is not loaded")
+
+
+def _stand_in(name: str) -> Slot:
+    slot = Slot(EventListener(_not_loaded, ["*"], name=name), DeliveryOptions(), 1)
+    slot.retired = True  # so that live() finds no listener behind it
+    return slot

@@ -1,0 +1,61 @@
+"""Values for ``eventbus emit`` from the command line, in the conventions HTTPie and RQ use.
+
+``text`` is the string ``"text"``; ``:=JSON`` is a JSON value; ``@path`` is the text of a file;
+``:=@path`` is the JSON in a file. ``--kw`` puts ``key`` in front: ``key=text``, ``key:=3``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import ArgumentError
+
+__all__ = ("parse_arg", "parse_kw")
+
+
+def parse_arg(text: str) -> Any:
+    """The value of one ``--arg``."""
+    if text.startswith(":="):
+        return _json("--arg", text, text[2:])
+    return _string("--arg", text, text)
+
+
+def parse_kw(text: str) -> tuple[str, Any]:
+    """The key and value of one ``--kw``."""
+    key, equals, value = text.partition("=")
+    if not equals:
+        problem = "expected KEY=VALUE, or KEY:=JSON for a number, true, a list or an object"
+        raise ArgumentError("--kw", text, problem)
+    if key.endswith(":"):
+        key = key[:-1]
+        _check_key(text, key)
+        return key, _json("--kw", text, value)
+    _check_key(text, key)
+    return key, _string("--kw", text, value)
+
+
+def _check_key(text: str, key: str) -> None:
+    if not key.isidentifier():
+        raise ArgumentError("--kw", text, f"{key!r} is not a keyword argument name")
+
+
+def _string(option: str, text: str, value: str) -> str:
+    return _read(option, text, value[1:]) if value.startswith("@") else value
+
+
+def _json(option: str, text: str, value: str) -> Any:
+    source = _read(option, text, value[1:]) if value.startswith("@") else value
+    try:
+        return json.loads(source)
+    except ValueError as exc:
+        problem = f"not valid JSON after ':=' ({exc}); for text, leave out the colon"
+        raise ArgumentError(option, text, problem) from None
+
+
+def _read(option: str, text: str, path: str) -> str:
+    try:
+        return Path(path).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArgumentError(option, text, f"cannot read the file {path!r}: {exc}") from None

@@ -1,0 +1,141 @@
+"""Import the listener modules of a directory and collect their listeners."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import sys
+import traceback
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from ..bus.listener import EventListener, find_name_clash
+from ..errors import LoaderError
+
+__all__ = ("MODULE_PREFIX", "listener_files", "load_listeners")
+
+MODULE_PREFIX = "eventbus_listeners."
+"""Listener files are imported as ``eventbus_listeners.<file stem>``, clear of real modules."""
+
+
+def listener_files(directory: Path) -> list[Path]:
+    """The files :func:`load_listeners` imports: ``*.py``, sorted, none starting with ``_``."""
+    return sorted(path for path in directory.glob("*.py") if not path.name.startswith("_"))
+
+
+def load_listeners(directory: Path | str) -> list[EventListener]:
+    """Import every listener file of ``directory`` and return its listeners, in file order.
+
+    Each call imports the files afresh, so a reload builds a new set while the listeners in
+    use keep the modules they came from. If any file fails, no module of this load stays
+    registered and :class:`LoaderError` names the file and line. Listeners made with Litestar's
+    ``@listener`` load too, when the file imports Litestar.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        hint = "create it, or set [daemon] listeners_dir or serve --listeners-dir"
+        raise LoaderError(directory, "no such directory", hint=hint)
+    found: dict[int, EventListener] = {}
+    # Helper modules of the directory (imported by bare name) are imported afresh too.
+    replaced: dict[str, ModuleType | None] = {
+        name: sys.modules.pop(name) for name in _helper_modules(directory)
+    }
+    sys.path.insert(0, str(directory))
+    try:
+        for path in listener_files(directory):
+            name = MODULE_PREFIX + path.stem
+            replaced.setdefault(name, sys.modules.get(name))
+            module = _import(name, path)
+            for value in vars(module).values():
+                item = _as_listener(value)
+                if item is not None:
+                    found.setdefault(id(value), item)
+        _refuse_name_clash(list(found.values()), directory)
+    except BaseException:
+        for name, previous in replaced.items():
+            if previous is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = previous
+        raise
+    finally:
+        with contextlib.suppress(ValueError):  # a listener file may have taken it off itself
+            sys.path.remove(str(directory))
+    return list(found.values())
+
+
+def _refuse_name_clash(listeners: list[EventListener], directory: Path) -> None:
+    clash = find_name_clash(listeners)
+    if clash is not None:
+        first, second = clash
+        raise LoaderError(
+            directory / (second.module.removeprefix(MODULE_PREFIX) + ".py"),
+            f"listener name {second.name!r} is taken by {first.module} too; "
+            "rename one function or pass listener(..., name=...)",
+        )
+
+
+def _helper_modules(directory: Path) -> list[str]:
+    """Modules that a listener file of ``directory`` imports by bare name: its ``_*`` files
+    and packages, wherever they were imported from first, and anything else loaded from it."""
+    folder = directory.absolute()
+    helpers = {path.name.removesuffix(".py") for path in folder.glob("_*")}
+    found = []
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if name.startswith(MODULE_PREFIX):
+            continue
+        if name.partition(".")[0] in helpers or (
+            isinstance(file, str) and Path(file).parent.absolute() == folder
+        ):
+            found.append(name)
+    return found
+
+
+def _import(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise LoaderError(path, "not importable as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        raise LoaderError(path, f"SyntaxError: {exc.msg}", line=exc.lineno) from exc
+    except (Exception, SystemExit) as exc:
+        line = _line_in(exc, path)
+        last = traceback.extract_tb(exc.__traceback__)[-1]
+        where = "" if last.filename == str(path) else f" (in {last.filename}, line {last.lineno})"
+        error = "".join(traceback.format_exception_only(exc)).strip()
+        raise LoaderError(path, error + where, line=line) from exc
+    return module
+
+
+def _line_in(exc: BaseException, path: Path) -> int | None:
+    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(path)]
+    return lines[-1] if lines else None
+
+
+def _as_listener(value: Any) -> EventListener | None:
+    if isinstance(value, EventListener):
+        return value
+    litestar = sys.modules.get("litestar.events.listener")
+    if litestar is not None and isinstance(value, litestar.EventListener):
+        return EventListener(_litestar_function(value), value.event_ids)
+    return None
+
+
+def _litestar_function(item: Any) -> Any:
+    """The function a Litestar listener was made from.
+
+    Litestar wraps it in a handler that logs and swallows every exception; we want the
+    exception, so we take the function back out of that wrapper when we can.
+    """
+    wrapper = item.fn
+    for cell in getattr(wrapper, "__closure__", None) or ():
+        inner = cell.cell_contents
+        if callable(inner):
+            return getattr(inner, "__wrapped__", inner)
+    return wrapper
+

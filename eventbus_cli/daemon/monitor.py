@@ -1,0 +1,207 @@
+"""``Monitor``: live records of the bus for ``tail`` subscribers, and waits for ``emit --wait``.
+
+The monitor observes the emitter only while someone subscribes or waits, so an unwatched bus
+pays nothing for it. Each subscriber has a bounded buffer: when a reader stalls, records past
+the bound are dropped and counted, and the reader gets one ``skipped`` record saying how many,
+so a slow tail never slows the bus.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from fnmatch import fnmatchcase
+from typing import Any
+
+import anyio
+
+from ..bus.delivery import Delivery, DeliveryState
+from ..bus.emitter import SimpleEventEmitter
+from ..protocol import encode_line
+
+__all__ = ("BUFFER_RECORDS", "Monitor", "Subscription")
+
+BUFFER_RECORDS = 10_000
+"""Records a subscriber may have waiting; more are dropped and counted as skipped."""
+
+_OUTCOMES = {DeliveryState.SUCCEEDED: "ok", DeliveryState.FAILED: "failed",
+             DeliveryState.RETRYING: "retrying"}
+
+
+class Subscription:
+    """One subscriber's filter and buffer of encoded record lines."""
+
+    def __init__(self, patterns: Sequence[str], request_id: object = None,
+                 limit: int = BUFFER_RECORDS) -> None:
+        self.patterns = tuple(patterns)
+        self.request_id = request_id  # of the subscribe request, for its reply
+        self.limit = limit
+        self.skipped = 0
+        self.lines: deque[bytes] = deque()
+        self._ready = anyio.Event()
+
+    def wants(self, event: str) -> bool:
+        return not self.patterns or any(fnmatchcase(event, p) for p in self.patterns)
+
+    def put(self, line: bytes) -> None:
+        """Buffer ``line``; the caller has checked for room (where there is none, it counts
+        a skip instead)."""
+        if self.skipped:  # the gap comes first, where it happened
+            self.lines.append(_skipped(self.skipped))
+            self.skipped = 0
+        self.lines.append(line)
+        self._ready.set()
+
+    async def next_lines(self) -> bytes:
+        """Wait for records; return every line waiting (and a ``skipped`` record if due)."""
+        while not self.lines and not self.skipped:
+            self._ready = anyio.Event()
+            await self._ready.wait()
+        lines = b"".join(self.lines)
+        self.lines.clear()
+        if self.skipped:
+            lines += _skipped(self.skipped)
+            self.skipped = 0
+        return lines
+
+
+class _Waiter:
+    def __init__(self, deliveries: Sequence[Delivery]) -> None:
+        self.deliveries = list(deliveries)
+        self.open = {delivery.id for delivery in deliveries}
+        self.errors: dict[int, str | None] = {}
+        self.done = anyio.Event()
+
+
+class Monitor:
+    """Publishes records to subscriptions and ends waits; attached to the emitter on demand."""
+
+    def __init__(self, emitter: SimpleEventEmitter) -> None:
+        self._emitter = emitter
+        self._subscriptions: list[Subscription] = []
+        self._waiters: dict[int, _Waiter] = {}
+        self._starts: dict[int, float] = {}
+        self._attached = False
+
+    def subscribe(self, patterns: Sequence[str], request_id: object = None) -> Subscription:
+        subscription = Subscription(patterns, request_id)
+        self._subscriptions.append(subscription)
+        self._attach()
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._subscriptions.remove(subscription)
+        self._detach_if_idle()
+
+    async def wait(self, deliveries: Sequence[Delivery], seconds: float) -> list[dict[str, Any]]:
+        """Wait until every one of ``deliveries`` has succeeded or failed for good, or
+        ``seconds`` pass; one result per delivery (``ok`` None: not finished)."""
+        waiter = _Waiter(deliveries)
+        for delivery in deliveries:
+            self._waiters[delivery.id] = waiter
+        self._attach()
+        try:
+            with anyio.move_on_after(seconds):
+                if waiter.open:
+                    await waiter.done.wait()
+        finally:
+            for delivery_id in waiter.open:
+                self._waiters.pop(delivery_id, None)
+            self._detach_if_idle()
+        return [
+            {"listener": d.listener.name, "delivery": d.id,
+             "ok": None if d.id in waiter.open else waiter.errors[d.id] is None,
+             "error": f"not finished within {seconds:g}s (it goes on; `eventbus queue show "
+                      f"{d.id}` follows it)" if d.id in waiter.open else waiter.errors[d.id]}
+            for d in waiter.deliveries
+        ]
+
+    def _attach(self) -> None:
+        if not self._attached:
+            self._emitter.add_observer(self)
+            self._attached = True
+
+    def _detach_if_idle(self) -> None:
+        if self._attached and not self._subscriptions and not self._waiters:
+            self._emitter.remove_observer(self)
+            self._attached = False
+            self._starts.clear()
+
+    # -- DeliveryObserver ------------------------------------------------------------------
+
+    def emitted(self, event_id: str, deliveries: Sequence[Delivery]) -> None:
+        if self._subscriptions and (targets := self._targets(event_id)):
+            _publish(targets, {"type": "emitted", "event": event_id,
+                               "deliveries": len(deliveries)})
+
+    def requeued(self, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            if self._subscriptions and (targets := self._targets(delivery.event)):
+                _publish(targets, _about(delivery, "requeued"))
+
+    def started(self, delivery: Delivery) -> None:
+        if self._subscriptions and (targets := self._targets(delivery.event)):
+            now = time.monotonic()
+            self._starts[delivery.id] = now
+            waited = now - delivery.queued_at if delivery.queued_at else math.nan
+            _publish(targets, _about(delivery, "started", waited))
+
+    def finished(self, delivery: Delivery) -> None:
+        if self._subscriptions:
+            began = self._starts.pop(delivery.id, math.nan)
+            if targets := self._targets(delivery.event):
+                record = _about(delivery, _OUTCOMES[delivery.state], time.monotonic() - began)
+                record["error"] = None if delivery.state is DeliveryState.SUCCEEDED \
+                    else delivery.error
+                _publish(targets, record)
+        if delivery.state is not DeliveryState.RETRYING:
+            error = None if delivery.state is DeliveryState.SUCCEEDED else delivery.error
+            self._end_wait(delivery, error)
+
+    def removed(self, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            self._end_wait(delivery, "purged before it could finish")
+
+    def _end_wait(self, delivery: Delivery, error: str | None) -> None:
+        waiter = self._waiters.pop(delivery.id, None)
+        if waiter is not None:
+            waiter.errors[delivery.id] = error
+            waiter.open.discard(delivery.id)
+            if not waiter.open:
+                waiter.done.set()
+
+    def _targets(self, event: str) -> list[Subscription]:
+        """The subscriptions that want ``event`` and have room for it; the full ones among
+        those that want it count a skip instead, so a stalled reader costs next to nothing."""
+        targets = []
+        for subscription in self._subscriptions:
+            if subscription.patterns and not subscription.wants(event):
+                continue
+            if len(subscription.lines) >= subscription.limit:
+                subscription.skipped += 1
+            else:
+                targets.append(subscription)
+        return targets
+
+
+def _publish(targets: list[Subscription], record: dict[str, Any]) -> None:
+    stamp = datetime.now(UTC).isoformat(timespec="microseconds")
+    line = encode_line({"timestamp": stamp, **record})
+    for subscription in targets:
+        subscription.put(line)
+
+
+def _about(delivery: Delivery, kind: str, latency: float = math.nan) -> dict[str, Any]:
+    return {"type": kind, "event": delivery.event, "delivery": delivery.id,
+            "listener": delivery.listener.name, "attempt": delivery.attempts,
+            "latency": None if math.isnan(latency) else round(latency, 6)}
+
+
+def _skipped(count: int) -> bytes:
+    stamp = datetime.now(UTC).isoformat(timespec="microseconds")
+    record = {"timestamp": stamp, "type": "skipped", "count": count,
+              "message": f"{count} records dropped: this reader fell behind"}
+    return encode_line(record)

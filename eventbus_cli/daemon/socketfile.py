@@ -1,0 +1,122 @@
+"""The daemon's socket file: a private directory, stale sockets, binding, and peer checks."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import stat
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import DaemonRunningError, SocketFileError
+
+__all__ = ("Peer", "bind_socket", "peer_of", "remove")
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """The process at the other end of a connection, from SO_PEERCRED."""
+
+    pid: int
+    uid: int
+    gid: int
+
+    def allowed(self, uids: Iterable[int], gids: Iterable[int]) -> bool:
+        """Whether this peer is root, the daemon's own user, or in ``uids`` / ``gids``."""
+        return self.uid in (0, os.getuid(), *uids) or self.gid in tuple(gids)
+
+
+def peer_of(sock: socket.socket) -> Peer | None:
+    """The peer's credentials; None where the platform has no SO_PEERCRED."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        return None
+    size = struct.calcsize("3i")
+    pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, option, size))
+    return Peer(pid, uid, gid)
+
+
+def _private_directory(path: Path) -> None:
+    """Create the socket's directory with mode 0700, or check that an existing one is safe."""
+    directory = path.parent
+    try:
+        directory.mkdir(mode=0o700, parents=True)
+        os.chmod(directory, 0o700)  # mkdir's mode is cut by the umask; say it outright
+        return
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise SocketFileError(path, f"cannot create {directory}: {exc.strerror}") from exc
+    info = os.stat(directory)
+    if not stat.S_ISDIR(info.st_mode):
+        raise SocketFileError(path, f"{directory} is not a directory")
+    if info.st_uid != os.getuid():
+        raise SocketFileError(
+            path,
+            f"its directory {directory} belongs to uid {info.st_uid}, not to this user "
+            f"({os.getuid()}); choose a socket in a directory of your own",
+        )
+    if info.st_mode & 0o022:
+        raise SocketFileError(
+            path,
+            f"others can write to its directory {directory} (mode "
+            f"{stat.S_IMODE(info.st_mode):o}); run `chmod 700 {directory}` or choose another path",
+        )
+
+
+def _answers(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(2.0)
+    try:
+        probe.connect(str(path))
+    except OSError as exc:
+        if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
+            return False
+        raise SocketFileError(path, f"cannot tell whether a daemon answers: {exc}") from exc
+    finally:
+        probe.close()
+    return True
+
+
+def bind_socket(path: Path, *, backlog: int = 128) -> tuple[socket.socket, int]:
+    """Bind and listen on ``path`` (mode 0600, in a private directory).
+
+    Refuses where a daemon answers; replaces a stale socket file where none does. Returns the
+    listening socket and the file's inode, so that :func:`remove` leaves a successor's alone.
+    """
+    if len(os.fsencode(path)) > 100:
+        raise SocketFileError(path, "the path is too long for a Unix socket; choose a shorter one")
+    _private_directory(path)
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None:
+        if not stat.S_ISSOCK(mode):
+            raise SocketFileError(path, "a file that is not a socket is there; move it away")
+        if _answers(path):
+            raise DaemonRunningError(path)
+        path.unlink(missing_ok=True)  # stale: left by a daemon that did not exit cleanly
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)  # so the socket is born 0600, with no window of wider access
+    try:
+        sock.bind(str(path))
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise SocketFileError(path, f"cannot bind: {exc.strerror}") from exc
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o600)
+    return sock, os.stat(path).st_ino
+
+
+def remove(path: Path, inode: int) -> None:
+    """Remove the socket file, unless another daemon has replaced it since."""
+    with contextlib.suppress(FileNotFoundError):
+        if os.lstat(path).st_ino == inode:
+            path.unlink()

@@ -1,0 +1,239 @@
+"""The SQLite journal: on a real file in-process, then through the real daemon (kill -9)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import sqlite3
+import threading
+from pathlib import Path
+
+import anyio
+import pytest
+
+from eventbus_cli import Client, SimpleEventEmitter, listener
+from eventbus_cli.brokers.journal import Journal
+from eventbus_cli.bus.delivery import DeliveryState
+from eventbus_cli.errors import EventbusError, JournalError
+from tests.harness import Daemon, wait_for
+from tests.waiting import wait_until
+
+
+def _rows(path: Path) -> list[tuple[int, str, str, str]]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return list(db.execute("SELECT id, listener, state, kwargs FROM deliveries ORDER BY id"))
+
+
+@listener("ok")
+async def fine(**kwargs: object) -> None:
+    pass
+
+
+@listener("bad")
+async def broken(**kwargs: object) -> None:
+    raise RuntimeError("broken on purpose")
+
+
+@listener("wait")
+async def waits(**kwargs: object) -> None:
+    await anyio.sleep(60)
+
+
+@pytest.mark.anyio
+async def test_accepted_deliveries_are_committed_and_finished_ones_leave(short_dir: Path) -> None:
+    path = short_dir / "j.db"
+    journal = Journal.open(path)
+    emitter = SimpleEventEmitter([fine, broken, waits], shutdown_timeout=0)
+    emitter.add_observer(journal)
+    async with anyio.create_task_group() as group:
+        group.start_soon(journal.run)
+        async with emitter:
+            emitter.emit("wait", n=1)
+            emitter.emit("bad", n=2)
+            await wait_until(lambda: emitter.stats().failed == 1)
+            emitter.emit("ok", n=3)
+            await wait_until(lambda: emitter.stats().succeeded == 1)
+            await journal.committed()
+        group.cancel_scope.cancel()  # the journal holds its file exclusively until closed
+    journal.close()
+    assert [row[:3] for row in _rows(path)] == [(1, "waits", "pending"), (2, "broken", "failed")]
+
+    reopened = Journal.open(path)
+    kept, next_id = reopened.load()
+    reopened.close()
+    assert [(d.id, d.listener.name, d.state, d.kwargs) for d in kept] == [
+        (1, "waits", DeliveryState.PENDING, {"n": 1}),
+        (2, "broken", DeliveryState.FAILED, {"n": 2}),
+    ]
+    assert kept[1].error == "RuntimeError: broken on purpose"
+    assert next_id == 4
+
+
+@pytest.mark.anyio
+async def test_restore_queues_the_kept_deliveries_again_and_keeps_the_failed(
+    short_dir: Path,
+) -> None:
+    path = short_dir / "j.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript(
+            "CREATE TABLE deliveries (id INTEGER PRIMARY KEY, event TEXT NOT NULL, listener TEXT "
+            "NOT NULL, args TEXT NOT NULL, kwargs TEXT NOT NULL, state TEXT NOT NULL, attempts "
+            "INTEGER NOT NULL, error TEXT, traceback TEXT);"
+            "INSERT INTO deliveries VALUES (7, 'ok', 'fine', '[]', '{\"n\": 7}', 'retrying', 1, "
+            "'E', NULL), (8, 'x', 'gone', '[]', '{}', 'pending', 0, NULL, NULL),"
+            "(9, 'bad', 'broken', '[]', '{}', 'failed', 3, 'E', 'T');"
+        )
+    journal = Journal.open(path)
+    emitter = SimpleEventEmitter([fine, broken])
+    kept, next_id = journal.load()
+    emitter.add_observer(journal)  # first, so that it hears of what fails on the way back
+    emitter.restore(kept, next_id)
+    async with anyio.create_task_group() as group:
+        group.start_soon(journal.run)
+        async with emitter:
+            await wait_until(lambda: emitter.stats().succeeded == 1)
+            assert emitter.emit("ok") == 1
+            failed = {d.id: d.error for d in emitter.failed}
+            assert failed[9] == "E"
+            assert "listener gone is not loaded" in str(failed[8])
+            assert max(d.id for d in emitter.deliveries()) <= 10
+            await journal.committed()
+        group.cancel_scope.cancel()
+    journal.close()
+    assert [row[:3] for row in _rows(path)] == [(8, "gone", "failed"), (9, "broken", "failed")]
+
+
+def test_a_corrupt_journal_is_a_clear_error(short_dir: Path) -> None:
+    path = short_dir / "j.db"
+    path.write_bytes(b"this is not a database, just some text " * 200)
+    with pytest.raises(JournalError) as caught:
+        Journal.open(path)
+    assert str(path) in str(caught.value)
+    assert "corrupt" in str(caught.value)
+    assert "move the file aside" in str(caught.value)
+
+
+def test_a_journal_another_process_holds_is_refused_as_locked(short_dir: Path) -> None:
+    path = short_dir / "j.db"
+    Journal.open(path).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(JournalError, match="locked by another process"):
+            Journal.open(path)
+    finally:
+        holder.close()
+    first = Journal.open(path)  # one daemon holds it for as long as it runs
+    try:
+        with pytest.raises(JournalError, match="locked"):
+            Journal.open(path)
+    finally:
+        first.close()
+
+
+def test_serve_with_a_corrupt_journal_stops_with_one_error_line(short_dir: Path) -> None:
+    (short_dir / "eventbus.db").write_bytes(b"garbage" * 1000)
+    daemon = Daemon(short_dir, config="[journal]\n").start(wait=False)
+    assert daemon.process is not None
+    assert daemon.process.wait(timeout=30) == 1
+    error = daemon.logs().strip().splitlines()[-1]
+    path = short_dir / "eventbus.db"
+    assert error.startswith(f"error: journal {path}: not a journal, or corrupt")
+    assert "Traceback" not in daemon.logs()
+
+
+WORK = '''
+import json, os
+import anyio
+from eventbus_cli import listener
+
+@listener("work")
+async def work(n):
+    await anyio.sleep(0.05)
+    with open(os.environ["EVENTBUS_TEST_OUT"], "a") as out:
+        out.write(json.dumps({"n": n}) + "\\n")
+
+@listener("bad")
+def bad():
+    raise ValueError("kept across restarts")
+'''
+
+
+def test_kill_9_during_a_load_then_restart_handles_every_accepted_event(short_dir: Path) -> None:
+    config = '[daemon]\nconcurrency = 16\n[journal]\npath = "state/journal.db"\n'
+    daemon = Daemon(short_dir, listeners=WORK, config=config).start()
+    try:
+        assert daemon.cli("emit", "bad").returncode == 0
+        wait_for(lambda: daemon.json("queue")["failed"] == 1)
+        accepted: list[int] = []
+        errors: list[BaseException] = []
+
+        def produce() -> None:
+            try:
+                with Client(daemon.socket) as client:
+                    for n in range(1000):
+                        client.emit("work", n)
+                        accepted.append(n)
+            except (EventbusError, OSError) as exc:  # the daemon died mid-load
+                errors.append(exc)
+
+        producer = threading.Thread(target=produce)
+        producer.start()
+        wait_for(lambda: len(daemon.records()) >= 100)
+        daemon.kill()  # SIGKILL: no drain, no clean-up
+        producer.join(timeout=30)
+        assert not producer.is_alive()
+        handled_before = len({item["n"] for item in daemon.records()})
+        assert len(accepted) > handled_before  # some accepted events were still unhandled
+        status = daemon.start().json("status")
+        assert status["journal"]["path"] == str(short_dir / "state" / "journal.db")
+        assert status["journal"]["bytes"] > 0
+        wait_for(lambda: set(accepted) <= {item["n"] for item in daemon.records()}, 60)
+        [failed] = daemon.json("queue", "list", "--state", "failed")
+        assert failed["error"] == "ValueError: kept across restarts"
+        assert "resume" in daemon.logs()
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()
+
+
+def test_a_drain_cut_short_keeps_the_rest_in_the_journal_for_the_next_start(
+    short_dir: Path,
+) -> None:
+    config = "[daemon]\nconcurrency = 2\nshutdown_timeout = 0.2\n[journal]\n"
+    daemon = Daemon(short_dir, listeners=WORK, config=config).start()
+    try:
+        lines = "".join(f'{{"event": "work", "args": [{n}]}}\n' for n in range(100))
+        assert daemon.cli("emit", "--file", "-", input=lines).returncode == 0
+        assert daemon.stop() == 0
+        assert "are kept in the journal and run again on the next start" in daemon.logs()
+        handled = {item["n"] for item in daemon.records()}
+        assert len(handled) < 100
+        daemon.start()
+        wait_for(lambda: {item["n"] for item in daemon.records()} == set(range(100)), 30)
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()
+
+
+def test_a_lone_surrogate_from_a_client_is_kept_and_comes_back_intact(short_dir: Path) -> None:
+    failing = ("from eventbus_cli import listener\n\n@listener('odd')\n"
+               "def odd(text):\n    raise ValueError(text)\n")
+    daemon = Daemon(short_dir, listeners=failing, config="[journal]\n").start()
+    try:
+        with socket.socket(socket.AF_UNIX) as client:  # JSON allows it; UTF-8 does not
+            client.connect(str(daemon.socket))
+            client.sendall(b'{"id": 1, "op": "emit", "event": "odd", "kwargs": {"text": '
+                           b'"a\\ud800b"}}\n')
+            assert json.loads(client.recv(1000))["ok"] is True
+        wait_for(lambda: daemon.json("queue")["failed"] == 1)
+        assert daemon.stop() == 0
+        daemon.start()
+        [failed] = daemon.json("queue", "list", "--state", "failed")
+        assert failed["kwargs"] == {"text": "a\ud800b"}
+        assert failed["error"] == "ValueError: a\\ud800b"
+        assert "a\\ud800b" in daemon.cli("queue", "list").stdout
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()

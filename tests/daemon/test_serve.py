@@ -1,0 +1,65 @@
+"""`serve()` embedded in a program, driven by both clients."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+from eventbus_cli import Config
+from eventbus_cli.client import AsyncClient, Client
+from eventbus_cli.config import DaemonConfig
+from eventbus_cli.daemon.server import Ready, serve
+from eventbus_cli.errors import NoDaemonError, RemoteError
+from tests.waiting import wait_until
+
+LISTENER = '''
+from eventbus_cli import listener
+
+SEEN = []
+
+@listener("order.*")
+async def remember(*args, **kwargs):
+    SEEN.append((args, kwargs))
+'''
+
+
+@pytest.mark.anyio
+async def test_serve_reports_ready_and_stops_on_its_trigger(short_dir: Path) -> None:
+    (short_dir / "listeners.d").mkdir()
+    (short_dir / "listeners.d" / "orders.py").write_text(LISTENER)
+    socket_path = short_dir / "run" / "eb.sock"
+    daemon = DaemonConfig(socket=socket_path, listeners_dir=short_dir / "listeners.d")
+    config = Config(daemon=daemon)
+    stop = anyio.Event()
+    async with anyio.create_task_group() as group:
+        ready: Ready = await group.start(lambda task_status: serve(
+            config, shutdown_trigger=stop.wait, task_status=task_status))
+        assert (ready.socket, ready.listeners) == (socket_path, 1)
+        assert ready.reload()["kept"] == ("remember",)
+        import sys
+
+        seen = sys.modules["eventbus_listeners.orders"].SEEN
+        async with AsyncClient(socket_path) as client:
+            assert await client.emit("order.paid", 10, currency="EUR") == 1
+            assert await client.emit("user.none") == 0
+            with pytest.raises(RemoteError) as caught:
+                await client.call("emit", event="bad id")
+            assert caught.value.code == "invalid_event"
+        with Client(socket_path) as sync_client:
+            result = await anyio.to_thread.run_sync(
+                sync_client.emit_many, [{"event": "order.shipped", "args": [n]} for n in range(3)]
+            )
+        assert (result.total, result.accepted, result.deliveries, result.error) == (3, 3, 3, None)
+        await wait_until(lambda: len(seen) == 4)
+        assert seen[0] == ((10,), {"currency": "EUR"})
+        stop.set()
+    assert not socket_path.exists()
+
+
+@pytest.mark.anyio
+async def test_async_client_without_a_daemon(short_dir: Path) -> None:
+    with pytest.raises(NoDaemonError, match="eventbus serve"):
+        async with AsyncClient(short_dir / "none.sock"):
+            pass

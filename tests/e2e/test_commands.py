@@ -1,0 +1,232 @@
+"""Every reading and emitting command against the real daemon, with its JSON documents."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.harness import EVENTBUS, Daemon
+
+
+def test_emit_passes_args_and_kwargs_as_the_design_says(daemon: Daemon) -> None:
+    (daemon.root / "mail.txt").write_text("Hello,\nworld")
+    (daemon.root / "extra.json").write_text('{"plan": "pro"}')
+    result = daemon.cli(
+        "emit", "user_created", "--arg", "5", "--arg", ":=5", "--arg", "@mail.txt",
+        "--kw", "email=x@example.com", "--kw", "count:=3", "--kw", "admin:=true",
+        "--kw", "body=@mail.txt", "--kw", "extra:=@extra.json", "--kw", "eq=a=b",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "user_created: 1 deliveries queued\n"
+    [record] = daemon.wait_for_records(1)
+    assert record == {
+        "args": ["5", 5, "Hello,\nworld"],
+        "kwargs": {"email": "x@example.com", "count": 3, "admin": True,
+                   "body": "Hello,\nworld", "extra": {"plan": "pro"}, "eq": "a=b"},
+    }
+
+
+def test_emit_json_document(daemon: Daemon) -> None:
+    assert daemon.json("emit", "user_created", "--kw", "email=x") == {
+        "event_id": "user_created", "deliveries": 1,
+    }
+
+
+def test_unrouted_event_is_accepted_counted_and_reported_on_stderr(daemon: Daemon) -> None:
+    result = daemon.cli("emit", "nobody.listens")
+    assert result.returncode == 0
+    assert "no listener matches 'nobody.listens'" in result.stderr
+    assert "unrouted" in result.stderr
+    assert daemon.json("queue")["unrouted"] == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--kw", "email"], "--kw"),
+        (["--kw", "count:={bad"], "--kw"),
+        (["--kw", "not a name=1"], "--kw"),
+        (["--arg", ":=nope"], "--arg"),
+        (["--kw", "body=@/no/such/file"], "/no/such/file"),
+    ],
+)
+def test_bad_values_are_usage_errors_naming_the_argument(
+    daemon: Daemon, args: list[str], named: str
+) -> None:
+    result = daemon.cli("emit", "user_created", *args)
+    assert result.returncode == 2, result.stderr
+    assert named in result.stderr
+    assert daemon.json("queue")["succeeded"] == 0
+
+
+def test_bad_event_id_and_missing_event_are_usage_errors(daemon: Daemon) -> None:
+    bad = daemon.cli("emit", "no spaces allowed")
+    assert bad.returncode == 2
+    assert "invalid event id" in bad.stderr
+    missing = daemon.cli("emit")
+    assert missing.returncode == 2
+    assert "--file" in missing.stderr
+
+
+def test_listeners_list_json_document(daemon: Daemon) -> None:
+    listeners = {item["name"]: item for item in daemon.json("listeners", "list")}
+    assert set(listeners) == {"record", "explode", "slow"}
+    record = listeners["record"]
+    assert record["module"] == "recorder"
+    assert record["events"] == ["bulk.*", "user_created"]
+    assert (record["retries"], record["timeout"]) == (0, 60)
+    table = daemon.cli("listeners", "list")
+    assert table.returncode == 0
+    assert "record" in table.stdout
+    assert "bulk.*" in table.stdout
+
+
+def test_queue_and_queue_list_documents_show_a_failure(daemon: Daemon) -> None:
+    assert daemon.cli("emit", "boom", "--kw", "why:=42").returncode == 0
+    assert daemon.cli("emit", "user_created", "--kw", "email=x").returncode == 0
+    daemon.wait_for_records(1)
+    for _ in range(500):
+        queue = daemon.json("queue")
+        if queue["failed"]:
+            break
+    assert {key: queue[key] for key in
+            ("pending", "running", "retrying", "succeeded", "failed", "unrouted")} == {
+        "pending": 0, "running": 0, "retrying": 0, "succeeded": 1, "failed": 1, "unrouted": 0,
+    }
+    assert queue["listeners"]["explode"]["failed"] == 1
+    assert queue["listeners"]["record"]["succeeded"] == 1
+    [failed] = daemon.json("queue", "list", "--state", "failed")
+    assert failed["event"] == "boom"
+    assert failed["listener"] == "explode"
+    assert failed["state"] == "failed"
+    assert failed["attempts"] == 1
+    assert failed["error"] == "RuntimeError: listener exploded on purpose"
+    assert (failed["args"], failed["kwargs"]) == ([], {"why": 42})
+    assert set(failed) >= {"id", "event", "listener", "state", "attempts", "error", "args",
+                           "kwargs"}
+    assert daemon.json("queue", "list", "--state", "pending") == []
+    table = daemon.cli("queue", "list")
+    assert "listener exploded on purpose" in table.stdout
+    assert "explode" in daemon.cli("queue").stdout
+
+
+def test_queue_list_limit(daemon: Daemon) -> None:
+    for _ in range(3):
+        assert daemon.cli("emit", "slow", "--kw", "seconds:=2").returncode == 0
+    assert len(daemon.json("queue", "list", "--limit", "2")) == 2
+    assert daemon.cli("queue", "list", "--limit", "0").returncode == 2
+    assert daemon.cli("queue", "list", "--state", "lost").returncode == 2
+
+
+def test_status_json_document(daemon: Daemon) -> None:
+    status = daemon.json("status")
+    assert status["pid"] == daemon.process.pid  # type: ignore[union-attr]
+    assert status["socket"] == str(daemon.socket)
+    assert status["config"] is None
+    assert status["listeners"] == 3
+    assert status["uptime_s"] >= 0
+    assert status["version"]
+    assert set(status["queue"]) >= {"pending", "running", "failed", "listeners"}
+    human = daemon.cli("status")
+    assert str(daemon.socket) in human.stdout
+
+
+def test_emit_file_and_stdin(daemon: Daemon) -> None:
+    lines = [json.dumps({"event": "bulk.item", "args": [n], "kwargs": {"n": n}})
+             for n in range(2500)]
+    (daemon.root / "events.jsonl").write_text("\n".join(lines[:2000]) + "\n\n")
+    result = daemon.cli("emit", "--file", "events.jsonl", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"events": 2000, "accepted": 2000, "deliveries": 2000,
+                                         "unrouted": 0}
+    piped = daemon.cli("emit", "--file", "-", input="\n".join(lines[2000:]) + '\n{"event": "x"}\n')
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout == "501 of 501 events accepted: 500 deliveries queued, 1 unrouted\n"
+    records = daemon.wait_for_records(2500)
+    assert sorted(record["args"][0] for record in records) == list(range(2500))
+
+
+def test_emit_file_with_a_bad_line_sends_nothing(daemon: Daemon) -> None:
+    (daemon.root / "events.jsonl").write_text(
+        '{"event": "user_created"}\n{"event": "user_created", "kwargs": []}\n'
+    )
+    result = daemon.cli("emit", "--file", "events.jsonl")
+    assert result.returncode == 1
+    assert "events.jsonl, line 2" in result.stderr
+    assert '"kwargs" must be an object' in result.stderr
+    assert "nothing was sent" in result.stderr
+    assert daemon.json("queue")["succeeded"] == 0
+    assert daemon.cli("emit", "--file", "missing.jsonl").returncode == 1
+
+
+def test_global_socket_flag_wins_over_the_environment(daemon: Daemon) -> None:
+    env = {**daemon.env, "EVENTBUS_SOCKET": "/tmp/eb-nowhere/none.sock"}
+    assert daemon.cli("status", env=env).returncode == 3
+    flagged = daemon.cli("--socket", str(daemon.socket), "status", "--json", env=env)
+    assert flagged.returncode == 0, flagged.stderr
+    assert json.loads(flagged.stdout)["socket"] == str(daemon.socket)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["emit", "user_created"], ["listeners", "list"], ["queue"], ["queue", "list"], ["status"],
+     ["status", "--json"]],
+)
+def test_no_daemon_is_exit_3_with_the_hint(short_dir: Path, command: list[str]) -> None:
+    import subprocess
+
+    env = {"PATH": "/usr/bin:/bin", "EVENTBUS_SOCKET": str(short_dir / "none.sock")}
+    result = subprocess.run([EVENTBUS, *command], capture_output=True, text=True, env=env,
+                            cwd=short_dir, timeout=30, check=False)
+    assert result.returncode == 3
+    assert "eventbus serve" in result.stderr
+    assert str(short_dir / "none.sock") in result.stderr
+    assert result.stdout == ""
+
+
+def test_the_emit_path_imports_neither_anyio_nor_rich(daemon: Daemon) -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "sys.argv = ['eventbus', 'emit', 'user_created', '--kw', 'email=x']\n"
+        "from eventbus_cli.cli.app import main\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "print(sorted(m for m in ('anyio', 'rich', 'tomllib') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            env=daemon.env, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"
+    daemon.wait_for_records(1)
+
+
+def test_the_readme_quick_start_serves_the_repositorys_listeners(short_dir: Path) -> None:
+    """`eventbus serve` from the repository's root, then an emit from another terminal."""
+    import os
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "EVENTBUS_SOCKET": str(short_dir / "run" / "eb.sock")}
+    env.pop("EVENTBUS_CONFIG", None)
+    log = short_dir / "serve.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen([EVENTBUS, "serve"], cwd=repo, env=env, stderr=out)
+    try:
+        for _ in range(300):
+            emitted = subprocess.run([EVENTBUS, "emit", "user_created", "--kw",
+                                      "email=ada@example.com"], env=env, capture_output=True,
+                                     text=True, timeout=30, check=False)
+            if emitted.returncode != 3:
+                break
+        assert emitted.returncode == 0, emitted.stderr
+        assert emitted.stdout == "user_created: 2 deliveries queued\n"
+        server.send_signal(2)
+        assert server.wait(timeout=30) == 0
+        assert "would send a welcome mail to ada@example.com" in log.read_text()
+    finally:
+        server.kill()
+        server.wait(timeout=10)

@@ -1,0 +1,41 @@
+"""Each example runs as its header says, on a real daemon, and does what it claims."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.mark.parametrize(("script", "expected"), [
+    ("welcome_mail.py", ["send_welcome_mail: ok", "would send a welcome mail to ada@example.com"]),
+    ("one_handler_two_events.py", ["would mail ada@example.com: Welcome aboard.",
+                                   "would mail ada@example.com: Your password was changed."]),
+    ("user_deleted.py", ["send_farewell_email_handler: ok", "notify_customer_support: ok",
+                         "why a user left: moved to a cabin"]),
+    ("user_deleted_without_kwargs.py", [
+        "send_farewell_email_handler: failed: TypeError: listener send_farewell_email_handler "
+        "does not accept the arguments of event 'user_deleted': got an unexpected keyword "
+        "argument 'reason'", "$ eventbus queue list --state failed", "│ failed │"]),
+    ("emit_from_python.py", ["Client.emit queued 1 delivery", "AsyncClient.emit queued 1",
+                             "would send a welcome mail to eve@example.com"]),
+])
+def test_example_runs_as_its_header_says(script: str, expected: list[str]) -> None:
+    header = (EXAMPLES / script).read_text().split('"""')[1]
+    assert f".venv/bin/python examples/{script}" in header
+    result = subprocess.run([sys.executable, str(EXAMPLES / script)], capture_output=True,
+                            text=True, timeout=120, check=False, cwd=EXAMPLES.parent)
+    assert result.returncode == 0, result.stderr
+    for text in expected:
+        assert text in result.stdout, result.stdout
+
+
+def test_the_systemd_unit_is_type_notify_and_reloads_with_sighup() -> None:
+    unit = (EXAMPLES / "eventbus.service").read_text()
+    assert "\nType=notify\n" in unit
+    assert "\nExecReload=kill -HUP $MAINPID\n" in unit
+    assert " serve\n" in unit.split("ExecStart=")[1].split("\n")[0] + "\n"

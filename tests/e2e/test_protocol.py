@@ -1,0 +1,261 @@
+"""The wire protocol spoken by hand over the real socket: bad input never hurts the daemon."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import Daemon
+
+
+class Line:
+    """A raw connection that sends bytes and reads reply lines."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(10)
+        self.sock.connect(str(daemon.socket))
+        self.buffer = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def reply(self) -> dict[str, Any]:
+        while b"\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            assert chunk, "the daemon closed the connection"
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return json.loads(line)  # type: ignore[no-any-return]
+
+    def closed(self) -> bool:
+        """Whether the daemon closed the connection (a reset counts: it had unread input)."""
+        try:
+            return self.buffer == b"" and self.sock.recv(65536) == b""
+        except ConnectionResetError:
+            return True
+
+
+@pytest.fixture
+def connect(daemon: Daemon) -> Iterator[Callable[[], Line]]:
+    """Open raw connections to the daemon; all are closed after the test."""
+    opened: list[Line] = []
+
+    def open_line() -> Line:
+        opened.append(Line(daemon))
+        return opened[-1]
+
+    yield open_line
+    for line in opened:
+        line.sock.close()
+
+
+def error_code(reply: dict[str, Any]) -> str:
+    assert reply["ok"] is False, reply
+    assert reply["error"]["message"]
+    return reply["error"]["code"]  # type: ignore[no-any-return]
+
+
+def test_hello_tells_the_protocol_and_daemon_version(
+    daemon: Daemon, connect: Callable[[], Line]) -> None:
+    line = connect()
+    line.send(b'{"id": "a", "op": "hello"}\n')
+    reply = line.reply()
+    assert reply["id"] == "a"
+    assert reply["ok"] is True
+    assert reply["result"]["protocol"] == 1
+    assert reply["result"]["version"]
+
+
+@pytest.mark.parametrize(
+    ("request_line", "code"),
+    [
+        (b"garbage\n", "bad_json"),
+        (b"[1, 2]\n", "bad_json"),
+        (b'\xff\xfe{"id":1}\n', "bad_json"),
+        (b'{"op": "hello"}\n', "bad_request"),
+        (b'{"id": true, "op": "hello"}\n', "bad_request"),
+        (b'{"id": 1, "op": "launch"}\n', "unknown_op"),
+        (b'{"id": 1, "op": 7}\n', "unknown_op"),
+        (b'{"id": 1, "op": "emit"}\n', "bad_request"),
+        (b'{"id": 1, "op": "emit", "event": 5}\n', "bad_request"),
+        (b'{"id": 1, "op": "emit", "event": "bad id!"}\n', "invalid_event"),
+        (b'{"id": 1, "op": "emit", "event": "user_created", "args": {}}\n', "bad_request"),
+        (b'{"id": 1, "op": "emit", "event": "user_created", "kwargs": [1]}\n', "bad_request"),
+        (b'{"id": 1, "op": "emit", "event": "user_created", "extra": 1}\n', "bad_request"),
+        (b'{"id": 1, "op": "emit_many", "events": {}}\n', "bad_request"),
+        (b'{"id": 1, "op": "emit_many", "events": [{"event": "x"}, 3]}\n', "bad_request"),
+        (b'{"id": 1, "op": "list", "state": "lost"}\n', "bad_request"),
+        (b'{"id": 1, "op": "list", "limit": -1}\n', "bad_request"),
+    ],
+)
+def test_bad_requests_get_an_error_and_the_connection_stays_usable(
+    daemon: Daemon, connect: Callable[[], Line], request_line: bytes, code: str
+) -> None:
+    line = connect()
+    line.send(request_line)
+    assert error_code(line.reply()) == code
+    line.send(b'{"id": 2, "op": "emit", "event": "user_created", "kwargs": {"n": 1}}\n')
+    assert line.reply() == {"id": 2, "ok": True,
+                            "result": {"event_id": "user_created", "deliveries": 1}}
+    assert daemon.wait_for_records(1) == [{"args": [], "kwargs": {"n": 1}}]
+
+
+def test_a_bad_event_in_a_batch_refuses_the_whole_batch(
+    daemon: Daemon, connect: Callable[[], Line]) -> None:
+    line = connect()
+    line.send(b'{"id": 1, "op": "emit_many", "events": [{"event": "user_created"}, '
+              b'{"event": "user_created", "args": 1}]}\n')
+    reply = line.reply()
+    assert error_code(reply) == "bad_request"
+    assert "events[1]" in reply["error"]["message"]
+    assert daemon.json("queue")["succeeded"] == 0
+
+
+def test_an_oversize_line_gets_an_error_and_the_connection_is_closed(
+    daemon: Daemon, connect: Callable[[], Line]) -> None:
+    line = connect()
+    line.send(b'{"id": 1, "op": "hello"}\n')
+    big = b'{"id": 2, "op": "emit", "event": "user_created", "kwargs": {"x": "' + b"a" * 1_100_000
+    line.send(big + b'"}}\n')
+    assert line.reply()["ok"] is True
+    reply = line.reply()
+    assert error_code(reply) == "too_large"
+    assert "max_message_bytes" in reply["error"]["message"]
+    assert line.closed()
+    assert daemon.cli("emit", "user_created").returncode == 0
+    daemon.wait_for_records(1)
+
+
+def test_half_a_line_then_close_gets_an_error_and_nothing_happens(
+    daemon: Daemon, connect: Callable[[], Line]) -> None:
+    line = connect()
+    line.send(b'{"id": 1, "op": "emit", "event": "user_cr')
+    line.sock.shutdown(socket.SHUT_WR)
+    assert error_code(line.reply()) == "bad_json"
+    assert line.closed()
+    assert daemon.json("queue")["succeeded"] == 0
+
+
+def test_pipelined_requests_are_answered_in_order(
+    daemon: Daemon, connect: Callable[[], Line]) -> None:
+    line = connect()
+    requests = [{"id": n, "op": "emit", "event": "bulk.pipe", "args": [n]} for n in range(500)]
+    requests[250] = {"id": 250, "op": "nope"}
+    line.send(b"".join(json.dumps(request).encode() + b"\n" for request in requests))
+    replies = [line.reply() for _ in requests]
+    assert [reply["id"] for reply in replies] == list(range(500))
+    assert [reply["ok"] for reply in replies].count(False) == 1
+    assert len(daemon.wait_for_records(499)) == 499
+
+
+def test_many_concurrent_connections(
+    daemon: Daemon, connect: Callable[[], Line]) -> None:
+    def client(number: int) -> None:
+        line = connect()
+        for n in range(50):
+            line.send(json.dumps({"id": n, "op": "emit", "event": "bulk.many",
+                                  "args": [number, n]}).encode() + b"\n")
+            assert line.reply()["ok"] is True
+
+    threads = [threading.Thread(target=client, args=(number,)) for number in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    records = daemon.wait_for_records(1000)
+    assert sorted(tuple(record["args"]) for record in records) == [
+        (number, n) for number in range(20) for n in range(50)
+    ]
+
+
+def test_a_client_that_vanishes_mid_request_does_not_hurt(
+    daemon: Daemon, connect: Callable[[], Line]) -> None:
+    for _ in range(20):
+        line = connect()
+        line.send(b'{"id": 1, "op": "status"}\n{"id": 2, "op": "li')
+        line.sock.close()
+    assert daemon.json("status")["pid"]
+
+
+def _reply_as_another_user(path: str, uid: int) -> bytes:
+    """Fork a child that drops to ``uid``, sends an emit, and hands back what it read."""
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, on 3.12+
+        pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        try:
+            os.setgid(uid)
+            os.setuid(uid)
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(10)
+                sock.connect(path)
+                sock.sendall(b'{"id": 1, "op": "emit", "event": "user_created"}\n')
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_WR)
+                with contextlib.suppress(ConnectionResetError):  # it had unread input
+                    while chunk := sock.recv(65536):
+                        os.write(write_end, chunk)
+        except BaseException as exc:
+            os.write(write_end, f"child failed: {exc!r}".encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    data = b""
+    while chunk := os.read(read_end, 65536):
+        data += chunk
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    return data
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a client under another uid")
+def test_another_uid_is_refused_even_when_the_socket_is_opened_up(
+    daemon: Daemon, connect: Callable[[], Line]
+) -> None:
+    os.chmod(daemon.socket.parent, 0o755)
+    os.chmod(daemon.socket, 0o666)
+    os.chmod(daemon.root, 0o755)
+    data = _reply_as_another_user(str(daemon.socket), 65534)
+    reply = json.loads(data)
+    assert error_code(reply) == "not_allowed"
+    assert "uid 65534" in reply["error"]["message"]
+    assert "allow_uids" in reply["error"]["message"]
+    assert daemon.json("queue")["succeeded"] == 0
+    assert "refused a connection" in daemon.logs()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a client under another uid")
+def test_allow_uids_lets_another_uid_in(short_dir: Path) -> None:
+    daemon = Daemon(short_dir, config="[daemon]\nallow_uids = [65534]\n").start()
+    try:
+        os.chmod(daemon.socket.parent, 0o755)
+        os.chmod(daemon.socket, 0o666)
+        os.chmod(daemon.root, 0o755)
+        reply = json.loads(_reply_as_another_user(str(daemon.socket), 65534))
+        assert reply == {"id": 1, "ok": True,
+                         "result": {"event_id": "user_created", "deliveries": 1}}
+    finally:
+        daemon.kill()
+
+
+def test_keyword_names_that_emit_itself_uses_reach_the_listener(
+    daemon: Daemon, connect: Callable[[], Line]
+) -> None:
+    line = connect()
+    line.send(b'{"id": 1, "op": "emit", "event": "user_created", '
+              b'"kwargs": {"event_id": 1, "self": 2, "args": 3, "a-b": 4}}\n')
+    assert line.reply()["ok"] is True
+    assert daemon.wait_for_records(1) == [
+        {"args": [], "kwargs": {"event_id": 1, "self": 2, "args": 3, "a-b": 4}}
+    ]

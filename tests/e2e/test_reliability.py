@@ -1,0 +1,270 @@
+"""Retries, timeouts, the failed list, reload and drain, through the real daemon and command."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from eventbus_cli import Client
+from eventbus_cli.errors import RemoteError
+from tests.harness import Daemon, running, started, wait_for
+
+LISTENERS = '''
+import json, os, time
+from pathlib import Path
+import anyio
+from eventbus_cli import listener
+
+OUT = os.environ["EVENTBUS_TEST_OUT"]
+
+def record(**fields):
+    with open(OUT, "a") as out:
+        out.write(json.dumps(fields) + "\\n")
+
+@listener("work", "bulk.*")
+async def work(n=0, pause=0.0, **kwargs):
+    await anyio.sleep(pause)
+    record(event="work", n=n, **kwargs)
+
+@listener("flaky", retries=2, backoff=0.05)
+def flaky(key, failures):
+    counter = Path(OUT).with_name("attempts-" + key)
+    tries = int(counter.read_text()) + 1 if counter.exists() else 1
+    counter.write_text(str(tries))
+    record(event="attempt", key=key, attempt=tries, at=time.monotonic())
+    if tries <= failures:
+        raise RuntimeError(f"attempt {tries} fails on purpose")
+
+@listener("hang", timeout=0.2)
+async def hang(seconds):
+    await anyio.sleep(seconds)
+'''
+
+
+@pytest.fixture
+def bus(short_dir: Path) -> Iterator[Daemon]:
+    yield from started(short_dir, listeners=LISTENERS)
+
+
+def _of(daemon: Daemon, event: str) -> list[dict[str, object]]:
+    return [item for item in daemon.records() if item.get("event") == event]
+
+
+def test_retries_wait_out_a_doubling_backoff_then_succeed(bus: Daemon) -> None:
+    assert bus.cli("emit", "flaky", "--kw", "key=a", "--kw", "failures:=2").returncode == 0
+    wait_for(lambda: len(_of(bus, "attempt")) == 3)
+    times = [float(str(item["at"])) for item in _of(bus, "attempt")]
+    assert times[1] - times[0] >= 0.05
+    assert times[2] - times[1] >= 0.1
+    wait_for(lambda: bus.json("queue")["listeners"]["flaky"]["succeeded"] == 1)
+    assert bus.json("queue")["listeners"]["flaky"]["retried"] == 2
+    assert bus.json("queue", "list", "--state", "failed") == []
+
+
+def test_a_failed_delivery_is_shown_with_its_traceback_and_retried_from_the_cli(
+    bus: Daemon,
+) -> None:
+    bus.cli("emit", "flaky", "--kw", "key=b", "--kw", "failures:=3")
+    wait_for(lambda: bus.json("queue", "list", "--state", "failed"))
+    [failed] = bus.json("queue", "list", "--state", "failed")
+    assert (failed["listener"], failed["attempts"]) == ("flaky", 3)
+    assert failed["error"] == "RuntimeError: attempt 3 fails on purpose"
+    shown = bus.json("queue", "show", str(failed["id"]))
+    assert "Traceback (most recent call last)" in shown["traceback"]
+    assert 'raise RuntimeError(f"attempt {tries} fails on purpose")' in shown["traceback"]
+    text = bus.cli("queue", "show", str(failed["id"]))
+    assert text.returncode == 0
+    assert "fails on purpose" in text.stdout
+
+    retried = bus.cli("queue", "retry", str(failed["id"]))
+    assert retried.returncode == 0, retried.stderr
+    wait_for(lambda: len(_of(bus, "attempt")) == 4)
+    wait_for(lambda: bus.json("queue")["listeners"]["flaky"]["succeeded"] == 1)
+    assert bus.json("queue", "list", "--state", "failed") == []
+    again = bus.cli("queue", "retry", str(failed["id"]))
+    assert again.returncode == 1
+    assert f"delivery {failed['id']}" in again.stderr
+    assert bus.cli("queue", "show", "999").returncode == 1
+
+
+def test_a_listener_past_its_timeout_fails_with_a_timeout_error(bus: Daemon) -> None:
+    bus.cli("emit", "hang", "--kw", "seconds:=30")
+    wait_for(lambda: bus.json("queue", "list", "--state", "failed"))
+    [failed] = bus.json("queue", "list", "--state", "failed")
+    assert failed["error"].startswith("TimeoutError: listener hang did not finish within 0.2s")
+
+
+def test_retry_all_then_purge_the_failed_list(bus: Daemon) -> None:
+    for key in "cde":
+        bus.cli("emit", "flaky", "--kw", f"key={key}", "--kw", "failures:=9")
+    wait_for(lambda: len(bus.json("queue", "list", "--state", "failed")) == 3)
+    assert bus.cli("queue", "retry", "--all").stdout.startswith("3 deliveries queued again")
+    wait_for(lambda: len(_of(bus, "attempt")) == 18)
+    wait_for(lambda: len(bus.json("queue", "list", "--state", "failed")) == 3)
+    refused = bus.cli("queue", "purge", "--failed")  # not a terminal, and no --yes
+    assert refused.returncode == 2
+    assert "--yes" in refused.stderr
+    assert len(bus.json("queue", "list", "--state", "failed")) == 3
+    purged = bus.cli("queue", "purge", "--failed", "--yes")
+    assert purged.returncode == 0
+    assert purged.stdout.startswith("3 failed deliveries purged")
+    assert bus.json("queue", "list", "--state", "failed") == []
+    assert bus.cli("queue", "retry").returncode == 2
+    assert bus.cli("queue", "purge", "--yes").returncode == 2
+
+
+def test_purge_pending_drops_what_waits_and_lets_running_calls_finish(short_dir: Path) -> None:
+    config = "[daemon]\nconcurrency = 5\n"  # at most 2 for one of 3 listeners
+    with running(short_dir, listeners=LISTENERS, config=config) as daemon:
+        events = "".join(json.dumps({"event": "work", "kwargs": {"n": n, "pause": 0.5}}) + "\n"
+                         for n in range(20))
+        assert daemon.cli("emit", "--file", "-", input=events).returncode == 0
+        wait_for(lambda: daemon.json("queue")["running"] == 2)
+        purged = daemon.cli("queue", "purge", "--pending", "--yes")
+        assert purged.returncode == 0
+        assert purged.stdout.startswith("18 pending deliveries purged")
+        wait_for(lambda: len(daemon.records()) == 2)
+        assert daemon.stop() == 0
+        assert len(daemon.records()) == 2
+
+
+def test_reload_with_a_broken_file_keeps_the_listeners_that_were_running(bus: Daemon) -> None:
+    before = bus.json("listeners", "list")
+    (bus.listeners_dir / "broken.py").write_text("from eventbus_cli import listener\n\ndef (:\n")
+    result = bus.cli("listeners", "reload")
+    assert result.returncode == 1
+    assert "broken.py, line 3" in result.stderr
+    assert "SyntaxError" in result.stderr
+    assert "reload failed" in bus.logs()
+    assert "broken.py" in bus.logs()
+    assert bus.json("listeners", "list") == before
+    (bus.listeners_dir / "broken.py").write_text("raise ImportError('no such thing')\n")
+    assert "ImportError: no such thing" in bus.cli("listeners", "reload").stderr
+    dup = "from eventbus_cli import listener\n\n@listener('x')\ndef work(): ...\n"
+    (bus.listeners_dir / "broken.py").write_text(dup)
+    clash = bus.cli("listeners", "reload")
+    assert clash.returncode == 1
+    assert "'work'" in clash.stderr
+    bus.cli("emit", "work", "--kw", "n:=1")
+    wait_for(lambda: _of(bus, "work") == [{"event": "work", "n": 1}])
+
+
+def test_sighup_loads_a_new_file_and_fails_what_waited_for_a_removed_listener(
+    short_dir: Path,
+) -> None:
+    with running(short_dir, listeners=LISTENERS, config="[daemon]\nconcurrency = 1\n") as daemon:
+        new = ("import json, os\nfrom eventbus_cli import listener\n\n@listener('signup')\n"
+               "def greet(name):\n    with open(os.environ['EVENTBUS_TEST_OUT'], 'a') as out:\n"
+               "        out.write(json.dumps({'event': 'greet', 'name': name}) + '\\n')\n")
+        (daemon.listeners_dir / "greet.py").write_text(new)
+        daemon.signal_and_wait_for_log(signal.SIGHUP, "reloaded 4 listeners")
+        assert "greet" in {item["name"] for item in daemon.json("listeners", "list")}
+        daemon.cli("emit", "signup", "--kw", "name=ada")
+        wait_for(lambda: _of(daemon, "greet") == [{"event": "greet", "name": "ada"}])
+
+        # One worker: the first `work` runs (on the code it started with), two wait.
+        for n in range(3):
+            daemon.cli("emit", "work", "--kw", f"n:={n}", "--kw", "pause:=1")
+        wait_for(lambda: daemon.json("queue")["running"] == 1)
+        renamed = LISTENERS.replace('@listener("work", "bulk.*")\nasync def work(',
+                                    '@listener("work", "bulk.*")\nasync def labour(')
+        (daemon.listeners_dir / "recorder.py").write_text(renamed)
+        reloaded = daemon.json("listeners", "reload")
+        assert (reloaded["added"], reloaded["removed"], reloaded["failed"]) == (
+            ["labour"], ["work"], 2)
+        failed = daemon.json("queue", "list", "--state", "failed")
+        assert [item["kwargs"]["n"] for item in failed] == [1, 2]
+        assert all("removed by a reload" in item["error"] for item in failed)
+        wait_for(lambda: _of(daemon, "work") == [{"event": "work", "n": 0}])
+        retry = daemon.cli("queue", "retry", str(failed[0]["id"]))
+        assert retry.returncode == 1
+        assert "listener work is not loaded" in retry.stderr
+
+
+def test_sigterm_during_a_load_runs_every_accepted_event_then_exits_0(short_dir: Path) -> None:
+    with running(short_dir, listeners=LISTENERS, config="[daemon]\nconcurrency = 8\n") as daemon:
+        accepted: list[int] = []
+        refusals: list[str] = []
+
+        def produce() -> None:
+            with Client(daemon.socket) as client:
+                for n in range(100_000):
+                    try:
+                        client.emit("work", n=n, pause=0.01)
+                    except RemoteError as exc:
+                        refusals.append(exc.code)
+                        return
+                    accepted.append(n)
+
+        producer = threading.Thread(target=produce)
+        producer.start()
+        wait_for(lambda: len(accepted) > 300)
+        assert daemon.stop() == 0
+        producer.join(timeout=30)
+        assert not producer.is_alive()
+        assert refusals == ["shutting_down"]
+        done = sorted(int(str(item["n"])) for item in _of(daemon, "work"))
+        assert done == accepted
+        assert not daemon.socket.exists()
+        assert "unfinished" not in daemon.logs()
+
+
+def test_16_clients_pipelining_2000_emits_each_make_exactly_32000_deliveries(
+    bus: Daemon,
+) -> None:
+    answered: dict[int, list[dict[str, object]]] = {}
+
+    def client(number: int) -> None:
+        lines = b"".join(
+            json.dumps({"id": n, "op": "emit", "event": "bulk.load",
+                        "kwargs": {"c": number, "n": n}}).encode() + b"\n"
+            for n in range(2000)
+        )
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(60)
+            sock.connect(str(bus.socket))
+            sender = threading.Thread(target=sock.sendall, args=(lines,))
+            sender.start()
+            replies = _read_lines(sock, 2000)
+            sender.join(timeout=60)
+        answered[number] = [json.loads(line) for line in replies]
+
+    threads = [threading.Thread(target=client, args=(number,)) for number in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+    for replies in answered.values():
+        assert [(reply["id"], reply["ok"]) for reply in replies] == [(n, True) for n in range(2000)]
+    assert len(answered) == 16
+    records = bus.wait_for_records(32_000, seconds=60)
+    seen = {(item["c"], item["n"]) for item in records}
+    assert len(records) == len(seen) == 32_000
+    wait_for(lambda: bus.json("queue")["succeeded"] == 32_000)
+
+
+def _read_lines(sock: socket.socket, count: int) -> list[bytes]:
+    buffer = b""
+    while buffer.count(b"\n") < count:
+        data = sock.recv(1 << 16)
+        if not data:
+            break
+        buffer += data
+    return buffer.splitlines()
+
+
+def test_a_drain_cut_short_in_memory_mode_logs_what_was_lost(short_dir: Path) -> None:
+    config = "[daemon]\nconcurrency = 5\nshutdown_timeout = 0.2\n"
+    with running(short_dir, listeners=LISTENERS, config=config) as daemon:
+        for n in range(5):
+            daemon.cli("emit", "work", "--kw", f"n:={n}", "--kw", "pause:=30")
+        assert daemon.stop() == 0
+        assert "5 deliveries unfinished at shutdown are lost (no journal): " in daemon.logs()
+        assert all(f"{n} (work -> work)" in daemon.logs() for n in range(1, 6))
