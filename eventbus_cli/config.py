@@ -8,21 +8,21 @@ reads a file, :func:`apply_environment` reads the ``EVENTBUS_*`` variables, and
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from .bus.listener import DeliveryOptions
+from .checks import is_whole, number_problem
 from .errors import ConfigError
 
 __all__ = (
     "Config",
     "DaemonConfig",
     "DeliveryConfig",
+    "DeliveryOptions",
     "JournalConfig",
     "apply_environment",
     "default_socket_path",
@@ -70,13 +70,33 @@ class JournalConfig:
     path: Path = Path("eventbus.db")
 
 
-@dataclass(frozen=True)
-class DeliveryConfig:
-    """The ``[delivery]`` table: defaults for listeners that set no options."""
+class DeliveryOptions(NamedTuple):
+    """How a listener's deliveries are attempted.
+
+    ``retries`` further attempts after the first failure, waiting ``backoff`` seconds before
+    the first retry and twice as long before each next one; each call may take ``timeout``
+    seconds (``math.inf`` for no limit).
+    """
 
     retries: int = 0
     backoff: float = 0.5
     timeout: float = 60.0
+
+    def delay_before(self, attempt: int) -> float:
+        """Seconds to wait before attempt number ``attempt`` (2 for the first retry)."""
+        return self.backoff * 2.0 ** (attempt - 2)
+
+
+_OPTIONS = DeliveryOptions()
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    """The ``[delivery]`` table: defaults for listeners that set no options."""
+
+    retries: int = _OPTIONS.retries
+    backoff: float = _OPTIONS.backoff
+    timeout: float = _OPTIONS.timeout
     keep_failed: int = 1000
 
     def options(self) -> DeliveryOptions:
@@ -199,21 +219,13 @@ def _value(kind: Any, key: str, value: Any, path: Path | None) -> Any:
             raise ConfigError(path, key, f"expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
         return value.lower() if short == "log_level" else value
     if kind == tuple[int, ...]:
-        if not isinstance(value, list) or not all(_is_int(item) for item in value):
+        if not isinstance(value, list) or not all(is_whole(item) for item in value):
             raise ConfigError(path, key, f"expected a list of whole numbers, got {value!r}")
         return tuple(value)
-    if kind is int and not _is_int(value):
-        raise ConfigError(path, key, f"expected a whole number, got {value!r}")
-    if kind is float and (not isinstance(value, int | float) or isinstance(value, bool)
-                          or math.isnan(value)):
-        raise ConfigError(path, key, f"expected a number, got {value!r}")
-    if value < _MINIMUM[short]:
-        raise ConfigError(path, key, f"must be at least {_MINIMUM[short]:g}, got {value!r}")
+    want = number_problem(value, whole=kind is int, minimum=_MINIMUM[short])
+    if want is not None:
+        raise ConfigError(path, key, f"expected {want}, got {value!r}")
     return float(value) if kind is float else value
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def apply_environment(config: Config, environ: Mapping[str, str] | None = None) -> Config:

@@ -11,8 +11,9 @@ import json
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from .bus.listener import validate_event_id
+from .checks import is_whole, number_problem
 from .errors import InvalidEventIdError, ProtocolError
+from .names import validate_event_id
 
 __all__ = (
     "DEFAULT_WAIT",
@@ -233,10 +234,8 @@ def _checked(request_id: int | str, op: str, data: dict[str, Any]) -> Request:
         if state is not None and state not in LIST_STATES:
             problem = f'"state" must be one of {", ".join(LIST_STATES)}, got {state!r}'
             raise ProtocolError(ErrorCode.BAD_REQUEST, problem)
-        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)
-                                  or limit < 1):
-            problem = f'"limit" must be a whole number >= 1, got {limit!r}'
-            raise ProtocolError(ErrorCode.BAD_REQUEST, problem)
+        if limit is not None and (want := number_problem(limit, whole=True, minimum=1)):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f'"limit" must be {want}, got {limit!r}')
         return Request(request_id, op, state=state, limit=limit)
     if op == "show":
         return Request(request_id, op, deliveries=(_delivery_id(data.get("delivery"), "delivery"),))
@@ -267,9 +266,9 @@ def _emit_options(request: Request, data: dict[str, Any]) -> Request:
         if not isinstance(value, bool):
             raise ProtocolError(ErrorCode.BAD_REQUEST, f'"{name}" must be true or false, got '
                                 f"{value!r}")
-    if timeout is not None and (not isinstance(timeout, int | float) or isinstance(timeout, bool)
-                                or not 0 < timeout <= MAX_WAIT):
-        problem = f'"timeout" must be seconds above 0, up to {MAX_WAIT}, got {timeout!r}'
+    if timeout is not None and (want := number_problem(timeout, whole=False, minimum=0,
+                                                       above=True, maximum=MAX_WAIT)):
+        problem = f'"timeout" must be {want} (seconds), got {timeout!r}'
         raise ProtocolError(ErrorCode.BAD_REQUEST, problem)
     if timeout is not None and not wait:
         raise ProtocolError(ErrorCode.BAD_REQUEST, '"timeout" goes with "wait": true')
@@ -278,10 +277,10 @@ def _emit_options(request: Request, data: dict[str, Any]) -> Request:
 
 
 def _delivery_id(value: object, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        problem = f'"{name}" must hold delivery ids (whole numbers >= 1), got {value!r}'
-        raise ProtocolError(ErrorCode.BAD_REQUEST, problem)
-    return value
+    if is_whole(value) and value >= 1:
+        return value
+    problem = f'"{name}" must hold delivery ids (whole numbers >= 1), got {value!r}'
+    raise ProtocolError(ErrorCode.BAD_REQUEST, problem)
 
 
 def _event(data: object, index: int | None) -> EventMessage:

@@ -21,10 +21,13 @@ from typing import Any, Self
 import anyio
 import anyio.abc
 
+from ..checks import number_problem
+from ..config import DaemonConfig, DeliveryConfig
 from ..errors import DeliveryError, EmitterNotRunningError, QueueFullError
+from ..names import validate_event_id
 from .delivery import Delivery, DeliveryObserver, DeliveryState, EmitterStats, Slot
 from .failures import FailedList
-from .listener import DeliveryOptions, EventListener, validate_event_id
+from .listener import DeliveryOptions, EventListener
 from .memory import DeliveryQueue
 from .routing import ListenerChanges, ListenerSet, unique_listeners
 from .worker import Worker, describe_failure
@@ -72,10 +75,10 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         self,
         listeners: Sequence[EventListener],
         *,
-        queue_size: int = 10_000,
-        concurrency: int = 64,
-        shutdown_timeout: float = 30.0,
-        keep_failed: int = 1000,
+        queue_size: int = DaemonConfig.queue_size,
+        concurrency: int = DaemonConfig.concurrency,
+        shutdown_timeout: float = DaemonConfig.shutdown_timeout,
+        keep_failed: int = DeliveryConfig.keep_failed,
         defaults: DeliveryOptions | None = None,
         max_threads: int = 40,
         max_per_listener: int | None = None,
@@ -429,7 +432,6 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
 
 
 def _check_number(key: str, value: object, *, minimum: int, whole: bool) -> None:
-    kinds = int if whole else int | float
-    if not isinstance(value, kinds) or isinstance(value, bool) or not value >= minimum:
-        kind = "a whole number" if whole else "a number"
-        raise ValueError(f"SimpleEventEmitter: {key} must be {kind} >= {minimum}, not {value!r}")
+    want = number_problem(value, whole=whole, minimum=minimum)
+    if want is not None:
+        raise ValueError(f"SimpleEventEmitter: {key} must be {want}, not {value!r}")

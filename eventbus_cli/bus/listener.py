@@ -1,77 +1,33 @@
 """``@listener``: declare which events a function handles, with its delivery options.
 
-Also home of the event-id rules and of :class:`Router`, which finds the listeners of an
-event id: exact ids by one dict lookup, glob patterns (``user_*``, ``*``) by ``fnmatch`` rules,
-with the answer for each id cached.
 """
 
 from __future__ import annotations
 
 import inspect
-import math
-import re
 from collections.abc import Callable, Iterable
 from fnmatch import fnmatchcase
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any
 
+from ..checks import number_problem
+from ..config import DeliveryOptions
 from ..errors import InvalidEventIdError, ListenerError
+from ..names import is_pattern, validate_pattern
 
 __all__ = (
     "DeliveryOptions",
     "EventListener",
-    "Router",
     "find_name_clash",
     "listener",
-    "validate_event_id",
 )
 
-T = TypeVar("T")
-_EVENT_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,200}")
-_PATTERN = re.compile(r"[A-Za-z0-9_.:\-*?\[\]!]{1,200}")
-_GLOB_CHARS = frozenset("*?[")
-_ROUTE_CACHE_SIZE = 4096
-
-
-def validate_event_id(event_id: object) -> str:
-    """Return ``event_id`` if it is a valid event id, else raise :class:`InvalidEventIdError`."""
-    if isinstance(event_id, str) and _EVENT_ID.fullmatch(event_id):
-        return event_id
-    raise InvalidEventIdError(event_id)
-
-
-def _is_pattern(event_id: str) -> bool:
-    return not _GLOB_CHARS.isdisjoint(event_id)
-
-
-class DeliveryOptions(NamedTuple):
-    """How a listener's deliveries are attempted.
-
-    ``retries`` further attempts after the first failure, waiting ``backoff`` seconds before
-    the first retry and twice as long before each next one; each call may take ``timeout``
-    seconds (``math.inf`` for no limit).
-    """
-
-    retries: int = 0
-    backoff: float = 0.5
-    timeout: float = 60.0
-
-    def delay_before(self, attempt: int) -> float:
-        """Seconds to wait before attempt number ``attempt`` (2 for the first retry)."""
-        return self.backoff * 2.0 ** (attempt - 2)
-
-
 def _check_options(target: str, retries: object, backoff: object, timeout: object) -> None:
-    if retries is not None and (
-        not isinstance(retries, int) or isinstance(retries, bool) or retries < 0
-    ):
-        raise ListenerError(target, f"retries must be a whole number >= 0, not {retries!r}")
-    for key, value in (("backoff", backoff), ("timeout", timeout)):
-        if value is None:
-            continue
-        if not isinstance(value, int | float) or isinstance(value, bool) or math.isnan(value):
-            raise ListenerError(target, f"{key} must be a number of seconds, not {value!r}")
-        if value < 0 or (key == "timeout" and value == 0):
-            raise ListenerError(target, f"{key} must be {'>' if key == 'timeout' else '>='} 0")
+    for key, value, whole, above in (("retries", retries, True, False),
+                                     ("backoff", backoff, False, False),
+                                     ("timeout", timeout, False, True)):
+        if value is not None and (want := number_problem(
+                value, whole=whole, minimum=0, above=above)) is not None:
+            raise ListenerError(target, f"{key} must be {want}, not {value!r}")
 
 
 class EventListener:
@@ -134,7 +90,7 @@ class EventListener:
     def matches(self, event_id: str) -> bool:
         """Whether an event named ``event_id`` is delivered to this listener."""
         return any(
-            fnmatchcase(event_id, pattern) if _is_pattern(pattern) else event_id == pattern
+            fnmatchcase(event_id, pattern) if is_pattern(pattern) else event_id == pattern
             for pattern in self.event_ids
         )
 
@@ -152,8 +108,10 @@ def _checked_ids(target: str, event_ids: Iterable[object]) -> list[str]:
     if not ids:
         raise ListenerError(target, "name at least one event id, e.g. @listener('user_created')")
     for event_id in ids:
-        if not isinstance(event_id, str) or not _PATTERN.fullmatch(event_id):
-            raise ListenerError(target, str(InvalidEventIdError(event_id, pattern=True)))
+        try:
+            validate_pattern(event_id)
+        except InvalidEventIdError as exc:
+            raise ListenerError(target, str(exc)) from None
     return ids  # type: ignore[return-value]  # every item was checked to be a str
 
 
@@ -193,39 +151,3 @@ def find_name_clash(
         if other is not item:
             return other, item
     return None
-
-
-class Router(Generic[T]):
-    """Maps an event id to the targets registered for it, in registration order.
-
-    Each target appears at most once per event even when several of its ids match.
-    """
-
-    def __init__(self, entries: Iterable[tuple[Iterable[str], T]]) -> None:
-        self._exact: dict[str, list[T]] = {}
-        self._patterns: list[tuple[str, T]] = []
-        self._order: dict[int, int] = {}
-        for position, (event_ids, target) in enumerate(entries):
-            self._order[id(target)] = position
-            for event_id in event_ids:
-                if _is_pattern(event_id):
-                    self._patterns.append((event_id, target))
-                else:
-                    self._exact.setdefault(event_id, []).append(target)
-        self._cache: dict[str, tuple[T, ...]] = {}
-
-    def get(self, event_id: str) -> tuple[T, ...]:
-        """The targets of ``event_id``; raises :class:`InvalidEventIdError` for a bad id."""
-        try:
-            return self._cache[event_id]
-        except (KeyError, TypeError):
-            pass
-        validate_event_id(event_id)
-        found = list(self._exact.get(event_id, ()))
-        found += [target for pattern, target in self._patterns if fnmatchcase(event_id, pattern)]
-        unique = {id(target): target for target in found}
-        targets = tuple(sorted(unique.values(), key=lambda target: self._order[id(target)]))
-        if len(self._cache) >= _ROUTE_CACHE_SIZE:
-            self._cache.clear()
-        self._cache[event_id] = targets
-        return targets

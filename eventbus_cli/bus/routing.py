@@ -1,16 +1,26 @@
-"""``ListenerSet``: the listeners an emitter runs, as slots and a router; one per reload."""
+"""Routing: :class:`Router` finds the targets of an event id, and :class:`ListenerSet` is the
+listeners an emitter runs, as slots and a router (one per reload).
+
+Exact ids are found by one dict lookup, glob patterns (``user_*``, ``*``) by ``fnmatch`` rules,
+and the answer for each id is cached.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Iterable, Sequence
+from fnmatch import fnmatchcase
+from typing import Generic, NamedTuple, TypeVar
 
 from ..errors import ListenerError
+from ..names import is_pattern, validate_event_id
 from .delivery import Delivery, Slot
-from .listener import DeliveryOptions, EventListener, Router, find_name_clash
+from .listener import DeliveryOptions, EventListener, find_name_clash
 from .memory import DeliveryQueue
 
-__all__ = ("ListenerChanges", "ListenerSet", "unique_listeners")
+__all__ = ("ListenerChanges", "ListenerSet", "Router", "unique_listeners")
+
+T = TypeVar("T")
+_ROUTE_CACHE_SIZE = 4096
 
 
 class ListenerChanges(NamedTuple):
@@ -95,3 +105,39 @@ class ListenerSet:
             failed=len(orphans),
         )
         return changes, orphans
+
+
+class Router(Generic[T]):
+    """Maps an event id to the targets registered for it, in registration order.
+
+    Each target appears at most once per event even when several of its ids match.
+    """
+
+    def __init__(self, entries: Iterable[tuple[Iterable[str], T]]) -> None:
+        self._exact: dict[str, list[T]] = {}
+        self._patterns: list[tuple[str, T]] = []
+        self._order: dict[int, int] = {}
+        for position, (event_ids, target) in enumerate(entries):
+            self._order[id(target)] = position
+            for event_id in event_ids:
+                if is_pattern(event_id):
+                    self._patterns.append((event_id, target))
+                else:
+                    self._exact.setdefault(event_id, []).append(target)
+        self._cache: dict[str, tuple[T, ...]] = {}
+
+    def get(self, event_id: str) -> tuple[T, ...]:
+        """The targets of ``event_id``; raises :class:`InvalidEventIdError` for a bad id."""
+        try:
+            return self._cache[event_id]
+        except (KeyError, TypeError):
+            pass
+        validate_event_id(event_id)
+        found = list(self._exact.get(event_id, ()))
+        found += [target for pattern, target in self._patterns if fnmatchcase(event_id, pattern)]
+        unique = {id(target): target for target in found}
+        targets = tuple(sorted(unique.values(), key=lambda target: self._order[id(target)]))
+        if len(self._cache) >= _ROUTE_CACHE_SIZE:
+            self._cache.clear()
+        self._cache[event_id] = targets
+        return targets

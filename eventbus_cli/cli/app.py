@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from .._version import __version__
-from ..bus.listener import validate_event_id
 from ..client import DEFAULT_TIMEOUT, Client, read_event_lines
 from ..errors import ArgumentError, EventbusError, InvalidEventIdError, NoDaemonError
+from ..names import validate_event_id
 from ..protocol import DEFAULT_WAIT
 from .values import parse_arg, parse_kw
 

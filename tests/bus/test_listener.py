@@ -15,7 +15,8 @@ from eventbus_cli import (
     ListenerError,
     listener,
 )
-from eventbus_cli.bus.listener import Router, validate_event_id
+from eventbus_cli.bus.routing import Router
+from eventbus_cli.names import validate_event_id
 
 
 async def on_user(email: str) -> None:
@@ -74,9 +75,9 @@ def test_async_callable_object_counts_as_async() -> None:
         (("a",), {"retries": -1}, "retries must be a whole number"),
         (("a",), {"retries": 1.5}, "retries must be a whole number"),
         (("a",), {"retries": True}, "retries must be a whole number"),
-        (("a",), {"backoff": -0.1}, "backoff must be >= 0"),
+        (("a",), {"backoff": -0.1}, "backoff must be a number >= 0"),
         (("a",), {"backoff": "1"}, "backoff must be a number"),
-        (("a",), {"timeout": 0}, "timeout must be > 0"),
+        (("a",), {"timeout": 0}, "timeout must be a number > 0"),
         (("a",), {"timeout": math.nan}, "timeout must be a number"),
     ],
 )
