@@ -8,9 +8,9 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__ as __version__
-from .bus.listener import DeliveryOptions as DeliveryOptions
 from .bus.listener import EventListener as EventListener
 from .bus.listener import listener as listener  # eager: `listener` is also a submodule's name
+from .config import DeliveryOptions as DeliveryOptions
 from .errors import ConfigError as ConfigError
 from .errors import EmitterNotRunningError as EmitterNotRunningError
 from .errors import EventbusError as EventbusError

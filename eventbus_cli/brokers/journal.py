@@ -1,11 +1,11 @@
-"""``Journal``: the deliveries a daemon holds, kept in SQLite so that a restart resumes them.
+"""``JournalBroker``: the memory broker, written through to SQLite so a restart resumes it.
 
-The journal observes the emitter. Each change (a delivery queued, an attempt ended, a
-delivery dropped) is noted on the event loop at the cost of a dict write; a writer task
-commits the changes noted so far as one transaction in a worker thread, while new ones
-gather for the next (group commit). A delivery that succeeds before its group is written is
-never written at all. The daemon answers an emit only once :meth:`Journal.committed`
-returns, so an acknowledged event is on disk or already handled.
+Every change the broker makes (a delivery queued, an attempt ended, a delivery dropped) is
+noted on the event loop at the cost of a dict write; a writer task commits the changes noted
+so far as one transaction in a worker thread, while new ones gather for the next (group
+commit). A delivery that succeeds before its group is written is never written at all. The
+daemon answers an emit only once :meth:`JournalBroker.settled` returns, so an acknowledged
+event is on disk or already handled.
 
 The file is opened in WAL mode with ``synchronous=FULL`` and an exclusive lock, so a second
 daemon on the same journal is refused instead of running its deliveries twice.
@@ -22,11 +22,13 @@ from pathlib import Path
 
 import anyio
 
-from ..bus.delivery import Delivery, DeliveryState, Slot
-from ..bus.listener import DeliveryOptions, EventListener
+from ..bus.delivery import Delivery, DeliveryState
+from ..bus.memory import MemoryBroker
+from ..bus.routing import Slot
+from ..config import DaemonConfig, DeliveryConfig
 from ..errors import JournalError
 
-__all__ = ("Journal",)
+__all__ = ("JournalBroker",)
 
 logger = logging.getLogger("eventbus.journal")
 
@@ -51,94 +53,69 @@ _NEXT_ID = "INSERT OR REPLACE INTO meta VALUES ('next_id', ?)"
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=repr)
 LINGER_SECONDS = 0.002
 """How long the writer lets changes gather before it commits them as one group."""
+_NOT_LOADED = "is not loaded any more, so this delivery cannot run"
 _MOVE_ASIDE = "move the file aside (the daemon then starts an empty journal), or restore a backup"
 
 
-class Journal:
-    """An open journal file. Use :meth:`open`, then :meth:`load`, :meth:`run` and :meth:`close`."""
+class JournalBroker(MemoryBroker):
+    """A :class:`MemoryBroker` whose every change is also committed to a SQLite file.
 
-    def __init__(self, path: Path, connection: sqlite3.Connection, next_id: int) -> None:
+    Opening it reads what the file holds; the deliveries come back when :meth:`serve` is
+    first called: failed ones into the failed list, the rest queued again, those of a
+    listener that is not loaded failed with that reason.
+    """
+
+    durable = True
+
+    def __init__(self, path: Path, *, queue_size: int = DaemonConfig.queue_size,
+                 keep_failed: int = DeliveryConfig.keep_failed) -> None:
+        super().__init__(queue_size=queue_size, keep_failed=keep_failed)
         self.path = path
-        self._db = connection
+        self._db, next_id = _open(path)
+        self._loaded: list[Delivery] | None = self._read()
+        self._next_id = next_id
         self._changes: dict[int, Delivery | None] = {}  # id -> row to write, or None: delete
         self._sent_max = next_id - 1  # ids above this were never handed to the writer
         self._top = next_id - 1  # the highest id given out, written or not
         self._noted = 0  # changes noted, ever
         self._written = 0  # changes committed, ever
         self._waiters: list[tuple[int, anyio.Event]] = []
-        self._wakeup: anyio.Event | None = None
+        self._wakeup_writer: anyio.Event | None = None
         self._failure: JournalError | None = None
         self._limiter = anyio.CapacityLimiter(1)
 
-    @classmethod
-    def open(cls, path: Path) -> Journal:
-        """Open or create the journal; :class:`JournalError` if it is corrupt or locked."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            db = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise JournalError(path, f"cannot open it: {exc}") from exc
-        try:
-            db.execute("PRAGMA locking_mode = EXCLUSIVE")
-            if db.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
-                raise JournalError(path, "SQLite could not put it in WAL mode")
-            db.execute("PRAGMA synchronous = FULL")
-            db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
-            problems = [row[0] for row in db.execute("PRAGMA quick_check")]
-            if problems != ["ok"]:
-                raise JournalError(path, "it is corrupt: " + "; ".join(problems[:3]), _MOVE_ASIDE)
-            row = db.execute("SELECT value FROM meta WHERE key = 'next_id'").fetchone()
-            top = db.execute("SELECT max(id) FROM deliveries").fetchone()[0] or 0
-        except sqlite3.OperationalError as exc:
-            db.close()
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise JournalError(path, "it is locked by another process", "stop the other "
-                                   "eventbus daemon using it, or give this one its own "
-                                   "[journal] path") from None
-            raise JournalError(path, f"cannot use it: {exc}", _MOVE_ASIDE) from None
-        except sqlite3.DatabaseError as exc:
-            db.close()
-            raise JournalError(path, f"not a journal, or corrupt: {exc}", _MOVE_ASIDE) from None
-        except JournalError:
-            db.close()
-            raise
-        return cls(path, db, max(row[0] if row else 1, top + 1))
-
-    def load(self) -> tuple[list[Delivery], int]:
-        """The deliveries the journal holds, oldest first, and the next id to give out.
-
-        Each is bound to a stand-in slot that carries its listener's name; the emitter's
-        ``restore`` binds it to the listener of that name, if one is loaded.
-        """
-        stand_ins: dict[str, Slot] = {}
+    def _read(self) -> list[Delivery]:
         found = []
         query = "SELECT id, event, listener, args, kwargs, state, attempts, error, traceback " \
                 "FROM deliveries ORDER BY id"
         for row in self._db.execute(query):
             delivery_id, event, name, args, kwargs, state, attempts, error, trace = row
-            slot = stand_ins.get(name) or stand_ins.setdefault(name, _stand_in(name))
             delivery = Delivery(delivery_id, event, tuple(json.loads(args)), json.loads(kwargs),
-                                slot)
+                                name)
             failed = state == DeliveryState.FAILED
             delivery.state = DeliveryState.FAILED if failed else DeliveryState.PENDING
             delivery.attempts, delivery.error, delivery.traceback = attempts, error, trace
             found.append(delivery)
-        return found, self._sent_max + 1
+        return found
 
-    def size(self) -> int:
+    def serve(self, slots: Sequence[Slot], *, reason: str) -> int:
+        failed = super().serve(slots, reason=reason)
+        if self._loaded is not None:
+            loaded, self._loaded = self._loaded, None
+            self._restore(loaded, self._next_id, reason=_NOT_LOADED)
+            kept = sum(delivery.state is DeliveryState.FAILED for delivery in loaded)
+            logger.info("journal %s: %d deliveries to resume, %d failed kept", self.path,
+                        len(loaded) - kept, kept)
+        return failed
+
+    def size_on_disk(self) -> int:
         """Bytes on disk: the database and its write-ahead log."""
         wal = self.path.with_name(self.path.name + "-wal")
         return sum(file.stat().st_size for file in (self.path, wal) if file.exists())
 
-    # -- DeliveryObserver: called by the emitter on the event loop -------------------------
+    # -- write-through: called by the memory broker on the event loop ------------------------
 
-    def emitted(self, event_id: str, deliveries: Sequence[Delivery]) -> None:
-        self.requeued(deliveries)
-
-    def started(self, delivery: Delivery) -> None:
-        pass  # a delivery that was running when the daemon died runs again: nothing to write
-
-    def requeued(self, deliveries: Sequence[Delivery]) -> None:
+    def _kept(self, deliveries: Sequence[Delivery]) -> None:
         changes = self._changes
         for delivery in deliveries:
             changes[delivery.id] = delivery
@@ -146,32 +123,22 @@ class Journal:
             self._top = max(self._top, deliveries[-1].id)
         self._note(len(deliveries))
 
-    def finished(self, delivery: Delivery) -> None:
-        if delivery.state is DeliveryState.SUCCEEDED:
-            self._forget(delivery.id)
-        else:
-            self._changes[delivery.id] = delivery
-        self._note(1)
-
-    def removed(self, deliveries: Sequence[Delivery]) -> None:
+    def _forgotten(self, deliveries: Sequence[Delivery]) -> None:
         for delivery in deliveries:
-            self._forget(delivery.id)
+            if delivery.id > self._sent_max:  # never written: nothing to delete
+                self._changes.pop(delivery.id, None)
+            else:
+                self._changes[delivery.id] = None
         self._note(len(deliveries))
-
-    def _forget(self, delivery_id: int) -> None:
-        if delivery_id > self._sent_max:  # never written: nothing to delete
-            self._changes.pop(delivery_id, None)
-        else:
-            self._changes[delivery_id] = None
 
     def _note(self, count: int) -> None:
         self._noted += count
-        if self._wakeup is not None:
-            self._wakeup.set()
+        if self._wakeup_writer is not None:
+            self._wakeup_writer.set()
 
     # -- writing ----------------------------------------------------------------------------
 
-    async def committed(self) -> None:
+    async def settled(self) -> None:
         """Return once every change noted so far is committed; raise :class:`JournalError`
         if the journal cannot be written."""
         if self._failure is not None:
@@ -185,11 +152,17 @@ class Journal:
             raise self._failure
 
     async def run(self) -> None:
-        """Commit the changes as they are noted, a group at a time; until cancelled."""
+        """Move due deliveries back (as the memory broker does) and commit the changes as
+        they are noted, a group at a time; until cancelled."""
+        async with anyio.create_task_group() as group:
+            group.start_soon(super().run)
+            await self._write_changes()
+
+    async def _write_changes(self) -> None:
         while True:
-            self._wakeup = anyio.Event()
+            self._wakeup_writer = anyio.Event()
             if self._written >= self._noted:
-                await self._wakeup.wait()
+                await self._wakeup_writer.wait()
             # Linger a moment: deliveries that finish meanwhile need never be written.
             await anyio.sleep(LINGER_SECONDS)
             noted, changes = self._noted, self._changes
@@ -258,7 +231,7 @@ def _row(delivery: Delivery) -> tuple[object, ...]:
     state = delivery.state
     if state is not DeliveryState.FAILED and state is not DeliveryState.RETRYING:
         state = DeliveryState.PENDING  # queued or running: either way it runs again on start
-    return (delivery.id, delivery.event, delivery.listener.name, _ENCODER.encode(delivery.args),
+    return (delivery.id, delivery.event, delivery.listener, _ENCODER.encode(delivery.args),
             _ENCODER.encode(delivery.kwargs), state.value, delivery.attempts,
             _text(delivery.error), _text(delivery.traceback))
 
@@ -270,11 +243,37 @@ def _text(value: str | None) -> str | None:
     return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _not_loaded(*args: object, **kwargs: object) -> None:
-    raise LookupError("this listener is not loaded")
+def _open(path: Path) -> tuple[sqlite3.Connection, int]:
+    """Open or create the journal; :class:`JournalError` if it is corrupt or locked.
 
-
-def _stand_in(name: str) -> Slot:
-    slot = Slot(EventListener(_not_loaded, ["*"], name=name), DeliveryOptions(), 1)
-    slot.retired = True  # so that live() finds no listener behind it
-    return slot
+    Returns the connection and the next delivery id to give out."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        db = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise JournalError(path, f"cannot open it: {exc}") from exc
+    try:
+        db.execute("PRAGMA locking_mode = EXCLUSIVE")
+        if db.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
+            raise JournalError(path, "SQLite could not put it in WAL mode")
+        db.execute("PRAGMA synchronous = FULL")
+        db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+        problems = [row[0] for row in db.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise JournalError(path, "it is corrupt: " + "; ".join(problems[:3]), _MOVE_ASIDE)
+        row = db.execute("SELECT value FROM meta WHERE key = 'next_id'").fetchone()
+        top = db.execute("SELECT max(id) FROM deliveries").fetchone()[0] or 0
+    except sqlite3.OperationalError as exc:
+        db.close()
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise JournalError(path, "it is locked by another process", "stop the other "
+                               "eventbus daemon using it, or give this one its own "
+                               "[journal] path") from None
+        raise JournalError(path, f"cannot use it: {exc}", _MOVE_ASIDE) from None
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise JournalError(path, f"not a journal, or corrupt: {exc}", _MOVE_ASIDE) from None
+    except JournalError:
+        db.close()
+        raise
+    return db, max(row[0] if row else 1, top + 1)

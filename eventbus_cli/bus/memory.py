@@ -1,177 +1,411 @@
-"""``DeliveryQueue``: the emitter's bounded queue, fair between listeners.
+"""``MemoryBroker``: every delivery in this process's memory, fair between listeners.
 
-Each listener has a queue of its own, and workers serve the listeners that have deliveries
-waiting in turn (round robin). No listener runs more than its ``limit`` of calls at once, so
-a slow listener that fills the pool's other workers still leaves one free for the rest. The
-queue is bounded: pending plus retrying deliveries never exceed ``size`` (deliveries that
-fail while running may overshoot it by at most the number of workers).
+Each listener name has a lane: its queue of pending deliveries, the calls it runs, its
+counters. Workers serve the lanes that have deliveries waiting in turn (round robin), and no
+lane runs more than its slot's ``limit`` of calls at once, so a slow listener that fills the
+pool still leaves a worker for the rest. Deliveries that wait for a time (a retry's backoff)
+sit in one heap, moved back by :meth:`run`. The broker is bounded: pending plus waiting
+deliveries never exceed ``queue_size`` (failures of running calls may overshoot it by at most
+the number of workers). Subclasses that keep deliveries elsewhere too (the journal) hear of
+every change through :meth:`_kept` and :meth:`_forgotten`.
 """
 
 from __future__ import annotations
 
 import heapq
+import logging
 import time
 from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import count
 from typing import Any
 
 import anyio
 
-from .delivery import Delivery, DeliveryState, Slot
+from ..checks import number_problem
+from ..config import DaemonConfig, DeliveryConfig
+from ..errors import DeliveryError, QueueFullError
+from .broker import Broker
+from .delivery import Delivery, DeliveryObserver, DeliveryState, EmitterStats, ListenerStats
+from .routing import Slot
 
-__all__ = ("DeliveryQueue",)
+__all__ = ("MemoryBroker",)
+
+logger = logging.getLogger("eventbus.emitter")
 
 
-class DeliveryQueue:
-    """Pending deliveries per listener, deliveries waiting out a retry backoff, and waiters."""
+class _Lane:
+    """One listener name's deliveries: pending, running, and its counters."""
 
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.pending = 0
-        self._ready: deque[Slot] = deque()  # listeners with deliveries waiting and room to run
-        self._retrying: list[tuple[float, int, Delivery]] = []
+    __slots__ = ("delayed", "failed", "queue", "ready", "retired", "retried", "running", "slot",
+                 "succeeded")
+
+    def __init__(self, slot: Slot) -> None:
+        self.slot = slot  # the listener of this name loaded now; a reload replaces it
+        self.queue: deque[Delivery] = deque()
+        self.running = 0  # calls of this lane running now
+        self.delayed = 0  # deliveries of this lane in the broker's heap
+        self.ready = False  # whether the lane stands in the round of lanes with work
+        self.retired = False  # no listener of this name is served any more
+        self.succeeded = self.failed = self.retried = 0
+
+    def stats(self) -> ListenerStats:
+        return ListenerStats(len(self.queue), self.running, self.delayed, self.succeeded,
+                             self.failed, self.retried)
+
+
+class MemoryBroker(Broker):
+    """Deliveries in memory: a restart loses what waits. ``keep_failed`` bounds the failed
+    list (the newest are kept)."""
+
+    def __init__(self, *, queue_size: int = DaemonConfig.queue_size,
+                 keep_failed: int = DeliveryConfig.keep_failed) -> None:
+        for key, value, minimum in (("queue_size", queue_size, 1), ("keep_failed", keep_failed, 0)):
+            if (want := number_problem(value, whole=True, minimum=minimum)) is not None:
+                raise ValueError(f"{key} must be {want}, not {value!r}")
+        self.size = queue_size
+        self._keep = keep_failed
+        self._lanes: dict[str, _Lane] = {}
+        self._ready: deque[_Lane] = deque()
+        self._running: dict[int, tuple[Delivery, _Lane]] = {}
+        self._delayed: list[tuple[float, int, Delivery, _Lane]] = []
+        self._failed: deque[Delivery] = deque()
+        self._waiting = 0  # pending plus delayed: what counts against the bound
+        self._unrouted = 0
+        self._ids = count(1)
         self._idle: deque[anyio.Event] = deque()  # one per worker waiting for work
         self._room_waiters: list[anyio.Event] = []
-        self._retry_wakeup: anyio.Event | None = None  # made in run_retries, inside the loop
-        self._ids = count(1)
+        self._wakeup: anyio.Event | None = None  # made in run(), inside the loop
+        self._joined: anyio.Event | None = None
+        self._observers: list[DeliveryObserver] = []
 
-    @property
-    def retrying(self) -> int:
-        return len(self._retrying)
+    # -- listeners ---------------------------------------------------------------------------
+
+    def serve(self, slots: Sequence[Slot], *, reason: str) -> int:
+        served = {slot.listener.name for slot in slots}
+        orphans: list[tuple[Delivery, _Lane]] = []
+        for name in [name for name in self._lanes if name not in served]:
+            lane = self._lanes.pop(name)
+            lane.retired = True
+            orphans += [(delivery, lane) for delivery in self._take_waiting(lane)]
+        for slot in slots:
+            kept = self._lanes.get(slot.listener.name)
+            if kept is None:
+                self._lanes[slot.listener.name] = _Lane(slot)
+            else:
+                kept.slot = slot
+                self._make_ready(kept)
+        self._lanes = {slot.listener.name: self._lanes[slot.listener.name] for slot in slots}
+        for delivery, lane in sorted(orphans, key=lambda pair: pair[0].id):
+            delivery.error = f"ListenerRemoved: listener {delivery.listener} {reason}"
+            delivery.traceback = None
+            self._fail(delivery, lane)
+        return len(orphans)
+
+    def serves(self, name: str) -> bool:
+        return name in self._lanes
+
+    def _take_waiting(self, lane: _Lane) -> list[Delivery]:
+        """Remove and return the lane's pending and delayed deliveries."""
+        taken = list(lane.queue)
+        lane.queue.clear()
+        if lane.ready:
+            self._ready.remove(lane)
+            lane.ready = False
+        if lane.delayed:
+            taken += [entry[2] for entry in sorted(self._delayed) if entry[3] is lane]
+            self._delayed[:] = [entry for entry in self._delayed if entry[3] is not lane]
+            heapq.heapify(self._delayed)
+            lane.delayed = 0
+        self._waiting -= len(taken)
+        if taken:
+            self.wake_all()
+        return taken
+
+    # -- emitting ----------------------------------------------------------------------------
 
     def has_room(self, needed: int) -> bool:
-        return self.pending + len(self._retrying) + needed <= self.size
+        return self._waiting + needed <= self.size
 
     async def wait_for_room(self) -> None:
-        """Return once the queue has drained to half full, or :meth:`wake_all` is called."""
         room = anyio.Event()
         self._room_waiters.append(room)
         await room.wait()
 
-    def put(
-        self, event_id: str, slots: tuple[Slot, ...], args: tuple[Any, ...],
-        kwargs: dict[str, Any], now: float = 0.0,
-    ) -> list[Delivery]:
-        """Queue one delivery per slot and return them; the caller has checked :meth:`has_room`."""
-        ids, idle = self._ids, self._idle
+    def wake_all(self) -> None:
+        waiters, self._room_waiters = self._room_waiters, []
+        for room in waiters:
+            room.set()
+
+    def put(self, event_id: str, slots: Sequence[Slot], args: tuple[Any, ...],
+            kwargs: dict[str, Any], *, queued_at: float = 0.0) -> Sequence[Delivery]:
+        if not slots:
+            self._unrouted += 1
+            if self._observers:
+                self._tell("emitted", event_id, ())
+            return ()
+        if self._observers and not queued_at:
+            queued_at = time.monotonic()
+        ids, lanes, idle = self._ids, self._lanes, self._idle
         made = []
         for slot in slots:
-            delivery = Delivery(next(ids), event_id, args, kwargs, slot, now)
+            delivery = Delivery(next(ids), event_id, args, kwargs, slot.listener.name, queued_at)
             made.append(delivery)
-            self._append(slot, delivery)
+            self._append(lanes[slot.listener.name], delivery)
             if idle:
                 idle.popleft().set()
-        self.pending += len(slots)
+        self._waiting += len(made)
+        self._kept(made)
+        if self._observers:
+            self._tell("emitted", event_id, made)
         return made
 
-    def requeue(self, deliveries: list[Delivery]) -> None:
-        """Queue deliveries made before (retried, restored, or moved by a reload) to their
-        slots, room or not; each keeps its id."""
-        for delivery in deliveries:
-            delivery.state = DeliveryState.PENDING
-            self._append(delivery.slot, delivery)
+    def _append(self, lane: _Lane, delivery: Delivery) -> None:
+        lane.queue.append(delivery)
+        if not lane.ready and lane.running < lane.slot.limit:
+            lane.ready = True
+            self._ready.append(lane)
+
+    def _make_ready(self, lane: _Lane) -> None:
+        if lane.queue and not lane.ready and lane.running < lane.slot.limit:
+            lane.ready = True
+            self._ready.append(lane)
             if self._idle:
                 self._idle.popleft().set()
-        self.pending += len(deliveries)
 
-    def skip_ids(self, last: int) -> None:
-        """Number new deliveries after ``last`` (the highest id a journal holds)."""
-        self._ids = count(last + 1)
+    # -- workers -----------------------------------------------------------------------------
 
-    def take_pending(self, slot: Slot) -> list[Delivery]:
-        """Remove and return the pending deliveries of ``slot``."""
-        taken = list(slot.queue)
-        slot.queue.clear()
-        self.pending -= len(taken)
-        if slot.ready:
-            self._ready.remove(slot)
-            slot.ready = False
-        if self._room_waiters and taken:
-            self.wake_all()
-        return taken
-
-    def take_retrying(self, slots: set[Slot]) -> list[Delivery]:
-        """Remove and return the deliveries of ``slots`` that wait out a backoff."""
-        taken = [entry for entry in self._retrying if entry[2].slot in slots]
-        if taken:
-            self._retrying[:] = [entry for entry in self._retrying if entry[2].slot not in slots]
-            heapq.heapify(self._retrying)
-            for entry in taken:
-                entry[2].slot.stats.retrying -= 1
-            self.wake_all()
-        return [entry[2] for entry in sorted(taken)]
-
-    def _append(self, slot: Slot, delivery: Delivery) -> None:
-        slot.queue.append(delivery)
-        if not slot.ready and slot.stats.running < slot.limit:
-            slot.ready = True
-            self._ready.append(slot)
-
-    async def take(self) -> Delivery:
-        """Wait for the next delivery due to run, and count it as running."""
+    async def take(self) -> tuple[Delivery, Slot]:
         ready = self._ready
         while not ready:
             work = anyio.Event()
             self._idle.append(work)
             await work.wait()
-        slot = ready.popleft()
-        delivery = slot.queue.popleft()
-        slot.stats.running += 1
-        if slot.queue and slot.stats.running < slot.limit:
-            ready.append(slot)
+        lane = ready.popleft()
+        delivery = lane.queue.popleft()
+        lane.running += 1
+        self._running[delivery.id] = (delivery, lane)
+        if lane.queue and lane.running < lane.slot.limit:
+            ready.append(lane)
         else:
-            slot.ready = False
-        self.pending -= 1
-        if self._room_waiters and self.pending <= self.size // 2:
+            lane.ready = False
+        self._waiting -= 1
+        if self._room_waiters and self._waiting <= self.size // 2:
             self.wake_all()
-        return delivery
+        delivery.state = DeliveryState.RUNNING
+        delivery.attempts += 1
+        if self._observers:
+            self._tell("started", delivery)
+        return delivery, lane.slot
 
-    def release(self, delivery: Delivery) -> None:
-        """A running call of ``delivery`` ended; its listener may take another worker."""
-        delivery.slot.stats.running -= 1
-        slot = delivery.slot.live()  # the call may have started before a reload
-        if slot is not None and slot.queue and not slot.ready and slot.stats.running < slot.limit:
-            slot.ready = True
-            self._ready.append(slot)
-            if self._idle:
-                self._idle.popleft().set()
+    def _release(self, delivery: Delivery) -> _Lane:
+        lane = self._running.pop(delivery.id)[1]
+        lane.running -= 1
+        if not lane.retired:
+            self._make_ready(lane)
+        return lane
 
-    def retry_later(self, delivery: Delivery, delay: float) -> None:
+    def succeeded(self, delivery: Delivery) -> None:
+        lane = self._release(delivery)
+        lane.succeeded += 1
+        delivery.state = DeliveryState.SUCCEEDED
+        self._forgotten((delivery,))
+        if self._observers:
+            self._tell("finished", delivery)
+        self._check_joined()
+
+    def failed(self, delivery: Delivery, error: str, traceback: str | None, *,
+               retry_in: float | None) -> None:
+        lane = self._release(delivery)
+        delivery.error, delivery.traceback = error, traceback
+        if retry_in is None or lane.retired:
+            self._fail(delivery, lane)
+            return
         delivery.state = DeliveryState.RETRYING
-        delivery.slot.stats.retrying += 1
-        entry = (time.monotonic() + delay, delivery.id, delivery)
-        heapq.heappush(self._retrying, entry)
-        if self._retrying[0] is entry and self._retry_wakeup is not None:
-            self._retry_wakeup.set()
+        lane.delayed += 1
+        self._waiting += 1
+        entry = (time.monotonic() + retry_in, delivery.id, delivery, lane)
+        heapq.heappush(self._delayed, entry)
+        if self._delayed[0] is entry and self._wakeup is not None:
+            self._wakeup.set()
+        self._kept((delivery,))
+        if self._observers:
+            self._tell("finished", delivery)
 
-    async def run_retries(self) -> None:
-        """Move deliveries whose backoff is over back into their listener's queue; forever."""
-        heap = self._retrying
+    def _fail(self, delivery: Delivery, lane: _Lane | None) -> None:
+        delivery.state = DeliveryState.FAILED
+        if lane is not None:  # None: a kept delivery whose listener is not loaded
+            lane.failed += 1
+        self._kept((delivery,))
+        if self._observers:  # before the list may push it out again (keep_failed 0)
+            self._tell("finished", delivery)
+        self._failed.append(delivery)
+        if len(self._failed) > self._keep:
+            pushed = [self._failed.popleft() for _ in range(len(self._failed) - self._keep)]
+            self._forgotten(pushed)
+            self._tell("removed", pushed)
+        self._check_joined()
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    async def run(self) -> None:
+        heap = self._delayed
         while True:
             now = time.monotonic()
             while heap and heap[0][0] <= now:
-                delivery = heapq.heappop(heap)[2]
+                _, _, delivery, lane = heapq.heappop(heap)
+                lane.delayed -= 1
+                lane.retried += 1
                 delivery.state = DeliveryState.PENDING
-                delivery.slot.stats.retrying -= 1
-                delivery.slot.stats.retried += 1
-                self.pending += 1
-                self._append(delivery.slot, delivery)
+                self._append(lane, delivery)
                 if self._idle:
                     self._idle.popleft().set()
-            self._retry_wakeup = anyio.Event()
+            self._wakeup = anyio.Event()
             with anyio.move_on_after(heap[0][0] - now if heap else None):
-                await self._retry_wakeup.wait()
+                await self._wakeup.wait()
 
-    def wake_all(self) -> None:
-        """Wake every task waiting for room, to check again."""
-        waiters, self._room_waiters = self._room_waiters, []
-        for room in waiters:
-            room.set()
+    async def settled(self) -> None:
+        """Nothing to wait for: memory is as durable as this broker gets."""
 
-    def pending_deliveries(self, slots: list[Slot]) -> list[Delivery]:
-        """The pending deliveries of ``slots``, in the order they were queued."""
-        return sorted((d for slot in slots for d in slot.queue), key=lambda d: d.id)
+    def close(self) -> None:
+        """Nothing to release."""
 
-    def retrying_deliveries(self) -> list[Delivery]:
-        """The deliveries waiting out a backoff, the soonest due first."""
-        return [entry[2] for entry in sorted(self._retrying)]
+    async def join(self) -> None:
+        if self._waiting or self._running:
+            self._joined = anyio.Event()
+            await self._joined.wait()
+
+    def _check_joined(self) -> None:
+        if self._joined is not None and not self._waiting and not self._running:
+            self._joined.set()
+
+    # -- inspection --------------------------------------------------------------------------
+
+    def stats(self) -> EmitterStats:
+        per_listener = {name: lane.stats() for name, lane in self._lanes.items()}
+        counts = per_listener.values()
+        return EmitterStats(
+            pending=self._waiting - len(self._delayed), running=len(self._running),
+            retrying=len(self._delayed), succeeded=sum(stats.succeeded for stats in counts),
+            failed=sum(stats.failed for stats in counts), unrouted=self._unrouted,
+            listeners=per_listener,
+        )
+
+    def deliveries(self, state: DeliveryState | None = None) -> Iterator[Delivery]:
+        lanes = self._lanes.values()
+        found = [
+            *sorted((d for lane in lanes for d in lane.queue), key=lambda d: d.id),
+            *sorted((pair[0] for pair in self._running.values()), key=lambda d: d.id),
+            *(entry[2] for entry in sorted(self._delayed)),
+            *self._failed,
+        ]
+        return (d for d in found if state is None or d.state is state)
+
+    def find(self, delivery_id: int) -> Delivery:
+        for delivery in self.deliveries():
+            if delivery.id == delivery_id:
+                return delivery
+        raise DeliveryError(delivery_id, "no such delivery: it succeeded, was purged, or never "
+                            "existed (`eventbus queue list` shows the current ones)", missing=True)
+
+    # -- the failed list ---------------------------------------------------------------------
+
+    @property
+    def failed_list(self) -> list[Delivery]:
+        return list(self._failed)
+
+    def retry(self, delivery_ids: Iterable[int] | None) -> list[Delivery]:
+        chosen = self._select_failed(delivery_ids)
+        for delivery in chosen:
+            if delivery.listener not in self._lanes:
+                raise DeliveryError(delivery.id, f"listener {delivery.listener} is not loaded "
+                                    "any more; add it back and reload, or purge it")
+        if not self.has_room(len(chosen)):
+            raise QueueFullError(f"{len(chosen)} failed deliveries", len(chosen), self.size)
+        gone = {id(delivery) for delivery in chosen}
+        self._failed = deque(d for d in self._failed if id(d) not in gone)
+        for delivery in chosen:
+            delivery.state, delivery.attempts = DeliveryState.PENDING, 0
+            self._make_ready_with(self._lanes[delivery.listener], delivery)
+        self._waiting += len(chosen)
+        self._kept(chosen)
+        self._tell("requeued", chosen)
+        return chosen
+
+    def _make_ready_with(self, lane: _Lane, delivery: Delivery) -> None:
+        self._append(lane, delivery)
+        if self._idle:
+            self._idle.popleft().set()
+
+    def _select_failed(self, delivery_ids: Iterable[int] | None) -> list[Delivery]:
+        if delivery_ids is None:
+            return list(self._failed)
+        failed = {delivery.id: delivery for delivery in self._failed}
+        chosen = []
+        for delivery_id in delivery_ids:
+            if delivery_id not in failed:
+                state = next((d.state for d in self.deliveries() if d.id == delivery_id), None)
+                if state is None:
+                    raise DeliveryError(delivery_id, "no such delivery; `eventbus queue list "
+                                        "--state failed` lists the failed ones", missing=True)
+                raise DeliveryError(delivery_id, f"is {state}, not failed; only failed "
+                                    "deliveries can be retried")
+            chosen.append(failed[delivery_id])
+        return chosen
+
+    def purge(self, state: DeliveryState) -> int:
+        if state is DeliveryState.FAILED:
+            dropped = list(self._failed)
+            self._failed.clear()
+        elif state is DeliveryState.PENDING:
+            dropped = [d for lane in self._lanes.values() for d in self._take_waiting(lane)]
+        else:
+            raise ValueError(f"purge takes failed or pending deliveries, not {state.value}")
+        if dropped:
+            logger.warning("purged %d %s deliveries", len(dropped), state.value)
+            self._forgotten(dropped)
+            self._tell("removed", dropped)
+        self._check_joined()
+        return len(dropped)
+
+    # -- observers and stores ----------------------------------------------------------------
+
+    def add_observer(self, observer: DeliveryObserver) -> None:
+        self._observers.append(observer)
+
+    def remove_observer(self, observer: DeliveryObserver) -> None:
+        self._observers.remove(observer)
+
+    def _tell(self, change: str, *details: Any) -> None:
+        """Call each observer's method for ``change``; an observer that raises is logged,
+        never let through to the worker or the emit that caused the change."""
+        for observer in self._observers:
+            try:
+                getattr(observer, change)(*details)
+            except Exception:
+                logger.exception("observer %r failed on %s", observer, change)
+
+    def _restore(self, deliveries: Iterable[Delivery], next_id: int, *, reason: str) -> None:
+        """Take back deliveries kept outside memory (by a journal), by listener name: failed
+        ones into the failed list, the rest queued again; those of a name not served fail
+        with ``reason``. New deliveries are numbered from ``next_id`` on."""
+        for delivery in deliveries:
+            lane = self._lanes.get(delivery.listener)
+            if delivery.state is DeliveryState.FAILED:
+                self._failed.append(delivery)
+            elif lane is None:
+                delivery.error = f"ListenerRemoved: listener {delivery.listener} {reason}"
+                self._fail(delivery, None)
+            else:
+                delivery.state = DeliveryState.PENDING
+                self._make_ready_with(lane, delivery)
+                self._waiting += 1
+        self._ids = count(next_id)
+
+    def _kept(self, deliveries: Sequence[Delivery]) -> None:
+        """These deliveries were queued, or changed state but stay held."""
+
+    def _forgotten(self, deliveries: Sequence[Delivery]) -> None:
+        """These deliveries are no longer held: done, purged, or pushed out of the list."""

@@ -11,13 +11,12 @@ from collections.abc import Iterable, Sequence
 from fnmatch import fnmatchcase
 from typing import Generic, NamedTuple, TypeVar
 
+from ..config import DeliveryOptions
 from ..errors import ListenerError
 from ..names import is_pattern, validate_event_id
-from .delivery import Delivery, Slot
-from .listener import DeliveryOptions, EventListener, find_name_clash
-from .memory import DeliveryQueue
+from .listener import EventListener, find_name_clash
 
-__all__ = ("ListenerChanges", "ListenerSet", "Router", "unique_listeners")
+__all__ = ("ListenerChanges", "ListenerSet", "Router", "Slot", "unique_listeners")
 
 T = TypeVar("T")
 _ROUTE_CACHE_SIZE = 4096
@@ -48,6 +47,23 @@ def unique_listeners(listeners: Sequence[EventListener]) -> tuple[EventListener,
     return unique
 
 
+class Slot:
+    """One listener as an emitter runs it: the listener, the options it runs with, and how
+    many of its calls may run at once (``limit``)."""
+
+    __slots__ = ("fn", "is_async", "limit", "listener", "options")
+
+    def __init__(self, listener: EventListener, options: DeliveryOptions, limit: int) -> None:
+        self.listener = listener
+        self.fn = listener.fn
+        self.is_async = listener.is_async
+        self.options = options
+        self.limit = limit
+
+    def __repr__(self) -> str:
+        return f"<Slot {self.listener.name} limit={self.limit}>"
+
+
 class ListenerSet:
     """One slot per listener, in order, with the router from event ids to slots.
 
@@ -62,49 +78,23 @@ class ListenerSet:
         defaults: DeliveryOptions,
         concurrency: int,
         max_per_listener: int | None,
-        previous: ListenerSet | None = None,
     ) -> None:
         self.listeners = unique_listeners(listeners)
         others = len(self.listeners) - 1
         limit = max_per_listener or (max(1, (concurrency - 1) // others) if others else concurrency)
-        before: dict[str, Slot] = previous.by_name if previous is not None else {}
-        # A listener that keeps its name keeps its counters across a reload.
-        self.slots = [
-            Slot(item, item.options_with(defaults), limit,
-                 before[item.name].stats if item.name in before else None)
-            for item in self.listeners
-        ]
+        self.slots = [Slot(item, item.options_with(defaults), limit) for item in self.listeners]
         self.by_name: dict[str, Slot] = {slot.listener.name: slot for slot in self.slots}
         self.router = Router((slot.listener.event_ids, slot) for slot in self.slots)
 
-    def take_over(self, previous: ListenerSet,
-                  queue: DeliveryQueue) -> tuple[ListenerChanges, list[Delivery]]:
-        """Retire the slots of ``previous`` and move their waiting deliveries (pending, or
-        in a retry backoff) to the slot of the same name here. Returns what changed, and the
-        waiting deliveries whose listener this set lacks: taken out of the queue, for the
-        caller to fail. Calls still running stay with their retired slot."""
-        orphans: list[Delivery] = []
-        for slot in previous.slots:
-            slot.retired = True
-            slot.successor = self.by_name.get(slot.listener.name)
-            waiting = queue.take_pending(slot)
-            if slot.successor is None:
-                orphans += waiting
-                continue
-            for delivery in waiting:
-                delivery.slot = slot.successor
-            queue.requeue(waiting)
-        orphans += queue.take_retrying({s for s in previous.slots if s.successor is None})
-        for delivery in queue.retrying_deliveries():
-            delivery.slot = delivery.slot.live() or delivery.slot
+    def changes_from(self, previous: ListenerSet, failed: int) -> ListenerChanges:
+        """What changed, by name, from ``previous`` to this set."""
         old, new = previous.by_name, self.by_name
-        changes = ListenerChanges(
+        return ListenerChanges(
             added=tuple(name for name in new if name not in old),
             removed=tuple(name for name in old if name not in new),
             kept=tuple(name for name in new if name in old),
-            failed=len(orphans),
+            failed=failed,
         )
-        return changes, orphans
 
 
 class Router(Generic[T]):

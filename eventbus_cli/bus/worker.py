@@ -3,83 +3,70 @@
 from __future__ import annotations
 
 import inspect
+import logging
+import math
 import os
 import time
 import traceback
 from functools import partial
 from pathlib import Path
-from typing import Protocol
 
 import anyio
 import anyio.lowlevel
 
-from .delivery import Delivery, DeliveryState
-from .memory import DeliveryQueue
+from .broker import Broker
+from .delivery import Delivery
+from .routing import Slot
 
-__all__ = ("Outcomes", "Worker", "describe_failure")
+__all__ = ("Worker", "describe_failure")
+
+logger = logging.getLogger("eventbus.emitter")
 
 _YIELD_EVERY = 100  # deliveries a worker runs back to back before letting other tasks in
 _OWN_DIRS = tuple(str(Path(module).parent) + os.sep for module in (anyio.__file__, __file__))
 
 
-class Outcomes(Protocol):
-    """Where a worker reports how each attempt ended (the emitter)."""
-
-    observed: bool
-
-    def delivery_done(self, delivery: Delivery, exc: BaseException | None) -> None: ...
-
-    def delivery_started(self, delivery: Delivery) -> None: ...
-
-
 class Worker:
-    """Runs deliveries one at a time; the emitter's watchdog cancels a call that runs late.
+    """Takes deliveries from the broker one at a time, calls their listener, and reports how
+    each attempt ended; the emitter's watchdog cancels a call that runs past its deadline.
 
     A cancel scope around every call costs more than the call itself, so a worker keeps one
     scope open across many deliveries and the watchdog cancels it only when the current call
     outlives its timeout; the worker then fails that delivery and opens a fresh scope.
     """
 
-    def __init__(
-        self, queue: DeliveryQueue, outcomes: Outcomes, limiter: anyio.CapacityLimiter
-    ) -> None:
-        self._queue = queue
-        self._outcomes = outcomes
+    def __init__(self, broker: Broker, limiter: anyio.CapacityLimiter) -> None:
+        self._broker = broker
         self._limiter = limiter
         self._scope: anyio.CancelScope | None = None
-        self.current: Delivery | None = None
-        self.started = 0.0
+        self._current: tuple[Delivery, Slot] | None = None
+        self.deadline = math.inf
+        """When the call running now must end (``time.monotonic()``); inf when idle."""
 
     async def run(self) -> None:
         while True:
             with anyio.CancelScope() as scope:
                 self._scope = scope
                 await self._run_deliveries(scope)
-            late, self.current = self.current, None
+            late, self._current, self.deadline = self._current, None, math.inf
             if late is not None:
-                seconds = late.slot.options.timeout
-                self._outcomes.delivery_done(late, TimeoutError(
-                    f"listener {late.slot.listener.name} did not finish within {seconds:g}s"
-                    " (raise its timeout= option, or make it faster)"
+                delivery, slot = late
+                self.report(delivery, slot, TimeoutError(
+                    f"listener {slot.listener.name} did not finish within "
+                    f"{slot.options.timeout:g}s (raise its timeout= option, or make it faster)"
                 ))
 
     def cancel_if_late(self, now: float) -> None:
-        delivery = self.current
-        if delivery is not None and now - self.started >= delivery.slot.options.timeout:
+        if now >= self.deadline:
             assert self._scope is not None
             self._scope.cancel()
 
     async def _run_deliveries(self, scope: anyio.CancelScope) -> None:
-        queue, outcomes, burst = self._queue, self._outcomes, 0
+        broker, burst = self._broker, 0
         while not scope.cancel_called:  # a listener that swallowed its cancellation ends here
-            delivery = await queue.take()
-            slot = delivery.slot
-            delivery.state = DeliveryState.RUNNING
-            delivery.attempts += 1
-            self.started = time.monotonic()
-            self.current = delivery
-            if outcomes.observed:
-                outcomes.delivery_started(delivery)
+            delivery, slot = await broker.take()
+            self._current = delivery, slot
+            self.deadline = time.monotonic() + slot.options.timeout
             try:
                 if slot.is_async:
                     await slot.fn(*delivery.args, **delivery.kwargs)
@@ -91,18 +78,35 @@ class Worker:
                     if inspect.isawaitable(result):  # a sync wrapper around a coroutine
                         await result
             except (Exception, SystemExit) as exc:  # SystemExit: a listener must not stop us
-                self.current = None
-                outcomes.delivery_done(delivery, exc)
+                self._current, self.deadline = None, math.inf
+                self.report(delivery, slot, exc)
             else:
-                self.current = None
-                outcomes.delivery_done(delivery, None)
+                self._current, self.deadline = None, math.inf
+                broker.succeeded(delivery)
             burst += 1
             if burst == _YIELD_EVERY:
                 burst = 0
                 await anyio.lowlevel.checkpoint()
 
+    def report(self, delivery: Delivery, slot: Slot, exc: BaseException) -> None:
+        """Log a failed attempt and tell the broker: retry later, or keep it as failed."""
+        error, text, retryable = describe_failure(delivery, slot, exc)
+        listener = slot.listener
+        where = f"listener {listener.name} ({listener.module}) on event {delivery.event!r}"
+        options = slot.options
+        if (retryable and delivery.attempts <= options.retries
+                and self._broker.serves(listener.name)):
+            delay = options.delay_before(delivery.attempts + 1)
+            logger.warning("%s failed attempt %d, retrying in %.3gs: %s", where,
+                           delivery.attempts, delay, error)
+            self._broker.failed(delivery, error, text, retry_in=delay)
+        else:
+            logger.error("%s failed after %d attempt(s): %s\n%s", where, delivery.attempts,
+                         error, text)
+            self._broker.failed(delivery, error, text, retry_in=None)
 
-def describe_failure(delivery: Delivery, exc: BaseException) -> tuple[str, str, bool]:
+
+def describe_failure(delivery: Delivery, slot: Slot, exc: BaseException) -> tuple[str, str, bool]:
     """``(error, traceback, retryable)`` for a failed attempt.
 
     A ``TypeError`` raised because the listener's signature does not take the event's
@@ -116,9 +120,9 @@ def describe_failure(delivery: Delivery, exc: BaseException) -> tuple[str, str, 
         ["Traceback (most recent call last):\n", *traceback.format_list(frames)] if frames else []
     ) + "".join(traceback.format_exception_only(exc))
     if isinstance(exc, TypeError) and not frames:
-        mismatch = _signature_mismatch(delivery)
+        mismatch = _signature_mismatch(delivery, slot)
         if mismatch is not None:
-            listener = delivery.slot.listener
+            listener = slot.listener
             error = (
                 f"TypeError: listener {listener.name} does not accept the arguments of event "
                 f"{delivery.event!r}: {mismatch} (add a matching parameter or **kwargs)"
@@ -127,9 +131,9 @@ def describe_failure(delivery: Delivery, exc: BaseException) -> tuple[str, str, 
     return "".join(traceback.format_exception_only(exc)).strip(), text, True
 
 
-def _signature_mismatch(delivery: Delivery) -> str | None:
+def _signature_mismatch(delivery: Delivery, slot: Slot) -> str | None:
     try:
-        inspect.signature(delivery.slot.fn).bind(*delivery.args, **delivery.kwargs)
+        inspect.signature(slot.fn).bind(*delivery.args, **delivery.kwargs)
     except TypeError as exc:
         return str(exc)
     except ValueError:  # no signature to be had (some builtins)

@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 
 from .._version import __version__
-from ..brokers.journal import Journal
+from ..brokers.journal import JournalBroker
 from ..bus.delivery import Delivery, DeliveryState
 from ..bus.emitter import SimpleEventEmitter
 from ..config import Config
@@ -50,12 +50,11 @@ Flush = Callable[[], Awaitable[None]]
 class Operations:
     """Answers request lines for one daemon: its config, its emitter, and how long it has run."""
 
-    def __init__(self, config: Config, emitter: SimpleEventEmitter, socket_path: Path,
-                 journal: Journal | None = None) -> None:
+    def __init__(self, config: Config, emitter: SimpleEventEmitter, socket_path: Path) -> None:
         self.config = config
         self.emitter = emitter
         self.socket_path = socket_path
-        self.journal = journal
+        self.broker = emitter.broker
         self.monitor = Monitor(emitter)
         self.health = Health(emitter)
         self.started = time.monotonic()
@@ -112,8 +111,7 @@ class Operations:
     async def settled(self) -> None:
         """Return once what was accepted so far is committed to the journal, if there is one:
         replies are sent only after this."""
-        if self.journal is not None:
-            await self.journal.committed()
+        await self.broker.settled()
 
     async def _emit_one(self, request: Request, flush: Flush) -> dict[str, Any]:
         """An emit with ``require_listener`` or ``wait``."""
@@ -189,7 +187,7 @@ class Operations:
         ]
 
     def _queue(self, request: Request) -> dict[str, Any]:
-        return {**self.emitter.stats().to_dict(), "queue_size": self.emitter.queue_size}
+        return {**self.emitter.stats().to_dict(), "queue_size": self.broker.size}
 
     def _list(self, request: Request) -> list[dict[str, Any]]:
         state = DeliveryState(request.state) if request.state else None
@@ -202,7 +200,7 @@ class Operations:
 
     def _show(self, request: Request) -> dict[str, Any]:
         assert request.deliveries
-        delivery = self.emitter.find(request.deliveries[0])
+        delivery = self.broker.find(request.deliveries[0])
         return {**delivery.to_dict(), "traceback": delivery.traceback}
 
     def _retry(self, request: Request) -> dict[str, Any]:
@@ -247,8 +245,8 @@ class Operations:
             "config": str(self.config.path.absolute()) if self.config.path else None,
             "listeners_dir": str(daemon.listeners_dir.absolute()),
             "listeners": len(self.emitter.listeners),
-            "journal": {"path": str(self.journal.path.absolute()), "bytes": self.journal.size()}
-            if self.journal else None,
+            "journal": {"path": str(journal.path.absolute()), "bytes": journal.size_on_disk()}
+            if isinstance(journal := self.broker, JournalBroker) else None,
             "draining": self.draining,
             "health": self.health.report(draining=self.draining),
             "queue": self._queue(request),

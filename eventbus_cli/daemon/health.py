@@ -43,7 +43,7 @@ class Health:
         if failed:
             problems.append(f"{failed} deliveries failed in the last {WINDOW_SECONDS:g}s "
                             "(`eventbus queue list --state failed` shows them)")
-        waiting, size = stats.pending + stats.retrying, self._emitter.queue_size
+        waiting, size = stats.pending + stats.retrying, self._emitter.broker.size
         if waiting >= size:
             problems.append(f"queue full: {waiting} of {size} deliveries waiting")
         if draining:

@@ -112,7 +112,7 @@ class Monitor:
                 self._waiters.pop(delivery_id, None)
             self._detach_if_idle()
         return [
-            {"listener": d.listener.name, "delivery": d.id,
+            {"listener": d.listener, "delivery": d.id,
              "ok": None if d.id in waiter.open else waiter.errors[d.id] is None,
              "error": f"not finished within {seconds:g}s (it goes on; `eventbus queue show "
                       f"{d.id}` follows it)" if d.id in waiter.open else waiter.errors[d.id]}
@@ -196,7 +196,7 @@ def _publish(targets: list[Subscription], record: dict[str, Any]) -> None:
 
 def _about(delivery: Delivery, kind: str, latency: float = math.nan) -> dict[str, Any]:
     return {"type": kind, "event": delivery.event, "delivery": delivery.id,
-            "listener": delivery.listener.name, "attempt": delivery.attempts,
+            "listener": delivery.listener, "attempt": delivery.attempts,
             "latency": None if math.isnan(latency) else round(latency, 6)}
 
 

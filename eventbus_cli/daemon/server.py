@@ -1,4 +1,5 @@
-"""The daemon's life: load listeners, bind the socket, serve, drain, clean up; and signals.
+"""The daemon's life: start up (load listeners, bind the socket, open the broker), serve,
+shut down (drain), close; and, in :func:`run` alone, signals.
 
 :func:`serve` is the daemon as a coroutine, to embed or test: it stops when ``shutdown_trigger``
 returns. :func:`run` is the process: it alone handles signals and sets up logging.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import signal
 import socket
 import sys
@@ -20,14 +22,14 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from ..brokers.journal import Journal
-from ..bus.delivery import DeliveryState
+from .._version import __version__
+from ..brokers.journal import JournalBroker
 from ..bus.emitter import SimpleEventEmitter
 from ..config import Config
 from ..errors import EventbusError
 from .connection import serve_connection
 from .handlers import Operations
-from .loader import load_listeners
+from .loader import MODULE_PREFIX, load_listeners
 from .socketfile import bind_socket, remove
 from .systemd import notify, reloading
 
@@ -52,6 +54,81 @@ class Ready:
     reload: Callable[[], dict[str, Any]]
 
 
+class Server:
+    """One daemon's life in named phases: :meth:`startup`, :meth:`main_loop`, :meth:`shutdown`
+    (the drain), then :meth:`close`."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.socket_path = config.daemon.socket_path.absolute()
+        self._sock: socket.socket | None = None
+        self._inode = 0
+        self.ops: Operations | None = None
+
+    def startup(self) -> Operations:
+        """Load the listeners, bind the socket, open the broker; any failure here stops the
+        daemon before it served anything, with what went wrong (and :meth:`close` undoes the
+        steps that were taken)."""
+        config, daemon = self.config, self.config.daemon
+        listeners = load_listeners(daemon.listeners_dir)
+        # The socket first: "another daemon runs here" is the clearest error there is.
+        self._sock, self._inode = bind_socket(self.socket_path)
+        broker = (JournalBroker(config.journal.path, queue_size=daemon.queue_size,
+                                keep_failed=config.delivery.keep_failed)
+                  if config.journal is not None else None)
+        emitter = SimpleEventEmitter(
+            listeners,
+            queue_size=daemon.queue_size,
+            concurrency=daemon.concurrency,
+            shutdown_timeout=daemon.shutdown_timeout,
+            keep_failed=config.delivery.keep_failed,
+            defaults=config.delivery.options(),
+            broker=broker,
+        )
+        self.ops = Operations(config, emitter, self.socket_path)
+        return self.ops
+
+    async def main_loop(
+        self, ops: Operations, shutdown_trigger: Callable[[], Awaitable[object]] | None,
+        task_status: anyio.abc.TaskStatus[Ready],
+    ) -> None:
+        """Serve connections until ``shutdown_trigger`` returns, then shut down."""
+        assert self._sock is not None
+        socket_listener = await anyio.abc.SocketListener.from_socket(self._sock)
+        async with anyio.create_task_group() as connections:
+            connections.start_soon(ops.health.run)
+            async with ops.emitter:
+                connections.start_soon(
+                    partial(socket_listener.serve, task_group=connections),
+                    partial(serve_connection, ops=ops),
+                )
+                _log_banner(ops)
+                task_status.started(Ready(ops.socket_path, len(ops.emitter.listeners),
+                                          ops.reload))
+                await (shutdown_trigger or anyio.sleep_forever)()
+                self.shutdown(ops)
+            connections.cancel_scope.cancel()  # the drain is over: close every connection
+        logger.info("stopped")
+
+    def shutdown(self, ops: Operations) -> None:
+        """Refuse new emits; leaving the emitter then drains, within ``shutdown_timeout``."""
+        ops.draining = True
+        stats = ops.emitter.stats()
+        logger.info("shutting down: draining %d deliveries (at most %gs)",
+                    stats.pending + stats.running + stats.retrying,
+                    self.config.daemon.shutdown_timeout)
+
+    def close(self) -> None:
+        """Write out and close the broker, close and remove the socket."""
+        try:
+            if self.ops is not None:
+                self.ops.broker.close()
+        finally:
+            if self._sock is not None:
+                self._sock.close()
+                remove(self.socket_path, self._inode)
+
+
 async def serve(
     config: Config,
     *,
@@ -65,70 +142,29 @@ async def serve(
     ``shutting_down``, drains the queue within ``shutdown_timeout``, closes every
     connection and removes the socket.
     """
-    daemon = config.daemon
-    listeners = load_listeners(daemon.listeners_dir)
-    socket_path = daemon.socket_path.absolute()
-    sock, inode = bind_socket(socket_path)  # first: "a daemon runs here" is the clearest error
+    server = Server(config)
     try:
-        journal = Journal.open(config.journal.path) if config.journal is not None else None
-        try:
-            emitter = SimpleEventEmitter(
-                listeners,
-                queue_size=daemon.queue_size,
-                concurrency=daemon.concurrency,
-                shutdown_timeout=daemon.shutdown_timeout,
-                keep_failed=config.delivery.keep_failed,
-                defaults=config.delivery.options(),
-            )
-            if journal is not None:
-                _resume(emitter, journal)
-            ops = Operations(config, emitter, socket_path, journal)
-            await _serve_socket(ops, sock, shutdown_trigger, task_status)
-        finally:
-            if journal is not None:
-                journal.close()
+        ops = server.startup()
+        await server.main_loop(ops, shutdown_trigger, task_status)
     finally:
-        sock.close()
-        remove(socket_path, inode)
+        server.close()
 
 
-def _resume(emitter: SimpleEventEmitter, journal: Journal) -> None:
-    kept, next_id = journal.load()
-    emitter.add_observer(journal)  # first, so that it hears of what fails on the way back
-    emitter.durable = True
-    emitter.restore(kept, next_id)
-    failed = sum(delivery.state is DeliveryState.FAILED for delivery in kept)
-    logger.info("journal %s: %d deliveries to resume, %d failed kept", journal.path,
-                len(kept) - failed, failed)
-
-
-async def _serve_socket(
-    ops: Operations,
-    sock: socket.socket,
-    shutdown_trigger: Callable[[], Awaitable[object]] | None,
-    task_status: anyio.abc.TaskStatus[Ready],
-) -> None:
-    emitter, daemon, journal = ops.emitter, ops.config.daemon, ops.journal
-    socket_listener = await anyio.abc.SocketListener.from_socket(sock)
-    async with anyio.create_task_group() as connections:
-        if journal is not None:
-            connections.start_soon(journal.run)
-        connections.start_soon(ops.health.run)
-        async with emitter:
-            connections.start_soon(
-                partial(socket_listener.serve, task_group=connections),
-                partial(serve_connection, ops=ops),
-            )
-            logger.info("listening on %s with %d listeners from %s", ops.socket_path,
-                        len(emitter.listeners), daemon.listeners_dir.absolute())
-            task_status.started(Ready(ops.socket_path, len(emitter.listeners), ops.reload))
-            await (shutdown_trigger or anyio.sleep_forever)()
-            ops.draining = True
-            stats = emitter.stats()
-            logger.info("shutting down: draining %d deliveries (at most %gs)",
-                        stats.pending + stats.running + stats.retrying, daemon.shutdown_timeout)
-        connections.cancel_scope.cancel()
-    logger.info("stopped")
+def _log_banner(ops: Operations) -> None:
+    """What was loaded and where it serves, as huey's consumer says it at start."""
+    config, emitter = ops.config, ops.emitter
+    broker = ops.broker
+    where = (f"journal {broker.path}" if isinstance(broker, JournalBroker)
+             else "memory (a restart loses what waits)")
+    lines = [f"eventbus {__version__} listening on {ops.socket_path}; deliveries in {where}",
+             f"{len(emitter.listeners)} listeners from {config.daemon.listeners_dir.absolute()}:"]
+    for item, options in emitter.listener_options():
+        timeout = "none" if math.isinf(options.timeout) else f"{options.timeout:g}s"
+        kind = "async" if item.is_async else "sync"
+        lines.append(f"  {item.name} ({item.module.removeprefix(MODULE_PREFIX)}, {kind}) on "
+                     f"{', '.join(sorted(item.event_ids))}: retries={options.retries} "
+                     f"backoff={options.backoff:g}s timeout={timeout}")
+    logger.info("%s", "\n".join(lines))
 
 
 async def _serve_until_signalled(config: Config) -> int:

@@ -66,9 +66,10 @@ async def test_random_load_accounts_for_every_delivery(seed: int) -> None:
     for (_, _), seen in outcomes.items():
         assert seen.count("ok") <= 1  # a delivery never runs again once it succeeded
     assert stats.failed == len(emitter.failed)
+    by_name = {item.name: item for item in listeners}
     for failed in emitter.failed:
-        assert failed.attempts == failed.listener.retries + 1
-        assert outcomes[(failed.listener.name, failed.args[0])][-1] == "raise"
+        assert failed.attempts == by_name[failed.listener].retries + 1
+        assert outcomes[(failed.listener, failed.args[0])][-1] == "raise"
 
 
 async def test_no_listener_runs_more_than_its_share_of_workers() -> None:

@@ -1,0 +1,147 @@
+"""``Broker``: the one owner of every unfinished delivery, its state and every counter.
+
+An emitter routes an event to its listeners and hands the broker one delivery per listener;
+workers take deliveries from the broker and report each attempt's outcome to it; inspection,
+retry, purge and reload ask it. Nothing else changes a delivery's state.
+
+The contract is shaped for brokers that keep deliveries elsewhere, too (SQLite, Redis
+Streams): what runs on the hot path (:meth:`put`, :meth:`take`, :meth:`succeeded`,
+:meth:`failed`) records locally and returns, and :meth:`settled` is the one place that waits
+for the store — the daemon calls it before it acknowledges an emit.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .delivery import Delivery, DeliveryObserver, DeliveryState, EmitterStats
+
+if TYPE_CHECKING:
+    from .routing import Slot
+
+__all__ = ("Broker",)
+
+
+class Broker(ABC):
+    """Where deliveries live between an emit and their last attempt."""
+
+    size: int
+    """How many deliveries may wait (pending, or waiting for their time) at once."""
+    durable = False
+    """Whether an accepted delivery outlives this process (a journal, Redis)."""
+
+    # -- listeners ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def serve(self, slots: Sequence[Slot], *, reason: str) -> int:
+        """Hand out deliveries to these listeners from now on, by name.
+
+        Waiting deliveries of a name that is no longer served fail with ``reason``; returns
+        how many did. Calls already running finish on the slot they started with.
+        """
+
+    @abstractmethod
+    def serves(self, name: str) -> bool:
+        """Whether a listener of this name is served (so a failure may be retried)."""
+
+    # -- emitting ----------------------------------------------------------------------------
+
+    @abstractmethod
+    def has_room(self, needed: int) -> bool:
+        """Whether ``needed`` more deliveries fit now."""
+
+    @abstractmethod
+    async def wait_for_room(self) -> None:
+        """Return once room may have been made (drained to half full), or on :meth:`wake_all`."""
+
+    @abstractmethod
+    def wake_all(self) -> None:
+        """Wake every task waiting for room, to check again (the emitter is closing)."""
+
+    @abstractmethod
+    def put(self, event_id: str, slots: Sequence[Slot], args: tuple[Any, ...],
+            kwargs: dict[str, Any], *, queued_at: float = 0.0) -> Sequence[Delivery]:
+        """Queue one delivery of the event per slot, all of them; the caller checked room.
+        With no slots the event is counted as unrouted."""
+
+    # -- workers -----------------------------------------------------------------------------
+
+    @abstractmethod
+    async def take(self) -> tuple[Delivery, Slot]:
+        """Wait for the next delivery due to run, across listeners, fairly; it is running
+        from now on, as its ``attempts``-th attempt, on the returned slot."""
+
+    @abstractmethod
+    def succeeded(self, delivery: Delivery) -> None:
+        """The attempt succeeded: the delivery is done."""
+
+    @abstractmethod
+    def failed(self, delivery: Delivery, error: str, traceback: str | None, *,
+               retry_in: float | None) -> None:
+        """The attempt failed: try again in ``retry_in`` seconds, or (None) keep it in the
+        failed list."""
+
+    @property
+    @abstractmethod
+    def running(self) -> int:
+        """How many calls run now."""
+
+    # -- inspection --------------------------------------------------------------------------
+
+    @abstractmethod
+    def stats(self) -> EmitterStats:
+        """Counters in total and per served listener, as a snapshot."""
+
+    @abstractmethod
+    def deliveries(self, state: DeliveryState | None = None) -> Iterator[Delivery]:
+        """Unfinished and failed deliveries, of one state or all: pending, running,
+        retrying, then failed."""
+
+    @abstractmethod
+    def find(self, delivery_id: int) -> Delivery:
+        """The delivery with this id; :class:`DeliveryError` (missing) if none is held."""
+
+    # -- the failed list ---------------------------------------------------------------------
+
+    @property
+    @abstractmethod
+    def failed_list(self) -> list[Delivery]:
+        """The kept failed deliveries, oldest first."""
+
+    @abstractmethod
+    def retry(self, delivery_ids: Iterable[int] | None) -> list[Delivery]:
+        """Queue failed deliveries again (all for None), attempts counted afresh, or raise
+        and change nothing if one is not failed, its listener is not served or room lacks."""
+
+    @abstractmethod
+    def purge(self, state: DeliveryState) -> int:
+        """Drop every FAILED delivery, or every waiting (PENDING and RETRYING) one."""
+
+    # -- life --------------------------------------------------------------------------------
+
+    @abstractmethod
+    def add_observer(self, observer: DeliveryObserver) -> None:
+        """Tell ``observer`` of every change from now on."""
+
+    @abstractmethod
+    def remove_observer(self, observer: DeliveryObserver) -> None:
+        """Stop telling ``observer``."""
+
+    @abstractmethod
+    async def run(self) -> None:
+        """The broker's own work (moving due deliveries back; writing to its store), until
+        cancelled. The emitter runs it while it is open."""
+
+    @abstractmethod
+    async def settled(self) -> None:
+        """Return once every change so far is as durable as this broker makes it."""
+
+    @abstractmethod
+    async def join(self) -> None:
+        """Return once no delivery is pending, running or waiting for its time."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release what the broker holds (a file, a connection)."""
