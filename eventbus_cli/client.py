@@ -12,8 +12,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, Self
 
+from .codec import Reply, decode_reply, encode_request
 from .errors import EventbusError, EventFileError, NoDaemonError, ProtocolError, RemoteError
-from .protocol import Reply, decode_event, decode_reply, encode_request
+from .protocol import decode_event
 
 if TYPE_CHECKING:
     import anyio.abc

@@ -1,4 +1,6 @@
-"""The wire protocol: newline-delimited JSON requests and replies. Bytes in, bytes out, no I/O.
+"""The wire protocol's ops, each defined once in :data:`OPS`: its fields with their types and
+limits, and its result. Decoding requests, the daemon's dispatch and the README's table all
+follow from it. No I/O.
 
 A request is one JSON object on one line, ``{"id": 1, "op": "emit", ...}``; each gets one reply
 line with the same ``id``: ``{"id": 1, "ok": true, "result": ...}`` or
@@ -7,39 +9,36 @@ line with the same ``id``: ``{"id": 1, "ok": true, "result": ...}`` or
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from .checks import is_whole, number_problem
+from .codec import MAX_DEPTH, TOO_DEEP, loads
 from .errors import InvalidEventIdError, ProtocolError
 from .names import validate_event_id
 
 __all__ = (
     "DEFAULT_WAIT",
     "LIST_STATES",
-    "MAX_DEPTH",
     "OPS",
     "PROTOCOL_VERSION",
     "PURGE_STATES",
     "ErrorCode",
     "EventMessage",
-    "LineSplitter",
-    "Reply",
+    "Field",
+    "Op",
     "Request",
     "decode_event",
-    "decode_reply",
     "decode_request",
-    "encode_error",
-    "encode_line",
-    "encode_request",
-    "encode_result",
+    "ops_table",
 )
 
 PROTOCOL_VERSION = 1
-MAX_DEPTH = 64
-"""How deep the lists and objects inside an event's args and kwargs may nest."""
-_TOO_DEEP = f"values nest more than {MAX_DEPTH} deep; send flatter ones"
+DEFAULT_WAIT = 60.0
+"""Seconds an ``emit`` with ``"wait": true`` waits for its deliveries unless it says."""
+MAX_WAIT = 86_400
+LIST_STATES = ("pending", "running", "retrying", "failed")
+PURGE_STATES = ("pending", "failed")
 
 
 class ErrorCode:
@@ -57,34 +56,8 @@ class ErrorCode:
     NOT_FOUND = "not_found"  # no delivery has that id
     CONFLICT = "conflict"  # the delivery cannot be retried: not failed, or its listener is gone
     RELOAD_FAILED = "reload_failed"  # a listener file failed; details name "file" and "line"
-    JOURNAL = "journal"  # the journal could not be written; the emit was not acknowledged
+    JOURNAL = "journal"  # the journal could not be written; the request was not acknowledged
     INTERNAL = "internal"
-
-
-# The fields each op takes besides "id" and "op"; anything else is a bad request.
-OPS: dict[str, frozenset[str]] = {
-    "hello": frozenset(),
-    "emit": frozenset({"event", "args", "kwargs", "wait", "timeout", "require_listener"}),
-    "emit_many": frozenset({"events"}),
-    "listeners": frozenset(),
-    "queue": frozenset(),
-    "list": frozenset({"state", "limit"}),
-    "show": frozenset({"delivery"}),
-    "retry": frozenset({"deliveries", "all"}),
-    "purge": frozenset({"state"}),
-    "reload": frozenset(),
-    "subscribe": frozenset({"patterns"}),
-    "status": frozenset(),
-}
-_ALLOWED = {op: fields | {"id", "op"} for op, fields in OPS.items()}
-_EVENT_FIELDS = frozenset({"event", "args", "kwargs"})
-_EMIT_OPTIONS = frozenset({"wait", "timeout", "require_listener"})
-DEFAULT_WAIT = 60.0
-"""Seconds an ``emit`` with ``"wait": true`` waits for its deliveries unless it says."""
-MAX_WAIT = 86_400
-LIST_STATES = ("pending", "running", "retrying", "failed")
-PURGE_STATES = ("pending", "failed")
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=repr)
 
 
 # NamedTuples rather than dataclasses: they are made at import, and `eventbus emit` imports
@@ -95,9 +68,6 @@ class EventMessage(NamedTuple):
     event: str
     args: list[Any]
     kwargs: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"event": self.event, "args": self.args, "kwargs": self.kwargs}
 
 
 class Request(NamedTuple):
@@ -114,64 +84,203 @@ class Request(NamedTuple):
     require_listener: bool = False  # emit: refuse an event that no listener matches
 
 
-class Reply(NamedTuple):
-    """A decoded reply: ``result`` when ``ok``, else ``code`` and ``message`` (and ``details``)."""
+class _Bad(Exception):
+    """A field's value is not what the field takes; ``want`` says what it takes."""
 
-    id: int | str | None
-    ok: bool
-    result: Any = None
-    code: str = ""
-    message: str = ""
-    details: dict[str, Any] | None = None
+    def __init__(self, want: str) -> None:
+        self.want = want
 
 
-class LineSplitter:
-    """Cuts a byte stream into lines, refusing any line longer than ``max_bytes``."""
+class Field(NamedTuple):
+    """One field of a request: its wire name, how its value is read (``read`` returns it, or
+    raises with what it must be), and what it holds, for the docs."""
 
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self.too_large = False
-        """Set once a line passes ``max_bytes``: answer the lines returned, then close."""
-        self._buffer = b""
-
-    def feed(self, data: bytes) -> list[bytes]:
-        """The complete lines (without their newline) that ``data`` finishes.
-
-        Once a line passes ``max_bytes`` it returns only the lines before it and sets
-        :attr:`too_large`; the stream cannot be trusted after that, so it should be closed.
-        """
-        buffer = self._buffer + data if self._buffer else data
-        lines = buffer.split(b"\n")
-        self._buffer = lines.pop()
-        limit = self.max_bytes
-        for index, line in enumerate(lines):
-            if len(line) > limit:
-                self.too_large = True
-                return lines[:index]
-        if len(self._buffer) > limit:
-            self.too_large = True
-        return lines
-
-    @property
-    def pending(self) -> bytes:
-        """Bytes received after the last complete line."""
-        return self._buffer
-
-    def too_large_error(self) -> ProtocolError:
-        return ProtocolError(
-            ErrorCode.TOO_LARGE,
-            f"a message is over max_message_bytes ({self.max_bytes} bytes), so the connection "
-            "is closed; send smaller messages (emit_many in smaller batches) or raise the limit",
-        )
+    name: str
+    read: Callable[[Any], Any]
+    doc: str
+    required: bool = False
 
 
-def _loads(line: bytes | str) -> Any:
+class Op(NamedTuple):
+    """One op: its fields, how their values make a :class:`Request`, and its result."""
+
+    fields: tuple[Field, ...]
+    result: str
+    build: Callable[[dict[str, Any]], dict[str, Any]] = dict
+    """Turns the values of the fields given into :class:`Request` fields."""
+
+
+def _bool(value: object) -> bool:
+    if value is True or value is False:
+        return value
+    raise _Bad("true or false")
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[object], str]:
+    def read(value: object) -> str:
+        if isinstance(value, str) and value in choices:
+            return value
+        raise _Bad("one of " + ", ".join(choices))
+    return read
+
+
+def _whole_from_1(value: object) -> int:
+    if is_whole(value) and value >= 1:
+        return value
+    raise _Bad("a whole number >= 1")
+
+
+def _delivery_ids(value: object) -> tuple[int, ...]:
+    if isinstance(value, list) and all(is_whole(item) and item >= 1 for item in value):
+        return tuple(value)
+    raise _Bad("a list of delivery ids (whole numbers >= 1)")
+
+
+def _delivery_id(value: object) -> tuple[int, ...]:
+    if is_whole(value) and value >= 1:
+        return (value,)
+    raise _Bad("a delivery id (a whole number >= 1)")
+
+
+def _patterns(value: object) -> tuple[str, ...]:
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    raise _Bad("a list of event-id globs")
+
+
+def _seconds(value: object) -> float:
+    want = number_problem(value, whole=False, minimum=0, above=True, maximum=MAX_WAIT)
+    if want is not None:
+        raise _Bad(f"{want} (seconds)")
+    return float(value)  # type: ignore[arg-type]  # a number, just checked
+
+
+def _event_list(value: object) -> tuple[EventMessage, ...]:
+    if not isinstance(value, list):
+        raise _Bad("a list")
+    return tuple(_event(item, index) for index, item in enumerate(value))
+
+
+def _any(value: object) -> object:
+    return value
+
+
+def _build_emit(values: dict[str, Any]) -> dict[str, Any]:
+    data = {key: values[key] for key in ("event", "args", "kwargs") if key in values}
+    fields: dict[str, Any] = {"events": (_event(data, None),)}
+    wait, timeout = values.get("wait", False), values.get("timeout")
+    if timeout is not None and not wait:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, '"timeout" goes with "wait": true')
+    if wait:
+        fields["wait"] = timeout or DEFAULT_WAIT
+    if values.get("require_listener"):
+        fields["require_listener"] = True
+    return fields
+
+
+def _build_retry(values: dict[str, Any]) -> dict[str, Any]:
+    if values.get("all", False) == ("deliveries" in values):
+        raise ProtocolError(ErrorCode.BAD_REQUEST,
+                            'give "deliveries" (a list of ids) or "all": true, not both')
+    return {"deliveries": values.get("deliveries")}
+
+
+def _build_show(values: dict[str, Any]) -> dict[str, Any]:
+    return {"deliveries": values["delivery"]}
+
+
+OPS: dict[str, Op] = {
+    "hello": Op((), '`{"protocol": 1, "version", "pid", "max_message_bytes"}`'),
+    "emit": Op((
+        Field("event", _any, "the event id", required=True),
+        Field("args", _any, "a list (optional)"),
+        Field("kwargs", _any, "an object (optional)"),
+        Field("wait", _bool, "true: reply once every delivery has finished"),
+        Field("timeout", _seconds, "seconds to wait, with `wait` (default 60)"),
+        Field("require_listener", _bool, "true: refuse an event no listener matches"),
+    ), '`{"event_id", "deliveries"}`; with `wait`, `results` too', _build_emit),
+    "emit_many": Op((Field("events", _event_list,
+                           'a list of `{"event", "args", "kwargs"}`', required=True),),
+                    '`{"accepted", "deliveries", "unrouted"}`'),
+    "listeners": Op((), "as `listeners list --json`"),
+    "queue": Op((), "as `queue --json`"),
+    "list": Op((Field("state", _one_of(LIST_STATES), "a state (optional)"),
+                Field("limit", _whole_from_1, "at most this many (optional, >= 1)")),
+               "as `queue list --json`"),
+    "show": Op((Field("delivery", _delivery_id, "a delivery id", required=True),),
+               "as `queue show --json`", _build_show),
+    "retry": Op((Field("deliveries", _delivery_ids, "a list of delivery ids"),
+                 Field("all", _bool, "true: every failed delivery (instead of `deliveries`)")),
+                '`{"retried": [ids]}`', _build_retry),
+    "purge": Op((Field("state", _one_of(PURGE_STATES), "`failed` or `pending`",
+                       required=True),), '`{"purged": N, "state"}`'),
+    "reload": Op((), "as `listeners reload --json`"),
+    "subscribe": Op((Field("patterns", _patterns, "event-id globs (optional)"),),
+                    '`{"subscribed": true}`, then one record a line (as `tail --json`) until '
+                    "the client closes"),
+    "status": Op((), "as `status --json`"),
+}
+_NAMES = {op: frozenset(field.name for field in spec.fields) | {"id", "op"}
+          for op, spec in OPS.items()}
+_EVENT_FIELDS = frozenset({"event", "args", "kwargs"})
+
+
+def decode_request(line: bytes | str) -> Request:
+    """Parse and check one request line; raise :class:`ProtocolError` naming the problem."""
+    data = loads(line)
+    if not isinstance(data, dict):
+        kind = type(data).__name__
+        raise ProtocolError(ErrorCode.BAD_JSON, f"a request is a JSON object, not a {kind}")
+    request_id = data.get("id")
+    if not isinstance(request_id, int | str) or isinstance(request_id, bool):
+        problem = f'"id" must be a number or a string, got {request_id!r}'
+        raise ProtocolError(ErrorCode.BAD_REQUEST, problem)
+    op = data.get("op")
+    if not isinstance(op, str) or (spec := OPS.get(op)) is None:
+        raise ProtocolError(ErrorCode.UNKNOWN_OP, f"unknown op {op!r}; the ops are "
+                            f"{', '.join(OPS)}", request_id=request_id)
     try:
-        return json.loads(line)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError(ErrorCode.BAD_JSON, f"not valid JSON: {exc}") from None
-    except RecursionError:
-        raise ProtocolError(ErrorCode.BAD_JSON, _TOO_DEEP) from None
+        return Request(request_id, op, **spec.build(_values(op, spec, data)))
+    except ProtocolError as exc:
+        raise ProtocolError(exc.code, exc.problem, request_id=request_id) from None
+
+
+def _values(op: str, spec: Op, data: dict[str, Any]) -> dict[str, Any]:
+    if not _NAMES[op].issuperset(data):
+        unknown = sorted(set(data) - _NAMES[op])[0]
+        takes = sorted(field.name for field in spec.fields) or "none"
+        raise ProtocolError(ErrorCode.BAD_REQUEST,
+                            f"op {op!r} takes no field {unknown!r}; it takes {takes}")
+    values: dict[str, Any] = {}
+    for field in spec.fields:
+        if field.name not in data and not field.required:
+            continue
+        value = data.get(field.name)
+        try:
+            values[field.name] = field.read(value)
+        except _Bad as bad:
+            raise ProtocolError(ErrorCode.BAD_REQUEST,
+                                f'"{field.name}" must be {bad.want}, got {value!r}') from None
+    return values
+
+
+def _event(data: object, index: int | None) -> EventMessage:
+    """Check one event object: the emit request's own fields (index None), or item ``index``
+    of an emit_many batch or an events file (-1), where unknown fields are refused too."""
+    if (type(data) is dict and type(event := data.get("event")) is str
+            and type(args := data.get("args", [])) is list
+            and type(kwargs := data.get("kwargs", {})) is dict
+            and (index is None or _EVENT_FIELDS.issuperset(data))):
+        try:
+            validate_event_id(event)
+        except InvalidEventIdError as exc:
+            raise ProtocolError(ErrorCode.INVALID_EVENT, f"{_where(index)}{exc}") from None
+        # Bounded, so that whatever is accepted can be written out again (a reply, the
+        # journal, a tail record) without running out of recursion.
+        if not (_shallow(args, MAX_DEPTH) and _shallow(kwargs.values(), MAX_DEPTH)):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f"{_where(index)}{TOO_DEEP}")
+        return EventMessage(event, args, kwargs)
+    raise ProtocolError(ErrorCode.BAD_REQUEST, _event_problem(data, _where(index)))
 
 
 def _shallow(values: Iterable[Any], depth: int) -> bool:
@@ -184,122 +293,6 @@ def _shallow(values: Iterable[Any], depth: int) -> bool:
         elif kind is list and (not depth or not _shallow(value, depth - 1)):
             return False
     return True
-
-
-def decode_request(line: bytes | str) -> Request:
-    """Parse and check one request line; raise :class:`ProtocolError` naming the problem."""
-    data = _loads(line)
-    if not isinstance(data, dict):
-        kind = type(data).__name__
-        raise ProtocolError(ErrorCode.BAD_JSON, f"a request is a JSON object, not a {kind}")
-    request_id = data.get("id")
-    if not isinstance(request_id, int | str) or isinstance(request_id, bool):
-        problem = f'"id" must be a number or a string, got {request_id!r}'
-        raise ProtocolError(ErrorCode.BAD_REQUEST, problem)
-    op = data.get("op")
-    if not isinstance(op, str) or op not in OPS:
-        known = ", ".join(OPS)
-        raise ProtocolError(
-            ErrorCode.UNKNOWN_OP, f"unknown op {op!r}; the ops are {known}", request_id=request_id
-        )
-    if not _ALLOWED[op].issuperset(data):
-        unknown = sorted(set(data) - _ALLOWED[op])
-        problem = f"op {op!r} takes no field {unknown[0]!r}; it takes {sorted(OPS[op]) or 'none'}"
-        raise ProtocolError(ErrorCode.BAD_REQUEST, problem, request_id=request_id)
-    try:
-        return _checked(request_id, op, data)
-    except ProtocolError as exc:
-        raise ProtocolError(exc.code, exc.problem, request_id=request_id) from None
-
-
-def _checked(request_id: int | str, op: str, data: dict[str, Any]) -> Request:
-    if op == "emit":
-        event = (_event(data, None),)
-        if _EMIT_OPTIONS.isdisjoint(data):  # the common case, quickly
-            return Request(request_id, op, event)
-        return _emit_options(Request(request_id, op, event), data)
-    if op == "subscribe":
-        patterns = data.get("patterns", [])
-        if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
-            problem = f'"patterns" must be a list of event-id globs, got {patterns!r}'
-            raise ProtocolError(ErrorCode.BAD_REQUEST, problem)
-        return Request(request_id, op, patterns=tuple(patterns))
-    if op == "emit_many":
-        events = data.get("events")
-        if not isinstance(events, list):
-            raise ProtocolError(ErrorCode.BAD_REQUEST, f'"events" must be a list, got {events!r}')
-        return Request(request_id, op, tuple(_event(item, n) for n, item in enumerate(events)))
-    if op == "list":
-        state, limit = data.get("state"), data.get("limit")
-        if state is not None and state not in LIST_STATES:
-            problem = f'"state" must be one of {", ".join(LIST_STATES)}, got {state!r}'
-            raise ProtocolError(ErrorCode.BAD_REQUEST, problem)
-        if limit is not None and (want := number_problem(limit, whole=True, minimum=1)):
-            raise ProtocolError(ErrorCode.BAD_REQUEST, f'"limit" must be {want}, got {limit!r}')
-        return Request(request_id, op, state=state, limit=limit)
-    if op == "show":
-        return Request(request_id, op, deliveries=(_delivery_id(data.get("delivery"), "delivery"),))
-    if op == "retry":
-        every, ids = data.get("all", False), data.get("deliveries")
-        if every is not True and every is not False:
-            problem = f'"all" must be true or false, got {every!r}'
-            raise ProtocolError(ErrorCode.BAD_REQUEST, problem)
-        if every == (ids is not None) or (ids is not None and not isinstance(ids, list)):
-            problem = 'give "deliveries" (a list of ids) or "all": true, not both'
-            raise ProtocolError(ErrorCode.BAD_REQUEST, problem)
-        if ids is None:
-            return Request(request_id, op)
-        return Request(request_id, op, deliveries=tuple(_delivery_id(n, "deliveries") for n in ids))
-    if op == "purge":
-        state = data.get("state")
-        if state not in PURGE_STATES:
-            problem = f'"state" must be one of {", ".join(PURGE_STATES)}, got {state!r}'
-            raise ProtocolError(ErrorCode.BAD_REQUEST, problem)
-        return Request(request_id, op, state=state)
-    return Request(request_id, op)
-
-
-def _emit_options(request: Request, data: dict[str, Any]) -> Request:
-    wait, timeout, require = data.get("wait", False), data.get("timeout"), data.get(
-        "require_listener", False)
-    for name, value in (("wait", wait), ("require_listener", require)):
-        if not isinstance(value, bool):
-            raise ProtocolError(ErrorCode.BAD_REQUEST, f'"{name}" must be true or false, got '
-                                f"{value!r}")
-    if timeout is not None and (want := number_problem(timeout, whole=False, minimum=0,
-                                                       above=True, maximum=MAX_WAIT)):
-        problem = f'"timeout" must be {want} (seconds), got {timeout!r}'
-        raise ProtocolError(ErrorCode.BAD_REQUEST, problem)
-    if timeout is not None and not wait:
-        raise ProtocolError(ErrorCode.BAD_REQUEST, '"timeout" goes with "wait": true')
-    seconds = float(timeout if timeout is not None else DEFAULT_WAIT) if wait else None
-    return request._replace(wait=seconds, require_listener=require)
-
-
-def _delivery_id(value: object, name: str) -> int:
-    if is_whole(value) and value >= 1:
-        return value
-    problem = f'"{name}" must hold delivery ids (whole numbers >= 1), got {value!r}'
-    raise ProtocolError(ErrorCode.BAD_REQUEST, problem)
-
-
-def _event(data: object, index: int | None) -> EventMessage:
-    """Check one event object: the emit request itself (index None), or item ``index`` of an
-    emit_many batch or an events file (-1), where unknown fields are refused too."""
-    if (type(data) is dict and type(event := data.get("event")) is str
-            and type(args := data.get("args", [])) is list
-            and type(kwargs := data.get("kwargs", {})) is dict
-            and (index is None or _EVENT_FIELDS.issuperset(data))):
-        try:
-            validate_event_id(event)
-        except InvalidEventIdError as exc:
-            raise ProtocolError(ErrorCode.INVALID_EVENT, f"{_where(index)}{exc}") from None
-        # Bounded, so that whatever is accepted can be written out again (a reply, the
-        # journal, a tail record) without running out of recursion.
-        if not (_shallow(args, MAX_DEPTH) and _shallow(kwargs.values(), MAX_DEPTH)):
-            raise ProtocolError(ErrorCode.BAD_REQUEST, f"{_where(index)}{_TOO_DEEP}")
-        return EventMessage(event, args, kwargs)
-    raise ProtocolError(ErrorCode.BAD_REQUEST, _event_problem(data, _where(index)))
 
 
 def _where(index: int | None) -> str:
@@ -319,50 +312,13 @@ def _event_problem(data: object, where: str) -> str:
 
 def decode_event(line: bytes | str) -> EventMessage:
     """Parse one event object (a line of an ``emit --file`` file), checked as emit_many would."""
-    return _event(_loads(line), -1)
+    return _event(loads(line), -1)
 
 
-def encode_result(request_id: object, result: Any) -> bytes:
-    """The reply line for a request that succeeded."""
-    return _utf8(_ENCODER.encode({"id": request_id, "ok": True, "result": result}))
-
-
-def encode_error(request_id: object, code: str, message: str, **details: Any) -> bytes:
-    """The reply line for a request that failed; ``details`` go into the error object."""
-    error = {"code": code, "message": message, **details}
-    return _utf8(_ENCODER.encode({"id": request_id, "ok": False, "error": error}))
-
-
-def encode_request(request_id: int | str, op: str, **fields: Any) -> bytes:
-    """A request line, as a client sends it."""
-    return _utf8(_ENCODER.encode({"id": request_id, "op": op, **fields}))
-
-
-def encode_line(document: Any) -> bytes:
-    """``document`` as one JSON line (a stream record, say)."""
-    return _utf8(_ENCODER.encode(document))
-
-
-def _utf8(text: str) -> bytes:
-    # JSON may carry lone surrogates ("\ud800"), which UTF-8 cannot: write them as the
-    # same JSON escape, so the line stays valid and decodes back to what was sent.
-    return (text + "\n").encode("utf-8", "backslashreplace")
-
-
-def decode_reply(line: bytes) -> Reply:
-    """Parse a reply line; raise :class:`ProtocolError` if it is not one."""
-    try:
-        data = json.loads(line)
-    except (ValueError, UnicodeDecodeError) as exc:
-        problem = f"the daemon sent a line that is not JSON: {exc}"
-        raise ProtocolError(ErrorCode.BAD_JSON, problem) from None
-    if not isinstance(data, dict) or not isinstance(data.get("ok"), bool):
-        raise ProtocolError(ErrorCode.BAD_JSON, f"the daemon sent something not a reply: {data!r}")
-    if data["ok"]:
-        return Reply(data.get("id"), True, data.get("result"))
-    error = data.get("error")
-    if not isinstance(error, dict):
-        error = {}
-    details = {k: v for k, v in error.items() if k not in ("code", "message")}
-    return Reply(data.get("id"), False, None, str(error.get("code", ErrorCode.INTERNAL)),
-                 str(error.get("message", "the daemon gave no message")), details)
+def ops_table() -> str:
+    """The README's table of ops, in Markdown, made from :data:`OPS`."""
+    rows = ["| op | fields | result |", "| --- | --- | --- |"]
+    for op, spec in OPS.items():
+        fields = "; ".join(f"`{field.name}`: {field.doc}" for field in spec.fields)
+        rows.append(f"| `{op}` | {fields} | {spec.result} |")
+    return "\n".join(rows) + "\n"

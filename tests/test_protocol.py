@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from eventbus_cli.errors import ProtocolError
-from eventbus_cli.protocol import (
-    EventMessage,
+from eventbus_cli.codec import (
     LineSplitter,
-    Request,
-    decode_event,
     decode_reply,
-    decode_request,
     encode_error,
     encode_request,
     encode_result,
+)
+from eventbus_cli.errors import ProtocolError
+from eventbus_cli.protocol import (
+    OPS,
+    EventMessage,
+    Request,
+    decode_event,
+    decode_request,
+    ops_table,
 )
 
 
@@ -54,12 +59,13 @@ def test_emit_many_and_list_requests() -> None:
         (b"[" * 100_000, "bad_json", None, "nest more than 64 deep"),
         (b'{"id": 1, "op": "emit", "event": "x", "kwargs": {"v": %s}}' % (b"[" * 65 + b"]" * 65),
          "bad_request", 1, "values nest more than 64 deep"),
-        (b'{"id": 3, "op": "show"}', "bad_request", 3, '"delivery" must hold delivery ids'),
+        (b'{"id": 3, "op": "show"}', "bad_request", 3, '"delivery" must be a delivery id'),
         (b'{"id": 3, "op": "show", "delivery": true}', "bad_request", 3, '"delivery"'),
         (b'{"id": 3, "op": "retry"}', "bad_request", 3, '"deliveries" (a list of ids) or "all"'),
         (b'{"id": 3, "op": "retry", "all": true, "deliveries": [1]}', "bad_request", 3,
          "not both"),
-        (b'{"id": 3, "op": "retry", "deliveries": [0]}', "bad_request", 3, "whole numbers >= 1"),
+        (b'{"id": 3, "op": "retry", "deliveries": [0]}', "bad_request", 3,
+         "delivery ids (whole numbers >= 1)"),
         (b'{"id": 3, "op": "retry", "all": 1}', "bad_request", 3, '"all" must be true or false'),
         (b'{"id": 3, "op": "purge", "state": "running"}', "bad_request", 3,
          '"state" must be one of pending, failed'),
@@ -121,3 +127,21 @@ def test_decode_event_checks_a_file_line() -> None:
     assert decode_event('{"event": "a", "args": [1]}') == EventMessage("a", [1], {})
     with pytest.raises(ProtocolError, match="unknown field 'extra'"):
         decode_event('{"event": "a", "extra": 1}')
+
+
+def test_the_readme_protocol_table_is_the_op_table() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert ops_table() in readme
+
+
+def test_every_op_has_exactly_one_handler() -> None:
+    from eventbus_cli.daemon import handlers
+
+    assert set(handlers._HANDLERS) == set(OPS)
+
+
+@pytest.mark.parametrize("op", sorted(OPS))
+def test_every_op_refuses_a_field_it_does_not_take(op: str) -> None:
+    with pytest.raises(ProtocolError, match="takes no field 'nonsense'") as caught:
+        decode_request(json.dumps({"id": 1, "op": op, "nonsense": 1}))
+    assert caught.value.code == "bad_request"

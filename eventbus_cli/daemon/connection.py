@@ -8,8 +8,9 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
+from ..codec import LineSplitter, decode_reply, encode_error, encode_result
 from ..errors import JournalError
-from ..protocol import ErrorCode, LineSplitter, encode_error, encode_result
+from ..protocol import ErrorCode
 from .handlers import Operations
 from .monitor import Subscription
 from .socketfile import peer_of
@@ -35,8 +36,6 @@ async def serve_connection(stream: anyio.abc.SocketStream, ops: Operations) -> N
             await _serve_lines(stream, ops)
         except _GONE:
             pass  # the client went away; nothing is owed to it
-        except JournalError:
-            pass  # logged by the journal; the client sees its unanswered emits as not accepted
         except Exception:  # never let one connection take the daemon down
             logger.exception("connection failed")
 
@@ -60,7 +59,10 @@ async def _serve_lines(stream: anyio.abc.SocketStream, ops: Operations) -> None:
 
     async def flush() -> None:
         if replies:
-            await ops.settled()  # in journal mode, acknowledge only what is committed
+            try:
+                await ops.broker.settled()  # with a journal, acknowledge only what is committed
+            except JournalError as exc:
+                replies[:] = [_unacknowledged(reply, exc) for reply in replies]
             data = b"".join(replies)
             replies.clear()
             await stream.send(data)
@@ -124,3 +126,11 @@ async def _stream(stream: anyio.abc.SocketStream, subscription: Subscription) ->
         except _GONE:
             pass
         sending.cancel()
+
+
+def _unacknowledged(reply: bytes, exc: JournalError) -> bytes:
+    """The ``journal`` error that replaces a reply whose changes could not be committed."""
+    request_id = decode_reply(reply).id
+    problem = (f"{exc}; the request was not acknowledged: it may or may not take effect, so "
+               "check before you repeat it")
+    return encode_error(request_id, ErrorCode.JOURNAL, problem)

@@ -1,4 +1,8 @@
-"""What the daemon does for each request op, apart from any socket: request in, reply out."""
+"""What the daemon does for each op of :data:`~eventbus_cli.protocol.OPS`: request in, reply out.
+
+:class:`Operations` holds one handler per op, registered with :func:`_handles`; the module
+checks at import that the handlers and the op table name the same ops.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from .._version import __version__
 from ..brokers.journal import JournalBroker
 from ..bus.delivery import Delivery, DeliveryState
 from ..bus.emitter import SimpleEventEmitter
+from ..codec import encode_error, encode_result
 from ..config import Config
 from ..errors import (
     DeliveryError,
@@ -25,14 +30,7 @@ from ..errors import (
     ProtocolError,
     QueueFullError,
 )
-from ..protocol import (
-    PROTOCOL_VERSION,
-    ErrorCode,
-    Request,
-    decode_request,
-    encode_error,
-    encode_result,
-)
+from ..protocol import OPS, PROTOCOL_VERSION, ErrorCode, EventMessage, Request, decode_request
 from .health import Health
 from .loader import MODULE_PREFIX, load_listeners
 from .monitor import Monitor, Subscription
@@ -45,31 +43,39 @@ QUEUE_WAIT_SECONDS = 10.0
 """How long an emit that finds the queue full waits for room before it gets ``queue_full``."""
 
 Flush = Callable[[], Awaitable[None]]
+Handler = Callable[["Operations", Request, Flush], Awaitable[Any]]
+_HANDLERS: dict[str, Handler] = {}
+_SHUTTING_DOWN = "the daemon is shutting down and takes no more events; emit again once it is back"
+
+
+def _handles(op: str) -> Callable[[Handler], Handler]:
+    """Register the decorated method as the handler of ``op``."""
+    def register(handler: Handler) -> Handler:
+        _HANDLERS[op] = handler
+        return handler
+    return register
+
+
+class _EmitFailed(Exception):
+    def __init__(self, code: str, message: str, accepted: int) -> None:
+        self.code = code
+        self.message = message
+        self.accepted = accepted
 
 
 class Operations:
-    """Answers request lines for one daemon: its config, its emitter, and how long it has run."""
+    """Answers request lines for one daemon: its config, its emitter and broker, its live
+    views, and how long it has run."""
 
     def __init__(self, config: Config, emitter: SimpleEventEmitter, socket_path: Path) -> None:
         self.config = config
         self.emitter = emitter
-        self.socket_path = socket_path
         self.broker = emitter.broker
+        self.socket_path = socket_path
         self.monitor = Monitor(emitter)
         self.health = Health(emitter)
         self.started = time.monotonic()
         self.draining = False
-        self._readers: dict[str, Callable[[Request], Any]] = {
-            "hello": self._hello,
-            "listeners": self._listeners,
-            "queue": self._queue,
-            "list": self._list,
-            "show": self._show,
-            "retry": self._retry,
-            "purge": self._purge,
-            "reload": self._reload,
-            "status": self._status,
-        }
 
     async def answer(self, line: bytes, flush: Flush) -> bytes | Subscription:
         """The reply line to one request line, or for ``subscribe`` the new subscription
@@ -79,15 +85,10 @@ class Operations:
         try:
             request = decode_request(line)
             request_id = request.id
-            if request.wait is not None or request.require_listener:
-                return encode_result(request.id, await self._emit_one(request, flush))
-            if request.events:
-                return encode_result(request.id, await self._emit(request, flush))
-            if request.op == "emit_many":
-                return encode_result(request.id, {"accepted": 0, "deliveries": 0, "unrouted": 0})
-            if request.op == "subscribe":
-                return self.monitor.subscribe(request.patterns, request.id)
-            return encode_result(request.id, self._readers[request.op](request))
+            result = await _HANDLERS[request.op](self, request, flush)
+            if isinstance(result, Subscription):
+                return result
+            return encode_result(request.id, result)
         except ProtocolError as exc:
             return encode_error(exc.request_id, exc.code, exc.problem)
         except _EmitFailed as exc:
@@ -108,56 +109,46 @@ class Operations:
             logger.exception("request %r failed", line[:200])
             return encode_error(request_id, ErrorCode.INTERNAL, f"internal error: {exc!r}")
 
-    async def settled(self) -> None:
-        """Return once what was accepted so far is committed to the journal, if there is one:
-        replies are sent only after this."""
-        await self.broker.settled()
+    # -- emitting ----------------------------------------------------------------------------
 
-    async def _emit_one(self, request: Request, flush: Flush) -> dict[str, Any]:
-        """An emit with ``require_listener`` or ``wait``."""
+    @_handles("emit")
+    async def _emit(self, request: Request, flush: Flush) -> dict[str, Any]:
         message = request.events[0]
         if request.require_listener and not self.emitter.listeners_for(message.event):
             problem = (f"no listener matches event {message.event!r}, so it was not emitted "
                        "(`eventbus listeners list` shows what is loaded)")
             raise _EmitFailed(ErrorCode.UNROUTED, problem, 0)
-        if request.wait is None:
-            return await self._emit(request, flush)
-        queued: list[Delivery] = []
-        result = await self._emit(request, flush, queued)
-        # No await between the emit and this: none of its deliveries can have ended unseen.
-        return {**result, "results": await self.monitor.wait(queued, request.wait)}
+        made = await self._submit(message, flush, 0)
+        result: dict[str, Any] = {"event_id": message.event, "deliveries": len(made)}
+        if request.wait is not None:
+            # No await since the submit: none of its deliveries can have ended unseen.
+            result["results"] = await self.monitor.wait(made, request.wait)
+        return result
 
-    async def _emit(self, request: Request, flush: Flush,
-                    queued: list[Delivery] | None = None) -> dict[str, Any]:
-        """Emit the request's events in order; collect their deliveries into ``queued``."""
-        emitter = self.emitter
+    @_handles("emit_many")
+    async def _emit_many(self, request: Request, flush: Flush) -> dict[str, Any]:
         accepted = deliveries = unrouted = 0
         for message in request.events:
-            if self.draining:
-                raise _EmitFailed(ErrorCode.SHUTTING_DOWN, _SHUTTING_DOWN, accepted)
-            try:
-                made = emitter.submit(message.event, *message.args, **message.kwargs)
-            except QueueFullError as exc:
-                if exc.needed > exc.queue_size:
-                    raise _EmitFailed(ErrorCode.QUEUE_FULL, str(exc), accepted) from None
-                made = await self._emit_when_room(message.event, message.args, message.kwargs,
-                                                  flush, accepted)
-            except EmitterNotRunningError:
-                raise _EmitFailed(ErrorCode.SHUTTING_DOWN, _SHUTTING_DOWN, accepted) from None
-            if queued is not None:
-                queued += made
+            made = await self._submit(message, flush, accepted)
             accepted += 1
             deliveries += len(made)
             unrouted += not made
-        if request.op == "emit":
-            return {"event_id": request.events[0].event, "deliveries": deliveries}
         return {"accepted": accepted, "deliveries": deliveries, "unrouted": unrouted}
 
-    async def _emit_when_room(
-        self, event: str, args: list[Any], kwargs: dict[str, Any], flush: Flush, accepted: int
-    ) -> Sequence[Delivery]:
-        await flush()
+    async def _submit(self, message: EventMessage, flush: Flush,
+                      accepted: int) -> Sequence[Delivery]:
+        """Queue one event; when the queue is full, send the replies owed and wait for room
+        (up to :data:`QUEUE_WAIT_SECONDS`). ``accepted`` events of the request came before."""
+        if self.draining:
+            raise _EmitFailed(ErrorCode.SHUTTING_DOWN, _SHUTTING_DOWN, accepted)
+        event, args, kwargs = message
         try:
+            try:
+                return self.emitter.submit(event, *args, **kwargs)
+            except QueueFullError as exc:
+                if exc.needed > exc.queue_size:
+                    raise _EmitFailed(ErrorCode.QUEUE_FULL, str(exc), accepted) from None
+            await flush()
             with anyio.fail_after(QUEUE_WAIT_SECONDS):
                 return await self.emitter.asubmit(event, *args, **kwargs)
         except TimeoutError:
@@ -167,11 +158,19 @@ class Operations:
         except EmitterNotRunningError:
             raise _EmitFailed(ErrorCode.SHUTTING_DOWN, _SHUTTING_DOWN, accepted) from None
 
-    def _hello(self, request: Request) -> dict[str, Any]:
+    @_handles("subscribe")
+    async def _subscribe(self, request: Request, flush: Flush) -> Subscription:
+        return self.monitor.subscribe(request.patterns, request.id)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    @_handles("hello")
+    async def _hello(self, request: Request, flush: Flush) -> dict[str, Any]:
         return {"protocol": PROTOCOL_VERSION, "version": __version__, "pid": os.getpid(),
                 "max_message_bytes": self.config.daemon.max_message_bytes}
 
-    def _listeners(self, request: Request) -> list[dict[str, Any]]:
+    @_handles("listeners")
+    async def _listeners(self, request: Request, flush: Flush) -> list[dict[str, Any]]:
         return [
             {
                 "name": item.name,
@@ -186,32 +185,64 @@ class Operations:
             for item, options in self.emitter.listener_options()
         ]
 
-    def _queue(self, request: Request) -> dict[str, Any]:
-        return {**self.emitter.stats().to_dict(), "queue_size": self.broker.size}
+    @_handles("queue")
+    async def _queue(self, request: Request, flush: Flush) -> dict[str, Any]:
+        return self.queue()
 
-    def _list(self, request: Request) -> list[dict[str, Any]]:
+    def queue(self) -> dict[str, Any]:
+        """The ``queue --json`` document."""
+        return {**self.broker.stats().to_dict(), "queue_size": self.broker.size}
+
+    @_handles("list")
+    async def _list(self, request: Request, flush: Flush) -> list[dict[str, Any]]:
         state = DeliveryState(request.state) if request.state else None
         found: list[dict[str, Any]] = []
-        for delivery in self.emitter.deliveries(state):
+        for delivery in self.broker.deliveries(state):
             if request.limit is not None and len(found) >= request.limit:
                 break
             found.append(delivery.to_dict())
         return found
 
-    def _show(self, request: Request) -> dict[str, Any]:
+    @_handles("show")
+    async def _show(self, request: Request, flush: Flush) -> dict[str, Any]:
         assert request.deliveries
         delivery = self.broker.find(request.deliveries[0])
         return {**delivery.to_dict(), "traceback": delivery.traceback}
 
-    def _retry(self, request: Request) -> dict[str, Any]:
-        retried = self.emitter.retry(request.deliveries)
+    @_handles("status")
+    async def _status(self, request: Request, flush: Flush) -> dict[str, Any]:
+        daemon = self.config.daemon
+        broker = self.broker
+        return {
+            "pid": os.getpid(),
+            "version": __version__,
+            "protocol": PROTOCOL_VERSION,
+            "uptime_s": round(time.monotonic() - self.started, 3),
+            "socket": str(self.socket_path),
+            "config": str(self.config.path.absolute()) if self.config.path else None,
+            "listeners_dir": str(daemon.listeners_dir.absolute()),
+            "listeners": len(self.emitter.listeners),
+            "journal": {"path": str(broker.path.absolute()), "bytes": broker.size_on_disk()}
+            if isinstance(broker, JournalBroker) else None,
+            "draining": self.draining,
+            "health": self.health.report(draining=self.draining),
+            "queue": self.queue(),
+        }
+
+    # -- changing ----------------------------------------------------------------------------
+
+    @_handles("retry")
+    async def _retry(self, request: Request, flush: Flush) -> dict[str, Any]:
+        retried = self.broker.retry(request.deliveries)
         return {"retried": [delivery.id for delivery in retried]}
 
-    def _purge(self, request: Request) -> dict[str, Any]:
+    @_handles("purge")
+    async def _purge(self, request: Request, flush: Flush) -> dict[str, Any]:
         assert request.state is not None
-        return {"purged": self.emitter.purge(DeliveryState(request.state)), "state": request.state}
+        return {"purged": self.broker.purge(DeliveryState(request.state)), "state": request.state}
 
-    def _reload(self, request: Request) -> dict[str, Any]:
+    @_handles("reload")
+    async def _reload(self, request: Request, flush: Flush) -> dict[str, Any]:
         return self.reload()
 
     def reload(self) -> dict[str, Any]:
@@ -234,30 +265,6 @@ class Operations:
                     if changes.failed else "")
         return {"listeners": len(self.emitter.listeners), **changes._asdict()}
 
-    def _status(self, request: Request) -> dict[str, Any]:
-        daemon = self.config.daemon
-        return {
-            "pid": os.getpid(),
-            "version": __version__,
-            "protocol": PROTOCOL_VERSION,
-            "uptime_s": round(time.monotonic() - self.started, 3),
-            "socket": str(self.socket_path),
-            "config": str(self.config.path.absolute()) if self.config.path else None,
-            "listeners_dir": str(daemon.listeners_dir.absolute()),
-            "listeners": len(self.emitter.listeners),
-            "journal": {"path": str(journal.path.absolute()), "bytes": journal.size_on_disk()}
-            if isinstance(journal := self.broker, JournalBroker) else None,
-            "draining": self.draining,
-            "health": self.health.report(draining=self.draining),
-            "queue": self._queue(request),
-        }
 
-
-_SHUTTING_DOWN = "the daemon is shutting down and takes no more events; emit again once it is back"
-
-
-class _EmitFailed(Exception):
-    def __init__(self, code: str, message: str, accepted: int) -> None:
-        self.code = code
-        self.message = message
-        self.accepted = accepted
+if set(_HANDLERS) != set(OPS):  # pragma: no cover - a mistake in this module, caught by CI
+    raise RuntimeError(f"handlers {sorted(_HANDLERS)} do not match the ops {sorted(OPS)}")

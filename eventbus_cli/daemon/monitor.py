@@ -20,7 +20,7 @@ import anyio
 
 from ..bus.delivery import Delivery, DeliveryState
 from ..bus.emitter import SimpleEventEmitter
-from ..protocol import encode_line
+from ..codec import encode_line
 
 __all__ = ("BUFFER_RECORDS", "Monitor", "Subscription")
 

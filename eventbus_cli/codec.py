@@ -1,0 +1,137 @@
+"""The protocol's codec: lines in and out, JSON with the project's rules. Bytes only, no I/O.
+
+Every line is one JSON object in UTF-8 ending in a newline. A lone surrogate (valid JSON, not
+valid UTF-8) is written as its JSON escape, so any line decodes back to what was sent.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NamedTuple
+
+from .errors import ProtocolError
+
+__all__ = (
+    "MAX_DEPTH",
+    "LineSplitter",
+    "Reply",
+    "decode_reply",
+    "encode_error",
+    "encode_line",
+    "encode_request",
+    "encode_result",
+    "loads",
+)
+
+MAX_DEPTH = 64
+"""How deep the lists and objects inside an event's args and kwargs may nest."""
+TOO_DEEP = f"values nest more than {MAX_DEPTH} deep; send flatter ones"
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=repr)
+# The error codes of the codec's own failures; the rest are in protocol.ErrorCode.
+BAD_JSON, TOO_LARGE, INTERNAL = "bad_json", "too_large", "internal"
+
+
+class Reply(NamedTuple):
+    """A decoded reply: ``result`` when ``ok``, else ``code`` and ``message`` (and ``details``)."""
+
+    id: int | str | None
+    ok: bool
+    result: Any = None
+    code: str = ""
+    message: str = ""
+    details: dict[str, Any] | None = None
+
+
+class LineSplitter:
+    """Cuts a byte stream into lines, refusing any line longer than ``max_bytes``."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.too_large = False
+        """Set once a line passes ``max_bytes``: answer the lines returned, then close."""
+        self._buffer = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """The complete lines (without their newline) that ``data`` finishes.
+
+        Once a line passes ``max_bytes`` it returns only the lines before it and sets
+        :attr:`too_large`; the stream cannot be trusted after that, so it should be closed.
+        """
+        buffer = self._buffer + data if self._buffer else data
+        lines = buffer.split(b"\n")
+        self._buffer = lines.pop()
+        limit = self.max_bytes
+        for index, line in enumerate(lines):
+            if len(line) > limit:
+                self.too_large = True
+                return lines[:index]
+        if len(self._buffer) > limit:
+            self.too_large = True
+        return lines
+
+    @property
+    def pending(self) -> bytes:
+        """Bytes received after the last complete line."""
+        return self._buffer
+
+    def too_large_error(self) -> ProtocolError:
+        return ProtocolError(
+            TOO_LARGE,
+            f"a message is over max_message_bytes ({self.max_bytes} bytes), so the connection "
+            "is closed; send smaller messages (emit_many in smaller batches) or raise the limit",
+        )
+
+
+def loads(line: bytes | str) -> Any:
+    try:
+        return json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(BAD_JSON, f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ProtocolError(BAD_JSON, TOO_DEEP) from None
+
+
+def encode_result(request_id: object, result: Any) -> bytes:
+    """The reply line for a request that succeeded."""
+    return _utf8(_ENCODER.encode({"id": request_id, "ok": True, "result": result}))
+
+
+def encode_error(request_id: object, code: str, message: str, **details: Any) -> bytes:
+    """The reply line for a request that failed; ``details`` go into the error object."""
+    error = {"code": code, "message": message, **details}
+    return _utf8(_ENCODER.encode({"id": request_id, "ok": False, "error": error}))
+
+
+def encode_request(request_id: int | str, op: str, **fields: Any) -> bytes:
+    """A request line, as a client sends it."""
+    return _utf8(_ENCODER.encode({"id": request_id, "op": op, **fields}))
+
+
+def encode_line(document: Any) -> bytes:
+    """``document`` as one JSON line (a stream record, say)."""
+    return _utf8(_ENCODER.encode(document))
+
+
+def _utf8(text: str) -> bytes:
+    # JSON may carry lone surrogates ("\ud800"), which UTF-8 cannot: write them as the
+    # same JSON escape, so the line stays valid and decodes back to what was sent.
+    return (text + "\n").encode("utf-8", "backslashreplace")
+
+
+def decode_reply(line: bytes) -> Reply:
+    """Parse a reply line; raise :class:`ProtocolError` if it is not one."""
+    try:
+        data = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        problem = f"the daemon sent a line that is not JSON: {exc}"
+        raise ProtocolError(BAD_JSON, problem) from None
+    if not isinstance(data, dict) or not isinstance(data.get("ok"), bool):
+        raise ProtocolError(BAD_JSON, f"the daemon sent something not a reply: {data!r}")
+    if data["ok"]:
+        return Reply(data.get("id"), True, data.get("result"))
+    error = data.get("error")
+    if not isinstance(error, dict):
+        error = {}
+    details = {k: v for k, v in error.items() if k not in ("code", "message")}
+    return Reply(data.get("id"), False, None, str(error.get("code", INTERNAL)),
+                 str(error.get("message", "the daemon gave no message")), details)

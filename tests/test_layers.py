@@ -1,0 +1,139 @@
+"""The package's layers, read from its imports (ast): each module imports only from below."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import eventbus_cli
+
+PACKAGE = Path(eventbus_cli.__file__).parent
+
+# Lowest first. A module may import from a lower floor, or from its own folder.
+FLOORS: dict[str, int] = {
+    "_version": 0, "errors": 0,
+    "checks": 1, "names": 1,
+    "codec": 2, "config": 2,
+    "protocol": 3,
+    "bus": 4,
+    "brokers": 5,
+    "daemon": 6, "client": 6,
+    "litestar": 7, "testing": 7,
+    "cli": 8,
+    "__init__": 9, "__main__": 9,
+}
+LIGHT = ("client", "protocol", "codec", "names", "checks", "errors", "config")
+"""Modules on the `eventbus emit` path: no anyio, nothing of bus/, brokers/ or daemon/."""
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        if parts[-1] == "__init__" and len(parts) > 1:
+            parts = parts[:-1]
+        found[".".join(parts)] = path
+    return found
+
+
+def _imports(name: str, path: Path) -> list[tuple[str, bool]]:
+    """``(absolute module, at module level outside TYPE_CHECKING)`` for each import."""
+    tree = ast.parse(path.read_text(), str(path))
+    package = name.rpartition(".")[0] if path.name != "__init__.py" else name
+    if name == "__init__":
+        package = ""
+    lazy: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) or (
+            isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        ):
+            lazy.update(id(child) for child in ast.walk(node) if child is not node)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, id(node) not in lazy) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".") if package else []
+                base = base[: len(base) - (node.level - 1)]
+                module = ".".join(["eventbus_cli", *base, *([node.module] if node.module else [])])
+                targets = [module] if node.module else [f"{module}.{a.name}" for a in node.names]
+            else:
+                targets = [node.module or ""]
+            found += [(target, id(node) not in lazy) for target in targets]
+    return found
+
+
+def _floor(module: str) -> int:
+    return FLOORS[module.split(".")[0]]
+
+
+MODULES = _modules()
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_each_module_imports_only_from_below_or_its_own_folder(name: str) -> None:
+    for target, _ in _imports(name, MODULES[name]):
+        if not target.startswith("eventbus_cli"):
+            continue
+        inner = target.removeprefix("eventbus_cli").lstrip(".") or "__init__"
+        same_folder = "." in name and inner.split(".")[0] == name.split(".")[0]
+        assert same_folder or _floor(inner) < _floor(name), f"{name} imports {inner}"
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_only_cli_imports_typer_or_rich(name: str) -> None:
+    if name.startswith("cli"):
+        return
+    for target, _ in _imports(name, MODULES[name]):
+        assert target.split(".")[0] not in ("typer", "rich"), f"{name} imports {target}"
+
+
+@pytest.mark.parametrize("name", LIGHT)
+def test_the_emit_path_imports_no_anyio_and_nothing_of_the_daemon(name: str) -> None:
+    for target, eager in _imports(name, MODULES[name]):
+        if eager:
+            assert target.split(".")[0] != "anyio", f"{name} imports anyio at module level"
+        assert not target.startswith(("eventbus_cli.bus", "eventbus_cli.brokers",
+                                      "eventbus_cli.daemon")), f"{name} imports {target}"
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_library_code_never_prints_or_exits(name: str) -> None:
+    if name.startswith("cli") or name == "__main__":
+        return
+    tree = ast.parse(MODULES[name].read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            called = ast.unparse(node.func)
+            assert called not in ("print", "sys.exit", "exit", "quit"), f"{name} calls {called}"
+
+
+def test_all_and_the_lazy_loader_agree() -> None:
+    names = set(eventbus_cli.__all__)
+    eager = {name for name in names if name in vars(eventbus_cli)}
+    lazy = set(eventbus_cli._LAZY)
+    assert eager | lazy == names, sorted(names - eager - lazy)
+    assert not eager & lazy
+    for name in sorted(names):
+        assert getattr(eventbus_cli, name) is not None, name
+
+
+def test_emit_loads_only_what_sending_needs() -> None:
+    """What `eventbus emit` imports: no anyio, no rich, no bus/ or daemon/ module."""
+    code = (
+        "import sys\n"
+        "sys.argv = ['eventbus', '--socket', '/nonexistent/eb.sock', 'emit', 'a', '--kw', 'k=v']\n"
+        "from eventbus_cli.cli.app import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "loaded = [m for m in sys.modules if m.split('.')[0] in ('anyio', 'rich') or "
+        "m.startswith(('eventbus_cli.daemon', 'eventbus_cli.brokers'))]\n"
+        "print(','.join(loaded))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=30, check=True)
+    assert result.stdout.strip().splitlines()[-1:] in ([], [""]), result.stdout
