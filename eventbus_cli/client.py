@@ -7,12 +7,13 @@ from __future__ import annotations
 import itertools
 import json
 import socket
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, Self
 
-from .codec import Reply, decode_reply, encode_request
+from .codec import LineSplitter, Reply, decode_reply, encode_request
 from .errors import EventbusError, EventFileError, NoDaemonError, ProtocolError, RemoteError
 from .protocol import decode_event
 
@@ -82,7 +83,7 @@ class Client:
             self._sock.close()
             raise EventbusError(f"cannot connect to {socket_path}: {exc}") from exc
         self._ids = itertools.count(1)
-        self._buffer = b""
+        self._lines = _Lines()
 
     def __enter__(self) -> Self:
         return self
@@ -94,14 +95,75 @@ class Client:
         self._sock.close()
 
     def call(self, op: str, /, **fields: Any) -> Any:
-        """Send one request and return its result."""
+        """Send one request of ``op`` (see ``protocol.OPS``) and return its result."""
         self._send(encode_request(next(self._ids), op, **fields))
         return _result(self._receive())
 
     def emit(self, event_id: str, /, *args: Any, **kwargs: Any) -> int:
         """Emit one event; return how many deliveries the daemon queued (0: unrouted)."""
-        result = self.call("emit", event=event_id, args=list(args), kwargs=kwargs)
-        return int(result["deliveries"])
+        return int(self.submit(event_id, args, kwargs)["deliveries"])
+
+    def submit(self, event_id: str, args: Sequence[Any] = (),
+               kwargs: Mapping[str, Any] | None = None, *, wait: float | None = None,
+               require_listener: bool = False) -> dict[str, Any]:
+        """Emit one event and return the daemon's whole answer: ``{"event_id",
+        "deliveries"}``, and with ``wait`` (seconds) the ``results`` of its deliveries."""
+        fields: dict[str, Any] = {"event": event_id, "args": list(args),
+                                  "kwargs": dict(kwargs or {})}
+        if wait is not None:
+            fields.update(wait=True, timeout=wait)
+        if require_listener:
+            fields["require_listener"] = True
+        result: dict[str, Any] = self.call("emit", **fields)
+        return result
+
+    def hello(self) -> dict[str, Any]:
+        """The daemon's protocol version, version, pid and ``max_message_bytes``."""
+        result: dict[str, Any] = self.call("hello")
+        return result
+
+    def listeners(self) -> list[dict[str, Any]]:
+        """The listeners the daemon runs, as ``listeners list --json`` shows them."""
+        result: list[dict[str, Any]] = self.call("listeners")
+        return result
+
+    def queue(self) -> dict[str, Any]:
+        """The counters, as ``queue --json`` shows them."""
+        result: dict[str, Any] = self.call("queue")
+        return result
+
+    def deliveries(self, state: str | None = None,
+                   limit: int | None = None) -> list[dict[str, Any]]:
+        """The deliveries held (of one state), as ``queue list --json`` shows them."""
+        fields = {key: value for key, value in (("state", state), ("limit", limit))
+                  if value is not None}
+        result: list[dict[str, Any]] = self.call("list", **fields)
+        return result
+
+    def delivery(self, delivery_id: int) -> dict[str, Any]:
+        """One delivery with its traceback, as ``queue show --json`` shows it."""
+        result: dict[str, Any] = self.call("show", delivery=delivery_id)
+        return result
+
+    def retry(self, delivery_ids: Sequence[int] | None = None) -> list[int]:
+        """Queue failed deliveries again (every one for None); return their ids."""
+        if delivery_ids is None:
+            return list(self.call("retry", all=True)["retried"])
+        return list(self.call("retry", deliveries=list(delivery_ids))["retried"])
+
+    def purge(self, state: str) -> int:
+        """Drop the ``failed`` or the ``pending`` deliveries; return how many."""
+        return int(self.call("purge", state=state)["purged"])
+
+    def reload(self) -> dict[str, Any]:
+        """Import the listeners afresh; what changed, as ``listeners reload --json``."""
+        result: dict[str, Any] = self.call("reload")
+        return result
+
+    def status(self) -> dict[str, Any]:
+        """The daemon's status, as ``status --json`` shows it."""
+        result: dict[str, Any] = self.call("status")
+        return result
 
     def emit_many(self, events: Iterable[Mapping[str, Any]]) -> BulkResult:
         """Emit events given as ``{"event", "args", "kwargs"}`` mappings, in batches."""
@@ -116,7 +178,7 @@ class Client:
         ``progress`` is called with the number of events each accepted batch held. After an
         error, the batches already sent are answered and the rest are not sent.
         """
-        limit = int(self.call("hello")["max_message_bytes"]) - 64
+        limit = int(self.hello()["max_message_bytes"]) - 64
         pending = _batches(lines, limit)
         sent: list[int] = []  # the first line index of each batch awaiting its reply
         accepted = deliveries = unrouted = 0
@@ -167,7 +229,7 @@ class Client:
         return decode_reply(line)
 
     def _line(self, *, eof_ok: bool) -> bytes | None:
-        while b"\n" not in self._buffer:
+        while (line := self._lines.next()) is None:
             try:
                 chunk = self._sock.recv(1 << 20)
             except TimeoutError:
@@ -179,9 +241,22 @@ class Client:
                 if eof_ok:
                     return None
                 raise EventbusError(f"the daemon on {self.socket_path} closed the connection")
-            self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
+            self._lines.feed(chunk)
         return line
+
+
+class _Lines:
+    """The reply lines a client has received and not yet read, on the codec's splitter."""
+
+    def __init__(self) -> None:
+        self._splitter = LineSplitter(1 << 62)  # the daemon bounds what it sends
+        self._ready: deque[bytes] = deque()
+
+    def feed(self, data: bytes) -> None:
+        self._ready.extend(self._splitter.feed(data))
+
+    def next(self) -> bytes | None:
+        return self._ready.popleft() if self._ready else None
 
 
 def _batches(lines: Sequence[bytes], max_bytes: int) -> Iterator[tuple[int, list[bytes]]]:
@@ -208,7 +283,7 @@ class AsyncClient:
         self.timeout = timeout
         self._stream: anyio.abc.SocketStream | None = None
         self._ids = itertools.count(1)
-        self._buffer = b""
+        self._lines = _Lines()
 
     async def __aenter__(self) -> Self:
         import anyio
@@ -235,13 +310,12 @@ class AsyncClient:
             raise EventbusError("use the client inside `async with AsyncClient(...)`")
         with anyio.fail_after(self.timeout):
             await self._stream.send(encode_request(next(self._ids), op, **fields))
-            while b"\n" not in self._buffer:
+            while (line := self._lines.next()) is None:
                 try:
-                    self._buffer += await self._stream.receive(1 << 20)
+                    self._lines.feed(await self._stream.receive(1 << 20))
                 except anyio.EndOfStream:
                     problem = f"the daemon on {self.socket_path} closed the connection"
                     raise EventbusError(problem) from None
-        line, _, self._buffer = self._buffer.partition(b"\n")
         return _result(decode_reply(line))
 
     async def emit(self, event_id: str, /, *args: Any, **kwargs: Any) -> int:

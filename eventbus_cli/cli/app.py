@@ -113,16 +113,15 @@ def _complete_events(ctx: typer.Context, incomplete: str) -> list[str]:
     """Shell completion: the event ids (and patterns) of the running daemon's listeners."""
     try:
         with Client(_socket(ctx), timeout=2) as client:
-            listeners = client.call("listeners")
+            listeners = client.listeners()
     except (EventbusError, OSError):
         return []
     ids = {event for item in listeners for event in item["events"]}
     return sorted(event for event in ids if event.startswith(incomplete))
 
 
-def _call(ctx: typer.Context, op: str, **fields: Any) -> Any:
-    with Client(_socket(ctx)) as client:
-        return client.call(op, **fields)
+def _client(ctx: typer.Context) -> Client:
+    return Client(_socket(ctx))
 
 
 @app.command()
@@ -204,17 +203,12 @@ def emit(
             validate_event_id(event)
         except InvalidEventIdError as exc:
             raise typer.BadParameter(str(exc), param_hint="EVENT") from None
-        fields: dict[str, Any] = {
-            "event": event, "args": [parse_arg(value) for value in arg or ()],
-            "kwargs": dict(parse_kw(value) for value in kw or ()),
-        }
-        if require_listener:
-            fields["require_listener"] = True
+        args = [parse_arg(value) for value in arg or ()]
+        kwargs = dict(parse_kw(value) for value in kw or ())
         seconds = timeout or DEFAULT_WAIT
-        if wait:
-            fields.update(wait=True, timeout=seconds)
         with Client(_socket(ctx), timeout=seconds + 30 if wait else DEFAULT_TIMEOUT) as client:
-            result = client.call("emit", **fields)
+            result = client.submit(event, args, kwargs, wait=seconds if wait else None,
+                                   require_listener=require_listener)
     deliveries, results = result["deliveries"], result.get("results")
     if as_json:
         typer.echo(json.dumps(result))
@@ -271,8 +265,8 @@ def listeners_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
     Example: eventbus listeners list --json
     """
-    with _reported():
-        listeners = _call(ctx, "listeners")
+    with _reported(), _client(ctx) as client:
+        listeners = client.listeners()
     _show(listeners, as_json, "print_listeners")
 
 
@@ -284,8 +278,8 @@ def listeners_reload(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
     Example: eventbus listeners reload
     """
-    with _reported():
-        changes = _call(ctx, "reload")
+    with _reported(), _client(ctx) as client:
+        changes = client.reload()
     if as_json:
         typer.echo(json.dumps(changes))
         return
@@ -316,10 +310,10 @@ def queue(
         from .render import watch_queue
 
         with _reported(), Client(_socket(ctx)) as client:
-            watch_queue(lambda: client.call("queue"), interval)
+            watch_queue(client.queue, interval)
         return
-    with _reported():
-        counters = _call(ctx, "queue")
+    with _reported(), _client(ctx) as client:
+        counters = client.queue()
     _show(counters, as_json, "print_queue")
 
 
@@ -335,10 +329,8 @@ def queue_list(
 
     Example: eventbus queue list --state failed --limit 20
     """
-    fields: dict[str, Any] = {"state": state.value if state else None, "limit": limit}
-    with _reported():
-        deliveries = _call(ctx, "list",
-                           **{key: value for key, value in fields.items() if value is not None})
+    with _reported(), _client(ctx) as client:
+        deliveries = client.deliveries(state.value if state else None, limit)
     _show(deliveries, as_json, "print_deliveries")
 
 
@@ -352,8 +344,8 @@ def queue_show(
 
     Example: eventbus queue show 42
     """
-    with _reported():
-        found = _call(ctx, "show", delivery=delivery)
+    with _reported(), _client(ctx) as client:
+        found = client.delivery(delivery)
     _show(found, as_json, "print_delivery")
 
 
@@ -370,11 +362,8 @@ def queue_retry(
     """
     if every == bool(deliveries):
         raise typer.BadParameter("give delivery ids, or --all", param_hint="DELIVERIES")
-    with _reported():
-        if every:
-            retried = _call(ctx, "retry", all=True)["retried"]
-        else:
-            retried = _call(ctx, "retry", deliveries=deliveries)["retried"]
+    with _reported(), _client(ctx) as client:
+        retried = client.retry(None if every else deliveries)
     typer.echo(f"{len(retried)} deliveries queued again")
 
 
@@ -398,8 +387,8 @@ def queue_purge(
             raise typer.BadParameter("not on a terminal, so nothing can ask first; pass --yes",
                                      param_hint="--yes")
         typer.confirm(f"Drop every {state} delivery? They cannot be brought back", abort=True)
-    with _reported():
-        purged = _call(ctx, "purge", state=state)["purged"]
+    with _reported(), _client(ctx) as client:
+        purged = client.purge(state)
     typer.echo(f"{purged} {state} deliveries purged")
 
 
@@ -415,8 +404,8 @@ def status(
 
     Example: eventbus status --check   (a health probe)
     """
-    with _reported():
-        document = _call(ctx, "status")
+    with _reported(), _client(ctx) as client:
+        document = client.status()
     if not check:
         _show(document, as_json, "print_status")
         return
