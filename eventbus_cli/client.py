@@ -96,7 +96,15 @@ class Client:
 
     def call(self, op: str, /, **fields: Any) -> Any:
         """Send one request of ``op`` (see ``protocol.OPS``) and return its result."""
-        self._send(encode_request(next(self._ids), op, **fields))
+        try:
+            self._send(encode_request(next(self._ids), op, **fields))
+        except EventbusError as lost:
+            # A daemon that refuses us writes why, then closes: read that if it is there.
+            try:
+                reply = self._receive()
+            except EventbusError:
+                raise lost from None
+            return _result(reply)
         return _result(self._receive())
 
     def emit(self, event_id: str, /, *args: Any, **kwargs: Any) -> int:

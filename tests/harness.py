@@ -37,6 +37,18 @@ async def slow(seconds=0.3, **kwargs):
     await anyio.sleep(seconds)
     with open(os.environ["EVENTBUS_TEST_OUT"], "a") as out:
         out.write(json.dumps({"slow": seconds}) + "\\n")
+
+@listener("gate")
+async def gate(name, **kwargs):
+    """Runs until the test opens the gate of this name (see Daemon.open_gate)."""
+    import anyio, pathlib
+    gates = pathlib.Path(os.environ["EVENTBUS_TEST_OUT"]).with_name("gates")
+    gates.mkdir(exist_ok=True)
+    (gates / (name + ".started")).touch()
+    while not (gates / (name + ".open")).exists():
+        await anyio.sleep(0.005)
+    with open(os.environ["EVENTBUS_TEST_OUT"], "a") as out:
+        out.write(json.dumps({"gate": name}) + "\\n")
 '''
 
 
@@ -143,6 +155,21 @@ class Daemon:
 
     def wait_for_log(self, text: str, seconds: float = 15.0) -> None:
         wait_for(lambda: text in self.logs(), seconds, lambda: f"no {text!r} in:\n{self.logs()}")
+
+    def emit_gates(self, *names: str) -> None:
+        """Emit ``gate`` events and wait until each has started: from then on each call
+        runs until :meth:`open_gate` lets it finish."""
+        for name in names:
+            assert self.cli("emit", "gate", "--kw", f"name={name}").returncode == 0
+        gates = self.out.with_name("gates")
+        wait_for(lambda: all((gates / f"{name}.started").exists() for name in names),
+                 explain=self.logs)
+
+    def open_gate(self, *names: str) -> None:
+        gates = self.out.with_name("gates")
+        gates.mkdir(exist_ok=True)
+        for name in names:
+            (gates / f"{name}.open").touch()
 
     def stop(self, signum: int = signal.SIGTERM, seconds: float = 30.0) -> int:
         assert self.process is not None

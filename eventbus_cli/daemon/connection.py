@@ -20,6 +20,8 @@ __all__ = ("serve_connection",)
 logger = logging.getLogger("eventbus.daemon")
 
 _READ_SIZE = 256 * 1024
+_REFUSED_LINGER = 5.0  # seconds a refused peer has to read its refusal and close
+_REFUSED_READS = 16  # reads of a refused peer's input, at most, before it is cut off
 _GONE = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError)
 
 
@@ -50,6 +52,12 @@ async def _peer_allowed(stream: anyio.abc.SocketStream, ops: Operations) -> bool
     message = (f"uid {peer.uid} (gid {peer.gid}) may not use this daemon; the daemon's owner "
                "can add it to [daemon] allow_uids or allow_gids in eventbus.toml")
     await stream.send(encode_error(None, ErrorCode.NOT_ALLOWED, message))
+    # Read what the peer sends until it closes (bounded), rather than closing on it: a
+    # client whose request is still on its way would otherwise get EPIPE and never read why.
+    await stream.send_eof()
+    with anyio.move_on_after(_REFUSED_LINGER):
+        for _ in range(_REFUSED_READS):
+            await stream.receive(_READ_SIZE)
     return False
 
 

@@ -517,8 +517,8 @@ async def test_aemit_waits_for_room_instead_of_raising() -> None:
 
         async with anyio.create_task_group() as group:
             group.start_soon(producer)
-            await anyio.sleep(0.05)
-            assert not accepted.is_set()  # still waiting for room
+            await anyio.wait_all_tasks_blocked()
+            assert not accepted.is_set()  # every task is blocked: the producer waits for room
             release.set()
             with anyio.fail_after(5):
                 await accepted.wait()

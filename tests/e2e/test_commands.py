@@ -72,7 +72,7 @@ def test_bad_event_id_and_missing_event_are_usage_errors(daemon: Daemon) -> None
 
 def test_listeners_list_json_document(daemon: Daemon) -> None:
     listeners = {item["name"]: item for item in daemon.json("listeners", "list")}
-    assert set(listeners) == {"record", "explode", "slow"}
+    assert set(listeners) == {"record", "explode", "slow", "gate"}
     record = listeners["record"]
     assert record["module"] == "recorder"
     assert record["events"] == ["bulk.*", "user_created"]
@@ -113,9 +113,10 @@ def test_queue_and_queue_list_documents_show_a_failure(daemon: Daemon) -> None:
 
 
 def test_queue_list_limit(daemon: Daemon) -> None:
-    for _ in range(3):
-        assert daemon.cli("emit", "slow", "--kw", "seconds:=2").returncode == 0
+    daemon.emit_gates("a", "b", "c")
+    assert len(daemon.json("queue", "list")) == 3
     assert len(daemon.json("queue", "list", "--limit", "2")) == 2
+    daemon.open_gate("a", "b", "c")
     assert daemon.cli("queue", "list", "--limit", "0").returncode == 2
     assert daemon.cli("queue", "list", "--state", "lost").returncode == 2
 
@@ -125,7 +126,7 @@ def test_status_json_document(daemon: Daemon) -> None:
     assert status["pid"] == daemon.process.pid  # type: ignore[union-attr]
     assert status["socket"] == str(daemon.socket)
     assert status["config"] is None
-    assert status["listeners"] == 3
+    assert status["listeners"] == 4
     assert status["uptime_s"] >= 0
     assert status["version"]
     assert set(status["queue"]) >= {"pending", "running", "failed", "listeners"}

@@ -22,14 +22,17 @@ def test_socket_is_0600_in_a_directory_of_0700(daemon: Daemon) -> None:
 def test_sigterm_drains_accepted_deliveries_removes_the_socket_and_exits_0(
     daemon: Daemon,
 ) -> None:
-    for _ in range(5):
-        assert daemon.cli("emit", "slow", "--kw", "seconds:=2").returncode == 0
+    names = [f"g{n}" for n in range(5)]
+    daemon.emit_gates(*names)
+    daemon.signal_and_wait_for_log(signal.SIGTERM, "draining 5 deliveries")
+    assert daemon.process is not None
+    assert daemon.process.poll() is None  # it waits for them
+    daemon.open_gate(*names)
     assert daemon.stop(signal.SIGTERM) == 0
-    assert len(daemon.records()) == 5
+    assert sorted(item["gate"] for item in daemon.records()) == names
     assert not daemon.socket.exists()
     log = daemon.logs()
     assert "SIGTERM received" in log
-    assert "draining 5 deliveries" in log
     assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} INFO", log, re.MULTILINE)
 
 
@@ -40,7 +43,7 @@ def test_sigint_drains_too(daemon: Daemon) -> None:
 
 
 def test_second_sigint_stops_without_draining(daemon: Daemon) -> None:
-    assert daemon.cli("emit", "slow", "--kw", "seconds:=30").returncode == 0
+    daemon.emit_gates("never")
     daemon.signal_and_wait_for_log(signal.SIGINT, "draining")
     assert daemon.stop(signal.SIGINT, seconds=10) == 130
     assert "1 deliveries unfinished at shutdown" in daemon.logs()
@@ -48,14 +51,15 @@ def test_second_sigint_stops_without_draining(daemon: Daemon) -> None:
 
 
 def test_emit_during_drain_is_refused_as_shutting_down(daemon: Daemon) -> None:
-    assert daemon.cli("emit", "slow", "--kw", "seconds:=1.5").returncode == 0
+    daemon.emit_gates("drain")
     daemon.signal_and_wait_for_log(signal.SIGTERM, "draining")
     refused = daemon.cli("emit", "user_created")
     assert refused.returncode == 1
     assert "shutting down" in refused.stderr
     assert daemon.json("status")["draining"] is True
+    daemon.open_gate("drain")
     assert daemon.stop() == 0
-    assert daemon.records() == [{"slow": 1.5}]
+    assert daemon.records() == [{"gate": "drain"}]
 
 
 def test_a_second_daemon_on_the_same_socket_is_refused(daemon: Daemon) -> None:
@@ -163,7 +167,7 @@ def test_serve_with_a_bad_log_level_is_a_usage_error(short_dir: Path) -> None:
 
 
 def test_bulk_emit_refused_while_draining_says_where_to_resume(daemon: Daemon) -> None:
-    assert daemon.cli("emit", "slow", "--kw", "seconds:=2").returncode == 0
+    daemon.emit_gates("drain")
     lines = "".join(f'{{"event": "bulk.x", "args": [{n}]}}\n' for n in range(3000))
     (daemon.root / "events.jsonl").write_text("\n" + lines)
     daemon.signal_and_wait_for_log(signal.SIGTERM, "draining")
@@ -172,6 +176,7 @@ def test_bulk_emit_refused_while_draining_says_where_to_resume(daemon: Daemon) -
     assert result.stdout == "0 of 3000 events accepted: 0 deliveries queued, 0 unrouted\n"
     assert "shutting down" in result.stderr
     assert "line 2 and the lines after it were not accepted" in result.stderr
+    daemon.open_gate("drain")
     assert daemon.stop() == 0
 
 

@@ -110,7 +110,7 @@ def test_a_stalled_tail_loses_records_not_speed_and_is_told_how_many(daemon: Dae
     lines = "".join(f'{{"event": "bulk.x", "args": [{n}]}}\n' for n in range(events))
     assert daemon.cli("emit", "--file", "-", input=lines).returncode == 0
     wait_for(lambda: daemon.json("queue")["succeeded"] == events, 60)
-    assert daemon.json("status")["listeners"] == 3  # still answering while the reader stalls
+    assert daemon.json("status")["listeners"] == 4  # still answering while the reader stalls
 
     reader.settimeout(2)
     received = b""
@@ -163,7 +163,7 @@ def test_status_check_exit_codes(short_dir: Path) -> None:
     with running(short_dir, config=config) as daemon:
         healthy = daemon.cli("status", "--check")
         assert healthy.returncode == 0
-        assert healthy.stdout.startswith("healthy: 3 listeners")
+        assert healthy.stdout.startswith("healthy: 4 listeners")
         assert len(healthy.stdout.splitlines()) == 1
         daemon.cli("emit", "boom")
         wait_for(lambda: daemon.json("queue")["failed"] == 1)
@@ -191,7 +191,7 @@ def test_systemd_hears_ready_reloading_and_stopping(short_dir: Path) -> None:
         daemon.start()
         try:
             assert systemd.recv(4096) == b"READY=1"
-            assert systemd.recv(4096).decode().startswith("STATUS=serving 3 listeners")
+            assert systemd.recv(4096).decode().startswith("STATUS=serving 4 listeners")
             assert daemon.process is not None
             daemon.process.send_signal(signal.SIGHUP)
             reloading = systemd.recv(4096).decode().split("\n")

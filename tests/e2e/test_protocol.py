@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from eventbus_cli.client import Client
 from tests.harness import Daemon
 
 
@@ -233,6 +234,59 @@ def test_another_uid_is_refused_even_when_the_socket_is_opened_up(
     assert "allow_uids" in reply["error"]["message"]
     assert daemon.json("queue")["succeeded"] == 0
     assert "refused a connection" in daemon.logs()
+
+
+def _as_another_user(uid: int, work: Callable[[], str]) -> str:
+    """Fork a child that drops to ``uid`` and runs ``work``; what it returned, or raised."""
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, on 3.12+
+        pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        try:
+            os.setgid(uid)
+            os.setuid(uid)
+            os.write(write_end, work().encode())
+        except BaseException as exc:
+            os.write(write_end, f"{type(exc).__name__}: {exc}".encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as child:
+        said = child.read().decode()
+    os.waitpid(pid, 0)
+    return said
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a client under another uid")
+def test_a_refused_client_always_reads_why(daemon: Daemon) -> None:
+    os.chmod(daemon.socket.parent, 0o755)
+    os.chmod(daemon.socket, 0o666)
+    os.chmod(daemon.root, 0o755)
+
+    def send_after_the_refusal() -> str:
+        # The worst case for a client: its request leaves only after the daemon has
+        # written the refusal and ended its side. The daemon must still take the bytes.
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(10)
+            sock.connect(str(daemon.socket))
+            refusal = b""
+            while chunk := sock.recv(65536):
+                refusal += chunk
+            sock.sendall(b'{"id": 1, "op": "emit", "event": "user_created"}\n')
+            return refusal.decode()
+
+    def emit() -> str:
+        with Client(daemon.socket, timeout=10) as client:
+            client.emit("user_created")
+        return "accepted"
+
+    assert error_code(json.loads(_as_another_user(65534, send_after_the_refusal))) == "not_allowed"
+    for _ in range(5):
+        said = _as_another_user(65534, emit)
+        assert said.startswith("RemoteError: uid 65534"), said
+        assert "[not_allowed]" in said
+    assert daemon.json("queue")["succeeded"] == 0
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a client under another uid")
