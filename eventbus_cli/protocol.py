@@ -223,6 +223,8 @@ OPS: dict[str, Op] = {
 _NAMES = {op: frozenset(field.name for field in spec.fields) | {"id", "op"}
           for op, spec in OPS.items()}
 _EVENT_FIELDS = frozenset({"event", "args", "kwargs"})
+_VALID_IDS: set[str] = set()  # event ids seen valid lately: most emits repeat a few ids
+_VALID_IDS_KEPT = 4096
 
 
 def decode_request(line: bytes | str) -> Request:
@@ -271,10 +273,14 @@ def _event(data: object, index: int | None) -> EventMessage:
             and type(args := data.get("args", [])) is list
             and type(kwargs := data.get("kwargs", {})) is dict
             and (index is None or _EVENT_FIELDS.issuperset(data))):
-        try:
-            validate_event_id(event)
-        except InvalidEventIdError as exc:
-            raise ProtocolError(ErrorCode.INVALID_EVENT, f"{_where(index)}{exc}") from None
+        if event not in _VALID_IDS:
+            try:
+                validate_event_id(event)
+            except InvalidEventIdError as exc:
+                raise ProtocolError(ErrorCode.INVALID_EVENT, f"{_where(index)}{exc}") from None
+            if len(_VALID_IDS) >= _VALID_IDS_KEPT:
+                _VALID_IDS.clear()
+            _VALID_IDS.add(event)
         # Bounded, so that whatever is accepted can be written out again (a reply, the
         # journal, a tail record) without running out of recursion.
         if not (_shallow(args, MAX_DEPTH) and _shallow(kwargs.values(), MAX_DEPTH)):

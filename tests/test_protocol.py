@@ -145,3 +145,16 @@ def test_every_op_refuses_a_field_it_does_not_take(op: str) -> None:
     with pytest.raises(ProtocolError, match="takes no field 'nonsense'") as caught:
         decode_request(json.dumps({"id": 1, "op": op, "nonsense": 1}))
     assert caught.value.code == "bad_request"
+
+
+@pytest.mark.parametrize("value", [b"NaN", b"Infinity", b"-Infinity", b"1e400"])
+def test_nan_and_infinities_are_refused(value: bytes) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        decode_request(b'{"id": 1, "op": "emit", "event": "x", "args": [%s]}' % value)
+    assert caught.value.code == "bad_json"
+
+
+def test_big_integers_and_lone_surrogates_arrive_exactly() -> None:
+    request = decode_request(b'{"id": 1, "op": "emit", "event": "x", '
+                             b'"args": [123456789012345678901234567890, "a\\ud800b", 1.5]}')
+    assert request.events[0].args == [123456789012345678901234567890, "a\ud800b", 1.5]

@@ -66,6 +66,7 @@ class JournalBroker(MemoryBroker):
     """
 
     durable = True
+    _writes_through = True
 
     def __init__(self, path: Path, *, queue_size: int = DaemonConfig.queue_size,
                  keep_failed: int = DeliveryConfig.keep_failed) -> None:

@@ -74,6 +74,10 @@ class Broker(ABC):
         from now on, as its ``attempts``-th attempt, on the returned slot."""
 
     @abstractmethod
+    def take_nowait(self) -> tuple[Delivery, Slot] | None:
+        """As :meth:`take`, but None at once where no delivery is due."""
+
+    @abstractmethod
     def succeeded(self, delivery: Delivery) -> None:
         """The attempt succeeded: the delivery is done."""
 

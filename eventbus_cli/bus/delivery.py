@@ -25,6 +25,9 @@ class DeliveryState(StrEnum):
     FAILED = "failed"  # failed its last attempt; kept in the failed list
 
 
+_PENDING = DeliveryState.PENDING  # a module global: quicker than the class attribute
+
+
 @dataclass(slots=True)
 class ListenerStats:
     """Counters of one listener; ``pending``, ``running`` and ``retrying`` are current."""
@@ -73,7 +76,7 @@ class Delivery:
         self.kwargs = kwargs
         self.listener = listener
         self.queued_at = queued_at  # time.monotonic() when queued; 0.0 where nobody asked
-        self.state = DeliveryState.PENDING
+        self.state = _PENDING
         self.attempts = 0
         self.error: str | None = None  # "ExceptionType: message" of the last failed attempt
         self.traceback: str | None = None

@@ -178,6 +178,10 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         Once the queue is full it waits until the queue has drained to half full, so that a
         busy producer and the workers take turns in batches rather than one by one.
         """
+        if self._state is _RUNNING:  # the common case, without a second coroutine
+            slots = self._set.router.get(event_id)
+            if self.broker.has_room(len(slots)):
+                return len(self.broker.put(event_id, slots, args, kwargs))
         return len(await self.asubmit(event_id, *args, **kwargs))
 
     async def asubmit(self, event_id: str, /, *args: Any, **kwargs: Any) -> Sequence[Delivery]:

@@ -32,6 +32,8 @@ from .routing import Slot
 __all__ = ("MemoryBroker",)
 
 logger = logging.getLogger("eventbus.emitter")
+# Module globals: the hot path reads them for every delivery, quicker than class attributes.
+_RUNNING, _SUCCEEDED = DeliveryState.RUNNING, DeliveryState.SUCCEEDED
 
 
 class _Lane:
@@ -57,6 +59,10 @@ class _Lane:
 class MemoryBroker(Broker):
     """Deliveries in memory: a restart loses what waits. ``keep_failed`` bounds the failed
     list (the newest are kept)."""
+
+    _writes_through = False
+    """Whether :meth:`_kept` and :meth:`_forgotten` do anything (set by subclasses that
+    keep deliveries elsewhere too), so the hot path skips the calls otherwise."""
 
     def __init__(self, *, queue_size: int = DaemonConfig.queue_size,
                  keep_failed: int = DeliveryConfig.keep_failed) -> None:
@@ -141,22 +147,29 @@ class MemoryBroker(Broker):
             kwargs: dict[str, Any], *, queued_at: float = 0.0) -> Sequence[Delivery]:
         if not slots:
             self._unrouted += 1
+            logger.debug("event %r matched no listener; counted as unrouted", event_id)
             if self._observers:
                 self._tell("emitted", event_id, ())
             return ()
-        if self._observers and not queued_at:
+        observers = self._observers
+        if observers and not queued_at:
             queued_at = time.monotonic()
-        ids, lanes, idle = self._ids, self._lanes, self._idle
+        ids, lanes, idle, ready = self._ids, self._lanes, self._idle, self._ready
         made = []
         for slot in slots:
-            delivery = Delivery(next(ids), event_id, args, kwargs, slot.listener.name, queued_at)
+            delivery = Delivery(next(ids), event_id, args, kwargs, slot.name, queued_at)
             made.append(delivery)
-            self._append(lanes[slot.listener.name], delivery)
+            lane = lanes[slot.name]
+            lane.queue.append(delivery)
+            if not lane.ready and lane.running < slot.limit:
+                lane.ready = True
+                ready.append(lane)
             if idle:
                 idle.popleft().set()
         self._waiting += len(made)
-        self._kept(made)
-        if self._observers:
+        if self._writes_through:
+            self._kept(made)
+        if observers:
             self._tell("emitted", event_id, made)
         return made
 
@@ -176,11 +189,18 @@ class MemoryBroker(Broker):
     # -- workers -----------------------------------------------------------------------------
 
     async def take(self) -> tuple[Delivery, Slot]:
-        ready = self._ready
-        while not ready:
+        while not self._ready:
             work = anyio.Event()
             self._idle.append(work)
             await work.wait()
+        taken = self.take_nowait()
+        assert taken is not None
+        return taken
+
+    def take_nowait(self) -> tuple[Delivery, Slot] | None:
+        ready = self._ready
+        if not ready:
+            return None
         lane = ready.popleft()
         delivery = lane.queue.popleft()
         lane.running += 1
@@ -192,7 +212,7 @@ class MemoryBroker(Broker):
         self._waiting -= 1
         if self._room_waiters and self._waiting <= self.size // 2:
             self.wake_all()
-        delivery.state = DeliveryState.RUNNING
+        delivery.state = _RUNNING
         delivery.attempts += 1
         if self._observers:
             self._tell("started", delivery)
@@ -206,13 +226,18 @@ class MemoryBroker(Broker):
         return lane
 
     def succeeded(self, delivery: Delivery) -> None:
-        lane = self._release(delivery)
+        lane = self._running.pop(delivery.id)[1]
+        lane.running -= 1
+        if lane.queue and not lane.ready and not lane.retired and lane.running < lane.slot.limit:
+            self._make_ready(lane)
         lane.succeeded += 1
-        delivery.state = DeliveryState.SUCCEEDED
-        self._forgotten((delivery,))
+        delivery.state = _SUCCEEDED
+        if self._writes_through:
+            self._forgotten((delivery,))
         if self._observers:
             self._tell("finished", delivery)
-        self._check_joined()
+        if self._joined is not None:
+            self._check_joined()
 
     def failed(self, delivery: Delivery, error: str, traceback: str | None, *,
                retry_in: float | None) -> None:

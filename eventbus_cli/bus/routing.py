@@ -51,13 +51,15 @@ class Slot:
     """One listener as an emitter runs it: the listener, the options it runs with, and how
     many of its calls may run at once (``limit``)."""
 
-    __slots__ = ("fn", "is_async", "limit", "listener", "options")
+    __slots__ = ("fn", "is_async", "limit", "listener", "name", "options", "timeout")
 
     def __init__(self, listener: EventListener, options: DeliveryOptions, limit: int) -> None:
         self.listener = listener
+        self.name = listener.name
         self.fn = listener.fn
         self.is_async = listener.is_async
         self.options = options
+        self.timeout = options.timeout  # read for every call, so kept at hand
         self.limit = limit
 
     def __repr__(self) -> str:

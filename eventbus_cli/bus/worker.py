@@ -22,6 +22,7 @@ __all__ = ("Worker", "describe_failure")
 
 logger = logging.getLogger("eventbus.emitter")
 
+_NO_DEADLINE = math.inf
 _YIELD_EVERY = 100  # deliveries a worker runs back to back before letting other tasks in
 _OWN_DIRS = tuple(str(Path(module).parent) + os.sep for module in (anyio.__file__, __file__))
 
@@ -39,6 +40,7 @@ class Worker:
         self._broker = broker
         self._limiter = limiter
         self._scope: anyio.CancelScope | None = None
+        self._late = False  # the watchdog cancelled the scope: the current call ran late
         self._current: tuple[Delivery, Slot] | None = None
         self.deadline = math.inf
         """When the call running now must end (``time.monotonic()``); inf when idle."""
@@ -46,8 +48,8 @@ class Worker:
     async def run(self) -> None:
         while True:
             with anyio.CancelScope() as scope:
-                self._scope = scope
-                await self._run_deliveries(scope)
+                self._scope, self._late = scope, False
+                await self._run_deliveries()
             late, self._current, self.deadline = self._current, None, math.inf
             if late is not None:
                 delivery, slot = late
@@ -59,14 +61,16 @@ class Worker:
     def cancel_if_late(self, now: float) -> None:
         if now >= self.deadline:
             assert self._scope is not None
+            self._late = True
             self._scope.cancel()
 
-    async def _run_deliveries(self, scope: anyio.CancelScope) -> None:
-        broker, burst = self._broker, 0
-        while not scope.cancel_called:  # a listener that swallowed its cancellation ends here
-            delivery, slot = await broker.take()
-            self._current = delivery, slot
-            self.deadline = time.monotonic() + slot.options.timeout
+    async def _run_deliveries(self) -> None:
+        broker, burst, monotonic = self._broker, 0, time.monotonic
+        take_nowait = broker.take_nowait
+        while not self._late:  # a listener that swallowed its cancellation ends here
+            taken = take_nowait() or await broker.take()
+            delivery, slot = self._current = taken
+            self.deadline = monotonic() + slot.timeout
             try:
                 if slot.is_async:
                     await slot.fn(*delivery.args, **delivery.kwargs)
@@ -81,7 +85,7 @@ class Worker:
                 self._current, self.deadline = None, math.inf
                 self.report(delivery, slot, exc)
             else:
-                self._current, self.deadline = None, math.inf
+                self._current, self.deadline = None, _NO_DEADLINE
                 broker.succeeded(delivery)
             burst += 1
             if burst == _YIELD_EVERY:

@@ -118,7 +118,10 @@ class Operations:
             problem = (f"no listener matches event {message.event!r}, so it was not emitted "
                        "(`eventbus listeners list` shows what is loaded)")
             raise _EmitFailed(ErrorCode.UNROUTED, problem, 0)
-        made = await self._submit(message, flush, 0)
+        try:  # the common case, without another coroutine
+            made = self._submit_now(message)
+        except (QueueFullError, EmitterNotRunningError):
+            made = await self._submit(message, flush, 0)
         result: dict[str, Any] = {"event_id": message.event, "deliveries": len(made)}
         if request.wait is not None:
             # No await since the submit: none of its deliveries can have ended unseen.
@@ -129,11 +132,21 @@ class Operations:
     async def _emit_many(self, request: Request, flush: Flush) -> dict[str, Any]:
         accepted = deliveries = unrouted = 0
         for message in request.events:
-            made = await self._submit(message, flush, accepted)
+            try:  # the common case, without a coroutine per event
+                made = self._submit_now(message)
+            except (QueueFullError, EmitterNotRunningError):
+                made = await self._submit(message, flush, accepted)
             accepted += 1
             deliveries += len(made)
             unrouted += not made
         return {"accepted": accepted, "deliveries": deliveries, "unrouted": unrouted}
+
+    def _submit_now(self, message: EventMessage) -> Sequence[Delivery]:
+        """Queue one event if there is room now; raise for anything else, which
+        :meth:`_submit` then handles."""
+        if self.draining:
+            raise EmitterNotRunningError("closing")
+        return self.emitter.submit(message.event, *message.args, **message.kwargs)
 
     async def _submit(self, message: EventMessage, flush: Flush,
                       accepted: int) -> Sequence[Delivery]:

@@ -225,7 +225,16 @@ def run(config: Config) -> int:
     Logs go to stderr with timestamps, at the config's ``log_level``.
     """
     configure_logging(config.daemon.log_level)
-    return anyio.run(_serve_until_signalled, config)
+    return anyio.run(_serve_until_signalled, config, backend_options=_loop_options())
+
+
+def _loop_options() -> dict[str, Any]:
+    """uvloop where it is installed, as uvicorn does: it cuts the emit-to-listener latency."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return {}
+    return {"use_uvloop": True}
 
 
 def configure_logging(level: str) -> None:
