@@ -1,16 +1,13 @@
 """eventbus: a local event bus for Python applications, with Litestar's listener API.
 
-Only ``listener`` and the errors load with the package; everything else loads on first use,
-so that a client which only sends events over the socket (``eventbus emit``) starts fast.
+Only the errors load with the package; everything else loads on first use, so that a client
+which only sends events over the socket (``eventbus emit``) starts fast.
 """
 
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__ as __version__
-from .bus.listener import EventListener as EventListener
-from .bus.listener import listener as listener  # eager: `listener` is also a submodule's name
-from .config import DeliveryOptions as DeliveryOptions
 from .errors import ConfigError as ConfigError
 from .errors import EmitterNotRunningError as EmitterNotRunningError
 from .errors import EventbusError as EventbusError
@@ -28,9 +25,12 @@ if TYPE_CHECKING:
     from .bus.delivery import ListenerStats as ListenerStats
     from .bus.emitter import BaseEventEmitterBackend as BaseEventEmitterBackend
     from .bus.emitter import SimpleEventEmitter as SimpleEventEmitter
+    from .bus.listener import EventListener as EventListener
+    from .bus.listener import listener as listener
     from .client import AsyncClient as AsyncClient
     from .client import Client as Client
     from .config import Config as Config
+    from .config import DeliveryOptions as DeliveryOptions
     from .config import load_config as load_config
     from .daemon.loader import load_listeners as load_listeners
 
@@ -63,6 +63,8 @@ __all__ = (
 )
 
 _LAZY = {
+    "EventListener": "bus.listener", "listener": "bus.listener",
+    "DeliveryOptions": "config",
     "AsyncClient": "client", "Client": "client",
     "Config": "config", "load_config": "config",
     "Delivery": "bus.delivery", "DeliveryState": "bus.delivery", "EmitterStats": "bus.delivery",

@@ -15,7 +15,6 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple, Self
 
 from .codec import LineSplitter, Reply, decode_reply, encode_request
 from .errors import EventbusError, EventFileError, NoDaemonError, ProtocolError, RemoteError
-from .protocol import decode_event
 
 if TYPE_CHECKING:
     import anyio.abc
@@ -44,6 +43,8 @@ def read_event_lines(stream: IO[bytes], source: str) -> tuple[list[bytes], list[
     Blank lines are skipped. All lines are checked before any is sent, so a bad line sends
     nothing: :class:`EventFileError` names the line and what is wrong with it.
     """
+    from .protocol import decode_event  # only here: a single emit need not load it
+
     lines: list[bytes] = []
     numbers: list[int] = []
     for number, line in enumerate(stream, 1):

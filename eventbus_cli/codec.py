@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 from .errors import ProtocolError
 
 __all__ = (
+    "DEFAULT_WAIT",
     "MAX_DEPTH",
     "LineSplitter",
     "Reply",
@@ -25,6 +26,8 @@ __all__ = (
     "loads",
 )
 
+DEFAULT_WAIT = 60.0
+"""Seconds an ``emit`` with ``"wait": true`` waits for its deliveries unless it says."""
 MAX_DEPTH = 64
 """How deep the lists and objects inside an event's args and kwargs may nest."""
 TOO_DEEP = f"values nest more than {MAX_DEPTH} deep; send flatter ones"

@@ -13,12 +13,11 @@ from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from .checks import is_whole, number_problem
-from .codec import MAX_DEPTH, TOO_DEEP, loads
+from .codec import DEFAULT_WAIT, MAX_DEPTH, TOO_DEEP, loads
 from .errors import InvalidEventIdError, ProtocolError
 from .names import validate_event_id
 
 __all__ = (
-    "DEFAULT_WAIT",
     "LIST_STATES",
     "OPS",
     "PROTOCOL_VERSION",
@@ -34,8 +33,6 @@ __all__ = (
 )
 
 PROTOCOL_VERSION = 1
-DEFAULT_WAIT = 60.0
-"""Seconds an ``emit`` with ``"wait": true`` waits for its deliveries unless it says."""
 MAX_WAIT = 86_400
 LIST_STATES = ("pending", "running", "retrying", "failed")
 PURGE_STATES = ("pending", "failed")

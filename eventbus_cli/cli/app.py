@@ -18,9 +18,9 @@ import typer
 
 from .._version import __version__
 from ..client import DEFAULT_TIMEOUT, Client, read_event_lines
+from ..codec import DEFAULT_WAIT
 from ..errors import ArgumentError, EventbusError, InvalidEventIdError, NoDaemonError
 from ..names import validate_event_id
-from ..protocol import DEFAULT_WAIT
 from .values import parse_arg, parse_kw
 
 if TYPE_CHECKING:
