@@ -188,54 +188,6 @@ def test_a_client_that_vanishes_mid_request_does_not_hurt(
     assert daemon.json("status")["pid"]
 
 
-def _reply_as_another_user(path: str, uid: int) -> bytes:
-    """Fork a child that drops to ``uid``, sends an emit, and hands back what it read."""
-    read_end, write_end = os.pipe()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, on 3.12+
-        pid = os.fork()
-    if pid == 0:  # the child: never return into pytest
-        try:
-            os.setgid(uid)
-            os.setuid(uid)
-            with socket.socket(socket.AF_UNIX) as sock:
-                sock.settimeout(10)
-                sock.connect(path)
-                sock.sendall(b'{"id": 1, "op": "emit", "event": "user_created"}\n')
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_WR)
-                with contextlib.suppress(ConnectionResetError):  # it had unread input
-                    while chunk := sock.recv(65536):
-                        os.write(write_end, chunk)
-        except BaseException as exc:
-            os.write(write_end, f"child failed: {exc!r}".encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    data = b""
-    while chunk := os.read(read_end, 65536):
-        data += chunk
-    os.close(read_end)
-    os.waitpid(pid, 0)
-    return data
-
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a client under another uid")
-def test_another_uid_is_refused_even_when_the_socket_is_opened_up(
-    daemon: Daemon, connect: Callable[[], Line]
-) -> None:
-    os.chmod(daemon.socket.parent, 0o755)
-    os.chmod(daemon.socket, 0o666)
-    os.chmod(daemon.root, 0o755)
-    data = _reply_as_another_user(str(daemon.socket), 65534)
-    reply = json.loads(data)
-    assert error_code(reply) == "not_allowed"
-    assert "uid 65534" in reply["error"]["message"]
-    assert "allow_uids" in reply["error"]["message"]
-    assert daemon.json("queue")["succeeded"] == 0
-    assert "refused a connection" in daemon.logs()
-
-
 def _as_another_user(uid: int, work: Callable[[], str]) -> str:
     """Fork a child that drops to ``uid`` and runs ``work``; what it returned, or raised."""
     read_end, write_end = os.pipe()
@@ -256,6 +208,41 @@ def _as_another_user(uid: int, work: Callable[[], str]) -> str:
         said = child.read().decode()
     os.waitpid(pid, 0)
     return said
+
+
+def _reply_as_another_user(path: str, uid: int) -> bytes:
+    """As ``uid``, send an emit and hand back what the daemon answered."""
+
+    def send() -> str:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(10)
+            sock.connect(path)
+            sock.sendall(b'{"id": 1, "op": "emit", "event": "user_created"}\n')
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
+            received = b""
+            with contextlib.suppress(ConnectionResetError):  # it had unread input
+                while chunk := sock.recv(65536):
+                    received += chunk
+            return received.decode()
+
+    return _as_another_user(uid, send).encode()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a client under another uid")
+def test_another_uid_is_refused_even_when_the_socket_is_opened_up(
+    daemon: Daemon, connect: Callable[[], Line]
+) -> None:
+    os.chmod(daemon.socket.parent, 0o755)
+    os.chmod(daemon.socket, 0o666)
+    os.chmod(daemon.root, 0o755)
+    data = _reply_as_another_user(str(daemon.socket), 65534)
+    reply = json.loads(data)
+    assert error_code(reply) == "not_allowed"
+    assert "uid 65534" in reply["error"]["message"]
+    assert "allow_uids" in reply["error"]["message"]
+    assert daemon.json("queue")["succeeded"] == 0
+    assert "refused a connection" in daemon.logs()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a client under another uid")
