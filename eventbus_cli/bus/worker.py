@@ -8,8 +8,10 @@ import math
 import os
 import time
 import traceback
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -75,14 +77,18 @@ class Worker:
                 if slot.is_async:
                     await slot.fn(*delivery.args, **delivery.kwargs)
                 else:
-                    call = partial(slot.fn, *delivery.args, **delivery.kwargs)
+                    call = partial(_in_thread, slot.fn, delivery.args, delivery.kwargs)
                     result = await anyio.to_thread.run_sync(
                         call, limiter=self._limiter, abandon_on_cancel=True
                     )
+                    if isinstance(result, _Raised):
+                        raise result.exc
                     if inspect.isawaitable(result):  # a sync wrapper around a coroutine
                         await result
-            except (Exception, SystemExit) as exc:  # SystemExit: a listener must not stop us
-                self._current, self.deadline = None, math.inf
+            except BaseException as exc:  # whatever a listener raises fails that delivery only
+                if _ours(exc):
+                    raise  # the watchdog's timeout or the emitter's shutdown: see run()
+                self._current, self.deadline = None, _NO_DEADLINE
                 self.report(delivery, slot, exc)
             else:
                 self._current, self.deadline = None, _NO_DEADLINE
@@ -108,6 +114,31 @@ class Worker:
             logger.error("%s failed after %d attempt(s): %s\n%s", where, delivery.attempts,
                          error, text)
             self._broker.failed(delivery, error, text, retry_in=None)
+
+
+class _Raised:
+    """What a sync listener raised in its thread, carried back as a value: an exception
+    would reach the waiting task through ``coroutine.throw``, where a GeneratorExit cannot
+    be caught and go on."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def _in_thread(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except BaseException as exc:
+        return _Raised(exc)
+
+
+def _ours(exc: BaseException) -> bool:
+    """Whether ``exc`` is a cancellation by one of our scopes, rather than something the
+    listener raised itself (even a CancelledError): a scope around this task is cancelled."""
+    return (isinstance(exc, anyio.get_cancelled_exc_class())
+            and anyio.current_effective_deadline() == -math.inf)
 
 
 def describe_failure(delivery: Delivery, slot: Slot, exc: BaseException) -> tuple[str, str, bool]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import threading
@@ -301,6 +302,42 @@ async def test_system_exit_in_a_listener_does_not_stop_the_emitter() -> None:
         emitter.emit("e", 2)
     assert seen == [1, 2]
     assert emitter.stats().failed == 2
+
+
+class Custom(BaseException):
+    """A BaseException of a listener's own."""
+
+
+@pytest.mark.parametrize("sync", [False, True], ids=["async", "sync"])
+@pytest.mark.parametrize("raised", [asyncio.CancelledError, KeyboardInterrupt, GeneratorExit,
+                                    Custom, SystemExit])
+async def test_whatever_a_listener_raises_fails_that_delivery_only(
+    raised: type[BaseException], sync: bool
+) -> None:
+    seen: list[int] = []
+    calls: list[int] = []
+
+    def raise_it(number: int) -> None:
+        calls.append(number)
+        raise raised("from the listener")
+
+    async def raise_it_async(number: int) -> None:
+        raise_it(number)
+
+    bad = listener("e", retries=1, backoff=0, name="bad")(raise_it if sync else raise_it_async)
+
+    @listener("e")
+    async def good(number: int) -> None:
+        seen.append(number)
+
+    async with SimpleEventEmitter([bad, good]) as emitter:
+        for number in range(5):
+            emitter.emit("e", number)
+    assert sorted(seen) == list(range(5))
+    assert sorted(calls) == sorted(list(range(5)) * 2)  # retried once, as its options say
+    assert len(emitter.failed) == 5
+    assert all(raised.__name__ in str(d.error) for d in emitter.failed)
+    assert emitter.unfinished == []
 
 
 async def test_retries_with_exponential_backoff_then_success() -> None:

@@ -268,3 +268,65 @@ def test_a_drain_cut_short_in_memory_mode_logs_what_was_lost(short_dir: Path) ->
         assert daemon.stop() == 0
         assert "5 deliveries unfinished at shutdown are lost (no journal): " in daemon.logs()
         assert all(f"{n} (work -> work)" in daemon.logs() for n in range(1, 6))
+
+
+RAISERS = '''
+import asyncio, json, os
+from eventbus_cli import listener
+
+class Custom(BaseException):
+    pass
+
+def record(n):
+    with open(os.environ["EVENTBUS_TEST_OUT"], "a") as out:
+        out.write(json.dumps({"n": n}) + "\\n")
+
+@listener("cancelled", retries=1, backoff=0)
+async def cancelled():
+    raise asyncio.CancelledError("raised by the listener itself")
+
+@listener("interrupt")
+def interrupt():
+    raise KeyboardInterrupt
+
+@listener("interrupt_async")
+async def interrupt_async():
+    raise KeyboardInterrupt
+
+@listener("generator_exit")
+def generator_exit():
+    raise GeneratorExit
+
+@listener("custom")
+async def custom():
+    raise Custom("a BaseException of its own")
+
+@listener("work")
+async def work(n):
+    record(n)
+'''
+RAISED = ("cancelled", "interrupt", "interrupt_async", "generator_exit", "custom")
+
+
+def test_a_listener_that_raises_any_base_exception_fails_only_its_delivery(
+    short_dir: Path,
+) -> None:
+    with running(short_dir, listeners=RAISERS, config="[journal]\n") as daemon:
+        lines = "".join(f'{{"event": "{event}"}}\n' for event in RAISED)
+        lines += "".join(f'{{"event": "work", "args": [{n}]}}\n' for n in range(200))
+        assert daemon.cli("emit", "--file", "-", input=lines).returncode == 0
+        assert len(daemon.wait_for_records(200)) == 200
+        wait_for(lambda: len(daemon.json("queue", "list", "--state", "failed")) == 5)
+        failed = {item["listener"]: item for item in daemon.json("queue", "list")}
+        assert set(failed) == set(RAISED)
+        assert failed["cancelled"]["attempts"] == 2  # retried, as its options say
+        assert failed["custom"]["error"].endswith("Custom: a BaseException of its own")
+        assert daemon.process is not None
+        assert daemon.process.poll() is None
+        assert daemon.stop() == 0
+        daemon.start()  # with the journal: no poison message on the way back
+        assert daemon.json("queue")["pending"] == 0
+        assert len(daemon.json("queue", "list", "--state", "failed")) == 5
+        assert daemon.cli("emit", "work", "--arg", ":=200").returncode == 0
+        assert len(daemon.wait_for_records(201)) == 201
+        assert daemon.stop() == 0
