@@ -52,6 +52,8 @@ class DaemonConfig:
     queue_size: int = 10_000
     concurrency: int = 64
     max_message_bytes: int = 1_048_576
+    max_connections: int = 512
+    idle_timeout: float = 300.0
     shutdown_timeout: float = 30.0
     log_level: str = "info"
     allow_uids: tuple[int, ...] = ()
@@ -106,6 +108,7 @@ class DeliveryConfig:
 # Lowest allowed value of each number; anything lower is refused.
 _MINIMUM: dict[str, float] = {
     "queue_size": 1, "concurrency": 1, "max_message_bytes": 1024, "shutdown_timeout": 0,
+    "max_connections": 1, "idle_timeout": 0.1,
     "retries": 0, "backoff": 0, "timeout": 0.001, "keep_failed": 0,
 }
 _SECTIONS: dict[str, type[Any]] = {

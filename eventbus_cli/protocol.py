@@ -49,6 +49,8 @@ class ErrorCode:
     TOO_LARGE = "too_large"  # the line is over max_message_bytes; the connection is closed
     QUEUE_FULL = "queue_full"
     SHUTTING_DOWN = "shutting_down"
+    BUSY = "busy"  # max_connections are open; the connection is closed
+    IDLE = "idle"  # no complete request within idle_timeout; the connection is closed
     NOT_ALLOWED = "not_allowed"  # the peer's uid/gid may not use the socket
     NOT_FOUND = "not_found"  # no delivery has that id
     CONFLICT = "conflict"  # the delivery cannot be retried: not failed, or its listener is gone

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -71,7 +72,7 @@ class Daemon:
     """An `eventbus serve` process in its own directory, with the recorder listeners."""
 
     def __init__(self, root: Path, *, listeners: str = RECORDER, config: str | None = None,
-                 extra_args: tuple[str, ...] = ()) -> None:
+                 extra_args: tuple[str, ...] = (), max_files: int | None = None) -> None:
         self.root = root
         self.listeners_dir = root / "listeners.d"
         self.listeners_dir.mkdir(exist_ok=True)
@@ -86,7 +87,12 @@ class Daemon:
                     "EVENTBUS_TEST_OUT": str(self.out)}
         self.env.pop("EVENTBUS_CONFIG", None)
         self.extra_args = extra_args
+        self.max_files = max_files  # RLIMIT_NOFILE for the daemon, to run it out of descriptors
         self.process: subprocess.Popen[bytes] | None = None
+
+    def _limits(self) -> None:
+        if self.max_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.max_files, self.max_files))
 
     def start(self, *, wait: bool = True) -> Daemon:
         args = [EVENTBUS, "serve", "--listeners-dir", str(self.listeners_dir), *self.extra_args]
@@ -94,7 +100,7 @@ class Daemon:
             args[1:1] = ["--config", str(self.config)]
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(args, cwd=self.root, env=self.env, stderr=log,
-                                            stdout=log)
+                                            stdout=log, preexec_fn=self._limits)
         if wait:
             self.wait_ready()
         return self

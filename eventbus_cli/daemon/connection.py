@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
+import socket
+import time
 
 import anyio
 import anyio.abc
@@ -15,17 +19,103 @@ from .handlers import Operations
 from .monitor import Subscription
 from .socketfile import peer_of
 
-__all__ = ("serve_connection",)
+__all__ = ("Connection", "Connections", "serve_connection")
 
 logger = logging.getLogger("eventbus.daemon")
 
 _READ_SIZE = 256 * 1024
 _REFUSED_LINGER = 5.0  # seconds a refused peer has to read its refusal and close
 _REFUSED_READS = 16  # reads of a refused peer's input, at most, before it is cut off
+# Accept errors that pass: out of descriptors or memory, or a peer gone before we took it.
+_PASSING = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM,
+                      errno.ECONNABORTED, errno.EPROTO})
 _GONE = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError)
 
 
-async def serve_connection(stream: anyio.abc.SocketStream, ops: Operations) -> None:
+class Connection:
+    """One open connection, as :class:`Connections` sees it: how long it has waited for a
+    complete request (None while it is answered, streams a subscription, or waits for an
+    emit's deliveries), and how long it may."""
+
+    __slots__ = ("expired", "limit", "socket", "waiting_since")
+
+    def __init__(self, stream: anyio.abc.SocketStream, limit: float) -> None:
+        self.socket = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+        self.limit = limit
+        self.waiting_since: float | None = time.monotonic()
+        self.expired = False
+
+    def expire(self) -> None:
+        """End the wait for a request: its pending read returns at once, as at the end of
+        the stream (a cancelled read can make anyio log an error on asyncio)."""
+        self.expired = True
+        with contextlib.suppress(OSError):
+            self.socket.shutdown(socket.SHUT_RD)
+
+
+class Connections:
+    """The daemon's open connections: at most ``max_connections`` at once (one more gets a
+    ``busy`` error and is closed), and none left waiting for a request past its limit."""
+
+    def __init__(self, max_connections: int, idle_timeout: float) -> None:
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self._open: set[Connection] = set()
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    async def serve(self, listener: anyio.abc.SocketListener, ops: Operations,
+                    group: anyio.abc.TaskGroup) -> None:
+        """Accept connections forever. An accept that fails (out of file descriptors, say)
+        is logged and tried again after a pause, never fatal."""
+        pause = 0.0
+        while True:
+            try:
+                stream = await listener.accept()
+            except (OSError, anyio.BrokenResourceError) as exc:
+                cause = exc if isinstance(exc, OSError) else exc.__cause__
+                if not isinstance(cause, OSError) or cause.errno not in _PASSING:
+                    raise
+                pause = min(max(pause * 2, 0.05), 1.0)
+                logger.error("cannot accept a connection (%s); trying again in %.2gs",
+                             cause.strerror, pause)
+                await anyio.sleep(pause)
+                continue
+            pause = 0.0
+            if len(self._open) >= self.max_connections:
+                group.start_soon(self._refuse_busy, stream)
+            else:
+                group.start_soon(self._serve, stream, ops)
+
+    async def _serve(self, stream: anyio.abc.SocketStream, ops: Operations) -> None:
+        connection = Connection(stream, self.idle_timeout)
+        self._open.add(connection)
+        try:
+            await serve_connection(stream, ops, connection)
+        finally:
+            self._open.discard(connection)
+
+    async def _refuse_busy(self, stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            message = (f"the daemon has {self.max_connections} connections open, its "
+                       "max_connections; try again shortly, or raise [daemon] max_connections")
+            with contextlib.suppress(*_GONE, OSError):
+                await stream.send(encode_error(None, ErrorCode.BUSY, message))
+
+    async def sweep(self) -> None:
+        """Expire connections that waited too long for a request; forever."""
+        while True:
+            await anyio.sleep(min(1.0, self.idle_timeout / 4, _REFUSED_LINGER / 4))
+            now = time.monotonic()
+            for connection in list(self._open):
+                since = connection.waiting_since
+                if since is not None and not connection.expired and now - since > connection.limit:
+                    connection.expire()
+
+
+async def serve_connection(stream: anyio.abc.SocketStream, ops: Operations,
+                           connection: Connection) -> None:
     """Answer the requests of one connection until the client closes it.
 
     Requests may be pipelined; the replies to the lines of one read go out in one write.
@@ -33,16 +123,17 @@ async def serve_connection(stream: anyio.abc.SocketStream, ops: Operations) -> N
     """
     async with stream:
         try:
-            if not await _peer_allowed(stream, ops):
+            if not await _peer_allowed(stream, ops, connection):
                 return
-            await _serve_lines(stream, ops)
+            await _serve_lines(stream, ops, connection)
         except _GONE:
             pass  # the client went away; nothing is owed to it
         except Exception:  # never let one connection take the daemon down
             logger.exception("connection failed")
 
 
-async def _peer_allowed(stream: anyio.abc.SocketStream, ops: Operations) -> bool:
+async def _peer_allowed(stream: anyio.abc.SocketStream, ops: Operations,
+                        connection: Connection) -> bool:
     daemon = ops.config.daemon
     peer = peer_of(stream.extra(anyio.abc.SocketAttribute.raw_socket))
     if peer is None or peer.allowed(daemon.allow_uids, daemon.allow_gids):
@@ -55,13 +146,15 @@ async def _peer_allowed(stream: anyio.abc.SocketStream, ops: Operations) -> bool
     # Read what the peer sends until it closes (bounded), rather than closing on it: a
     # client whose request is still on its way would otherwise get EPIPE and never read why.
     await stream.send_eof()
-    with anyio.move_on_after(_REFUSED_LINGER):
+    connection.limit = _REFUSED_LINGER
+    with contextlib.suppress(*_GONE):
         for _ in range(_REFUSED_READS):
             await stream.receive(_READ_SIZE)
     return False
 
 
-async def _serve_lines(stream: anyio.abc.SocketStream, ops: Operations) -> None:
+async def _serve_lines(stream: anyio.abc.SocketStream, ops: Operations,
+                       connection: Connection) -> None:
     splitter = LineSplitter(ops.config.daemon.max_message_bytes)
     replies: list[bytes] = []
 
@@ -79,12 +172,21 @@ async def _serve_lines(stream: anyio.abc.SocketStream, ops: Operations) -> None:
         try:
             data = await stream.receive(_READ_SIZE)
         except anyio.EndOfStream:
-            if splitter.pending.strip():  # half a line, then the client closed its side
+            if connection.expired:
+                seconds = connection.limit
+                error = (f"no complete request in {seconds:g}s (idle_timeout), so the daemon "
+                         "closes this connection; connect again when there is one to send")
+                replies.append(encode_error(None, ErrorCode.IDLE, error))
+                await flush()
+            elif splitter.pending.strip():  # half a line, then the client closed its side
                 error = "the connection ended in the middle of a request line; nothing was done"
                 replies.append(encode_error(None, ErrorCode.BAD_JSON, error))
                 await flush()
             return
-        for line in splitter.feed(data):
+        lines = splitter.feed(data)
+        if lines:
+            connection.waiting_since = None  # answering: exempt until the next read
+        for line in lines:
             line = line.strip()
             if not line:
                 continue
@@ -107,6 +209,8 @@ async def _serve_lines(stream: anyio.abc.SocketStream, ops: Operations) -> None:
         # wakes the client, which on a busy machine can take the CPU for a while.
         await anyio.lowlevel.checkpoint()
         await flush()
+        if lines:
+            connection.waiting_since = time.monotonic()
 
 
 async def _stream(stream: anyio.abc.SocketStream, subscription: Subscription) -> None:

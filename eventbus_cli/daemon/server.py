@@ -15,7 +15,6 @@ import socket
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from ..brokers.journal import JournalBroker
 from ..bus.emitter import SimpleEventEmitter
 from ..config import Config
 from ..errors import EventbusError
-from .connection import serve_connection
+from .connection import Connections
 from .handlers import Operations
 from .loader import MODULE_PREFIX, load_listeners
 from .socketfile import bind_socket, remove
@@ -95,13 +94,13 @@ class Server:
         """Serve connections until ``shutdown_trigger`` returns, then shut down."""
         assert self._sock is not None
         socket_listener = await anyio.abc.SocketListener.from_socket(self._sock)
+        daemon = self.config.daemon
+        accepted = Connections(daemon.max_connections, daemon.idle_timeout)
         async with anyio.create_task_group() as connections:
             connections.start_soon(ops.health.run)
+            connections.start_soon(accepted.sweep)
             async with ops.emitter:
-                connections.start_soon(
-                    partial(socket_listener.serve, task_group=connections),
-                    partial(serve_connection, ops=ops),
-                )
+                connections.start_soon(accepted.serve, socket_listener, ops, connections)
                 _log_banner(ops)
                 task_status.started(Ready(ops.socket_path, len(ops.emitter.listeners),
                                           ops.reload))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from eventbus_cli import Client
 from eventbus_cli.errors import RemoteError
-from tests.harness import Daemon, running, started, wait_for
+from tests.harness import EVENTBUS, Daemon, running, started, wait_for
 
 LISTENERS = '''
 import json, os, time
@@ -330,3 +331,81 @@ def test_a_listener_that_raises_any_base_exception_fails_only_its_delivery(
         assert daemon.cli("emit", "work", "--arg", ":=200").returncode == 0
         assert len(daemon.wait_for_records(201)) == 201
         assert daemon.stop() == 0
+
+
+def _connect(daemon: Daemon) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX)
+    sock.settimeout(15)
+    sock.connect(str(daemon.socket))
+    return sock
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def test_running_out_of_file_descriptors_is_survived(short_dir: Path) -> None:
+    config = "[daemon]\nmax_connections = 1000\n"
+    with running(short_dir, config=config, max_files=64) as daemon:
+        held = []
+        try:
+            for _ in range(80):  # more than the daemon has descriptors for
+                held.append(_connect(daemon))
+            daemon.wait_for_log("cannot accept a connection")
+        finally:
+            for sock in held:
+                sock.close()
+        wait_for(lambda: daemon.cli("emit", "user_created", "--kw", "n:=1").returncode == 0)
+        assert daemon.wait_for_records(1)
+        assert daemon.process is not None
+        assert daemon.process.poll() is None
+
+
+def test_one_connection_past_max_connections_is_told_busy(short_dir: Path) -> None:
+    with running(short_dir, config="[daemon]\nmax_connections = 3\n") as daemon:
+        held = [_connect(daemon) for _ in range(3)]
+        try:
+            for sock in held:  # each is served: the daemon has counted it
+                sock.sendall(b'{"id": 1, "op": "hello"}\n')
+                assert json.loads(sock.recv(65536))["ok"] is True
+            refused = daemon.cli("status")
+            assert refused.returncode == 1
+            assert "[busy]" in refused.stderr
+            assert "max_connections" in refused.stderr
+        finally:
+            for sock in held:
+                sock.close()
+        wait_for(lambda: daemon.cli("status").returncode == 0)
+
+
+def test_a_connection_with_no_complete_request_is_closed_after_idle_timeout(
+    short_dir: Path,
+) -> None:
+    with running(short_dir, config="[daemon]\nidle_timeout = 0.5\n") as daemon:
+        with _connect(daemon) as silent, _connect(daemon) as dribbling:
+            dribbling.sendall(b'{"id": 1, "op": "hel')  # half a request, never finished
+            for sock in (silent, dribbling):
+                [line] = _read_all(sock).splitlines()
+                assert json.loads(line)["error"]["code"] == "idle"
+        # A waiting emit and a subscriber are exempt: both outlive the timeout.
+        waiting = subprocess.Popen([EVENTBUS, "emit", "gate", "--kw", "name=long", "--wait"],
+                                   env=daemon.env, stdout=subprocess.PIPE, text=True)
+        with _connect(daemon) as subscriber:
+            subscriber.sendall(b'{"id": 1, "op": "subscribe", "patterns": ["gate"]}\n')
+            received = subscriber.recv(65536)
+            assert b"subscribed" in received
+            gates = daemon.out.with_name("gates")
+            wait_for(lambda: (gates / "long.started").exists())
+            with _connect(daemon) as clock:  # its idle error: the timeout has passed since
+                assert b'"idle"' in _read_all(clock)
+            daemon.open_gate("long")
+            out, _ = waiting.communicate(timeout=30)
+            assert waiting.returncode == 0, out
+            assert "gate: ok" in out
+            while b'"type":"ok"' not in received:  # the subscription still streams
+                chunk = subscriber.recv(65536)
+                assert chunk, received
+                received += chunk
