@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from .checks import is_whole, number_problem
 from .codec import DEFAULT_WAIT, MAX_DEPTH, TOO_DEEP, loads
 from .errors import InvalidEventIdError, ProtocolError
-from .names import validate_event_id
+from .names import validate_event_id, validate_pattern
 
 __all__ = (
     "LIST_STATES",
@@ -34,6 +34,8 @@ __all__ = (
 
 PROTOCOL_VERSION = 1
 MAX_WAIT = 86_400
+MAX_PATTERNS = 64
+"""How many event-id globs one subscription may give."""
 LIST_STATES = ("pending", "running", "retrying", "failed")
 PURGE_STATES = ("pending", "failed")
 
@@ -142,9 +144,16 @@ def _delivery_id(value: object) -> tuple[int, ...]:
 
 
 def _patterns(value: object) -> tuple[str, ...]:
-    if isinstance(value, list) and all(isinstance(item, str) for item in value):
-        return tuple(value)
-    raise _Bad("a list of event-id globs")
+    want = (f"a list of at most {MAX_PATTERNS} event-id globs, each 1 to 200 letters, digits "
+            "and _ . : - * ? [ ] !")
+    if not isinstance(value, list) or len(value) > MAX_PATTERNS:
+        raise _Bad(want)
+    for item in value:
+        try:
+            validate_pattern(item)
+        except InvalidEventIdError:
+            raise _Bad(want) from None
+    return tuple(value)
 
 
 def _seconds(value: object) -> float:

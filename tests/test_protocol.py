@@ -158,3 +158,11 @@ def test_big_integers_and_lone_surrogates_arrive_exactly() -> None:
     request = decode_request(b'{"id": 1, "op": "emit", "event": "x", '
                              b'"args": [123456789012345678901234567890, "a\\ud800b", 1.5]}')
     assert request.events[0].args == [123456789012345678901234567890, "a\ud800b", 1.5]
+
+
+@pytest.mark.parametrize("patterns", [["x"] * 65, ["a" * 201], ["no spaces"], [""]])
+def test_a_subscription_takes_a_bounded_number_of_valid_patterns(patterns: list[str]) -> None:
+    with pytest.raises(ProtocolError, match="at most 64 event-id globs") as caught:
+        decode_request(json.dumps({"id": 1, "op": "subscribe", "patterns": patterns}))
+    assert caught.value.code == "bad_request"
+    assert decode_request(json.dumps({"id": 1, "op": "subscribe", "patterns": ["user_*"] * 64}))

@@ -77,14 +77,7 @@ class Worker:
                 if slot.is_async:
                     await slot.fn(*delivery.args, **delivery.kwargs)
                 else:
-                    call = partial(_in_thread, slot.fn, delivery.args, delivery.kwargs)
-                    result = await anyio.to_thread.run_sync(
-                        call, limiter=self._limiter, abandon_on_cancel=True
-                    )
-                    if isinstance(result, _Raised):
-                        raise result.exc
-                    if inspect.isawaitable(result):  # a sync wrapper around a coroutine
-                        await result
+                    await self._run_sync(slot, delivery)
             except BaseException as exc:  # whatever a listener raises fails that delivery only
                 if _ours(exc):
                     raise  # the watchdog's timeout or the emitter's shutdown: see run()
@@ -93,10 +86,22 @@ class Worker:
             else:
                 self._current, self.deadline = None, _NO_DEADLINE
                 broker.succeeded(delivery)
+            # Hold nothing of this call while waiting for the next: an idle worker must not
+            # keep the listener (and its module, after a reload) alive.
+            del taken, delivery, slot
             burst += 1
             if burst == _YIELD_EVERY:
                 burst = 0
                 await anyio.lowlevel.checkpoint()
+
+    async def _run_sync(self, slot: Slot, delivery: Delivery) -> None:
+        call = partial(_in_thread, slot.fn, delivery.args, delivery.kwargs)
+        result = await anyio.to_thread.run_sync(call, limiter=self._limiter,
+                                                abandon_on_cancel=True)
+        if isinstance(result, _Raised):
+            raise result.exc
+        if inspect.isawaitable(result):  # a sync wrapper around a coroutine
+            await result
 
     def report(self, delivery: Delivery, slot: Slot, exc: BaseException) -> None:
         """Log a failed attempt and tell the broker: retry later, or keep it as failed."""

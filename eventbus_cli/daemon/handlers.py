@@ -76,6 +76,7 @@ class Operations:
         self.health = Health(emitter)
         self.started = time.monotonic()
         self.draining = False
+        self._reloading = anyio.Lock()
 
     async def answer(self, line: bytes, flush: Flush) -> bytes | Subscription:
         """The reply line to one request line, or for ``subscribe`` the new subscription
@@ -256,17 +257,20 @@ class Operations:
 
     @_handles("reload")
     async def _reload(self, request: Request, flush: Flush) -> dict[str, Any]:
-        return self.reload()
+        return await self.reload()
 
-    def reload(self) -> dict[str, Any]:
-        """Import the listeners directory afresh and swap the new set in, at once.
+    async def reload(self) -> dict[str, Any]:
+        """Import the listeners directory afresh, in a worker thread so that a slow file
+        does not hold up other clients, and swap the new set in, at once.
 
         If a file fails (or two listeners share a name) nothing changes: the error is
         logged and raised, naming the file.
         """
         directory = self.config.daemon.listeners_dir
         try:
-            changes = self.emitter.replace_listeners(load_listeners(directory))
+            async with self._reloading:  # one reload at a time
+                listeners = await anyio.to_thread.run_sync(load_listeners, directory)
+            changes = self.emitter.replace_listeners(listeners)
         except (LoaderError, ListenerError) as exc:
             logger.error("reload failed; the %d listeners loaded before keep running: %s",
                          len(self.emitter.listeners), exc)

@@ -103,7 +103,7 @@ def _import(name: str, path: Path) -> ModuleType:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
         raise LoaderError(path, f"SyntaxError: {exc.msg}", line=exc.lineno) from exc
-    except (Exception, SystemExit) as exc:
+    except BaseException as exc:  # KeyboardInterrupt or SystemExit at import too: a bad file
         line = _line_in(exc, path)
         last = traceback.extract_tb(exc.__traceback__)[-1]
         where = "" if last.filename == str(path) else f" (in {last.filename}, line {last.lineno})"

@@ -8,12 +8,13 @@ so a slow tail never slows the bus.
 
 from __future__ import annotations
 
+import fnmatch
 import math
+import re
 import time
 from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from fnmatch import fnmatchcase
 from typing import Any
 
 import anyio
@@ -37,6 +38,9 @@ class Subscription:
     def __init__(self, patterns: Sequence[str], request_id: object = None,
                  limit: int = BUFFER_RECORDS) -> None:
         self.patterns = tuple(patterns)
+        # Compiled here, not through fnmatch's module-wide cache: what a client sends must not
+        # outlive its subscription.
+        self._matchers = [re.compile(fnmatch.translate(p)).match for p in self.patterns]
         self.request_id = request_id  # of the subscribe request, for its reply
         self.limit = limit
         self.skipped = 0
@@ -44,7 +48,7 @@ class Subscription:
         self._ready = anyio.Event()
 
     def wants(self, event: str) -> bool:
-        return not self.patterns or any(fnmatchcase(event, p) for p in self.patterns)
+        return not self._matchers or any(match(event) for match in self._matchers)
 
     def put(self, line: bytes) -> None:
         """Buffer ``line``; the caller has checked for room (where there is none, it counts

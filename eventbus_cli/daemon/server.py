@@ -50,7 +50,7 @@ class Ready:
 
     socket: Path
     listeners: int
-    reload: Callable[[], dict[str, Any]]
+    reload: Callable[[], Awaitable[dict[str, Any]]]
 
 
 class Server:
@@ -176,7 +176,7 @@ async def _serve_until_signalled(config: Config) -> int:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async for signum in signals:
                 if signum == signal.SIGHUP:
-                    _reload_on_signal(ready)
+                    await _reload_on_signal(ready)
                 elif not stop.is_set():
                     notify("STOPPING=1")
                     logger.info("%s received; send SIGINT again to stop without draining",
@@ -207,14 +207,14 @@ async def _serve_until_signalled(config: Config) -> int:
     return FORCED_EXIT if forced else 0
 
 
-def _reload_on_signal(ready: Ready | None) -> None:
+async def _reload_on_signal(ready: Ready | None) -> None:
     if ready is None:
         logger.warning("SIGHUP received while starting; ignored (send it again once ready)")
         return
     logger.info("SIGHUP received: reloading the listeners")
     reloading()
     with contextlib.suppress(EventbusError):  # logged by reload; the old listeners run on
-        ready.reload()
+        await ready.reload()
     notify("READY=1")
 
 

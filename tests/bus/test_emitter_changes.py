@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import anyio
 import pytest
 
@@ -108,3 +111,27 @@ async def test_a_swap_that_fails_changes_nothing() -> None:
         assert emitter.listeners == before
         emitter.emit("job", 1)
         await wait_until(lambda: seen == [("job-v1", 1)])
+
+
+async def test_an_idle_worker_keeps_no_listener_of_a_set_replaced_by_a_reload() -> None:
+    class Module:
+        """Stands for a listener module's state, which a reload should let go."""
+
+    def make(state: Module) -> EventListener:
+        async def job(n: int) -> None:
+            assert state is not None
+
+        return listener("job", name="job")(job)
+
+    state = Module()
+    kept = weakref.ref(state)
+    async with SimpleEventEmitter([make(state)], concurrency=4) as emitter:
+        emitter.emit("job", 1)
+        await emitter.join()
+        emitter.replace_listeners([make(Module())])
+        del state
+        gc.collect()
+        assert kept() is None  # no worker holds the old listener
+        emitter.emit("job", 2)
+        await emitter.join()
+    assert emitter.stats().listeners["job"].succeeded == 2

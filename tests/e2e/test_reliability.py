@@ -409,3 +409,41 @@ def test_a_connection_with_no_complete_request_is_closed_after_idle_timeout(
                 chunk = subscriber.recv(65536)
                 assert chunk, received
                 received += chunk
+
+
+@pytest.mark.parametrize("raised", ["KeyboardInterrupt", "SystemExit(3)", "GeneratorExit"])
+def test_a_listener_file_that_raises_at_import_is_a_failed_reload(
+    bus: Daemon, raised: str
+) -> None:
+    before = bus.json("listeners", "list")
+    (bus.listeners_dir / "rude.py").write_text(f"raise {raised}\n")
+    result = bus.cli("listeners", "reload")
+    assert result.returncode == 1
+    assert "rude.py, line 1" in result.stderr
+    assert raised.partition("(")[0] in result.stderr
+    assert bus.process is not None
+    bus.process.send_signal(signal.SIGHUP)  # the same file through SIGHUP
+    bus.wait_for_log("reload failed", seconds=15)
+    assert bus.json("listeners", "list") == before
+    assert bus.process.poll() is None
+
+
+def test_a_slow_listener_file_does_not_hold_up_other_clients(bus: Daemon) -> None:
+    started, gate = bus.out.with_name("import.started"), bus.out.with_name("import.open")
+    (bus.listeners_dir / "slow_import.py").write_text(
+        "import pathlib, time\n"
+        f"pathlib.Path({str(started)!r}).touch()\n"
+        f"while not pathlib.Path({str(gate)!r}).exists():\n"
+        "    time.sleep(0.01)\n"
+    )
+    reload = subprocess.Popen([EVENTBUS, "listeners", "reload"], env=bus.env,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        wait_for(started.exists)  # the reload is importing the file
+        assert bus.cli("emit", "work", "--kw", "n:=1").returncode == 0  # answered meanwhile
+        wait_for(lambda: _of(bus, "work") == [{"event": "work", "n": 1}])
+        assert reload.poll() is None  # the reload is still importing
+    finally:
+        gate.touch()
+    out, _ = reload.communicate(timeout=30)
+    assert reload.returncode == 0, out
