@@ -8,6 +8,7 @@ reads a file, :func:`apply_environment` reads the ``EVENTBUS_*`` variables, and
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from collections.abc import Mapping
@@ -25,7 +26,9 @@ __all__ = (
     "DeliveryOptions",
     "JournalConfig",
     "apply_environment",
+    "check_owner",
     "default_socket_path",
+    "find_config_file",
     "load_config",
     "resolve_config",
 )
@@ -106,11 +109,15 @@ class DeliveryConfig:
 
 
 # Lowest allowed value of each number; anything lower is refused.
-_MINIMUM: dict[str, float] = {
-    "queue_size": 1, "concurrency": 1, "max_message_bytes": 1024, "shutdown_timeout": 0,
-    "max_connections": 1, "idle_timeout": 0.1,
-    "retries": 0, "backoff": 0, "timeout": 0.001, "keep_failed": 0,
+# The range of each number, lowest and highest allowed; anything outside is refused.
+_RANGE: dict[str, tuple[float, float]] = {
+    "queue_size": (1, 10_000_000), "concurrency": (1, 10_000),
+    "max_message_bytes": (1024, 1 << 30), "shutdown_timeout": (0, 86_400),
+    "max_connections": (1, 1_000_000), "idle_timeout": (0.1, 86_400 * 7),
+    "retries": (0, 1000), "backoff": (0, 86_400), "timeout": (0.001, math.inf),
+    "keep_failed": (0, 10_000_000),
 }
+_ID_RANGE = (0, 2**32 - 2)  # a uid or gid; 2**32 - 1 is (uid_t) -1, "no one"
 _SECTIONS: dict[str, type[Any]] = {
     "daemon": DaemonConfig, "journal": JournalConfig, "delivery": DeliveryConfig
 }
@@ -222,10 +229,15 @@ def _value(kind: Any, key: str, value: Any, path: Path | None) -> Any:
             raise ConfigError(path, key, f"expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
         return value.lower() if short == "log_level" else value
     if kind == tuple[int, ...]:
-        if not isinstance(value, list) or not all(is_whole(item) for item in value):
-            raise ConfigError(path, key, f"expected a list of whole numbers, got {value!r}")
+        first, last = _ID_RANGE
+        if not isinstance(value, list) or not all(
+                is_whole(item) and first <= item <= last for item in value):
+            raise ConfigError(path, key, f"expected a list of whole numbers from {first} to "
+                              f"{last} (uids or gids), got {value!r}")
         return tuple(value)
-    want = number_problem(value, whole=kind is int, minimum=_MINIMUM[short])
+    low, high = _RANGE[short]
+    want = number_problem(value, whole=kind is int, minimum=low,
+                          maximum=None if math.isinf(high) else high)
     if want is not None:
         raise ConfigError(path, key, f"expected {want}, got {value!r}")
     return float(value) if kind is float else value
@@ -242,15 +254,42 @@ def apply_environment(config: Config, environ: Mapping[str, str] | None = None) 
     return config
 
 
+def find_config_file(start: Path | None = None) -> Path | None:
+    """``eventbus.toml`` in ``start`` (the working directory) or the nearest parent that has
+    one, as git and ruff find theirs; None where no folder up to the root has one."""
+    folder = (start or Path.cwd()).absolute()
+    for candidate in (folder, *folder.parents):
+        if (candidate / CONFIG_FILE_NAME).is_file():
+            return candidate / CONFIG_FILE_NAME
+    return None
+
+
+def check_owner(path: Path) -> None:
+    """Refuse a config file another user owns or others may write, as ssh does: it names
+    the listeners directory, so whoever can write it chooses the code the daemon runs."""
+    try:
+        info = path.stat()
+    except OSError:
+        return  # reading it reports the problem
+    if info.st_uid not in (os.getuid(), 0):
+        raise ConfigError(path, None, f"it belongs to uid {info.st_uid}, not to you "
+                          f"({os.getuid()}), so it is not used; check what it says, then "
+                          f"take it over (chown) or pass --config with a file of your own")
+    if info.st_mode & 0o022:
+        raise ConfigError(path, None, f"others can write to it (mode {info.st_mode & 0o777:o}), "
+                          f"so it is not used; run `chmod go-w {path}`")
+
+
 def load_config(path: Path | str | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    """Resolve the config: ``path``, else ``$EVENTBUS_CONFIG``, else ``./eventbus.toml`` if it
-    exists, else the defaults; then the environment over it."""
+    """Resolve the config: ``path``, else ``$EVENTBUS_CONFIG``, else ``eventbus.toml`` in the
+    working directory or the nearest parent with one, else the defaults; then the
+    environment over it. A file another user owns, or others can write, is refused."""
     environ = os.environ if environ is None else environ
-    chosen = path or environ.get("EVENTBUS_CONFIG") or None
-    if chosen is None and Path(CONFIG_FILE_NAME).is_file():
-        chosen = CONFIG_FILE_NAME
-    config = Config.from_toml(chosen) if chosen is not None else Config()
-    return apply_environment(config, environ)
+    chosen = path or environ.get("EVENTBUS_CONFIG") or find_config_file()
+    if chosen is None:
+        return apply_environment(Config(), environ)
+    check_owner(Path(chosen))
+    return apply_environment(Config.from_toml(chosen), environ)
 
 
 def resolve_config(

@@ -161,3 +161,53 @@ def test_the_sample_config_in_examples_is_valid() -> None:
     assert config.daemon.listeners_dir.resolve() == sample.parent.parent / "listeners.d"
     assert config.daemon == DaemonConfig(listeners_dir=config.daemon.listeners_dir)
     assert config.delivery == DeliveryConfig()
+
+
+@pytest.mark.parametrize(("text", "key", "words"), [
+    ("[daemon]\nconcurrency = 200000\n", "daemon.concurrency", "up to 10000"),
+    ("[daemon]\nallow_uids = [-1]\n", "daemon.allow_uids", "from 0 to 4294967294"),
+    ("[delivery]\nretries = 5000\n", "delivery.retries", "up to 1000"),
+])
+def test_numbers_out_of_range_are_refused_naming_key_file_and_range(
+    tmp_path: Path, text: str, key: str, words: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        Config.from_toml(path)
+    assert caught.value.key == key
+    assert str(path) in str(caught.value)
+    assert words in str(caught.value)
+
+
+def test_eventbus_toml_is_found_in_a_parent_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path, "[daemon]\nqueue_size = 3\n")
+    inner = tmp_path / "src" / "app"
+    inner.mkdir(parents=True)
+    monkeypatch.chdir(inner)
+    config = load_config(environ={})
+    assert config.path == tmp_path / "eventbus.toml"
+    assert config.daemon.queue_size == 3
+
+
+def test_a_config_file_others_can_write_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "[daemon]\nqueue_size = 3\n")
+    path.chmod(0o666)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="others can write to it"):
+        load_config(environ={})
+    path.chmod(0o644)
+    assert load_config(environ={}).daemon.queue_size == 3
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the file to another user")
+def test_a_config_file_another_user_owns_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "[daemon]\nqueue_size = 3\n")
+    os.chown(path, 65534, 65534)
+    with pytest.raises(ConfigError, match="belongs to uid 65534, not to you"):
+        load_config(path, environ={})

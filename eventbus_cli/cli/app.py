@@ -26,6 +26,9 @@ from .values import parse_arg, parse_kw
 if TYPE_CHECKING:
     from ..config import Config
 
+_socket_source = ""
+"""Where the socket this command uses came from, for the no-daemon error."""
+
 app = typer.Typer(help="A local event bus for Python applications.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 listeners_app = typer.Typer(
@@ -38,7 +41,7 @@ app.add_typer(queue_app, name="queue")
 SocketOption = Annotated[Path | None, typer.Option(
     "--socket", help="The daemon's socket (env EVENTBUS_SOCKET; default: from the config).")]
 ConfigOption = Annotated[Path | None, typer.Option(
-    "--config", help="The config file (env EVENTBUS_CONFIG; default: ./eventbus.toml if any).")]
+    "--config", help="The config file (env EVENTBUS_CONFIG; default: eventbus.toml here or above).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 
 
@@ -83,6 +86,8 @@ def _reported() -> Iterator[None]:
         yield
     except NoDaemonError as exc:
         typer.echo(f"error: {exc}", err=True)
+        if _socket_source:
+            typer.echo(f"  (the socket came from {_socket_source})", err=True)
         raise typer.Exit(3) from None
     except ArgumentError as exc:
         raise typer.BadParameter(exc.problem, param_hint=f"'{exc.option} {exc.value}'") from None
@@ -101,12 +106,21 @@ def _config(ctx: typer.Context, **flags: Any) -> "Config":
 def _socket(ctx: typer.Context) -> Path:
     """The daemon's socket, by the precedence of :func:`resolve_config`. A flag or
     EVENTBUS_SOCKET decides it without reading the config, which keeps `emit` quick to start."""
+    global _socket_source
     given: Path | None = (ctx.find_root().obj or {}).get("socket")
     if given:
+        _socket_source = "--socket"
         return given.expanduser().absolute()
     if os.environ.get("EVENTBUS_SOCKET"):
+        _socket_source = "EVENTBUS_SOCKET"
         return Path(os.environ["EVENTBUS_SOCKET"]).expanduser().absolute()
-    return _config(ctx).daemon.socket_path
+    config = _config(ctx)
+    if config.path is not None:
+        _socket_source = f"the config {config.path.absolute()}"
+    else:
+        _socket_source = (f"the defaults: no eventbus.toml in {Path.cwd()} or any folder above "
+                          "it, and no --config or EVENTBUS_CONFIG")
+    return config.daemon.socket_path
 
 
 def _complete_events(ctx: typer.Context, incomplete: str) -> list[str]:

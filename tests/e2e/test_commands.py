@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -231,3 +233,25 @@ def test_the_readme_quick_start_serves_the_repositorys_listeners(short_dir: Path
     finally:
         server.kill()
         server.wait(timeout=10)
+
+
+def test_commands_find_eventbus_toml_in_a_parent_folder(daemon: Daemon) -> None:
+    (daemon.root / "eventbus.toml").write_text(f'[daemon]\nsocket = "{daemon.socket}"\n')
+    inner = daemon.root / "src" / "app"
+    inner.mkdir(parents=True)
+    env = {key: value for key, value in daemon.env.items() if key != "EVENTBUS_SOCKET"}
+    found = subprocess.run([EVENTBUS, "status", "--json"], capture_output=True, text=True,
+                           timeout=30, cwd=inner, env=env, check=False)
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)["socket"] == str(daemon.socket)
+
+
+def test_the_no_daemon_error_says_where_the_socket_came_from(short_dir: Path) -> None:
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("EVENTBUS_SOCKET", "EVENTBUS_CONFIG")}
+    env["XDG_RUNTIME_DIR"] = str(short_dir)
+    result = subprocess.run([EVENTBUS, "status"], capture_output=True, text=True, timeout=30,
+                            cwd=short_dir, env=env, check=False)
+    assert result.returncode == 3
+    assert f"no daemon is listening on {short_dir / 'eventbus.sock'}" in result.stderr
+    assert f"no eventbus.toml in {short_dir} or any folder above it" in result.stderr
