@@ -41,7 +41,7 @@ app.add_typer(queue_app, name="queue")
 SocketOption = Annotated[Path | None, typer.Option(
     "--socket", help="The daemon's socket (env EVENTBUS_SOCKET; default: from the config).")]
 ConfigOption = Annotated[Path | None, typer.Option(
-    "--config", help="The config file (env EVENTBUS_CONFIG; default: eventbus.toml here or above).")]
+    "--config", help="The config file (env EVENTBUS_CONFIG; default: eventbus.toml, here or up).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 
 
