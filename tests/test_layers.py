@@ -17,7 +17,7 @@ PACKAGE = Path(eventbus_cli.__file__).parent
 FLOORS: dict[str, int] = {
     "_version": 0, "errors": 0,
     "checks": 1, "names": 1,
-    "codec": 2, "config": 2,
+    "codec": 2, "config": 2, "peers": 2,
     "protocol": 3,
     "bus": 4,
     "brokers": 5,
@@ -26,7 +26,7 @@ FLOORS: dict[str, int] = {
     "cli": 8,
     "__init__": 9, "__main__": 9,
 }
-LIGHT = ("client", "protocol", "codec", "names", "checks", "errors", "config")
+LIGHT = ("client", "protocol", "codec", "names", "checks", "errors", "config", "peers")
 """Modules on the `eventbus emit` path: no anyio, nothing of bus/, brokers/ or daemon/."""
 
 

@@ -14,10 +14,10 @@ import anyio.lowlevel
 
 from ..codec import LineSplitter, decode_reply, encode_error, encode_result
 from ..errors import JournalError
+from ..peers import peer_of
 from ..protocol import ErrorCode
 from .handlers import Operations
 from .monitor import Subscription
-from .socketfile import peer_of
 
 __all__ = ("Connection", "Connections", "serve_connection")
 

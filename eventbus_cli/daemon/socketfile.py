@@ -7,37 +7,11 @@ import errno
 import os
 import socket
 import stat
-import struct
-from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DaemonRunningError, SocketFileError
 
-__all__ = ("Peer", "bind_socket", "peer_of", "remove")
-
-
-@dataclass(frozen=True, slots=True)
-class Peer:
-    """The process at the other end of a connection, from SO_PEERCRED."""
-
-    pid: int
-    uid: int
-    gid: int
-
-    def allowed(self, uids: Iterable[int], gids: Iterable[int]) -> bool:
-        """Whether this peer is root, the daemon's own user, or in ``uids`` / ``gids``."""
-        return self.uid in (0, os.getuid(), *uids) or self.gid in tuple(gids)
-
-
-def peer_of(sock: socket.socket) -> Peer | None:
-    """The peer's credentials; None where the platform has no SO_PEERCRED."""
-    option = getattr(socket, "SO_PEERCRED", None)
-    if option is None:
-        return None
-    size = struct.calcsize("3i")
-    pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, option, size))
-    return Peer(pid, uid, gid)
+__all__ = ("bind_socket", "remove")
 
 
 def _private_directory(path: Path) -> None:
