@@ -15,6 +15,7 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple, Self
 
 from .codec import LineSplitter, Reply, decode_reply, encode_request
 from .errors import EventbusError, EventFileError, NoDaemonError, ProtocolError, RemoteError
+from .peers import check_server
 
 if TYPE_CHECKING:
     import anyio.abc
@@ -70,12 +71,14 @@ class Client:
     """A connection to a daemon; a context manager. Methods raise :class:`RemoteError` when
     the daemon answers with an error, :class:`NoDaemonError` when none listens."""
 
-    def __init__(self, socket_path: Path | str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, socket_path: Path | str, *, timeout: float = DEFAULT_TIMEOUT,
+                 trusted_uids: Iterable[int] = ()) -> None:
         self.socket_path = Path(socket_path)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.settimeout(timeout)
         try:
             self._sock.connect(str(socket_path))
+            check_server(self._sock, str(socket_path), trusted_uids)
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             self._sock.close()
             reason = "no socket file" if isinstance(exc, FileNotFoundError) else "refused"
@@ -83,6 +86,9 @@ class Client:
         except OSError as exc:
             self._sock.close()
             raise EventbusError(f"cannot connect to {socket_path}: {exc}") from exc
+        except EventbusError:
+            self._sock.close()
+            raise
         self._ids = itertools.count(1)
         self._lines = _Lines()
 
@@ -287,9 +293,11 @@ class AsyncClient:
     One request at a time per client; open one client per task that emits concurrently.
     """
 
-    def __init__(self, socket_path: Path | str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, socket_path: Path | str, *, timeout: float = DEFAULT_TIMEOUT,
+                 trusted_uids: Iterable[int] = ()) -> None:
         self.socket_path = Path(socket_path)
         self.timeout = timeout
+        self._trusted = tuple(trusted_uids)
         self._stream: anyio.abc.SocketStream | None = None
         self._ids = itertools.count(1)
         self._lines = _Lines()
@@ -302,6 +310,14 @@ class AsyncClient:
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             reason = "no socket file" if isinstance(exc, FileNotFoundError) else "refused"
             raise NoDaemonError(self.socket_path, reason) from None
+        import anyio.abc
+
+        try:
+            check_server(self._stream.extra(anyio.abc.SocketAttribute.raw_socket),
+                         str(self.socket_path), self._trusted)
+        except EventbusError:
+            await self._stream.aclose()
+            raise
         return self
 
     async def __aexit__(

@@ -25,6 +25,7 @@ __all__ = (
     "QueueFullError",
     "RemoteError",
     "SocketFileError",
+    "UntrustedDaemonError",
 )
 
 EVENT_ID_RULE = "1 to 200 characters of letters, digits and _ . : -"
@@ -126,6 +127,20 @@ class NoDaemonError(EventbusError):
         super().__init__(
             f"no daemon is listening on {socket} ({reason}); start one with `eventbus serve`, "
             "or point --socket / EVENTBUS_SOCKET at the one that runs"
+        )
+
+
+class UntrustedDaemonError(EventbusError):
+    """The process serving the socket runs as another user: nothing was sent to it."""
+
+    def __init__(self, socket: Path | str, uid: int, pid: int) -> None:
+        self.socket = socket
+        self.uid = uid
+        self.pid = pid
+        super().__init__(
+            f"the daemon on {socket} runs as uid {uid} (pid {pid}), not as you, so nothing "
+            f"was sent to it; if you trust it, add {uid} to [daemon] allow_uids in your "
+            "eventbus.toml, else remove the socket and start a daemon of your own"
         )
 
 

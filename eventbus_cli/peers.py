@@ -7,21 +7,22 @@ import os
 import socket
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
-__all__ = ("Peer", "peer_of")
+from .errors import UntrustedDaemonError
+
+__all__ = ("Peer", "check_server", "peer_of")
 
 
-@dataclass(frozen=True, slots=True)
-class Peer:
+class Peer(NamedTuple):
     """The process at the other end of a connection, from SO_PEERCRED."""
 
     pid: int
     uid: int
     gid: int
 
-    def allowed(self, uids: Iterable[int], gids: Iterable[int]) -> bool:
-        """Whether this peer is root, the daemon's own user, or in ``uids`` / ``gids``."""
+    def allowed(self, uids: Iterable[int] = (), gids: Iterable[int] = ()) -> bool:
+        """Whether this peer is root, this process's own user, or in ``uids`` / ``gids``."""
         return self.uid in (0, os.getuid(), *uids) or self.gid in tuple(gids)
 
 
@@ -33,3 +34,13 @@ def peer_of(sock: socket.socket) -> Peer | None:
     size = struct.calcsize("3i")
     pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, option, size))
     return Peer(pid, uid, gid)
+
+
+def check_server(sock: socket.socket, path: str, trusted_uids: Iterable[int] = ()) -> None:
+    """Refuse to talk to a daemon that another user runs (root and ``trusted_uids`` aside),
+    before anything is sent: whoever created the socket first would read every emit.
+
+    Raises :class:`NoDaemonError`'s sibling :class:`UntrustedDaemonError`."""
+    peer = peer_of(sock)
+    if peer is not None and not peer.allowed(trusted_uids):
+        raise UntrustedDaemonError(path, peer.uid, peer.pid)

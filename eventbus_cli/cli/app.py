@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 _socket_source = ""
 """Where the socket this command uses came from, for the no-daemon error."""
+_trusted_uids: tuple[int, ...] = ()
+"""Users besides this one and root whose daemon this command may talk to (allow_uids)."""
 
 app = typer.Typer(help="A local event bus for Python applications.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -114,7 +116,9 @@ def _socket(ctx: typer.Context) -> Path:
     if os.environ.get("EVENTBUS_SOCKET"):
         _socket_source = "EVENTBUS_SOCKET"
         return Path(os.environ["EVENTBUS_SOCKET"]).expanduser().absolute()
+    global _trusted_uids
     config = _config(ctx)
+    _trusted_uids = config.daemon.allow_uids
     if config.path is not None:
         _socket_source = f"the config {config.path.absolute()}"
     else:
@@ -126,7 +130,7 @@ def _socket(ctx: typer.Context) -> Path:
 def _complete_events(ctx: typer.Context, incomplete: str) -> list[str]:
     """Shell completion: the event ids (and patterns) of the running daemon's listeners."""
     try:
-        with Client(_socket(ctx), timeout=2) as client:
+        with _client(ctx, timeout=2) as client:
             listeners = client.listeners()
     except (EventbusError, OSError):
         return []
@@ -134,8 +138,9 @@ def _complete_events(ctx: typer.Context, incomplete: str) -> list[str]:
     return sorted(event for event in ids if event.startswith(incomplete))
 
 
-def _client(ctx: typer.Context) -> Client:
-    return Client(_socket(ctx))
+def _client(ctx: typer.Context, timeout: float = DEFAULT_TIMEOUT) -> Client:
+    socket_path = _socket(ctx)  # first: it decides the uids to trust
+    return Client(socket_path, timeout=timeout, trusted_uids=_trusted_uids)
 
 
 @app.command()
@@ -220,7 +225,7 @@ def emit(
         args = [parse_arg(value) for value in arg or ()]
         kwargs = dict(parse_kw(value) for value in kw or ())
         seconds = timeout or DEFAULT_WAIT
-        with Client(_socket(ctx), timeout=seconds + 30 if wait else DEFAULT_TIMEOUT) as client:
+        with _client(ctx, seconds + 30 if wait else DEFAULT_TIMEOUT) as client:
             result = client.submit(event, args, kwargs, wait=seconds if wait else None,
                                    require_listener=require_listener)
     deliveries, results = result["deliveries"], result.get("results")
@@ -251,7 +256,7 @@ def _emit_file(ctx: typer.Context, file: str, as_json: bool) -> None:
                     lines, numbers = read_event_lines(stream, file)
             except OSError as exc:
                 raise EventbusError(f"cannot read {file}: {exc.strerror}") from None
-        with Client(_socket(ctx)) as client:
+        with _client(ctx) as client:
             if sys.stderr.isatty() and not as_json:
                 from .render import progress_bar
 
@@ -323,7 +328,7 @@ def queue(
     if watch:
         from .render import watch_queue
 
-        with _reported(), Client(_socket(ctx)) as client:
+        with _reported(), _client(ctx) as client:
             watch_queue(client.queue, interval)
         return
     with _reported(), _client(ctx) as client:
@@ -451,7 +456,7 @@ def tail(
     """
     from .render import tail_line
 
-    with _reported(), Client(_socket(ctx)) as client:
+    with _reported(), _client(ctx) as client:
         try:
             for record in client.subscribe(patterns or ()):
                 typer.echo(json.dumps(record) if as_json else tail_line(record))

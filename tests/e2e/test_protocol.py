@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import socket
+import subprocess
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from eventbus_cli.client import Client
-from tests.harness import Daemon
+from tests.harness import EVENTBUS, Daemon
 
 
 class Line:
@@ -300,3 +301,49 @@ def test_keyword_names_that_emit_itself_uses_reach_the_listener(
     assert daemon.wait_for_records(1) == [
         {"args": [], "kwargs": {"event_id": 1, "self": 2, "args": 3, "a-b": 4}}
     ]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to serve a socket as another uid")
+def test_a_client_sends_nothing_to_a_daemon_another_user_runs(short_dir: Path) -> None:
+    """Another user who creates the socket first must not read our emits."""
+    os.chmod(short_dir, 0o755)
+    folder = short_dir / "planted"
+    folder.mkdir()
+    os.chown(folder, 65534, 65534)
+    path = folder / "eb.sock"
+    ready_read, ready_write = os.pipe()
+    got_read, got_write = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, on 3.12+
+        pid = os.fork()
+    if pid == 0:  # the planted "daemon": never return into pytest
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            with socket.socket(socket.AF_UNIX) as server:
+                server.bind(str(path))
+                server.listen(1)
+                os.write(ready_write, b"ready")
+                conn, _ = server.accept()
+                conn.settimeout(10)
+                received = b""
+                with contextlib.suppress(OSError):
+                    while chunk := conn.recv(65536):
+                        received += chunk
+                os.write(got_write, received or b"nothing")
+        finally:
+            os._exit(0)
+    os.close(ready_write)
+    os.close(got_write)
+    assert os.read(ready_read, 100) == b"ready"
+    result = subprocess.run([EVENTBUS, "--socket", str(path), "emit", "user_created", "--kw",
+                             "secret=hunter2"], capture_output=True, text=True, timeout=30,
+                            check=False)
+    with os.fdopen(got_read, "rb") as got:
+        received = got.read()
+    os.waitpid(pid, 0)
+    os.close(ready_read)
+    assert result.returncode == 1
+    assert "runs as uid 65534" in result.stderr
+    assert "nothing was sent" in result.stderr
+    assert received == b"nothing"
