@@ -35,7 +35,8 @@ class BulkResult(NamedTuple):
     deliveries: int
     unrouted: int
     error: RemoteError | None = None
-    first_rejected: int | None = None  # index of the first event not accepted
+    rejected: tuple[tuple[int, int], ...] = ()
+    """The events not accepted, as ``(start, stop)`` index ranges, in order."""
 
 
 def read_event_lines(stream: IO[bytes], source: str) -> tuple[list[bytes], list[int]]:
@@ -195,31 +196,36 @@ class Client:
         """
         limit = int(self.hello()["max_message_bytes"]) - 64
         pending = _batches(lines, limit)
-        sent: list[int] = []  # the first line index of each batch awaiting its reply
+        sent: list[tuple[int, int]] = []  # (start, stop) of each batch awaiting its reply
         accepted = deliveries = unrouted = 0
         error: RemoteError | None = None
-        first_rejected: int | None = None
+        rejected: list[tuple[int, int]] = []
+        sent_until = 0
         while True:
             while error is None and len(sent) < _WINDOW and (batch := next(pending, None)):
                 start, body = batch
                 self._send(b'{"id":%d,"op":"emit_many","events":[%s]}\n'
                            % (next(self._ids), b",".join(body)))
-                sent.append(start)
+                sent.append((start, start + len(body)))
+                sent_until = start + len(body)
             if not sent:
                 break
-            start = sent.pop(0)
+            start, stop = sent.pop(0)
             reply = self._receive()
             done = reply.result if reply.ok else reply.details
-            taken = int(done.get("accepted", 0)) if isinstance(done, dict) else 0
+            counts = done if isinstance(done, dict) else {}
+            taken = int(counts.get("accepted", 0))
             accepted += taken
-            if reply.ok:
-                deliveries += reply.result["deliveries"]
-                unrouted += reply.result["unrouted"]
-            elif error is None:
-                error, first_rejected = RemoteError(reply.code, reply.message), start + taken
+            deliveries += int(counts.get("deliveries", 0))
+            unrouted += int(counts.get("unrouted", 0))
+            if not reply.ok:
+                error = error or RemoteError(reply.code, reply.message)
+                rejected.append((start + taken, stop))
             if progress is not None and taken:
                 progress(taken)
-        return BulkResult(len(lines), accepted, deliveries, unrouted, error, first_rejected)
+        if error is not None and sent_until < len(lines):
+            rejected.append((sent_until, len(lines)))  # never sent, after the error
+        return BulkResult(len(lines), accepted, deliveries, unrouted, error, _merged(rejected))
 
     def _send(self, data: bytes) -> None:
         try:
@@ -272,6 +278,19 @@ class _Lines:
 
     def next(self) -> bytes | None:
         return self._ready.popleft() if self._ready else None
+
+
+def _merged(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """``(start, stop)`` ranges, sorted, empty ones dropped and touching ones joined."""
+    merged: list[tuple[int, int]] = []
+    for start, stop in sorted(ranges):
+        if start >= stop:
+            continue
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(stop, merged[-1][1]))
+        else:
+            merged.append((start, stop))
+    return tuple(merged)
 
 
 def _batches(lines: Sequence[bytes], max_bytes: int) -> Iterator[tuple[int, list[bytes]]]:

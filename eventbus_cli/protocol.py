@@ -109,6 +109,8 @@ class Op(NamedTuple):
     result: str
     build: Callable[[dict[str, Any]], dict[str, Any]] = dict
     """Turns the values of the fields given into :class:`Request` fields."""
+    writes: bool = False
+    """Whether it changes what the broker holds, so that its reply waits for the store."""
 
 
 def _bool(value: object) -> bool:
@@ -206,10 +208,10 @@ OPS: dict[str, Op] = {
         Field("wait", _bool, "true: reply once every delivery has finished"),
         Field("timeout", _seconds, "seconds to wait, with `wait` (default 60)"),
         Field("require_listener", _bool, "true: refuse an event no listener matches"),
-    ), '`{"event_id", "deliveries"}`; with `wait`, `results` too', _build_emit),
+    ), '`{"event_id", "deliveries"}`; with `wait`, `results` too', _build_emit, writes=True),
     "emit_many": Op((Field("events", _event_list,
                            'a list of `{"event", "args", "kwargs"}`', required=True),),
-                    '`{"accepted", "deliveries", "unrouted"}`'),
+                    '`{"accepted", "deliveries", "unrouted"}`', writes=True),
     "listeners": Op((), "as `listeners list --json`"),
     "queue": Op((), "as `queue --json`"),
     "list": Op((Field("state", _one_of(LIST_STATES), "a state (optional)"),
@@ -219,10 +221,10 @@ OPS: dict[str, Op] = {
                "as `queue show --json`", _build_show),
     "retry": Op((Field("deliveries", _delivery_ids, "a list of delivery ids"),
                  Field("all", _bool, "true: every failed delivery (instead of `deliveries`)")),
-                '`{"retried": [ids]}`', _build_retry),
+                '`{"retried": [ids]}`', _build_retry, writes=True),
     "purge": Op((Field("state", _one_of(PURGE_STATES), "`failed` or `pending`",
-                       required=True),), '`{"purged": N, "state"}`'),
-    "reload": Op((), "as `listeners reload --json`"),
+                       required=True),), '`{"purged": N, "state"}`', writes=True),
+    "reload": Op((), "as `listeners reload --json`", writes=True),
     "subscribe": Op((Field("patterns", _patterns, "event-id globs (optional)"),),
                     '`{"subscribed": true}`, then one record a line (as `tail --json`) until '
                     "the client closes"),

@@ -109,6 +109,11 @@ class JournalBroker(MemoryBroker):
                         len(loaded) - kept, kept)
         return failed
 
+    @property
+    def failure(self) -> JournalError | None:
+        """Why the last commit failed, while the journal cannot be written; else None."""
+        return self._failure
+
     def size_on_disk(self) -> int:
         """Bytes on disk: the database and its write-ahead log."""
         wal = self.path.with_name(self.path.name + "-wal")

@@ -272,10 +272,19 @@ def _emit_file(ctx: typer.Context, file: str, as_json: bool) -> None:
         typer.echo(f"{result.accepted} of {result.total} events accepted: "
                    f"{result.deliveries} deliveries queued, {result.unrouted} unrouted")
     if result.error is not None:
-        line = numbers[result.first_rejected or 0]
-        typer.echo(f"error: {result.error}; line {line} and the lines after it were not "
-                   "accepted; emit them again from there", err=True)
+        typer.echo(f"error: {result.error}; {_not_accepted(result.rejected, numbers)}", err=True)
         raise typer.Exit(1)
+
+
+def _not_accepted(rejected: tuple[tuple[int, int], ...], numbers: list[int]) -> str:
+    """Which lines of the file to emit again, exactly: the accepted ones must not be."""
+    if len(rejected) == 1 and rejected[0][1] == len(numbers):
+        return (f"line {numbers[rejected[0][0]]} and the lines after it were not accepted; "
+                "emit them again from there")
+    spans = ", ".join(f"{numbers[start]}" if stop - start == 1
+                      else f"{numbers[start]}-{numbers[stop - 1]}" for start, stop in rejected)
+    return (f"lines {spans} were not accepted (the others were); emit those again, and only "
+            "those")
 
 
 @listeners_app.command("list")

@@ -157,16 +157,21 @@ async def _serve_lines(stream: anyio.abc.SocketStream, ops: Operations,
                        connection: Connection) -> None:
     splitter = LineSplitter(ops.config.daemon.max_message_bytes)
     replies: list[bytes] = []
+    writes: list[int] = []  # indexes in replies of requests that may have changed something
 
     async def flush() -> None:
-        if replies:
+        if not replies:
+            return
+        if writes:
             try:
                 await ops.broker.settled()  # with a journal, acknowledge only what is committed
-            except JournalError as exc:
-                replies[:] = [_unacknowledged(reply, exc) for reply in replies]
-            data = b"".join(replies)
-            replies.clear()
-            await stream.send(data)
+            except JournalError as exc:  # the reads among them are answered all the same
+                for index in writes:
+                    replies[index] = _unacknowledged(replies[index], exc)
+            writes.clear()
+        data = b"".join(replies)
+        replies.clear()
+        await stream.send(data)
 
     while True:
         try:
@@ -190,15 +195,18 @@ async def _serve_lines(stream: anyio.abc.SocketStream, ops: Operations,
             line = line.strip()
             if not line:
                 continue
-            reply = await ops.answer(line, flush)
-            if isinstance(reply, Subscription):  # the connection serves it alone from now on
+            answer = await ops.answer(line, flush)
+            if isinstance(answer, Subscription):  # the connection serves it alone from now on
                 try:
-                    replies.append(encode_result(reply.request_id, {"subscribed": True}))
+                    replies.append(encode_result(answer.request_id, {"subscribed": True}))
                     await flush()
-                    await _stream(stream, reply)
+                    await _stream(stream, answer)
                 finally:
-                    ops.monitor.unsubscribe(reply)
+                    ops.monitor.unsubscribe(answer)
                 return
+            reply, wrote = answer
+            if wrote:
+                writes.append(len(replies))
             replies.append(reply)
         if splitter.too_large:
             refusal = splitter.too_large_error()

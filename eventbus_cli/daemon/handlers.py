@@ -57,10 +57,14 @@ def _handles(op: str) -> Callable[[Handler], Handler]:
 
 
 class _EmitFailed(Exception):
-    def __init__(self, code: str, message: str, accepted: int) -> None:
+    """An emit that was refused after ``accepted`` events of its request; ``counts`` adds
+    the deliveries and unrouted events of those, for emit_many."""
+
+    def __init__(self, code: str, message: str, accepted: int, **counts: int) -> None:
         self.code = code
         self.message = message
         self.accepted = accepted
+        self.counts = counts
 
 
 class Operations:
@@ -78,22 +82,30 @@ class Operations:
         self.draining = False
         self._reloading = anyio.Lock()
 
-    async def answer(self, line: bytes, flush: Flush) -> bytes | Subscription:
-        """The reply line to one request line, or for ``subscribe`` the new subscription
-        (the caller streams it, then unsubscribes). ``flush`` sends the replies owed so far;
-        it is called before an emit waits for room, so earlier replies are not held up."""
-        request_id: object = None
+    async def answer(self, line: bytes, flush: Flush) -> tuple[bytes, bool] | Subscription:
+        """The reply line to one request line, and whether the request may have changed
+        what the broker holds (its reply then waits for the store); or for ``subscribe`` the
+        new subscription (the caller streams it, then unsubscribes). ``flush`` sends the
+        replies owed so far; it is called before an emit waits for room."""
+        writes = False
         try:
             request = decode_request(line)
-            request_id = request.id
+            writes = OPS[request.op].writes
+            reply = await self._answer(request, flush)
+            return reply if isinstance(reply, Subscription) else (reply, writes)
+        except ProtocolError as exc:
+            return encode_error(exc.request_id, exc.code, exc.problem), writes
+
+    async def _answer(self, request: Request, flush: Flush) -> bytes | Subscription:
+        request_id = request.id
+        try:
             result = await _HANDLERS[request.op](self, request, flush)
             if isinstance(result, Subscription):
                 return result
             return encode_result(request.id, result)
-        except ProtocolError as exc:
-            return encode_error(exc.request_id, exc.code, exc.problem)
         except _EmitFailed as exc:
-            return encode_error(request_id, exc.code, exc.message, accepted=exc.accepted)
+            return encode_error(request_id, exc.code, exc.message, accepted=exc.accepted,
+                                **exc.counts)
         except DeliveryError as exc:
             code = ErrorCode.NOT_FOUND if exc.missing else ErrorCode.CONFLICT
             return encode_error(request_id, code, str(exc), delivery=exc.delivery_id)
@@ -107,7 +119,7 @@ class Operations:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             raise  # the client left while an emit waited: the connection ends, quietly
         except Exception as exc:  # a bug here must cost one reply, never the daemon
-            logger.exception("request %r failed", line[:200])
+            logger.exception("request %r failed", request[:2])
             return encode_error(request_id, ErrorCode.INTERNAL, f"internal error: {exc!r}")
 
     # -- emitting ----------------------------------------------------------------------------
@@ -136,7 +148,11 @@ class Operations:
             try:  # the common case, without a coroutine per event
                 made = self._submit_now(message)
             except (QueueFullError, EmitterNotRunningError):
-                made = await self._submit(message, flush, accepted)
+                try:
+                    made = await self._submit(message, flush, accepted)
+                except _EmitFailed as exc:  # say what the events before it made
+                    raise _EmitFailed(exc.code, exc.message, accepted, deliveries=deliveries,
+                                      unrouted=unrouted) from None
             accepted += 1
             deliveries += len(made)
             unrouted += not made
@@ -236,7 +252,9 @@ class Operations:
             "config": str(self.config.path.absolute()) if self.config.path else None,
             "listeners_dir": str(daemon.listeners_dir.absolute()),
             "listeners": len(self.emitter.listeners),
-            "journal": {"path": str(broker.path.absolute()), "bytes": broker.size_on_disk()}
+            "journal": {"path": str(broker.path.absolute()), "bytes": broker.size_on_disk(),
+                        "writable": broker.failure is None,
+                        "error": None if broker.failure is None else str(broker.failure)}
             if isinstance(broker, JournalBroker) else None,
             "draining": self.draining,
             "health": self.health.report(draining=self.draining),

@@ -255,3 +255,37 @@ def test_the_no_daemon_error_says_where_the_socket_came_from(short_dir: Path) ->
     assert result.returncode == 3
     assert f"no daemon is listening on {short_dir / 'eventbus.sock'}" in result.stderr
     assert f"no eventbus.toml in {short_dir} or any folder above it" in result.stderr
+
+
+DOUBLE = '''
+import json, os
+from eventbus_cli import listener
+
+@listener("one", "double")
+def first(n):
+    with open(os.environ["EVENTBUS_TEST_OUT"], "a") as out:
+        out.write(json.dumps({"n": n}) + "\\n")
+
+@listener("double")
+def second(n):
+    pass
+'''
+
+
+def test_a_refused_batch_between_accepted_ones_gets_exact_resend_advice(
+    short_dir: Path,
+) -> None:
+    config = "[daemon]\nqueue_size = 1\n"  # "double" needs 2 deliveries: it never fits
+    daemon = Daemon(short_dir, listeners=DOUBLE, config=config).start()
+    try:
+        events = [{"event": "one", "args": [n]} for n in range(4000)]
+        events[1000] = {"event": "double", "args": [1000]}  # first of the second batch
+        lines = "".join(json.dumps(event) + "\n" for event in events)
+        result = daemon.cli("emit", "--file", "-", input=lines)
+        assert result.returncode == 1
+        assert result.stdout == "3000 of 4000 events accepted: 3000 deliveries queued, 0 unrouted\n"
+        assert "lines 1001-2000 were not accepted (the others were)" in result.stderr
+        handled = {item["n"] for item in daemon.wait_for_records(3000)}
+        assert handled == set(range(1000)) | set(range(2000, 4000))
+    finally:
+        daemon.kill()
