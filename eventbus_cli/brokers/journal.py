@@ -91,8 +91,19 @@ class JournalBroker(MemoryBroker):
                 "FROM deliveries ORDER BY id"
         for row in self._db.execute(query):
             delivery_id, event, name, args, kwargs, state, attempts, error, trace = row
-            delivery = Delivery(delivery_id, event, tuple(json.loads(args)), json.loads(kwargs),
-                                name)
+            try:
+                values = json.loads(args), json.loads(kwargs)
+                if not (isinstance(values[0], list) and isinstance(values[1], dict)
+                        and isinstance(event, str) and isinstance(name, str)
+                        and isinstance(attempts, int)):
+                    raise ValueError("a field holds the wrong kind of value")
+            except (ValueError, TypeError) as exc:
+                self._db.close()
+                raise JournalError(self.path, f"delivery {delivery_id} cannot be read ({exc})",
+                                   "fix that row, or take it out to keep it: `sqlite3 "
+                                   f"{self.path} \"DELETE FROM deliveries WHERE id = "
+                                   f"{delivery_id}\"`; the other deliveries stay") from None
+            delivery = Delivery(delivery_id, event, tuple(values[0]), values[1], name)
             failed = state == DeliveryState.FAILED
             delivery.state = DeliveryState.FAILED if failed else DeliveryState.PENDING
             delivery.attempts, delivery.error, delivery.traceback = attempts, error, trace
@@ -275,6 +286,10 @@ def _open(path: Path) -> tuple[sqlite3.Connection, int]:
             raise JournalError(path, "it is locked by another process", "stop the other "
                                "eventbus daemon using it, or give this one its own "
                                "[journal] path") from None
+        if "readonly" in str(exc) or "read-only" in str(exc):
+            raise JournalError(path, f"it cannot be written: {exc}", "give this user write "
+                               f"access to it and to {path.parent} (the journal writes a -wal "
+                               "file beside it); the deliveries in it are kept") from None
         raise JournalError(path, f"cannot use it: {exc}", _MOVE_ASIDE) from None
     except sqlite3.DatabaseError as exc:
         db.close()

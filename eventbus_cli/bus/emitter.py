@@ -155,8 +155,11 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         more = " ..." if len(self.unfinished) > 20 else ""
         fate = ("are kept in the journal and run again on the next start"
                 if self.broker.durable else "are lost (no journal)")
-        logger.warning("%d deliveries unfinished at shutdown %s: %s%s",
-                       len(self.unfinished), fate, listed, more)
+        cut = sum(d.state is DeliveryState.RUNNING for d in self.unfinished)
+        how = (f" ({cut} were running and were cut short, so they may have done part of "
+               "their work; the others never started)" if cut else "")
+        logger.warning("%d deliveries unfinished at shutdown %s%s: %s%s",
+                       len(self.unfinished), fate, how, listed, more)
 
     def emit(self, event_id: str, /, *args: Any, **kwargs: Any) -> int:
         """Queue one delivery per listener of ``event_id``; raise if the queue lacks room.

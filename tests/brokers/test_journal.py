@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import sqlite3
 import threading
@@ -232,3 +233,30 @@ def test_a_lone_surrogate_from_a_client_is_kept_and_comes_back_intact(short_dir:
         assert daemon.stop() == 0
     finally:
         daemon.kill()
+
+
+def test_a_row_that_cannot_be_read_is_named_with_a_fix_that_loses_nothing(
+    short_dir: Path,
+) -> None:
+    path = short_dir / "j.db"
+    JournalBroker(path).close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("INSERT INTO deliveries VALUES (5, 'ok', 'fine', 'not json', '{}', "
+                   "'pending', 0, NULL, NULL)")
+        db.commit()
+    with pytest.raises(JournalError) as caught:
+        JournalBroker(path)
+    message = str(caught.value)
+    assert "delivery 5 cannot be read" in message
+    assert "DELETE FROM deliveries WHERE id = 5" in message
+    assert "move the file aside" not in message
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes read-only files anyway")
+def test_a_read_only_journal_is_told_apart_from_a_corrupt_one(short_dir: Path) -> None:
+    path = short_dir / "j.db"
+    JournalBroker(path).close()
+    path.chmod(0o444)
+    with pytest.raises(JournalError, match="cannot be written") as caught:
+        JournalBroker(path)
+    assert "the deliveries in it are kept" in str(caught.value)
