@@ -156,8 +156,9 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         fate = ("are kept in the journal and run again on the next start"
                 if self.broker.durable else "are lost (no journal)")
         cut = sum(d.state is DeliveryState.RUNNING for d in self.unfinished)
-        how = (f" ({cut} were running and were cut short, so they may have done part of "
-               "their work; the others never started)" if cut else "")
+        others = "" if cut == len(self.unfinished) else "; the others never started"
+        how = (f" ({cut} of them were running and were cut short, so they may have done part "
+               f"of their work{others})" if cut else "")
         logger.warning("%d deliveries unfinished at shutdown %s%s: %s%s",
                        len(self.unfinished), fate, how, listed, more)
 
