@@ -267,9 +267,10 @@ def test_a_drain_cut_short_in_memory_mode_logs_what_was_lost(short_dir: Path) ->
         for n in range(5):
             daemon.cli("emit", "work", "--kw", f"n:={n}", "--kw", "pause:=30")
         assert daemon.stop() == 0
-        assert ("5 deliveries unfinished at shutdown are lost (no journal) (5 of them were "
-                "running and were cut short, so they may have done part of their work): "
-                ) in daemon.logs()
+        # 3 listeners share 5 workers: work runs at most 2 calls at once.
+        assert ("5 deliveries unfinished at shutdown are lost (no journal) (2 of them were "
+                "running and were cut short, so they may have done part of their work; the "
+                "others never started): ") in daemon.logs()
         assert all(f"{n} (work -> work)" in daemon.logs() for n in range(1, 6))
 
 
