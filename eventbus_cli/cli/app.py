@@ -20,7 +20,7 @@ from .._version import __version__
 from ..client import DEFAULT_TIMEOUT, Client, read_event_lines
 from ..codec import DEFAULT_WAIT
 from ..errors import ArgumentError, EventbusError, InvalidEventIdError, NoDaemonError
-from ..names import validate_event_id
+from ..names import is_pattern, validate_event_id
 from .values import parse_arg, parse_kw
 
 if TYPE_CHECKING:
@@ -101,7 +101,8 @@ def _reported() -> Iterator[None]:
 def _config(ctx: typer.Context, **flags: Any) -> "Config":
     from ..config import resolve_config
 
-    given = ctx.find_root().obj or {}
+    root = ctx.find_root()
+    given = root.obj or root.params
     return resolve_config(given.get("config"), socket=given.get("socket"), **flags)
 
 
@@ -109,10 +110,12 @@ def _socket(ctx: typer.Context) -> Path:
     """The daemon's socket, by the precedence of :func:`resolve_config`. A flag or
     EVENTBUS_SOCKET decides it without reading the config, which keeps `emit` quick to start."""
     global _socket_source
-    given: Path | None = (ctx.find_root().obj or {}).get("socket")
+    root = ctx.find_root()
+    # During shell completion the root callback has not run: read its parameters instead.
+    given: Path | str | None = (root.obj or {}).get("socket") or root.params.get("socket")
     if given:
         _socket_source = "--socket"
-        return given.expanduser().absolute()
+        return Path(given).expanduser().absolute()
     if os.environ.get("EVENTBUS_SOCKET"):
         _socket_source = "EVENTBUS_SOCKET"
         return Path(os.environ["EVENTBUS_SOCKET"]).expanduser().absolute()
@@ -127,15 +130,24 @@ def _socket(ctx: typer.Context) -> Path:
     return config.daemon.socket_path
 
 
-def _complete_events(ctx: typer.Context, incomplete: str) -> list[str]:
-    """Shell completion: the event ids (and patterns) of the running daemon's listeners."""
+def _listener_ids(ctx: typer.Context, incomplete: str) -> list[str]:
     try:
         with _client(ctx, timeout=2) as client:
             listeners = client.listeners()
-    except (EventbusError, OSError):
+    except Exception:  # a completion offers nothing rather than a traceback
         return []
     ids = {event for item in listeners for event in item["events"]}
     return sorted(event for event in ids if event.startswith(incomplete))
+
+
+def _complete_events(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion for emit: the running daemon's event ids one can emit (no globs)."""
+    return [event for event in _listener_ids(ctx, incomplete) if not is_pattern(event)]
+
+
+def _complete_patterns(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion for tail: the ids and globs of the running daemon's listeners."""
+    return _listener_ids(ctx, incomplete)
 
 
 def _client(ctx: typer.Context, timeout: float = DEFAULT_TIMEOUT) -> Client:
@@ -186,6 +198,9 @@ def emit(
     ctx: typer.Context,
     event: Annotated[str | None, typer.Argument(
         help="The event id, e.g. user_created.", autocompletion=_complete_events)] = None,
+    items: Annotated[list[str] | None, typer.Argument(
+        help="Keyword arguments as KEY=text, KEY:=JSON, KEY=@file or KEY:=@file items, as "
+        "--kw takes them.", show_default=False)] = None,
     arg: Annotated[list[str] | None, typer.Option(
         "--arg", help="A positional value: text, :=JSON, @file or :=@file. Repeatable.")] = None,
     kw: Annotated[list[str] | None, typer.Option(
@@ -205,10 +220,10 @@ def emit(
 ) -> None:
     """Send an event to the daemon; return once it is accepted (with --wait, once handled).
 
-    Example: eventbus emit user_created --kw email=ada@example.com --kw admin:=true --wait
+    Example: eventbus emit user_created email=ada@example.com admin:=true --wait
     """
     if file is not None:
-        if event is not None or arg or kw or wait or require_listener:
+        if event is not None or items or arg or kw or wait or require_listener:
             raise typer.BadParameter("give either EVENT with --arg/--kw/--wait, or --file",
                                      param_hint="--file")
         _emit_file(ctx, file, as_json)
@@ -223,7 +238,7 @@ def emit(
         except InvalidEventIdError as exc:
             raise typer.BadParameter(str(exc), param_hint="EVENT") from None
         args = [parse_arg(value) for value in arg or ()]
-        kwargs = dict(parse_kw(value) for value in kw or ())
+        kwargs = dict(parse_kw(value) for value in [*(kw or ()), *(items or ())])
         seconds = timeout or DEFAULT_WAIT
         with _client(ctx, seconds + 30 if wait else DEFAULT_TIMEOUT) as client:
             result = client.submit(event, args, kwargs, wait=seconds if wait else None,
@@ -453,7 +468,7 @@ def tail(
     ctx: typer.Context,
     patterns: Annotated[list[str] | None, typer.Argument(
         help="Only events whose id matches one of these globs (e.g. 'user_*').",
-        show_default=False, autocompletion=_complete_events)] = None,
+        show_default=False, autocompletion=_complete_patterns)] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Follow the bus live: events emitted and each delivery's start and outcome.

@@ -118,8 +118,9 @@ class Monitor:
         return [
             {"listener": d.listener, "delivery": d.id,
              "ok": None if d.id in waiter.open else waiter.errors[d.id] is None,
-             "error": f"not finished within {seconds:g}s (it goes on; `eventbus queue show "
-                      f"{d.id}` follows it)" if d.id in waiter.open else waiter.errors[d.id]}
+             "error": f"not finished within {seconds:g}s (it goes on: `eventbus queue show "
+                      f"{d.id}` shows it until it ends, and `eventbus tail` shows how it ends)"
+                      if d.id in waiter.open else waiter.errors[d.id]}
             for d in waiter.deliveries
         ]
 

@@ -289,3 +289,16 @@ def test_a_refused_batch_between_accepted_ones_gets_exact_resend_advice(
         assert handled == set(range(1000)) | set(range(2000, 4000))
     finally:
         daemon.kill()
+
+
+def test_keyword_items_need_no_kw_flag(daemon: Daemon) -> None:
+    (daemon.root / "body.txt").write_text("hello")
+    result = daemon.cli("emit", "user_created", "email=ada@example.com", "count:=3",
+                        "body=@body.txt", "--kw", "admin:=true")
+    assert result.returncode == 0, result.stderr
+    [record] = daemon.wait_for_records(1)
+    assert record["kwargs"] == {"email": "ada@example.com", "count": 3, "body": "hello",
+                                "admin": True}
+    bad = daemon.cli("emit", "user_created", "nothing-here")
+    assert bad.returncode == 2
+    assert "KEY=VALUE" in bad.stderr

@@ -237,6 +237,15 @@ def test_shell_completion_offers_the_daemons_event_ids(daemon: Daemon) -> None:
     result = subprocess.run([EVENTBUS], env=env, capture_output=True, text=True, timeout=30,
                             check=False)
     assert result.stdout.split() == ["user_created"]
+    globs = {**env, "COMP_WORDS": "eventbus emit bul"}  # bulk.* cannot be emitted
+    result = subprocess.run([EVENTBUS], env=globs, capture_output=True, text=True, timeout=30,
+                            check=False)
+    assert result.stdout.split() == []
+    elsewhere = {key: value for key, value in env.items() if key != "EVENTBUS_SOCKET"}
+    elsewhere.update(COMP_WORDS=f"eventbus --socket {daemon.socket} emit u", COMP_CWORD="4")
+    result = subprocess.run([EVENTBUS], env=elsewhere, capture_output=True, text=True,
+                            timeout=30, check=False)
+    assert result.stdout.split() == ["user_created"]  # the global --socket is honoured
     states = {**env, "COMP_WORDS": "eventbus queue list --state ", "COMP_CWORD": "4"}
     result = subprocess.run([EVENTBUS], env=states, capture_output=True, text=True, timeout=30,
                             check=False)
