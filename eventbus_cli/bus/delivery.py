@@ -51,6 +51,8 @@ class EmitterStats:
     failed: int
     unrouted: int
     listeners: dict[str, ListenerStats] = field(default_factory=dict)
+    failed_list: int = 0
+    """How many failed deliveries the failed list holds now (``failed`` counts since start)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The ``queue --json`` document."""
@@ -63,8 +65,8 @@ class Delivery:
     Only the broker that holds a delivery changes its ``state`` and ``attempts``.
     """
 
-    __slots__ = ("args", "attempts", "error", "event", "id", "kwargs", "listener", "queued_at",
-                 "state", "traceback")
+    __slots__ = ("args", "attempts", "error", "event", "failed_at", "id", "kwargs", "listener",
+                 "queued_at", "state", "traceback")
 
     def __init__(
         self, id: int, event: str, args: tuple[Any, ...], kwargs: dict[str, Any], listener: str,
@@ -80,6 +82,7 @@ class Delivery:
         self.attempts = 0
         self.error: str | None = None  # "ExceptionType: message" of the last failed attempt
         self.traceback: str | None = None
+        self.failed_at: float | None = None  # time.time() of its last failure, this process
 
     def to_dict(self) -> dict[str, Any]:
         """The ``queue list --json`` item; ``args`` and ``kwargs`` as given to emit."""

@@ -78,6 +78,9 @@ class MemoryBroker(Broker):
         self._failed: deque[Delivery] = deque()
         self._waiting = 0  # pending plus delayed: what counts against the bound
         self._unrouted = 0
+        # Outcomes of listeners no longer served (removed by a reload, or not loaded after a
+        # restart): the totals count them, though no lane shows them any more.
+        self._gone = ListenerStats()
         self._ids = count(1)
         self._idle: deque[anyio.Event] = deque()  # one per worker waiting for work
         self._room_waiters: list[anyio.Event] = []
@@ -93,6 +96,8 @@ class MemoryBroker(Broker):
         for name in [name for name in self._lanes if name not in served]:
             lane = self._lanes.pop(name)
             lane.retired = True
+            self._gone.succeeded += lane.succeeded
+            self._gone.failed += lane.failed
             orphans += [(delivery, lane) for delivery in self._take_waiting(lane)]
         for slot in slots:
             kept = self._lanes.get(slot.listener.name)
@@ -230,7 +235,10 @@ class MemoryBroker(Broker):
         lane.running -= 1
         if lane.queue and not lane.ready and not lane.retired and lane.running < lane.slot.limit:
             self._make_ready(lane)
-        lane.succeeded += 1
+        if lane.retired:
+            self._gone.succeeded += 1
+        else:
+            lane.succeeded += 1
         delivery.state = _SUCCEEDED
         if self._writes_through:
             self._forgotten((delivery,))
@@ -259,8 +267,11 @@ class MemoryBroker(Broker):
 
     def _fail(self, delivery: Delivery, lane: _Lane | None) -> None:
         delivery.state = DeliveryState.FAILED
-        if lane is not None:  # None: a kept delivery whose listener is not loaded
+        delivery.failed_at = time.time()
+        if lane is not None and not lane.retired:
             lane.failed += 1
+        else:
+            self._gone.failed += 1
         self._kept((delivery,))
         if self._observers:  # before the list may push it out again (keep_failed 0)
             self._tell("finished", delivery)
@@ -313,9 +324,10 @@ class MemoryBroker(Broker):
         counts = per_listener.values()
         return EmitterStats(
             pending=self._waiting - len(self._delayed), running=len(self._running),
-            retrying=len(self._delayed), succeeded=sum(stats.succeeded for stats in counts),
-            failed=sum(stats.failed for stats in counts), unrouted=self._unrouted,
-            listeners=per_listener,
+            retrying=len(self._delayed),
+            succeeded=sum(stats.succeeded for stats in counts) + self._gone.succeeded,
+            failed=sum(stats.failed for stats in counts) + self._gone.failed,
+            unrouted=self._unrouted, listeners=per_listener, failed_list=len(self._failed),
         )
 
     def deliveries(self, state: DeliveryState | None = None) -> Iterator[Delivery]:

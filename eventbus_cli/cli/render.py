@@ -154,6 +154,7 @@ def watch_queue(fetch: Callable[[], dict[str, Any]], interval: float) -> None:
 
 def _queue_table(queue: dict[str, Any], rates: dict[str, float] | None = None) -> Table:
     totals = "  ".join(f"{name} {queue[name]}" for name in (*_COUNTERS, "unrouted"))
+    totals += f"  failed list {queue.get('failed_list', 0)}"
     table = Table(title=f"queue ({queue['queue_size']} max): {totals}", title_justify="left",
                   caption="Ctrl-C to stop" if rates is not None else None,
                   caption_justify="left")

@@ -97,7 +97,6 @@ class Server:
         daemon = self.config.daemon
         accepted = Connections(daemon.max_connections, daemon.idle_timeout)
         async with anyio.create_task_group() as connections:
-            connections.start_soon(ops.health.run)
             connections.start_soon(accepted.sweep)
             async with ops.emitter:
                 connections.start_soon(accepted.serve, socket_listener, ops, connections)

@@ -295,3 +295,33 @@ def test_emit_wait_into_a_full_queue_waits_for_room_first(short_dir: Path) -> No
         waited = daemon.cli("emit", "user_created", "--kw", "email=x", "--wait")
         assert waited.returncode == 0, waited.stderr
         assert "record: ok" in waited.stdout
+
+
+def test_health_and_the_queue_follow_the_failed_list(daemon: Daemon) -> None:
+    daemon.cli("emit", "boom")
+    wait_for(lambda: daemon.json("queue")["failed_list"] == 1)
+    assert daemon.cli("status", "--check").returncode == 1
+    assert "failed list 1" in daemon.cli("queue").stdout
+    assert daemon.cli("queue", "purge", "--failed", "--yes").returncode == 0
+    healthy = daemon.cli("status", "--check")
+    assert healthy.returncode == 0, healthy.stdout  # the purged failure no longer counts
+    queue = daemon.json("queue")
+    assert (queue["failed"], queue["failed_list"]) == (1, 0)  # since start, and held now
+
+
+def test_deliveries_a_reload_fails_are_counted_and_make_the_daemon_unhealthy(
+    short_dir: Path,
+) -> None:
+    with running(short_dir, config="[daemon]\nconcurrency = 1\n") as daemon:
+        daemon.emit_gates("hold")  # the only worker: what follows waits
+        for _ in range(3):
+            assert daemon.cli("emit", "slow", "--kw", "seconds:=0").returncode == 0
+        source = daemon.listeners_dir / "recorder.py"
+        source.write_text(source.read_text().replace('@listener("slow")\n', ""))
+        assert daemon.cli("listeners", "reload").returncode == 0
+        queue = daemon.json("queue")
+        assert (queue["failed"], queue["failed_list"]) == (3, 3)
+        sick = daemon.cli("status", "--check")
+        assert sick.returncode == 1
+        assert "3 deliveries failed" in sick.stdout
+        daemon.open_gate("hold")
