@@ -339,25 +339,53 @@ def queue(
     ctx: typer.Context,
     watch: Annotated[bool, typer.Option(
         "--watch", help="Keep the view live, with rates per listener, until Ctrl-C.")] = False,
-    interval: Annotated[float, typer.Option(
-        "--interval", min=0.1, help="With --watch: seconds between refreshes.")] = 1.0,
+    interval: Annotated[float | None, typer.Option(
+        "--interval", min=0.1, help="With --watch: seconds between refreshes (default 1).")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show the queue's counters, in total and per listener; or its deliveries.
+
+    With --watch on a terminal the view stays live; piped, or with --json, it prints one
+    line (a JSON line with --json) per interval.
 
     Example: eventbus queue --watch   (or: eventbus queue list --state failed)
     """
     if ctx.invoked_subcommand is not None:
         return
+    if interval is not None and not watch:
+        raise typer.BadParameter("--interval goes with --watch", param_hint="--interval")
     if watch:
-        from .render import watch_queue
-
         with _reported(), _client(ctx) as client:
-            watch_queue(client.queue, interval)
+            if as_json or not sys.stdout.isatty():
+                _watch_lines(client, interval or 1.0, as_json)
+            else:
+                from .render import watch_queue
+
+                watch_queue(client.queue, interval or 1.0)
         return
     with _reported(), _client(ctx) as client:
         counters = client.queue()
     _show(counters, as_json, "print_queue")
+
+
+def _watch_lines(client: Client, interval: float, as_json: bool) -> None:
+    """One line of counters per ``interval`` until Ctrl-C: for pipes, logs and scripts."""
+    import time
+
+    try:
+        while True:
+            queue = client.queue()
+            if as_json:
+                typer.echo(json.dumps(queue))
+            else:
+                counts = ("pending", "running", "retrying", "succeeded", "failed", "unrouted",
+                          "failed_list")
+                typer.echo(" ".join(f"{name}={queue.get(name, 0)}" for name in counts))
+            sys.stdout.flush()
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return
 
 
 @queue_app.command("list")

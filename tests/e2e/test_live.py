@@ -325,3 +325,24 @@ def test_deliveries_a_reload_fails_are_counted_and_make_the_daemon_unhealthy(
         assert sick.returncode == 1
         assert "3 deliveries failed" in sick.stdout
         daemon.open_gate("hold")
+
+
+def test_queue_watch_piped_prints_a_line_per_interval(daemon: Daemon) -> None:
+    for as_json in (True, False):
+        args = [EVENTBUS, "queue", "--watch", "--interval", "0.1", *(["--json"] * as_json)]
+        watcher = subprocess.Popen(args, env=daemon.env, stdout=subprocess.PIPE, text=True)
+        try:
+            assert watcher.stdout is not None
+            lines = [watcher.stdout.readline() for _ in range(3)]
+        finally:
+            watcher.send_signal(signal.SIGINT)
+            assert watcher.wait(timeout=10) == 0
+            assert watcher.stdout is not None
+            watcher.stdout.close()
+        if as_json:
+            assert all(json.loads(line)["queue_size"] == 10_000 for line in lines)
+        else:
+            assert all(line.startswith("pending=0 running=0") for line in lines), lines
+    alone = daemon.cli("queue", "--interval", "2")
+    assert alone.returncode == 2
+    assert "--interval goes with --watch" in alone.stderr
