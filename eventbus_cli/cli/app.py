@@ -492,6 +492,59 @@ def status(
 
 
 @app.command()
+def stop(
+    ctx: typer.Context,
+    no_drain: Annotated[bool, typer.Option(
+        "--no-drain", help="Stop at once; what is still waiting or running is not finished "
+        "(kept for the next start with a journal, else lost).")] = False,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", min=0.1, help="Give up waiting for the daemon to exit after this many "
+        "seconds.")] = 60.0,
+) -> None:
+    """Stop the daemon, as SIGTERM does: it refuses new events, drains, and exits.
+
+    Example: eventbus stop   (or: eventbus stop --no-drain)
+    """
+    import signal
+    import time
+
+    with _reported(), _client(ctx) as client:
+        pid = int(client.status()["pid"])
+    try:
+        os.kill(pid, signal.SIGTERM)
+        if no_drain:  # a signal after the first one stops without draining
+            os.kill(pid, signal.SIGINT)
+    except ProcessLookupError:
+        typer.echo(f"stopped (pid {pid} had already exited)")
+        return
+    except PermissionError:
+        typer.echo(f"error: pid {pid} belongs to another user; stop it as that user", err=True)
+        raise typer.Exit(1) from None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            typer.echo(f"stopped (pid {pid})")
+            return
+        time.sleep(0.05)
+    typer.echo(f"error: pid {pid} is still running after {timeout:g}s (still draining? "
+               "`eventbus stop --no-drain` stops it at once)", err=True)
+    raise typer.Exit(1)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie, exited but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+@app.command()
 def tail(
     ctx: typer.Context,
     patterns: Annotated[list[str] | None, typer.Argument(

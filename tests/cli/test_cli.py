@@ -79,7 +79,7 @@ def test_every_command_has_help_with_an_example() -> None:
 
     commands = ["init", "serve", "emit", "status", "tail", "listeners", "listeners list",
                 "listeners reload", "queue", "queue list", "queue show", "queue retry",
-                "queue purge"]
+                "queue purge", "stop"]
     runner = CliRunner()
     for command in commands:
         result = runner.invoke(app, [*command.split(), "--help"], terminal_width=120)

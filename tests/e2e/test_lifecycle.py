@@ -192,3 +192,24 @@ def test_a_full_queue_holds_a_bulk_emit_back_until_there_is_room(short_dir: Path
         assert daemon.json("queue")["succeeded"] == 300
     finally:
         daemon.kill()
+
+
+def test_eventbus_stop_drains_and_waits_for_the_daemon_to_exit(daemon: Daemon) -> None:
+    daemon.emit_gates("last")
+    stopping = subprocess.Popen([EVENTBUS, "stop"], env=daemon.env, stdout=subprocess.PIPE,
+                                text=True)
+    daemon.wait_for_log("draining 1 deliveries")
+    assert stopping.poll() is None  # it waits while the daemon drains
+    daemon.open_gate("last")
+    out, _ = stopping.communicate(timeout=30)
+    assert stopping.returncode == 0
+    assert out.startswith("stopped (pid ")
+    assert daemon.records() == [{"gate": "last"}]
+    assert not daemon.socket.exists()
+
+
+def test_eventbus_stop_no_drain_stops_at_once(daemon: Daemon) -> None:
+    daemon.emit_gates("never")
+    result = daemon.cli("stop", "--no-drain")
+    assert result.returncode == 0, result.stderr
+    assert "1 deliveries unfinished at shutdown" in daemon.logs()
