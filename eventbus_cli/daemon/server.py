@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,6 +187,7 @@ async def _serve_until_signalled(config: Config) -> int:
                     logger.warning("second SIGINT: stopping now, without draining")
                     forced = True
                     group.cancel_scope.cancel()
+                    _exit_unless_stopped_within(FORCED_GRACE)
 
     async def serve_until_stopped(
         group: anyio.abc.TaskGroup, *, task_status: anyio.abc.TaskStatus[Ready]
@@ -204,6 +207,24 @@ async def _serve_until_signalled(config: Config) -> int:
             raise errors.exceptions[0] from None
         raise
     return FORCED_EXIT if forced else 0
+
+
+FORCED_GRACE = 2.0
+"""Seconds a second SIGINT waits for the tasks to end before the process exits regardless."""
+
+
+def _exit_unless_stopped_within(seconds: float) -> None:
+    """End the process after ``seconds`` if it is still running then: a listener that
+    swallows its cancellation would otherwise keep it alive however often it is told."""
+
+    def force() -> None:
+        logger.error("a listener ignored its cancellation for %gs; exiting without it", seconds)
+        logging.shutdown()
+        os._exit(FORCED_EXIT)
+
+    timer = threading.Timer(seconds, force)
+    timer.daemon = True  # a process that stops in time is not held back by it
+    timer.start()
 
 
 async def _reload_on_signal(ready: Ready | None) -> None:

@@ -10,7 +10,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-from tests.harness import EVENTBUS, Daemon
+from tests.harness import EVENTBUS, Daemon, wait_for
 
 
 def test_socket_is_0600_in_a_directory_of_0700(daemon: Daemon) -> None:
@@ -213,3 +213,33 @@ def test_eventbus_stop_no_drain_stops_at_once(daemon: Daemon) -> None:
     result = daemon.cli("stop", "--no-drain")
     assert result.returncode == 0, result.stderr
     assert "1 deliveries unfinished at shutdown" in daemon.logs()
+
+
+STUBBORN = '''
+import anyio, os, pathlib
+from eventbus_cli import listener
+
+@listener("stubborn")
+async def stubborn():
+    pathlib.Path(os.environ["EVENTBUS_TEST_OUT"]).touch()
+    while True:  # swallows every cancellation: it never ends by itself
+        try:
+            await anyio.sleep(10)
+        except anyio.get_cancelled_exc_class():
+            pass
+'''
+
+
+def test_a_second_sigint_ends_the_process_even_when_a_listener_ignores_cancellation(
+    short_dir: Path,
+) -> None:
+    daemon = Daemon(short_dir, listeners=STUBBORN, config="[daemon]\nshutdown_timeout = 0.2\n")
+    daemon.start()
+    try:
+        assert daemon.cli("emit", "stubborn").returncode == 0
+        wait_for(daemon.out.exists)
+        daemon.signal_and_wait_for_log(signal.SIGTERM, "draining")
+        assert daemon.stop(signal.SIGINT, seconds=30) == 130
+        assert "ignored its cancellation" in daemon.logs()
+    finally:
+        daemon.kill()
