@@ -29,6 +29,7 @@ from .delivery import Delivery, DeliveryObserver, DeliveryState, EmitterStats
 from .listener import EventListener
 from .memory import MemoryBroker
 from .routing import ListenerChanges, ListenerSet, Slot, unique_listeners
+from .threads import Threads
 from .worker import Worker
 
 __all__ = ("BaseEventEmitterBackend", "SimpleEventEmitter")
@@ -83,7 +84,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         shutdown_timeout: float = DaemonConfig.shutdown_timeout,
         keep_failed: int = DeliveryConfig.keep_failed,
         defaults: DeliveryOptions | None = None,
-        max_threads: int = 40,
+        max_threads: int = DaemonConfig.max_threads,
         max_per_listener: int | None = None,
         broker: Broker | None = None,
     ) -> None:
@@ -103,7 +104,8 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         self._set = self._listener_set(self.listeners)
         self.broker.serve(self._set.slots, reason=_REMOVED_BY_RELOAD)
         self._shutdown_timeout = shutdown_timeout
-        self._max_threads = max_threads
+        self.threads = Threads(max_threads)
+        """Where sync listeners run; ``threads.stuck`` counts calls hung past their timeout."""
         self._workers: list[Worker] = []
         self._state = _NEW
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -117,8 +119,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
     async def __aenter__(self) -> Self:
         if self._state is not _NEW:
             raise EmitterNotRunningError(f"{self._state} and cannot be started again")
-        limiter = anyio.CapacityLimiter(self._max_threads)
-        self._workers = [Worker(self.broker, limiter) for _ in range(self._concurrency)]
+        self._workers = [Worker(self.broker, self.threads) for _ in range(self._concurrency)]
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         for worker in self._workers:
@@ -216,6 +217,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
             now = time.monotonic()
             for worker in self._workers:
                 worker.cancel_if_late(now)
+            self.threads.sweep()
 
     # -- inspection: the broker's answers -------------------------------------------------
 

@@ -8,10 +8,7 @@ import math
 import os
 import time
 import traceback
-from collections.abc import Callable
-from functools import partial
 from pathlib import Path
-from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -19,6 +16,7 @@ import anyio.lowlevel
 from .broker import Broker
 from .delivery import Delivery
 from .routing import Slot
+from .threads import Threads
 
 __all__ = ("Worker", "describe_failure")
 
@@ -38,9 +36,9 @@ class Worker:
     outlives its timeout; the worker then fails that delivery and opens a fresh scope.
     """
 
-    def __init__(self, broker: Broker, limiter: anyio.CapacityLimiter) -> None:
+    def __init__(self, broker: Broker, threads: Threads) -> None:
         self._broker = broker
-        self._limiter = limiter
+        self._threads = threads
         self._scope: anyio.CancelScope | None = None
         self._late = False  # the watchdog cancelled the scope: the current call ran late
         self._current: tuple[Delivery, Slot] | None = None
@@ -95,11 +93,7 @@ class Worker:
                 await anyio.lowlevel.checkpoint()
 
     async def _run_sync(self, slot: Slot, delivery: Delivery) -> None:
-        call = partial(_in_thread, slot.fn, delivery.args, delivery.kwargs)
-        result = await anyio.to_thread.run_sync(call, limiter=self._limiter,
-                                                abandon_on_cancel=True)
-        if isinstance(result, _Raised):
-            raise result.exc
+        result = await self._threads.run(slot.fn, delivery.args, delivery.kwargs)
         if inspect.isawaitable(result):  # a sync wrapper around a coroutine
             await result
 
@@ -119,24 +113,6 @@ class Worker:
             logger.error("%s failed after %d attempt(s): %s\n%s", where, delivery.attempts,
                          error, text)
             self._broker.failed(delivery, error, text, retry_in=None)
-
-
-class _Raised:
-    """What a sync listener raised in its thread, carried back as a value: an exception
-    would reach the waiting task through ``coroutine.throw``, where a GeneratorExit cannot
-    be caught and go on."""
-
-    __slots__ = ("exc",)
-
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
-def _in_thread(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    try:
-        return fn(*args, **kwargs)
-    except BaseException as exc:
-        return _Raised(exc)
 
 
 def _ours(exc: BaseException) -> bool:

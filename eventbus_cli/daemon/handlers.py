@@ -256,6 +256,8 @@ class Operations:
                         "writable": broker.failure is None,
                         "error": None if broker.failure is None else str(broker.failure)}
             if isinstance(broker, JournalBroker) else None,
+            "threads": {"max": self.emitter.threads.max_threads,
+                        "stuck": self.emitter.threads.stuck},
             "draining": self.draining,
             "health": self.health.report(draining=self.draining),
             "queue": self.queue(),

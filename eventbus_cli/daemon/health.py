@@ -20,6 +20,7 @@ class Health:
 
     def __init__(self, emitter: SimpleEventEmitter) -> None:
         self._broker = emitter.broker
+        self._threads = emitter.threads
 
     def report(self, *, draining: bool) -> dict[str, Any]:
         """``{"healthy", "problems", "failed_recently"}``: problems say what is wrong."""
@@ -34,6 +35,9 @@ class Health:
         waiting, size = stats.pending + stats.retrying, self._broker.size
         if waiting >= size:
             problems.append(f"queue full: {waiting} of {size} deliveries waiting")
+        if stuck := self._threads.stuck:
+            problems.append(f"{stuck} sync calls ran past their timeout and still hold "
+                            f"{stuck} of the {self._threads.max_threads} threads (max_threads)")
         if draining:
             problems.append("shutting down")
         return {"healthy": not problems, "problems": problems, "failed_recently": failed}

@@ -81,6 +81,7 @@ class Server:
             listeners,
             queue_size=daemon.queue_size,
             concurrency=daemon.concurrency,
+            max_threads=daemon.max_threads,
             shutdown_timeout=daemon.shutdown_timeout,
             keep_failed=config.delivery.keep_failed,
             defaults=config.delivery.options(),

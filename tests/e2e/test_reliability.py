@@ -450,3 +450,39 @@ def test_a_slow_listener_file_does_not_hold_up_other_clients(bus: Daemon) -> Non
         gate.touch()
     out, _ = reload.communicate(timeout=30)
     assert reload.returncode == 0, out
+
+
+HUNG = '''
+import os, pathlib, time
+from eventbus_cli import listener
+
+@listener("hung", timeout=0.2)
+def hung(n):
+    gate = pathlib.Path(os.environ["EVENTBUS_TEST_OUT"]).with_name("release")
+    while not gate.exists():  # a sync call nothing can interrupt
+        time.sleep(0.01)
+'''
+
+
+def _threads_of(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines()
+                    if line.startswith("Threads:")))
+
+
+def test_hung_sync_listeners_cannot_pile_up_threads(short_dir: Path) -> None:
+    config = "[daemon]\nmax_threads = 3\n"
+    with running(short_dir, listeners=HUNG, config=config) as daemon:
+        assert daemon.process is not None
+        before = _threads_of(daemon.process.pid)
+        for n in range(20):
+            assert daemon.cli("emit", "hung", "--kw", f"n:={n}").returncode == 0
+        wait_for(lambda: daemon.json("status")["threads"]["stuck"] == 3)
+        wait_for(lambda: len(daemon.json("queue", "list", "--state", "failed")) >= 10)
+        assert _threads_of(daemon.process.pid) <= before + 3
+        sick = daemon.cli("status", "--check")
+        assert sick.returncode == 1
+        assert "3 sync calls ran past their timeout" in sick.stdout
+        daemon.out.with_name("release").touch()
+        wait_for(lambda: daemon.json("status")["threads"]["stuck"] == 0)
+        assert daemon.stop() == 0
