@@ -420,6 +420,8 @@ def queue_show(
     _show(found, as_json, "print_delivery")
 
 
+@queue_app.command("requeue", help="The same as `queue retry`, as RQ users type it.\n\n"
+                   "Example: eventbus queue requeue 41 42")
 @queue_app.command("retry")
 def queue_retry(
     ctx: typer.Context,

@@ -96,6 +96,8 @@ def print_status(status: dict[str, Any]) -> None:
         "queue": "  ".join(f"{name} {queue[name]}" for name in (*_COUNTERS, "unrouted")),
         "journal": f"{journal['path']} ({journal['bytes']:,} bytes)"
         if (journal := status["journal"]) else "none (deliveries live in memory only)",
+        "health": "healthy" if (health := status["health"])["healthy"]
+        else "unhealthy: " + "; ".join(health["problems"]),
     }
     if status["draining"]:
         rows["state"] = "shutting down, draining the queue"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import EVENTBUS, Daemon
+from tests.harness import EVENTBUS, Daemon, wait_for
 
 
 def test_emit_passes_args_and_kwargs_as_the_design_says(daemon: Daemon) -> None:
@@ -302,3 +302,14 @@ def test_keyword_items_need_no_kw_flag(daemon: Daemon) -> None:
     bad = daemon.cli("emit", "user_created", "nothing-here")
     assert bad.returncode == 2
     assert "KEY=VALUE" in bad.stderr
+
+
+def test_queue_requeue_is_retry_and_status_shows_health(daemon: Daemon) -> None:
+    daemon.cli("emit", "boom")
+    wait_for(lambda: len(daemon.json("queue", "list", "--state", "failed")) == 1)
+    [failed] = daemon.json("queue", "list", "--state", "failed")
+    status = daemon.cli("status")
+    assert "unhealthy: 1 deliveries failed" in status.stdout
+    again = daemon.cli("queue", "requeue", str(failed["id"]))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == "1 deliveries queued again\n"
