@@ -17,11 +17,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from .._version import __version__
-from ..client import DEFAULT_TIMEOUT, Client, read_event_lines
-from ..codec import DEFAULT_WAIT
-from ..errors import ArgumentError, EventbusError, InvalidEventIdError, NoDaemonError
-from ..names import is_pattern, validate_event_id
-from .values import parse_arg, parse_kw
+from ..client import DEFAULT_TIMEOUT, Client
+from ..errors import ArgumentError, EventbusError, NoDaemonError
+from ..names import is_pattern
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -82,7 +80,7 @@ def root(
 
 
 @contextmanager
-def _reported() -> Iterator[None]:
+def reported() -> Iterator[None]:
     """Turn library errors into a message on stderr and the exit code they call for."""
     try:
         yield
@@ -132,7 +130,7 @@ def _socket(ctx: typer.Context) -> Path:
 
 def _listener_ids(ctx: typer.Context, incomplete: str) -> list[str]:
     try:
-        with _client(ctx, timeout=2) as client:
+        with client_for(ctx, timeout=2) as client:
             listeners = client.listeners()
     except Exception:  # a completion offers nothing rather than a traceback
         return []
@@ -140,7 +138,7 @@ def _listener_ids(ctx: typer.Context, incomplete: str) -> list[str]:
     return sorted(event for event in ids if event.startswith(incomplete))
 
 
-def _complete_events(ctx: typer.Context, incomplete: str) -> list[str]:
+def complete_events(ctx: typer.Context, incomplete: str) -> list[str]:
     """Shell completion for emit: the running daemon's event ids one can emit (no globs)."""
     return [event for event in _listener_ids(ctx, incomplete) if not is_pattern(event)]
 
@@ -150,7 +148,7 @@ def _complete_patterns(ctx: typer.Context, incomplete: str) -> list[str]:
     return _listener_ids(ctx, incomplete)
 
 
-def _client(ctx: typer.Context, timeout: float = DEFAULT_TIMEOUT) -> Client:
+def client_for(ctx: typer.Context, timeout: float = DEFAULT_TIMEOUT) -> Client:
     socket_path = _socket(ctx)  # first: it decides the uids to trust
     return Client(socket_path, timeout=timeout, trusted_uids=_trusted_uids)
 
@@ -166,7 +164,7 @@ def init(
     """
     from .scaffold import init_project
 
-    with _reported():
+    with reported():
         written = init_project(directory, force=force)
     for path in written:
         typer.echo(f"wrote {path}")
@@ -186,120 +184,11 @@ def serve(
     """
     from ..daemon.server import run
 
-    with _reported():
+    with reported():
         settings = _config(ctx, listeners_dir=listeners_dir,
                            log_level=log_level.value if log_level else None)
         code = run(settings)
     raise typer.Exit(code)
-
-
-@app.command()
-def emit(
-    ctx: typer.Context,
-    event: Annotated[str | None, typer.Argument(
-        help="The event id, e.g. user_created.", autocompletion=_complete_events)] = None,
-    items: Annotated[list[str] | None, typer.Argument(
-        help="Keyword arguments as KEY=text, KEY:=JSON, KEY=@file or KEY:=@file items, as "
-        "--kw takes them.", show_default=False)] = None,
-    arg: Annotated[list[str] | None, typer.Option(
-        "--arg", help="A positional value: text, :=JSON, @file or :=@file. Repeatable.")] = None,
-    kw: Annotated[list[str] | None, typer.Option(
-        "--kw", help="KEY=text, KEY:=JSON, KEY=@file or KEY:=@file. Repeatable.")] = None,
-    file: Annotated[str | None, typer.Option(
-        "--file", help='Emit each line of this file (- for stdin): {"event", "args", "kwargs"}.'
-    )] = None,
-    wait: Annotated[bool, typer.Option(
-        "--wait", help="Wait until every delivery has finished; exit 1 if any failed.")] = False,
-    timeout: Annotated[float | None, typer.Option(
-        "--timeout", min=0.001, help="With --wait: give up waiting after this many seconds "
-        "(default 60).")] = None,
-    require_listener: Annotated[bool, typer.Option(
-        "--require-listener", help="Refuse the event (exit 1) if no listener matches it.")
-    ] = False,
-    as_json: JsonOption = False,
-) -> None:
-    """Send an event to the daemon; return once it is accepted (with --wait, once handled).
-
-    Example: eventbus emit user_created email=ada@example.com admin:=true --wait
-    """
-    if file is not None:
-        if event is not None or items or arg or kw or wait or require_listener:
-            raise typer.BadParameter("give either EVENT with --arg/--kw/--wait, or --file",
-                                     param_hint="--file")
-        _emit_file(ctx, file, as_json)
-        return
-    if timeout is not None and not wait:
-        raise typer.BadParameter("--timeout goes with --wait", param_hint="--timeout")
-    if event is None:
-        raise typer.BadParameter("give the event id to emit, or --file", param_hint="EVENT")
-    with _reported():
-        try:
-            validate_event_id(event)
-        except InvalidEventIdError as exc:
-            raise typer.BadParameter(str(exc), param_hint="EVENT") from None
-        args = [parse_arg(value) for value in arg or ()]
-        kwargs = dict(parse_kw(value) for value in [*(kw or ()), *(items or ())])
-        seconds = timeout or DEFAULT_WAIT
-        with _client(ctx, seconds + 30 if wait else DEFAULT_TIMEOUT) as client:
-            result = client.submit(event, args, kwargs, wait=seconds if wait else None,
-                                   require_listener=require_listener)
-    deliveries, results = result["deliveries"], result.get("results")
-    if as_json:
-        typer.echo(json.dumps(result))
-    elif results is None:
-        typer.echo(f"{event}: {deliveries} deliveries queued")
-    else:
-        typer.echo(f"{event}: {deliveries} deliveries")
-        for item in results:
-            outcome = "ok" if item["ok"] else f"failed: {item['error']}" if item["ok"] is False \
-                else f"unfinished: {item['error']}"
-            typer.echo(f"  {item['listener']}: {outcome}")
-    if not deliveries:
-        typer.echo(f"warning: no listener matches {event!r}; the daemon counted it as unrouted",
-                   err=True)
-    if results is not None and not all(item["ok"] for item in results):
-        raise typer.Exit(1)
-
-
-def _emit_file(ctx: typer.Context, file: str, as_json: bool) -> None:
-    with _reported():
-        if file == "-":
-            lines, numbers = read_event_lines(sys.stdin.buffer, "stdin")
-        else:
-            try:
-                with open(file, "rb") as stream:
-                    lines, numbers = read_event_lines(stream, file)
-            except OSError as exc:
-                raise EventbusError(f"cannot read {file}: {exc.strerror}") from None
-        with _client(ctx) as client:
-            if sys.stderr.isatty() and not as_json:
-                from .render import progress_bar
-
-                with progress_bar(len(lines), "emitting") as advance:
-                    result = client.emit_lines(lines, progress=advance)
-            else:
-                result = client.emit_lines(lines)
-    summary = {"events": result.total, "accepted": result.accepted,
-               "deliveries": result.deliveries, "unrouted": result.unrouted}
-    if as_json:
-        typer.echo(json.dumps(summary))
-    else:
-        typer.echo(f"{result.accepted} of {result.total} events accepted: "
-                   f"{result.deliveries} deliveries queued, {result.unrouted} unrouted")
-    if result.error is not None:
-        typer.echo(f"error: {result.error}; {_not_accepted(result.rejected, numbers)}", err=True)
-        raise typer.Exit(1)
-
-
-def _not_accepted(rejected: tuple[tuple[int, int], ...], numbers: list[int]) -> str:
-    """Which lines of the file to emit again, exactly: the accepted ones must not be."""
-    if len(rejected) == 1 and rejected[0][1] == len(numbers):
-        return (f"line {numbers[rejected[0][0]]} and the lines after it were not accepted; "
-                "emit them again from there")
-    spans = ", ".join(f"{numbers[start]}" if stop - start == 1
-                      else f"{numbers[start]}-{numbers[stop - 1]}" for start, stop in rejected)
-    return (f"lines {spans} were not accepted (the others were); emit those again, and only "
-            "those")
 
 
 @listeners_app.command("list")
@@ -308,9 +197,9 @@ def listeners_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
     Example: eventbus listeners list --json
     """
-    with _reported(), _client(ctx) as client:
+    with reported(), client_for(ctx) as client:
         listeners = client.listeners()
-    _show(listeners, as_json, "print_listeners")
+    show(listeners, as_json, "print_listeners")
 
 
 @listeners_app.command("reload")
@@ -321,7 +210,7 @@ def listeners_reload(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
     Example: eventbus listeners reload
     """
-    with _reported(), _client(ctx) as client:
+    with reported(), client_for(ctx) as client:
         changes = client.reload()
     if as_json:
         typer.echo(json.dumps(changes))
@@ -332,137 +221,6 @@ def listeners_reload(ctx: typer.Context, as_json: JsonOption = False) -> None:
     if changes["failed"]:
         typer.echo(f"warning: {changes['failed']} waiting deliveries of removed listeners "
                    "moved to the failed list", err=True)
-
-
-@queue_app.callback(invoke_without_command=True)
-def queue(
-    ctx: typer.Context,
-    watch: Annotated[bool, typer.Option(
-        "--watch", help="Keep the view live, with rates per listener, until Ctrl-C.")] = False,
-    interval: Annotated[float | None, typer.Option(
-        "--interval", min=0.1, help="With --watch: seconds between refreshes (default 1).")
-    ] = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Show the queue's counters, in total and per listener; or its deliveries.
-
-    With --watch on a terminal the view stays live; piped, or with --json, it prints one
-    line (a JSON line with --json) per interval.
-
-    Example: eventbus queue --watch   (or: eventbus queue list --state failed)
-    """
-    if ctx.invoked_subcommand is not None:
-        return
-    if interval is not None and not watch:
-        raise typer.BadParameter("--interval goes with --watch", param_hint="--interval")
-    if watch:
-        with _reported(), _client(ctx) as client:
-            if as_json or not sys.stdout.isatty():
-                _watch_lines(client, interval or 1.0, as_json)
-            else:
-                from .render import watch_queue
-
-                watch_queue(client.queue, interval or 1.0)
-        return
-    with _reported(), _client(ctx) as client:
-        counters = client.queue()
-    _show(counters, as_json, "print_queue")
-
-
-def _watch_lines(client: Client, interval: float, as_json: bool) -> None:
-    """One line of counters per ``interval`` until Ctrl-C: for pipes, logs and scripts."""
-    import time
-
-    try:
-        while True:
-            queue = client.queue()
-            if as_json:
-                typer.echo(json.dumps(queue))
-            else:
-                counts = ("pending", "running", "retrying", "succeeded", "failed", "unrouted",
-                          "failed_list")
-                typer.echo(" ".join(f"{name}={queue.get(name, 0)}" for name in counts))
-            sys.stdout.flush()
-            time.sleep(interval)
-    except KeyboardInterrupt:
-        return
-
-
-@queue_app.command("list")
-def queue_list(
-    ctx: typer.Context,
-    state: Annotated[State | None, typer.Option("--state", help="Only deliveries in this state.")
-                     ] = None,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Show at most N.")] = None,
-    as_json: JsonOption = False,
-) -> None:
-    """List deliveries: pending, running, retrying and failed (or one state).
-
-    Example: eventbus queue list --state failed --limit 20
-    """
-    with _reported(), _client(ctx) as client:
-        deliveries = client.deliveries(state.value if state else None, limit)
-    _show(deliveries, as_json, "print_deliveries")
-
-
-@queue_app.command("show")
-def queue_show(
-    ctx: typer.Context,
-    delivery: Annotated[int, typer.Argument(help="The delivery's id.", min=1)],
-    as_json: JsonOption = False,
-) -> None:
-    """Show one delivery with the full traceback of its last failure.
-
-    Example: eventbus queue show 42
-    """
-    with _reported(), _client(ctx) as client:
-        found = client.delivery(delivery)
-    _show(found, as_json, "print_delivery")
-
-
-@queue_app.command("requeue", help="The same as `queue retry`, as RQ users type it.\n\n"
-                   "Example: eventbus queue requeue 41 42")
-@queue_app.command("retry")
-def queue_retry(
-    ctx: typer.Context,
-    deliveries: Annotated[list[int] | None, typer.Argument(
-        help="Ids of failed deliveries.", min=1, show_default=False)] = None,
-    every: Annotated[bool, typer.Option("--all", help="Retry every failed delivery.")] = False,
-) -> None:
-    """Queue failed deliveries again, attempts counted afresh.
-
-    Example: eventbus queue retry 41 42   (or: eventbus queue retry --all)
-    """
-    if every == bool(deliveries):
-        raise typer.BadParameter("give delivery ids, or --all", param_hint="DELIVERIES")
-    with _reported(), _client(ctx) as client:
-        retried = client.retry(None if every else deliveries)
-    typer.echo(f"{len(retried)} deliveries queued again")
-
-
-@queue_app.command("purge")
-def queue_purge(
-    ctx: typer.Context,
-    failed: Annotated[bool, typer.Option("--failed", help="Drop the failed list.")] = False,
-    pending: Annotated[bool, typer.Option(
-        "--pending", help="Drop the deliveries waiting to run (pending and retrying).")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask first.")] = False,
-) -> None:
-    """Drop failed deliveries, or those waiting to run; running calls finish.
-
-    Example: eventbus queue purge --failed --yes
-    """
-    if failed == pending:
-        raise typer.BadParameter("give one of --failed or --pending", param_hint="--failed")
-    state = "failed" if failed else "pending"
-    if not yes:
-        if not sys.stdin.isatty():
-            raise typer.BadParameter("not on a terminal, so nothing can ask first; pass --yes",
-                                     param_hint="--yes")
-        typer.confirm(f"Drop every {state} delivery? They cannot be brought back", abort=True)
-    with _reported(), _client(ctx) as client:
-        purged = client.purge(state)
-    typer.echo(f"{purged} {state} deliveries purged")
 
 
 @app.command()
@@ -477,10 +235,10 @@ def status(
 
     Example: eventbus status --check   (a health probe)
     """
-    with _reported(), _client(ctx) as client:
+    with reported(), client_for(ctx) as client:
         document = client.status()
     if not check:
-        _show(document, as_json, "print_status")
+        show(document, as_json, "print_status")
         return
     health, queue = document["health"], document["queue"]
     if as_json:
@@ -510,7 +268,7 @@ def stop(
     import signal
     import time
 
-    with _reported(), _client(ctx) as client:
+    with reported(), client_for(ctx) as client:
         pid = int(client.status()["pid"])
     try:
         os.kill(pid, signal.SIGTERM)
@@ -563,7 +321,7 @@ def tail(
     """
     from .render import tail_line
 
-    with _reported(), _client(ctx) as client:
+    with reported(), client_for(ctx) as client:
         try:
             for record in client.subscribe(patterns or ()):
                 typer.echo(json.dumps(record) if as_json else tail_line(record))
@@ -574,7 +332,7 @@ def tail(
     raise typer.Exit(1)
 
 
-def _show(document: Any, as_json: bool, printer: str) -> None:
+def show(document: Any, as_json: bool, printer: str) -> None:
     if as_json:
         typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
         return
@@ -590,3 +348,8 @@ def main() -> None:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     app()
+
+
+# The commands of these modules register themselves on the apps above.
+from . import emit as emit  # noqa: E402
+from . import queue as queue  # noqa: E402

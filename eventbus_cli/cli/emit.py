@@ -1,0 +1,123 @@
+"""``eventbus emit``: one event from the command line, or a file of them."""
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from ..client import DEFAULT_TIMEOUT, read_event_lines
+from ..codec import DEFAULT_WAIT
+from ..errors import EventbusError, InvalidEventIdError
+from ..names import validate_event_id
+from .app import JsonOption, app, client_for, complete_events, reported
+from .values import parse_arg, parse_kw
+
+
+@app.command()
+def emit(
+    ctx: typer.Context,
+    event: Annotated[str | None, typer.Argument(
+        help="The event id, e.g. user_created.", autocompletion=complete_events)] = None,
+    items: Annotated[list[str] | None, typer.Argument(
+        help="Keyword arguments as KEY=text, KEY:=JSON, KEY=@file or KEY:=@file items, as "
+        "--kw takes them.", show_default=False)] = None,
+    arg: Annotated[list[str] | None, typer.Option(
+        "--arg", help="A positional value: text, :=JSON, @file or :=@file. Repeatable.")] = None,
+    kw: Annotated[list[str] | None, typer.Option(
+        "--kw", help="KEY=text, KEY:=JSON, KEY=@file or KEY:=@file. Repeatable.")] = None,
+    file: Annotated[str | None, typer.Option(
+        "--file", help='Emit each line of this file (- for stdin): {"event", "args", "kwargs"}.'
+    )] = None,
+    wait: Annotated[bool, typer.Option(
+        "--wait", help="Wait until every delivery has finished; exit 1 if any failed.")] = False,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", min=0.001, help="With --wait: give up waiting after this many seconds "
+        "(default 60).")] = None,
+    require_listener: Annotated[bool, typer.Option(
+        "--require-listener", help="Refuse the event (exit 1) if no listener matches it.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Send an event to the daemon; return once it is accepted (with --wait, once handled).
+
+    Example: eventbus emit user_created email=ada@example.com admin:=true --wait
+    """
+    if file is not None:
+        if event is not None or items or arg or kw or wait or require_listener:
+            raise typer.BadParameter("give either EVENT with --arg/--kw/--wait, or --file",
+                                     param_hint="--file")
+        _emit_file(ctx, file, as_json)
+        return
+    if timeout is not None and not wait:
+        raise typer.BadParameter("--timeout goes with --wait", param_hint="--timeout")
+    if event is None:
+        raise typer.BadParameter("give the event id to emit, or --file", param_hint="EVENT")
+    with reported():
+        try:
+            validate_event_id(event)
+        except InvalidEventIdError as exc:
+            raise typer.BadParameter(str(exc), param_hint="EVENT") from None
+        args = [parse_arg(value) for value in arg or ()]
+        kwargs = dict(parse_kw(value) for value in [*(kw or ()), *(items or ())])
+        seconds = timeout or DEFAULT_WAIT
+        with client_for(ctx, seconds + 30 if wait else DEFAULT_TIMEOUT) as client:
+            result = client.submit(event, args, kwargs, wait=seconds if wait else None,
+                                   require_listener=require_listener)
+    deliveries, results = result["deliveries"], result.get("results")
+    if as_json:
+        typer.echo(json.dumps(result))
+    elif results is None:
+        typer.echo(f"{event}: {deliveries} deliveries queued")
+    else:
+        typer.echo(f"{event}: {deliveries} deliveries")
+        for item in results:
+            outcome = "ok" if item["ok"] else f"failed: {item['error']}" if item["ok"] is False \
+                else f"unfinished: {item['error']}"
+            typer.echo(f"  {item['listener']}: {outcome}")
+    if not deliveries:
+        typer.echo(f"warning: no listener matches {event!r}; the daemon counted it as unrouted",
+                   err=True)
+    if results is not None and not all(item["ok"] for item in results):
+        raise typer.Exit(1)
+
+
+def _emit_file(ctx: typer.Context, file: str, as_json: bool) -> None:
+    with reported():
+        if file == "-":
+            lines, numbers = read_event_lines(sys.stdin.buffer, "stdin")
+        else:
+            try:
+                with open(file, "rb") as stream:
+                    lines, numbers = read_event_lines(stream, file)
+            except OSError as exc:
+                raise EventbusError(f"cannot read {file}: {exc.strerror}") from None
+        with client_for(ctx) as client:
+            if sys.stderr.isatty() and not as_json:
+                from .render import progress_bar
+
+                with progress_bar(len(lines), "emitting") as advance:
+                    result = client.emit_lines(lines, progress=advance)
+            else:
+                result = client.emit_lines(lines)
+    summary = {"events": result.total, "accepted": result.accepted,
+               "deliveries": result.deliveries, "unrouted": result.unrouted}
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        typer.echo(f"{result.accepted} of {result.total} events accepted: "
+                   f"{result.deliveries} deliveries queued, {result.unrouted} unrouted")
+    if result.error is not None:
+        typer.echo(f"error: {result.error}; {_not_accepted(result.rejected, numbers)}", err=True)
+        raise typer.Exit(1)
+
+
+def _not_accepted(rejected: tuple[tuple[int, int], ...], numbers: list[int]) -> str:
+    """Which lines of the file to emit again, exactly: the accepted ones must not be."""
+    if len(rejected) == 1 and rejected[0][1] == len(numbers):
+        return (f"line {numbers[rejected[0][0]]} and the lines after it were not accepted; "
+                "emit them again from there")
+    spans = ", ".join(f"{numbers[start]}" if stop - start == 1
+                      else f"{numbers[start]}-{numbers[stop - 1]}" for start, stop in rejected)
+    return (f"lines {spans} were not accepted (the others were); emit those again, and only "
+            "those")

@@ -1,0 +1,142 @@
+"""``eventbus queue``: the counters, live or once, and the deliveries: list, show, retry,
+purge."""
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from ..client import Client
+from .app import JsonOption, State, client_for, queue_app, reported, show
+
+
+@queue_app.callback(invoke_without_command=True)
+def queue(
+    ctx: typer.Context,
+    watch: Annotated[bool, typer.Option(
+        "--watch", help="Keep the view live, with rates per listener, until Ctrl-C.")] = False,
+    interval: Annotated[float | None, typer.Option(
+        "--interval", min=0.1, help="With --watch: seconds between refreshes (default 1).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the queue's counters, in total and per listener; or its deliveries.
+
+    With --watch on a terminal the view stays live; piped, or with --json, it prints one
+    line (a JSON line with --json) per interval.
+
+    Example: eventbus queue --watch   (or: eventbus queue list --state failed)
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if interval is not None and not watch:
+        raise typer.BadParameter("--interval goes with --watch", param_hint="--interval")
+    if watch:
+        with reported(), client_for(ctx) as client:
+            if as_json or not sys.stdout.isatty():
+                _watch_lines(client, interval or 1.0, as_json)
+            else:
+                from .render import watch_queue
+
+                watch_queue(client.queue, interval or 1.0)
+        return
+    with reported(), client_for(ctx) as client:
+        counters = client.queue()
+    show(counters, as_json, "print_queue")
+
+
+def _watch_lines(client: Client, interval: float, as_json: bool) -> None:
+    """One line of counters per ``interval`` until Ctrl-C: for pipes, logs and scripts."""
+    import time
+
+    try:
+        while True:
+            queue = client.queue()
+            if as_json:
+                typer.echo(json.dumps(queue))
+            else:
+                counts = ("pending", "running", "retrying", "succeeded", "failed", "unrouted",
+                          "failed_list")
+                typer.echo(" ".join(f"{name}={queue.get(name, 0)}" for name in counts))
+            sys.stdout.flush()
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return
+
+
+@queue_app.command("list")
+def queue_list(
+    ctx: typer.Context,
+    state: Annotated[State | None, typer.Option("--state", help="Only deliveries in this state.")
+                     ] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Show at most N.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List deliveries: pending, running, retrying and failed (or one state).
+
+    Example: eventbus queue list --state failed --limit 20
+    """
+    with reported(), client_for(ctx) as client:
+        deliveries = client.deliveries(state.value if state else None, limit)
+    show(deliveries, as_json, "print_deliveries")
+
+
+@queue_app.command("show")
+def queue_show(
+    ctx: typer.Context,
+    delivery: Annotated[int, typer.Argument(help="The delivery's id.", min=1)],
+    as_json: JsonOption = False,
+) -> None:
+    """Show one delivery with the full traceback of its last failure.
+
+    Example: eventbus queue show 42
+    """
+    with reported(), client_for(ctx) as client:
+        found = client.delivery(delivery)
+    show(found, as_json, "print_delivery")
+
+
+@queue_app.command("requeue", help="The same as `queue retry`, as RQ users type it.\n\n"
+                   "Example: eventbus queue requeue 41 42")
+@queue_app.command("retry")
+def queue_retry(
+    ctx: typer.Context,
+    deliveries: Annotated[list[int] | None, typer.Argument(
+        help="Ids of failed deliveries.", min=1, show_default=False)] = None,
+    every: Annotated[bool, typer.Option("--all", help="Retry every failed delivery.")] = False,
+) -> None:
+    """Queue failed deliveries again, attempts counted afresh.
+
+    Example: eventbus queue retry 41 42   (or: eventbus queue retry --all)
+    """
+    if every == bool(deliveries):
+        raise typer.BadParameter("give delivery ids, or --all", param_hint="DELIVERIES")
+    with reported(), client_for(ctx) as client:
+        retried = client.retry(None if every else deliveries)
+    typer.echo(f"{len(retried)} deliveries queued again")
+
+
+@queue_app.command("purge")
+def queue_purge(
+    ctx: typer.Context,
+    failed: Annotated[bool, typer.Option("--failed", help="Drop the failed list.")] = False,
+    pending: Annotated[bool, typer.Option(
+        "--pending", help="Drop the deliveries waiting to run (pending and retrying).")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask first.")] = False,
+) -> None:
+    """Drop failed deliveries, or those waiting to run; running calls finish.
+
+    Example: eventbus queue purge --failed --yes
+    """
+    if failed == pending:
+        raise typer.BadParameter("give one of --failed or --pending", param_hint="--failed")
+    state = "failed" if failed else "pending"
+    if not yes:
+        if not sys.stdin.isatty():
+            raise typer.BadParameter("not on a terminal, so nothing can ask first; pass --yes",
+                                     param_hint="--yes")
+        typer.confirm(f"Drop every {state} delivery? They cannot be brought back", abort=True)
+    with reported(), client_for(ctx) as client:
+        purged = client.purge(state)
+    typer.echo(f"{purged} {state} deliveries purged")
