@@ -62,7 +62,7 @@ class Broker(ABC):
 
     @abstractmethod
     def put(self, event_id: str, slots: Sequence[Slot], args: tuple[Any, ...],
-            kwargs: dict[str, Any], *, queued_at: float = 0.0) -> Sequence[Delivery]:
+            kwargs: dict[str, Any]) -> Sequence[Delivery]:
         """Queue one delivery of the event per slot, all of them; the caller checked room.
         With no slots the event is counted as unrouted."""
 
@@ -86,11 +86,6 @@ class Broker(ABC):
                retry_in: float | None) -> None:
         """The attempt failed: try again in ``retry_in`` seconds, or (None) keep it in the
         failed list."""
-
-    @property
-    @abstractmethod
-    def running(self) -> int:
-        """How many calls run now."""
 
     # -- inspection --------------------------------------------------------------------------
 

@@ -149,7 +149,7 @@ class MemoryBroker(Broker):
             room.set()
 
     def put(self, event_id: str, slots: Sequence[Slot], args: tuple[Any, ...],
-            kwargs: dict[str, Any], *, queued_at: float = 0.0) -> Sequence[Delivery]:
+            kwargs: dict[str, Any]) -> Sequence[Delivery]:
         if not slots:
             self._unrouted += 1
             logger.debug("event %r matched no listener; counted as unrouted", event_id)
@@ -157,8 +157,7 @@ class MemoryBroker(Broker):
                 self._tell("emitted", event_id, ())
             return ()
         observers = self._observers
-        if observers and not queued_at:
-            queued_at = time.monotonic()
+        queued_at = time.monotonic() if observers else 0.0  # for tail's waited time
         ids, lanes, idle, ready = self._ids, self._lanes, self._idle, self._ready
         made = []
         for slot in slots:
@@ -281,10 +280,6 @@ class MemoryBroker(Broker):
             self._forgotten(pushed)
             self._tell("removed", pushed)
         self._check_joined()
-
-    @property
-    def running(self) -> int:
-        return len(self._running)
 
     async def run(self) -> None:
         heap = self._delayed
