@@ -53,6 +53,7 @@ class DaemonConfig:
     socket: Path | None = None  # None: default_socket_path(), decided when the daemon starts
     listeners_dir: Path = Path("listeners.d")
     queue_size: int = 10_000
+    max_queue_bytes: int = 256 << 20
     concurrency: int = 64
     max_threads: int = 40
     max_message_bytes: int = 1_048_576
@@ -112,7 +113,8 @@ class DeliveryConfig:
 # Lowest allowed value of each number; anything lower is refused.
 # The range of each number, lowest and highest allowed; anything outside is refused.
 _RANGE: dict[str, tuple[float, float]] = {
-    "queue_size": (1, 10_000_000), "concurrency": (1, 10_000), "max_threads": (1, 10_000),
+    "queue_size": (1, 10_000_000), "max_queue_bytes": (1024, 1 << 40),
+    "concurrency": (1, 10_000), "max_threads": (1, 10_000),
     "max_message_bytes": (1024, 1 << 30), "shutdown_timeout": (0, 86_400),
     "max_connections": (1, 1_000_000), "idle_timeout": (0.1, 86_400 * 7),
     "retries": (0, 1000), "backoff": (0, 86_400), "timeout": (0.001, math.inf),

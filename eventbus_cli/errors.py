@@ -55,20 +55,30 @@ class InvalidEventIdError(EventbusError, ValueError):
 
 
 class QueueFullError(EventbusError):
-    """A non-waiting emit found no room in the bounded queue."""
+    """A non-waiting emit found no room in the bounded queue: ``needed`` deliveries (or
+    bytes, as ``unit`` says) where at most ``limit`` may wait."""
 
-    def __init__(self, event_id: str, needed: int, queue_size: int) -> None:
+    def __init__(self, event_id: str, needed: int, limit: int, *,
+                 unit: str = "deliveries") -> None:
         self.event_id = event_id
         self.needed = needed
-        self.queue_size = queue_size
-        if needed > queue_size:
-            hint = "raise queue_size above the number of listeners of this event"
+        self.limit = limit
+        self.unit = unit
+        setting = "max_queue_bytes" if unit == "bytes" else "queue_size"
+        if self.never_fits:
+            hint = f"raise {setting} above {needed}" + (
+                "" if unit == "bytes" else " (the number of listeners of this event)")
         else:
-            hint = "emit again later, raise queue_size, or use `await emitter.aemit(...)`"
+            hint = f"emit again later, raise {setting}, or use `await emitter.aemit(...)`"
         super().__init__(
-            f"queue full: event {event_id!r} needs {needed} deliveries and the queue holds "
-            f"at most {queue_size}; the event was not accepted; {hint}"
+            f"queue full: event {event_id!r} needs {needed} {unit} and the queue holds "
+            f"at most {limit}; the event was not accepted; {hint}"
         )
+
+    @property
+    def never_fits(self) -> bool:
+        """Whether the event is over the bound even with the queue empty."""
+        return self.needed > self.limit
 
 
 class EmitterNotRunningError(EventbusError, RuntimeError):

@@ -83,6 +83,7 @@ class Request(NamedTuple):
     patterns: tuple[str, ...] = ()  # subscribe: event-id globs, none for every event
     wait: float | None = None  # emit: seconds to wait for the deliveries to finish
     require_listener: bool = False  # emit: refuse an event that no listener matches
+    size: int = 0  # bytes of the request line, shared out among its events for max_queue_bytes
 
 
 class _Bad(Exception):
@@ -216,7 +217,7 @@ OPS: dict[str, Op] = {
     "queue": Op((), "as `queue --json`"),
     "list": Op((Field("state", _one_of(LIST_STATES), "a state (optional)"),
                 Field("limit", _whole_from_1, "at most this many (optional, >= 1)")),
-               "as `queue list --json`"),
+               "as `queue list --json`: the newest first, at most about 16 MiB"),
     "show": Op((Field("delivery", _delivery_id, "a delivery id", required=True),),
                "as `queue show --json`", _build_show),
     "retry": Op((Field("deliveries", _delivery_ids, "a list of delivery ids"),
@@ -252,7 +253,7 @@ def decode_request(line: bytes | str) -> Request:
         raise ProtocolError(ErrorCode.UNKNOWN_OP, f"unknown op {op!r}; the ops are "
                             f"{', '.join(OPS)}", request_id=request_id)
     try:
-        return Request(request_id, op, **spec.build(_values(op, spec, data)))
+        return Request(request_id, op, **spec.build(_values(op, spec, data)), size=len(line))
     except ProtocolError as exc:
         raise ProtocolError(exc.code, exc.problem, request_id=request_id) from None
 

@@ -72,7 +72,8 @@ class Daemon:
     """An `eventbus serve` process in its own directory, with the recorder listeners."""
 
     def __init__(self, root: Path, *, listeners: str = RECORDER, config: str | None = None,
-                 extra_args: tuple[str, ...] = (), max_files: int | None = None) -> None:
+                 extra_args: tuple[str, ...] = (), max_files: int | None = None,
+                 max_file_bytes: int | None = None) -> None:
         self.root = root
         self.listeners_dir = root / "listeners.d"
         self.listeners_dir.mkdir(exist_ok=True)
@@ -88,11 +89,17 @@ class Daemon:
         self.env.pop("EVENTBUS_CONFIG", None)
         self.extra_args = extra_args
         self.max_files = max_files  # RLIMIT_NOFILE for the daemon, to run it out of descriptors
+        self.max_file_bytes = max_file_bytes  # RLIMIT_FSIZE: a disk that fills up, per file
         self.process: subprocess.Popen[bytes] | None = None
 
     def _limits(self) -> None:
         if self.max_files is not None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (self.max_files, self.max_files))
+        if self.max_file_bytes is not None:
+            # A write past the limit then fails with EFBIG, as on a full disk, instead of
+            # killing the process with SIGXFSZ.
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (self.max_file_bytes, self.max_file_bytes))
 
     def start(self, *, wait: bool = True) -> Daemon:
         args = [EVENTBUS, "serve", "--listeners-dir", str(self.listeners_dir), *self.extra_args]

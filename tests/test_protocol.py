@@ -26,8 +26,9 @@ from eventbus_cli.protocol import (
 
 
 def test_emit_request_with_defaults() -> None:
-    assert decode_request(b'{"id": 7, "op": "emit", "event": "user_created"}') == Request(
-        7, "emit", (EventMessage("user_created", [], {}),)
+    line = b'{"id": 7, "op": "emit", "event": "user_created"}'
+    assert decode_request(line) == Request(
+        7, "emit", (EventMessage("user_created", [], {}),), size=len(line)
     )
 
 
@@ -37,9 +38,8 @@ def test_emit_many_and_list_requests() -> None:
         b'{"event": "b", "kwargs": {"k": null}}]}'
     )
     assert request.events == (EventMessage("a", [1], {}), EventMessage("b", [], {"k": None}))
-    assert decode_request('{"id": 1, "op": "list", "state": "failed", "limit": 3}') == Request(
-        1, "list", state="failed", limit=3
-    )
+    line = '{"id": 1, "op": "list", "state": "failed", "limit": 3}'
+    assert decode_request(line) == Request(1, "list", state="failed", limit=3, size=len(line))
 
 
 @pytest.mark.parametrize(

@@ -42,11 +42,15 @@ CREATE TABLE IF NOT EXISTS deliveries (
     state TEXT NOT NULL,
     attempts INTEGER NOT NULL,
     error TEXT,
-    traceback TEXT
+    traceback TEXT,
+    created REAL,
+    failed REAL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
-_UPSERT = "INSERT OR REPLACE INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_UPSERT = "INSERT OR REPLACE INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# Columns added after the first release, with their type: older journals gain them on open.
+_ADDED = {"created": "REAL", "failed": "REAL"}
 _DELETE = "DELETE FROM deliveries WHERE id = ?"
 _NEXT_ID = "INSERT OR REPLACE INTO meta VALUES ('next_id', ?)"
 # ASCII JSON: lone surrogates, which a client may send and UTF-8 cannot hold, become escapes.
@@ -69,8 +73,9 @@ class JournalBroker(MemoryBroker):
     _writes_through = True
 
     def __init__(self, path: Path, *, queue_size: int = DaemonConfig.queue_size,
-                 keep_failed: int = DeliveryConfig.keep_failed) -> None:
-        super().__init__(queue_size=queue_size, keep_failed=keep_failed)
+                 keep_failed: int = DeliveryConfig.keep_failed, max_bytes: int | None = None,
+                 ) -> None:
+        super().__init__(queue_size=queue_size, keep_failed=keep_failed, max_bytes=max_bytes)
         self.path = path
         self._db, next_id = _open(path)
         self._loaded: list[Delivery] | None = self._read()
@@ -87,10 +92,12 @@ class JournalBroker(MemoryBroker):
 
     def _read(self) -> list[Delivery]:
         found = []
-        query = "SELECT id, event, listener, args, kwargs, state, attempts, error, traceback " \
-                "FROM deliveries ORDER BY id"
+        query = "SELECT id, event, listener, args, kwargs, state, attempts, error, traceback, " \
+                "created, failed FROM deliveries ORDER BY id"
         for row in self._db.execute(query):
-            delivery_id, event, name, args, kwargs, state, attempts, error, trace = row
+            delivery_id, event, name, args, kwargs, state, attempts, error, trace = row[:9]
+            created, failed_at = (value if isinstance(value, float) else None
+                                  for value in row[9:])
             try:
                 values = json.loads(args), json.loads(kwargs)
                 if not (isinstance(values[0], list) and isinstance(values[1], dict)
@@ -103,10 +110,12 @@ class JournalBroker(MemoryBroker):
                                    "fix that row, or take it out to keep it: `sqlite3 "
                                    f"{self.path} \"DELETE FROM deliveries WHERE id = "
                                    f"{delivery_id}\"`; the other deliveries stay") from None
-            delivery = Delivery(delivery_id, event, tuple(values[0]), values[1], name)
+            delivery = Delivery(delivery_id, event, tuple(values[0]), values[1], name,
+                                size=len(args) + len(kwargs), created_at=created)
             failed = state == DeliveryState.FAILED
             delivery.state = DeliveryState.FAILED if failed else DeliveryState.PENDING
             delivery.attempts, delivery.error, delivery.traceback = attempts, error, trace
+            delivery.failed_at = failed_at
             found.append(delivery)
         return found
 
@@ -250,7 +259,8 @@ def _row(delivery: Delivery) -> tuple[object, ...]:
         state = DeliveryState.PENDING  # queued or running: either way it runs again on start
     return (delivery.id, delivery.event, delivery.listener, _ENCODER.encode(delivery.args),
             _ENCODER.encode(delivery.kwargs), state.value, delivery.attempts,
-            _text(delivery.error), _text(delivery.traceback))
+            _text(delivery.error), _text(delivery.traceback), delivery.created_at,
+            delivery.failed_at)
 
 
 def _text(value: str | None) -> str | None:
@@ -275,6 +285,10 @@ def _open(path: Path) -> tuple[sqlite3.Connection, int]:
             raise JournalError(path, "SQLite could not put it in WAL mode")
         db.execute("PRAGMA synchronous = FULL")
         db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+        columns = {row[1] for row in db.execute("PRAGMA table_info(deliveries)")}
+        for column, kind in _ADDED.items():
+            if column not in columns:
+                db.execute(f"ALTER TABLE deliveries ADD COLUMN {column} {kind}")
         problems = [row[0] for row in db.execute("PRAGMA quick_check")]
         if problems != ["ok"]:
             raise JournalError(path, "it is corrupt: " + "; ".join(problems[:3]), _MOVE_ASIDE)

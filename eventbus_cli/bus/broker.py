@@ -16,6 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..errors import QueueFullError
 from .delivery import Delivery, DeliveryObserver, DeliveryState, EmitterStats
 
 if TYPE_CHECKING:
@@ -29,6 +30,8 @@ class Broker(ABC):
 
     size: int
     """How many deliveries may wait (pending, or waiting for their time) at once."""
+    max_bytes: int | None = None
+    """How many bytes of encoded events those may carry at once; None: no such bound."""
     durable = False
     """Whether an accepted delivery outlives this process (a journal, Redis)."""
 
@@ -49,8 +52,16 @@ class Broker(ABC):
     # -- emitting ----------------------------------------------------------------------------
 
     @abstractmethod
-    def has_room(self, needed: int) -> bool:
-        """Whether ``needed`` more deliveries fit now."""
+    def has_room(self, needed: int, size: int = 0) -> bool:
+        """Whether ``needed`` more deliveries, each carrying ``size`` bytes, fit now."""
+
+    def full(self, event_id: str, needed: int, size: int = 0) -> QueueFullError:
+        """The error for an event of ``needed`` deliveries of ``size`` bytes that does not
+        fit, naming the bound it is over."""
+        if self.max_bytes is not None and (needed * size > self.max_bytes or (
+                needed <= self.size and self.has_room(needed, 0))):
+            return QueueFullError(event_id, needed * size, self.max_bytes, unit="bytes")
+        return QueueFullError(event_id, needed, self.size)
 
     @abstractmethod
     async def wait_for_room(self) -> None:
@@ -62,9 +73,10 @@ class Broker(ABC):
 
     @abstractmethod
     def put(self, event_id: str, slots: Sequence[Slot], args: tuple[Any, ...],
-            kwargs: dict[str, Any]) -> Sequence[Delivery]:
+            kwargs: dict[str, Any], size: int = 0) -> Sequence[Delivery]:
         """Queue one delivery of the event per slot, all of them; the caller checked room.
-        With no slots the event is counted as unrouted."""
+        ``size`` is the encoded event's bytes, where known. With no slots the event is
+        counted as unrouted."""
 
     # -- workers -----------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -53,6 +54,9 @@ class EmitterStats:
     listeners: dict[str, ListenerStats] = field(default_factory=dict)
     failed_list: int = 0
     """How many failed deliveries the failed list holds now (``failed`` counts since start)."""
+    queued_bytes: int = 0
+    """Bytes of the encoded events that the pending and retrying deliveries carry, where
+    their size was measured (the daemon's emits)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The ``queue --json`` document."""
@@ -65,12 +69,12 @@ class Delivery:
     Only the broker that holds a delivery changes its ``state`` and ``attempts``.
     """
 
-    __slots__ = ("args", "attempts", "error", "event", "failed_at", "id", "kwargs", "listener",
-                 "queued_at", "state", "traceback")
+    __slots__ = ("args", "attempts", "created_at", "error", "event", "failed_at", "id", "kwargs",
+                 "listener", "queued_at", "size", "started_at", "state", "traceback")
 
     def __init__(
         self, id: int, event: str, args: tuple[Any, ...], kwargs: dict[str, Any], listener: str,
-        queued_at: float = 0.0,
+        queued_at: float = 0.0, size: int = 0, created_at: float | None = None,
     ) -> None:
         self.id = id
         self.event = event
@@ -78,11 +82,14 @@ class Delivery:
         self.kwargs = kwargs
         self.listener = listener
         self.queued_at = queued_at  # time.monotonic() when queued; 0.0 where nobody asked
+        self.size = size  # bytes of the encoded event it carries; 0 where nobody measured
         self.state = _PENDING
         self.attempts = 0
         self.error: str | None = None  # "ExceptionType: message" of the last failed attempt
         self.traceback: str | None = None
-        self.failed_at: float | None = None  # time.time() of its last failure, this process
+        self.created_at = created_at  # time.time() of the emit
+        self.started_at: float | None = None  # time.time() its last attempt began
+        self.failed_at: float | None = None  # time.time() it last failed its final attempt
 
     def to_dict(self) -> dict[str, Any]:
         """The ``queue list --json`` item; ``args`` and ``kwargs`` as given to emit."""
@@ -93,6 +100,9 @@ class Delivery:
             "state": self.state.value,
             "attempts": self.attempts,
             "error": self.error,
+            "created": _iso(self.created_at),
+            "last_attempt": _iso(self.started_at),
+            "failed": _iso(self.failed_at),
             "args": list(self.args),
             "kwargs": dict(self.kwargs),
         }
@@ -100,6 +110,14 @@ class Delivery:
     def __repr__(self) -> str:
         return (f"<Delivery {self.id} {self.event!r} -> {self.listener} {self.state.value} "
                 f"attempts={self.attempts}>")
+
+
+def _iso(when: float | None) -> str | None:
+    """A time.time() value as ISO 8601 in UTC, to the millisecond."""
+    if when is None:
+        return None
+    moment = datetime.fromtimestamp(when, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class DeliveryObserver(Protocol):

@@ -22,7 +22,7 @@ import anyio.abc
 
 from ..checks import number_problem
 from ..config import DaemonConfig, DeliveryConfig, DeliveryOptions
-from ..errors import EmitterNotRunningError, QueueFullError
+from ..errors import EmitterNotRunningError
 from ..names import validate_event_id
 from .broker import Broker
 from .delivery import Delivery, DeliveryObserver, DeliveryState, EmitterStats
@@ -172,10 +172,17 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
 
     def submit(self, event_id: str, /, *args: Any, **kwargs: Any) -> Sequence[Delivery]:
         """Like :meth:`emit`, but return the deliveries queued, to follow them."""
+        return self.put(event_id, args, kwargs)
+
+    def put(self, event_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], *,
+            size: int = 0) -> Sequence[Delivery]:
+        """Like :meth:`submit`, with the values as a tuple and a dict and, where known, the
+        encoded event's ``size`` in bytes, which counts against the broker's ``max_bytes``
+        (the daemon passes the size of the request it read)."""
         slots = self._route(event_id)
-        if slots and not self.broker.has_room(len(slots)):
-            raise QueueFullError(event_id, len(slots), self.broker.size)
-        return self.broker.put(event_id, slots, args, kwargs)
+        if slots and not self.broker.has_room(len(slots), size):
+            raise self.broker.full(event_id, len(slots), size)
+        return self.broker.put(event_id, slots, args, kwargs, size)
 
     async def aemit(self, event_id: str, /, *args: Any, **kwargs: Any) -> int:
         """Like :meth:`emit`, but wait for room in the queue instead of raising.
@@ -191,15 +198,20 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
 
     async def asubmit(self, event_id: str, /, *args: Any, **kwargs: Any) -> Sequence[Delivery]:
         """Like :meth:`aemit`, but return the deliveries queued, to follow them."""
+        return await self.aput(event_id, args, kwargs)
+
+    async def aput(self, event_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], *,
+                   size: int = 0) -> Sequence[Delivery]:
+        """Like :meth:`put`, but wait for room instead of raising, as :meth:`aemit` does."""
         slots = self._route(event_id)
         broker = self.broker
-        if len(slots) > broker.size:
-            raise QueueFullError(event_id, len(slots), broker.size)
-        while slots and not broker.has_room(len(slots)):
+        if slots and (error := broker.full(event_id, len(slots), size)).never_fits:
+            raise error
+        while slots and not broker.has_room(len(slots), size):
             await broker.wait_for_room()
             if self._state is not _RUNNING:
                 raise EmitterNotRunningError(self._state)
-        return broker.put(event_id, slots, args, kwargs)
+        return broker.put(event_id, slots, args, kwargs, size)
 
     def _route(self, event_id: str) -> tuple[Slot, ...]:
         if self._state is not _RUNNING:

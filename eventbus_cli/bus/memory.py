@@ -5,9 +5,10 @@ counters. Workers serve the lanes that have deliveries waiting in turn (round ro
 lane runs more than its slot's ``limit`` of calls at once, so a slow listener that fills the
 pool still leaves a worker for the rest. Deliveries that wait for a time (a retry's backoff)
 sit in one heap, moved back by :meth:`run`. The broker is bounded: pending plus waiting
-deliveries never exceed ``queue_size`` (failures of running calls may overshoot it by at most
-the number of workers). Subclasses that keep deliveries elsewhere too (the journal) hear of
-every change through :meth:`_kept` and :meth:`_forgotten`.
+deliveries never exceed ``queue_size``, nor the bytes of the events they carry ``max_bytes``
+(failures of running calls may overshoot either by at most what the workers hold).
+Subclasses that keep deliveries elsewhere too (the journal) hear of every
+change through :meth:`_kept` and :meth:`_forgotten`.
 """
 
 from __future__ import annotations
@@ -58,18 +59,23 @@ class _Lane:
 
 class MemoryBroker(Broker):
     """Deliveries in memory: a restart loses what waits. ``keep_failed`` bounds the failed
-    list (the newest are kept)."""
+    list (the newest are kept); ``max_bytes``, when given, bounds the bytes of encoded events
+    waiting, as measured by whoever puts them (the daemon: the request's size)."""
 
     _writes_through = False
     """Whether :meth:`_kept` and :meth:`_forgotten` do anything (set by subclasses that
     keep deliveries elsewhere too), so the hot path skips the calls otherwise."""
 
     def __init__(self, *, queue_size: int = DaemonConfig.queue_size,
-                 keep_failed: int = DeliveryConfig.keep_failed) -> None:
-        for key, value, minimum in (("queue_size", queue_size, 1), ("keep_failed", keep_failed, 0)):
+                 keep_failed: int = DeliveryConfig.keep_failed, max_bytes: int | None = None,
+                 ) -> None:
+        for key, value, minimum in (("queue_size", queue_size, 1), ("keep_failed", keep_failed, 0),
+                                    ("max_bytes", 1 if max_bytes is None else max_bytes, 1)):
             if (want := number_problem(value, whole=True, minimum=minimum)) is not None:
                 raise ValueError(f"{key} must be {want}, not {value!r}")
         self.size = queue_size
+        self.max_bytes = max_bytes
+        self._bytes = 0  # sizes of the pending and delayed deliveries
         self._keep = keep_failed
         self._lanes: dict[str, _Lane] = {}
         self._ready: deque[_Lane] = deque()
@@ -129,14 +135,20 @@ class MemoryBroker(Broker):
             heapq.heapify(self._delayed)
             lane.delayed = 0
         self._waiting -= len(taken)
+        self._bytes -= sum(delivery.size for delivery in taken)
         if taken:
             self.wake_all()
         return taken
 
     # -- emitting ----------------------------------------------------------------------------
 
-    def has_room(self, needed: int) -> bool:
-        return self._waiting + needed <= self.size
+    def has_room(self, needed: int, size: int = 0) -> bool:
+        return self._waiting + needed <= self.size and (
+            self.max_bytes is None or self._bytes + needed * size <= self.max_bytes)
+
+    def _half_empty(self) -> bool:
+        return self._waiting <= self.size // 2 and (
+            self.max_bytes is None or self._bytes <= self.max_bytes // 2)
 
     async def wait_for_room(self) -> None:
         room = anyio.Event()
@@ -149,7 +161,7 @@ class MemoryBroker(Broker):
             room.set()
 
     def put(self, event_id: str, slots: Sequence[Slot], args: tuple[Any, ...],
-            kwargs: dict[str, Any]) -> Sequence[Delivery]:
+            kwargs: dict[str, Any], size: int = 0) -> Sequence[Delivery]:
         if not slots:
             self._unrouted += 1
             logger.debug("event %r matched no listener; counted as unrouted", event_id)
@@ -158,10 +170,11 @@ class MemoryBroker(Broker):
             return ()
         observers = self._observers
         queued_at = time.monotonic() if observers else 0.0  # for tail's waited time
+        now = time.time()
         ids, lanes, idle, ready = self._ids, self._lanes, self._idle, self._ready
         made = []
         for slot in slots:
-            delivery = Delivery(next(ids), event_id, args, kwargs, slot.name, queued_at)
+            delivery = Delivery(next(ids), event_id, args, kwargs, slot.name, queued_at, size, now)
             made.append(delivery)
             lane = lanes[slot.name]
             lane.queue.append(delivery)
@@ -171,6 +184,7 @@ class MemoryBroker(Broker):
             if idle:
                 idle.popleft().set()
         self._waiting += len(made)
+        self._bytes += size * len(made)
         if self._writes_through:
             self._kept(made)
         if observers:
@@ -214,10 +228,12 @@ class MemoryBroker(Broker):
         else:
             lane.ready = False
         self._waiting -= 1
-        if self._room_waiters and self._waiting <= self.size // 2:
+        self._bytes -= delivery.size
+        if self._room_waiters and self._half_empty():
             self.wake_all()
         delivery.state = _RUNNING
         delivery.attempts += 1
+        delivery.started_at = time.time()
         if self._observers:
             self._tell("started", delivery)
         return delivery, lane.slot
@@ -256,6 +272,7 @@ class MemoryBroker(Broker):
         delivery.state = DeliveryState.RETRYING
         lane.delayed += 1
         self._waiting += 1
+        self._bytes += delivery.size
         entry = (time.monotonic() + retry_in, delivery.id, delivery, lane)
         heapq.heappush(self._delayed, entry)
         if self._delayed[0] is entry and self._wakeup is not None:
@@ -323,6 +340,7 @@ class MemoryBroker(Broker):
             succeeded=sum(stats.succeeded for stats in counts) + self._gone.succeeded,
             failed=sum(stats.failed for stats in counts) + self._gone.failed,
             unrouted=self._unrouted, listeners=per_listener, failed_list=len(self._failed),
+            queued_bytes=self._bytes,
         )
 
     def deliveries(self, state: DeliveryState | None = None) -> Iterator[Delivery]:
@@ -354,14 +372,19 @@ class MemoryBroker(Broker):
             if delivery.listener not in self._lanes:
                 raise DeliveryError(delivery.id, f"listener {delivery.listener} is not loaded "
                                     "any more; add it back and reload, or purge it")
-        if not self.has_room(len(chosen)):
+        nbytes = sum(delivery.size for delivery in chosen)
+        if self._waiting + len(chosen) > self.size:
             raise QueueFullError(f"{len(chosen)} failed deliveries", len(chosen), self.size)
+        if self.max_bytes is not None and self._bytes + nbytes > self.max_bytes:
+            raise QueueFullError(f"{len(chosen)} failed deliveries", nbytes, self.max_bytes,
+                                 unit="bytes")
         gone = {id(delivery) for delivery in chosen}
         self._failed = deque(d for d in self._failed if id(d) not in gone)
         for delivery in chosen:
             delivery.state, delivery.attempts = DeliveryState.PENDING, 0
             self._make_ready_with(self._lanes[delivery.listener], delivery)
         self._waiting += len(chosen)
+        self._bytes += nbytes
         self._kept(chosen)
         self._tell("requeued", chosen)
         return chosen
@@ -434,6 +457,7 @@ class MemoryBroker(Broker):
                 delivery.state = DeliveryState.PENDING
                 self._make_ready_with(lane, delivery)
                 self._waiting += 1
+                self._bytes += delivery.size
         self._ids = count(next_id)
 
     def _kept(self, deliveries: Sequence[Delivery]) -> None:

@@ -73,13 +73,27 @@ def queue_list(
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Show at most N.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List deliveries: pending, running, retrying and failed (or one state).
+    """List deliveries, newest first: pending, running, retrying and failed (or one state).
 
     Example: eventbus queue list --state failed --limit 20
     """
     with reported(), client_for(ctx) as client:
         deliveries = client.deliveries(state.value if state else None, limit)
+        held = _held(client.queue(), state.value if state else None)
     show(deliveries, as_json, "print_deliveries")
+    if len(deliveries) < held:
+        why = ("--limit" if limit is not None and len(deliveries) == limit
+               else "a reply holds about 16 MiB; --state or --limit choose what to see")
+        kind = f"{state.value} " if state else ""
+        typer.echo(f"the newest {len(deliveries)} of {held} {kind}deliveries are shown ({why})",
+                   err=True)
+
+
+def _held(queue: dict[str, int], state: str | None) -> int:
+    """How many deliveries of ``state`` (any, for None) the counters say are held."""
+    counts = {"pending": queue["pending"], "running": queue["running"],
+              "retrying": queue["retrying"], "failed": queue["failed_list"]}
+    return sum(counts.values()) if state is None else counts[state]
 
 
 @queue_app.command("show")

@@ -94,7 +94,8 @@ def print_status(status: dict[str, Any]) -> None:
         "config": status["config"] or "none (defaults)",
         "listeners": f"{status['listeners']} from {status['listeners_dir']}",
         "queue": "  ".join(f"{name} {queue[name]}" for name in (*_COUNTERS, "unrouted")),
-        "journal": f"{journal['path']} ({journal['bytes']:,} bytes)"
+        "journal": (f"{journal['path']} ({journal['bytes']:,} bytes)" + (
+            "" if journal["writable"] else f"; cannot be written: {journal['error']}"))
         if (journal := status["journal"]) else "none (deliveries live in memory only)",
         "health": "healthy" if (health := status["health"])["healthy"]
         else "unhealthy: " + "; ".join(health["problems"]),

@@ -6,6 +6,7 @@ checks at import that the handlers and the op table name the same ops.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import os
@@ -35,12 +36,14 @@ from .health import Health
 from .loader import MODULE_PREFIX, load_listeners
 from .monitor import Monitor, Subscription
 
-__all__ = ("QUEUE_WAIT_SECONDS", "Operations")
+__all__ = ("LIST_REPLY_BYTES", "QUEUE_WAIT_SECONDS", "Operations")
 
 logger = logging.getLogger("eventbus.daemon")
 
 QUEUE_WAIT_SECONDS = 10.0
 """How long an emit that finds the queue full waits for room before it gets ``queue_full``."""
+LIST_REPLY_BYTES = 16 << 20
+"""About how many bytes a ``list`` reply holds at most: the newest deliveries that fit."""
 
 Flush = Callable[[], Awaitable[None]]
 Handler = Callable[["Operations", Request, Flush], Awaitable[Any]]
@@ -132,9 +135,9 @@ class Operations:
                        "(`eventbus listeners list` shows what is loaded)")
             raise _EmitFailed(ErrorCode.UNROUTED, problem, 0)
         try:  # the common case, without another coroutine
-            made = self._submit_now(message)
+            made = self._submit_now(message, request.size)
         except (QueueFullError, EmitterNotRunningError):
-            made = await self._submit(message, flush, 0)
+            made = await self._submit(message, request.size, flush, 0)
         result: dict[str, Any] = {"event_id": message.event, "deliveries": len(made)}
         if request.wait is not None:
             # No await since the submit: none of its deliveries can have ended unseen.
@@ -144,12 +147,13 @@ class Operations:
     @_handles("emit_many")
     async def _emit_many(self, request: Request, flush: Flush) -> dict[str, Any]:
         accepted = deliveries = unrouted = 0
+        size = request.size // len(request.events)  # what each holds of the line, on average
         for message in request.events:
             try:  # the common case, without a coroutine per event
-                made = self._submit_now(message)
+                made = self._submit_now(message, size)
             except (QueueFullError, EmitterNotRunningError):
                 try:
-                    made = await self._submit(message, flush, accepted)
+                    made = await self._submit(message, size, flush, accepted)
                 except _EmitFailed as exc:  # say what the events before it made
                     raise _EmitFailed(exc.code, exc.message, accepted, deliveries=deliveries,
                                       unrouted=unrouted) from None
@@ -158,14 +162,14 @@ class Operations:
             unrouted += not made
         return {"accepted": accepted, "deliveries": deliveries, "unrouted": unrouted}
 
-    def _submit_now(self, message: EventMessage) -> Sequence[Delivery]:
-        """Queue one event if there is room now; raise for anything else, which
-        :meth:`_submit` then handles."""
+    def _submit_now(self, message: EventMessage, size: int) -> Sequence[Delivery]:
+        """Queue one event of ``size`` bytes if there is room now; raise for anything else,
+        which :meth:`_submit` then handles."""
         if self.draining:
             raise EmitterNotRunningError("closing")
-        return self.emitter.submit(message.event, *message.args, **message.kwargs)
+        return self.emitter.put(message.event, tuple(message.args), message.kwargs, size=size)
 
-    async def _submit(self, message: EventMessage, flush: Flush,
+    async def _submit(self, message: EventMessage, size: int, flush: Flush,
                       accepted: int) -> Sequence[Delivery]:
         """Queue one event; when the queue is full, send the replies owed and wait for room
         (up to :data:`QUEUE_WAIT_SECONDS`). ``accepted`` events of the request came before."""
@@ -174,13 +178,13 @@ class Operations:
         event, args, kwargs = message
         try:
             try:
-                return self.emitter.submit(event, *args, **kwargs)
+                return self.emitter.put(event, tuple(args), kwargs, size=size)
             except QueueFullError as exc:
-                if exc.needed > exc.queue_size:
+                if exc.never_fits:
                     raise _EmitFailed(ErrorCode.QUEUE_FULL, str(exc), accepted) from None
             await flush()
             with anyio.fail_after(QUEUE_WAIT_SECONDS):
-                return await self.emitter.asubmit(event, *args, **kwargs)
+                return await self.emitter.aput(event, tuple(args), kwargs, size=size)
         except TimeoutError:
             problem = (f"queue full: event {event!r} found no room within {QUEUE_WAIT_SECONDS:g}s "
                        "and was not accepted; emit it again later, or raise queue_size")
@@ -221,14 +225,20 @@ class Operations:
 
     def queue(self) -> dict[str, Any]:
         """The ``queue --json`` document."""
-        return {**self.broker.stats().to_dict(), "queue_size": self.broker.size}
+        return {**self.broker.stats().to_dict(), "queue_size": self.broker.size,
+                "max_queue_bytes": self.broker.max_bytes}
 
     @_handles("list")
     async def _list(self, request: Request, flush: Flush) -> list[dict[str, Any]]:
         state = DeliveryState(request.state) if request.state else None
+        held = self.broker.deliveries(state)
+        newest = (heapq.nlargest(request.limit, held, key=_by_id) if request.limit is not None
+                  else sorted(held, key=_by_id, reverse=True))
         found: list[dict[str, Any]] = []
-        for delivery in self.broker.deliveries(state):
-            if request.limit is not None and len(found) >= request.limit:
+        budget = LIST_REPLY_BYTES
+        for delivery in newest:
+            budget -= delivery.size + len(delivery.error or "") + 256
+            if budget < 0 and found:
                 break
             found.append(delivery.to_dict())
         return found
@@ -301,6 +311,10 @@ class Operations:
                     f"; {changes.failed} waiting deliveries of removed listeners failed"
                     if changes.failed else "")
         return {"listeners": len(self.emitter.listeners), **changes._asdict()}
+
+
+def _by_id(delivery: Delivery) -> int:
+    return delivery.id
 
 
 if set(_HANDLERS) != set(OPS):  # pragma: no cover - a mistake in this module, caught by CI

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from ..brokers.journal import JournalBroker
 from ..bus.emitter import SimpleEventEmitter
 
 __all__ = ("WINDOW_SECONDS", "Health")
@@ -16,7 +17,8 @@ WINDOW_SECONDS = 60.0
 class Health:
     """Whether the daemon is healthy: no delivery in the failed list failed within the
     last :data:`WINDOW_SECONDS` (so a purge or a retry clears it, and every kind of failure
-    counts: a reload's, a restart's), the queue has room, and it is not shutting down."""
+    counts: a reload's, a restart's), the queue has room, the journal (if any) can be
+    written, and it is not shutting down."""
 
     def __init__(self, emitter: SimpleEventEmitter) -> None:
         self._broker = emitter.broker
@@ -38,6 +40,8 @@ class Health:
         if stuck := self._threads.stuck:
             problems.append(f"{stuck} sync calls ran past their timeout and still hold "
                             f"{stuck} of the {self._threads.max_threads} threads (max_threads)")
+        if isinstance(self._broker, JournalBroker) and self._broker.failure is not None:
+            problems.append(f"emits are refused: {self._broker.failure}")
         if draining:
             problems.append("shutting down")
         return {"healthy": not problems, "problems": problems, "failed_recently": failed}

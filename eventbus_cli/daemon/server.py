@@ -17,6 +17,7 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import anyio.abc
 from .._version import __version__
 from ..brokers.journal import JournalBroker
 from ..bus.emitter import SimpleEventEmitter
+from ..bus.memory import MemoryBroker
 from ..config import Config
 from ..errors import EventbusError
 from .connection import Connections
@@ -74,16 +76,15 @@ class Server:
         listeners = load_listeners(daemon.listeners_dir)
         # The socket first: "another daemon runs here" is the clearest error there is.
         self._sock, self._inode = bind_socket(self.socket_path)
-        broker = (JournalBroker(config.journal.path, queue_size=daemon.queue_size,
-                                keep_failed=config.delivery.keep_failed)
-                  if config.journal is not None else None)
+        make: Callable[..., MemoryBroker] = (
+            MemoryBroker if config.journal is None else partial(JournalBroker, config.journal.path))
+        broker = make(queue_size=daemon.queue_size, max_bytes=daemon.max_queue_bytes,
+                      keep_failed=config.delivery.keep_failed)
         emitter = SimpleEventEmitter(
             listeners,
-            queue_size=daemon.queue_size,
             concurrency=daemon.concurrency,
             max_threads=daemon.max_threads,
             shutdown_timeout=daemon.shutdown_timeout,
-            keep_failed=config.delivery.keep_failed,
             defaults=config.delivery.options(),
             broker=broker,
         )
@@ -109,7 +110,6 @@ class Server:
                 await (shutdown_trigger or anyio.sleep_forever)()
                 self.shutdown(ops)
             connections.cancel_scope.cancel()  # the drain is over: close every connection
-        logger.info("stopped")
 
     def shutdown(self, ops: Operations) -> None:
         """Refuse new emits; leaving the emitter then drains, within ``shutdown_timeout``."""
@@ -245,7 +245,17 @@ def run(config: Config) -> int:
     Logs go to stderr with timestamps, at the config's ``log_level``.
     """
     configure_logging(config.daemon.log_level)
-    return anyio.run(_serve_until_signalled, config, backend_options=_loop_options())
+    status = anyio.run(_serve_until_signalled, config, backend_options=_loop_options())
+    hung = [thread for thread in threading.enumerate()
+            if thread.is_alive() and not thread.daemon and thread is not threading.current_thread()]
+    if hung:
+        # Sync calls stuck past their timeout: the interpreter would wait for them forever.
+        logger.warning("stopped, leaving %d sync listener calls that still run in threads "
+                       "(stuck past their timeout)", len(hung))
+        logging.shutdown()
+        os._exit(status)
+    logger.info("stopped")
+    return status
 
 
 def _loop_options() -> dict[str, Any]:

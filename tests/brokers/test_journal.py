@@ -242,7 +242,7 @@ def test_a_row_that_cannot_be_read_is_named_with_a_fix_that_loses_nothing(
     JournalBroker(path).close()
     with contextlib.closing(sqlite3.connect(path)) as db:
         db.execute("INSERT INTO deliveries VALUES (5, 'ok', 'fine', 'not json', '{}', "
-                   "'pending', 0, NULL, NULL)")
+                   "'pending', 0, NULL, NULL, NULL, NULL)")
         db.commit()
     with pytest.raises(JournalError) as caught:
         JournalBroker(path)
@@ -250,6 +250,29 @@ def test_a_row_that_cannot_be_read_is_named_with_a_fix_that_loses_nothing(
     assert "delivery 5 cannot be read" in message
     assert "DELETE FROM deliveries WHERE id = 5" in message
     assert "move the file aside" not in message
+
+
+def test_a_journal_of_the_first_schema_gains_the_time_columns_and_keeps_its_rows(
+    short_dir: Path,
+) -> None:
+    path = short_dir / "j.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript(
+            "CREATE TABLE deliveries (id INTEGER PRIMARY KEY, event TEXT NOT NULL, listener TEXT "
+            "NOT NULL, args TEXT NOT NULL, kwargs TEXT NOT NULL, state TEXT NOT NULL, attempts "
+            "INTEGER NOT NULL, error TEXT, traceback TEXT);"
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+            "INSERT INTO deliveries VALUES (3, 'ok', 'fine', '[1]', '{}', 'failed', 2, "
+            "'ValueError: x', NULL);")
+    broker = JournalBroker(path)
+    try:
+        broker.serve([], reason="gone")
+        (delivery,) = broker.failed_list
+        assert (delivery.id, delivery.args, delivery.attempts) == (3, (1,), 2)
+        assert delivery.created_at is None
+        assert delivery.to_dict()["created"] is None
+    finally:
+        broker.close()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes read-only files anyway")

@@ -240,7 +240,9 @@ async def test_kwargs_mismatch_fails_only_that_listener_and_is_not_retried() -> 
     assert failed.error is not None
     assert "does not accept the arguments of event 'user_deleted'" in failed.error
     assert "unexpected keyword argument 'reason'" in failed.error
-    assert failed.to_dict() == {
+    shown = failed.to_dict()
+    times = {key: shown.pop(key) for key in ("created", "last_attempt", "failed")}
+    assert shown == {
         "id": failed.id,
         "event": "user_deleted",
         "listener": "strict_farewell",
@@ -250,6 +252,9 @@ async def test_kwargs_mismatch_fails_only_that_listener_and_is_not_retried() -> 
         "args": [],
         "kwargs": {"email": "ada@example.com", "reason": "moved away"},
     }
+    # ISO 8601 in UTC, in the order they happened
+    assert all(value.endswith("Z") for value in times.values())
+    assert times["created"] <= times["last_attempt"] <= times["failed"]
 
 
 async def test_failures_are_logged_with_listener_module_event_and_traceback(

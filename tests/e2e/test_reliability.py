@@ -180,7 +180,7 @@ def test_sighup_loads_a_new_file_and_fails_what_waited_for_a_removed_listener(
         assert (reloaded["added"], reloaded["removed"], reloaded["failed"]) == (
             ["labour"], ["work"], 2)
         failed = daemon.json("queue", "list", "--state", "failed")
-        assert [item["kwargs"]["n"] for item in failed] == [1, 2]
+        assert [item["kwargs"]["n"] for item in failed] == [2, 1]  # newest first
         assert all("removed by a reload" in item["error"] for item in failed)
         wait_for(lambda: _of(daemon, "work") == [{"event": "work", "n": 0}])
         retry = daemon.cli("queue", "retry", str(failed[0]["id"]))
@@ -486,3 +486,91 @@ def test_hung_sync_listeners_cannot_pile_up_threads(short_dir: Path) -> None:
         daemon.out.with_name("release").touch()
         wait_for(lambda: daemon.json("status")["threads"]["stuck"] == 0)
         assert daemon.stop() == 0
+
+
+def test_sigterm_ends_the_process_within_shutdown_timeout_despite_a_hung_thread(
+    short_dir: Path,
+) -> None:
+    config = "[daemon]\nshutdown_timeout = 0.5\n"
+    with running(short_dir, listeners=HUNG, config=config) as daemon:
+        assert daemon.cli("emit", "hung", "--kw", "n:=1").returncode == 0
+        wait_for(lambda: daemon.json("status")["threads"]["stuck"] == 1)
+        # The call never returns (the test never touches "release"): exit must not wait for it.
+        daemon.stop(seconds=10)
+        logs = daemon.logs()
+        assert "stopped" in logs.splitlines()[-1], logs
+
+
+BIG = '''
+from eventbus_cli import listener
+
+@listener("big")
+async def big(body):
+    pass
+'''
+
+
+def test_waiting_events_are_bounded_by_bytes_too(short_dir: Path) -> None:
+    config = "[daemon]\nmax_queue_bytes = 65536\nconcurrency = 1\n"
+    listeners = Daemon(short_dir).listeners_dir  # the gate listener, to hold the one worker
+    (listeners / "big.py").write_text(BIG)
+    (short_dir / "20k.txt").write_text("x" * 20_000)
+    (short_dir / "70k.txt").write_text("x" * 70_000)
+    with running(short_dir, config=config) as daemon:
+        daemon.emit_gates("held")
+        for _ in range(3):
+            assert daemon.cli("emit", "big", "body=@20k.txt").returncode == 0
+        queue = daemon.json("queue")
+        assert queue["max_queue_bytes"] == 65536
+        assert queue["pending"] == 3
+        assert 60_000 < queue["queued_bytes"] <= 65536
+        refused = daemon.cli("emit", "big", "body=@70k.txt")
+        assert refused.returncode == 1
+        assert "max_queue_bytes" in refused.stderr
+        assert "queue_full" in refused.stderr
+        daemon.open_gate("held")
+        wait_for(lambda: daemon.json("queue")["succeeded"] == 4)
+        assert daemon.json("queue")["queued_bytes"] == 0
+
+
+def test_a_list_reply_is_bounded_by_bytes_and_says_what_it_left_out(short_dir: Path) -> None:
+    config = "[daemon]\nconcurrency = 1\n"
+    listeners = Daemon(short_dir).listeners_dir
+    (listeners / "big.py").write_text(BIG)
+    (short_dir / "900k.txt").write_text("x" * 900_000)
+    with running(short_dir, config=config) as daemon:
+        daemon.emit_gates("held")
+        for _ in range(20):  # 18 MB waiting: more than a list reply holds
+            assert daemon.cli("emit", "big", "body=@900k.txt").returncode == 0
+        listed = daemon.cli("queue", "list", "--state", "pending", "--json")
+        shown = json.loads(listed.stdout)
+        assert 10 < len(shown) < 20
+        assert shown[0]["id"] > shown[-1]["id"]  # the newest first
+        assert f"the newest {len(shown)} of 20 pending deliveries" in listed.stderr
+        daemon.open_gate("held")
+
+
+def test_a_journal_that_cannot_be_written_still_answers_and_says_so(short_dir: Path) -> None:
+    config = '[daemon]\nconcurrency = 1\n[journal]\npath = "journal.db"\n'
+    (short_dir / "100k.txt").write_text("x" * 100_000)
+    daemon = Daemon(short_dir, config=config, max_file_bytes=1 << 20)
+    daemon.start()
+    try:
+        daemon.emit_gates("held")  # what follows waits, so it is written to the journal
+        for _ in range(40):
+            emitted = daemon.cli("emit", "user_created", "body=@100k.txt")
+            if emitted.returncode != 0:
+                break
+        assert emitted.returncode == 1, "the journal never filled up"
+        assert "journal" in emitted.stderr
+        assert "check before you repeat it" in emitted.stderr
+        # reads keep working, and say what is wrong
+        assert daemon.cli("listeners", "list").returncode == 0
+        status = daemon.json("status")
+        assert status["journal"]["writable"] is False
+        assert status["journal"]["error"]
+        assert daemon.json("queue")["pending"] >= 1
+        text = daemon.cli("status")
+        assert "cannot be written" in text.stdout or "not writable" in text.stdout, text.stdout
+    finally:
+        daemon.kill()
