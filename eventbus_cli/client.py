@@ -235,12 +235,16 @@ class Client:
 
     def subscribe(self, patterns: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
         """Subscribe to the daemon's live records (events whose id matches one of the glob
-        ``patterns``, or all) and yield each as it comes, until the daemon goes away.
+        ``patterns``, or all); the iterator returned yields each as it comes, until the
+        daemon goes away.
 
         The connection serves only the subscription from then on.
         """
         self.call("subscribe", patterns=list(patterns))
         self._sock.settimeout(None)
+        return self._records()
+
+    def _records(self) -> Iterator[dict[str, Any]]:
         while (line := self._line(eof_ok=True)) is not None:
             yield json.loads(line)
 

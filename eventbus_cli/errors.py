@@ -51,7 +51,9 @@ class InvalidEventIdError(EventbusError, ValueError):
         self.event_id = event_id
         kind = "event pattern" if pattern else "event id"
         rule = EVENT_ID_RULE + (", or a glob made with * ? [ ]" if pattern else "")
-        super().__init__(f"invalid {kind} {event_id!r}: use {rule}")
+        unclosed = pattern and isinstance(event_id, str) and "[" in event_id
+        why = " (each [ needs a ] after it: [ab] matches a or b)" if unclosed else ""
+        super().__init__(f"invalid {kind} {event_id!r}: use {rule}{why}")
 
 
 class QueueFullError(EventbusError):
@@ -70,8 +72,9 @@ class QueueFullError(EventbusError):
                 "" if unit == "bytes" else " (the number of listeners of this event)")
         else:
             hint = f"emit again later, raise {setting}, or use `await emitter.aemit(...)`"
+        needs = f"{needed} delivery" if (needed, unit) == (1, "deliveries") else f"{needed} {unit}"
         super().__init__(
-            f"queue full: event {event_id!r} needs {needed} {unit} and the queue holds "
+            f"queue full: event {event_id!r} needs {needs} and the queue holds "
             f"at most {limit}; the event was not accepted; {hint}"
         )
 

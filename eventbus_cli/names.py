@@ -25,9 +25,23 @@ def validate_event_id(event_id: object) -> str:
 def validate_pattern(pattern: object) -> str:
     """Return ``pattern`` if it is a valid listener id or glob, else raise
     :class:`InvalidEventIdError`."""
-    if isinstance(pattern, str) and PATTERN.fullmatch(pattern):
+    if isinstance(pattern, str) and PATTERN.fullmatch(pattern) and _closed(pattern):
         return pattern
     raise InvalidEventIdError(pattern, pattern=True)
+
+
+def _closed(pattern: str) -> bool:
+    """Whether every ``[`` of a glob is closed: fnmatch would read an unclosed one as a
+    plain character, and a pattern meant as a glob would then match nothing."""
+    start = pattern.find("[")
+    while start >= 0:
+        inside = start + 1 + pattern.startswith("!", start + 1)
+        inside += pattern.startswith("]", inside)  # a ] first in the set is one of its chars
+        end = pattern.find("]", inside)
+        if end < 0:
+            return False
+        start = pattern.find("[", end + 1)
+    return True
 
 
 def is_pattern(event_id: str) -> bool:

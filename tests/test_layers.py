@@ -16,7 +16,7 @@ PACKAGE = Path(eventbus_cli.__file__).parent
 # Lowest first. A module may import from a lower floor, or from its own folder.
 FLOORS: dict[str, int] = {
     "_version": 0, "errors": 0,
-    "checks": 1, "names": 1,
+    "checks": 1, "names": 1, "plural": 1,
     "codec": 2, "config": 2, "peers": 2,
     "protocol": 3,
     "bus": 4,

@@ -24,6 +24,7 @@ from ..checks import number_problem
 from ..config import DaemonConfig, DeliveryConfig, DeliveryOptions
 from ..errors import EmitterNotRunningError
 from ..names import validate_event_id
+from ..plural import counted
 from .broker import Broker
 from .delivery import Delivery, DeliveryObserver, DeliveryState, EmitterStats
 from .listener import EventListener
@@ -160,8 +161,8 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         others = "" if cut == len(self.unfinished) else "; the others never started"
         how = (f" ({cut} of them were running and were cut short, so they may have done part "
                f"of their work{others})" if cut else "")
-        logger.warning("%d deliveries unfinished at shutdown %s%s: %s%s",
-                       len(self.unfinished), fate, how, listed, more)
+        logger.warning("%s unfinished at shutdown %s%s: %s%s",
+                       counted(len(self.unfinished), "delivery"), fate, how, listed, more)
 
     def emit(self, event_id: str, /, *args: Any, **kwargs: Any) -> int:
         """Queue one delivery per listener of ``event_id``; raise if the queue lacks room.

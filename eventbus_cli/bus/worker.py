@@ -13,6 +13,7 @@ from pathlib import Path
 import anyio
 import anyio.lowlevel
 
+from ..plural import counted
 from .broker import Broker
 from .delivery import Delivery
 from .routing import Slot
@@ -110,8 +111,8 @@ class Worker:
                            delivery.attempts, delay, error)
             self._broker.failed(delivery, error, text, retry_in=delay)
         else:
-            logger.error("%s failed after %d attempt(s): %s\n%s", where, delivery.attempts,
-                         error, text)
+            logger.error("%s failed after %s: %s\n%s", where,
+                         counted(delivery.attempts, "attempt"), error, text)
             self._broker.failed(delivery, error, text, retry_in=None)
 
 

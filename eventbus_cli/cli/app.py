@@ -18,8 +18,9 @@ import typer
 
 from .._version import __version__
 from ..client import DEFAULT_TIMEOUT, Client
-from ..errors import ArgumentError, EventbusError, NoDaemonError
-from ..names import is_pattern
+from ..errors import ArgumentError, EventbusError, InvalidEventIdError, NoDaemonError
+from ..names import is_pattern, validate_pattern
+from ..plural import counted
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -215,12 +216,12 @@ def listeners_reload(ctx: typer.Context, as_json: JsonOption = False) -> None:
     if as_json:
         typer.echo(json.dumps(changes))
         return
-    typer.echo(f"reloaded {changes['listeners']} listeners; added: "
+    typer.echo(f"reloaded {counted(changes['listeners'], 'listener')}; added: "
                f"{', '.join(changes['added']) or 'none'}; removed: "
                f"{', '.join(changes['removed']) or 'none'}")
     if changes["failed"]:
-        typer.echo(f"warning: {changes['failed']} waiting deliveries of removed listeners "
-                   "moved to the failed list", err=True)
+        failed = counted(changes["failed"], "waiting delivery", "waiting deliveries")
+        typer.echo(f"warning: {failed} of removed listeners moved to the failed list", err=True)
 
 
 @app.command()
@@ -244,7 +245,8 @@ def status(
     if as_json:
         typer.echo(json.dumps(health))
     elif health["healthy"]:
-        typer.echo(f"healthy: {document['listeners']} listeners, {queue['pending']} pending, "
+        listeners = counted(document["listeners"], "listener")
+        typer.echo(f"healthy: {listeners}, {queue['pending']} pending, "
                    f"{queue['running']} running, no failures in the last minute")
     else:
         typer.echo("unhealthy: " + "; ".join(health["problems"]))
@@ -310,20 +312,30 @@ def tail(
     patterns: Annotated[list[str] | None, typer.Argument(
         help="Only events whose id matches one of these globs (e.g. 'user_*').",
         show_default=False, autocompletion=_complete_patterns)] = None,
-    as_json: JsonOption = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print each record as one line of JSON (JSON Lines).")] = False,
 ) -> None:
     """Follow the bus live: events emitted and each delivery's start and outcome.
 
-    One line per record, until Ctrl-C. A reader that falls behind loses records, and a
-    "skipped" line says how many; the bus never waits for it.
+    One line per record, until Ctrl-C; stderr says first what it follows. A reader that
+    falls behind loses records, and a "skipped" line says how many; the bus never waits.
 
     Example: eventbus tail 'user_*' --json
     """
     from .render import tail_line
 
+    for pattern in patterns or ():
+        try:
+            validate_pattern(pattern)
+        except InvalidEventIdError as exc:
+            raise typer.BadParameter(str(exc), param_hint="PATTERNS") from None
     with reported(), client_for(ctx) as client:
         try:
-            for record in client.subscribe(patterns or ()):
+            records = client.subscribe(patterns or ())
+            which = ("events matching " + " or ".join(repr(p) for p in patterns) if patterns
+                     else "every event")
+            typer.echo(f"following {which} on {client.socket_path} (Ctrl-C to stop)", err=True)
+            for record in records:
                 typer.echo(json.dumps(record) if as_json else tail_line(record))
         except KeyboardInterrupt:
             return
@@ -332,13 +344,14 @@ def tail(
     raise typer.Exit(1)
 
 
-def show(document: Any, as_json: bool, printer: str) -> None:
+def show(document: Any, as_json: bool, printer: str, **options: Any) -> None:
+    """Print ``document`` as JSON, or with ``render``'s function ``printer`` (and options)."""
     if as_json:
         typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
         return
     from . import render
 
-    getattr(render, printer)(document)
+    getattr(render, printer)(document, **options)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from ..client import DEFAULT_TIMEOUT, read_event_lines
 from ..codec import DEFAULT_WAIT
 from ..errors import EventbusError, InvalidEventIdError
 from ..names import validate_event_id
+from ..plural import counted
 from .app import JsonOption, app, client_for, complete_events, reported
 from .values import parse_arg, parse_kw
 
@@ -68,9 +69,9 @@ def emit(
     if as_json:
         typer.echo(json.dumps(result))
     elif results is None:
-        typer.echo(f"{event}: {deliveries} deliveries queued")
+        typer.echo(f"{event}: {counted(deliveries, 'delivery')} queued")
     else:
-        typer.echo(f"{event}: {deliveries} deliveries")
+        typer.echo(f"{event}: {counted(deliveries, 'delivery')}")
         for item in results:
             outcome = "ok" if item["ok"] else f"failed: {item['error']}" if item["ok"] is False \
                 else f"unfinished: {item['error']}"
@@ -105,8 +106,8 @@ def _emit_file(ctx: typer.Context, file: str, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(summary))
     else:
-        typer.echo(f"{result.accepted} of {result.total} events accepted: "
-                   f"{result.deliveries} deliveries queued, {result.unrouted} unrouted")
+        typer.echo(f"{result.accepted} of {counted(result.total, 'event')} accepted: "
+                   f"{counted(result.deliveries, 'delivery')} queued, {result.unrouted} unrouted")
     if result.error is not None:
         typer.echo(f"error: {result.error}; {_not_accepted(result.rejected, numbers)}", err=True)
         raise typer.Exit(1)

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ..client import Client
+from ..plural import counted
 from .app import JsonOption, State, client_for, queue_app, reported, show
 
 
@@ -80,7 +81,7 @@ def queue_list(
     with reported(), client_for(ctx) as client:
         deliveries = client.deliveries(state.value if state else None, limit)
         held = _held(client.queue(), state.value if state else None)
-    show(deliveries, as_json, "print_deliveries")
+    show(deliveries, as_json, "print_deliveries", state=state.value if state else None)
     if len(deliveries) < held:
         why = ("--limit" if limit is not None and len(deliveries) == limit
                else "a reply holds about 16 MiB; --state or --limit choose what to see")
@@ -128,7 +129,7 @@ def queue_retry(
         raise typer.BadParameter("give delivery ids, or --all", param_hint="DELIVERIES")
     with reported(), client_for(ctx) as client:
         retried = client.retry(None if every else deliveries)
-    typer.echo(f"{len(retried)} deliveries queued again")
+    typer.echo(f"{counted(len(retried), 'delivery')} queued again")
 
 
 @queue_app.command("purge")
@@ -153,4 +154,4 @@ def queue_purge(
         typer.confirm(f"Drop every {state} delivery? They cannot be brought back", abort=True)
     with reported(), client_for(ctx) as client:
         purged = client.purge(state)
-    typer.echo(f"{purged} {state} deliveries purged")
+    typer.echo(f"{counted(purged, f'{state} delivery', f'{state} deliveries')} purged")

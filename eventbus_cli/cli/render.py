@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from rich.console import Console
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+
+from ..plural import counted
 
 __all__ = (
     "print_deliveries",
@@ -34,44 +36,126 @@ def _console() -> Console:
     return console if console.is_terminal else Console(width=max(console.width, 200))
 
 
+class _Column(NamedTuple):
+    """A table column: ``rank`` orders which stay when the width runs out (0 first);
+    a ``fixed`` one is never cut short, the others end in an ellipsis where they must."""
+
+    name: str
+    rank: int
+    fixed: bool = False
+    right: bool = False
+
+
+_SHORTEST_CUT = 10  # the fewest characters a column that may be cut still gets
+
+
+def _fitted(columns: Sequence[_Column], rows: Sequence[Sequence[str]], width: int,
+            ) -> tuple[Table, str | None]:
+    """A table of the columns that fit in ``width``, by rank: one line per row, never a
+    word split across lines; and a note naming the columns left out, if any."""
+    natural = [max(len(column.name), *(len(row[i]) for row in rows)) if rows
+               else len(column.name) for i, column in enumerate(columns)]
+    kept: set[int] = set()
+    used = 1  # the table's left border; each column adds its padding and right border
+    for i in sorted(range(len(columns)), key=lambda i: columns[i].rank):
+        need = 3 + (natural[i] if columns[i].fixed else min(natural[i], _SHORTEST_CUT))
+        if kept and used + need > width:
+            break
+        kept.add(i)
+        used += need
+    # Fixed columns get what they need; the others share the rest, the narrow ones first.
+    widths = {i: natural[i] for i in kept if columns[i].fixed}
+    flexible = sorted((i for i in kept if not columns[i].fixed), key=lambda i: natural[i])
+    room = width - 1 - sum(3 + w for w in widths.values()) - 3 * len(flexible)
+    for left, i in zip(range(len(flexible), 0, -1), flexible, strict=True):
+        widths[i] = max(1, min(natural[i], room // left))
+        room -= widths[i]
+    table = Table()
+    for i, column in enumerate(columns):
+        if i in kept:
+            table.add_column(column.name, justify="right" if column.right else "left",
+                             no_wrap=True, overflow="ellipsis", width=widths[i])
+    for row in rows:
+        table.add_row(*(cell for i, cell in enumerate(row) if i in kept))
+    left_out = [column.name for i, column in enumerate(columns) if i not in kept]
+    note = (f"not shown at this width: {', '.join(left_out)} (--json shows everything)"
+            if left_out else None)
+    return table, note
+
+
+def _print_fitted(columns: Sequence[_Column], rows: Sequence[Sequence[str]]) -> None:
+    console = _console()
+    table, note = _fitted(columns, rows, console.width)
+    console.print(table)
+    if note:
+        console.print(note, soft_wrap=True, style="dim")
+
+
+_LISTENER_COLUMNS = (
+    _Column("name", 0), _Column("events", 1), _Column("module", 3),
+    _Column("retries", 2, fixed=True, right=True), _Column("backoff", 4, fixed=True, right=True),
+    _Column("timeout", 2, fixed=True, right=True),
+)
+
+
 def print_listeners(listeners: list[dict[str, Any]]) -> None:
-    table = Table(title=f"{len(listeners)} listeners", title_justify="left")
-    for column in ("name", "module", "events", "retries", "backoff", "timeout"):
-        table.add_column(column, overflow="fold",
-                         justify="right" if column in ("retries", "backoff", "timeout") else "left")
-    for item in listeners:
-        timeout = "none" if item["timeout"] is None else f"{item['timeout']:g}s"
-        table.add_row(item["name"], item["module"], ", ".join(item["events"]),
-                      str(item["retries"]), f"{item['backoff']:g}s", timeout)
-    _console().print(table)
+    _console().print(counted(len(listeners), "listener"), soft_wrap=True)
+    rows = [(item["name"], ", ".join(item["events"]), item["module"], str(item["retries"]),
+             f"{item['backoff']:g}s",
+             "none" if item["timeout"] is None else f"{item['timeout']:g}s")
+            for item in listeners]
+    _print_fitted(_LISTENER_COLUMNS, rows)
 
 
 def print_queue(queue: dict[str, Any]) -> None:
-    _console().print(_queue_table(queue))
+    _console().print(_queue_totals(queue), soft_wrap=True)
+    _print_fitted(*_queue_columns(queue))
 
 
-def print_deliveries(deliveries: list[dict[str, Any]]) -> None:
+_DELIVERY_COLUMNS = (
+    _Column("id", 0, fixed=True, right=True), _Column("event", 3), _Column("listener", 2),
+    _Column("state", 1, fixed=True), _Column("attempts", 5, fixed=True, right=True),
+    _Column("created", 4, fixed=True), _Column("error", 6), _Column("args", 7),
+    _Column("kwargs", 8),
+)
+
+
+def print_deliveries(deliveries: list[dict[str, Any]], *, state: str | None = None) -> None:
+    console = _console()
     if not deliveries:
-        _console().print("no deliveries in that state")
+        console.print(f"no {state} deliveries" if state else "no deliveries: nothing is "
+                      "pending, running, retrying or in the failed list")
         return
-    table = Table()
-    for column in ("id", "event", "listener", "state", "attempts", "error", "args", "kwargs"):
-        table.add_column(column, justify="right" if column in ("id", "attempts") else "left",
-                         overflow="fold")
-    for item in deliveries:
-        table.add_row(
-            str(item["id"]), item["event"], item["listener"], item["state"], str(item["attempts"]),
-            item["error"] or "", json.dumps(item["args"]), json.dumps(item["kwargs"]),
-        )
-    _console().print(table)
+    rows = [(str(item["id"]), item["event"], item["listener"], item["state"],
+             str(item["attempts"]), _local(item.get("created"), short=True), item["error"] or "",
+             json.dumps(item["args"], ensure_ascii=False),
+             json.dumps(item["kwargs"], ensure_ascii=False))
+            for item in deliveries]
+    _print_fitted(_DELIVERY_COLUMNS, rows)
+
+
+def _local(iso: str | None, *, short: bool = False) -> str:
+    """An ISO 8601 time from the daemon, in local time: to the second, or (``short``) the
+    time alone when it is today."""
+    if iso is None:
+        return "-"
+    moment = datetime.fromisoformat(iso).astimezone()
+    if not short:
+        return moment.strftime("%Y-%m-%d %H:%M:%S %z")
+    today = moment.date() == datetime.now().astimezone().date()
+    return moment.strftime("%H:%M:%S" if today else "%m-%d %H:%M")
 
 
 def print_delivery(delivery: dict[str, Any]) -> None:
     table = Table(show_header=False, box=None)
-    table.add_column(style="bold")
+    table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     for key in ("id", "event", "listener", "state", "attempts", "error"):
         table.add_row(key, str(delivery[key] if delivery[key] is not None else ""))
+    for key, label in (("created", "created"), ("last_attempt", "last attempt"),
+                       ("failed", "failed")):
+        if delivery.get(key) is not None:
+            table.add_row(label, _local(delivery[key]))
     table.add_row("args", json.dumps(delivery["args"], ensure_ascii=False))
     table.add_row("kwargs", json.dumps(delivery["kwargs"], ensure_ascii=False))
     console = _console()
@@ -124,7 +208,7 @@ def tail_line(record: dict[str, Any]) -> str:
     if kind == "emitted":
         count = record["deliveries"]
         return f"{when} {kind:<8} {record['event']}  " + (
-            f"{count} deliveries" if count else "unrouted (no listener matches)")
+            counted(count, "delivery") if count else "unrouted (no listener matches)")
     if kind == "skipped":
         return f"{when} {kind:<8} {record['message']}"
     latency = record.get("latency")
@@ -148,24 +232,34 @@ def watch_queue(fetch: Callable[[], dict[str, Any]], interval: float) -> None:
                         for name, stats in queue["listeners"].items()}
                 rates = {name: (count - before.get(name, count)) / max(now - then, 1e-9)
                          for name, count in done.items()}
-                live.update(_queue_table(queue, rates), refresh=True)
+                table, note = _fitted(*_queue_columns(queue, rates), live.console.width)
+                view = Table.grid()
+                for part in (_queue_totals(queue), table, note, "Ctrl-C to stop"):
+                    if part is not None:
+                        view.add_row(part)
+                live.update(view, refresh=True)
                 before, then = done, now
                 time.sleep(interval)
         except KeyboardInterrupt:
             pass
 
 
-def _queue_table(queue: dict[str, Any], rates: dict[str, float] | None = None) -> Table:
+def _queue_totals(queue: dict[str, Any]) -> str:
     totals = "  ".join(f"{name} {queue[name]}" for name in (*_COUNTERS, "unrouted"))
-    totals += f"  failed list {queue.get('failed_list', 0)}"
-    table = Table(title=f"queue ({queue['queue_size']} max): {totals}", title_justify="left",
-                  caption="Ctrl-C to stop" if rates is not None else None,
-                  caption_justify="left")
-    table.add_column("listener", overflow="fold")
-    columns = (*_COUNTERS, "retried")
-    for name in (*columns, "per second") if rates is not None else columns:
-        table.add_column(name, justify="right")
-    for name, stats in queue["listeners"].items():
-        rate = () if rates is None else (f"{rates.get(name, 0.0):,.1f}",)
-        table.add_row(name, *(str(stats[key]) for key in columns), *rate)
-    return table
+    return f"queue ({queue['queue_size']} max): {totals}  failed list {queue.get('failed_list', 0)}"
+
+
+_QUEUE_RANKS = {"pending": 1, "running": 2, "failed": 3, "succeeded": 4, "retrying": 5,
+                "retried": 7, "per second": 6}
+
+
+def _queue_columns(queue: dict[str, Any], rates: dict[str, float] | None = None,
+                   ) -> tuple[list[_Column], list[tuple[str, ...]]]:
+    counters = (*_COUNTERS, "retried")
+    names = (*counters, "per second") if rates is not None else counters
+    columns = [_Column("listener", 0),
+               *(_Column(name, _QUEUE_RANKS[name], fixed=True, right=True) for name in names)]
+    rows = [(name, *(str(stats[key]) for key in counters),
+             *(() if rates is None else (f"{rates.get(name, 0.0):,.1f}",)))
+            for name, stats in queue["listeners"].items()]
+    return columns, rows

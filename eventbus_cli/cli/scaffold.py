@@ -32,7 +32,8 @@ class ProjectExistsError(EventbusError):
     def __init__(self, paths: list[Path]) -> None:
         self.paths = paths
         names = ", ".join(str(path) for path in paths)
-        super().__init__(f"{names} already exist(s); pass --force to overwrite")
+        verb = "exists" if len(paths) == 1 else "exist"
+        super().__init__(f"{names} already {verb}; pass --force to overwrite")
 
 
 def init_project(directory: Path, *, force: bool = False) -> list[Path]:

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..brokers.journal import JournalBroker
 from ..bus.emitter import SimpleEventEmitter
+from ..plural import counted
 
 __all__ = ("WINDOW_SECONDS", "Health")
 
@@ -31,7 +32,7 @@ class Health:
                      if delivery.failed_at is not None and delivery.failed_at >= since)
         problems = []
         if failed:
-            problems.append(f"{failed} deliveries failed in the last {WINDOW_SECONDS:g}s "
+            problems.append(f"{counted(failed, 'delivery')} failed in the last {WINDOW_SECONDS:g}s "
                             "(`eventbus queue list --state failed` shows them)")
         stats = self._broker.stats()
         waiting, size = stats.pending + stats.retrying, self._broker.size

@@ -30,6 +30,7 @@ from ..bus.emitter import SimpleEventEmitter
 from ..bus.memory import MemoryBroker
 from ..config import Config
 from ..errors import EventbusError
+from ..plural import counted
 from .connection import Connections
 from .handlers import Operations
 from .loader import MODULE_PREFIX, load_listeners
@@ -115,8 +116,8 @@ class Server:
         """Refuse new emits; leaving the emitter then drains, within ``shutdown_timeout``."""
         ops.draining = True
         stats = ops.emitter.stats()
-        logger.info("shutting down: draining %d deliveries (at most %gs)",
-                    stats.pending + stats.running + stats.retrying,
+        logger.info("shutting down: draining %s (at most %gs)",
+                    counted(stats.pending + stats.running + stats.retrying, "delivery"),
                     self.config.daemon.shutdown_timeout)
 
     def close(self) -> None:
@@ -158,7 +159,8 @@ def _log_banner(ops: Operations) -> None:
     where = (f"journal {broker.path}" if isinstance(broker, JournalBroker)
              else "memory (a restart loses what waits)")
     lines = [f"eventbus {__version__} listening on {ops.socket_path}; deliveries in {where}",
-             f"{len(emitter.listeners)} listeners from {config.daemon.listeners_dir.absolute()}:"]
+             f"{counted(len(emitter.listeners), 'listener')} from "
+             f"{config.daemon.listeners_dir.absolute()}:"]
     for item, options in emitter.listener_options():
         timeout = "none" if math.isinf(options.timeout) else f"{options.timeout:g}s"
         kind = "async" if item.is_async else "sync"
@@ -201,7 +203,7 @@ async def _serve_until_signalled(config: Config) -> int:
             group.start_soon(watch_signals, group)
             ready = await group.start(serve_until_stopped, group)
             notify("READY=1")
-            notify(f"STATUS=serving {ready.listeners} listeners on {ready.socket}")
+            notify(f"STATUS=serving {counted(ready.listeners, 'listener')} on {ready.socket}")
     except BaseExceptionGroup as errors:
         # A start-up error (a broken listener file, a socket in use) is one error, not a group.
         if len(errors.exceptions) == 1:

@@ -493,7 +493,7 @@ async def test_emit_raises_queue_full_and_queues_nothing_of_that_event() -> None
     async with SimpleEventEmitter([blocked, pair_one, pair_two], queue_size=2) as emitter:
         emitter.emit("e", 1)
         emitter.emit("e", 2)
-        with pytest.raises(QueueFullError, match="queue full: event 'e' needs 1 deliveries"):
+        with pytest.raises(QueueFullError, match="queue full: event 'e' needs 1 delivery"):
             emitter.emit("e", 3)
         assert emitter.stats().pending == 2
         release.set()

@@ -21,7 +21,7 @@ def test_emit_passes_args_and_kwargs_as_the_design_says(daemon: Daemon) -> None:
         "--kw", "body=@mail.txt", "--kw", "extra:=@extra.json", "--kw", "eq=a=b",
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "user_created: 1 deliveries queued\n"
+    assert result.stdout == "user_created: 1 delivery queued\n"
     [record] = daemon.wait_for_records(1)
     assert record == {
         "args": ["5", 5, "Hello,\nworld"],
@@ -309,7 +309,35 @@ def test_queue_requeue_is_retry_and_status_shows_health(daemon: Daemon) -> None:
     wait_for(lambda: len(daemon.json("queue", "list", "--state", "failed")) == 1)
     [failed] = daemon.json("queue", "list", "--state", "failed")
     status = daemon.cli("status")
-    assert "unhealthy: 1 deliveries failed" in status.stdout
+    assert "unhealthy: 1 delivery failed" in status.stdout
     again = daemon.cli("queue", "requeue", str(failed["id"]))
     assert again.returncode == 0, again.stderr
-    assert again.stdout == "1 deliveries queued again\n"
+    assert again.stdout == "1 delivery queued again\n"
+
+
+def test_piped_queue_output_keeps_its_header_on_one_line(daemon: Daemon) -> None:
+    daemon.cli("emit", "user_created", "email=x")
+    daemon.wait_for_records(1)
+    result = daemon.cli("queue")
+    assert result.returncode == 0
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("queue (10000 max): pending 0")
+    assert first.endswith("unrouted 0  failed list 0")
+
+
+def test_queue_list_limit_shows_the_newest_with_their_times(daemon: Daemon) -> None:
+    for n in range(3):
+        assert daemon.cli("emit", "boom", f"n:={n}").returncode == 0
+    wait_for(lambda: daemon.json("queue")["failed_list"] == 3)
+    newest = daemon.json("queue", "list", "--limit", "2")
+    assert [item["kwargs"]["n"] for item in newest] == [2, 1]
+    for item in newest:
+        assert item["created"] <= item["last_attempt"] <= item["failed"]
+        assert item["created"].endswith("Z")
+    table = daemon.cli("queue", "list", "--limit", "2")
+    assert "created" in table.stdout.splitlines()[1]
+    assert "the newest 2 of 3 deliveries are shown (--limit)" in table.stderr
+    shown = daemon.json("queue", "show", str(newest[0]["id"]))
+    assert shown["failed"] == newest[0]["failed"]
+    text = daemon.cli("queue", "show", str(newest[0]["id"])).stdout
+    assert "last attempt" in text

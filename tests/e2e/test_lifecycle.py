@@ -46,7 +46,7 @@ def test_second_sigint_stops_without_draining(daemon: Daemon) -> None:
     daemon.emit_gates("never")
     daemon.signal_and_wait_for_log(signal.SIGINT, "draining")
     assert daemon.stop(signal.SIGINT, seconds=10) == 130
-    assert "1 deliveries unfinished at shutdown" in daemon.logs()
+    assert "1 delivery unfinished at shutdown" in daemon.logs()
     assert not daemon.socket.exists()
 
 
@@ -198,7 +198,7 @@ def test_eventbus_stop_drains_and_waits_for_the_daemon_to_exit(daemon: Daemon) -
     daemon.emit_gates("last")
     stopping = subprocess.Popen([EVENTBUS, "stop"], env=daemon.env, stdout=subprocess.PIPE,
                                 text=True)
-    daemon.wait_for_log("draining 1 deliveries")
+    daemon.wait_for_log("draining 1 delivery")
     assert stopping.poll() is None  # it waits while the daemon drains
     daemon.open_gate("last")
     out, _ = stopping.communicate(timeout=30)
@@ -212,7 +212,7 @@ def test_eventbus_stop_no_drain_stops_at_once(daemon: Daemon) -> None:
     daemon.emit_gates("never")
     result = daemon.cli("stop", "--no-drain")
     assert result.returncode == 0, result.stderr
-    assert "1 deliveries unfinished at shutdown" in daemon.logs()
+    assert "1 delivery unfinished at shutdown" in daemon.logs()
 
 
 STUBBORN = '''

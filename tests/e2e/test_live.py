@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import pty
+import re
 import signal
 import socket
 import struct
@@ -169,7 +170,7 @@ def test_status_check_exit_codes(short_dir: Path) -> None:
         wait_for(lambda: daemon.json("queue")["failed"] == 1)
         sick = daemon.cli("status", "--check")
         assert sick.returncode == 1
-        assert sick.stdout.startswith("unhealthy: 1 deliveries failed in the last 60s")
+        assert sick.stdout.startswith("unhealthy: 1 delivery failed in the last 60s")
         for _ in range(3):
             daemon.cli("emit", "slow", "--kw", "seconds:=30")
         full = daemon.cli("status", "--check", "--json")
@@ -346,3 +347,35 @@ def test_queue_watch_piped_prints_a_line_per_interval(daemon: Daemon) -> None:
     alone = daemon.cli("queue", "--interval", "2")
     assert alone.returncode == 2
     assert "--interval goes with --watch" in alone.stderr
+
+
+def test_tail_says_on_stderr_what_it_follows_then_follows_it(daemon: Daemon) -> None:
+    with subprocess.Popen([EVENTBUS, "tail", "user_*", "--json"], env=daemon.env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        said: list[str] = []
+        out: list[str] = []
+        readers = [threading.Thread(target=lambda s=stream, into=into: into.extend(s))
+                   for stream, into in ((process.stderr, said), (process.stdout, out))]
+        for reader in readers:
+            reader.start()
+        try:
+            wait_for(lambda: said, explain=lambda: "tail said nothing on stderr")
+            assert said[0] == (f"following events matching 'user_*' on {daemon.socket} "
+                               "(Ctrl-C to stop)\n")
+            daemon.cli("emit", "user_created", "email=x")  # subscribed once it said so
+            wait_for(lambda: len(out) >= 1)
+            assert json.loads(out[0])["event"] == "user_created"
+        finally:
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=10) == 0
+            for reader in readers:
+                reader.join(timeout=10)
+
+
+@pytest.mark.parametrize("pattern", ["[", "user_[ab", "a[]"])
+def test_tail_refuses_a_pattern_that_could_match_nothing(daemon: Daemon, pattern: str) -> None:
+    result = daemon.cli("tail", pattern)
+    assert result.returncode == 2
+    said = " ".join(re.sub("[│╭╮╰╯─]", " ", result.stderr).split())  # out of rich's box
+    assert f"invalid event pattern {pattern!r}" in said
+    assert "each [ needs a ] after it" in said
