@@ -82,8 +82,7 @@ class Client:
             check_server(self._sock, str(socket_path), trusted_uids)
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             self._sock.close()
-            reason = "no socket file" if isinstance(exc, FileNotFoundError) else "refused"
-            raise NoDaemonError(socket_path, reason) from None
+            raise _no_daemon(self.socket_path, exc) from None
         except OSError as exc:
             self._sock.close()
             raise EventbusError(f"cannot connect to {socket_path}: {exc}") from exc
@@ -297,6 +296,20 @@ def _merged(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
     return tuple(merged)
 
 
+def _no_daemon(path: Path, exc: OSError) -> NoDaemonError:
+    """What connecting to ``path`` found instead of a daemon."""
+    if isinstance(exc, FileNotFoundError):
+        return NoDaemonError(path, "no socket file")
+    if path.is_dir():
+        return NoDaemonError(path, "it is a folder, not a socket", "point --socket / "
+                             "EVENTBUS_SOCKET at the socket file in it, e.g. eventbus.sock")
+    if path.is_file():
+        return NoDaemonError(path, "it is a regular file, not a socket", "point --socket / "
+                             "EVENTBUS_SOCKET at the daemon's socket")
+    return NoDaemonError(path, "a socket file is there, but no process listens on it: the "
+                         "daemon that made it has stopped")
+
+
 def _batches(lines: Sequence[bytes], max_bytes: int) -> Iterator[tuple[int, list[bytes]]]:
     start, size = 0, 0
     body: list[bytes] = []
@@ -331,8 +344,7 @@ class AsyncClient:
         try:
             self._stream = await anyio.connect_unix(self.socket_path)
         except (FileNotFoundError, ConnectionRefusedError) as exc:
-            reason = "no socket file" if isinstance(exc, FileNotFoundError) else "refused"
-            raise NoDaemonError(self.socket_path, reason) from None
+            raise _no_daemon(self.socket_path, exc) from None
         import anyio.abc
 
         try:

@@ -134,13 +134,12 @@ class ProtocolError(EventbusError):
 class NoDaemonError(EventbusError):
     """Nothing answers on the socket: the daemon is not running, or runs elsewhere."""
 
-    def __init__(self, socket: Path | str, reason: str) -> None:
+    def __init__(self, socket: Path | str, reason: str, hint: str | None = None) -> None:
         self.socket = socket
         self.reason = reason
-        super().__init__(
-            f"no daemon is listening on {socket} ({reason}); start one with `eventbus serve`, "
-            "or point --socket / EVENTBUS_SOCKET at the one that runs"
-        )
+        hint = hint or ("start one with `eventbus serve`, or point --socket / EVENTBUS_SOCKET "
+                        "at the one that runs")
+        super().__init__(f"no daemon is listening on {socket} ({reason}); {hint}")
 
 
 class UntrustedDaemonError(EventbusError):

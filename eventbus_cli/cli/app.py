@@ -12,13 +12,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from .._version import __version__
 from ..client import DEFAULT_TIMEOUT, Client
-from ..errors import ArgumentError, EventbusError, InvalidEventIdError, NoDaemonError
+from ..errors import (
+    ArgumentError,
+    EventbusError,
+    InvalidEventIdError,
+    NoDaemonError,
+    RemoteError,
+)
 from ..names import is_pattern, validate_pattern
 from ..plural import counted
 
@@ -80,21 +86,41 @@ def root(
     ctx.obj = {"socket": socket, "config": config}
 
 
+def refuse(problem: str) -> NoReturn:
+    """End a command that was called wrong: ``problem`` (with its fix) on stderr, exit
+    status 2, as for any other usage error."""
+    typer.echo(f"Usage error: {problem}", err=True)
+    raise typer.Exit(2)
+
+
 @contextmanager
-def reported() -> Iterator[None]:
-    """Turn library errors into a message on stderr and the exit code they call for."""
+def reported(as_json: bool = False) -> Iterator[None]:
+    """Turn library errors into a message on stderr and the exit code they call for; with
+    ``as_json``, also into ``{"error": {"code", "message", ...}}`` on stdout, so a script
+    reading the JSON learns of them too."""
     try:
         yield
     except NoDaemonError as exc:
+        _json_error(as_json, "no_daemon", str(exc), socket=str(exc.socket))
         typer.echo(f"error: {exc}", err=True)
         if _socket_source:
             typer.echo(f"  (the socket came from {_socket_source})", err=True)
         raise typer.Exit(3) from None
     except ArgumentError as exc:
         raise typer.BadParameter(exc.problem, param_hint=f"'{exc.option} {exc.value}'") from None
-    except EventbusError as exc:
+    except RemoteError as exc:
+        _json_error(as_json, exc.code, exc.message, **exc.details)
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    except EventbusError as exc:
+        _json_error(as_json, "client", str(exc))
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _json_error(as_json: bool, code: str, message: str, **details: object) -> None:
+    if as_json:
+        typer.echo(json.dumps({"error": {"code": code, "message": message, **details}}))
 
 
 def _config(ctx: typer.Context, **flags: Any) -> "Config":
@@ -177,7 +203,8 @@ def serve(
     listeners_dir: Annotated[Path | None, typer.Option(
         "--listeners-dir", help="Load listeners from here (default: from the config).")] = None,
     log_level: Annotated[LogLevel | None, typer.Option(
-        "--log-level", help="Log this and above to stderr (default: from the config).")] = None,
+        "--log-level", case_sensitive=False,
+        help="Log this and above to stderr (default: from the config).")] = None,
 ) -> None:
     """Run the daemon in the foreground until SIGTERM or Ctrl-C.
 
@@ -198,7 +225,7 @@ def listeners_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
     Example: eventbus listeners list --json
     """
-    with reported(), client_for(ctx) as client:
+    with reported(as_json), client_for(ctx) as client:
         listeners = client.listeners()
     show(listeners, as_json, "print_listeners")
 
@@ -211,7 +238,7 @@ def listeners_reload(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
     Example: eventbus listeners reload
     """
-    with reported(), client_for(ctx) as client:
+    with reported(as_json), client_for(ctx) as client:
         changes = client.reload()
     if as_json:
         typer.echo(json.dumps(changes))
@@ -236,7 +263,7 @@ def status(
 
     Example: eventbus status --check   (a health probe)
     """
-    with reported(), client_for(ctx) as client:
+    with reported(as_json), client_for(ctx) as client:
         document = client.status()
     if not check:
         show(document, as_json, "print_status")
@@ -329,7 +356,7 @@ def tail(
             validate_pattern(pattern)
         except InvalidEventIdError as exc:
             raise typer.BadParameter(str(exc), param_hint="PATTERNS") from None
-    with reported(), client_for(ctx) as client:
+    with reported(as_json), client_for(ctx) as client:
         try:
             records = client.subscribe(patterns or ())
             which = ("events matching " + " or ".join(repr(p) for p in patterns) if patterns
@@ -360,7 +387,34 @@ def main() -> None:
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
+    if misplaced := _global_option_after_command(sys.argv[1:]):
+        option, command = misplaced
+        typer.echo(f"Usage error: {option} is a global option, so it goes before the "
+                   f"command: `eventbus {option} ... {command} ...`", err=True)
+        sys.exit(2)
     app()
+
+
+_GLOBAL_OPTIONS = ("--socket", "--config")
+
+
+def _global_option_after_command(args: list[str]) -> tuple[str, str] | None:
+    """The first global option given after the command (which click would call unknown),
+    with the command; None if there is none."""
+    command: str | None = None
+    rest = iter(args)
+    for arg in rest:
+        if arg == "--":
+            return None
+        name = arg.partition("=")[0]
+        if command is None:
+            if name in _GLOBAL_OPTIONS and "=" not in arg:
+                next(rest, None)  # its value
+            elif not arg.startswith("-"):
+                command = arg
+        elif name in _GLOBAL_OPTIONS:
+            return name, command
+    return None
 
 
 # The commands of these modules register themselves on the apps above.

@@ -54,7 +54,7 @@ def emit(
         raise typer.BadParameter("--timeout goes with --wait", param_hint="--timeout")
     if event is None:
         raise typer.BadParameter("give the event id to emit, or --file", param_hint="EVENT")
-    with reported():
+    with reported(as_json):
         try:
             validate_event_id(event)
         except InvalidEventIdError as exc:
@@ -84,7 +84,7 @@ def emit(
 
 
 def _emit_file(ctx: typer.Context, file: str, as_json: bool) -> None:
-    with reported():
+    with reported(as_json):
         if file == "-":
             lines, numbers = read_event_lines(sys.stdin.buffer, "stdin")
         else:

@@ -9,7 +9,7 @@ import typer
 
 from ..client import Client
 from ..plural import counted
-from .app import JsonOption, State, client_for, queue_app, reported, show
+from .app import JsonOption, State, client_for, queue_app, refuse, reported, show
 
 
 @queue_app.callback(invoke_without_command=True)
@@ -34,7 +34,7 @@ def queue(
     if interval is not None and not watch:
         raise typer.BadParameter("--interval goes with --watch", param_hint="--interval")
     if watch:
-        with reported(), client_for(ctx) as client:
+        with reported(as_json), client_for(ctx) as client:
             if as_json or not sys.stdout.isatty():
                 _watch_lines(client, interval or 1.0, as_json)
             else:
@@ -42,7 +42,7 @@ def queue(
 
                 watch_queue(client.queue, interval or 1.0)
         return
-    with reported(), client_for(ctx) as client:
+    with reported(as_json), client_for(ctx) as client:
         counters = client.queue()
     show(counters, as_json, "print_queue")
 
@@ -78,7 +78,7 @@ def queue_list(
 
     Example: eventbus queue list --state failed --limit 20
     """
-    with reported(), client_for(ctx) as client:
+    with reported(as_json), client_for(ctx) as client:
         deliveries = client.deliveries(state.value if state else None, limit)
         held = _held(client.queue(), state.value if state else None)
     show(deliveries, as_json, "print_deliveries", state=state.value if state else None)
@@ -97,17 +97,25 @@ def _held(queue: dict[str, int], state: str | None) -> int:
     return sum(counts.values()) if state is None else counts[state]
 
 
+def _delivery_id(text: str) -> int:
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise typer.BadParameter(f"{text!r} is not a delivery id: ids are whole numbers from 1 "
+                             "(`eventbus queue list` shows them)")
+
+
 @queue_app.command("show")
 def queue_show(
     ctx: typer.Context,
-    delivery: Annotated[int, typer.Argument(help="The delivery's id.", min=1)],
+    delivery: Annotated[int, typer.Argument(help="The delivery's id.", parser=_delivery_id,
+                                            metavar="ID")],
     as_json: JsonOption = False,
 ) -> None:
     """Show one delivery with the full traceback of its last failure.
 
     Example: eventbus queue show 42
     """
-    with reported(), client_for(ctx) as client:
+    with reported(as_json), client_for(ctx) as client:
         found = client.delivery(delivery)
     show(found, as_json, "print_delivery")
 
@@ -118,15 +126,19 @@ def queue_show(
 def queue_retry(
     ctx: typer.Context,
     deliveries: Annotated[list[int] | None, typer.Argument(
-        help="Ids of failed deliveries.", min=1, show_default=False)] = None,
+        help="Ids of failed deliveries.", parser=_delivery_id, metavar="IDS...",
+        show_default=False)] = None,
     every: Annotated[bool, typer.Option("--all", help="Retry every failed delivery.")] = False,
 ) -> None:
     """Queue failed deliveries again, attempts counted afresh.
 
     Example: eventbus queue retry 41 42   (or: eventbus queue retry --all)
     """
-    if every == bool(deliveries):
-        raise typer.BadParameter("give delivery ids, or --all", param_hint="DELIVERIES")
+    if every and deliveries:
+        refuse("give delivery ids or --all, not both")
+    if not every and not deliveries:
+        refuse("say which failed deliveries to retry: their ids (`eventbus "
+                               "queue list --state failed` shows them), or --all")
     with reported(), client_for(ctx) as client:
         retried = client.retry(None if every else deliveries)
     typer.echo(f"{counted(len(retried), 'delivery')} queued again")
@@ -145,12 +157,14 @@ def queue_purge(
     Example: eventbus queue purge --failed --yes
     """
     if failed == pending:
-        raise typer.BadParameter("give one of --failed or --pending", param_hint="--failed")
+        refuse("say what to purge: --failed (the failed list) or --pending "
+                               "(what waits to run)" + (", not both" if failed else ""))
     state = "failed" if failed else "pending"
     if not yes:
         if not sys.stdin.isatty():
-            raise typer.BadParameter("not on a terminal, so nothing can ask first; pass --yes",
-                                     param_hint="--yes")
+            refuse(f"purging asks first, and stdin is not a terminal to ask "
+                                   f"on: add --yes to drop every {state} delivery without "
+                                   "asking")
         typer.confirm(f"Drop every {state} delivery? They cannot be brought back", abort=True)
     with reported(), client_for(ctx) as client:
         purged = client.purge(state)

@@ -212,8 +212,8 @@ class Operations:
                 "file": getattr(getattr(item.fn, "__code__", None), "co_filename", None),
                 "events": sorted(item.event_ids),
                 "retries": options.retries,
-                "backoff": options.backoff,
-                "timeout": None if math.isinf(options.timeout) else options.timeout,
+                "backoff": float(options.backoff),
+                "timeout": None if math.isinf(options.timeout) else float(options.timeout),
                 "async": item.is_async,
             }
             for item, options in self.emitter.listener_options()

@@ -11,7 +11,7 @@ from types import ModuleType
 from typing import Any
 
 from ..bus.listener import EventListener, find_name_clash
-from ..errors import LoaderError
+from ..errors import EventbusError, LoaderError
 
 __all__ = ("MODULE_PREFIX", "listener_files", "load_listeners")
 
@@ -106,14 +106,23 @@ def _import(name: str, path: Path) -> ModuleType:
     except BaseException as exc:  # KeyboardInterrupt or SystemExit at import too: a bad file
         line = _line_in(exc, path)
         last = traceback.extract_tb(exc.__traceback__)[-1]
-        where = "" if last.filename == str(path) else f" (in {last.filename}, line {last.lineno})"
-        error = "".join(traceback.format_exception_only(exc)).strip()
+        # Where it was raised, when that is another file; but eventbus's own checks (a bad
+        # @listener id) are named by the listener file's line alone.
+        ours = last.filename.startswith(_PACKAGE) and isinstance(exc, EventbusError)
+        where = ("" if ours or last.filename == str(path.absolute())
+                 else f" (in {last.filename}, line {last.lineno})")
+        error = (str(exc) if isinstance(exc, EventbusError)
+                 else "".join(traceback.format_exception_only(exc)).strip())
         raise LoaderError(path, error + where, line=line) from exc
     return module
 
 
+_PACKAGE = str(Path(__file__).parent.parent)
+
+
 def _line_in(exc: BaseException, path: Path) -> int | None:
-    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(path)]
+    here = str(path.absolute())
+    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == here]
     return lines[-1] if lines else None
 
 

@@ -183,11 +183,14 @@ async def _serve_until_signalled(config: Config) -> int:
                     await _reload_on_signal(ready)
                 elif not stop.is_set():
                     notify("STOPPING=1")
-                    logger.info("%s received; send SIGINT again to stop without draining",
-                                signal.Signals(signum).name)
+                    logger.info("%s received: finishing what was accepted, for at most %gs "
+                                "(shutdown_timeout); a SIGINT (Ctrl-C) now stops without "
+                                "waiting for it", signal.Signals(signum).name,
+                                config.daemon.shutdown_timeout)
                     stop.set()
                 elif signum == signal.SIGINT:
-                    logger.warning("second SIGINT: stopping now, without draining")
+                    logger.warning("SIGINT while draining: stopping now, cutting short what "
+                                   "still runs")
                     forced = True
                     group.cancel_scope.cancel()
                     _exit_unless_stopped_within(FORCED_GRACE)

@@ -8,6 +8,7 @@ import pytest
 
 from eventbus_cli.cli.values import parse_arg, parse_kw
 from eventbus_cli.errors import ArgumentError
+from eventbus_cli.protocol import decode_event
 
 
 def test_arg_values() -> None:
@@ -26,6 +27,14 @@ def test_kw_values() -> None:
     assert parse_kw("empty=") == ("empty", "")
 
 
+def test_kw_keys_follow_the_rule_of_events_files() -> None:
+    # What an events file or the protocol takes, --kw takes: such keys reach **kwargs.
+    assert parse_kw("1bad=x") == ("1bad", "x")
+    assert parse_kw("a-b:=4") == ("a-b", 4)
+    assert decode_event('{"event": "e", "kwargs": {"1bad": "x", "a-b": 4}}').kwargs == {
+        "1bad": "x", "a-b": 4}
+
+
 def test_values_from_files(tmp_path: Path) -> None:
     (tmp_path / "body.txt").write_text("hi\n")
     (tmp_path / "data.json").write_text('{"a": [1]}')
@@ -39,8 +48,8 @@ def test_values_from_files(tmp_path: Path) -> None:
     [
         ("email", "expected KEY=VALUE"),
         ("n:=three", "not valid JSON"),
-        ("=x", "not a keyword argument name"),
-        ("a b=x", "not a keyword argument name"),
+        ("=x", "the key before '=' is empty"),
+        (":=1", "the key before '=' is empty"),
         ("body=@/no/such/file", "cannot read the file"),
     ],
 )

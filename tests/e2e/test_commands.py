@@ -49,7 +49,7 @@ def test_unrouted_event_is_accepted_counted_and_reported_on_stderr(daemon: Daemo
     [
         (["--kw", "email"], "--kw"),
         (["--kw", "count:={bad"], "--kw"),
-        (["--kw", "not a name=1"], "--kw"),
+        (["--kw", "=1"], "--kw"),
         (["--arg", ":=nope"], "--arg"),
         (["--kw", "body=@/no/such/file"], "/no/such/file"),
     ],
@@ -186,7 +186,12 @@ def test_no_daemon_is_exit_3_with_the_hint(short_dir: Path, command: list[str]) 
     assert result.returncode == 3
     assert "eventbus serve" in result.stderr
     assert str(short_dir / "none.sock") in result.stderr
-    assert result.stdout == ""
+    if "--json" in command:  # a script reading the JSON is told too
+        error = json.loads(result.stdout)["error"]
+        assert error["code"] == "no_daemon"
+        assert error["socket"] == str(short_dir / "none.sock")
+    else:
+        assert result.stdout == ""
 
 
 def test_the_emit_path_imports_neither_anyio_nor_rich(daemon: Daemon) -> None:
