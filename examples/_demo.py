@@ -9,6 +9,7 @@ each with its output), stops the daemon with SIGTERM, and prints what the listen
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -39,7 +40,7 @@ def demo(example: str, commands: Sequence[Sequence[str]],
         try:
             _wait_until_ready(env, daemon)
             for command in commands:
-                print(f"$ eventbus {' '.join(command)}", flush=True)
+                print(f"$ eventbus {shlex.join(command)}", flush=True)
                 subprocess.run([EVENTBUS, *command], env=env, timeout=60, check=False)
             if then is not None:
                 then(env)

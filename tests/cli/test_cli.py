@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from eventbus_cli import Config, __version__, load_listeners
 from tests.harness import EVENTBUS
@@ -85,3 +88,54 @@ def test_every_command_has_help_with_an_example() -> None:
         result = runner.invoke(app, [*command.split(), "--help"], terminal_width=120)
         assert result.exit_code == 0, command
         assert f"Example: eventbus {command.split()[0]}" in result.output, command
+
+
+def _commands() -> list[tuple[list[str], list[str], int]]:
+    """Each command of the CLI, as --help knows it: its words, its options (long and short)
+    and how many arguments it takes."""
+    import typer.main
+
+    from eventbus_cli.cli.app import app
+
+    found = []
+
+    def walk(command: Any, path: list[str]) -> None:
+        options = [name for param in command.params for name in param.opts if name[0] == "-"]
+        arguments = sum(not param.opts[0].startswith("-") for param in command.params)
+        found.append((path, options, arguments))
+        for name, sub in sorted(getattr(command, "commands", {}).items()):
+            walk(sub, [*path, name])
+
+    walk(typer.main.get_command(app), [])
+    return found
+
+
+def _reference() -> dict[tuple[str, ...], str]:
+    """The README's CLI reference: each command's words, and what its entry says."""
+    text = (REPO / "README.md").read_text()
+    block = text.split("## Command line\n\n```\n", 1)[1].split("```", 1)[0]
+    entries: dict[tuple[str, ...], str] = {}
+    words: tuple[str, ...] = ()
+    for line in block.splitlines():
+        if line.startswith("eventbus"):
+            tokens = line.split()[1:]
+            words = tuple(itertools.takewhile(lambda t: t.isalpha() and t.islower(), tokens))
+            entries[words] = entries.get(words, "") + " " + line
+        else:  # a continued entry
+            entries[words] += " " + line
+    return entries
+
+
+def test_the_readme_cli_reference_lists_every_command_and_option_help_shows() -> None:
+    reference = _reference()
+    for path, options, arguments in _commands():
+        if not options and not arguments and path:  # a group of commands: its own are listed
+            continue
+        entry = reference.get(tuple(path))
+        assert entry is not None, f"`eventbus {' '.join(path)}` is not in the README"
+        for option in options:
+            if option != "--help":
+                assert re.search(rf"{re.escape(option)}\b", entry), (path, option)
+    listed = {words for words in reference if words}
+    known = {tuple(path) for path, _, _ in _commands()}
+    assert listed <= known, sorted(listed - known)
