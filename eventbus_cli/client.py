@@ -120,16 +120,32 @@ class Client:
 
     def submit(self, event_id: str, args: Sequence[Any] = (),
                kwargs: Mapping[str, Any] | None = None, *, wait: float | None = None,
-               require_listener: bool = False) -> dict[str, Any]:
+               require_listener: bool = False, check: bool = True,
+               dry_run: bool = False) -> dict[str, Any]:
         """Emit one event and return the daemon's whole answer: ``{"event_id",
-        "deliveries"}``, and with ``wait`` (seconds) the ``results`` of its deliveries."""
+        "deliveries"}``, and with ``wait`` (seconds) the ``results`` of its deliveries.
+        ``check=False`` skips the argument check; ``dry_run`` queues nothing and answers
+        which listeners would get the event and whether each takes its arguments."""
         fields: dict[str, Any] = {"event": event_id, "args": list(args),
                                   "kwargs": dict(kwargs or {})}
         if wait is not None:
             fields.update(wait=True, timeout=wait)
-        if require_listener:
-            fields["require_listener"] = True
+        for name, given in (("require_listener", require_listener), ("dry_run", dry_run)):
+            if given:
+                fields[name] = True
+        if not check:
+            fields["check"] = False
         result: dict[str, Any] = self.call("emit", **fields)
+        return result
+
+    def events(self) -> list[dict[str, Any]]:
+        """The event catalog, as ``events --json`` shows it."""
+        result: list[dict[str, Any]] = self.call("events")
+        return result
+
+    def schema(self, event_id: str) -> dict[str, Any]:
+        """The JSON Schema of what every listener of ``event_id`` takes together."""
+        result: dict[str, Any] = self.call("schema", event=event_id)
         return result
 
     def hello(self) -> dict[str, Any]:
@@ -186,13 +202,15 @@ class Client:
         return self.emit_lines(lines)
 
     def emit_lines(
-        self, lines: Sequence[bytes], *, progress: Callable[[int], None] | None = None
+        self, lines: Sequence[bytes], *, progress: Callable[[int], None] | None = None,
+        check: bool = True,
     ) -> BulkResult:
         """Emit events given as JSON lines, pipelining ``emit_many`` batches.
 
         ``progress`` is called with the number of events each accepted batch held. After an
         error, the batches already sent are answered and the rest are not sent.
         """
+        tail = b"" if check else b',"check":false'
         limit = int(self.hello()["max_message_bytes"]) - 64
         pending = _batches(lines, limit)
         sent: list[tuple[int, int]] = []  # (start, stop) of each batch awaiting its reply
@@ -203,8 +221,8 @@ class Client:
         while True:
             while error is None and len(sent) < _WINDOW and (batch := next(pending, None)):
                 start, body = batch
-                self._send(b'{"id":%d,"op":"emit_many","events":[%s]}\n'
-                           % (next(self._ids), b",".join(body)))
+                self._send(b'{"id":%d,"op":"emit_many","events":[%s]%s}\n'
+                           % (next(self._ids), b",".join(body), tail))
                 sent.append((start, start + len(body)))
                 sent_until = start + len(body)
             if not sent:
@@ -218,7 +236,10 @@ class Client:
             deliveries += int(counts.get("deliveries", 0))
             unrouted += int(counts.get("unrouted", 0))
             if not reply.ok:
-                error = error or RemoteError(reply.code, reply.message)
+                details = dict(reply.details) if isinstance(reply.details, dict) else {}
+                if isinstance(index := details.get("index"), int):
+                    details["index"] = start + index  # in the lines given, not the batch
+                error = error or RemoteError(reply.code, reply.message, details)
                 rejected.append((start + taken, stop))
             if progress is not None and taken:
                 progress(taken)

@@ -34,6 +34,10 @@ __all__ = (
 )
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+CHECKS = ("reject", "warn", "off")
+"""What the argument check does with an emit a listener cannot take: refuse it, log it, or
+nothing (the delivery then fails when it runs)."""
+_CHOICES = {"log_level": LOG_LEVELS, "check": CHECKS}
 CONFIG_FILE_NAME = "eventbus.toml"
 
 
@@ -82,12 +86,14 @@ class DeliveryOptions(NamedTuple):
 
     ``retries`` further attempts after the first failure, waiting ``backoff`` seconds before
     the first retry and twice as long before each next one; each call may take ``timeout``
-    seconds (``math.inf`` for no limit).
+    seconds (``math.inf`` for no limit). ``check`` is what an emit whose arguments the
+    listener cannot take gets: one of :data:`CHECKS`.
     """
 
     retries: int = 0
     backoff: float = 0.5
     timeout: float = 60.0
+    check: str = "reject"
 
     def delay_before(self, attempt: int) -> float:
         """Seconds to wait before attempt number ``attempt`` (2 for the first retry)."""
@@ -104,10 +110,12 @@ class DeliveryConfig:
     retries: int = _OPTIONS.retries
     backoff: float = _OPTIONS.backoff
     timeout: float = _OPTIONS.timeout
+    check: str = _OPTIONS.check
     keep_failed: int = 1000
 
     def options(self) -> DeliveryOptions:
-        return DeliveryOptions(retries=self.retries, backoff=self.backoff, timeout=self.timeout)
+        return DeliveryOptions(retries=self.retries, backoff=self.backoff, timeout=self.timeout,
+                               check=self.check)
 
 
 # Lowest allowed value of each number; anything lower is refused.
@@ -228,9 +236,10 @@ def _value(kind: Any, key: str, value: Any, path: Path | None) -> Any:
     if kind is str:
         if not isinstance(value, str):
             raise ConfigError(path, key, f"expected a string, got {value!r}")
-        if short == "log_level" and value.lower() not in LOG_LEVELS:
-            raise ConfigError(path, key, f"expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
-        return value.lower() if short == "log_level" else value
+        choices = _CHOICES.get(short)
+        if choices is not None and value.lower() not in choices:
+            raise ConfigError(path, key, f"expected one of {', '.join(choices)}, got {value!r}")
+        return value.lower() if choices is not None else value
     if kind == tuple[int, ...]:
         first, last = _ID_RANGE
         if not isinstance(value, list) or not all(

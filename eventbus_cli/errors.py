@@ -10,6 +10,7 @@ from pathlib import Path
 
 __all__ = (
     "ArgumentError",
+    "BadArgumentsError",
     "ConfigError",
     "DaemonRunningError",
     "DeliveryError",
@@ -33,6 +34,17 @@ EVENT_ID_RULE = "1 to 200 characters of letters, digits and _ . : -"
 
 class EventbusError(Exception):
     """Base class of every error eventbus raises."""
+
+
+class BadArgumentsError(EventbusError, TypeError):
+    """An emit's arguments do not fit some listener of the event: nothing was queued.
+    ``refusals`` holds, per such listener, its name, its signature and what does not fit."""
+
+    def __init__(self, event_id: str, refusals: list[tuple[str, str, str]]) -> None:
+        self.event_id = event_id
+        self.refusals = refusals
+        super().__init__(f"{event_id}: " + "; ".join(
+            f"{name}{signature}{problem}" for name, signature, problem in refusals))
 
 
 class ListenerError(EventbusError, TypeError, ValueError):

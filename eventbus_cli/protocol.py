@@ -57,6 +57,7 @@ class ErrorCode:
     NOT_FOUND = "not_found"  # no delivery has that id
     CONFLICT = "conflict"  # the delivery cannot be retried: not failed, or its listener is gone
     RELOAD_FAILED = "reload_failed"  # a listener file failed; details name "file" and "line"
+    BAD_ARGUMENTS = "bad_arguments"  # a listener cannot take the emit's arguments; nothing queued
     JOURNAL = "journal"  # the journal could not be written; the request was not acknowledged
     INTERNAL = "internal"
 
@@ -83,6 +84,9 @@ class Request(NamedTuple):
     patterns: tuple[str, ...] = ()  # subscribe: event-id globs, none for every event
     wait: float | None = None  # emit: seconds to wait for the deliveries to finish
     require_listener: bool = False  # emit: refuse an event that no listener matches
+    check: bool = True  # emit, emit_many: check the arguments against the listeners
+    dry_run: bool = False  # emit: queue nothing, say who would get it and whether they take it
+    event: str | None = None  # schema: the event id
     size: int = 0  # bytes of the request line, shared out among its events for max_queue_bytes
 
 
@@ -184,9 +188,21 @@ def _build_emit(values: dict[str, Any]) -> dict[str, Any]:
         raise ProtocolError(ErrorCode.BAD_REQUEST, '"timeout" goes with "wait": true')
     if wait:
         fields["wait"] = timeout or DEFAULT_WAIT
-    if values.get("require_listener"):
-        fields["require_listener"] = True
+    for flag in ("require_listener", "dry_run"):
+        if values.get(flag):
+            fields[flag] = True
+    if values.get("check") is False:
+        fields["check"] = False
+    if fields.get("dry_run") and wait:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, '"dry_run" emits nothing to "wait" for')
     return fields
+
+
+def _build_schema(values: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return {"event": validate_event_id(values["event"])}
+    except InvalidEventIdError as exc:
+        raise ProtocolError(ErrorCode.INVALID_EVENT, str(exc)) from None
 
 
 def _build_retry(values: dict[str, Any]) -> dict[str, Any]:
@@ -209,10 +225,19 @@ OPS: dict[str, Op] = {
         Field("wait", _bool, "true: reply once every delivery has finished"),
         Field("timeout", _seconds, "seconds to wait, with `wait` (default 60)"),
         Field("require_listener", _bool, "true: refuse an event no listener matches"),
-    ), '`{"event_id", "deliveries"}`; with `wait`, `results` too', _build_emit, writes=True),
+        Field("check", _bool, "false: skip the argument check (default true)"),
+        Field("dry_run", _bool, "true: queue nothing; say which listeners would get it and "
+              "whether each takes its arguments"),
+    ), '`{"event_id", "deliveries"}`; with `wait`, `results` too; with `dry_run`, '
+       '`{"event_id", "listeners": [{"listener", "signature", "takes", "problem"}]}`',
+       _build_emit, writes=True),
     "emit_many": Op((Field("events", _event_list,
-                           'a list of `{"event", "args", "kwargs"}`', required=True),),
+                           'a list of `{"event", "args", "kwargs"}`', required=True),
+                     Field("check", _bool, "false: skip the argument check (default true)")),
                     '`{"accepted", "deliveries", "unrouted"}`', writes=True),
+    "events": Op((), "as `events --json`"),
+    "schema": Op((Field("event", _any, "an event id", required=True),),
+                 "as `events schema EVENT`", _build_schema),
     "listeners": Op((), "as `listeners list --json`"),
     "queue": Op((), "as `queue --json`"),
     "list": Op((Field("state", _one_of(LIST_STATES), "a state (optional)"),

@@ -41,7 +41,8 @@ def demo(example: str, commands: Sequence[Sequence[str]],
             _wait_until_ready(env, daemon)
             for command in commands:
                 print(f"$ eventbus {shlex.join(command)}", flush=True)
-                subprocess.run([EVENTBUS, *command], env=env, timeout=60, check=False)
+                subprocess.run([EVENTBUS, *command], env=env, timeout=60, check=False,
+                               stderr=subprocess.STDOUT)
             if then is not None:
                 then(env)
         finally:

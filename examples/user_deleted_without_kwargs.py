@@ -1,11 +1,13 @@
-"""The same two listeners without `**kwargs`: each fails with a TypeError, kept and shown.
+"""The same two listeners without `**kwargs`: the emit is refused, naming each of them.
 
     .venv/bin/python examples/user_deleted_without_kwargs.py
 
-`user_deleted` carries `email` and `reason`, but each listener takes only one of them, so
-calling it raises TypeError. That fails the delivery, not the daemon: `emit --wait` reports
-both failures (exit 1), and `eventbus queue list --state failed` keeps them with the error
-that names the argument which did not fit. The fix is `**kwargs`, as in user_deleted.py.
+`user_deleted` carries `email` and `reason`, but each listener takes only one of them. The
+daemon knows their signatures, so it refuses the emit before anything is queued (exit 1,
+error `bad_arguments`), saying which listener does not take which keyword and how to fix
+it; `--dry-run` asks the same question without emitting. With `--no-check` the event goes
+through anyway, and each delivery fails when it runs with the TypeError that names the
+argument, kept in the failed list. The fix is `**kwargs`, as in user_deleted.py.
 """
 
 import logging
@@ -28,8 +30,10 @@ def notify_customer_support(reason: str) -> None:
 if __name__ == "__main__":
     from _demo import demo
 
+    sent = ["emit", "user_deleted", "email=ada@example.com", "reason=moved to a cabin"]
     raise SystemExit(demo(__file__, [
-        ["emit", "user_deleted", "--kw", "email=ada@example.com",
-         "--kw", "reason=moved to a cabin", "--wait"],
+        sent,
+        [*sent, "--dry-run"],
+        [*sent, "--no-check", "--wait"],
         ["queue", "list", "--state", "failed"],
     ]))

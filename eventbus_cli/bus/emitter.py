@@ -22,7 +22,7 @@ import anyio.abc
 
 from ..checks import number_problem
 from ..config import DaemonConfig, DeliveryConfig, DeliveryOptions
-from ..errors import EmitterNotRunningError
+from ..errors import BadArgumentsError, EmitterNotRunningError
 from ..names import validate_event_id
 from ..plural import counted
 from .broker import Broker
@@ -176,14 +176,36 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         return self.put(event_id, args, kwargs)
 
     def put(self, event_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], *,
-            size: int = 0) -> Sequence[Delivery]:
+            size: int = 0, check: bool = True) -> Sequence[Delivery]:
         """Like :meth:`submit`, with the values as a tuple and a dict and, where known, the
         encoded event's ``size`` in bytes, which counts against the broker's ``max_bytes``
-        (the daemon passes the size of the request it read)."""
+        (the daemon passes the size of the request it read). ``check=False`` skips the
+        argument check for this one emit."""
         slots = self._route(event_id)
+        for slot in slots:
+            if slot.checked is not None and check:
+                self.check_arguments(event_id, args, kwargs, slots)
+                break
         if slots and not self.broker.has_room(len(slots), size):
             raise self.broker.full(event_id, len(slots), size)
         return self.broker.put(event_id, slots, args, kwargs, size)
+
+    def check_arguments(self, event_id: str, args: tuple[Any, ...] | list[Any],
+                        kwargs: dict[str, Any], slots: Sequence[Slot] | None = None) -> None:
+        """Raise :class:`BadArgumentsError`, naming each listener of the event whose ``check``
+        is "reject" that cannot take these arguments; log those whose check is "warn"."""
+        refusals = []
+        for slot in self._set.router.get(event_id) if slots is None else slots:
+            checked = slot.checked
+            if checked is None or (problem := checked.problem(args, kwargs)) is None:
+                continue
+            if slot.options.check == "warn":
+                logger.warning("%s: %s%s%s (check = \"warn\": queued anyway)", event_id,
+                               slot.name, checked.text, problem)
+            else:
+                refusals.append((slot.name, checked.text, problem))
+        if refusals:
+            raise BadArgumentsError(event_id, refusals)
 
     async def aemit(self, event_id: str, /, *args: Any, **kwargs: Any) -> int:
         """Like :meth:`emit`, but wait for room in the queue instead of raising.
@@ -193,6 +215,10 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         """
         if self._state is _RUNNING:  # the common case, without a second coroutine
             slots = self._set.router.get(event_id)
+            for slot in slots:
+                if slot.checked is not None:
+                    self.check_arguments(event_id, args, kwargs, slots)
+                    break
             if self.broker.has_room(len(slots)):
                 return len(self.broker.put(event_id, slots, args, kwargs))
         return len(await self.asubmit(event_id, *args, **kwargs))
@@ -202,9 +228,11 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         return await self.aput(event_id, args, kwargs)
 
     async def aput(self, event_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], *,
-                   size: int = 0) -> Sequence[Delivery]:
+                   size: int = 0, check: bool = True) -> Sequence[Delivery]:
         """Like :meth:`put`, but wait for room instead of raising, as :meth:`aemit` does."""
         slots = self._route(event_id)
+        if check:
+            self.check_arguments(event_id, args, kwargs, slots)
         broker = self.broker
         if slots and (error := broker.full(event_id, len(slots), size)).never_fits:
             raise error
@@ -250,6 +278,15 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
     def listener_options(self) -> list[tuple[EventListener, DeliveryOptions]]:
         """Each listener with the options it runs with: its own, else the emitter's defaults."""
         return [(slot.listener, slot.options) for slot in self._set.slots]
+
+    @property
+    def slots(self) -> list[Slot]:
+        """Each listener as it runs: with its options and what its function takes."""
+        return list(self._set.slots)
+
+    def slots_for(self, event_id: str) -> tuple[Slot, ...]:
+        """The slots an event named ``event_id`` is delivered to, in order."""
+        return self._set.router.get(event_id)
 
     def listeners_for(self, event_id: str) -> tuple[EventListener, ...]:
         """The listeners an event named ``event_id`` is delivered to, in order."""

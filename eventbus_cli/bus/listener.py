@@ -10,7 +10,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from ..checks import number_problem
-from ..config import DeliveryOptions
+from ..config import CHECKS, DeliveryOptions
 from ..errors import InvalidEventIdError, ListenerError
 from ..names import is_pattern, validate_pattern
 
@@ -21,13 +21,17 @@ __all__ = (
     "listener",
 )
 
-def _check_options(target: str, retries: object, backoff: object, timeout: object) -> None:
+def _check_options(target: str, retries: object, backoff: object, timeout: object,
+                   check: object = None) -> None:
     for key, value, whole, above in (("retries", retries, True, False),
                                      ("backoff", backoff, False, False),
                                      ("timeout", timeout, False, True)):
         if value is not None and (want := number_problem(
                 value, whole=whole, minimum=0, above=above)) is not None:
             raise ListenerError(target, f"{key} must be {want}, not {value!r}")
+    if check is not None and check not in CHECKS:
+        raise ListenerError(target, f"check must be one of {', '.join(map(repr, CHECKS))}, "
+                            f"not {check!r}")
 
 
 class EventListener:
@@ -49,6 +53,7 @@ class EventListener:
         backoff: float | None = None,
         timeout: float | None = None,
         name: str | None = None,
+        check: str | None = None,
     ) -> None:
         target = getattr(fn, "__qualname__", None) or repr(fn)
         if not callable(fn):
@@ -58,10 +63,10 @@ class EventListener:
                 fn.name, "@listener is stacked; name every event id in one @listener('a', 'b')"
             )
         ids = _checked_ids(target, event_ids)
-        _check_options(target, retries, backoff, timeout)
+        _check_options(target, retries, backoff, timeout, check)
         if name is not None and (not isinstance(name, str) or not name):
             raise ListenerError(target, f"name must be a non-empty string, not {name!r}")
-        given = {"retries": retries, "backoff": backoff, "timeout": timeout}
+        given = {"retries": retries, "backoff": backoff, "timeout": timeout, "check": check}
         self._explicit: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         self.fn = fn
         self.event_ids = frozenset(ids)
@@ -121,21 +126,25 @@ def listener(
     backoff: float | None = None,
     timeout: float | None = None,
     name: str | None = None,
+    check: str | None = None,
 ) -> Callable[[Callable[..., Any]], EventListener]:
     """Register the decorated function for ``event_ids`` (exact ids or glob patterns).
 
     Options left as ``None`` take the emitter's defaults (the ``[delivery]`` table of the
     config): ``retries`` further attempts after a failure, ``backoff`` seconds before the first
-    retry (doubling each time), ``timeout`` seconds per call. ``name`` replaces the function's
-    name in stats and listings. Mistakes are raised here, when the module is imported.
+    retry (doubling each time), ``timeout`` seconds per call; ``check`` says what an emit
+    whose arguments this function cannot take gets (``"reject"``: refused, ``"warn"``: a
+    warning, ``"off"``: nothing). ``name`` replaces the function's name in stats and
+    listings. Mistakes are raised here, when the module is imported.
     """
     target = "listener(" + ", ".join(repr(event_id) for event_id in event_ids) + ")"
     _checked_ids(target, event_ids)
-    _check_options(target, retries, backoff, timeout)
+    _check_options(target, retries, backoff, timeout, check)
 
     def decorate(fn: Callable[..., Any]) -> EventListener:
         return EventListener(
-            fn, event_ids, retries=retries, backoff=backoff, timeout=timeout, name=name
+            fn, event_ids, retries=retries, backoff=backoff, timeout=timeout, name=name,
+            check=check,
         )
 
     return decorate

@@ -14,6 +14,7 @@ from typing import Generic, NamedTuple, TypeVar
 from ..config import DeliveryOptions
 from ..errors import ListenerError
 from ..names import is_pattern, validate_event_id
+from .arguments import arguments_of
 from .listener import EventListener, find_name_clash
 
 __all__ = ("ListenerChanges", "ListenerSet", "Router", "Slot", "unique_listeners")
@@ -51,7 +52,8 @@ class Slot:
     """One listener as an emitter runs it: the listener, the options it runs with, and how
     many of its calls may run at once (``limit``)."""
 
-    __slots__ = ("fn", "is_async", "limit", "listener", "name", "options", "timeout")
+    __slots__ = ("arguments", "checked", "fn", "is_async", "limit", "listener", "name",
+                 "options", "timeout")
 
     def __init__(self, listener: EventListener, options: DeliveryOptions, limit: int) -> None:
         self.listener = listener
@@ -61,6 +63,11 @@ class Slot:
         self.options = options
         self.timeout = options.timeout  # read for every call, so kept at hand
         self.limit = limit
+        self.arguments = arguments_of(listener.name, listener.fn)
+        """What its function takes (None if its signature cannot be read)."""
+        self.checked = (self.arguments if self.arguments is not None
+                        and not self.arguments.trivial and options.check != "off" else None)
+        """The check an emit must pass for it, if any: read for every emit."""
 
     def __repr__(self) -> str:
         return f"<Slot {self.listener.name} limit={self.limit}>"

@@ -42,8 +42,10 @@ listeners_app = typer.Typer(
     help="The daemon's listeners: list them, or reload them from their directory.\n\n"
          "Example: eventbus listeners list --json", no_args_is_help=True)
 queue_app = typer.Typer()  # its help is the queue callback's docstring
+events_app = typer.Typer()  # its help is the events callback's docstring
 app.add_typer(listeners_app, name="listeners")
 app.add_typer(queue_app, name="queue")
+app.add_typer(events_app, name="events")
 
 SocketOption = Annotated[Path | None, typer.Option(
     "--socket", help="The daemon's socket (env EVENTBUS_SOCKET; default: from the config).")]
@@ -419,4 +421,5 @@ def _global_option_after_command(args: list[str]) -> tuple[str, str] | None:
 
 # The commands of these modules register themselves on the apps above.
 from . import emit as emit  # noqa: E402
+from . import events as events  # noqa: E402
 from . import queue as queue  # noqa: E402

@@ -2,7 +2,7 @@
 
 import json
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -38,6 +38,12 @@ def emit(
     require_listener: Annotated[bool, typer.Option(
         "--require-listener", help="Refuse the event (exit 1) if no listener matches it.")
     ] = False,
+    no_check: Annotated[bool, typer.Option(
+        "--no-check", help="Skip the check of the arguments against the listeners' "
+        "signatures; a listener that cannot take them then fails when it runs.")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Emit nothing: say which listeners would get the event and whether "
+        "each takes its arguments (exit 1 if one would refuse them).")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Send an event to the daemon; return once it is accepted (with --wait, once handled).
@@ -45,13 +51,15 @@ def emit(
     Example: eventbus emit user_created email=ada@example.com admin:=true --wait
     """
     if file is not None:
-        if event is not None or items or arg or kw or wait or require_listener:
-            raise typer.BadParameter("give either EVENT with --arg/--kw/--wait, or --file",
-                                     param_hint="--file")
-        _emit_file(ctx, file, as_json)
+        if event is not None or items or arg or kw or wait or require_listener or dry_run:
+            raise typer.BadParameter("give either EVENT with --arg/--kw/--wait/--dry-run, or "
+                                     "--file", param_hint="--file")
+        _emit_file(ctx, file, as_json, check=not no_check)
         return
     if timeout is not None and not wait:
         raise typer.BadParameter("--timeout goes with --wait", param_hint="--timeout")
+    if dry_run and wait:
+        raise typer.BadParameter("--dry-run emits nothing to wait for", param_hint="--wait")
     if event is None:
         raise typer.BadParameter("give the event id to emit, or --file", param_hint="EVENT")
     with reported(as_json):
@@ -64,7 +72,11 @@ def emit(
         seconds = timeout or DEFAULT_WAIT
         with client_for(ctx, seconds + 30 if wait else DEFAULT_TIMEOUT) as client:
             result = client.submit(event, args, kwargs, wait=seconds if wait else None,
-                                   require_listener=require_listener)
+                                   require_listener=require_listener, check=not no_check,
+                                   dry_run=dry_run)
+    if dry_run:
+        _show_dry_run(result, as_json)
+        return
     deliveries, results = result["deliveries"], result.get("results")
     if as_json:
         typer.echo(json.dumps(result))
@@ -83,7 +95,23 @@ def emit(
         raise typer.Exit(1)
 
 
-def _emit_file(ctx: typer.Context, file: str, as_json: bool) -> None:
+def _show_dry_run(result: dict[str, Any], as_json: bool) -> None:
+    found = result["listeners"]
+    if as_json:
+        typer.echo(json.dumps(result))
+    elif not found:
+        typer.echo(f"{result['event_id']} would reach no listener (it would count as unrouted)")
+    else:
+        typer.echo(f"{result['event_id']} would reach {counted(len(found), 'listener')}:")
+        for item in found:
+            listener = f"{item['listener']}{item['signature'] or ''}"
+            why = "takes it" if item["takes"] else item["problem"].removeprefix(listener)
+            typer.echo(f"  {listener}: {why.lstrip(': ')}")
+    if any(not item["takes"] and item["check"] == "reject" for item in found):
+        raise typer.Exit(1)
+
+
+def _emit_file(ctx: typer.Context, file: str, as_json: bool, *, check: bool) -> None:
     with reported(as_json):
         if file == "-":
             lines, numbers = read_event_lines(sys.stdin.buffer, "stdin")
@@ -98,9 +126,9 @@ def _emit_file(ctx: typer.Context, file: str, as_json: bool) -> None:
                 from .render import progress_bar
 
                 with progress_bar(len(lines), "emitting") as advance:
-                    result = client.emit_lines(lines, progress=advance)
+                    result = client.emit_lines(lines, progress=advance, check=check)
             else:
-                result = client.emit_lines(lines)
+                result = client.emit_lines(lines, check=check)
     summary = {"events": result.total, "accepted": result.accepted,
                "deliveries": result.deliveries, "unrouted": result.unrouted}
     if as_json:
@@ -109,7 +137,10 @@ def _emit_file(ctx: typer.Context, file: str, as_json: bool) -> None:
         typer.echo(f"{result.accepted} of {counted(result.total, 'event')} accepted: "
                    f"{counted(result.deliveries, 'delivery')} queued, {result.unrouted} unrouted")
     if result.error is not None:
-        typer.echo(f"error: {result.error}; {_not_accepted(result.rejected, numbers)}", err=True)
+        error, index = result.error, result.error.details.get("index")
+        said = (f"line {numbers[index]}: {error.message.partition(': ')[2]} [{error.code}]"
+                if isinstance(index, int) and 0 <= index < len(numbers) else str(error))
+        typer.echo(f"error: {said}; {_not_accepted(result.rejected, numbers)}", err=True)
         raise typer.Exit(1)
 
 

@@ -19,6 +19,7 @@ from ..plural import counted
 __all__ = (
     "print_deliveries",
     "print_delivery",
+    "print_events",
     "print_listeners",
     "print_queue",
     "print_status",
@@ -92,19 +93,34 @@ def _print_fitted(columns: Sequence[_Column], rows: Sequence[Sequence[str]]) -> 
 
 
 _LISTENER_COLUMNS = (
-    _Column("name", 0), _Column("events", 1), _Column("module", 3),
-    _Column("retries", 2, fixed=True, right=True), _Column("backoff", 4, fixed=True, right=True),
-    _Column("timeout", 2, fixed=True, right=True),
+    _Column("name", 0), _Column("events", 1), _Column("signature", 2), _Column("module", 5),
+    _Column("retries", 3, fixed=True, right=True), _Column("backoff", 6, fixed=True, right=True),
+    _Column("timeout", 3, fixed=True, right=True), _Column("check", 4, fixed=True),
 )
 
 
 def print_listeners(listeners: list[dict[str, Any]]) -> None:
     _console().print(counted(len(listeners), "listener"), soft_wrap=True)
-    rows = [(item["name"], ", ".join(item["events"]), item["module"], str(item["retries"]),
-             f"{item['backoff']:g}s",
-             "none" if item["timeout"] is None else f"{item['timeout']:g}s")
+    rows = [(item["name"], ", ".join(item["events"]), item.get("signature") or "?",
+             item["module"], str(item["retries"]), f"{item['backoff']:g}s",
+             "none" if item["timeout"] is None else f"{item['timeout']:g}s",
+             item.get("check", ""))
             for item in listeners]
     _print_fitted(_LISTENER_COLUMNS, rows)
+
+
+_EVENT_COLUMNS = (_Column("event", 0), _Column("listener", 1), _Column("signature", 2),
+                  _Column("check", 3, fixed=True))
+
+
+def print_events(catalog: list[dict[str, Any]]) -> None:
+    if not catalog:
+        _console().print("no listener is loaded, so no event is taken")
+        return
+    rows = [(entry["event"] + (" (pattern)" if entry["pattern"] else ""), item["listener"],
+             item["signature"] or "?", item["check"])
+            for entry in catalog for item in entry["listeners"]]
+    _print_fitted(_EVENT_COLUMNS, rows)
 
 
 def print_queue(queue: dict[str, Any]) -> None:

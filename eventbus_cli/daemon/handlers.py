@@ -24,6 +24,7 @@ from ..bus.emitter import SimpleEventEmitter
 from ..codec import encode_error, encode_result
 from ..config import Config
 from ..errors import (
+    BadArgumentsError,
     DeliveryError,
     EmitterNotRunningError,
     ListenerError,
@@ -32,6 +33,7 @@ from ..errors import (
     QueueFullError,
 )
 from ..protocol import OPS, PROTOCOL_VERSION, ErrorCode, EventMessage, Request, decode_request
+from .catalog import dry_run, event_catalog, event_schema
 from .health import Health
 from .loader import MODULE_PREFIX, load_listeners
 from .monitor import Monitor, Subscription
@@ -109,6 +111,9 @@ class Operations:
         except _EmitFailed as exc:
             return encode_error(request_id, exc.code, exc.message, accepted=exc.accepted,
                                 **exc.counts)
+        except BadArgumentsError as exc:
+            return encode_error(request_id, ErrorCode.BAD_ARGUMENTS, str(exc),
+                                **_refusal_details(exc))
         except DeliveryError as exc:
             code = ErrorCode.NOT_FOUND if exc.missing else ErrorCode.CONFLICT
             return encode_error(request_id, code, str(exc), delivery=exc.delivery_id)
@@ -130,14 +135,16 @@ class Operations:
     @_handles("emit")
     async def _emit(self, request: Request, flush: Flush) -> dict[str, Any]:
         message = request.events[0]
+        if request.dry_run:
+            return dry_run(self.emitter, message.event, message.args, message.kwargs)
         if request.require_listener and not self.emitter.listeners_for(message.event):
             problem = (f"no listener matches event {message.event!r}, so it was not emitted "
                        "(`eventbus listeners list` shows what is loaded)")
             raise _EmitFailed(ErrorCode.UNROUTED, problem, 0)
         try:  # the common case, without another coroutine
-            made = self._submit_now(message, request.size)
+            made = self._submit_now(message, request.size, request.check)
         except (QueueFullError, EmitterNotRunningError):
-            made = await self._submit(message, request.size, flush, 0)
+            made = await self._submit(message, request.size, flush, 0, request.check)
         result: dict[str, Any] = {"event_id": message.event, "deliveries": len(made)}
         if request.wait is not None:
             # No await since the submit: none of its deliveries can have ended unseen.
@@ -148,12 +155,20 @@ class Operations:
     async def _emit_many(self, request: Request, flush: Flush) -> dict[str, Any]:
         accepted = deliveries = unrouted = 0
         size = request.size // len(request.events)  # what each holds of the line, on average
+        if request.check:  # the whole batch first: one that does not fit is refused whole
+            for index, message in enumerate(request.events):
+                try:
+                    self.emitter.check_arguments(*message)
+                except BadArgumentsError as exc:
+                    raise _EmitFailed(ErrorCode.BAD_ARGUMENTS, f"event {index + 1} of the "
+                                      f"batch: {exc}; the batch was not accepted", 0,
+                                      index=index, deliveries=0, unrouted=0) from None
         for message in request.events:
             try:  # the common case, without a coroutine per event
-                made = self._submit_now(message, size)
+                made = self._submit_now(message, size, False)
             except (QueueFullError, EmitterNotRunningError):
                 try:
-                    made = await self._submit(message, size, flush, accepted)
+                    made = await self._submit(message, size, flush, accepted, False)
                 except _EmitFailed as exc:  # say what the events before it made
                     raise _EmitFailed(exc.code, exc.message, accepted, deliveries=deliveries,
                                       unrouted=unrouted) from None
@@ -162,15 +177,16 @@ class Operations:
             unrouted += not made
         return {"accepted": accepted, "deliveries": deliveries, "unrouted": unrouted}
 
-    def _submit_now(self, message: EventMessage, size: int) -> Sequence[Delivery]:
+    def _submit_now(self, message: EventMessage, size: int, check: bool) -> Sequence[Delivery]:
         """Queue one event of ``size`` bytes if there is room now; raise for anything else,
         which :meth:`_submit` then handles."""
         if self.draining:
             raise EmitterNotRunningError("closing")
-        return self.emitter.put(message.event, tuple(message.args), message.kwargs, size=size)
+        return self.emitter.put(message.event, tuple(message.args), message.kwargs, size=size,
+                                check=check)
 
     async def _submit(self, message: EventMessage, size: int, flush: Flush,
-                      accepted: int) -> Sequence[Delivery]:
+                      accepted: int, check: bool) -> Sequence[Delivery]:
         """Queue one event; when the queue is full, send the replies owed and wait for room
         (up to :data:`QUEUE_WAIT_SECONDS`). ``accepted`` events of the request came before."""
         if self.draining:
@@ -178,13 +194,14 @@ class Operations:
         event, args, kwargs = message
         try:
             try:
-                return self.emitter.put(event, tuple(args), kwargs, size=size)
+                return self.emitter.put(event, tuple(args), kwargs, size=size, check=check)
             except QueueFullError as exc:
                 if exc.never_fits:
                     raise _EmitFailed(ErrorCode.QUEUE_FULL, str(exc), accepted) from None
             await flush()
             with anyio.fail_after(QUEUE_WAIT_SECONDS):
-                return await self.emitter.aput(event, tuple(args), kwargs, size=size)
+                return await self.emitter.aput(event, tuple(args), kwargs, size=size,
+                                               check=check)
         except TimeoutError:
             problem = (f"queue full: event {event!r} found no room within {QUEUE_WAIT_SECONDS:g}s "
                        "and was not accepted; emit it again later, or raise queue_size")
@@ -215,9 +232,25 @@ class Operations:
                 "backoff": float(options.backoff),
                 "timeout": None if math.isinf(options.timeout) else float(options.timeout),
                 "async": item.is_async,
+                "signature": slot.arguments.text if slot.arguments is not None else None,
+                "check": options.check,
             }
-            for item, options in self.emitter.listener_options()
+            for slot in self.emitter.slots
+            for item, options in ((slot.listener, slot.options),)
         ]
+
+    @_handles("events")
+    async def _events(self, request: Request, flush: Flush) -> list[dict[str, Any]]:
+        return event_catalog(self.emitter)
+
+    @_handles("schema")
+    async def _schema(self, request: Request, flush: Flush) -> dict[str, Any]:
+        assert request.event is not None
+        schema = event_schema(self.emitter, request.event)
+        if schema is None:
+            raise _EmitFailed(ErrorCode.UNROUTED, f"no listener takes event {request.event!r} "
+                              "(`eventbus events` lists the events that are taken)", 0)
+        return schema
 
     @_handles("queue")
     async def _queue(self, request: Request, flush: Flush) -> dict[str, Any]:
@@ -311,6 +344,12 @@ class Operations:
                     f"; {changes.failed} waiting deliveries of removed listeners failed"
                     if changes.failed else "")
         return {"listeners": len(self.emitter.listeners), **changes._asdict()}
+
+
+def _refusal_details(exc: BadArgumentsError) -> dict[str, Any]:
+    return {"event": exc.event_id, "listeners": [
+        {"listener": name, "signature": signature, "problem": f"{name}{signature}{problem}"}
+        for name, signature, problem in exc.refusals]}
 
 
 def _by_id(delivery: Delivery) -> int:

@@ -19,6 +19,9 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
     ("user_deleted.py", ["send_farewell_email_handler: ok", "notify_customer_support: ok",
                          "why a user left: moved to a cabin"]),
     ("user_deleted_without_kwargs.py", [
+        "user_deleted would reach 2 listeners:",
+        "  notify_customer_support(reason: str): does not take the keyword 'email' (add "
+        "**kwargs to it, or send only reason)",
         "send_farewell_email_handler: failed: TypeError: listener send_farewell_email_handler "
         "does not accept the arguments of event 'user_deleted': got an unexpected keyword "
         "argument 'reason'", "$ eventbus queue list --state failed", "│ failed │"]),
