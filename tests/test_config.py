@@ -211,3 +211,17 @@ def test_a_config_file_another_user_owns_is_refused(
     os.chown(path, 65534, 65534)
     with pytest.raises(ConfigError, match="belongs to uid 65534, not to you"):
         load_config(path, environ={})
+
+
+def test_the_sample_config_loads_and_names_every_key() -> None:
+    import dataclasses
+
+    from eventbus_cli.config import DaemonConfig, DeliveryConfig
+
+    sample = Path(__file__).parents[1] / "examples" / "eventbus.toml"
+    config = Config.from_toml(sample)
+    assert config.delivery.check == "reject"
+    text = sample.read_text()
+    for table in (DaemonConfig, DeliveryConfig):
+        for key in dataclasses.fields(table):
+            assert f"\n{key.name} = " in text or f"# {key.name} = " in text, key.name

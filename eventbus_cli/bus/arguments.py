@@ -46,6 +46,9 @@ class Arguments:
         self._star = next((p for p in params if p.kind is Parameter.VAR_POSITIONAL), None)
         self._stars = next((p for p in params if p.kind is Parameter.VAR_KEYWORD), None)
         self._plans: dict[tuple[Any, ...], _Plan] = {}
+        self.accepts: Callable[[Any, dict[str, Any]], bool] = _never
+        """A quick yes for emits of the shape last found to fit (one call, no loop): False
+        only means "ask :meth:`problem`"."""
         self.trivial = (self._star is not None and self._stars is not None and not types
                         and all(p.default is not Parameter.empty or p.kind in (
                             Parameter.VAR_POSITIONAL, Parameter.VAR_KEYWORD) for p in params))
@@ -53,18 +56,18 @@ class Arguments:
 
     def problem(self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> str | None:
         """What does not fit, as it reads after the listener's name and signature, or None."""
-        shape = (len(args), *kwargs)
-        plan = self._plans.get(shape)
+        plan = self._plans.get((len(args), *kwargs))
         if plan is None:
             if len(self._plans) >= _SHAPES_KEPT:
                 self._plans.clear()
-            plan = self._plans[shape] = self._plan(len(args), list(kwargs))
+            plan = self._plans[(len(args), *kwargs)] = self._plan(len(args), list(kwargs))
         if isinstance(plan, str):
             return plan
         for by_keyword, where, name, kind in plan:
             value = kwargs[where] if by_keyword else args[where]
-            if not kind.test(value):
+            if type(value) is not kind.fast and not kind.test(value):
                 return ": " + _type_problem(name, kind, value, by_keyword, where)
+        self.accepts = _quick_yes(len(args), list(kwargs), plan)
         return None
 
     def _plan(self, count: int, keywords: list[str]) -> _Plan:
@@ -185,6 +188,40 @@ def arguments_of(name: str, fn: Callable[..., Any]) -> Arguments | None:
         if kind is not None:
             types[param.name] = kind
     return Arguments(name, signature, types)
+
+
+def _never(args: Any, kwargs: dict[str, Any]) -> bool:
+    return False
+
+
+def _quick_yes(count: int, keywords: list[str], plan: tuple[tuple[bool, Any, str, Type], ...],
+               ) -> Callable[[Any, dict[str, Any]], bool]:
+    """A function that says yes to emits of exactly this shape whose values pass the plan's
+    tests: written out as one expression, so that the common emit costs one call."""
+    tested = {where for by_keyword, where, _, _ in plan if by_keyword}
+    terms = [f"{key!r} in kwargs" for key in keywords if key not in tested]
+    names: dict[str, Any] = {}
+    for index, (by_keyword, where, _, kind) in enumerate(plan):
+        value = f"kwargs[{where!r}]" if by_keyword else f"args[{where}]"
+        names[f"test{index}"] = kind.test
+        if kind.fast is not None:
+            names[f"fast{index}"] = kind.fast
+            terms.append(f"(type({value}) is fast{index} or test{index}({value}))")
+        else:
+            terms.append(f"test{index}({value})")
+    # What it uses are defaults of the function, so locals: quicker to read than globals.
+    names.update(len=len, type=type)
+    defaults = ", ".join(f"{name}={name}" for name in names)
+    code = (f"def accepts(args, kwargs, {defaults}):\n"
+            f"    if len(args) != {count} or len(kwargs) != {len(keywords)}:\n"
+            "        return False\n"
+            "    try:\n"
+            f"        return {' and '.join(terms) or 'True'}\n"
+            "    except KeyError:\n"  # a keyword of another shape
+            "        return False\n")
+    exec(code, names)  # made from the listener's signature, its keys repr()'d
+    accepts: Callable[[Any, dict[str, Any]], bool] = names["accepts"]
+    return accepts
 
 
 def _type_problem(name: str, kind: Type, value: Any, by_keyword: bool, where: Any) -> str:

@@ -183,8 +183,10 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         argument check for this one emit."""
         slots = self._route(event_id)
         for slot in slots:
-            if slot.checked is not None and check:
-                self.check_arguments(event_id, args, kwargs, slots)
+            checked = slot.checked
+            if checked is not None and check and not checked.accepts(args, kwargs) \
+                    and checked.problem(args, kwargs) is not None:
+                self.check_arguments(event_id, args, kwargs, slots)  # raises, or logs
                 break
         if slots and not self.broker.has_room(len(slots), size):
             raise self.broker.full(event_id, len(slots), size)
@@ -197,7 +199,8 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         refusals = []
         for slot in self._set.router.get(event_id) if slots is None else slots:
             checked = slot.checked
-            if checked is None or (problem := checked.problem(args, kwargs)) is None:
+            if checked is None or checked.accepts(args, kwargs) or (
+                    problem := checked.problem(args, kwargs)) is None:
                 continue
             if slot.options.check == "warn":
                 logger.warning("%s: %s%s%s (check = \"warn\": queued anyway)", event_id,
@@ -216,8 +219,10 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         if self._state is _RUNNING:  # the common case, without a second coroutine
             slots = self._set.router.get(event_id)
             for slot in slots:
-                if slot.checked is not None:
-                    self.check_arguments(event_id, args, kwargs, slots)
+                checked = slot.checked
+                if checked is not None and not checked.accepts(args, kwargs) \
+                        and checked.problem(args, kwargs) is not None:
+                    self.check_arguments(event_id, args, kwargs, slots)  # raises, or logs
                     break
             if self.broker.has_room(len(slots)):
                 return len(self.broker.put(event_id, slots, args, kwargs))
