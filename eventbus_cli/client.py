@@ -18,6 +18,8 @@ from .errors import EventbusError, EventFileError, NoDaemonError, ProtocolError,
 from .peers import check_server
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import anyio.abc
 
 __all__ = ("AsyncClient", "BulkResult", "Client", "read_event_lines")
@@ -118,14 +120,24 @@ class Client:
         """Emit one event; return how many deliveries the daemon queued (0: unrouted)."""
         return int(self.submit(event_id, args, kwargs)["deliveries"])
 
+    def emit_in(self, seconds: float, event_id: str, /, *args: Any, **kwargs: Any) -> int:
+        """Emit one event whose deliveries run in ``seconds``; return how many."""
+        return int(self.submit(event_id, args, kwargs, delay=seconds)["deliveries"])
+
+    def emit_at(self, when: datetime, event_id: str, /, *args: Any, **kwargs: Any) -> int:
+        """Emit one event whose deliveries run at ``when`` (naive: local time)."""
+        return int(self.submit(event_id, args, kwargs, at=when)["deliveries"])
+
     def submit(self, event_id: str, args: Sequence[Any] = (),
                kwargs: Mapping[str, Any] | None = None, *, wait: float | None = None,
                require_listener: bool = False, check: bool = True,
-               dry_run: bool = False) -> dict[str, Any]:
+               dry_run: bool = False, delay: float | None = None,
+               at: datetime | None = None) -> dict[str, Any]:
         """Emit one event and return the daemon's whole answer: ``{"event_id",
         "deliveries"}``, and with ``wait`` (seconds) the ``results`` of its deliveries.
         ``check=False`` skips the argument check; ``dry_run`` queues nothing and answers
-        which listeners would get the event and whether each takes its arguments."""
+        which listeners would get the event and whether each takes its arguments; ``delay``
+        (seconds) or ``at`` schedule the deliveries for later."""
         fields: dict[str, Any] = {"event": event_id, "args": list(args),
                                   "kwargs": dict(kwargs or {})}
         if wait is not None:
@@ -135,6 +147,10 @@ class Client:
                 fields[name] = True
         if not check:
             fields["check"] = False
+        if delay is not None:
+            fields["delay"] = delay
+        if at is not None:
+            fields["at"] = _timestamp(at)
         result: dict[str, Any] = self.call("emit", **fields)
         return result
 
@@ -317,6 +333,11 @@ def _merged(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
     return tuple(merged)
 
 
+def _timestamp(when: datetime) -> str:
+    """``when`` as the protocol's ISO 8601, with this machine's offset if it had none."""
+    return (when if when.tzinfo is not None else when.astimezone()).isoformat()
+
+
 def _no_daemon(path: Path, exc: OSError) -> NoDaemonError:
     """What connecting to ``path`` found instead of a daemon."""
     if isinstance(exc, FileNotFoundError):
@@ -402,4 +423,16 @@ class AsyncClient:
     async def emit(self, event_id: str, /, *args: Any, **kwargs: Any) -> int:
         """Emit one event; return how many deliveries the daemon queued (0: unrouted)."""
         result = await self.call("emit", event=event_id, args=list(args), kwargs=kwargs)
+        return int(result["deliveries"])
+
+    async def emit_in(self, seconds: float, event_id: str, /, *args: Any, **kwargs: Any) -> int:
+        """Emit one event whose deliveries run in ``seconds``; return how many."""
+        result = await self.call("emit", event=event_id, args=list(args), kwargs=kwargs,
+                                 delay=seconds)
+        return int(result["deliveries"])
+
+    async def emit_at(self, when: datetime, event_id: str, /, *args: Any, **kwargs: Any) -> int:
+        """Emit one event whose deliveries run at ``when`` (naive: local time)."""
+        result = await self.call("emit", event=event_id, args=list(args), kwargs=kwargs,
+                                 at=_timestamp(when))
         return int(result["deliveries"])

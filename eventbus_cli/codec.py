@@ -15,6 +15,7 @@ from .errors import ProtocolError
 
 __all__ = (
     "DEFAULT_WAIT",
+    "MAX_DELAY",
     "MAX_DEPTH",
     "LineSplitter",
     "Reply",
@@ -34,6 +35,8 @@ TOO_DEEP = f"values nest more than {MAX_DEPTH} deep; send flatter ones"
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=repr)
 # The error codes of the codec's own failures; the rest are in protocol.ErrorCode.
 BAD_JSON, TOO_LARGE, INTERNAL = "bad_json", "too_large", "internal"
+MAX_DELAY = 366 * 86_400.0
+"""The furthest ahead an emit may be scheduled, in seconds: a year."""
 
 
 class Reply(NamedTuple):

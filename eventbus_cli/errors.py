@@ -78,13 +78,15 @@ class QueueFullError(EventbusError):
         self.needed = needed
         self.limit = limit
         self.unit = unit
-        setting = "max_queue_bytes" if unit == "bytes" else "queue_size"
+        setting = {"bytes": "max_queue_bytes", "scheduled": "max_scheduled"}.get(unit,
+                                                                             "queue_size")
         if self.never_fits:
             hint = f"raise {setting} above {needed}" + (
                 "" if unit == "bytes" else " (the number of listeners of this event)")
         else:
             hint = f"emit again later, raise {setting}, or use `await emitter.aemit(...)`"
-        needs = f"{needed} delivery" if (needed, unit) == (1, "deliveries") else f"{needed} {unit}"
+        noun = "scheduled deliveries" if unit == "scheduled" else unit
+        needs = f"{needed} delivery" if (needed, unit) == (1, "deliveries") else f"{needed} {noun}"
         super().__init__(
             f"queue full: event {event_id!r} needs {needs} and the queue holds "
             f"at most {limit}; the event was not accepted; {hint}"

@@ -9,11 +9,12 @@ line with the same ``id``: ``{"id": 1, "ok": true, "result": ...}`` or
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from .checks import is_whole, number_problem
-from .codec import DEFAULT_WAIT, MAX_DEPTH, TOO_DEEP, loads
+from .codec import DEFAULT_WAIT, MAX_DELAY, MAX_DEPTH, TOO_DEEP, loads
 from .errors import InvalidEventIdError, ProtocolError
 from .names import validate_event_id, validate_pattern
 
@@ -36,8 +37,8 @@ PROTOCOL_VERSION = 1
 MAX_WAIT = 86_400
 MAX_PATTERNS = 64
 """How many event-id globs one subscription may give."""
-LIST_STATES = ("pending", "running", "retrying", "failed")
-PURGE_STATES = ("pending", "failed")
+LIST_STATES = ("pending", "running", "retrying", "scheduled", "failed")
+PURGE_STATES = ("pending", "scheduled", "failed")
 
 
 class ErrorCode:
@@ -87,6 +88,7 @@ class Request(NamedTuple):
     check: bool = True  # emit, emit_many: check the arguments against the listeners
     dry_run: bool = False  # emit: queue nothing, say who would get it and whether they take it
     event: str | None = None  # schema: the event id
+    due_at: float | None = None  # emit: time.time() to run it at (from "delay" or "at")
     size: int = 0  # bytes of the request line, shared out among its events for max_queue_bytes
 
 
@@ -163,6 +165,30 @@ def _patterns(value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _delay(value: object) -> float:
+    want = number_problem(value, whole=False, minimum=0, maximum=MAX_DELAY)
+    if want is not None:
+        raise _Bad(f"{want} (seconds)")
+    return float(value)  # type: ignore[arg-type]  # a number, just checked
+
+
+def _time(value: object) -> float:
+    """An ISO 8601 time (local time when it has no offset) as a time.time() value."""
+    want = "an ISO 8601 time such as 2026-12-02T09:00:00+01:00 (local time without an offset)"
+    if not isinstance(value, str):
+        raise _Bad(want)
+    from datetime import datetime
+
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise _Bad(want) from None
+    due = moment.timestamp()  # a naive time is taken as local time
+    if due > time.time() + MAX_DELAY:
+        raise _Bad(f"{want}, at most a year ahead")
+    return due
+
+
 def _seconds(value: object) -> float:
     want = number_problem(value, whole=False, minimum=0, above=True, maximum=MAX_WAIT)
     if want is not None:
@@ -195,6 +221,14 @@ def _build_emit(values: dict[str, Any]) -> dict[str, Any]:
         fields["check"] = False
     if fields.get("dry_run") and wait:
         raise ProtocolError(ErrorCode.BAD_REQUEST, '"dry_run" emits nothing to "wait" for')
+    if "delay" in values and "at" in values:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, 'give "delay" or "at", not both')
+    if "delay" in values or "at" in values:
+        if wait:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, '"wait" goes with an emit that runs '
+                                'now, not with "delay" or "at"')
+        fields["due_at"] = (time.time() + values["delay"] if "delay" in values
+                            else values["at"])
     return fields
 
 
@@ -228,7 +262,11 @@ OPS: dict[str, Op] = {
         Field("check", _bool, "false: skip the argument check (default true)"),
         Field("dry_run", _bool, "true: queue nothing; say which listeners would get it and "
               "whether each takes its arguments"),
-    ), '`{"event_id", "deliveries"}`; with `wait`, `results` too; with `dry_run`, '
+        Field("delay", _delay, "seconds to wait before the deliveries run (at most a year)"),
+        Field("at", _time, "when the deliveries run: an ISO 8601 time (local without an "
+              "offset; one past runs now)"),
+    ), '`{"event_id", "deliveries"}`; with `wait`, `results` too; with `delay` or `at`, '
+       '`due` too; with `dry_run`, '
        '`{"event_id", "listeners": [{"listener", "signature", "takes", "problem"}]}`',
        _build_emit, writes=True),
     "emit_many": Op((Field("events", _event_list,
@@ -248,7 +286,7 @@ OPS: dict[str, Op] = {
     "retry": Op((Field("deliveries", _delivery_ids, "a list of delivery ids"),
                  Field("all", _bool, "true: every failed delivery (instead of `deliveries`)")),
                 '`{"retried": [ids]}`', _build_retry, writes=True),
-    "purge": Op((Field("state", _one_of(PURGE_STATES), "`failed` or `pending`",
+    "purge": Op((Field("state", _one_of(PURGE_STATES), "`failed`, `pending` or `scheduled`",
                        required=True),), '`{"purged": N, "state"}`', writes=True),
     "reload": Op((), "as `listeners reload --json`", writes=True),
     "subscribe": Op((Field("patterns", _patterns, "event-id globs (optional)"),),

@@ -68,7 +68,7 @@ def test_emit_many_and_list_requests() -> None:
          "delivery ids (whole numbers >= 1)"),
         (b'{"id": 3, "op": "retry", "all": 1}', "bad_request", 3, '"all" must be true or false'),
         (b'{"id": 3, "op": "purge", "state": "running"}', "bad_request", 3,
-         '"state" must be one of pending, failed'),
+         '"state" must be one of pending, scheduled, failed'),
     ],
 )
 def test_bad_requests_name_the_problem(

@@ -44,13 +44,14 @@ CREATE TABLE IF NOT EXISTS deliveries (
     error TEXT,
     traceback TEXT,
     created REAL,
-    failed REAL
+    failed REAL,
+    due REAL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
-_UPSERT = "INSERT OR REPLACE INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_UPSERT = "INSERT OR REPLACE INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # Columns added after the first release, with their type: older journals gain them on open.
-_ADDED = {"created": "REAL", "failed": "REAL"}
+_ADDED = {"created": "REAL", "failed": "REAL", "due": "REAL"}
 _DELETE = "DELETE FROM deliveries WHERE id = ?"
 _NEXT_ID = "INSERT OR REPLACE INTO meta VALUES ('next_id', ?)"
 # ASCII JSON: lone surrogates, which a client may send and UTF-8 cannot hold, become escapes.
@@ -74,8 +75,9 @@ class JournalBroker(MemoryBroker):
 
     def __init__(self, path: Path, *, queue_size: int = DaemonConfig.queue_size,
                  keep_failed: int = DeliveryConfig.keep_failed, max_bytes: int | None = None,
-                 ) -> None:
-        super().__init__(queue_size=queue_size, keep_failed=keep_failed, max_bytes=max_bytes)
+                 max_scheduled: int = DaemonConfig.max_scheduled) -> None:
+        super().__init__(queue_size=queue_size, keep_failed=keep_failed, max_bytes=max_bytes,
+                         max_scheduled=max_scheduled)
         self.path = path
         self._db, next_id = _open(path)
         self._loaded: list[Delivery] | None = self._read()
@@ -93,11 +95,11 @@ class JournalBroker(MemoryBroker):
     def _read(self) -> list[Delivery]:
         found = []
         query = "SELECT id, event, listener, args, kwargs, state, attempts, error, traceback, " \
-                "created, failed FROM deliveries ORDER BY id"
+                "created, failed, due FROM deliveries ORDER BY id"
         for row in self._db.execute(query):
             delivery_id, event, name, args, kwargs, state, attempts, error, trace = row[:9]
-            created, failed_at = (value if isinstance(value, float) else None
-                                  for value in row[9:])
+            created, failed_at, due = (value if isinstance(value, float) else None
+                                       for value in row[9:])
             try:
                 values = json.loads(args), json.loads(kwargs)
                 if not (isinstance(values[0], list) and isinstance(values[1], dict)
@@ -112,8 +114,10 @@ class JournalBroker(MemoryBroker):
                                    f"{delivery_id}\"`; the other deliveries stay") from None
             delivery = Delivery(delivery_id, event, tuple(values[0]), values[1], name,
                                 size=len(args) + len(kwargs), created_at=created)
-            failed = state == DeliveryState.FAILED
-            delivery.state = DeliveryState.FAILED if failed else DeliveryState.PENDING
+            delivery.state = (DeliveryState.FAILED if state == DeliveryState.FAILED
+                              else DeliveryState.SCHEDULED if state == DeliveryState.SCHEDULED
+                              and due is not None else DeliveryState.PENDING)
+            delivery.due_at = due
             delivery.attempts, delivery.error, delivery.traceback = attempts, error, trace
             delivery.failed_at = failed_at
             found.append(delivery)
@@ -255,12 +259,15 @@ class JournalBroker(MemoryBroker):
 
 def _row(delivery: Delivery) -> tuple[object, ...]:
     state = delivery.state
-    if state is not DeliveryState.FAILED and state is not DeliveryState.RETRYING:
+    if state not in _KEPT_STATES:
         state = DeliveryState.PENDING  # queued or running: either way it runs again on start
     return (delivery.id, delivery.event, delivery.listener, _ENCODER.encode(delivery.args),
             _ENCODER.encode(delivery.kwargs), state.value, delivery.attempts,
             _text(delivery.error), _text(delivery.traceback), delivery.created_at,
-            delivery.failed_at)
+            delivery.failed_at, delivery.due_at)
+
+
+_KEPT_STATES = (DeliveryState.FAILED, DeliveryState.RETRYING, DeliveryState.SCHEDULED)
 
 
 def _text(value: str | None) -> str | None:

@@ -52,12 +52,19 @@ class Broker(ABC):
     # -- emitting ----------------------------------------------------------------------------
 
     @abstractmethod
-    def has_room(self, needed: int, size: int = 0) -> bool:
-        """Whether ``needed`` more deliveries, each carrying ``size`` bytes, fit now."""
+    def has_room(self, needed: int, size: int = 0, *, later: bool = False) -> bool:
+        """Whether ``needed`` more deliveries, each carrying ``size`` bytes, fit now; with
+        ``later``, whether that many more may be scheduled (``max_scheduled``)."""
 
-    def full(self, event_id: str, needed: int, size: int = 0) -> QueueFullError:
+    max_scheduled: int = 0
+    """How many deliveries may wait for a due time at once."""
+
+    def full(self, event_id: str, needed: int, size: int = 0, *,
+             later: bool = False) -> QueueFullError:
         """The error for an event of ``needed`` deliveries of ``size`` bytes that does not
         fit, naming the bound it is over."""
+        if later:
+            return QueueFullError(event_id, needed, self.max_scheduled, unit="scheduled")
         if self.max_bytes is not None and (needed * size > self.max_bytes or (
                 needed <= self.size and self.has_room(needed, 0))):
             return QueueFullError(event_id, needed * size, self.max_bytes, unit="bytes")
@@ -73,10 +80,12 @@ class Broker(ABC):
 
     @abstractmethod
     def put(self, event_id: str, slots: Sequence[Slot], args: tuple[Any, ...],
-            kwargs: dict[str, Any], size: int = 0) -> Sequence[Delivery]:
+            kwargs: dict[str, Any], size: int = 0, due_at: float | None = None,
+            ) -> Sequence[Delivery]:
         """Queue one delivery of the event per slot, all of them; the caller checked room.
-        ``size`` is the encoded event's bytes, where known. With no slots the event is
-        counted as unrouted."""
+        ``size`` is the encoded event's bytes, where known; with ``due_at`` (a time.time())
+        the deliveries are scheduled for then. With no slots the event is counted as
+        unrouted."""
 
     # -- workers -----------------------------------------------------------------------------
 

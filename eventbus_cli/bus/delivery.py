@@ -13,13 +13,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-__all__ = ("Delivery", "DeliveryObserver", "DeliveryState", "EmitterStats", "ListenerStats")
+__all__ = ("Delivery", "DeliveryObserver", "DeliveryState", "EmitterStats", "ListenerStats",
+           "iso_time")
 
 
 class DeliveryState(StrEnum):
     """Where a delivery is in its life."""
 
     PENDING = "pending"  # queued, waiting for a worker
+    SCHEDULED = "scheduled"  # emitted for later: waits for its due time (``due_at``)
     RUNNING = "running"  # a worker is calling the listener
     RETRYING = "retrying"  # failed, waiting out its backoff before the next attempt
     SUCCEEDED = "succeeded"
@@ -39,6 +41,7 @@ class ListenerStats:
     succeeded: int = 0
     failed: int = 0
     retried: int = 0  # attempts after the first, over the emitter's life
+    scheduled: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,10 @@ class EmitterStats:
     listeners: dict[str, ListenerStats] = field(default_factory=dict)
     failed_list: int = 0
     """How many failed deliveries the failed list holds now (``failed`` counts since start)."""
+    scheduled: int = 0
+    """Deliveries emitted for later, waiting for their due time (not counted in pending)."""
+    next_due: float | None = None
+    """time.time() the earliest scheduled delivery is due, if any."""
     queued_bytes: int = 0
     """Bytes of the encoded events that the pending and retrying deliveries carry, where
     their size was measured (the daemon's emits)."""
@@ -69,8 +76,23 @@ class Delivery:
     Only the broker that holds a delivery changes its ``state`` and ``attempts``.
     """
 
-    __slots__ = ("args", "attempts", "created_at", "error", "event", "failed_at", "id", "kwargs",
-                 "listener", "queued_at", "size", "started_at", "state", "traceback")
+    __slots__ = (
+        "args",
+        "attempts",
+        "created_at",
+        "due_at",
+        "error",
+        "event",
+        "failed_at",
+        "id",
+        "kwargs",
+        "listener",
+        "queued_at",
+        "size",
+        "started_at",
+        "state",
+        "traceback",
+    )
 
     def __init__(
         self, id: int, event: str, args: tuple[Any, ...], kwargs: dict[str, Any], listener: str,
@@ -88,6 +110,7 @@ class Delivery:
         self.error: str | None = None  # "ExceptionType: message" of the last failed attempt
         self.traceback: str | None = None
         self.created_at = created_at  # time.time() of the emit
+        self.due_at: float | None = None  # time.time() a scheduled delivery is due
         self.started_at: float | None = None  # time.time() its last attempt began
         self.failed_at: float | None = None  # time.time() it last failed its final attempt
 
@@ -100,9 +123,10 @@ class Delivery:
             "state": self.state.value,
             "attempts": self.attempts,
             "error": self.error,
-            "created": _iso(self.created_at),
-            "last_attempt": _iso(self.started_at),
-            "failed": _iso(self.failed_at),
+            "created": iso_time(self.created_at),
+            "last_attempt": iso_time(self.started_at),
+            "failed": iso_time(self.failed_at),
+            "due": iso_time(self.due_at),
             "args": list(self.args),
             "kwargs": dict(self.kwargs),
         }
@@ -112,7 +136,7 @@ class Delivery:
                 f"attempts={self.attempts}>")
 
 
-def _iso(when: float | None) -> str | None:
+def iso_time(when: float | None) -> str | None:
     """A time.time() value as ISO 8601 in UTC, to the millisecond."""
     if when is None:
         return None

@@ -14,6 +14,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
@@ -144,10 +145,15 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
                 with anyio.move_on_after(self._shutdown_timeout):
                     await self.broker.join()
         finally:
-            self.unfinished = [d for d in self.broker.deliveries()
-                               if d.state is not DeliveryState.FAILED]
+            held = list(self.broker.deliveries())
+            self.unfinished = [d for d in held if d.state is not DeliveryState.FAILED
+                               and d.state is not DeliveryState.SCHEDULED]
             if self.unfinished:
                 self._log_unfinished()
+            if later := sum(d.state is DeliveryState.SCHEDULED for d in held):
+                logger.warning("%s not due yet at shutdown %s", counted(later, "delivery"),
+                               "are kept in the journal, to run when due" if self.broker.durable
+                               else "are lost (no journal)")
             self._task_group.cancel_scope.cancel()
             await self._task_group.__aexit__(None, None, None)
             self._state = _CLOSED
@@ -175,13 +181,36 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         """Like :meth:`emit`, but return the deliveries queued, to follow them."""
         return self.put(event_id, args, kwargs)
 
+    def emit_in(self, seconds: float, event_id: str, /, *args: Any, **kwargs: Any) -> int:
+        """Like :meth:`emit`, but the deliveries wait ``seconds`` before they run (routed,
+        checked and counted now, as ``scheduled``); returns how many were scheduled."""
+        if (want := number_problem(seconds, whole=False, minimum=0)) is not None:
+            raise ValueError(f"emit_in: seconds must be {want}, not {seconds!r}")
+        return len(self.put(event_id, args, kwargs, due_at=time.time() + seconds))
+
+    def emit_at(self, when: datetime | float, event_id: str, /, *args: Any,
+                **kwargs: Any) -> int:
+        """Like :meth:`emit_in`, for a time: an aware datetime (a naive one is local time)
+        or a time.time() value; a time already past runs now."""
+        due = when.timestamp() if isinstance(when, datetime) else when
+        if (want := number_problem(due, whole=False, minimum=0)) is not None:
+            raise ValueError(f"emit_at: when must be a datetime or {want}, not {when!r}")
+        return len(self.put(event_id, args, kwargs, due_at=float(due)))
+
     def put(self, event_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], *,
-            size: int = 0, check: bool = True) -> Sequence[Delivery]:
+            size: int = 0, check: bool = True, due_at: float | None = None,
+            ) -> Sequence[Delivery]:
         """Like :meth:`submit`, with the values as a tuple and a dict and, where known, the
         encoded event's ``size`` in bytes, which counts against the broker's ``max_bytes``
         (the daemon passes the size of the request it read). ``check=False`` skips the
-        argument check for this one emit."""
+        argument check for this one emit; ``due_at`` (a time.time() value) schedules it."""
         slots = self._route(event_id)
+        if due_at is not None and due_at > time.time():
+            if check:
+                self.check_arguments(event_id, args, kwargs, slots)
+            if slots and not self.broker.has_room(len(slots), later=True):
+                raise self.broker.full(event_id, len(slots), later=True)
+            return self.broker.put(event_id, slots, args, kwargs, size, due_at)
         for slot in slots:
             checked = slot.checked
             if checked is not None and check and not checked.accepts(args, kwargs) \

@@ -40,21 +40,22 @@ _RUNNING, _SUCCEEDED = DeliveryState.RUNNING, DeliveryState.SUCCEEDED
 class _Lane:
     """One listener name's deliveries: pending, running, and its counters."""
 
-    __slots__ = ("delayed", "failed", "queue", "ready", "retired", "retried", "running", "slot",
-                 "succeeded")
+    __slots__ = ("delayed", "failed", "queue", "ready", "retired", "retried", "running",
+                 "scheduled", "slot", "succeeded")
 
     def __init__(self, slot: Slot) -> None:
         self.slot = slot  # the listener of this name loaded now; a reload replaces it
         self.queue: deque[Delivery] = deque()
         self.running = 0  # calls of this lane running now
         self.delayed = 0  # deliveries of this lane in the broker's heap
+        self.scheduled = 0  # deliveries of this lane waiting for their due time
         self.ready = False  # whether the lane stands in the round of lanes with work
         self.retired = False  # no listener of this name is served any more
         self.succeeded = self.failed = self.retried = 0
 
     def stats(self) -> ListenerStats:
         return ListenerStats(len(self.queue), self.running, self.delayed, self.succeeded,
-                             self.failed, self.retried)
+                             self.failed, self.retried, self.scheduled)
 
 
 class MemoryBroker(Broker):
@@ -68,13 +69,17 @@ class MemoryBroker(Broker):
 
     def __init__(self, *, queue_size: int = DaemonConfig.queue_size,
                  keep_failed: int = DeliveryConfig.keep_failed, max_bytes: int | None = None,
-                 ) -> None:
+                 max_scheduled: int = DaemonConfig.max_scheduled) -> None:
         for key, value, minimum in (("queue_size", queue_size, 1), ("keep_failed", keep_failed, 0),
-                                    ("max_bytes", 1 if max_bytes is None else max_bytes, 1)):
+                                    ("max_bytes", 1 if max_bytes is None else max_bytes, 1),
+                                    ("max_scheduled", max_scheduled, 0)):
             if (want := number_problem(value, whole=True, minimum=minimum)) is not None:
                 raise ValueError(f"{key} must be {want}, not {value!r}")
         self.size = queue_size
         self.max_bytes = max_bytes
+        self.max_scheduled = max_scheduled
+        # Deliveries emitted for later, by due time (time.time(): a due time is a date).
+        self._scheduled: list[tuple[float, int, Delivery, _Lane]] = []
         self._bytes = 0  # sizes of the pending and delayed deliveries
         self._keep = keep_failed
         self._lanes: dict[str, _Lane] = {}
@@ -122,8 +127,9 @@ class MemoryBroker(Broker):
     def serves(self, name: str) -> bool:
         return name in self._lanes
 
-    def _take_waiting(self, lane: _Lane) -> list[Delivery]:
-        """Remove and return the lane's pending and delayed deliveries."""
+    def _take_waiting(self, lane: _Lane, *, scheduled: bool = True) -> list[Delivery]:
+        """Remove and return the lane's pending and delayed deliveries, and (``scheduled``)
+        those waiting for their due time."""
         taken = list(lane.queue)
         lane.queue.clear()
         if lane.ready:
@@ -136,13 +142,20 @@ class MemoryBroker(Broker):
             lane.delayed = 0
         self._waiting -= len(taken)
         self._bytes -= sum(delivery.size for delivery in taken)
+        if scheduled and lane.scheduled:
+            taken += [entry[2] for entry in sorted(self._scheduled) if entry[3] is lane]
+            self._scheduled[:] = [entry for entry in self._scheduled if entry[3] is not lane]
+            heapq.heapify(self._scheduled)
+            lane.scheduled = 0
         if taken:
             self.wake_all()
         return taken
 
     # -- emitting ----------------------------------------------------------------------------
 
-    def has_room(self, needed: int, size: int = 0) -> bool:
+    def has_room(self, needed: int, size: int = 0, *, later: bool = False) -> bool:
+        if later:
+            return len(self._scheduled) + needed <= self.max_scheduled
         return self._waiting + needed <= self.size and (
             self.max_bytes is None or self._bytes + needed * size <= self.max_bytes)
 
@@ -161,7 +174,10 @@ class MemoryBroker(Broker):
             room.set()
 
     def put(self, event_id: str, slots: Sequence[Slot], args: tuple[Any, ...],
-            kwargs: dict[str, Any], size: int = 0) -> Sequence[Delivery]:
+            kwargs: dict[str, Any], size: int = 0, due_at: float | None = None,
+            ) -> Sequence[Delivery]:
+        if due_at is not None:
+            return self._put_later(event_id, slots, args, kwargs, size, due_at)
         if not slots:
             self._unrouted += 1
             logger.debug("event %r matched no listener; counted as unrouted", event_id)
@@ -190,6 +206,30 @@ class MemoryBroker(Broker):
         if observers:
             self._tell("emitted", event_id, made)
         return made
+
+    def _put_later(self, event_id: str, slots: Sequence[Slot], args: tuple[Any, ...],
+                   kwargs: dict[str, Any], size: int, due_at: float) -> Sequence[Delivery]:
+        if not slots:
+            self._unrouted += 1
+            return ()
+        now = time.time()
+        made = [Delivery(next(self._ids), event_id, args, kwargs, slot.name, 0.0, size, now)
+                for slot in slots]
+        for delivery in made:
+            self._schedule(delivery, self._lanes[delivery.listener], due_at)
+        self._kept(made)
+        if self._observers:
+            self._tell("emitted", event_id, made)
+        return made
+
+    def _schedule(self, delivery: Delivery, lane: _Lane, due_at: float) -> None:
+        delivery.state = DeliveryState.SCHEDULED
+        delivery.due_at = due_at
+        lane.scheduled += 1
+        entry = (due_at, delivery.id, delivery, lane)
+        heapq.heappush(self._scheduled, entry)
+        if self._scheduled[0] is entry and self._wakeup is not None:
+            self._wakeup.set()
 
     def _append(self, lane: _Lane, delivery: Delivery) -> None:
         lane.queue.append(delivery)
@@ -299,7 +339,7 @@ class MemoryBroker(Broker):
         self._check_joined()
 
     async def run(self) -> None:
-        heap = self._delayed
+        heap, later = self._delayed, self._scheduled
         while True:
             now = time.monotonic()
             while heap and heap[0][0] <= now:
@@ -310,9 +350,26 @@ class MemoryBroker(Broker):
                 self._append(lane, delivery)
                 if self._idle:
                     self._idle.popleft().set()
+            today = time.time()
+            while later and later[0][0] <= today:
+                self._now_due(*heapq.heappop(later)[2:])
             self._wakeup = anyio.Event()
-            with anyio.move_on_after(heap[0][0] - now if heap else None):
+            waits = [heap[0][0] - now] if heap else []
+            if later:
+                waits.append(later[0][0] - today)
+            with anyio.move_on_after(min(waits, default=None)):
                 await self._wakeup.wait()
+
+    def _now_due(self, delivery: Delivery, lane: _Lane) -> None:
+        """A scheduled delivery's time has come: it waits for a worker like any other (and
+        may take the queue past ``queue_size`` for a moment, as a retry may)."""
+        lane.scheduled -= 1
+        delivery.state = DeliveryState.PENDING
+        self._waiting += 1
+        self._bytes += delivery.size
+        self._append(lane, delivery)
+        if self._idle:
+            self._idle.popleft().set()
 
     async def settled(self) -> None:
         """Nothing to wait for: memory is as durable as this broker gets."""
@@ -336,7 +393,8 @@ class MemoryBroker(Broker):
         counts = per_listener.values()
         return EmitterStats(
             pending=self._waiting - len(self._delayed), running=len(self._running),
-            retrying=len(self._delayed),
+            retrying=len(self._delayed), scheduled=len(self._scheduled),
+            next_due=self._scheduled[0][0] if self._scheduled else None,
             succeeded=sum(stats.succeeded for stats in counts) + self._gone.succeeded,
             failed=sum(stats.failed for stats in counts) + self._gone.failed,
             unrouted=self._unrouted, listeners=per_listener, failed_list=len(self._failed),
@@ -349,6 +407,7 @@ class MemoryBroker(Broker):
             *sorted((d for lane in lanes for d in lane.queue), key=lambda d: d.id),
             *sorted((pair[0] for pair in self._running.values()), key=lambda d: d.id),
             *(entry[2] for entry in sorted(self._delayed)),
+            *(entry[2] for entry in sorted(self._scheduled)),
             *self._failed,
         ]
         return (d for d in found if state is None or d.state is state)
@@ -415,9 +474,16 @@ class MemoryBroker(Broker):
             dropped = list(self._failed)
             self._failed.clear()
         elif state is DeliveryState.PENDING:
-            dropped = [d for lane in self._lanes.values() for d in self._take_waiting(lane)]
+            dropped = [d for lane in self._lanes.values()
+                       for d in self._take_waiting(lane, scheduled=False)]
+        elif state is DeliveryState.SCHEDULED:
+            dropped = [entry[2] for entry in sorted(self._scheduled)]
+            self._scheduled.clear()
+            for lane in self._lanes.values():
+                lane.scheduled = 0
         else:
-            raise ValueError(f"purge takes failed or pending deliveries, not {state.value}")
+            raise ValueError("purge takes failed, pending or scheduled deliveries, not "
+                             f"{state.value}")
         if dropped:
             logger.warning("purged %d %s deliveries", len(dropped), state.value)
             self._forgotten(dropped)
@@ -453,6 +519,8 @@ class MemoryBroker(Broker):
             elif lane is None:
                 delivery.error = f"ListenerRemoved: listener {delivery.listener} {reason}"
                 self._fail(delivery, None)
+            elif delivery.state is DeliveryState.SCHEDULED and delivery.due_at is not None:
+                self._schedule(delivery, lane, delivery.due_at)  # if past due: run() fires it
             else:
                 delivery.state = DeliveryState.PENDING
                 self._make_ready_with(lane, delivery)

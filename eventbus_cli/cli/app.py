@@ -66,6 +66,7 @@ class State(StrEnum):
     pending = "pending"
     running = "running"
     retrying = "retrying"
+    scheduled = "scheduled"
     failed = "failed"
 
 

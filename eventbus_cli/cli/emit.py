@@ -2,17 +2,20 @@
 
 import json
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ..client import DEFAULT_TIMEOUT, read_event_lines
-from ..codec import DEFAULT_WAIT
+from ..codec import DEFAULT_WAIT, MAX_DELAY
 from ..errors import EventbusError, InvalidEventIdError
 from ..names import validate_event_id
 from ..plural import counted
 from .app import JsonOption, app, client_for, complete_events, reported
 from .values import parse_arg, parse_kw
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 
 @app.command()
@@ -41,6 +44,12 @@ def emit(
     no_check: Annotated[bool, typer.Option(
         "--no-check", help="Skip the check of the arguments against the listeners' "
         "signatures; a listener that cannot take them then fails when it runs.")] = False,
+    delay: Annotated[str | None, typer.Option(
+        "--delay", help="Run the deliveries this long from now: 90s, 10m, 2h or 1d.",
+        show_default=False)] = None,
+    at: Annotated[str | None, typer.Option(
+        "--at", help="Run the deliveries at this time: ISO 8601, e.g. 2026-12-02T09:00 "
+        "(local time without an offset); a time past runs now.", show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Emit nothing: say which listeners would get the event and whether "
         "each takes its arguments (exit 1 if one would refuse them).")] = False,
@@ -60,6 +69,12 @@ def emit(
         raise typer.BadParameter("--timeout goes with --wait", param_hint="--timeout")
     if dry_run and wait:
         raise typer.BadParameter("--dry-run emits nothing to wait for", param_hint="--wait")
+    if delay is not None and at is not None:
+        raise typer.BadParameter("give --delay or --at, not both", param_hint="--at")
+    if (delay is not None or at is not None) and wait:
+        raise typer.BadParameter("--wait goes with an emit that runs now", param_hint="--wait")
+    seconds_later = None if delay is None else _delay(delay)
+    when = None if at is None else _time(at)
     if event is None:
         raise typer.BadParameter("give the event id to emit, or --file", param_hint="EVENT")
     with reported(as_json):
@@ -73,13 +88,19 @@ def emit(
         with client_for(ctx, seconds + 30 if wait else DEFAULT_TIMEOUT) as client:
             result = client.submit(event, args, kwargs, wait=seconds if wait else None,
                                    require_listener=require_listener, check=not no_check,
-                                   dry_run=dry_run)
+                                   dry_run=dry_run, delay=seconds_later, at=when)
     if dry_run:
         _show_dry_run(result, as_json)
         return
     deliveries, results = result["deliveries"], result.get("results")
     if as_json:
         typer.echo(json.dumps(result))
+    elif "due" in result and deliveries:
+        from datetime import datetime
+
+        due = datetime.fromisoformat(result["due"]).astimezone()
+        typer.echo(f"{event}: {counted(deliveries, 'delivery')} scheduled for "
+                   f"{due:%Y-%m-%d %H:%M:%S %z}")
     elif results is None:
         typer.echo(f"{event}: {counted(deliveries, 'delivery')} queued")
     else:
@@ -93,6 +114,34 @@ def emit(
                    err=True)
     if results is not None and not all(item["ok"] for item in results):
         raise typer.Exit(1)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def _delay(text: str) -> float:
+    """``90s``, ``10m``, ``2h``, ``1d`` (or ``1.5h``) in seconds; a usage error otherwise."""
+    number, unit = text[:-1], text[-1:]
+    try:
+        seconds = float(number) * _UNITS[unit] if unit in _UNITS and number else -1.0
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= MAX_DELAY:
+        raise typer.BadParameter(f"{text!r} is not a delay: give a number and a unit, s, m, h "
+                                 "or d (90s, 10m, 2h, 1d), at most a year", param_hint="--delay")
+    return seconds
+
+
+def _time(text: str) -> "datetime":
+    from datetime import datetime
+
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a time: give ISO 8601, such as "
+                                 "2026-12-02T09:00 (local time) or 2026-12-02T09:00+01:00",
+                                 param_hint="--at") from None
+    return moment if moment.tzinfo is not None else moment.astimezone()
 
 
 def _show_dry_run(result: dict[str, Any], as_json: bool) -> None:

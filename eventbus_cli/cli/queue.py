@@ -93,7 +93,8 @@ def queue_list(
 def _held(queue: dict[str, int], state: str | None) -> int:
     """How many deliveries of ``state`` (any, for None) the counters say are held."""
     counts = {"pending": queue["pending"], "running": queue["running"],
-              "retrying": queue["retrying"], "failed": queue["failed_list"]}
+              "retrying": queue["retrying"], "scheduled": queue.get("scheduled", 0),
+              "failed": queue["failed_list"]}
     return sum(counts.values()) if state is None else counts[state]
 
 
@@ -150,16 +151,21 @@ def queue_purge(
     failed: Annotated[bool, typer.Option("--failed", help="Drop the failed list.")] = False,
     pending: Annotated[bool, typer.Option(
         "--pending", help="Drop the deliveries waiting to run (pending and retrying).")] = False,
+    scheduled: Annotated[bool, typer.Option(
+        "--scheduled", help="Drop the deliveries emitted for later (--delay, --at).")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask first.")] = False,
 ) -> None:
     """Drop failed deliveries, or those waiting to run; running calls finish.
 
     Example: eventbus queue purge --failed --yes
     """
-    if failed == pending:
-        refuse("say what to purge: --failed (the failed list) or --pending "
-                               "(what waits to run)" + (", not both" if failed else ""))
-    state = "failed" if failed else "pending"
+    chosen = [name for name, given in (("failed", failed), ("pending", pending),
+                                       ("scheduled", scheduled)) if given]
+    if len(chosen) != 1:
+        refuse("say what to purge: --failed (the failed list), --pending (what waits to run) "
+               "or --scheduled (what was emitted for later)" + (", one of them" if chosen
+                                                                 else ""))
+    state = chosen[0]
     if not yes:
         if not sys.stdin.isatty():
             refuse(f"purging asks first, and stdin is not a terminal to ask "

@@ -131,8 +131,8 @@ def print_queue(queue: dict[str, Any]) -> None:
 _DELIVERY_COLUMNS = (
     _Column("id", 0, fixed=True, right=True), _Column("event", 3), _Column("listener", 2),
     _Column("state", 1, fixed=True), _Column("attempts", 5, fixed=True, right=True),
-    _Column("created", 4, fixed=True), _Column("error", 6), _Column("args", 7),
-    _Column("kwargs", 8),
+    _Column("created", 4, fixed=True), _Column("due", 5, fixed=True), _Column("error", 6),
+    _Column("args", 7), _Column("kwargs", 8),
 )
 
 
@@ -143,7 +143,8 @@ def print_deliveries(deliveries: list[dict[str, Any]], *, state: str | None = No
                       "pending, running, retrying or in the failed list")
         return
     rows = [(str(item["id"]), item["event"], item["listener"], item["state"],
-             str(item["attempts"]), _local(item.get("created"), short=True), item["error"] or "",
+             str(item["attempts"]), _local(item.get("created"), short=True),
+             _local(item.get("due"), short=True), item["error"] or "",
              json.dumps(item["args"], ensure_ascii=False),
              json.dumps(item["kwargs"], ensure_ascii=False))
             for item in deliveries]
@@ -168,8 +169,8 @@ def print_delivery(delivery: dict[str, Any]) -> None:
     table.add_column(overflow="fold")
     for key in ("id", "event", "listener", "state", "attempts", "error"):
         table.add_row(key, str(delivery[key] if delivery[key] is not None else ""))
-    for key, label in (("created", "created"), ("last_attempt", "last attempt"),
-                       ("failed", "failed")):
+    for key, label in (("created", "created"), ("due", "due"),
+                       ("last_attempt", "last attempt"), ("failed", "failed")):
         if delivery.get(key) is not None:
             table.add_row(label, _local(delivery[key]))
     table.add_row("args", json.dumps(delivery["args"], ensure_ascii=False))
@@ -193,7 +194,9 @@ def print_status(status: dict[str, Any]) -> None:
         "socket": status["socket"],
         "config": status["config"] or "none (defaults)",
         "listeners": f"{status['listeners']} from {status['listeners_dir']}",
-        "queue": "  ".join(f"{name} {queue[name]}" for name in (*_COUNTERS, "unrouted")),
+        "queue": "  ".join(f"{name} {queue[name]}" for name in (*_COUNTERS, "unrouted"))
+        + (f"  scheduled {queue['scheduled']}, the next at {_local(queue.get('next_due'))}"
+           if queue.get("scheduled") else ""),
         "journal": (f"{journal['path']} ({journal['bytes']:,} bytes)" + (
             "" if journal["writable"] else f"; cannot be written: {journal['error']}"))
         if (journal := status["journal"]) else "none (deliveries live in memory only)",
@@ -262,7 +265,10 @@ def watch_queue(fetch: Callable[[], dict[str, Any]], interval: float) -> None:
 
 def _queue_totals(queue: dict[str, Any]) -> str:
     totals = "  ".join(f"{name} {queue[name]}" for name in (*_COUNTERS, "unrouted"))
-    return f"queue ({queue['queue_size']} max): {totals}  failed list {queue.get('failed_list', 0)}"
+    later = (f"  scheduled {queue['scheduled']} (next {_local(queue.get('next_due'))})"
+             if queue.get("scheduled") else "")
+    return (f"queue ({queue['queue_size']} max): {totals}  failed list "
+            f"{queue.get('failed_list', 0)}{later}")
 
 
 _QUEUE_RANKS = {"pending": 1, "running": 2, "failed": 3, "succeeded": 4, "retrying": 5,

@@ -19,7 +19,7 @@ import anyio
 
 from .._version import __version__
 from ..brokers.journal import JournalBroker
-from ..bus.delivery import Delivery, DeliveryState
+from ..bus.delivery import Delivery, DeliveryState, iso_time
 from ..bus.emitter import SimpleEventEmitter
 from ..codec import encode_error, encode_result
 from ..config import Config
@@ -141,6 +141,14 @@ class Operations:
             problem = (f"no listener matches event {message.event!r}, so it was not emitted "
                        "(`eventbus listeners list` shows what is loaded)")
             raise _EmitFailed(ErrorCode.UNROUTED, problem, 0)
+        if request.due_at is not None:  # for later: no waiting for room, its bound is its own
+            if self.draining:
+                raise _EmitFailed(ErrorCode.SHUTTING_DOWN, _SHUTTING_DOWN, 0)
+            made = self.emitter.put(message.event, tuple(message.args), message.kwargs,
+                                    size=request.size, check=request.check,
+                                    due_at=request.due_at)
+            return {"event_id": message.event, "deliveries": len(made),
+                    "due": iso_time(request.due_at)}
         try:  # the common case, without another coroutine
             made = self._submit_now(message, request.size, request.check)
         except (QueueFullError, EmitterNotRunningError):
@@ -258,8 +266,10 @@ class Operations:
 
     def queue(self) -> dict[str, Any]:
         """The ``queue --json`` document."""
-        return {**self.broker.stats().to_dict(), "queue_size": self.broker.size,
-                "max_queue_bytes": self.broker.max_bytes}
+        stats = self.broker.stats().to_dict()
+        return {**stats, "next_due": iso_time(stats["next_due"]), "queue_size": self.broker.size,
+                "max_queue_bytes": self.broker.max_bytes,
+                "max_scheduled": self.broker.max_scheduled}
 
     @_handles("list")
     async def _list(self, request: Request, flush: Flush) -> list[dict[str, Any]]:

@@ -80,7 +80,7 @@ class Server:
         make: Callable[..., MemoryBroker] = (
             MemoryBroker if config.journal is None else partial(JournalBroker, config.journal.path))
         broker = make(queue_size=daemon.queue_size, max_bytes=daemon.max_queue_bytes,
-                      keep_failed=config.delivery.keep_failed)
+                      max_scheduled=daemon.max_scheduled, keep_failed=config.delivery.keep_failed)
         emitter = SimpleEventEmitter(
             listeners,
             concurrency=daemon.concurrency,

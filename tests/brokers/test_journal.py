@@ -242,7 +242,7 @@ def test_a_row_that_cannot_be_read_is_named_with_a_fix_that_loses_nothing(
     JournalBroker(path).close()
     with contextlib.closing(sqlite3.connect(path)) as db:
         db.execute("INSERT INTO deliveries VALUES (5, 'ok', 'fine', 'not json', '{}', "
-                   "'pending', 0, NULL, NULL, NULL, NULL)")
+                   "'pending', 0, NULL, NULL, NULL, NULL, NULL)")
         db.commit()
     with pytest.raises(JournalError) as caught:
         JournalBroker(path)

@@ -244,6 +244,7 @@ async def test_with_the_check_off_a_kwargs_mismatch_fails_only_that_listener_unr
     assert "unexpected keyword argument 'reason'" in failed.error
     shown = failed.to_dict()
     times = {key: shown.pop(key) for key in ("created", "last_attempt", "failed")}
+    assert shown.pop("due") is None
     assert shown == {
         "id": failed.id,
         "event": "user_deleted",

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from eventbus_cli.cli.render import _DELIVERY_COLUMNS, _fitted, _queue_columns
 
-ROW = ("1234", "user.created", "send_welcome_email", "failed", "3", "23:24:26",
+ROW = ("1234", "user.created", "send_welcome_email", "failed", "3", "23:24:26", "-",
        "RuntimeError: listener exploded on purpose", "[1, 2]", '{"email": "ada@example.com"}')
 
 

@@ -250,7 +250,7 @@ def test_shell_completion_offers_the_daemons_event_ids(daemon: Daemon) -> None:
     states = {**env, "COMP_WORDS": "eventbus queue list --state ", "COMP_CWORD": "4"}
     result = subprocess.run([EVENTBUS], env=states, capture_output=True, text=True, timeout=30,
                             check=False)
-    assert result.stdout.split() == ["pending", "running", "retrying", "failed"]
+    assert result.stdout.split() == ["pending", "running", "retrying", "scheduled", "failed"]
 
 
 def test_a_subscriber_that_leaves_ends_its_subscription_quietly(daemon: Daemon) -> None:

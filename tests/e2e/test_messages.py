@@ -22,7 +22,8 @@ def test_purge_asks_for_what_was_not_given_and_blames_no_option_never_given(
 ) -> None:
     neither = daemon.cli("queue", "purge", "--yes")
     assert neither.returncode == 2
-    assert "say what to purge: --failed (the failed list) or --pending" in neither.stderr
+    assert ("say what to purge: --failed (the failed list), --pending (what waits to run) "
+            "or --scheduled") in neither.stderr
     assert "Invalid value" not in neither.stderr
     unasked = daemon.cli("queue", "purge", "--failed", input="")
     assert unasked.returncode == 2

@@ -1,0 +1,55 @@
+"""Delayed emits in-process: emit_in and emit_at on SimpleEventEmitter."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+
+import anyio
+import pytest
+
+from eventbus_cli import SimpleEventEmitter, listener
+from eventbus_cli.bus.delivery import DeliveryState
+from eventbus_cli.errors import BadArgumentsError, QueueFullError
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_emit_in_waits_then_runs_and_emit_at_a_past_time_runs_now() -> None:
+    ran: list[tuple[str, float]] = []
+    done = anyio.Event()
+
+    @listener("reminder")
+    async def remind(text: str) -> None:
+        ran.append((text, time.time()))
+        if len(ran) == 2:
+            done.set()
+
+    async with SimpleEventEmitter([remind]) as emitter:
+        start = time.time()
+        assert emitter.emit_in(0.2, "reminder", text="later") == 1
+        assert emitter.emit_at(datetime.now() - timedelta(seconds=5), "reminder",
+                               text="now") == 1
+        [scheduled] = list(emitter.broker.deliveries(DeliveryState.SCHEDULED))
+        assert scheduled.due_at is not None
+        assert emitter.stats().scheduled == 1
+        with anyio.fail_after(10):
+            await done.wait()
+    assert [text for text, _ in ran] == ["now", "later"]
+    assert ran[1][1] >= start + 0.2
+
+
+async def test_scheduling_checks_arguments_and_bounds_at_emit() -> None:
+    @listener("reminder")
+    async def remind(text: str) -> None: ...
+
+    async with SimpleEventEmitter([remind]) as emitter:
+        with pytest.raises(BadArgumentsError):
+            emitter.emit_in(60, "reminder", nope=1)
+        with pytest.raises(ValueError, match="seconds must be"):
+            emitter.emit_in(-1, "reminder", text="x")
+        emitter.broker.max_scheduled = 1
+        emitter.emit_in(60, "reminder", text="x")
+        with pytest.raises(QueueFullError, match="max_scheduled"):
+            emitter.emit_in(60, "reminder", text="y")
+        assert emitter.broker.purge(DeliveryState.SCHEDULED) == 1
