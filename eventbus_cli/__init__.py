@@ -8,6 +8,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__ as __version__
+from .errors import BadArgumentsError as BadArgumentsError
 from .errors import ConfigError as ConfigError
 from .errors import EmitterNotRunningError as EmitterNotRunningError
 from .errors import EventbusError as EventbusError
@@ -17,6 +18,7 @@ from .errors import LoaderError as LoaderError
 from .errors import NoDaemonError as NoDaemonError
 from .errors import QueueFullError as QueueFullError
 from .errors import RemoteError as RemoteError
+from .errors import ScheduleError as ScheduleError
 
 if TYPE_CHECKING:
     from .bus.delivery import Delivery as Delivery
@@ -27,6 +29,9 @@ if TYPE_CHECKING:
     from .bus.emitter import SimpleEventEmitter as SimpleEventEmitter
     from .bus.listener import EventListener as EventListener
     from .bus.listener import listener as listener
+    from .bus.schedules import Schedule as Schedule
+    from .bus.schedules import cron as cron
+    from .bus.schedules import every as every
     from .client import AsyncClient as AsyncClient
     from .client import Client as Client
     from .config import Config as Config
@@ -37,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     "AsyncClient",
+    "BadArgumentsError",
     "BaseEventEmitterBackend",
     "Client",
     "Config",
@@ -55,8 +61,12 @@ __all__ = (
     "NoDaemonError",
     "QueueFullError",
     "RemoteError",
+    "Schedule",
+    "ScheduleError",
     "SimpleEventEmitter",
     "__version__",
+    "cron",
+    "every",
     "listener",
     "load_config",
     "load_listeners",
@@ -71,6 +81,7 @@ _LAZY = {
     "ListenerStats": "bus.delivery",
     "BaseEventEmitterBackend": "bus.emitter", "SimpleEventEmitter": "bus.emitter",
     "load_listeners": "daemon.loader",
+    "Schedule": "bus.schedules", "cron": "bus.schedules", "every": "bus.schedules",
 }
 
 

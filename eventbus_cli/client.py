@@ -154,6 +154,16 @@ class Client:
         result: dict[str, Any] = self.call("emit", **fields)
         return result
 
+    def schedules(self) -> list[dict[str, Any]]:
+        """The daemon's schedules, as ``schedule list --json`` shows them."""
+        result: list[dict[str, Any]] = self.call("schedules")
+        return result
+
+    def fire(self, name: str) -> dict[str, Any]:
+        """Fire the schedule ``name`` now; return it as ``schedule list`` shows it."""
+        result: dict[str, Any] = self.call("fire", name=name)
+        return result
+
     def events(self) -> list[dict[str, Any]]:
         """The event catalog, as ``events --json`` shows it."""
         result: list[dict[str, Any]] = self.call("events")

@@ -130,6 +130,35 @@ _RANGE: dict[str, tuple[float, float]] = {
     "retries": (0, 1000), "backoff": (0, 86_400), "timeout": (0.001, math.inf),
     "keep_failed": (0, 10_000_000),
 }
+_SCHEDULE_KEYS: dict[str, type | tuple[type, ...]] = {
+    "name": str, "event": str, "cron": str, "every": (str, int, float),
+                  "args": list, "kwargs": dict, "tz": str, "catch_up": str}
+
+
+def _schedule_tables(tables: object, path: Path | None) -> tuple[dict[str, Any], ...]:
+    if not isinstance(tables, list) or not all(isinstance(table, dict) for table in tables):
+        raise ConfigError(path, "schedule", "must be tables, each written [[schedule]]")
+    names: set[str] = set()
+    for index, table in enumerate(tables):
+        where = f"schedule[{index}]"
+        for key, value in table.items():
+            kind = _SCHEDULE_KEYS.get(key)
+            if kind is None:
+                raise ConfigError(path, f"{where}.{key}", "unknown key; a [[schedule]] takes "
+                                  + ", ".join(_SCHEDULE_KEYS))
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise ConfigError(path, f"{where}.{key}", f"has the wrong type: {value!r}")
+        for key in ("name", "event"):
+            if key not in table:
+                raise ConfigError(path, where, f"needs {key} = ...")
+        if ("cron" in table) == ("every" in table):
+            raise ConfigError(path, where, 'give cron = "0 9 * * 1-5" or every = "10m", one')
+        if table["name"] in names:
+            raise ConfigError(path, f"{where}.name", f"{table['name']!r} is taken already")
+        names.add(table["name"])
+    return tuple(dict(table) for table in tables)
+
+
 _ID_RANGE = (0, 2**32 - 2)  # a uid or gid; 2**32 - 1 is (uid_t) -1, "no one"
 _SECTIONS: dict[str, type[Any]] = {
     "daemon": DaemonConfig, "journal": JournalConfig, "delivery": DeliveryConfig
@@ -144,6 +173,8 @@ class Config:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     journal: JournalConfig | None = None
     path: Path | None = None
+    schedules: tuple[dict[str, Any], ...] = ()
+    """The ``[[schedule]]`` tables, their keys checked (the daemon makes them schedules)."""
 
     @classmethod
     def from_toml(cls, path: Path | str) -> Config:
@@ -167,6 +198,9 @@ class Config:
         """Build a config from parsed TOML, as :meth:`from_toml` does."""
         sections: dict[str, Any] = {}
         for name, table in data.items():
+            if name == "schedule":
+                sections["schedules"] = _schedule_tables(table, path)
+                continue
             if name not in _SECTIONS:
                 known = ", ".join(f"[{key}]" for key in _SECTIONS)
                 raise ConfigError(path, name, f"unknown section; the known ones are {known}")
@@ -181,6 +215,10 @@ class Config:
             if "journal" in sections:
                 sections["journal"] = JournalConfig(folder / sections["journal"].path)
         return cls(path=path, **sections)
+
+    def schedule_key(self, index: int) -> str:
+        """How an error names the ``index``-th ``[[schedule]]`` table: by its name."""
+        return f"schedule {self.schedules[index].get('name')!r} ([[schedule]] {index + 1})"
 
     def to_toml(self) -> str:
         """This config as TOML; paths inside the config file's folder are written relative."""

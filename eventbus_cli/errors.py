@@ -25,6 +25,7 @@ __all__ = (
     "ProtocolError",
     "QueueFullError",
     "RemoteError",
+    "ScheduleError",
     "SocketFileError",
     "UntrustedDaemonError",
 )
@@ -45,6 +46,15 @@ class BadArgumentsError(EventbusError, TypeError):
         self.refusals = refusals
         super().__init__(f"{event_id}: " + "; ".join(
             f"{name}{signature}{problem}" for name, signature, problem in refusals))
+
+
+class ScheduleError(EventbusError, ValueError):
+    """A ``cron`` or ``every`` schedule is wrong: ``problem`` names the value and what is
+    accepted instead."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        super().__init__(problem)
 
 
 class ListenerError(EventbusError, TypeError, ValueError):

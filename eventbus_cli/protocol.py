@@ -232,6 +232,12 @@ def _build_emit(values: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
+def _build_fire(values: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(name := values["name"], str) or not name:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, '"name" must be a schedule\'s name')
+    return {"event": name}
+
+
 def _build_schema(values: dict[str, Any]) -> dict[str, Any]:
     try:
         return {"event": validate_event_id(values["event"])}
@@ -274,6 +280,10 @@ OPS: dict[str, Op] = {
                      Field("check", _bool, "false: skip the argument check (default true)")),
                     '`{"accepted", "deliveries", "unrouted"}`', writes=True),
     "events": Op((), "as `events --json`"),
+    "schedules": Op((), "as `schedule list --json`"),
+    "fire": Op((Field("name", _any, "a schedule's name", required=True),),
+               "the schedule, as `schedule list --json` shows it, after firing",
+               _build_fire, writes=True),
     "schema": Op((Field("event", _any, "an event id", required=True),),
                  "as `events schema EVENT`", _build_schema),
     "listeners": Op((), "as `listeners list --json`"),

@@ -83,6 +83,8 @@ class JournalBroker(MemoryBroker):
         self._loaded: list[Delivery] | None = self._read()
         self._next_id = next_id
         self._changes: dict[int, Delivery | None] = {}  # id -> row to write, or None: delete
+        self._fires: dict[str, float] = {}  # schedule fires not written yet
+        self._fired = self._read_fires()
         self._sent_max = next_id - 1  # ids above this were never handed to the writer
         self._top = next_id - 1  # the highest id given out, written or not
         self._noted = 0  # changes noted, ever
@@ -122,6 +124,18 @@ class JournalBroker(MemoryBroker):
             delivery.failed_at = failed_at
             found.append(delivery)
         return found
+
+    def _read_fires(self) -> dict[str, float]:
+        rows = self._db.execute("SELECT key, value FROM meta WHERE key LIKE 'fire:%'")
+        return {key.removeprefix("fire:"): value / 1000 for key, value in rows}
+
+    def fires(self) -> dict[str, float]:
+        return dict(self._fired)
+
+    def note_fire(self, name: str, when: float) -> None:
+        self._fired[name] = when
+        self._fires[name] = when
+        self._note(1)
 
     def serve(self, slots: Sequence[Slot], *, reason: str) -> int:
         failed = super().serve(slots, reason=reason)
@@ -195,24 +209,27 @@ class JournalBroker(MemoryBroker):
                 await self._wakeup_writer.wait()
             # Linger a moment: deliveries that finish meanwhile need never be written.
             await anyio.sleep(LINGER_SECONDS)
-            noted, changes = self._noted, self._changes
-            self._changes = {}
-            if not changes:  # every change cancelled out (a delivery done before it was written)
+            noted, changes, fires = self._noted, self._changes, self._fires
+            self._changes, self._fires = {}, {}
+            if not changes and not fires:  # every change cancelled out (done before written)
                 self._written = noted
                 self._wake(noted)
                 continue
-            self._sent_max = max(self._sent_max, max(changes))
+            if changes:
+                self._sent_max = max(self._sent_max, max(changes))
             try:
-                await anyio.to_thread.run_sync(self._write, changes, self._top + 1,
+                await anyio.to_thread.run_sync(self._write, changes, self._top + 1, fires,
                                                limiter=self._limiter)
             except anyio.get_cancelled_exc_class():
                 # Written or not, close() writes these again: each change is idempotent.
                 self._changes = {**changes, **self._changes}
+                self._fires = {**fires, **self._fires}
                 raise
             except JournalError as exc:
                 logger.error("%s; the daemon keeps the changes and tries again", exc)
                 self._failure = exc
                 self._changes = {**changes, **self._changes}
+                self._fires = {**fires, **self._fires}
                 self._wake(math.inf)
                 await anyio.sleep(1)
                 continue
@@ -226,7 +243,8 @@ class JournalBroker(MemoryBroker):
         for done in due:
             done.set()
 
-    def _write(self, changes: dict[int, Delivery | None], next_id: int) -> None:
+    def _write(self, changes: dict[int, Delivery | None], next_id: int,
+               fires: dict[str, float] | None = None) -> None:
         rows = []
         gone = []
         for delivery_id, delivery in changes.items():
@@ -242,6 +260,10 @@ class JournalBroker(MemoryBroker):
             if rows:
                 db.executemany(_UPSERT, rows)
             db.execute(_NEXT_ID, (next_id,))
+            if fires:
+                db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                               [("fire:" + name, int(when * 1000)) for name, when in
+                                fires.items()])
             db.execute("COMMIT")
         except Exception as exc:  # sqlite3.Error, or a value it cannot take
             if self._db.in_transaction:
@@ -252,7 +274,8 @@ class JournalBroker(MemoryBroker):
         """Commit what is left and close the file."""
         try:
             changes, self._changes = self._changes, {}
-            self._write(changes, self._top + 1)
+            fires, self._fires = self._fires, {}
+            self._write(changes, self._top + 1, fires)
         finally:
             self._db.close()
 

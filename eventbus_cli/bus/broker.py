@@ -59,6 +59,14 @@ class Broker(ABC):
     max_scheduled: int = 0
     """How many deliveries may wait for a due time at once."""
 
+    def fires(self) -> dict[str, float]:
+        """When each schedule, by name, last fired, as far as this broker keeps it (the
+        memory broker keeps nothing across a restart)."""
+        return {}
+
+    def note_fire(self, name: str, when: float) -> None:  # noqa: B027 - optional to keep
+        """Keep that the schedule ``name`` fired at ``when`` (a time.time() value)."""
+
     def full(self, event_id: str, needed: int, size: int = 0, *,
              later: bool = False) -> QueueFullError:
         """The error for an event of ``needed`` deliveries of ``size`` bytes that does not

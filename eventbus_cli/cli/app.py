@@ -43,9 +43,13 @@ listeners_app = typer.Typer(
          "Example: eventbus listeners list --json", no_args_is_help=True)
 queue_app = typer.Typer()  # its help is the queue callback's docstring
 events_app = typer.Typer()  # its help is the events callback's docstring
+schedule_app = typer.Typer(
+    help="The daemon's cron and every schedules: list them, or fire one now.\n\n"
+         "Example: eventbus schedule list", no_args_is_help=True)
 app.add_typer(listeners_app, name="listeners")
 app.add_typer(queue_app, name="queue")
 app.add_typer(events_app, name="events")
+app.add_typer(schedule_app, name="schedule")
 
 SocketOption = Annotated[Path | None, typer.Option(
     "--socket", help="The daemon's socket (env EVENTBUS_SOCKET; default: from the config).")]
@@ -424,3 +428,4 @@ def _global_option_after_command(args: list[str]) -> tuple[str, str] | None:
 from . import emit as emit  # noqa: E402
 from . import events as events  # noqa: E402
 from . import queue as queue  # noqa: E402
+from . import schedule as schedule  # noqa: E402

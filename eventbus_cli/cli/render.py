@@ -22,6 +22,7 @@ __all__ = (
     "print_events",
     "print_listeners",
     "print_queue",
+    "print_schedules",
     "print_status",
     "progress_bar",
     "tail_line",
@@ -107,6 +108,21 @@ def print_listeners(listeners: list[dict[str, Any]]) -> None:
              item.get("check", ""))
             for item in listeners]
     _print_fitted(_LISTENER_COLUMNS, rows)
+
+
+_SCHEDULE_COLUMNS = (_Column("name", 0), _Column("schedule", 1), _Column("event", 2),
+                     _Column("next", 3, fixed=True), _Column("last", 5, fixed=True),
+                     _Column("outcome", 4))
+
+
+def print_schedules(schedules: list[dict[str, Any]]) -> None:
+    if not schedules:
+        _console().print("no schedules: declare cron(...) or every(...) in a listener file, "
+                         "or [[schedule]] in eventbus.toml")
+        return
+    rows = [(item["name"], item["text"], item["event"], _local(item["next"]),
+             _local(item["last"]), item["outcome"] or "-") for item in schedules]
+    _print_fitted(_SCHEDULE_COLUMNS, rows)
 
 
 _EVENT_COLUMNS = (_Column("event", 0), _Column("listener", 1), _Column("signature", 2),

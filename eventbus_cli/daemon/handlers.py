@@ -21,6 +21,7 @@ from .._version import __version__
 from ..brokers.journal import JournalBroker
 from ..bus.delivery import Delivery, DeliveryState, iso_time
 from ..bus.emitter import SimpleEventEmitter
+from ..bus.schedules import Schedule
 from ..codec import encode_error, encode_result
 from ..config import Config
 from ..errors import (
@@ -31,12 +32,14 @@ from ..errors import (
     LoaderError,
     ProtocolError,
     QueueFullError,
+    ScheduleError,
 )
 from ..protocol import OPS, PROTOCOL_VERSION, ErrorCode, EventMessage, Request, decode_request
 from .catalog import dry_run, event_catalog, event_schema
 from .health import Health
-from .loader import MODULE_PREFIX, load_listeners
+from .loader import MODULE_PREFIX, load_modules
 from .monitor import Monitor, Subscription
+from .scheduler import Scheduler, UnknownScheduleError, config_schedules
 
 __all__ = ("LIST_REPLY_BYTES", "QUEUE_WAIT_SECONDS", "Operations")
 
@@ -86,6 +89,13 @@ class Operations:
         self.started = time.monotonic()
         self.draining = False
         self._reloading = anyio.Lock()
+        self.scheduler = Scheduler(emitter)
+        self.config_schedules = config_schedules(config)
+        """The ``[[schedule]]`` tables, fixed for the daemon's life (a reload keeps them)."""
+
+    def serve_schedules(self, schedules: list[Schedule]) -> None:
+        """Serve the listener files' ``schedules`` and the config's from now on."""
+        self.scheduler.replace(self.scheduler.check_names(schedules, self.config_schedules))
 
     async def answer(self, line: bytes, flush: Flush) -> tuple[bytes, bool] | Subscription:
         """The reply line to one request line, and whether the request may have changed
@@ -122,8 +132,10 @@ class Operations:
         except LoaderError as exc:
             return encode_error(request_id, ErrorCode.RELOAD_FAILED, str(exc),
                                 file=str(exc.file), line=exc.line)
-        except ListenerError as exc:
+        except (ListenerError, ScheduleError) as exc:
             return encode_error(request_id, ErrorCode.RELOAD_FAILED, str(exc))
+        except UnknownScheduleError as exc:
+            return encode_error(request_id, ErrorCode.NOT_FOUND, str(exc), schedules=exc.known)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             raise  # the client left while an emit waited: the connection ends, quietly
         except Exception as exc:  # a bug here must cost one reply, never the daemon
@@ -260,6 +272,15 @@ class Operations:
                               "(`eventbus events` lists the events that are taken)", 0)
         return schema
 
+    @_handles("schedules")
+    async def _schedules(self, request: Request, flush: Flush) -> list[dict[str, Any]]:
+        return self.scheduler.listing()
+
+    @_handles("fire")
+    async def _fire(self, request: Request, flush: Flush) -> dict[str, Any]:
+        assert request.event is not None  # the schedule's name
+        return self.scheduler.run_now(request.event)
+
     @_handles("queue")
     async def _queue(self, request: Request, flush: Flush) -> dict[str, Any]:
         return self.queue()
@@ -311,6 +332,8 @@ class Operations:
             if isinstance(broker, JournalBroker) else None,
             "threads": {"max": self.emitter.threads.max_threads,
                         "stuck": self.emitter.threads.stuck},
+            "schedules": {"count": len(self.scheduler.listing()),
+                          "next": iso_time(self.scheduler.next_fire)},
             "draining": self.draining,
             "health": self.health.report(draining=self.draining),
             "queue": self.queue(),
@@ -342,9 +365,11 @@ class Operations:
         directory = self.config.daemon.listeners_dir
         try:
             async with self._reloading:  # one reload at a time
-                listeners = await anyio.to_thread.run_sync(load_listeners, directory)
-            changes = self.emitter.replace_listeners(listeners)
-        except (LoaderError, ListenerError) as exc:
+                loaded = await anyio.to_thread.run_sync(load_modules, directory)
+            schedules = self.scheduler.check_names(loaded.schedules, self.config_schedules)
+            changes = self.emitter.replace_listeners(loaded.listeners)
+            self.scheduler.replace(schedules)
+        except (LoaderError, ListenerError, ScheduleError) as exc:
             logger.error("reload failed; the %d listeners loaded before keep running: %s",
                          len(self.emitter.listeners), exc)
             raise
@@ -353,7 +378,8 @@ class Operations:
                     ", ".join(changes.added) or "none", ", ".join(changes.removed) or "none",
                     f"; {changes.failed} waiting deliveries of removed listeners failed"
                     if changes.failed else "")
-        return {"listeners": len(self.emitter.listeners), **changes._asdict()}
+        return {"listeners": len(self.emitter.listeners), **changes._asdict(),
+                "schedules": len(schedules)}
 
 
 def _refusal_details(exc: BadArgumentsError) -> dict[str, Any]:

@@ -8,12 +8,13 @@ import sys
 import traceback
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..bus.listener import EventListener, find_name_clash
+from ..bus.schedules import Schedule
 from ..errors import EventbusError, LoaderError
 
-__all__ = ("MODULE_PREFIX", "listener_files", "load_listeners")
+__all__ = ("MODULE_PREFIX", "Loaded", "listener_files", "load_listeners", "load_modules")
 
 MODULE_PREFIX = "eventbus_listeners."
 """Listener files are imported as ``eventbus_listeners.<file stem>``, clear of real modules."""
@@ -24,8 +25,22 @@ def listener_files(directory: Path) -> list[Path]:
     return sorted(path for path in directory.glob("*.py") if not path.name.startswith("_"))
 
 
+class Loaded(NamedTuple):
+    """What the listener files declare: listeners, and ``cron`` / ``every`` schedules."""
+
+    listeners: list[EventListener]
+    schedules: list[Schedule]
+
+
 def load_listeners(directory: Path | str) -> list[EventListener]:
-    """Import every listener file of ``directory`` and return its listeners, in file order.
+    """Import every listener file of ``directory`` and return its listeners, in file order
+    (see :func:`load_modules`)."""
+    return load_modules(directory).listeners
+
+
+def load_modules(directory: Path | str) -> Loaded:
+    """Import every listener file of ``directory`` and return its listeners and schedules,
+    in file order; a schedule without a name takes its variable's.
 
     Each call imports the files afresh, so a reload builds a new set while the listeners in
     use keep the modules they came from. If any file fails, no module of this load stays
@@ -37,6 +52,7 @@ def load_listeners(directory: Path | str) -> list[EventListener]:
         hint = "create it, or set [daemon] listeners_dir or serve --listeners-dir"
         raise LoaderError(directory, "no such directory", hint=hint)
     found: dict[int, EventListener] = {}
+    schedules: dict[str, tuple[Schedule, Path]] = {}
     # Helper modules of the directory (imported by bare name) are imported afresh too.
     replaced: dict[str, ModuleType | None] = {
         name: sys.modules.pop(name) for name in _helper_modules(directory)
@@ -47,7 +63,10 @@ def load_listeners(directory: Path | str) -> list[EventListener]:
             name = MODULE_PREFIX + path.stem
             replaced.setdefault(name, sys.modules.get(name))
             module = _import(name, path)
-            for value in vars(module).values():
+            for key, value in vars(module).items():
+                if isinstance(value, Schedule):
+                    _add_schedule(schedules, key, value, path)
+                    continue
                 item = _as_listener(value)
                 if item is not None:
                     found.setdefault(id(value), item)
@@ -62,7 +81,18 @@ def load_listeners(directory: Path | str) -> list[EventListener]:
     finally:
         with contextlib.suppress(ValueError):  # a listener file may have taken it off itself
             sys.path.remove(str(directory))
-    return list(found.values())
+    return Loaded(list(found.values()), [schedule for schedule, _ in schedules.values()])
+
+
+def _add_schedule(schedules: dict[str, tuple[Schedule, Path]], key: str, schedule: Schedule,
+                  path: Path) -> None:
+    if schedule.name is None:
+        schedule.name = key
+    taken = schedules.get(schedule.name)
+    if taken is not None and taken[0] is not schedule:
+        raise LoaderError(path, f"schedule name {schedule.name!r} is taken by {taken[1].name} "
+                          "too; rename one, or pass name=...")
+    schedules[schedule.name] = (schedule, path)
 
 
 def _refuse_name_clash(listeners: list[EventListener], directory: Path) -> None:

@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -33,7 +34,7 @@ from ..errors import EventbusError
 from ..plural import counted
 from .connection import Connections
 from .handlers import Operations
-from .loader import MODULE_PREFIX, load_listeners
+from .loader import MODULE_PREFIX, load_modules
 from .socketfile import bind_socket, remove
 from .systemd import notify, reloading
 
@@ -74,7 +75,7 @@ class Server:
         daemon before it served anything, with what went wrong (and :meth:`close` undoes the
         steps that were taken)."""
         config, daemon = self.config, self.config.daemon
-        listeners = load_listeners(daemon.listeners_dir)
+        loaded = load_modules(daemon.listeners_dir)
         # The socket first: "another daemon runs here" is the clearest error there is.
         self._sock, self._inode = bind_socket(self.socket_path)
         make: Callable[..., MemoryBroker] = (
@@ -82,7 +83,7 @@ class Server:
         broker = make(queue_size=daemon.queue_size, max_bytes=daemon.max_queue_bytes,
                       max_scheduled=daemon.max_scheduled, keep_failed=config.delivery.keep_failed)
         emitter = SimpleEventEmitter(
-            listeners,
+            loaded.listeners,
             concurrency=daemon.concurrency,
             max_threads=daemon.max_threads,
             shutdown_timeout=daemon.shutdown_timeout,
@@ -90,6 +91,7 @@ class Server:
             broker=broker,
         )
         self.ops = Operations(config, emitter, self.socket_path)
+        self.ops.serve_schedules(loaded.schedules)
         return self.ops
 
     async def main_loop(
@@ -105,6 +107,7 @@ class Server:
             connections.start_soon(accepted.sweep)
             async with ops.emitter:
                 connections.start_soon(accepted.serve, socket_listener, ops, connections)
+                connections.start_soon(ops.scheduler.run)
                 _log_banner(ops)
                 task_status.started(Ready(ops.socket_path, len(ops.emitter.listeners),
                                           ops.reload))
@@ -253,6 +256,10 @@ def run(config: Config) -> int:
     status = anyio.run(_serve_until_signalled, config, backend_options=_loop_options())
     hung = [thread for thread in threading.enumerate()
             if thread.is_alive() and not thread.daemon and thread is not threading.current_thread()]
+    deadline = time.monotonic() + 1.0  # idle worker threads end as the loop closes
+    for thread in hung:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    hung = [thread for thread in hung if thread.is_alive()]
     if hung:
         # Sync calls stuck past their timeout: the interpreter would wait for them forever.
         logger.warning("stopped, leaving %d sync listener calls that still run in threads "

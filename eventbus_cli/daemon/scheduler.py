@@ -1,0 +1,185 @@
+"""``Scheduler``: fires the daemon's ``cron`` and ``every`` schedules, with one timer.
+
+The schedules wait in a heap by their next fire; the scheduler sleeps until the nearest, so
+a thousand idle schedules cost one timer. A fire emits the schedule's event as any emit does
+(routed and checked then); its outcome is kept for ``schedule list``, and the broker keeps
+when it fired (the journal, across restarts), so that a fire missed while no daemon ran is
+caught up once at start (``catch_up = "once"``) or skipped.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import anyio
+
+from ..bus.delivery import iso_time
+from ..bus.emitter import SimpleEventEmitter
+from ..bus.schedules import Schedule, cron, every
+from ..config import Config
+from ..errors import ConfigError, EventbusError, ScheduleError
+from ..plural import counted
+
+__all__ = ("Scheduler", "UnknownScheduleError", "config_schedules")
+
+logger = logging.getLogger("eventbus.schedule")
+
+
+class UnknownScheduleError(EventbusError, LookupError):
+    """``schedule run`` named no schedule that is loaded."""
+
+    def __init__(self, name: str, known: Sequence[str]) -> None:
+        self.name = name
+        self.known = list(known)
+        listed = ", ".join(self.known) or "none is loaded"
+        super().__init__(f"no schedule is named {name!r}; the schedules: {listed}")
+
+
+class _Entry:
+    __slots__ = ("due", "last", "outcome", "schedule")
+
+    def __init__(self, schedule: Schedule, due: float, last: float | None) -> None:
+        self.schedule = schedule
+        self.due = due
+        self.last = last
+        self.outcome: str | None = None
+
+
+class Scheduler:
+    """The loaded schedules, each with its next fire, last fire and the last outcome."""
+
+    def __init__(self, emitter: SimpleEventEmitter, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._emitter = emitter
+        self._broker = emitter.broker
+        self._clock = clock
+        self._entries: dict[str, _Entry] = {}
+        self._heap: list[tuple[float, int, str]] = []
+        self._count = 0
+        self._wakeup: anyio.Event | None = None  # made in run(), inside the loop
+        self._started = False
+
+    def replace(self, schedules: Sequence[Schedule]) -> None:
+        """Serve these schedules from now on (at start, and on every reload). One kept by
+        name keeps its last fire; at start, one that missed a fire while no daemon ran fires
+        now if its ``catch_up`` is "once"."""
+        now = self._clock()
+        fired = self._broker.fires()
+        entries: dict[str, _Entry] = {}
+        for schedule in schedules:
+            assert schedule.name is not None  # the loader names every schedule
+            kept = self._entries.get(schedule.name)
+            last = kept.last if kept is not None else fired.get(schedule.name)
+            due = schedule.next_after(now)
+            if kept is None and not self._started and last is not None:
+                missed = schedule.next_after(last) <= now
+                if missed and schedule.catch_up == "once":
+                    due = now
+                    logger.info("schedule %s missed a fire while no daemon ran; firing it "
+                                "once now (catch_up = \"once\")", schedule.name)
+            entry = entries[schedule.name] = _Entry(schedule, due, last)
+            if kept is not None:
+                entry.outcome = kept.outcome
+        self._entries = entries
+        self._started = True
+        self._heap = []
+        for name, entry in entries.items():
+            self._push(name, entry)
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    def _push(self, name: str, entry: _Entry) -> None:
+        self._count += 1
+        heapq.heappush(self._heap, (entry.due, self._count, name))
+
+    async def run(self) -> None:
+        """Fire each schedule when it is due; until cancelled."""
+        while True:
+            now = self._clock()
+            while self._heap and self._heap[0][0] <= now:
+                due, _, name = heapq.heappop(self._heap)
+                entry = self._entries.get(name)
+                if entry is None or entry.due != due:
+                    continue  # replaced by a reload, or fired by hand: a stale timer
+                self._fire(entry, now)
+                entry.due = entry.schedule.next_after(max(due, now))
+                self._push(name, entry)
+            self._wakeup = anyio.Event()
+            wait = self._heap[0][0] - self._clock() if self._heap else None
+            with anyio.move_on_after(wait):
+                await self._wakeup.wait()
+
+    def check_names(self, *groups: Sequence[Schedule]) -> list[Schedule]:
+        """The schedules of every group together; :class:`ScheduleError` if a name is in
+        two of them (a listener file's and eventbus.toml's, say)."""
+        seen: set[str | None] = set()
+        for schedule in (schedule for group in groups for schedule in group):
+            if schedule.name in seen:
+                raise ScheduleError(f"two schedules are named {schedule.name!r} (in the "
+                                    "listener files and in eventbus.toml): rename one")
+            seen.add(schedule.name)
+        return [schedule for group in groups for schedule in group]
+
+    def run_now(self, name: str) -> dict[str, Any]:
+        """Fire the schedule ``name`` now, as ``schedule run`` does; its timer is unchanged."""
+        entry = self._entries.get(name)
+        if entry is None:
+            raise UnknownScheduleError(name, sorted(self._entries))
+        self._fire(entry, self._clock())
+        return self._listed(name, entry)
+
+    def _fire(self, entry: _Entry, now: float) -> None:
+        schedule = entry.schedule
+        assert schedule.name is not None
+        try:
+            made = self._emitter.put(schedule.event_id, schedule.args, schedule.kwargs)
+        except EventbusError as exc:
+            entry.outcome = f"refused: {exc}"
+            logger.error("schedule %s could not emit %r: %s", schedule.name,
+                         schedule.event_id, exc)
+        else:
+            entry.outcome = (f"emitted: {counted(len(made), 'delivery')} queued" if made
+                             else "emitted: unrouted (no listener matches)")
+            logger.info("schedule %s fired: %s %s", schedule.name, schedule.event_id,
+                        entry.outcome)
+        entry.last = now
+        self._broker.note_fire(schedule.name, now)
+
+    def listing(self) -> list[dict[str, Any]]:
+        """Each schedule: its name, spec, time zone, event, next and last fire, outcome."""
+        return [self._listed(name, entry) for name, entry in sorted(self._entries.items())]
+
+    def _listed(self, name: str, entry: _Entry) -> dict[str, Any]:
+        schedule = entry.schedule
+        return {"name": name, "spec": schedule.spec, "every": schedule.interval,
+                "text": schedule.text, "tz": schedule.tz, "event": schedule.event_id,
+                "args": list(schedule.args), "kwargs": schedule.kwargs,
+                "catch_up": schedule.catch_up, "next": iso_time(entry.due),
+                "last": iso_time(entry.last), "outcome": entry.outcome}
+
+    @property
+    def next_fire(self) -> float | None:
+        """When the next schedule is due, if any."""
+        return min((entry.due for entry in self._entries.values()), default=None)
+
+
+def config_schedules(config: Config) -> list[Schedule]:
+    """The ``[[schedule]]`` tables of the config as schedules; :class:`ConfigError` names the
+    table and the value that is wrong."""
+    made = []
+    for index, table in enumerate(config.schedules):
+        options = {"args": table.get("args", ()), "kwargs": table.get("kwargs"),
+                   "name": table["name"], "catch_up": table.get("catch_up", "once")}
+        try:
+            if "cron" in table:
+                made.append(cron(table["cron"], table["event"], tz=table.get("tz", "UTC"),
+                                 **options))
+            else:
+                made.append(every(table["every"], table["event"], **options))
+        except ScheduleError as exc:
+            raise ConfigError(config.path, config.schedule_key(index), exc.problem) from None
+    return made
