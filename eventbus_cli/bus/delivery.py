@@ -154,6 +154,9 @@ class DeliveryObserver(Protocol):
     def requeued(self, deliveries: Sequence[Delivery]) -> None:
         """Failed deliveries queued again by a retry."""
 
+    def due(self, delivery: Delivery) -> None:
+        """A scheduled delivery's time came: it waits for a worker from now on."""
+
     def started(self, delivery: Delivery) -> None:
         """A worker began an attempt."""
 

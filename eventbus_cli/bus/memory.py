@@ -370,6 +370,8 @@ class MemoryBroker(Broker):
         self._append(lane, delivery)
         if self._idle:
             self._idle.popleft().set()
+        if self._observers:
+            self._tell("due", delivery)
 
     async def settled(self) -> None:
         """Nothing to wait for: memory is as durable as this broker gets."""

@@ -246,6 +246,12 @@ def tail_line(record: dict[str, Any]) -> str:
             counted(count, "delivery") if count else "unrouted (no listener matches)")
     if kind == "skipped":
         return f"{when} {kind:<8} {record['message']}"
+    if kind == "scheduled":
+        count = counted(record["deliveries"], "delivery")
+        return f"{when} {kind:<8} {record['event']}  {count} due {_local(record.get('due'))}"
+    if kind == "fired":
+        return (f"{when} {kind:<8} {record['event']}  schedule {record['schedule']}: "
+                f"{record['outcome']}")
     latency = record.get("latency")
     took = "" if latency is None else (
         f"  waited {latency * 1000:.3f} ms" if kind == "started" else f"  {latency * 1000:.3f} ms")

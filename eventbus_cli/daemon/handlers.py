@@ -89,7 +89,7 @@ class Operations:
         self.started = time.monotonic()
         self.draining = False
         self._reloading = anyio.Lock()
-        self.scheduler = Scheduler(emitter)
+        self.scheduler = Scheduler(emitter, on_fire=self.monitor.fired)
         self.config_schedules = config_schedules(config)
         """The ``[[schedule]]`` tables, fixed for the daemon's life (a reload keeps them)."""
 

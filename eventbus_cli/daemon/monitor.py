@@ -19,7 +19,7 @@ from typing import Any
 
 import anyio
 
-from ..bus.delivery import Delivery, DeliveryState
+from ..bus.delivery import Delivery, DeliveryState, iso_time
 from ..bus.emitter import SimpleEventEmitter
 from ..codec import encode_line
 
@@ -139,8 +139,22 @@ class Monitor:
 
     def emitted(self, event_id: str, deliveries: Sequence[Delivery]) -> None:
         if self._subscriptions and (targets := self._targets(event_id)):
-            _publish(targets, {"type": "emitted", "event": event_id,
-                               "deliveries": len(deliveries)})
+            later = deliveries and deliveries[0].state is DeliveryState.SCHEDULED
+            record: dict[str, Any] = {"type": "scheduled" if later else "emitted",
+                                      "event": event_id, "deliveries": len(deliveries)}
+            if later:
+                record["due"] = iso_time(deliveries[0].due_at)
+            _publish(targets, record)
+
+    def due(self, delivery: Delivery) -> None:
+        if self._subscriptions and (targets := self._targets(delivery.event)):
+            _publish(targets, _about(delivery, "due"))
+
+    def fired(self, schedule: str, event_id: str, outcome: str) -> None:
+        """A schedule fired (not a delivery change: the scheduler tells it)."""
+        if self._subscriptions and (targets := self._targets(event_id)):
+            _publish(targets, {"type": "fired", "schedule": schedule, "event": event_id,
+                               "outcome": outcome})
 
     def requeued(self, deliveries: Sequence[Delivery]) -> None:
         for delivery in deliveries:

@@ -53,10 +53,12 @@ class Scheduler:
     """The loaded schedules, each with its next fire, last fire and the last outcome."""
 
     def __init__(self, emitter: SimpleEventEmitter, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 on_fire: Callable[[str, str, str], None] | None = None) -> None:
         self._emitter = emitter
         self._broker = emitter.broker
         self._clock = clock
+        self._on_fire = on_fire  # told (name, event id, outcome) of every fire: tail shows it
         self._entries: dict[str, _Entry] = {}
         self._heap: list[tuple[float, int, str]] = []
         self._count = 0
@@ -148,6 +150,8 @@ class Scheduler:
                         entry.outcome)
         entry.last = now
         self._broker.note_fire(schedule.name, now)
+        if self._on_fire is not None:
+            self._on_fire(schedule.name, schedule.event_id, entry.outcome)
 
     def listing(self) -> list[dict[str, Any]]:
         """Each schedule: its name, spec, time zone, event, next and last fire, outcome."""

@@ -111,3 +111,23 @@ def test_the_journal_keeps_the_last_fire_and_a_missed_one_is_caught_up_once(
         wait_for(lambda: len(daemon.records()) == 2)
     finally:
         daemon.kill()
+
+
+def test_tail_shows_scheduled_due_and_fired_records(short_dir: Path) -> None:
+    from tests.e2e.test_live import Tail
+
+    listeners = RECORDER + ('\nfrom eventbus_cli import cron\n'
+                            'report = cron("0 3 1 1 *", "bulk.report")\n')
+    with running(short_dir, listeners=listeners) as daemon:
+        follower = Tail(daemon).start(daemon, "probe")
+        assert daemon.cli("emit", "user_created", "--delay", "1s").returncode == 0
+        assert daemon.cli("schedule", "run", "report").returncode == 0
+        wait_for(lambda: {"scheduled", "due", "fired"} <= {r["type"] for r in follower.records},
+                 explain=lambda: str(follower.records))
+        [scheduled] = [r for r in follower.records if r["type"] == "scheduled"]
+        assert (scheduled["event"], scheduled["deliveries"]) == ("user_created", 1)
+        assert scheduled["due"].endswith("Z")
+        [fired] = [r for r in follower.records if r["type"] == "fired"]
+        assert fired == {**fired, "schedule": "report", "event": "bulk.report",
+                         "outcome": "emitted: 1 delivery queued"}
+        assert follower.close() == 0

@@ -1,0 +1,86 @@
+"""Scheduling costs: a burst of due deliveries, and the idle cost of many schedules.
+
+Run: .venv/bin/python bench/schedules.py
+
+1. 100,000 deliveries scheduled for the same second (emit_at) into one no-op listener: how
+   long after their due time the last one starts, and how many ready events a producer
+   emits in that time compared with the same producer when nothing else is due.
+2. 1,000 cron schedules (none due) served by the daemon's Scheduler for 5 s: the CPU the
+   process spends meanwhile, as a share of one core.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from typing import Any
+
+import anyio
+
+from eventbus_cli import SimpleEventEmitter, cron, listener
+from eventbus_cli.daemon.scheduler import Scheduler
+
+BURST = 100_000
+
+
+async def burst(scheduled: int) -> tuple[float, int]:
+    """(seconds from the due time until the last scheduled delivery started, ready events
+    emitted during the second after the due time)."""
+    starts: list[float] = []
+    all_started = anyio.Event()
+
+    @listener("due")
+    async def on_due(**kwargs: Any) -> None:
+        starts.append(time.time())
+        if len(starts) == scheduled:
+            all_started.set()
+
+    @listener("ready")
+    async def on_ready(**kwargs: Any) -> None: ...
+
+    async with SimpleEventEmitter([on_due, on_ready]) as emitter:
+        due = time.time() + 2.0
+        for _ in range(scheduled):
+            emitter.emit_at(due, "due")
+        await anyio.sleep(max(0.0, due - time.time()))
+        ready, until = 0, due + 1.0
+        while time.time() < until:
+            await emitter.aemit("ready")
+            ready += 1
+        if scheduled:
+            await all_started.wait()
+    return (max(starts) - due if starts else 0.0), ready
+
+
+async def idle_schedules(count: int, seconds: float) -> float:
+    """CPU seconds per second spent while ``count`` schedules wait."""
+    @listener("report")
+    def report(**kwargs: Any) -> None: ...
+
+    async with SimpleEventEmitter([report]) as emitter:
+        scheduler = Scheduler(emitter)
+        scheduler.replace([cron("0 3 1 1 *", "report", name=f"s{i}") for i in range(count)])
+        async with anyio.create_task_group() as group:
+            group.start_soon(scheduler.run)
+            await anyio.sleep(0.5)
+            before = resource.getrusage(resource.RUSAGE_SELF)
+            await anyio.sleep(seconds)
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            group.cancel_scope.cancel()
+    used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return used / seconds
+
+
+def main() -> None:
+    late, ready_busy = anyio.run(burst, BURST)
+    _, ready_quiet = anyio.run(burst, 0)
+    print(f"{BURST:,} deliveries due in the same second: the last started {late:.3f} s after "
+          f"its due time")
+    print(f"ready events emitted in that second: {ready_busy:,} (with nothing due: "
+          f"{ready_quiet:,}; {100 * (ready_busy / ready_quiet - 1):+.1f}%)")
+    share = anyio.run(idle_schedules, 1000, 5.0)
+    print(f"1,000 idle cron schedules: {100 * share:.2f}% of a core")
+
+
+if __name__ == "__main__":
+    main()
