@@ -13,6 +13,7 @@ change through :meth:`_kept` and :meth:`_forgotten`.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import logging
 import time
@@ -351,8 +352,8 @@ class MemoryBroker(Broker):
                 if self._idle:
                     self._idle.popleft().set()
             today = time.time()
-            while later and later[0][0] <= today:
-                self._now_due(*heapq.heappop(later)[2:])
+            if later and later[0][0] <= today:
+                self._release_due(today)
             self._wakeup = anyio.Event()
             waits = [heap[0][0] - now] if heap else []
             if later:
@@ -360,18 +361,27 @@ class MemoryBroker(Broker):
             with anyio.move_on_after(min(waits, default=None)):
                 await self._wakeup.wait()
 
-    def _now_due(self, delivery: Delivery, lane: _Lane) -> None:
-        """A scheduled delivery's time has come: it waits for a worker like any other (and
-        may take the queue past ``queue_size`` for a moment, as a retry may)."""
-        lane.scheduled -= 1
-        delivery.state = DeliveryState.PENDING
-        self._waiting += 1
-        self._bytes += delivery.size
-        self._append(lane, delivery)
-        if self._idle:
+    def _release_due(self, today: float) -> None:
+        """Scheduled deliveries whose time has come wait for a worker like any other (and may
+        take the queue past ``queue_size`` for a moment, as a retry may). Taken in one sorted
+        cut rather than pop by pop: a burst of 100,000 due at once moves in milliseconds."""
+        later = self._scheduled
+        later.sort()  # a sorted list is still a heap
+        cut = bisect.bisect_right(later, today, key=lambda entry: entry[0])
+        due, later[:cut] = later[:cut], []
+        for _, _, delivery, lane in due:
+            lane.scheduled -= 1
+            delivery.state = DeliveryState.PENDING
+            lane.queue.append(delivery)
+            self._bytes += delivery.size
+        self._waiting += len(due)
+        for lane in {id(entry[3]): entry[3] for entry in due}.values():
+            self._make_ready(lane)
+        while self._idle and self._ready:
             self._idle.popleft().set()
         if self._observers:
-            self._tell("due", delivery)
+            for entry in due:
+                self._tell("due", entry[2])
 
     async def settled(self) -> None:
         """Nothing to wait for: memory is as durable as this broker gets."""
