@@ -39,6 +39,8 @@ class BulkResult(NamedTuple):
     error: RemoteError | None = None
     rejected: tuple[tuple[int, int], ...] = ()
     """The events not accepted, as ``(start, stop)`` index ranges, in order."""
+    duplicates: int = 0
+    """Accepted events whose dedupe key had been seen lately: they queued nothing."""
 
 
 def read_event_lines(stream: IO[bytes], source: str) -> tuple[list[bytes], list[int]]:
@@ -132,12 +134,14 @@ class Client:
                kwargs: Mapping[str, Any] | None = None, *, wait: float | None = None,
                require_listener: bool = False, check: bool = True,
                dry_run: bool = False, delay: float | None = None,
-               at: datetime | None = None) -> dict[str, Any]:
+               at: datetime | None = None, key: str | None = None) -> dict[str, Any]:
         """Emit one event and return the daemon's whole answer: ``{"event_id",
         "deliveries"}``, and with ``wait`` (seconds) the ``results`` of its deliveries.
         ``check=False`` skips the argument check; ``dry_run`` queues nothing and answers
         which listeners would get the event and whether each takes its arguments; ``delay``
-        (seconds) or ``at`` schedule the deliveries for later."""
+        (seconds) or ``at`` schedule the deliveries for later. With a dedupe ``key``, a
+        repeat within the daemon's ``dedupe_window`` is answered as the first was, with
+        ``"duplicate": true``, and queues nothing."""
         fields: dict[str, Any] = {"event": event_id, "args": list(args),
                                   "kwargs": dict(kwargs or {})}
         if wait is not None:
@@ -149,6 +153,8 @@ class Client:
             fields["check"] = False
         if delay is not None:
             fields["delay"] = delay
+        if key is not None:
+            fields["key"] = key
         if at is not None:
             fields["at"] = _timestamp(at)
         result: dict[str, Any] = self.call("emit", **fields)
@@ -240,7 +246,7 @@ class Client:
         limit = int(self.hello()["max_message_bytes"]) - 64
         pending = _batches(lines, limit)
         sent: list[tuple[int, int]] = []  # (start, stop) of each batch awaiting its reply
-        accepted = deliveries = unrouted = 0
+        accepted = deliveries = unrouted = duplicates = 0
         error: RemoteError | None = None
         rejected: list[tuple[int, int]] = []
         sent_until = 0
@@ -261,6 +267,7 @@ class Client:
             accepted += taken
             deliveries += int(counts.get("deliveries", 0))
             unrouted += int(counts.get("unrouted", 0))
+            duplicates += int(counts.get("duplicates", 0))
             if not reply.ok:
                 details = dict(reply.details) if isinstance(reply.details, dict) else {}
                 if isinstance(index := details.get("index"), int):
@@ -271,7 +278,8 @@ class Client:
                 progress(taken)
         if error is not None and sent_until < len(lines):
             rejected.append((sent_until, len(lines)))  # never sent, after the error
-        return BulkResult(len(lines), accepted, deliveries, unrouted, error, _merged(rejected))
+        return BulkResult(len(lines), accepted, deliveries, unrouted, error, _merged(rejected),
+                          duplicates)
 
     def _send(self, data: bytes) -> None:
         try:

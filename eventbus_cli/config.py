@@ -59,6 +59,8 @@ class DaemonConfig:
     queue_size: int = 10_000
     max_queue_bytes: int = 256 << 20
     max_scheduled: int = 100_000
+    dedupe_window: float = 600.0
+    max_dedupe_keys: int = 100_000
     concurrency: int = 64
     max_threads: int = 40
     max_message_bytes: int = 1_048_576
@@ -123,7 +125,8 @@ class DeliveryConfig:
 # The range of each number, lowest and highest allowed; anything outside is refused.
 _RANGE: dict[str, tuple[float, float]] = {
     "queue_size": (1, 10_000_000), "max_queue_bytes": (1024, 1 << 40),
-    "max_scheduled": (0, 10_000_000),
+    "max_scheduled": (0, 10_000_000), "dedupe_window": (1, 30 * 86_400),
+    "max_dedupe_keys": (0, 10_000_000),
     "concurrency": (1, 10_000), "max_threads": (1, 10_000),
     "max_message_bytes": (1024, 1 << 30), "shutdown_timeout": (0, 86_400),
     "max_connections": (1, 1_000_000), "idle_timeout": (0.1, 86_400 * 7),

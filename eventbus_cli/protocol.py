@@ -71,6 +71,7 @@ class EventMessage(NamedTuple):
     event: str
     args: list[Any]
     kwargs: dict[str, Any]
+    key: str | None = None  # a dedupe key: a repeat within dedupe_window queues nothing
 
 
 class Request(NamedTuple):
@@ -207,7 +208,7 @@ def _any(value: object) -> object:
 
 
 def _build_emit(values: dict[str, Any]) -> dict[str, Any]:
-    data = {key: values[key] for key in ("event", "args", "kwargs") if key in values}
+    data = {key: values[key] for key in ("event", "args", "kwargs", "key") if key in values}
     fields: dict[str, Any] = {"events": (_event(data, None),)}
     wait, timeout = values.get("wait", False), values.get("timeout")
     if timeout is not None and not wait:
@@ -266,6 +267,9 @@ OPS: dict[str, Op] = {
         Field("timeout", _seconds, "seconds to wait, with `wait` (default 60)"),
         Field("require_listener", _bool, "true: refuse an event no listener matches"),
         Field("check", _bool, "false: skip the argument check (default true)"),
+        Field("key", _any, "a dedupe key (1 to 200 characters): a repeat within "
+              "`dedupe_window` is answered as the first was, with `duplicate`, and queues "
+              "nothing"),
         Field("dry_run", _bool, "true: queue nothing; say which listeners would get it and "
               "whether each takes its arguments"),
         Field("delay", _delay, "seconds to wait before the deliveries run (at most a year)"),
@@ -276,9 +280,10 @@ OPS: dict[str, Op] = {
        '`{"event_id", "listeners": [{"listener", "signature", "takes", "problem"}]}`',
        _build_emit, writes=True),
     "emit_many": Op((Field("events", _event_list,
-                           'a list of `{"event", "args", "kwargs"}`', required=True),
+                           'a list of `{"event", "args", "kwargs", "key"}` (`key` optional)',
+                           required=True),
                      Field("check", _bool, "false: skip the argument check (default true)")),
-                    '`{"accepted", "deliveries", "unrouted"}`', writes=True),
+                    '`{"accepted", "deliveries", "unrouted", "duplicates"}`', writes=True),
     "events": Op((), "as `events --json`"),
     "schedules": Op((), "as `schedule list --json`"),
     "fire": Op((Field("name", _any, "a schedule's name", required=True),),
@@ -306,9 +311,11 @@ OPS: dict[str, Op] = {
 }
 _NAMES = {op: frozenset(field.name for field in spec.fields) | {"id", "op"}
           for op, spec in OPS.items()}
-_EVENT_FIELDS = frozenset({"event", "args", "kwargs"})
+_EVENT_FIELDS = frozenset({"event", "args", "kwargs", "key"})
 _VALID_IDS: set[str] = set()  # event ids seen valid lately: most emits repeat a few ids
 _VALID_IDS_KEPT = 4096
+MAX_KEY = 200
+"""The longest dedupe key, in characters."""
 
 
 def decode_request(line: bytes | str) -> Request:
@@ -369,7 +376,11 @@ def _event(data: object, index: int | None) -> EventMessage:
         # journal, a tail record) without running out of recursion.
         if not (_shallow(args, MAX_DEPTH) and _shallow(kwargs.values(), MAX_DEPTH)):
             raise ProtocolError(ErrorCode.BAD_REQUEST, f"{_where(index)}{TOO_DEEP}")
-        return EventMessage(event, args, kwargs)
+        key = data.get("key")
+        if key is not None and not (type(key) is str and 0 < len(key) <= MAX_KEY):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f'{_where(index)}"key" must be a string '
+                                f"of 1 to {MAX_KEY} characters, not {key!r}")
+        return EventMessage(event, args, kwargs, key)
     raise ProtocolError(ErrorCode.BAD_REQUEST, _event_problem(data, _where(index)))
 
 

@@ -17,8 +17,10 @@ import json
 import logging
 import math
 import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -48,6 +50,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     due REAL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS keys (key TEXT PRIMARY KEY, expires REAL NOT NULL,
+                                 answer TEXT NOT NULL);
 """
 _UPSERT = "INSERT OR REPLACE INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # Columns added after the first release, with their type: older journals gain them on open.
@@ -75,9 +79,12 @@ class JournalBroker(MemoryBroker):
 
     def __init__(self, path: Path, *, queue_size: int = DaemonConfig.queue_size,
                  keep_failed: int = DeliveryConfig.keep_failed, max_bytes: int | None = None,
-                 max_scheduled: int = DaemonConfig.max_scheduled) -> None:
+                 max_scheduled: int = DaemonConfig.max_scheduled,
+                 dedupe_window: float = DaemonConfig.dedupe_window,
+                 max_dedupe_keys: int = DaemonConfig.max_dedupe_keys) -> None:
         super().__init__(queue_size=queue_size, keep_failed=keep_failed, max_bytes=max_bytes,
-                         max_scheduled=max_scheduled)
+                         max_scheduled=max_scheduled, dedupe_window=dedupe_window,
+                         max_dedupe_keys=max_dedupe_keys)
         self.path = path
         self._db, next_id = _open(path)
         self._loaded: list[Delivery] | None = self._read()
@@ -85,6 +92,10 @@ class JournalBroker(MemoryBroker):
         self._changes: dict[int, Delivery | None] = {}  # id -> row to write, or None: delete
         self._fires: dict[str, float] = {}  # schedule fires not written yet
         self._fired = self._read_fires()
+        self._key_rows: dict[str, tuple[float, str] | None] = {}  # keys to write, or drop
+        for key, expires, answer in self._db.execute(
+                "SELECT key, expires, answer FROM keys ORDER BY expires"):
+            self.keys.remember(key, json.loads(answer), expires)
         self._sent_max = next_id - 1  # ids above this were never handed to the writer
         self._top = next_id - 1  # the highest id given out, written or not
         self._noted = 0  # changes noted, ever
@@ -131,6 +142,13 @@ class JournalBroker(MemoryBroker):
 
     def fires(self) -> dict[str, float]:
         return dict(self._fired)
+
+    def remember(self, key: str, answer: dict[str, Any]) -> None:
+        expires = self.keys.remember(key, answer)
+        self._key_rows[key] = (expires, _ENCODER.encode(answer))
+        for gone in self.keys.prune():
+            self._key_rows[gone] = None
+        self._note(1)
 
     def note_fire(self, name: str, when: float) -> None:
         self._fired[name] = when
@@ -210,8 +228,9 @@ class JournalBroker(MemoryBroker):
             # Linger a moment: deliveries that finish meanwhile need never be written.
             await anyio.sleep(LINGER_SECONDS)
             noted, changes, fires = self._noted, self._changes, self._fires
+            keys, self._key_rows = self._key_rows, {}
             self._changes, self._fires = {}, {}
-            if not changes and not fires:  # every change cancelled out (done before written)
+            if not changes and not fires and not keys:  # all cancelled out (done, unwritten)
                 self._written = noted
                 self._wake(noted)
                 continue
@@ -219,17 +238,19 @@ class JournalBroker(MemoryBroker):
                 self._sent_max = max(self._sent_max, max(changes))
             try:
                 await anyio.to_thread.run_sync(self._write, changes, self._top + 1, fires,
-                                               limiter=self._limiter)
+                                               keys, limiter=self._limiter)
             except anyio.get_cancelled_exc_class():
                 # Written or not, close() writes these again: each change is idempotent.
                 self._changes = {**changes, **self._changes}
                 self._fires = {**fires, **self._fires}
+                self._key_rows = {**keys, **self._key_rows}
                 raise
             except JournalError as exc:
                 logger.error("%s; the daemon keeps the changes and tries again", exc)
                 self._failure = exc
                 self._changes = {**changes, **self._changes}
                 self._fires = {**fires, **self._fires}
+                self._key_rows = {**keys, **self._key_rows}
                 self._wake(math.inf)
                 await anyio.sleep(1)
                 continue
@@ -244,7 +265,8 @@ class JournalBroker(MemoryBroker):
             done.set()
 
     def _write(self, changes: dict[int, Delivery | None], next_id: int,
-               fires: dict[str, float] | None = None) -> None:
+               fires: dict[str, float] | None = None,
+               keys: dict[str, tuple[float, str] | None] | None = None) -> None:
         rows = []
         gone = []
         for delivery_id, delivery in changes.items():
@@ -264,6 +286,12 @@ class JournalBroker(MemoryBroker):
                 db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                                [("fire:" + name, int(when * 1000)) for name, when in
                                 fires.items()])
+            if keys:
+                db.executemany("DELETE FROM keys WHERE key = ?",
+                               [(key,) for key, row in keys.items() if row is None])
+                db.executemany("INSERT OR REPLACE INTO keys VALUES (?, ?, ?)",
+                               [(key, *row) for key, row in keys.items() if row is not None])
+                db.execute("DELETE FROM keys WHERE expires <= ?", (time.time(),))
             db.execute("COMMIT")
         except Exception as exc:  # sqlite3.Error, or a value it cannot take
             if self._db.in_transaction:
@@ -275,7 +303,8 @@ class JournalBroker(MemoryBroker):
         try:
             changes, self._changes = self._changes, {}
             fires, self._fires = self._fires, {}
-            self._write(changes, self._top + 1, fires)
+            keys, self._key_rows = self._key_rows, {}
+            self._write(changes, self._top + 1, fires, keys)
         finally:
             self._db.close()
 

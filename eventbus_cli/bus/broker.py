@@ -59,6 +59,13 @@ class Broker(ABC):
     max_scheduled: int = 0
     """How many deliveries may wait for a due time at once."""
 
+    def answer_for(self, key: str) -> dict[str, Any] | None:
+        """The answer an emit with dedupe ``key`` got, if one was accepted lately."""
+        return None
+
+    def remember(self, key: str, answer: dict[str, Any]) -> None:  # noqa: B027 - optional
+        """Keep that an emit with dedupe ``key`` was accepted, with its ``answer``."""
+
     def fires(self) -> dict[str, float]:
         """When each schedule, by name, last fired, as far as this broker keeps it (the
         memory broker keeps nothing across a restart)."""

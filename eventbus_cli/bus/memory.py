@@ -28,6 +28,7 @@ from ..checks import number_problem
 from ..config import DaemonConfig, DeliveryConfig
 from ..errors import DeliveryError, QueueFullError
 from .broker import Broker
+from .dedupe import DedupeKeys
 from .delivery import Delivery, DeliveryObserver, DeliveryState, EmitterStats, ListenerStats
 from .routing import Slot
 
@@ -70,7 +71,9 @@ class MemoryBroker(Broker):
 
     def __init__(self, *, queue_size: int = DaemonConfig.queue_size,
                  keep_failed: int = DeliveryConfig.keep_failed, max_bytes: int | None = None,
-                 max_scheduled: int = DaemonConfig.max_scheduled) -> None:
+                 max_scheduled: int = DaemonConfig.max_scheduled,
+                 dedupe_window: float = DaemonConfig.dedupe_window,
+                 max_dedupe_keys: int = DaemonConfig.max_dedupe_keys) -> None:
         for key, value, minimum in (("queue_size", queue_size, 1), ("keep_failed", keep_failed, 0),
                                     ("max_bytes", 1 if max_bytes is None else max_bytes, 1),
                                     ("max_scheduled", max_scheduled, 0)):
@@ -79,6 +82,7 @@ class MemoryBroker(Broker):
         self.size = queue_size
         self.max_bytes = max_bytes
         self.max_scheduled = max_scheduled
+        self.keys = DedupeKeys(dedupe_window, max_dedupe_keys)
         # Deliveries emitted for later, by due time (time.time(): a due time is a date).
         self._scheduled: list[tuple[float, int, Delivery, _Lane]] = []
         self._bytes = 0  # sizes of the pending and delayed deliveries
@@ -231,6 +235,12 @@ class MemoryBroker(Broker):
         heapq.heappush(self._scheduled, entry)
         if self._scheduled[0] is entry and self._wakeup is not None:
             self._wakeup.set()
+
+    def answer_for(self, key: str) -> dict[str, Any] | None:
+        return self.keys.answer_for(key)
+
+    def remember(self, key: str, answer: dict[str, Any]) -> None:
+        self.keys.remember(key, answer)
 
     def _append(self, lane: _Lane, delivery: Delivery) -> None:
         lane.queue.append(delivery)

@@ -50,6 +50,10 @@ def emit(
     at: Annotated[str | None, typer.Option(
         "--at", help="Run the deliveries at this time: ISO 8601, e.g. 2026-12-02T09:00 "
         "(local time without an offset); a time past runs now.", show_default=False)] = None,
+    key: Annotated[str | None, typer.Option(
+        "--key", help="A dedupe key: a repeat within the daemon's dedupe_window is answered "
+        "as the first was and queues nothing, so a retried emit never runs twice.",
+        show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Emit nothing: say which listeners would get the event and whether "
         "each takes its arguments (exit 1 if one would refuse them).")] = False,
@@ -88,13 +92,16 @@ def emit(
         with client_for(ctx, seconds + 30 if wait else DEFAULT_TIMEOUT) as client:
             result = client.submit(event, args, kwargs, wait=seconds if wait else None,
                                    require_listener=require_listener, check=not no_check,
-                                   dry_run=dry_run, delay=seconds_later, at=when)
+                                   dry_run=dry_run, delay=seconds_later, at=when, key=key)
     if dry_run:
         _show_dry_run(result, as_json)
         return
     deliveries, results = result["deliveries"], result.get("results")
     if as_json:
         typer.echo(json.dumps(result))
+    elif result.get("duplicate"):
+        typer.echo(f"{event}: a duplicate of an emit already accepted with key {key!r} "
+                   f"({counted(deliveries, 'delivery')} then); nothing queued now")
     elif "due" in result and deliveries:
         from datetime import datetime
 
@@ -179,17 +186,24 @@ def _emit_file(ctx: typer.Context, file: str, as_json: bool, *, check: bool) -> 
             else:
                 result = client.emit_lines(lines, check=check)
     summary = {"events": result.total, "accepted": result.accepted,
-               "deliveries": result.deliveries, "unrouted": result.unrouted}
+               "deliveries": result.deliveries, "unrouted": result.unrouted,
+               "duplicates": result.duplicates}
     if as_json:
         typer.echo(json.dumps(summary))
     else:
+        repeats = f", {counted(result.duplicates, 'duplicate')}" if result.duplicates else ""
         typer.echo(f"{result.accepted} of {counted(result.total, 'event')} accepted: "
-                   f"{counted(result.deliveries, 'delivery')} queued, {result.unrouted} unrouted")
+                   f"{counted(result.deliveries, 'delivery')} queued, {result.unrouted} unrouted"
+                   f"{repeats}")
     if result.error is not None:
         error, index = result.error, result.error.details.get("index")
         said = (f"line {numbers[index]}: {error.message.partition(': ')[2]} [{error.code}]"
                 if isinstance(index, int) and 0 <= index < len(numbers) else str(error))
-        typer.echo(f"error: {said}; {_not_accepted(result.rejected, numbers)}", err=True)
+        keyed = any(b'"key"' in line for line in lines)
+        again = (" (lines that carry a key may simply all be sent again: repeats are answered "
+                 "as duplicates and queue nothing)" if keyed else "")
+        typer.echo(f"error: {said}; {_not_accepted(result.rejected, numbers)}{again}",
+                   err=True)
         raise typer.Exit(1)
 
 

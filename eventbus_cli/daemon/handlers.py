@@ -147,6 +147,16 @@ class Operations:
     @_handles("emit")
     async def _emit(self, request: Request, flush: Flush) -> dict[str, Any]:
         message = request.events[0]
+        if message.key is not None and (first := self.broker.answer_for(message.key)):
+            return {**first, "duplicate": True}  # answered as the first was; nothing queued
+        result = await self._emit_once(request, message, flush)
+        if message.key is not None:
+            self.broker.remember(message.key, {name: result[name] for name in
+                                               ("event_id", "deliveries", "due") if name in result})
+        return result
+
+    async def _emit_once(self, request: Request, message: EventMessage,
+                         flush: Flush) -> dict[str, Any]:
         if request.dry_run:
             return dry_run(self.emitter, message.event, message.args, message.kwargs)
         if request.require_listener and not self.emitter.listeners_for(message.event):
@@ -173,17 +183,22 @@ class Operations:
 
     @_handles("emit_many")
     async def _emit_many(self, request: Request, flush: Flush) -> dict[str, Any]:
-        accepted = deliveries = unrouted = 0
+        accepted = deliveries = unrouted = duplicates = 0
         size = request.size // len(request.events)  # what each holds of the line, on average
         if request.check:  # the whole batch first: one that does not fit is refused whole
             for index, message in enumerate(request.events):
                 try:
-                    self.emitter.check_arguments(*message)
+                    self.emitter.check_arguments(message.event, message.args, message.kwargs)
                 except BadArgumentsError as exc:
                     raise _EmitFailed(ErrorCode.BAD_ARGUMENTS, f"event {index + 1} of the "
                                       f"batch: {exc}; the batch was not accepted", 0,
                                       index=index, deliveries=0, unrouted=0) from None
+        broker = self.broker
         for message in request.events:
+            if message.key is not None and broker.answer_for(message.key) is not None:
+                accepted += 1
+                duplicates += 1
+                continue
             try:  # the common case, without a coroutine per event
                 made = self._submit_now(message, size, False)
             except (QueueFullError, EmitterNotRunningError):
@@ -195,7 +210,11 @@ class Operations:
             accepted += 1
             deliveries += len(made)
             unrouted += not made
-        return {"accepted": accepted, "deliveries": deliveries, "unrouted": unrouted}
+            if message.key is not None:
+                broker.remember(message.key, {"event_id": message.event,
+                                              "deliveries": len(made)})
+        return {"accepted": accepted, "deliveries": deliveries, "unrouted": unrouted,
+                "duplicates": duplicates}
 
     def _submit_now(self, message: EventMessage, size: int, check: bool) -> Sequence[Delivery]:
         """Queue one event of ``size`` bytes if there is room now; raise for anything else,
@@ -211,7 +230,7 @@ class Operations:
         (up to :data:`QUEUE_WAIT_SECONDS`). ``accepted`` events of the request came before."""
         if self.draining:
             raise _EmitFailed(ErrorCode.SHUTTING_DOWN, _SHUTTING_DOWN, accepted)
-        event, args, kwargs = message
+        event, args, kwargs, _ = message
         try:
             try:
                 return self.emitter.put(event, tuple(args), kwargs, size=size, check=check)

@@ -81,7 +81,8 @@ class Server:
         make: Callable[..., MemoryBroker] = (
             MemoryBroker if config.journal is None else partial(JournalBroker, config.journal.path))
         broker = make(queue_size=daemon.queue_size, max_bytes=daemon.max_queue_bytes,
-                      max_scheduled=daemon.max_scheduled, keep_failed=config.delivery.keep_failed)
+                      max_scheduled=daemon.max_scheduled, keep_failed=config.delivery.keep_failed,
+                      dedupe_window=daemon.dedupe_window, max_dedupe_keys=daemon.max_dedupe_keys)
         emitter = SimpleEventEmitter(
             loaded.listeners,
             concurrency=daemon.concurrency,

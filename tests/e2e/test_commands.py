@@ -143,7 +143,7 @@ def test_emit_file_and_stdin(daemon: Daemon) -> None:
     result = daemon.cli("emit", "--file", "events.jsonl", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"events": 2000, "accepted": 2000, "deliveries": 2000,
-                                         "unrouted": 0}
+                                         "unrouted": 0, "duplicates": 0}
     piped = daemon.cli("emit", "--file", "-", input="\n".join(lines[2000:]) + '\n{"event": "x"}\n')
     assert piped.returncode == 0, piped.stderr
     assert piped.stdout == "501 of 501 events accepted: 500 deliveries queued, 1 unrouted\n"
