@@ -160,6 +160,16 @@ class Client:
         result: dict[str, Any] = self.call("emit", **fields)
         return result
 
+    def join(self, seconds: float = 60.0) -> bool:
+        """Wait until nothing is pending, running or retrying in the daemon (scheduled
+        deliveries aside); return False if ``seconds`` passed first."""
+        previous = self._sock.gettimeout()
+        self._sock.settimeout(seconds + 30)
+        try:
+            return bool(self.call("join", timeout=seconds)["idle"])
+        finally:
+            self._sock.settimeout(previous)
+
     def schedules(self) -> list[dict[str, Any]]:
         """The daemon's schedules, as ``schedule list --json`` shows them."""
         result: list[dict[str, Any]] = self.call("schedules")
@@ -442,6 +452,10 @@ class AsyncClient:
         """Emit one event; return how many deliveries the daemon queued (0: unrouted)."""
         result = await self.call("emit", event=event_id, args=list(args), kwargs=kwargs)
         return int(result["deliveries"])
+
+    async def join(self, seconds: float = 60.0) -> bool:
+        """Wait until the daemon is idle, as :meth:`Client.join` does."""
+        return bool((await self.call("join", timeout=seconds))["idle"])
 
     async def emit_in(self, seconds: float, event_id: str, /, *args: Any, **kwargs: Any) -> int:
         """Emit one event whose deliveries run in ``seconds``; return how many."""

@@ -233,6 +233,10 @@ def _build_emit(values: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
+def _build_join(values: dict[str, Any]) -> dict[str, Any]:
+    return {"wait": values.get("timeout", DEFAULT_WAIT)}
+
+
 def _build_fire(values: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(name := values["name"], str) or not name:
         raise ProtocolError(ErrorCode.BAD_REQUEST, '"name" must be a schedule\'s name')
@@ -285,6 +289,9 @@ OPS: dict[str, Op] = {
                      Field("check", _bool, "false: skip the argument check (default true)")),
                     '`{"accepted", "deliveries", "unrouted", "duplicates"}`', writes=True),
     "events": Op((), "as `events --json`"),
+    "join": Op((Field("timeout", _seconds, "give up after this many seconds (default 60)"),),
+               '`{"idle": true}` once nothing is pending, running or retrying (scheduled '
+               'deliveries aside); `{"idle": false}` if the timeout came first', _build_join),
     "schedules": Op((), "as `schedule list --json`"),
     "fire": Op((Field("name", _any, "a schedule's name", required=True),),
                "the schedule, as `schedule list --json` shows it, after firing",

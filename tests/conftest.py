@@ -10,6 +10,9 @@ from hypothesis import settings
 
 from tests.harness import Daemon, short_directory, started
 
+# The fixture users get (eventbus_daemon), used by our own tests of it too.
+pytest_plugins = ["eventbus_cli.testing"]
+
 # Fuzz tests drive a real daemon, so an example's time says little: no deadline. In CI
 # (HYPOTHESIS_PROFILE=ci) the examples are derandomized, so a failure there can be rerun.
 settings.register_profile("dev", deadline=None, database=None)

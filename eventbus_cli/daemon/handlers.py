@@ -291,6 +291,13 @@ class Operations:
                               "(`eventbus events` lists the events that are taken)", 0)
         return schema
 
+    @_handles("join")
+    async def _join(self, request: Request, flush: Flush) -> dict[str, Any]:
+        with anyio.move_on_after(request.wait):
+            await self.emitter.join()
+            return {"idle": True}
+        return {"idle": False}
+
     @_handles("schedules")
     async def _schedules(self, request: Request, flush: Flush) -> list[dict[str, Any]]:
         return self.scheduler.listing()
