@@ -9,6 +9,8 @@ Three figures, each set against its peer measured in the same run:
   delivery; against Litestar's SimpleEventEmitter moving as many events in-process.
 - start: ``eventbus emit`` of one event as a whole process, against ``python -c "import
   typer"``; median of 40 runs each, interleaved.
+- check: the bulk again into a listener with a typed signature, with the argument check on
+  and with ``--no-check``, in turns.
 - tails: the bulk figure again with a subscriber to every record attached: one that never
   reads (stalled), then `eventbus tail --json` reading them all; against the bulk without.
 - latency: on one kept connection, the time from just before a client sends an emit until
@@ -47,6 +49,10 @@ LATENCIES = []
 async def noop(*args, **kwargs):
     pass
 
+@listener("typed")
+async def typed(n: int, email: str):
+    pass
+
 @listener("latency")
 async def measure(sent):
     LATENCIES.append(time.monotonic_ns() - sent)
@@ -81,9 +87,10 @@ def start_daemon(root: Path, listeners: str = LISTENERS,
     raise SystemExit("the daemon did not start")
 
 
-def bulk(sock: Path, root: Path, events: int, event: str = "bulk") -> float:
-    """Events per second from the start of ``eventbus emit --file`` until the listener has
-    run the last of ``events`` deliveries."""
+def bulk(sock: Path, root: Path, events: int, event: str = "bulk",
+         options: tuple[str, ...] = ()) -> float:
+    """Events per second from the start of ``eventbus emit --file`` (with ``options``) until
+    the listener has run the last of ``events`` deliveries."""
     lines = (json.dumps({"event": event, "args": [n], "kwargs": {"email": "x@example.com"}})
              for n in range(events))
     (root / "events.jsonl").write_text("\n".join(lines) + "\n")
@@ -91,7 +98,8 @@ def bulk(sock: Path, root: Path, events: int, event: str = "bulk") -> float:
         before = client.call("queue")["succeeded"]
         started = time.perf_counter()
         subprocess.run([EVENTBUS, "--socket", str(sock), "emit", "--file",
-                        str(root / "events.jsonl")], check=True, stdout=subprocess.DEVNULL)
+                        str(root / "events.jsonl"), *options], check=True,
+                       stdout=subprocess.DEVNULL)
         while client.call("queue")["succeeded"] < before + events:
             time.sleep(0.001)
         return events / (time.perf_counter() - started)
@@ -208,6 +216,13 @@ def main() -> None:
         theirs = litestar_rate(events)
         print(f"bulk {events:,} events: eventbus emit --file {ours:,.0f}/s, Litestar in-process "
               f"{theirs:,.0f}/s: {ours / theirs:.2f}x (target >= 3x)")
+        checked, unchecked = [], []
+        for _ in range(3):  # in turns
+            checked.append(bulk(sock, root, events, "typed"))
+            unchecked.append(bulk(sock, root, events, "typed", ("--no-check",)))
+        on, off = statistics.median(checked), statistics.median(unchecked)
+        print(f"bulk into a typed listener (n: int, email: str): check on {on:,.0f}/s, "
+              f"--no-check {off:,.0f}/s: {100 * (on / off - 1):+.1f}%")
         for reading in (False, True):
             watched = with_tail(sock, reading, lambda: statistics.median(
                 bulk(sock, root, events) for _ in range(3)))

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from ..plural import counted
 
@@ -77,8 +78,8 @@ def _fitted(columns: Sequence[_Column], rows: Sequence[Sequence[str]], width: in
         if i in kept:
             table.add_column(column.name, justify="right" if column.right else "left",
                              no_wrap=True, overflow="ellipsis", width=widths[i])
-    for row in rows:
-        table.add_row(*(cell for i, cell in enumerate(row) if i in kept))
+    for row in rows:  # as text: a signature's list[str] or an event's "[bold]" is no markup
+        table.add_row(*(Text(cell) for i, cell in enumerate(row) if i in kept))
     left_out = [column.name for i, column in enumerate(columns) if i not in kept]
     note = (f"not shown at this width: {', '.join(left_out)} (--json shows everything)"
             if left_out else None)
@@ -90,7 +91,7 @@ def _print_fitted(columns: Sequence[_Column], rows: Sequence[Sequence[str]]) -> 
     table, note = _fitted(columns, rows, console.width)
     console.print(table)
     if note:
-        console.print(note, soft_wrap=True, style="dim")
+        console.print(note, soft_wrap=True, style="dim", markup=False)
 
 
 _LISTENER_COLUMNS = (
@@ -118,7 +119,7 @@ _SCHEDULE_COLUMNS = (_Column("name", 0), _Column("schedule", 1), _Column("event"
 def print_schedules(schedules: list[dict[str, Any]]) -> None:
     if not schedules:
         _console().print("no schedules: declare cron(...) or every(...) in a listener file, "
-                         "or [[schedule]] in eventbus.toml")
+                         "or [[schedule]] in eventbus.toml", markup=False)
         return
     rows = [(item["name"], item["text"], item["event"], _local(item["next"]),
              _local(item["last"]), item["outcome"] or "-") for item in schedules]
@@ -184,13 +185,13 @@ def print_delivery(delivery: dict[str, Any]) -> None:
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     for key in ("id", "event", "listener", "state", "attempts", "error"):
-        table.add_row(key, str(delivery[key] if delivery[key] is not None else ""))
+        table.add_row(key, Text(str(delivery[key] if delivery[key] is not None else "")))
     for key, label in (("created", "created"), ("due", "due"),
                        ("last_attempt", "last attempt"), ("failed", "failed")):
         if delivery.get(key) is not None:
             table.add_row(label, _local(delivery[key]))
-    table.add_row("args", json.dumps(delivery["args"], ensure_ascii=False))
-    table.add_row("kwargs", json.dumps(delivery["kwargs"], ensure_ascii=False))
+    table.add_row("args", Text(json.dumps(delivery["args"], ensure_ascii=False)))
+    table.add_row("kwargs", Text(json.dumps(delivery["kwargs"], ensure_ascii=False)))
     console = _console()
     console.print(table)
     if delivery["traceback"]:
@@ -224,7 +225,7 @@ def print_status(status: dict[str, Any]) -> None:
     if status["draining"]:
         rows["state"] = "shutting down, draining the queue"
     for key, value in rows.items():
-        table.add_row(key, str(value))
+        table.add_row(key, Text(str(value)))
     _console().print(table)
 
 

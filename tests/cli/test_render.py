@@ -7,7 +7,7 @@ import io
 import pytest
 from rich.console import Console
 
-from eventbus_cli.cli.render import _DELIVERY_COLUMNS, _fitted, _queue_columns
+from eventbus_cli.cli.render import _DELIVERY_COLUMNS, _Column, _fitted, _queue_columns
 
 ROW = ("1234", "user.created", "send_welcome_email", "failed", "3", "23:24:26", "-",
        "RuntimeError: listener exploded on purpose", "[1, 2]", '{"email": "ada@example.com"}')
@@ -43,3 +43,10 @@ def test_at_sixty_columns_the_queue_counters_are_never_split() -> None:
     assert " pending " in lines[1]
     assert "retried" in note
     assert len(lines) == 5
+
+
+def test_cells_are_text_not_markup() -> None:
+    row = ("(tags: list[str])", "[bold]loud[/bold]")
+    lines, _ = _drawn(80, [_Column("signature", 0), _Column("args", 1)], [row])
+    assert "list[str]" in lines[3]
+    assert "[bold]loud[/bold]" in lines[3]
