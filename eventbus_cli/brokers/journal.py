@@ -13,6 +13,7 @@ daemon on the same journal is refused instead of running its deliveries twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -93,6 +94,10 @@ class JournalBroker(MemoryBroker):
         self._fires: dict[str, float] = {}  # schedule fires not written yet
         self._fired = self._read_fires()
         self._key_rows: dict[str, tuple[float, str] | None] = {}  # keys to write, or drop
+        # Keys that expired while no daemon ran are of no more use; if this fails, the first
+        # commit names the journal's problem.
+        with contextlib.suppress(sqlite3.Error), self._db:
+            self._db.execute("DELETE FROM keys WHERE expires <= ?", (time.time(),))
         for key, expires, answer in self._db.execute(
                 "SELECT key, expires, answer FROM keys ORDER BY expires"):
             self.keys.remember(key, json.loads(answer), expires)
@@ -291,7 +296,6 @@ class JournalBroker(MemoryBroker):
                                [(key,) for key, row in keys.items() if row is None])
                 db.executemany("INSERT OR REPLACE INTO keys VALUES (?, ?, ?)",
                                [(key, *row) for key, row in keys.items() if row is not None])
-                db.execute("DELETE FROM keys WHERE expires <= ?", (time.time(),))
             db.execute("COMMIT")
         except Exception as exc:  # sqlite3.Error, or a value it cannot take
             if self._db.in_transaction:
