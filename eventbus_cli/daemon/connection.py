@@ -143,14 +143,20 @@ async def _peer_allowed(stream: anyio.abc.SocketStream, ops: Operations,
     message = (f"uid {peer.uid} (gid {peer.gid}) may not use this daemon; the daemon's owner "
                "can add it to [daemon] allow_uids or allow_gids in eventbus.toml")
     await stream.send(encode_error(None, ErrorCode.NOT_ALLOWED, message))
-    # Read what the peer sends until it closes (bounded), rather than closing on it: a
-    # client whose request is still on its way would otherwise get EPIPE and never read why.
+    await _linger(stream, connection)
+    return False
+
+
+async def _linger(stream: anyio.abc.SocketStream, connection: Connection) -> None:
+    """After a last error reply: read what the peer still sends until it closes (bounded
+    by count and by time), rather than closing on it, since a client whose request is still
+    on its way would otherwise get EPIPE and never read why."""
     await stream.send_eof()
     connection.limit = _REFUSED_LINGER
+    connection.waiting_since = time.monotonic()  # the sweep cuts it off after the linger
     with contextlib.suppress(*_GONE):
         for _ in range(_REFUSED_READS):
             await stream.receive(_READ_SIZE)
-    return False
 
 
 async def _serve_lines(stream: anyio.abc.SocketStream, ops: Operations,
@@ -212,6 +218,7 @@ async def _serve_lines(stream: anyio.abc.SocketStream, ops: Operations,
             refusal = splitter.too_large_error()
             replies.append(encode_error(None, refusal.code, refusal.problem))
             await flush()
+            await _linger(stream, connection)
             return
         # Workers start the deliveries just queued before the reply is written: writing
         # wakes the client, which on a busy machine can take the CPU for a while.
