@@ -64,13 +64,21 @@ def _handles(op: str) -> Callable[[Handler], Handler]:
     return register
 
 
-class _EmitFailed(Exception):
+class _Refused(Exception):
+    """A request answered with the error ``code``; ``details`` go into the error object."""
+
+    def __init__(self, code: str, message: str, **details: object) -> None:
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+class _EmitFailed(_Refused):
     """An emit that was refused after ``accepted`` events of its request; ``counts`` adds
     the deliveries and unrouted events of those, for emit_many."""
 
     def __init__(self, code: str, message: str, accepted: int, **counts: int) -> None:
-        self.code = code
-        self.message = message
+        super().__init__(code, message, accepted=accepted, **counts)
         self.accepted = accepted
         self.counts = counts
 
@@ -118,9 +126,8 @@ class Operations:
             if isinstance(result, Subscription):
                 return result
             return encode_result(request.id, result)
-        except _EmitFailed as exc:
-            return encode_error(request_id, exc.code, exc.message, accepted=exc.accepted,
-                                **exc.counts)
+        except _Refused as exc:
+            return encode_error(request_id, exc.code, exc.message, **exc.details)
         except BadArgumentsError as exc:
             return encode_error(request_id, ErrorCode.BAD_ARGUMENTS, str(exc),
                                 **_refusal_details(exc))
@@ -287,8 +294,8 @@ class Operations:
         assert request.event is not None
         schema = event_schema(self.emitter, request.event)
         if schema is None:
-            raise _EmitFailed(ErrorCode.UNROUTED, f"no listener takes event {request.event!r} "
-                              "(`eventbus events` lists the events that are taken)", 0)
+            raise _Refused(ErrorCode.UNROUTED, f"no listener takes event {request.event!r} "
+                           "(`eventbus events` lists the events that are taken)")
         return schema
 
     @_handles("join")
@@ -358,7 +365,7 @@ class Operations:
             if isinstance(broker, JournalBroker) else None,
             "threads": {"max": self.emitter.threads.max_threads,
                         "stuck": self.emitter.threads.stuck},
-            "schedules": {"count": len(self.scheduler.listing()),
+            "schedules": {"count": len(self.scheduler),
                           "next": iso_time(self.scheduler.next_fire)},
             "draining": self.draining,
             "health": self.health.report(draining=self.draining),

@@ -165,6 +165,9 @@ class Scheduler:
                 "catch_up": schedule.catch_up, "next": iso_time(entry.due),
                 "last": iso_time(entry.last), "outcome": entry.outcome}
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
     @property
     def next_fire(self) -> float | None:
         """When the next schedule is due, if any."""
