@@ -79,8 +79,6 @@ class _EmitFailed(_Refused):
 
     def __init__(self, code: str, message: str, accepted: int, **counts: int) -> None:
         super().__init__(code, message, accepted=accepted, **counts)
-        self.accepted = accepted
-        self.counts = counts
 
 
 class Operations:
