@@ -6,13 +6,17 @@ import re
 
 from .errors import InvalidEventIdError
 
-__all__ = ("EVENT_ID", "PATTERN", "is_pattern", "validate_event_id", "validate_pattern")
+__all__ = ("EVENT_ID", "LISTENER_MODULES", "PATTERN", "is_pattern", "validate_event_id",
+           "validate_pattern")
 
 EVENT_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,200}")
 """An event id: 1 to 200 letters, digits and ``_ . : -``."""
 PATTERN = re.compile(r"[A-Za-z0-9_.:\-*?\[\]!]{1,200}")
 """A listener's id or glob (``user_*``, ``*``, ``order.[ab]``)."""
 _GLOB_CHARS = frozenset("*?[")
+LISTENER_MODULES = "eventbus_listeners."
+"""Listener files are imported as ``eventbus_listeners.<file stem>``, clear of real modules;
+a listener's name leaves the prefix out (``welcome:send_email``)."""
 
 
 def validate_event_id(event_id: object) -> str:

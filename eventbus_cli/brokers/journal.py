@@ -164,6 +164,7 @@ class JournalBroker(MemoryBroker):
         failed = super().serve(slots, reason=reason)
         if self._loaded is not None:
             loaded, self._loaded = self._loaded, None
+            _rename_bare(loaded, [slot.name for slot in slots])
             self._restore(loaded, self._next_id, reason=_NOT_LOADED)
             kept = sum(delivery.state is DeliveryState.FAILED for delivery in loaded)
             logger.info("journal %s: %d deliveries to resume, %d failed kept", self.path,
@@ -375,3 +376,18 @@ def _open(path: Path) -> tuple[sqlite3.Connection, int]:
         db.close()
         raise
     return db, max(row[0] if row else 1, top + 1)
+
+
+def _rename_bare(deliveries: Sequence[Delivery], served: Sequence[str]) -> None:
+    """Journals written before listener names took their module name a listener by its
+    function's name alone (``send_email``);
+    such a delivery goes to the one listener now named ``module:send_email`` (or
+    ``module:outer.send_email``), if there is exactly one."""
+    by_function: dict[str, list[str]] = {}
+    for name in served:
+        if ":" in name:
+            by_function.setdefault(name.rpartition(":")[2].rpartition(".")[2], []).append(name)
+    for delivery in deliveries:
+        found = by_function.get(delivery.listener, []) if ":" not in delivery.listener else []
+        if len(found) == 1:
+            delivery.listener = found[0]

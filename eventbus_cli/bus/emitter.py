@@ -28,7 +28,7 @@ from ..names import validate_event_id
 from ..plural import counted
 from .broker import Broker
 from .delivery import Delivery, DeliveryObserver, DeliveryState, EmitterStats
-from .listener import EventListener
+from .listener import EventListener, ListenerLike
 from .memory import MemoryBroker
 from .routing import ListenerChanges, ListenerSet, Slot, unique_listeners
 from .threads import Threads
@@ -44,7 +44,7 @@ _REMOVED_BY_RELOAD = "was removed by a reload before this delivery ran"
 class BaseEventEmitterBackend(AbstractAsyncContextManager["BaseEventEmitterBackend"], ABC):
     """An emitter: an async context manager that delivers emitted events to listeners."""
 
-    def __init__(self, listeners: Sequence[EventListener]) -> None:
+    def __init__(self, listeners: Sequence[ListenerLike]) -> None:
         self.listeners: tuple[EventListener, ...] = unique_listeners(listeners)
 
     async def __aenter__(self) -> Self:
@@ -79,7 +79,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
 
     def __init__(
         self,
-        listeners: Sequence[EventListener],
+        listeners: Sequence[ListenerLike],
         *,
         queue_size: int = DaemonConfig.queue_size,
         concurrency: int = DaemonConfig.concurrency,
@@ -114,7 +114,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         self.unfinished: list[Delivery] = []
         """Deliveries that did not finish by the shutdown timeout (filled on exit)."""
 
-    def _listener_set(self, listeners: Sequence[EventListener]) -> ListenerSet:
+    def _listener_set(self, listeners: Sequence[ListenerLike]) -> ListenerSet:
         return ListenerSet(listeners, defaults=self._defaults, concurrency=self._concurrency,
                            max_per_listener=self._max_per_listener)
 
@@ -350,7 +350,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         backoff too); running calls are left to finish. Returns how many were dropped."""
         return self.broker.purge(state)
 
-    def replace_listeners(self, listeners: Sequence[EventListener]) -> ListenerChanges:
+    def replace_listeners(self, listeners: Sequence[ListenerLike]) -> ListenerChanges:
         """Swap in a new set of listeners, at once.
 
         New deliveries go to the new set. Calls running finish on the code they started

@@ -5,21 +5,25 @@
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable, Iterable
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, Protocol
 
 from ..checks import number_problem
 from ..config import CHECKS, DeliveryOptions
 from ..errors import InvalidEventIdError, ListenerError
-from ..names import is_pattern, validate_pattern
+from ..names import LISTENER_MODULES, is_pattern, validate_pattern
 
 __all__ = (
     "DeliveryOptions",
     "EventListener",
+    "ListenerLike",
+    "as_listener",
     "find_name_clash",
     "listener",
 )
+
 
 def _check_options(target: str, retries: object, backoff: object, timeout: object,
                    check: object = None) -> None:
@@ -40,6 +44,11 @@ class EventListener:
     ``fn`` is the function as written (sync or async); ``event_ids`` the ids and patterns it
     handles; ``options`` its :class:`DeliveryOptions`, where options it did not set show the
     built-in defaults and yield to an emitter's defaults (see :meth:`options_with`).
+
+    ``name`` is its identity in listings, the failed list and the journal: the ``name=`` it
+    was given, else ``module:qualname`` (``welcome:send_email``; a listener file's module is
+    its file stem; a function nested in ``outer`` is ``module:outer.inner``), the same across
+    reloads and restarts.
     """
 
     __slots__ = ("_explicit", "event_ids", "fn", "is_async", "module", "name", "options")
@@ -71,8 +80,10 @@ class EventListener:
         self.fn = fn
         self.event_ids = frozenset(ids)
         self.options = DeliveryOptions()._replace(**self._explicit)
-        self.name: str = name or getattr(fn, "__name__", None) or type(fn).__name__
         self.module: str = getattr(fn, "__module__", None) or "?"
+        qualname = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+        qualname = qualname.replace(".<locals>", "")  # outer.inner: shorter, as unique
+        self.name: str = name or f"{self.module.removeprefix(LISTENER_MODULES)}:{qualname}"
         call = type(fn).__call__ if not inspect.isroutine(fn) else fn  # async callable objects
         self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
 
@@ -105,7 +116,13 @@ class EventListener:
 
     def __repr__(self) -> str:
         ids = ", ".join(sorted(self.event_ids))
-        return f"<EventListener {self.module}.{self.name} on {ids}>"
+        return f"<EventListener {self.name} on {ids}>"
+
+    @property
+    def where(self) -> str:
+        """The file and line its function was defined at, or its module if not known."""
+        code = getattr(inspect.unwrap(self.fn), "__code__", None)
+        return f"{code.co_filename}:{code.co_firstlineno}" if code is not None else self.module
 
 
 def _checked_ids(target: str, event_ids: Iterable[object]) -> list[str]:
@@ -148,6 +165,44 @@ def listener(
         )
 
     return decorate
+
+
+class ListenerLike(Protocol):
+    """What emitters take as a listener: ours, or one made by Litestar's ``@listener``."""
+
+    @property
+    def event_ids(self) -> frozenset[str]: ...
+
+    @property
+    def fn(self) -> Callable[..., Any]: ...
+
+
+def as_listener(value: object) -> EventListener | None:
+    """``value`` as an :class:`EventListener`: itself, or one made from a listener of
+    Litestar's ``@listener`` (with the same function and event ids); None for anything else.
+
+    Litestar is not imported here: an object can only be Litestar's if Litestar is loaded.
+    """
+    if isinstance(value, EventListener):
+        return value
+    litestar = sys.modules.get("litestar.events.listener")
+    if litestar is not None and isinstance(value, litestar.EventListener):
+        return EventListener(_litestar_function(value), value.event_ids)
+    return None
+
+
+def _litestar_function(item: Any) -> Any:
+    """The function a Litestar listener was made from.
+
+    Litestar wraps it in a handler that logs and swallows every exception; we want the
+    exception (to retry and keep the failure), so we take the function back out of it.
+    """
+    wrapper = item.fn
+    for cell in getattr(wrapper, "__closure__", None) or ():
+        inner = cell.cell_contents
+        if callable(inner):
+            return getattr(inner, "__wrapped__", inner)
+    return wrapper
 
 
 def find_name_clash(

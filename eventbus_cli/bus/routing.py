@@ -15,7 +15,7 @@ from ..config import DeliveryOptions
 from ..errors import ListenerError
 from ..names import is_pattern, validate_event_id
 from .arguments import arguments_of
-from .listener import EventListener, find_name_clash
+from .listener import EventListener, ListenerLike, as_listener, find_name_clash
 
 __all__ = ("ListenerChanges", "ListenerSet", "Router", "Slot", "unique_listeners")
 
@@ -32,20 +32,24 @@ class ListenerChanges(NamedTuple):
     failed: int = 0  # waiting deliveries of removed listeners, moved to the failed list
 
 
-def unique_listeners(listeners: Sequence[EventListener]) -> tuple[EventListener, ...]:
-    """``listeners`` without repeats; raise :class:`ListenerError` for anything else."""
-    unique = tuple({id(item): item for item in listeners}.values())
-    for item in unique:
-        if not isinstance(item, EventListener):
-            raise ListenerError(repr(item), "not made by @listener; pass EventListener objects")
-    clash = find_name_clash(unique)
+def unique_listeners(listeners: Sequence[ListenerLike]) -> tuple[EventListener, ...]:
+    """``listeners`` without repeats, Litestar's listener objects taken as ours; raise
+    :class:`ListenerError` for anything else, and for two listeners of one name."""
+    unique: dict[int, EventListener] = {}
+    for item in listeners:
+        converted = as_listener(item)
+        if converted is None:
+            raise ListenerError(repr(item), "not a listener: pass functions decorated with "
+                                "@listener (eventbus_cli's or Litestar's)")
+        unique.setdefault(id(item), converted)
+    clash = find_name_clash(unique.values())
     if clash is not None:
         raise ListenerError(
             clash[1].name,
-            f"two listeners have this name ({clash[0].module} and {clash[1].module});"
+            f"two listeners have this name ({clash[0].where} and {clash[1].where});"
             " rename one or pass listener(..., name=...)",
         )
-    return unique
+    return tuple(unique.values())
 
 
 class Slot:
@@ -82,7 +86,7 @@ class ListenerSet:
 
     def __init__(
         self,
-        listeners: Sequence[EventListener],
+        listeners: Sequence[ListenerLike],
         *,
         defaults: DeliveryOptions,
         concurrency: int,

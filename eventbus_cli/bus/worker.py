@@ -102,7 +102,7 @@ class Worker:
         """Log a failed attempt and tell the broker: retry later, or keep it as failed."""
         error, text, retryable = describe_failure(delivery, slot, exc)
         listener = slot.listener
-        where = f"listener {listener.name} ({listener.module}) on event {delivery.event!r}"
+        where = f"listener {listener.name} on event {delivery.event!r}"
         options = slot.options
         if (retryable and delivery.attempts <= options.retries
                 and self._broker.serves(listener.name)):

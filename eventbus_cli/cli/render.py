@@ -95,7 +95,7 @@ def _print_fitted(columns: Sequence[_Column], rows: Sequence[Sequence[str]]) -> 
 
 
 _LISTENER_COLUMNS = (
-    _Column("name", 0), _Column("events", 1), _Column("signature", 2), _Column("module", 5),
+    _Column("name", 0), _Column("events", 1), _Column("signature", 2),
     _Column("retries", 3, fixed=True, right=True), _Column("backoff", 6, fixed=True, right=True),
     _Column("timeout", 3, fixed=True, right=True), _Column("check", 4, fixed=True),
 )
@@ -104,7 +104,7 @@ _LISTENER_COLUMNS = (
 def print_listeners(listeners: list[dict[str, Any]]) -> None:
     _console().print(counted(len(listeners), "listener"), soft_wrap=True)
     rows = [(item["name"], ", ".join(item["events"]), item.get("signature") or "?",
-             item["module"], str(item["retries"]), f"{item['backoff']:g}s",
+             str(item["retries"]), f"{item['backoff']:g}s",
              "none" if item["timeout"] is None else f"{item['timeout']:g}s",
              item.get("check", ""))
             for item in listeners]

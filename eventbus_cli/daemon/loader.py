@@ -8,16 +8,16 @@ import sys
 import traceback
 from pathlib import Path
 from types import ModuleType
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from ..bus.listener import EventListener, find_name_clash
+from ..bus.listener import EventListener, as_listener, find_name_clash
 from ..bus.schedules import Schedule
 from ..errors import EventbusError, LoaderError
+from ..names import LISTENER_MODULES
 
 __all__ = ("MODULE_PREFIX", "Loaded", "listener_files", "load_listeners", "load_modules")
 
-MODULE_PREFIX = "eventbus_listeners."
-"""Listener files are imported as ``eventbus_listeners.<file stem>``, clear of real modules."""
+MODULE_PREFIX = LISTENER_MODULES
 
 
 def listener_files(directory: Path) -> list[Path]:
@@ -67,7 +67,7 @@ def load_modules(directory: Path | str) -> Loaded:
                 if isinstance(value, Schedule):
                     _add_schedule(schedules, key, value, path)
                     continue
-                item = _as_listener(value)
+                item = as_listener(value)
                 if item is not None:
                     found.setdefault(id(value), item)
         _refuse_name_clash(list(found.values()), directory)
@@ -101,7 +101,7 @@ def _refuse_name_clash(listeners: list[EventListener], directory: Path) -> None:
         first, second = clash
         raise LoaderError(
             directory / (second.module.removeprefix(MODULE_PREFIX) + ".py"),
-            f"listener name {second.name!r} is taken by {first.module} too; "
+            f"two listeners are named {second.name!r} ({first.where} and {second.where}); "
             "rename one function or pass listener(..., name=...)",
         )
 
@@ -154,27 +154,3 @@ def _line_in(exc: BaseException, path: Path) -> int | None:
     here = str(path.absolute())
     lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == here]
     return lines[-1] if lines else None
-
-
-def _as_listener(value: Any) -> EventListener | None:
-    if isinstance(value, EventListener):
-        return value
-    litestar = sys.modules.get("litestar.events.listener")
-    if litestar is not None and isinstance(value, litestar.EventListener):
-        return EventListener(_litestar_function(value), value.event_ids)
-    return None
-
-
-def _litestar_function(item: Any) -> Any:
-    """The function a Litestar listener was made from.
-
-    Litestar wraps it in a handler that logs and swallows every exception; we want the
-    exception, so we take the function back out of that wrapper when we can.
-    """
-    wrapper = item.fn
-    for cell in getattr(wrapper, "__closure__", None) or ():
-        inner = cell.cell_contents
-        if callable(inner):
-            return getattr(inner, "__wrapped__", inner)
-    return wrapper
-

@@ -34,7 +34,7 @@ from ..errors import EventbusError
 from ..plural import counted
 from .connection import Connections
 from .handlers import Operations
-from .loader import MODULE_PREFIX, load_modules
+from .loader import load_modules
 from .socketfile import bind_socket, remove
 from .systemd import notify, reloading
 
@@ -168,7 +168,7 @@ def _log_banner(ops: Operations) -> None:
     for item, options in emitter.listener_options():
         timeout = "none" if math.isinf(options.timeout) else f"{options.timeout:g}s"
         kind = "async" if item.is_async else "sync"
-        lines.append(f"  {item.name} ({item.module.removeprefix(MODULE_PREFIX)}, {kind}) on "
+        lines.append(f"  {item.name} ({kind}) on "
                      f"{', '.join(sorted(item.event_ids))}: retries={options.retries} "
                      f"backoff={options.backoff:g}s timeout={timeout}")
     logger.info("%s", "\n".join(lines))

@@ -65,10 +65,11 @@ async def test_accepted_deliveries_are_committed_and_finished_ones_leave(short_d
         await wait_until(lambda: emitter.stats().succeeded == 1)
         await broker.settled()
     broker.close()
-    assert [row[:3] for row in _rows(path)] == [(1, "waits", "pending"), (2, "broken", "failed")]
+    assert [row[:3] for row in _rows(path)] == [
+        (1, waits.name, "pending"), (2, broken.name, "failed")]
     assert _read_back(path) == [
-        (1, "waits", DeliveryState.PENDING, {"n": 1}),
-        (2, "broken", DeliveryState.FAILED, {"n": 2}),
+        (1, waits.name, DeliveryState.PENDING, {"n": 1}),
+        (2, broken.name, DeliveryState.FAILED, {"n": 2}),
     ]
 
 

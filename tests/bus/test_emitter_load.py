@@ -134,4 +134,4 @@ async def test_a_listener_that_swallows_its_timeout_does_not_fail_the_next_deliv
         emitter.emit("stubborn")
         emitter.emit("next")
     assert after == ["done"]
-    assert emitter.stats().listeners["next_one"].failed == 0
+    assert emitter.stats().listeners[next_one.name].failed == 0

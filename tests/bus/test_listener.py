@@ -31,7 +31,7 @@ def test_listener_returns_event_listener_with_fn_ids_options_name_module() -> No
     assert made.fn is on_user
     assert made.event_ids == frozenset({"user_created", "password_changed"})
     assert (made.retries, made.backoff, made.timeout) == (3, 0.25, 10)
-    assert made.name == "on_user"
+    assert made.name == f"{__name__}:on_user"
     assert made.module == __name__
     assert made.is_async
 

@@ -33,7 +33,7 @@ def test_init_writes_a_config_and_a_listener_that_load(tmp_path: Path) -> None:
     config = Config.from_toml(tmp_path / "app" / "eventbus.toml")
     assert config.daemon.listeners_dir == tmp_path / "app" / "listeners.d"
     assert [item.name for item in load_listeners(config.daemon.listeners_dir)] == [
-        "send_welcome_mail"
+        "example:send_welcome_mail"
     ]
 
 

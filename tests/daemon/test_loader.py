@@ -50,8 +50,8 @@ def test_loads_sorted_files_skipping_underscores(listeners_dir: Path) -> None:
     assert [p.name for p in listener_files(listeners_dir)] == ["a_first.py", "b_second.py"]
     loaded = load_listeners(listeners_dir)
     assert [(item.name, item.module) for item in loaded] == [
-        ("first", MODULE_PREFIX + "a_first"),
-        ("second", MODULE_PREFIX + "b_second"),
+        ("a_first:first", MODULE_PREFIX + "a_first"),
+        ("b_second:second", MODULE_PREFIX + "b_second"),
     ]
     assert loaded[0].retries == 2
     assert str(listeners_dir) not in sys.path  # the directory is on sys.path only while loading
@@ -60,10 +60,10 @@ def test_loads_sorted_files_skipping_underscores(listeners_dir: Path) -> None:
 def test_the_repositorys_listeners_load_and_handle_the_seed_events() -> None:
     loaded = {item.name: item for item in load_listeners(REPO_LISTENERS)}
     assert set(loaded) == {
-        "send_welcome_mail",
-        "send_email_handler",
-        "send_farewell_email_handler",
-        "notify_customer_support",
+        "welcome:send_welcome_mail",
+        "account_mail:send_email_handler",
+        "offboarding:send_farewell_email_handler",
+        "offboarding:notify_customer_support",
     }
 
     async def run() -> Any:
@@ -120,22 +120,69 @@ def test_a_missing_directory_is_an_error(tmp_path: Path) -> None:
         load_listeners(tmp_path / "nope")
 
 
-def test_duplicate_listener_names_are_an_error(listeners_dir: Path) -> None:
+def test_same_named_functions_in_two_files_both_load_under_their_module(
+    listeners_dir: Path,
+) -> None:
     write(listeners_dir, "c_again.py", """
         from eventbus_cli import listener
 
         @listener("order.paid")
         async def second() -> None: ...
+
+        def factory(event):
+            @listener(event)
+            async def handle() -> None: ...
+            return handle
+
+        def other_factory(event):
+            @listener(event)
+            async def handle() -> None: ...
+            return handle
+
+        one = factory("a")
+        two = other_factory("b")
     """)
-    with pytest.raises(LoaderError, match="listener name 'second' is taken") as caught:
+    names = [item.name for item in load_listeners(listeners_dir)]
+    assert names == ["a_first:first", "b_second:second", "c_again:second",
+                     "c_again:factory.handle", "c_again:other_factory.handle"]
+
+
+def test_a_true_name_clash_is_an_error_naming_both_places(listeners_dir: Path) -> None:
+    path = write(listeners_dir, "c_clash.py", """
+        from eventbus_cli import listener
+
+        def factory(event):
+            @listener(event)
+            async def handle() -> None: ...
+            return handle
+
+        one = factory("a")
+        two = factory("b")
+    """)
+    with pytest.raises(LoaderError, match=r"two listeners are named 'c_clash:factory\.handle'"
+                       ) as caught:
         load_listeners(listeners_dir)
-    assert caught.value.file == listeners_dir / "c_again.py"
-    assert MODULE_PREFIX + "c_again" not in sys.modules
+    assert caught.value.file == path
+    assert str(caught.value).count(f"{path}:5") == 2  # both made on line 5: one place, twice
+    assert MODULE_PREFIX + "c_clash" not in sys.modules
+
+
+def test_an_explicit_name_taken_twice_is_an_error(listeners_dir: Path) -> None:
+    write(listeners_dir, "c_named.py", """
+        from eventbus_cli import listener
+
+        @listener("order.paid", name="b_second:second")
+        async def mine() -> None: ...
+    """)
+    with pytest.raises(LoaderError, match=r"two listeners are named 'b_second:second' \(.*"
+                       r"b_second.py:\d+ and .*c_named.py:4\)"):
+        load_listeners(listeners_dir)
 
 
 def test_a_listener_imported_into_two_files_loads_once(listeners_dir: Path) -> None:
     write(listeners_dir, "c_reexport.py", "from eventbus_listeners.b_second import second\n")
-    assert [item.name for item in load_listeners(listeners_dir)] == ["first", "second"]
+    assert [item.name for item in load_listeners(listeners_dir)] == [
+        "a_first:first", "b_second:second"]
 
 
 def test_reload_builds_a_new_set_and_leaves_the_old_one_working(listeners_dir: Path) -> None:
@@ -147,9 +194,9 @@ def test_reload_builds_a_new_set_and_leaves_the_old_one_working(listeners_dir: P
         def version() -> int:
             return VERSION
     """)
-    old = {item.name: item for item in load_listeners(listeners_dir)}
+    old = {item.name.partition(":")[2]: item for item in load_listeners(listeners_dir)}
     path.write_text(path.read_text().replace("VERSION = 1", "VERSION = 2"))
-    new = {item.name: item for item in load_listeners(listeners_dir)}
+    new = {item.name.partition(":")[2]: item for item in load_listeners(listeners_dir)}
     assert old["version"] is not new["version"]
     assert old["version"]() == 1
     assert new["version"]() == 2
@@ -179,7 +226,7 @@ def test_litestar_listeners_load_and_report_their_failures(listeners_dir: Path) 
         def litestar_sync(email: str) -> None:
             raise RuntimeError("from a litestar listener")
     """)
-    loaded = {item.name: item for item in load_listeners(listeners_dir)}
+    loaded = {item.name.partition(":")[2]: item for item in load_listeners(listeners_dir)}
     assert isinstance(loaded["litestar_async"], EventListener)
     assert loaded["litestar_async"].is_async
     assert not loaded["litestar_sync"].is_async

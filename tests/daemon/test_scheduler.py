@@ -69,4 +69,4 @@ async def test_a_refused_fire_is_kept_as_its_outcome() -> None:
         scheduler = Scheduler(emitter, clock=lambda: 10.0)
         scheduler.replace([every("1m", "strict", name="bad", kwargs={"n": "x"})])
         outcome = scheduler.run_now("bad")["outcome"]
-    assert outcome.startswith("refused: strict: strict(n: int):")
+    assert outcome.startswith(f"refused: strict: {strict.name}(n: int):")

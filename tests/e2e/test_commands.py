@@ -74,8 +74,9 @@ def test_bad_event_id_and_missing_event_are_usage_errors(daemon: Daemon) -> None
 
 def test_listeners_list_json_document(daemon: Daemon) -> None:
     listeners = {item["name"]: item for item in daemon.json("listeners", "list")}
-    assert set(listeners) == {"record", "explode", "slow", "gate"}
-    record = listeners["record"]
+    assert set(listeners) == {"recorder:record", "recorder:explode", "recorder:slow",
+                              "recorder:gate"}
+    record = listeners["recorder:record"]
     assert record["module"] == "recorder"
     assert record["events"] == ["bulk.*", "user_created"]
     assert (record["retries"], record["timeout"]) == (0, 60)
@@ -97,11 +98,11 @@ def test_queue_and_queue_list_documents_show_a_failure(daemon: Daemon) -> None:
             ("pending", "running", "retrying", "succeeded", "failed", "unrouted")} == {
         "pending": 0, "running": 0, "retrying": 0, "succeeded": 1, "failed": 1, "unrouted": 0,
     }
-    assert queue["listeners"]["explode"]["failed"] == 1
-    assert queue["listeners"]["record"]["succeeded"] == 1
+    assert queue["listeners"]["recorder:explode"]["failed"] == 1
+    assert queue["listeners"]["recorder:record"]["succeeded"] == 1
     [failed] = daemon.json("queue", "list", "--state", "failed")
     assert failed["event"] == "boom"
-    assert failed["listener"] == "explode"
+    assert failed["listener"] == "recorder:explode"
     assert failed["state"] == "failed"
     assert failed["attempts"] == 1
     assert failed["error"] == "RuntimeError: listener exploded on purpose"

@@ -20,9 +20,10 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
                          "why a user left: moved to a cabin"]),
     ("user_deleted_without_kwargs.py", [
         "user_deleted would reach 2 listeners:",
-        "  notify_customer_support(reason: str): does not take the keyword 'email' (add "
+        ":notify_customer_support(reason: str): does not take the keyword 'email' (add "
         "**kwargs to it, or send only reason)",
-        "send_farewell_email_handler: failed: TypeError: listener send_farewell_email_handler "
+        ":send_farewell_email_handler: failed: TypeError: listener "
+        "user_deleted_without_kwargs:send_farewell_email_handler "
         "does not accept the arguments of event 'user_deleted': got an unexpected keyword "
         "argument 'reason'", "$ eventbus queue list --state failed", "│ failed │"]),
     ("emit_from_python.py", ["Client.emit queued 1 delivery", "AsyncClient.emit queued 1",

@@ -141,7 +141,8 @@ def test_config_file_settings_reach_the_daemon(short_dir: Path) -> None:
         assert status["config"] == str(short_dir / "eventbus.toml")
         assert status["queue"]["queue_size"] == 7
         listeners = {item["name"]: item for item in daemon.json("listeners", "list")}
-        assert (listeners["record"]["retries"], listeners["record"]["timeout"]) == (2, 5)
+        assert (listeners["recorder:record"]["retries"],
+                listeners["recorder:record"]["timeout"]) == (2, 5)
         assert daemon.cli("emit", "nowhere").returncode == 0
         assert daemon.stop() == 0
         assert "DEBUG" in daemon.logs()

@@ -77,9 +77,9 @@ def test_tail_shows_each_event_and_each_delivery_outcome(daemon: Daemon, tail: T
     records = tail.read(7)[1:7]
     kinds = [(r["type"], r["event"], r.get("listener")) for r in records]
     assert kinds == [
-        ("emitted", "user_created", None), ("started", "user_created", "record"),
-        ("ok", "user_created", "record"),
-        ("emitted", "boom", None), ("started", "boom", "explode"), ("failed", "boom", "explode"),
+        ("emitted", "user_created", None), ("started", "user_created", "recorder:record"),
+        ("ok", "user_created", "recorder:record"), ("emitted", "boom", None),
+        ("started", "boom", "recorder:explode"), ("failed", "boom", "recorder:explode"),
     ]
     failed = records[-1]
     assert failed["error"] == "RuntimeError: listener exploded on purpose"
@@ -132,16 +132,16 @@ def test_a_stalled_tail_loses_records_not_speed_and_is_told_how_many(daemon: Dae
 def test_emit_wait_prints_each_outcome_and_exits_1_on_a_failure(daemon: Daemon) -> None:
     ok = daemon.cli("emit", "user_created", "--kw", "email=x", "--wait")
     assert ok.returncode == 0
-    assert "record: ok" in ok.stdout
+    assert "recorder:record: ok" in ok.stdout
     failed = daemon.cli("emit", "boom", "--wait")
     assert failed.returncode == 1
-    assert "explode: failed: RuntimeError: listener exploded on purpose" in failed.stdout
+    assert "recorder:explode: failed: RuntimeError: listener exploded on purpose" in failed.stdout
     document = daemon.cli("emit", "boom", "--wait", "--json")
     assert document.returncode == 1
     result = json.loads(document.stdout)
     assert result["deliveries"] == 1
     assert [(r["listener"], r["ok"], r["error"]) for r in result["results"]] == [
-        ("explode", False, "RuntimeError: listener exploded on purpose")]
+        ("recorder:explode", False, "RuntimeError: listener exploded on purpose")]
     late = daemon.cli("emit", "slow", "--kw", "seconds:=5", "--wait", "--timeout", "0.2")
     assert late.returncode == 1
     assert "slow: unfinished: not finished within 0.2s" in late.stdout

@@ -63,8 +63,8 @@ def test_retries_wait_out_a_doubling_backoff_then_succeed(bus: Daemon) -> None:
     times = [float(str(item["at"])) for item in _of(bus, "attempt")]
     assert times[1] - times[0] >= 0.05
     assert times[2] - times[1] >= 0.1
-    wait_for(lambda: bus.json("queue")["listeners"]["flaky"]["succeeded"] == 1)
-    assert bus.json("queue")["listeners"]["flaky"]["retried"] == 2
+    wait_for(lambda: bus.json("queue")["listeners"]["recorder:flaky"]["succeeded"] == 1)
+    assert bus.json("queue")["listeners"]["recorder:flaky"]["retried"] == 2
     assert bus.json("queue", "list", "--state", "failed") == []
 
 
@@ -74,7 +74,7 @@ def test_a_failed_delivery_is_shown_with_its_traceback_and_retried_from_the_cli(
     bus.cli("emit", "flaky", "--kw", "key=b", "--kw", "failures:=3")
     wait_for(lambda: bus.json("queue", "list", "--state", "failed"))
     [failed] = bus.json("queue", "list", "--state", "failed")
-    assert (failed["listener"], failed["attempts"]) == ("flaky", 3)
+    assert (failed["listener"], failed["attempts"]) == ("recorder:flaky", 3)
     assert failed["error"] == "RuntimeError: attempt 3 fails on purpose"
     shown = bus.json("queue", "show", str(failed["id"]))
     assert "Traceback (most recent call last)" in shown["traceback"]
@@ -86,7 +86,7 @@ def test_a_failed_delivery_is_shown_with_its_traceback_and_retried_from_the_cli(
     retried = bus.cli("queue", "retry", str(failed["id"]))
     assert retried.returncode == 0, retried.stderr
     wait_for(lambda: len(_of(bus, "attempt")) == 4)
-    wait_for(lambda: bus.json("queue")["listeners"]["flaky"]["succeeded"] == 1)
+    wait_for(lambda: bus.json("queue")["listeners"]["recorder:flaky"]["succeeded"] == 1)
     assert bus.json("queue", "list", "--state", "failed") == []
     again = bus.cli("queue", "retry", str(failed["id"]))
     assert again.returncode == 1
@@ -98,7 +98,8 @@ def test_a_listener_past_its_timeout_fails_with_a_timeout_error(bus: Daemon) -> 
     bus.cli("emit", "hang", "--kw", "seconds:=30")
     wait_for(lambda: bus.json("queue", "list", "--state", "failed"))
     [failed] = bus.json("queue", "list", "--state", "failed")
-    assert failed["error"].startswith("TimeoutError: listener hang did not finish within 0.2s")
+    assert failed["error"].startswith(
+        "TimeoutError: listener recorder:hang did not finish within 0.2s")
 
 
 def test_retry_all_then_purge_the_failed_list(bus: Daemon) -> None:
@@ -147,11 +148,14 @@ def test_reload_with_a_broken_file_keeps_the_listeners_that_were_running(bus: Da
     assert bus.json("listeners", "list") == before
     (bus.listeners_dir / "broken.py").write_text("raise ImportError('no such thing')\n")
     assert "ImportError: no such thing" in bus.cli("listeners", "reload").stderr
-    dup = "from eventbus_cli import listener\n\n@listener('x')\ndef work(): ...\n"
+    dup = ("from eventbus_cli import listener\n\n@listener('x', name='recorder:work')\n"
+           "def w(): ...\n")
     (bus.listeners_dir / "broken.py").write_text(dup)
     clash = bus.cli("listeners", "reload")
     assert clash.returncode == 1
-    assert "'work'" in clash.stderr
+    assert "two listeners are named 'recorder:work'" in clash.stderr
+    assert "recorder.py:" in clash.stderr
+    assert "broken.py:3" in clash.stderr
     bus.cli("emit", "work", "--kw", "n:=1")
     wait_for(lambda: _of(bus, "work") == [{"event": "work", "n": 1}])
 
@@ -165,7 +169,7 @@ def test_sighup_loads_a_new_file_and_fails_what_waited_for_a_removed_listener(
                "        out.write(json.dumps({'event': 'greet', 'name': name}) + '\\n')\n")
         (daemon.listeners_dir / "greet.py").write_text(new)
         daemon.signal_and_wait_for_log(signal.SIGHUP, "reloaded 4 listeners")
-        assert "greet" in {item["name"] for item in daemon.json("listeners", "list")}
+        assert "greet:greet" in {item["name"] for item in daemon.json("listeners", "list")}
         daemon.cli("emit", "signup", "--kw", "name=ada")
         wait_for(lambda: _of(daemon, "greet") == [{"event": "greet", "name": "ada"}])
 
@@ -178,14 +182,14 @@ def test_sighup_loads_a_new_file_and_fails_what_waited_for_a_removed_listener(
         (daemon.listeners_dir / "recorder.py").write_text(renamed)
         reloaded = daemon.json("listeners", "reload")
         assert (reloaded["added"], reloaded["removed"], reloaded["failed"]) == (
-            ["labour"], ["work"], 2)
+            ["recorder:labour"], ["recorder:work"], 2)
         failed = daemon.json("queue", "list", "--state", "failed")
         assert [item["kwargs"]["n"] for item in failed] == [2, 1]  # newest first
         assert all("removed by a reload" in item["error"] for item in failed)
         wait_for(lambda: _of(daemon, "work") == [{"event": "work", "n": 0}])
         retry = daemon.cli("queue", "retry", str(failed[0]["id"]))
         assert retry.returncode == 1
-        assert "listener work is not loaded" in retry.stderr
+        assert "listener recorder:work is not loaded" in retry.stderr
 
 
 def test_sigterm_during_a_load_runs_every_accepted_event_then_exits_0(short_dir: Path) -> None:
@@ -271,7 +275,7 @@ def test_a_drain_cut_short_in_memory_mode_logs_what_was_lost(short_dir: Path) ->
         assert ("5 deliveries unfinished at shutdown are lost (no journal) (2 of them were "
                 "running and were cut short, so they may have done part of their work; the "
                 "others never started): ") in daemon.logs()
-        assert all(f"{n} (work -> work)" in daemon.logs() for n in range(1, 6))
+        assert all(f"{n} (work -> recorder:work)" in daemon.logs() for n in range(1, 6))
 
 
 RAISERS = '''
@@ -321,7 +325,8 @@ def test_a_listener_that_raises_any_base_exception_fails_only_its_delivery(
         assert daemon.cli("emit", "--file", "-", input=lines).returncode == 0
         assert len(daemon.wait_for_records(200)) == 200
         wait_for(lambda: len(daemon.json("queue", "list", "--state", "failed")) == 5)
-        failed = {item["listener"]: item for item in daemon.json("queue", "list")}
+        failed = {item["listener"].partition(":")[2]: item
+                  for item in daemon.json("queue", "list")}
         assert set(failed) == set(RAISED)
         assert failed["cancelled"]["attempts"] == 2  # retried, as its options say
         assert failed["custom"]["error"].endswith("Custom: a BaseException of its own")

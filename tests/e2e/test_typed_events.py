@@ -55,7 +55,8 @@ def test_the_seeds_emit_is_refused_naming_the_listener_and_the_fix(bus: Daemon) 
     result = bus.cli("emit", "user_deleted", "email=ada@example.com", "reason=moved away")
     assert result.returncode == 1
     assert result.stderr == (
-        "error: user_deleted: notify_customer_support(reason: str) does not take the keyword "
+        "error: user_deleted: recorder:notify_customer_support(reason: str) does not take the "
+        "keyword "
         "'email' (add **kwargs to it, or send only reason) [bad_arguments]\n")
     _nothing_queued(bus)
 
@@ -63,7 +64,7 @@ def test_the_seeds_emit_is_refused_naming_the_listener_and_the_fix(bus: Daemon) 
 def test_a_value_of_the_wrong_json_type_is_refused_with_how_to_send_it(bus: Daemon) -> None:
     result = bus.cli("emit", "report.sales", "count=3")
     assert result.returncode == 1
-    assert ('report.sales: report(count: int, mode: Literal[\'daily\', \'weekly\'] = '
+    assert ('report.sales: recorder:report(count: int, mode: Literal[\'daily\', \'weekly\'] = '
             '\'daily\'): count expects int, got the string "3"; send count:=3') in result.stderr
     assert bus.cli("emit", "report.sales", "count:=3", "mode=yearly").returncode == 1
     _nothing_queued(bus)
@@ -84,7 +85,7 @@ def test_a_raw_client_gets_bad_arguments_with_each_listener_in_the_details(
     assert error["code"] == "bad_arguments"
     assert error["event"] == "user_deleted"
     [refusal] = error["listeners"]
-    assert refusal["listener"] == "notify_customer_support"
+    assert refusal["listener"] == "recorder:notify_customer_support"
     assert refusal["signature"] == "(reason: str)"
     assert "does not take the keyword 'email'" in refusal["problem"]
     assert "needs the argument 'reason'" in refusal["problem"]
@@ -99,7 +100,7 @@ def test_an_events_file_with_one_bad_line_is_refused_whole_naming_that_line(
     result = bus.cli("emit", "--file", "-", input="\n".join(lines) + "\n")
     assert result.returncode == 1
     assert result.stdout == "0 of 5 events accepted: 0 deliveries queued, 0 unrouted\n"
-    assert "error: line 4: report.x: report(" in result.stderr
+    assert "error: line 4: report.x: recorder:report(" in result.stderr
     assert 'count expects int, got the string "3"; send count:=3' in result.stderr
     assert "[bad_arguments]" in result.stderr
     _nothing_queued(bus)
@@ -123,8 +124,8 @@ def test_dry_run_says_who_would_take_it_and_emits_nothing(bus: Daemon) -> None:
     assert refused.returncode == 1
     assert refused.stdout.splitlines() == [
         "user_deleted would reach 2 listeners:",
-        "  send_farewell_email_handler(email: str, **kwargs: Any): takes it",
-        "  notify_customer_support(reason: str): does not take the keyword 'email' (add "
+        "  recorder:send_farewell_email_handler(email: str, **kwargs: Any): takes it",
+        "  recorder:notify_customer_support(reason: str): does not take the keyword 'email' (add "
         "**kwargs to it, or send none of them); needs the argument 'reason' (send "
         "reason=...)",
     ]
@@ -140,7 +141,7 @@ def test_the_catalog_lists_events_signatures_and_a_schema_per_event(bus: Daemon)
     assert sorted(catalog) == ["loose", "report.*", "user_deleted"]
     assert catalog["report.*"]["pattern"] is True
     assert [item["listener"] for item in catalog["user_deleted"]["listeners"]] == [
-        "send_farewell_email_handler", "notify_customer_support"]
+        "recorder:send_farewell_email_handler", "recorder:notify_customer_support"]
     text = bus.cli("events")
     assert "report.* (pattern)" in text.stdout
     printed = bus.cli("events", "schema", "user_deleted")
@@ -156,7 +157,7 @@ def test_the_catalog_lists_events_signatures_and_a_schema_per_event(bus: Daemon)
     assert unknown.returncode == 1
     assert "no listener takes event 'nobody'" in unknown.stderr
     listed = {item["name"]: item for item in bus.json("listeners", "list")}
-    assert listed["report"]["signature"] == (
+    assert listed["recorder:report"]["signature"] == (
         "(count: int, mode: Literal['daily', 'weekly'] = 'daily')")
 
 
@@ -189,8 +190,8 @@ def test_an_unresolvable_annotation_is_a_warning_at_load_naming_the_listener(
                  "@listener('e')\ndef takes(user: NoSuchType, n: int) -> None:\n    pass\n")
     daemon = Daemon(short_dir, listeners=listeners).start()
     try:
-        daemon.wait_for_log("listener takes: the annotation 'NoSuchType' of 'user' cannot be "
-                            "resolved")
+        daemon.wait_for_log("listener recorder:takes: the annotation 'NoSuchType' of 'user' "
+                            "cannot be resolved")
         assert daemon.cli("emit", "e", "user=anything", "n:=1").returncode == 0
         assert daemon.cli("emit", "e", "user=anything", "n=1").returncode == 1
     finally:
