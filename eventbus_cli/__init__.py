@@ -21,6 +21,7 @@ from .errors import RemoteError as RemoteError
 from .errors import ScheduleError as ScheduleError
 
 if TYPE_CHECKING:
+    from .async_client import AsyncClient as AsyncClient
     from .bus.delivery import Delivery as Delivery
     from .bus.delivery import DeliveryState as DeliveryState
     from .bus.delivery import EmitterStats as EmitterStats
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from .bus.schedules import Schedule as Schedule
     from .bus.schedules import cron as cron
     from .bus.schedules import every as every
-    from .client import AsyncClient as AsyncClient
     from .client import Client as Client
     from .config import Config as Config
     from .config import DeliveryOptions as DeliveryOptions
@@ -75,7 +75,7 @@ __all__ = (
 _LAZY = {
     "EventListener": "bus.listener", "listener": "bus.listener",
     "DeliveryOptions": "config",
-    "AsyncClient": "client", "Client": "client",
+    "AsyncClient": "async_client", "Client": "client",
     "Config": "config", "load_config": "config",
     "Delivery": "bus.delivery", "DeliveryState": "bus.delivery", "EmitterStats": "bus.delivery",
     "ListenerStats": "bus.delivery",

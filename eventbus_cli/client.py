@@ -1,5 +1,6 @@
-"""Clients of the daemon: :class:`Client` on the standard ``socket`` module (what the CLI uses,
-so ``eventbus emit`` imports neither anyio nor rich) and :class:`AsyncClient` for applications.
+"""The client of the daemon on the standard ``socket`` module: :class:`Client` (what the CLI
+uses, so ``eventbus emit`` imports neither anyio nor rich), and what it shares with the async
+client: the fields each op sends, the reply reader, and how a failed connect is told.
 """
 
 from __future__ import annotations
@@ -10,19 +11,28 @@ import socket
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, NamedTuple, Self
+from typing import IO, TYPE_CHECKING, Any, NamedTuple, Self, cast
 
 from .codec import LineSplitter, Reply, decode_reply, encode_request
 from .errors import EventbusError, EventFileError, NoDaemonError, ProtocolError, RemoteError
 from .peers import check_server
+from .remote import remote_error
+from .results import (
+    DeliveryInfo,
+    EmitResult,
+    EventInfo,
+    Hello,
+    ListenerInfo,
+    QueueCounts,
+    ReloadResult,
+    ScheduleInfo,
+)
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    import anyio.abc
-
-__all__ = ("AsyncClient", "BulkResult", "Client", "read_event_lines")
+__all__ = ("BulkResult", "Client", "ReplyLines", "emit_fields", "list_fields", "no_daemon",
+           "read_event_lines", "result_of", "retry_fields")
 
 DEFAULT_TIMEOUT = 30.0  # longer than the daemon lets an emit wait for room in a full queue
 _BATCH_EVENTS = 1000
@@ -66,10 +76,46 @@ def read_event_lines(stream: IO[bytes], source: str) -> tuple[list[bytes], list[
     return lines, numbers
 
 
-def _result(reply: Reply) -> Any:
+def result_of(reply: Reply) -> Any:
+    """The result of ``reply``; its :class:`RemoteError` subclass if it is an error."""
     if not reply.ok:
-        raise RemoteError(reply.code, reply.message, reply.details)
+        raise remote_error(reply.code, reply.message, reply.details)
     return reply.result
+
+
+def emit_fields(event_id: str, args: Sequence[Any] = (),
+                kwargs: Mapping[str, Any] | None = None, *, wait: float | None = None,
+                require_listener: bool = False, check: bool = True, dry_run: bool = False,
+                delay: float | None = None, at: datetime | None = None,
+                key: str | None = None) -> dict[str, Any]:
+    """The fields of an ``emit`` request (see :meth:`Client.submit`), leaving out defaults."""
+    fields: dict[str, Any] = {"event": event_id, "args": list(args),
+                              "kwargs": dict(kwargs or {})}
+    if wait is not None:
+        fields.update(wait=True, timeout=wait)
+    for name, given in (("require_listener", require_listener), ("dry_run", dry_run)):
+        if given:
+            fields[name] = True
+    if not check:
+        fields["check"] = False
+    if delay is not None:
+        fields["delay"] = delay
+    if key is not None:
+        fields["key"] = key
+    if at is not None:
+        fields["at"] = _timestamp(at)
+    return fields
+
+
+def list_fields(state: str | None, limit: int | None) -> dict[str, Any]:
+    """The fields of a ``list`` request."""
+    return {key: value for key, value in (("state", state), ("limit", limit))
+            if value is not None}
+
+
+def retry_fields(delivery_ids: Sequence[int] | None) -> dict[str, Any]:
+    """The fields of a ``retry`` request: every failed delivery for None."""
+    return {"all": True} if delivery_ids is None else {"deliveries": list(delivery_ids)}
 
 
 class Client:
@@ -80,13 +126,14 @@ class Client:
                  trusted_uids: Iterable[int] = ()) -> None:
         self.socket_path = Path(socket_path)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._timeout = timeout
         self._sock.settimeout(timeout)
         try:
             self._sock.connect(str(socket_path))
             check_server(self._sock, str(socket_path), trusted_uids)
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             self._sock.close()
-            raise _no_daemon(self.socket_path, exc) from None
+            raise no_daemon(self.socket_path, exc) from None
         except OSError as exc:
             self._sock.close()
             raise EventbusError(f"cannot connect to {socket_path}: {exc}") from exc
@@ -94,7 +141,7 @@ class Client:
             self._sock.close()
             raise
         self._ids = itertools.count(1)
-        self._lines = _Lines()
+        self._lines = ReplyLines()
 
     def __enter__(self) -> Self:
         return self
@@ -115,8 +162,8 @@ class Client:
                 reply = self._receive()
             except EventbusError:
                 raise lost from None
-            return _result(reply)
-        return _result(self._receive())
+            return result_of(reply)
+        return result_of(self._receive())
 
     def emit(self, event_id: str, /, *args: Any, **kwargs: Any) -> int:
         """Emit one event; return how many deliveries the daemon queued (0: unrouted)."""
@@ -130,11 +177,16 @@ class Client:
         """Emit one event whose deliveries run at ``when`` (naive: local time)."""
         return int(self.submit(event_id, args, kwargs, at=when)["deliveries"])
 
+    def wait(self, seconds: float, event_id: str, /, *args: Any, **kwargs: Any) -> EmitResult:
+        """Emit one event and wait up to ``seconds`` for its deliveries to finish; the
+        answer's ``results`` say how each ended (``ok`` None: not finished in time)."""
+        return self.submit(event_id, args, kwargs, wait=seconds)
+
     def submit(self, event_id: str, args: Sequence[Any] = (),
                kwargs: Mapping[str, Any] | None = None, *, wait: float | None = None,
                require_listener: bool = False, check: bool = True,
                dry_run: bool = False, delay: float | None = None,
-               at: datetime | None = None, key: str | None = None) -> dict[str, Any]:
+               at: datetime | None = None, key: str | None = None) -> EmitResult:
         """Emit one event and return the daemon's whole answer: ``{"event_id",
         "deliveries"}``, and with ``wait`` (seconds) the ``results`` of its deliveries.
         ``check=False`` skips the argument check; ``dry_run`` queues nothing and answers
@@ -142,101 +194,76 @@ class Client:
         (seconds) or ``at`` schedule the deliveries for later. With a dedupe ``key``, a
         repeat within the daemon's ``dedupe_window`` is answered as the first was, with
         ``"duplicate": true``, and queues nothing."""
-        fields: dict[str, Any] = {"event": event_id, "args": list(args),
-                                  "kwargs": dict(kwargs or {})}
         if wait is not None:
-            fields.update(wait=True, timeout=wait)
-        for name, given in (("require_listener", require_listener), ("dry_run", dry_run)):
-            if given:
-                fields[name] = True
-        if not check:
-            fields["check"] = False
-        if delay is not None:
-            fields["delay"] = delay
-        if key is not None:
-            fields["key"] = key
-        if at is not None:
-            fields["at"] = _timestamp(at)
-        result: dict[str, Any] = self.call("emit", **fields)
-        return result
+            self._sock.settimeout(max(self._timeout, wait + 30))
+        try:
+            return cast(EmitResult, self.call("emit", **emit_fields(
+                event_id, args, kwargs, wait=wait, require_listener=require_listener,
+                check=check, dry_run=dry_run, delay=delay, at=at, key=key)))
+        finally:
+            self._sock.settimeout(self._timeout)
 
     def join(self, seconds: float = 60.0) -> bool:
         """Wait until nothing is pending, running or retrying in the daemon (scheduled
         deliveries aside); return False if ``seconds`` passed first."""
-        previous = self._sock.gettimeout()
-        self._sock.settimeout(seconds + 30)
+        self._sock.settimeout(max(self._timeout, seconds + 30))
         try:
             return bool(self.call("join", timeout=seconds)["idle"])
         finally:
-            self._sock.settimeout(previous)
+            self._sock.settimeout(self._timeout)
 
-    def schedules(self) -> list[dict[str, Any]]:
+    def schedules(self) -> list[ScheduleInfo]:
         """The daemon's schedules, as ``schedule list --json`` shows them."""
-        result: list[dict[str, Any]] = self.call("schedules")
-        return result
+        return cast(list[ScheduleInfo], self.call("schedules"))
 
-    def fire(self, name: str) -> dict[str, Any]:
+    def fire(self, name: str) -> ScheduleInfo:
         """Fire the schedule ``name`` now; return it as ``schedule list`` shows it."""
-        result: dict[str, Any] = self.call("fire", name=name)
-        return result
+        return cast(ScheduleInfo, self.call("fire", name=name))
 
-    def events(self) -> list[dict[str, Any]]:
+    def events(self) -> list[EventInfo]:
         """The event catalog, as ``events --json`` shows it."""
-        result: list[dict[str, Any]] = self.call("events")
-        return result
+        return cast(list[EventInfo], self.call("events"))
 
     def schema(self, event_id: str) -> dict[str, Any]:
         """The JSON Schema of what every listener of ``event_id`` takes together."""
-        result: dict[str, Any] = self.call("schema", event=event_id)
-        return result
+        return cast(dict[str, Any], self.call("schema", event=event_id))
 
-    def hello(self) -> dict[str, Any]:
+    def hello(self) -> Hello:
         """The daemon's protocol version, version, pid and ``max_message_bytes``."""
-        result: dict[str, Any] = self.call("hello")
-        return result
+        return cast(Hello, self.call("hello"))
 
-    def listeners(self) -> list[dict[str, Any]]:
+    def listeners(self) -> list[ListenerInfo]:
         """The listeners the daemon runs, as ``listeners list --json`` shows them."""
-        result: list[dict[str, Any]] = self.call("listeners")
-        return result
+        return cast(list[ListenerInfo], self.call("listeners"))
 
-    def queue(self) -> dict[str, Any]:
+    def queue(self) -> QueueCounts:
         """The counters, as ``queue --json`` shows them."""
-        result: dict[str, Any] = self.call("queue")
-        return result
+        return cast(QueueCounts, self.call("queue"))
 
     def deliveries(self, state: str | None = None,
-                   limit: int | None = None) -> list[dict[str, Any]]:
-        """The deliveries held (of one state), as ``queue list --json`` shows them."""
-        fields = {key: value for key, value in (("state", state), ("limit", limit))
-                  if value is not None}
-        result: list[dict[str, Any]] = self.call("list", **fields)
-        return result
+                   limit: int | None = None) -> list[DeliveryInfo]:
+        """The deliveries held (of one state), newest first, as ``queue list --json``."""
+        return cast(list[DeliveryInfo], self.call("list", **list_fields(state, limit)))
 
-    def delivery(self, delivery_id: int) -> dict[str, Any]:
+    def delivery(self, delivery_id: int) -> DeliveryInfo:
         """One delivery with its traceback, as ``queue show --json`` shows it."""
-        result: dict[str, Any] = self.call("show", delivery=delivery_id)
-        return result
+        return cast(DeliveryInfo, self.call("show", delivery=delivery_id))
 
     def retry(self, delivery_ids: Sequence[int] | None = None) -> list[int]:
         """Queue failed deliveries again (every one for None); return their ids."""
-        if delivery_ids is None:
-            return list(self.call("retry", all=True)["retried"])
-        return list(self.call("retry", deliveries=list(delivery_ids))["retried"])
+        return list(self.call("retry", **retry_fields(delivery_ids))["retried"])
 
     def purge(self, state: str) -> int:
-        """Drop the ``failed`` or the ``pending`` deliveries; return how many."""
+        """Drop the ``failed``, ``pending`` or ``scheduled`` deliveries; return how many."""
         return int(self.call("purge", state=state)["purged"])
 
-    def reload(self) -> dict[str, Any]:
+    def reload(self) -> ReloadResult:
         """Import the listeners afresh; what changed, as ``listeners reload --json``."""
-        result: dict[str, Any] = self.call("reload")
-        return result
+        return cast(ReloadResult, self.call("reload"))
 
     def status(self) -> dict[str, Any]:
         """The daemon's status, as ``status --json`` shows it."""
-        result: dict[str, Any] = self.call("status")
-        return result
+        return cast(dict[str, Any], self.call("status"))
 
     def emit_many(self, events: Iterable[Mapping[str, Any]]) -> BulkResult:
         """Emit events given as ``{"event", "args", "kwargs"}`` mappings, in batches."""
@@ -282,7 +309,7 @@ class Client:
                 details = dict(reply.details) if isinstance(reply.details, dict) else {}
                 if isinstance(index := details.get("index"), int):
                     details["index"] = start + index  # in the lines given, not the batch
-                error = error or RemoteError(reply.code, reply.message, details)
+                error = error or remote_error(reply.code, reply.message, details)
                 rejected.append((start + taken, stop))
             if progress is not None and taken:
                 progress(taken)
@@ -334,7 +361,7 @@ class Client:
         return line
 
 
-class _Lines:
+class ReplyLines:
     """The reply lines a client has received and not yet read, on the codec's splitter."""
 
     def __init__(self) -> None:
@@ -366,7 +393,7 @@ def _timestamp(when: datetime) -> str:
     return (when if when.tzinfo is not None else when.astimezone()).isoformat()
 
 
-def _no_daemon(path: Path, exc: OSError) -> NoDaemonError:
+def no_daemon(path: Path, exc: OSError) -> NoDaemonError:
     """What connecting to ``path`` found instead of a daemon."""
     if isinstance(exc, FileNotFoundError):
         return NoDaemonError(path, "no socket file")
@@ -391,80 +418,3 @@ def _batches(lines: Sequence[bytes], max_bytes: int) -> Iterator[tuple[int, list
         size += len(line) + 1
     if body:
         yield start, body
-
-
-class AsyncClient:
-    """The async client, on anyio (asyncio or trio): ``async with AsyncClient(path) as c``.
-
-    One request at a time per client; open one client per task that emits concurrently.
-    """
-
-    def __init__(self, socket_path: Path | str, *, timeout: float = DEFAULT_TIMEOUT,
-                 trusted_uids: Iterable[int] = ()) -> None:
-        self.socket_path = Path(socket_path)
-        self.timeout = timeout
-        self._trusted = tuple(trusted_uids)
-        self._stream: anyio.abc.SocketStream | None = None
-        self._ids = itertools.count(1)
-        self._lines = _Lines()
-
-    async def __aenter__(self) -> Self:
-        import anyio
-
-        try:
-            self._stream = await anyio.connect_unix(self.socket_path)
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
-            raise _no_daemon(self.socket_path, exc) from None
-        import anyio.abc
-
-        try:
-            check_server(self._stream.extra(anyio.abc.SocketAttribute.raw_socket),
-                         str(self.socket_path), self._trusted)
-        except EventbusError:
-            await self._stream.aclose()
-            raise
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._stream is not None:
-            await self._stream.aclose()
-
-    async def call(self, op: str, /, **fields: Any) -> Any:
-        """Send one request and return its result."""
-        import anyio
-
-        if self._stream is None:
-            raise EventbusError("use the client inside `async with AsyncClient(...)`")
-        with anyio.fail_after(self.timeout):
-            await self._stream.send(encode_request(next(self._ids), op, **fields))
-            while (line := self._lines.next()) is None:
-                try:
-                    self._lines.feed(await self._stream.receive(1 << 20))
-                except anyio.EndOfStream:
-                    problem = f"the daemon on {self.socket_path} closed the connection"
-                    raise EventbusError(problem) from None
-        return _result(decode_reply(line))
-
-    async def emit(self, event_id: str, /, *args: Any, **kwargs: Any) -> int:
-        """Emit one event; return how many deliveries the daemon queued (0: unrouted)."""
-        result = await self.call("emit", event=event_id, args=list(args), kwargs=kwargs)
-        return int(result["deliveries"])
-
-    async def join(self, seconds: float = 60.0) -> bool:
-        """Wait until the daemon is idle, as :meth:`Client.join` does."""
-        return bool((await self.call("join", timeout=seconds))["idle"])
-
-    async def emit_in(self, seconds: float, event_id: str, /, *args: Any, **kwargs: Any) -> int:
-        """Emit one event whose deliveries run in ``seconds``; return how many."""
-        result = await self.call("emit", event=event_id, args=list(args), kwargs=kwargs,
-                                 delay=seconds)
-        return int(result["deliveries"])
-
-    async def emit_at(self, when: datetime, event_id: str, /, *args: Any, **kwargs: Any) -> int:
-        """Emit one event whose deliveries run at ``when`` (naive: local time)."""
-        result = await self.call("emit", event=event_id, args=list(args), kwargs=kwargs,
-                                 at=_timestamp(when))
-        return int(result["deliveries"])

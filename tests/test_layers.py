@@ -16,17 +16,20 @@ PACKAGE = Path(eventbus_cli.__file__).parent
 # Lowest first. A module may import from a lower floor, or from its own folder.
 FLOORS: dict[str, int] = {
     "_version": 0, "errors": 0,
-    "checks": 1, "names": 1, "plural": 1,
+    "checks": 1, "names": 1, "plural": 1, "remote": 1, "results": 1,
     "codec": 2, "config": 2, "peers": 2,
     "protocol": 3,
     "bus": 4,
     "brokers": 5,
     "daemon": 6, "client": 6,
-    "litestar": 7, "testing": 7,
-    "cli": 8,
-    "__init__": 9, "__main__": 9,
+    "async_client": 7,
+    "outbox": 8, "testing": 8,
+    "litestar": 9,
+    "cli": 10,
+    "__init__": 11, "__main__": 11,
 }
-LIGHT = ("client", "protocol", "codec", "names", "checks", "errors", "config", "peers")
+LIGHT = ("client", "protocol", "codec", "names", "checks", "errors", "config", "peers", "remote",
+         "results")
 """Modules on the `eventbus emit` path: no anyio, nothing of bus/, brokers/ or daemon/."""
 
 

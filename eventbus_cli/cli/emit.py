@@ -2,7 +2,7 @@
 
 import json
 import sys
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,6 +11,7 @@ from ..codec import DEFAULT_WAIT, MAX_DELAY
 from ..errors import EventbusError, InvalidEventIdError
 from ..names import validate_event_id
 from ..plural import counted
+from ..results import EmitResult
 from .app import JsonOption, app, client_for, complete_events, reported
 from .values import parse_arg, parse_kw
 
@@ -151,7 +152,7 @@ def _time(text: str) -> "datetime":
     return moment if moment.tzinfo is not None else moment.astimezone()
 
 
-def _show_dry_run(result: dict[str, Any], as_json: bool) -> None:
+def _show_dry_run(result: EmitResult, as_json: bool) -> None:
     found = result["listeners"]
     if as_json:
         typer.echo(json.dumps(result))
@@ -161,7 +162,7 @@ def _show_dry_run(result: dict[str, Any], as_json: bool) -> None:
         typer.echo(f"{result['event_id']} would reach {counted(len(found), 'listener')}:")
         for item in found:
             listener = f"{item['listener']}{item['signature'] or ''}"
-            why = "takes it" if item["takes"] else item["problem"].removeprefix(listener)
+            why = "takes it" if item["takes"] else (item["problem"] or "").removeprefix(listener)
             typer.echo(f"  {listener}: {why.lstrip(': ')}")
     if any(not item["takes"] and item["check"] == "reject" for item in found):
         raise typer.Exit(1)

@@ -9,6 +9,7 @@ import typer
 
 from ..client import Client
 from ..plural import counted
+from ..results import QueueCounts
 from .app import JsonOption, State, client_for, queue_app, refuse, reported, show
 
 
@@ -90,7 +91,7 @@ def queue_list(
                    err=True)
 
 
-def _held(queue: dict[str, int], state: str | None) -> int:
+def _held(queue: QueueCounts, state: str | None) -> int:
     """How many deliveries of ``state`` (any, for None) the counters say are held."""
     counts = {"pending": queue["pending"], "running": queue["running"],
               "retrying": queue["retrying"], "scheduled": queue.get("scheduled", 0),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..plural import counted
+from ..results import QueueCounts
 
 __all__ = (
     "print_deliveries",
@@ -263,7 +264,7 @@ def tail_line(record: dict[str, Any]) -> str:
             f"#{record['delivery']} attempt {record['attempt']}{took}{error}")
 
 
-def watch_queue(fetch: Callable[[], dict[str, Any]], interval: float) -> None:
+def watch_queue(fetch: Callable[[], QueueCounts], interval: float) -> None:
     """Redraw the queue's counters, with each listener's deliveries per second, every
     ``interval`` seconds until Ctrl-C; the view is erased on the way out."""
     before: dict[str, int] = {}
@@ -288,7 +289,7 @@ def watch_queue(fetch: Callable[[], dict[str, Any]], interval: float) -> None:
             pass
 
 
-def _queue_totals(queue: dict[str, Any]) -> str:
+def _queue_totals(queue: Mapping[str, Any]) -> str:
     totals = "  ".join(f"{name} {queue[name]}" for name in (*_COUNTERS, "unrouted"))
     later = (f"  scheduled {queue['scheduled']} (next {_local(queue.get('next_due'))})"
              if queue.get("scheduled") else "")
@@ -300,7 +301,7 @@ _QUEUE_RANKS = {"pending": 1, "running": 2, "failed": 3, "succeeded": 4, "retryi
                 "retried": 7, "per second": 6}
 
 
-def _queue_columns(queue: dict[str, Any], rates: dict[str, float] | None = None,
+def _queue_columns(queue: Mapping[str, Any], rates: dict[str, float] | None = None,
                    ) -> tuple[list[_Column], list[tuple[str, ...]]]:
     counters = (*_COUNTERS, "retried")
     names = (*counters, "per second") if rates is not None else counters

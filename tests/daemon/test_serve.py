@@ -7,8 +7,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from eventbus_cli import Config
-from eventbus_cli.client import AsyncClient, Client
+from eventbus_cli import AsyncClient, Client, Config
 from eventbus_cli.config import DaemonConfig
 from eventbus_cli.daemon.server import Ready, serve
 from eventbus_cli.errors import NoDaemonError, RemoteError

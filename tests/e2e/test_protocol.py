@@ -272,7 +272,7 @@ def test_a_refused_client_always_reads_why(daemon: Daemon) -> None:
     assert error_code(json.loads(_as_another_user(65534, send_after_the_refusal))) == "not_allowed"
     for _ in range(5):
         said = _as_another_user(65534, emit)
-        assert said.startswith("RemoteError: uid 65534"), said
+        assert said.startswith("RemoteNotAllowedError: uid 65534"), said
         assert "[not_allowed]" in said
     assert daemon.json("queue")["succeeded"] == 0
 

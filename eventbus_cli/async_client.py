@@ -1,0 +1,284 @@
+"""The async client of the daemon, on anyio (asyncio or trio): :class:`AsyncClient`.
+
+Requests are pipelined: any number of tasks may share one client, each ``await`` sends its
+request at once and a reader task hands every reply to the task that asked for it by id.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, cast
+
+import anyio
+import anyio.abc
+
+from .client import (
+    DEFAULT_TIMEOUT,
+    BulkResult,
+    ReplyLines,
+    emit_fields,
+    list_fields,
+    no_daemon,
+    result_of,
+    retry_fields,
+)
+from .codec import Reply, decode_reply, encode_request
+from .errors import EventbusError, RemoteError
+from .peers import check_server
+from .results import (
+    DeliveryInfo,
+    EmitResult,
+    EventInfo,
+    Hello,
+    ListenerInfo,
+    QueueCounts,
+    ReloadResult,
+    ScheduleInfo,
+)
+
+__all__ = ("AsyncClient",)
+
+_BATCH_EVENTS = 1000
+
+
+class _Waiter:
+    __slots__ = ("done", "error", "reply")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.reply: Reply | None = None
+        self.error: EventbusError | None = None
+
+
+class AsyncClient:
+    """A connection to a daemon: ``async with AsyncClient(path) as client``. Methods are
+    those of :class:`~eventbus_cli.Client`, awaited; many tasks may call them at once.
+
+    Each call waits at most ``timeout`` seconds for its reply. A lost connection fails every
+    call waiting on it with :class:`EventbusError`; open a new client to go on.
+    """
+
+    def __init__(self, socket_path: Path | str, *, timeout: float = DEFAULT_TIMEOUT,
+                 trusted_uids: Iterable[int] = ()) -> None:
+        self.socket_path = Path(socket_path)
+        self.timeout = timeout
+        self._trusted = tuple(trusted_uids)
+        self._stream: anyio.abc.SocketStream | None = None
+        self._tasks: anyio.abc.TaskGroup | None = None
+        self._send_lock = anyio.Lock()
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, _Waiter] = {}
+        self._lost: EventbusError | None = None
+        self._records: anyio.abc.ObjectSendStream[dict[str, Any]] | None = None
+        self._subscription: anyio.abc.ObjectReceiveStream[dict[str, Any]] | None = None
+
+    async def __aenter__(self) -> Self:
+        try:
+            self._stream = await anyio.connect_unix(self.socket_path)
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise no_daemon(self.socket_path, exc) from None
+        except OSError as exc:
+            raise EventbusError(f"cannot connect to {self.socket_path}: {exc}") from exc
+        try:
+            check_server(self._stream.extra(anyio.abc.SocketAttribute.raw_socket),
+                         str(self.socket_path), self._trusted)
+        except EventbusError:
+            await self._stream.aclose()
+            raise
+        self._tasks = anyio.create_task_group()
+        await self._tasks.__aenter__()
+        self._tasks.start_soon(self._read)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._tasks is not None:
+            self._tasks.cancel_scope.cancel()
+            await self._tasks.__aexit__(None, None, None)
+            self._tasks = None
+        if self._stream is not None:
+            await self._stream.aclose()
+        for records in (self._records, self._subscription):
+            if records is not None:
+                await records.aclose()
+
+    async def call(self, op: str, /, **fields: Any) -> Any:
+        """Send one request of ``op`` (see ``protocol.OPS``) and return its result."""
+        if self._stream is None or self._tasks is None:
+            raise EventbusError("use the client inside `async with AsyncClient(...)`")
+        if self._lost is not None:
+            raise self._lost
+        request_id = next(self._ids)
+        waiter = self._waiting[request_id] = _Waiter()
+        try:
+            with anyio.fail_after(self.timeout + float(fields.get("timeout") or 0)):
+                async with self._send_lock:
+                    try:
+                        await self._stream.send(encode_request(request_id, op, **fields))
+                    except (anyio.BrokenResourceError, anyio.ClosedResourceError,
+                            OSError) as exc:
+                        raise EventbusError(f"lost the connection to {self.socket_path}: "
+                                            f"{exc}") from exc
+                await waiter.done.wait()
+        except TimeoutError:
+            raise EventbusError(f"no reply from the daemon on {self.socket_path} in time"
+                                ) from None
+        finally:
+            self._waiting.pop(request_id, None)
+        if waiter.error is not None:
+            raise waiter.error
+        assert waiter.reply is not None
+        return result_of(waiter.reply)
+
+    async def _read(self) -> None:
+        assert self._stream is not None
+        lines = ReplyLines()
+        try:
+            while True:
+                try:
+                    lines.feed(await self._stream.receive(1 << 20))
+                except anyio.EndOfStream:
+                    raise EventbusError(f"the daemon on {self.socket_path} closed the "
+                                        "connection") from None
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+                    raise EventbusError(f"lost the connection to {self.socket_path}: "
+                                        f"{exc}") from exc
+                while (line := lines.next()) is not None:
+                    await self._dispatch(line)
+        except EventbusError as lost:
+            self._lost = lost
+            for waiter in self._waiting.values():
+                waiter.error = lost
+                waiter.done.set()
+            if self._records is not None:
+                await self._records.aclose()
+
+    async def _dispatch(self, line: bytes) -> None:
+        # The daemon writes every reply with "id" first; a subscription's records have none.
+        if self._records is not None and not line.startswith(b'{"id"'):
+            await self._records.send(json.loads(line))  # waits for a slow reader: no bound
+            return                                      # is broken, the daemon skips for it
+        reply = decode_reply(line)
+        waiter = self._waiting.get(reply.id) if isinstance(reply.id, int) else None
+        if waiter is not None:  # else its caller gave up waiting: drop it
+            waiter.reply = reply
+            waiter.done.set()
+
+    async def subscribe(self, patterns: Sequence[str] = ()) -> AsyncIterator[dict[str, Any]]:
+        """Subscribe to the daemon's live records (see :meth:`Client.subscribe`); the
+        iterator returned yields each as it comes, until the daemon goes away."""
+        send, receive = anyio.create_memory_object_stream[dict[str, Any]](1000)
+        self._records, self._subscription = send, receive
+        await self.call("subscribe", patterns=list(patterns))
+        return receive
+
+    async def emit(self, event_id: str, /, *args: Any, **kwargs: Any) -> int:
+        """Emit one event; return how many deliveries the daemon queued (0: unrouted)."""
+        return int((await self.submit(event_id, args, kwargs))["deliveries"])
+
+    async def emit_in(self, seconds: float, event_id: str, /, *args: Any, **kwargs: Any) -> int:
+        """Emit one event whose deliveries run in ``seconds``; return how many."""
+        return int((await self.submit(event_id, args, kwargs, delay=seconds))["deliveries"])
+
+    async def emit_at(self, when: datetime, event_id: str, /, *args: Any, **kwargs: Any) -> int:
+        """Emit one event whose deliveries run at ``when`` (naive: local time)."""
+        return int((await self.submit(event_id, args, kwargs, at=when))["deliveries"])
+
+    async def wait(self, seconds: float, event_id: str, /, *args: Any,
+                   **kwargs: Any) -> EmitResult:
+        """Emit one event and wait up to ``seconds`` for its deliveries to finish."""
+        return await self.submit(event_id, args, kwargs, wait=seconds)
+
+    async def submit(self, event_id: str, args: Sequence[Any] = (),
+                     kwargs: Mapping[str, Any] | None = None, *, wait: float | None = None,
+                     require_listener: bool = False, check: bool = True,
+                     dry_run: bool = False, delay: float | None = None,
+                     at: datetime | None = None, key: str | None = None) -> EmitResult:
+        """Emit one event and return the daemon's whole answer (see
+        :meth:`Client.submit`)."""
+        return cast(EmitResult, await self.call("emit", **emit_fields(
+            event_id, args, kwargs, wait=wait, require_listener=require_listener, check=check,
+            dry_run=dry_run, delay=delay, at=at, key=key)))
+
+    async def emit_many(self, events: Iterable[Mapping[str, Any]]) -> BulkResult:
+        """Emit events given as ``{"event", "args", "kwargs", "key"}`` mappings, in batches
+        of up to 1,000, stopping at the first batch refused (see :class:`BulkResult`)."""
+        items = [dict(event) for event in events]
+        accepted = deliveries = unrouted = duplicates = 0
+        for start in range(0, len(items), _BATCH_EVENTS):
+            batch = items[start:start + _BATCH_EVENTS]
+            try:
+                counts = await self.call("emit_many", events=batch)
+            except RemoteError as exc:
+                taken = int(exc.details.get("accepted", 0))  # type: ignore[call-overload]
+                return BulkResult(len(items), accepted + taken, deliveries, unrouted, exc,
+                                  ((start + taken, len(items)),), duplicates)
+            accepted += int(counts["accepted"])
+            deliveries += int(counts["deliveries"])
+            unrouted += int(counts["unrouted"])
+            duplicates += int(counts.get("duplicates", 0))
+        return BulkResult(len(items), accepted, deliveries, unrouted, None, (), duplicates)
+
+    async def join(self, seconds: float = 60.0) -> bool:
+        """Wait until the daemon is idle, as :meth:`Client.join` does."""
+        return bool((await self.call("join", timeout=seconds))["idle"])
+
+    async def hello(self) -> Hello:
+        """The daemon's protocol version, version, pid and ``max_message_bytes``."""
+        return cast(Hello, await self.call("hello"))
+
+    async def listeners(self) -> list[ListenerInfo]:
+        """The listeners the daemon runs."""
+        return cast(list[ListenerInfo], await self.call("listeners"))
+
+    async def queue(self) -> QueueCounts:
+        """The counters, as ``queue --json`` shows them."""
+        return cast(QueueCounts, await self.call("queue"))
+
+    async def deliveries(self, state: str | None = None,
+                         limit: int | None = None) -> list[DeliveryInfo]:
+        """The deliveries held (of one state), newest first."""
+        return cast(list[DeliveryInfo], await self.call("list", **list_fields(state, limit)))
+
+    async def delivery(self, delivery_id: int) -> DeliveryInfo:
+        """One delivery with its traceback."""
+        return cast(DeliveryInfo, await self.call("show", delivery=delivery_id))
+
+    async def retry(self, delivery_ids: Sequence[int] | None = None) -> list[int]:
+        """Queue failed deliveries again (every one for None); return their ids."""
+        return list((await self.call("retry", **retry_fields(delivery_ids)))["retried"])
+
+    async def purge(self, state: str) -> int:
+        """Drop the ``failed``, ``pending`` or ``scheduled`` deliveries; return how many."""
+        return int((await self.call("purge", state=state))["purged"])
+
+    async def reload(self) -> ReloadResult:
+        """Import the listeners afresh; what changed."""
+        return cast(ReloadResult, await self.call("reload"))
+
+    async def status(self) -> dict[str, Any]:
+        """The daemon's status, as ``status --json`` shows it."""
+        return cast(dict[str, Any], await self.call("status"))
+
+    async def schedules(self) -> list[ScheduleInfo]:
+        """The daemon's schedules."""
+        return cast(list[ScheduleInfo], await self.call("schedules"))
+
+    async def fire(self, name: str) -> ScheduleInfo:
+        """Fire the schedule ``name`` now."""
+        return cast(ScheduleInfo, await self.call("fire", name=name))
+
+    async def events(self) -> list[EventInfo]:
+        """The event catalog."""
+        return cast(list[EventInfo], await self.call("events"))
+
+    async def schema(self, event_id: str) -> dict[str, Any]:
+        """The JSON Schema of what every listener of ``event_id`` takes together."""
+        return cast(dict[str, Any], await self.call("schema", event=event_id))
