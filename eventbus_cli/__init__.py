@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .config import DeliveryOptions as DeliveryOptions
     from .config import load_config as load_config
     from .daemon.loader import load_listeners as load_listeners
+    from .outbox import DaemonEmitter as DaemonEmitter
 
 
 __all__ = (
@@ -47,6 +48,7 @@ __all__ = (
     "Client",
     "Config",
     "ConfigError",
+    "DaemonEmitter",
     "Delivery",
     "DeliveryOptions",
     "DeliveryState",
@@ -80,7 +82,7 @@ _LAZY = {
     "Delivery": "bus.delivery", "DeliveryState": "bus.delivery", "EmitterStats": "bus.delivery",
     "ListenerStats": "bus.delivery",
     "BaseEventEmitterBackend": "bus.emitter", "SimpleEventEmitter": "bus.emitter",
-    "load_listeners": "daemon.loader",
+    "load_listeners": "daemon.loader", "DaemonEmitter": "outbox",
     "Schedule": "bus.schedules", "cron": "bus.schedules", "every": "bus.schedules",
 }
 

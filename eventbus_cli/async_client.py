@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -99,18 +99,38 @@ class AsyncClient:
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._tasks is not None:
-            self._tasks.cancel_scope.cancel()
-            await self._tasks.__aexit__(None, None, None)
-            self._tasks = None
-        if self._stream is not None:
-            await self._stream.aclose()
-        for records in (self._records, self._subscription):
-            if records is not None:
-                await records.aclose()
+        try:
+            if self._tasks is not None:
+                tasks, self._tasks = self._tasks, None
+                tasks.cancel_scope.cancel()
+                await tasks.__aexit__(None, None, None)
+        finally:
+            with anyio.CancelScope(shield=True):  # closed even when the caller is cancelled
+                if self._stream is not None:
+                    await self._stream.aclose()
+                for records in (self._records, self._subscription):
+                    if records is not None:
+                        await records.aclose()
 
     async def call(self, op: str, /, **fields: Any) -> Any:
         """Send one request of ``op`` (see ``protocol.OPS``) and return its result."""
+        extra = float(fields.get("timeout") or 0)  # a wait or join: the daemon's own bound
+        return await self._request(lambda request_id: encode_request(request_id, op, **fields),
+                                   extra)
+
+    async def emit_batch(self, lines: Sequence[bytes], *, check: bool = True) -> dict[str, int]:
+        """Send events given as JSON lines (``{"event", "args", "kwargs", "key"}``) in one
+        ``emit_many`` request; return its counts (``accepted``, ``deliveries``,
+        ``unrouted``, ``duplicates``). The batch must fit the daemon's
+        ``max_message_bytes``. A refusal raises its RemoteError, whose ``details`` say how
+        many events were ``accepted`` before it (and the ``index`` of one that does not fit)."""
+        tail = b"" if check else b',"check":false'
+        body = b",".join(lines)
+        return cast(dict[str, int], await self._request(
+            lambda request_id: b'{"id":%d,"op":"emit_many","events":[%s]%s}\n'
+            % (request_id, body, tail)))
+
+    async def _request(self, encode: Callable[[int], bytes], extra: float = 0.0) -> Any:
         if self._stream is None or self._tasks is None:
             raise EventbusError("use the client inside `async with AsyncClient(...)`")
         if self._lost is not None:
@@ -118,10 +138,10 @@ class AsyncClient:
         request_id = next(self._ids)
         waiter = self._waiting[request_id] = _Waiter()
         try:
-            with anyio.fail_after(self.timeout + float(fields.get("timeout") or 0)):
+            with anyio.fail_after(self.timeout + extra):
                 async with self._send_lock:
                     try:
-                        await self._stream.send(encode_request(request_id, op, **fields))
+                        await self._stream.send(encode(request_id))
                     except (anyio.BrokenResourceError, anyio.ClosedResourceError,
                             OSError) as exc:
                         raise EventbusError(f"lost the connection to {self.socket_path}: "

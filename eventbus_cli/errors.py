@@ -88,6 +88,14 @@ class QueueFullError(EventbusError):
         self.needed = needed
         self.limit = limit
         self.unit = unit
+        if unit.startswith("buffered"):  # a DaemonEmitter's buffer, not the daemon's queue
+            setting = "buffer_bytes" if unit.endswith("bytes") else "buffer_size"
+            held = f"{limit} bytes" if unit.endswith("bytes") else f"{limit} events"
+            super().__init__(
+                f"buffer full: event {event_id!r} was not accepted, as {held} already wait to "
+                "be sent to the daemon, which is down or slower than the app (its log says "
+                f"which); emit again later, or raise {setting}")
+            return
         setting = {"bytes": "max_queue_bytes", "scheduled": "max_scheduled"}.get(unit,
                                                                              "queue_size")
         if self.never_fits:

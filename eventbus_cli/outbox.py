@@ -1,0 +1,251 @@
+"""An emitter for applications whose listeners run in the daemon: :class:`DaemonEmitter`.
+
+``emit`` never waits on the socket: it puts the event in a bounded buffer and returns; a
+background task sends the buffer to the daemon in pipelined ``emit_many`` batches. Each event
+carries a dedupe key made here, so a batch sent again after a lost connection (the daemon
+restarting, say) is answered as duplicates for what the daemon had already taken: every
+event is queued once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from collections.abc import Sequence
+from itertools import count
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import anyio.abc
+import msgspec
+
+from .async_client import AsyncClient
+from .config import resolve_config
+from .errors import EmitterNotRunningError, EventbusError, QueueFullError, RemoteError
+from .names import validate_event_id
+from .plural import counted
+from .remote import (
+    RemoteBadArgumentsError,
+    RemoteBadRequestError,
+    RemoteInvalidEventError,
+    RemoteTooLargeError,
+    RemoteUnroutedError,
+)
+
+__all__ = ("DaemonEmitter",)
+
+logger = logging.getLogger("eventbus.outbox")
+
+_BATCH_EVENTS = 500
+_BATCH_BYTES = 512 * 1024  # well under the daemon's max_message_bytes (1 MiB by default)
+_WINDOW = 4  # batches in flight at once
+_BACKOFF_FIRST, _BACKOFF_MAX = 0.05, 2.0
+# Refusals of one event that sending it again cannot change: it is logged and dropped.
+_EVENT_REFUSED = (RemoteBadArgumentsError, RemoteInvalidEventError, RemoteBadRequestError,
+                  RemoteUnroutedError, RemoteTooLargeError)
+
+
+class _Event(msgspec.Struct):
+    event: str
+    args: Sequence[Any]
+    kwargs: dict[str, Any]
+    key: str
+
+
+class DaemonEmitter:
+    """Emit to the daemon without blocking: ``async with DaemonEmitter() as bus:
+    bus.emit("user_created", email=...)``.
+
+    The socket is ``socket`` if given, else the one the CLI would use (EVENTBUS_SOCKET, or the
+    ``eventbus.toml`` of the working directory or a parent). ``emit`` raises
+    :class:`QueueFullError` when ``buffer_size`` events (or ``buffer_bytes``) wait to be sent:
+    while the daemon is down the buffer fills, and nothing is dropped silently. An event the
+    daemon refuses (its arguments do not fit a listener, say) is logged with its id and why.
+    Leaving the context sends what is left, for at most ``flush_timeout`` seconds, and logs
+    how many events could not be sent; :attr:`unsent` holds them.
+    """
+
+    def __init__(self, socket: Path | str | None = None, *, buffer_size: int = 10_000,
+                 buffer_bytes: int = 64 << 20, flush_timeout: float = 10.0) -> None:
+        if socket is None:
+            config = resolve_config()
+            self.socket_path, self._trusted = config.daemon.socket_path, config.daemon.allow_uids
+        else:
+            self.socket_path, self._trusted = Path(socket), ()
+        self.buffer_size = buffer_size
+        self.buffer_bytes = buffer_bytes
+        self.flush_timeout = flush_timeout
+        self._buffer: deque[bytes] = deque()  # encoded events, oldest first: the one owner
+        self._bytes = 0
+        self._keys = count(1)
+        self._prefix = f"{os.getpid()}-{os.urandom(6).hex()}-"  # unique to this emitter
+        self._wake = anyio.Event()  # set by emit: there is something to send
+        self._emptied = anyio.Event()  # set by the sender when the buffer empties
+        self._encode = msgspec.json.Encoder().encode
+        self._running = False
+        self._tasks: anyio.abc.TaskGroup | None = None
+        self.sent = 0
+        """Events the daemon accepted (duplicates of a resend counted once)."""
+        self.refused = 0
+        """Events the daemon refused for good; each was logged."""
+        self.unsent: list[bytes] = []
+        """Events still unsent when the flush timeout ran out on exit, as JSON lines."""
+
+    async def __aenter__(self) -> Self:
+        self._tasks = anyio.create_task_group()
+        await self._tasks.__aenter__()
+        self._tasks.start_soon(self._send_forever)
+        self._running = True
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._running = False
+        assert self._tasks is not None
+        with anyio.move_on_after(self.flush_timeout):
+            while self._buffer:
+                self._emptied = anyio.Event()
+                await self._emptied.wait()
+        self._tasks.cancel_scope.cancel()
+        await self._tasks.__aexit__(None, None, None)
+        if self._buffer:
+            self.unsent = list(self._buffer)
+            logger.error("%s not sent to the daemon on %s within the flush timeout of %gs "
+                         "(lost)", counted(len(self.unsent), "event"), self.socket_path,
+                         self.flush_timeout)
+
+    @property
+    def pending(self) -> int:
+        """Events in the buffer, not yet accepted by the daemon."""
+        return len(self._buffer)
+
+    def emit(self, event_id: str, /, *args: Any, **kwargs: Any) -> None:
+        """Buffer one event for the daemon; return at once. Raises
+        :class:`InvalidEventIdError` for a bad id, ``TypeError`` for arguments that are not
+        JSON values, and :class:`QueueFullError` when the buffer is full."""
+        if not self._running:
+            raise EmitterNotRunningError("not running")
+        validate_event_id(event_id)
+        try:
+            key = self._prefix + str(next(self._keys))
+            line = self._encode(_Event(event_id, args, kwargs, key))
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise TypeError(f"event {event_id!r}: the arguments must be JSON values ({exc})"
+                            ) from None
+        if len(self._buffer) >= self.buffer_size:
+            raise QueueFullError(event_id, 1, self.buffer_size, unit="buffered events")
+        if self._bytes + len(line) > self.buffer_bytes:
+            raise QueueFullError(event_id, self._bytes + len(line), self.buffer_bytes,
+                                 unit="buffered bytes")
+        self._buffer.append(line)
+        self._bytes += len(line)
+        self._wake.set()
+
+    async def _send_forever(self) -> None:
+        pause = _BACKOFF_FIRST
+        while True:
+            if not self._buffer:
+                self._wake = anyio.Event()
+                await self._wake.wait()
+            try:
+                async with AsyncClient(self.socket_path, trusted_uids=self._trusted) as client:
+                    if pause > _BACKOFF_FIRST:
+                        logger.info("connected to the daemon on %s again", self.socket_path)
+                    pause = _BACKOFF_FIRST
+                    await self._send_while_connected(client)
+            except EventbusError as exc:
+                if pause == _BACKOFF_FIRST:
+                    logger.warning("cannot send events to the daemon (%s); %s wait, trying "
+                                   "again with backoff", exc, counted(len(self._buffer),
+                                                                      "event"))
+                await anyio.sleep(pause)
+                pause = min(pause * 2, _BACKOFF_MAX)
+
+    async def _send_while_connected(self, client: AsyncClient) -> None:
+        while True:
+            if not self._buffer:
+                self._wake = anyio.Event()
+                await self._wake.wait()
+            batches = self._next_batches()
+            outcomes: list[BaseException | dict[str, int] | None] = [None] * len(batches)
+            async with anyio.create_task_group() as tasks:
+                for index, batch in enumerate(batches):
+                    tasks.start_soon(_send, client, batch, outcomes, index)
+            lost = self._settle(batches, outcomes)
+            if lost is not None:
+                raise lost
+
+    def _next_batches(self) -> list[list[bytes]]:
+        """Up to ``_WINDOW`` batches from the front of the buffer (left in it until done)."""
+        batches: list[list[bytes]] = []
+        batch: list[bytes] = []
+        size = 0
+        for line in self._buffer:
+            if batch and (len(batch) >= _BATCH_EVENTS or size + len(line) > _BATCH_BYTES):
+                batches.append(batch)
+                if len(batches) == _WINDOW:
+                    return batches
+                batch, size = [], 0
+            batch.append(line)
+            size += len(line) + 1
+        if batch:
+            batches.append(batch)
+        return batches
+
+    def _settle(self, batches: list[list[bytes]],
+                outcomes: Sequence[BaseException | dict[str, int] | None]) -> EventbusError | None:
+        """Take out of the buffer what the daemon took or refused for good; keep the rest
+        (in order) to send again. Return the error to reconnect on, if any."""
+        taken = sum(len(batch) for batch in batches)
+        head = [self._buffer.popleft() for _ in range(taken)]
+        keep: list[bytes] = []
+        reconnect: EventbusError | None = None
+        start = 0
+        for batch, outcome in zip(batches, outcomes, strict=True):
+            lines = head[start:start + len(batch)]
+            start += len(batch)
+            if isinstance(outcome, dict):
+                self.sent += int(outcome.get("accepted", 0))
+                continue
+            done = 0
+            if isinstance(outcome, RemoteError):
+                done = int(outcome.details.get("accepted", 0))  # type: ignore[call-overload]
+                index = outcome.details.get("index")
+                if isinstance(outcome, _EVENT_REFUSED) and isinstance(index, int):
+                    self._log_refused(lines[index], outcome)
+                    lines = lines[:index] + lines[index + 1:]
+                    done = min(done, index)
+                elif isinstance(outcome, _EVENT_REFUSED) and len(lines) == 1:
+                    self._log_refused(lines[0], outcome)
+                    lines = []
+                else:
+                    reconnect = reconnect or EventbusError(str(outcome))
+            elif isinstance(outcome, EventbusError):
+                reconnect = reconnect or outcome
+            self.sent += done
+            keep += lines[done:]
+        self._buffer.extendleft(reversed(keep))
+        self._bytes -= sum(map(len, head)) - sum(map(len, keep))
+        if not self._buffer:
+            self._emptied.set()
+        return reconnect
+
+    def _log_refused(self, line: bytes, error: RemoteError) -> None:
+        self.refused += 1
+        event = msgspec.json.decode(line).get("event")
+        why = error.message.removesuffix("; the batch was not accepted")
+        if why.startswith("event ") and " of the batch: " in why:
+            why = why.partition(" of the batch: ")[2]
+        logger.error("the daemon refused event %r (dropped; the others go on): %s", event, why)
+
+
+async def _send(client: AsyncClient, batch: list[bytes],
+                outcomes: list[BaseException | dict[str, int] | None], index: int) -> None:
+    """Send one batch; put its counts, or why it failed, in ``outcomes[index]``."""
+    try:
+        outcomes[index] = await client.emit_batch(batch)
+    except EventbusError as exc:  # RemoteError included
+        outcomes[index] = exc
