@@ -20,6 +20,7 @@ from litestar.exceptions import ImproperlyConfiguredException
 from litestar.plugins import InitPlugin
 
 from .bus.emitter import SimpleEventEmitter as _InProcess
+from .bus.listener import as_listener
 from .outbox import DaemonEmitter
 
 __all__ = ("DaemonEmitterBackend", "EventbusPlugin", "SimpleEventEmitter")
@@ -35,7 +36,7 @@ class DaemonEmitterBackend(BaseEventEmitterBackend):
 
     def __init__(self, listeners: Sequence[EventListener]) -> None:
         if listeners:
-            names = ", ".join(getattr(item.fn, "__qualname__", repr(item)) for item in listeners)
+            names = ", ".join(str(getattr(as_listener(item), "name", item)) for item in listeners)
             raise ImproperlyConfiguredException(
                 f"with EventbusPlugin the listeners run in the eventbus daemon, not in the app: "
                 f"move {names} to a file of the daemon's listeners directory and leave "
