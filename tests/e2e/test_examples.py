@@ -26,6 +26,9 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
         "user_deleted_without_kwargs:send_farewell_email_handler "
         "does not accept the arguments of event 'user_deleted': got an unexpected keyword "
         "argument 'reason'", "$ eventbus queue list --state failed", "│ failed │"]),
+    ("litestar_app.py", ["created ada@example.com", "deleted ada@example.com",
+                         "the daemon ran 4 deliveries:",
+                         "would tell customer support why a user left: moved to a cabin"]),
     ("emit_from_python.py", ["Client.emit queued 1 delivery", "AsyncClient.emit queued 1",
                              "would send a welcome mail to eve@example.com"]),
 ])
