@@ -1,6 +1,6 @@
 """A Litestar app's emit: EventbusPlugin (to a real daemon) against Litestar's own emitter.
 
-Run: .venv/bin/pip install -e '.[bench]' && .venv/bin/python bench/litestar_app.py [EVENTS]
+Run: .venv/bin/pip install -e '.[bench]' && .venv/bin/python bench/plugin.py [EVENTS]
 
 1. The cost of `request.app.emit(...)` inside a request handler: a route emits EVENTS / 10
    events per request (one positional, one keyword argument) and times its own emit calls;
