@@ -89,6 +89,9 @@ class DaemonEmitter:
         self._tasks: anyio.abc.TaskGroup | None = None
         self.sent = 0
         """Events the daemon accepted (duplicates of a resend counted once)."""
+        self.duplicates = 0
+        """Events the daemon answered as duplicates: sent again after a lost connection,
+        they had been taken already (and were counted in :attr:`sent` then)."""
         self.refused = 0
         """Events the daemon refused for good; each was logged."""
         self.unsent: list[bytes] = []
@@ -208,11 +211,16 @@ class DaemonEmitter:
             lines = head[start:start + len(batch)]
             start += len(batch)
             if isinstance(outcome, dict):
-                self.sent += int(outcome.get("accepted", 0))
+                repeats = int(outcome.get("duplicates", 0))
+                self.duplicates += repeats
+                self.sent += int(outcome.get("accepted", 0)) - repeats
                 continue
             done = 0
             if isinstance(outcome, RemoteError):
                 done = int(outcome.details.get("accepted", 0))  # type: ignore[call-overload]
+                repeats = int(outcome.details.get("duplicates", 0))  # type: ignore[call-overload]
+                self.duplicates += repeats
+                self.sent -= repeats
                 index = outcome.details.get("index")
                 if isinstance(outcome, _EVENT_REFUSED) and isinstance(index, int):
                     self._log_refused(lines[index], outcome)

@@ -56,6 +56,45 @@ def test_a_route_that_emits_reaches_a_listener_in_the_daemon(short_dir: Path) ->
         daemon.kill()
 
 
+def test_a_daemon_restarted_amid_5000_emits_of_an_app_runs_each_exactly_once(
+    short_dir: Path,
+) -> None:
+    @get("/batch/{start:int}", sync_to_thread=False)
+    def batch(request: Request[Any, Any, Any], start: FromPath[int]) -> None:
+        for n in range(start, start + 50):
+            request.app.emit("user_created", email=f"{n}@example.com")
+
+    daemon = Daemon(short_dir, listeners=LISTENERS, config="[journal]\n").start()
+    try:
+        app = Litestar(route_handlers=[batch], plugins=[EventbusPlugin(daemon.socket,
+                                                                        flush_timeout=30)])
+        with TestClient(app) as client:
+            for start in range(0, 2500, 50):
+                client.get(f"/batch/{start}")
+            assert daemon.stop() == 0
+            for start in range(2500, 5000, 50):
+                client.get(f"/batch/{start}")  # the app serves on while no daemon runs
+            daemon.start()
+        wait_for(lambda: len(_mails(daemon)) >= 5000, seconds=60)
+        assert sorted(_mails(daemon)) == sorted(f"{n}@example.com" for n in range(5000))
+    finally:
+        daemon.kill()
+
+
+def test_no_daemon_at_start_then_one_starts_and_gets_every_event(short_dir: Path) -> None:
+    daemon = Daemon(short_dir, listeners=LISTENERS)
+    try:
+        app = Litestar(route_handlers=[signup], plugins=[EventbusPlugin(daemon.socket)])
+        with TestClient(app) as client:
+            for name in ("ada", "bob", "eve"):
+                assert client.get(f"/signup/{name}").text == "welcome"
+            daemon.start()
+        wait_for(lambda: len(_mails(daemon)) == 3)
+        assert sorted(_mails(daemon)) == [f"{n}@example.com" for n in ("ada", "bob", "eve")]
+    finally:
+        daemon.kill()
+
+
 def test_without_a_daemon_the_app_serves_and_a_full_buffer_raises(
     short_dir: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:

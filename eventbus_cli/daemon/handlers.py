@@ -211,7 +211,7 @@ class Operations:
                     made = await self._submit(message, size, flush, accepted, False)
                 except _EmitFailed as exc:  # say what the events before it made
                     raise _EmitFailed(exc.code, exc.message, accepted, deliveries=deliveries,
-                                      unrouted=unrouted) from None
+                                      unrouted=unrouted, duplicates=duplicates) from None
             accepted += 1
             deliveries += len(made)
             unrouted += not made
