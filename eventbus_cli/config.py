@@ -34,10 +34,11 @@ __all__ = (
 )
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("text", "json")
 CHECKS = ("reject", "warn", "off")
 """What the argument check does with an emit a listener cannot take: refuse it, log it, or
 nothing (the delivery then fails when it runs)."""
-_CHOICES = {"log_level": LOG_LEVELS, "check": CHECKS}
+_CHOICES = {"log_level": LOG_LEVELS, "log_format": LOG_FORMATS, "check": CHECKS}
 CONFIG_FILE_NAME = "eventbus.toml"
 
 
@@ -68,6 +69,7 @@ class DaemonConfig:
     idle_timeout: float = 300.0
     shutdown_timeout: float = 30.0
     log_level: str = "info"
+    log_format: str = "text"  # or "json": one object a line, for log shippers
     allow_uids: tuple[int, ...] = ()
     allow_gids: tuple[int, ...] = ()
 

@@ -104,15 +104,17 @@ class Worker:
         listener = slot.listener
         where = f"listener {listener.name} on event {delivery.event!r}"
         options = slot.options
+        facts = {"event": delivery.event, "listener": listener.name, "delivery": delivery.id,
+                 "attempt": delivery.attempts}  # fields of their own in JSON logs
         if (retryable and delivery.attempts <= options.retries
                 and self._broker.serves(listener.name)):
             delay = options.delay_before(delivery.attempts + 1)
             logger.warning("%s failed attempt %d, retrying in %.3gs: %s", where,
-                           delivery.attempts, delay, error)
+                           delivery.attempts, delay, error, extra=facts)
             self._broker.failed(delivery, error, text, retry_in=delay)
         else:
             logger.error("%s failed after %s: %s\n%s", where,
-                         counted(delivery.attempts, "attempt"), error, text)
+                         counted(delivery.attempts, "attempt"), error, text, extra=facts)
             self._broker.failed(delivery, error, text, retry_in=None)
 
 

@@ -13,7 +13,6 @@ import math
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -35,6 +34,7 @@ from ..plural import counted
 from .connection import Connections
 from .handlers import Operations
 from .loader import load_modules
+from .logs import configure_logging
 from .socketfile import bind_socket, remove
 from .systemd import notify, reloading
 
@@ -251,9 +251,9 @@ async def _reload_on_signal(ready: Ready | None) -> None:
 def run(config: Config) -> int:
     """Serve in the foreground until SIGTERM or SIGINT; return the process's exit status.
 
-    Logs go to stderr with timestamps, at the config's ``log_level``.
+    Logs go to stderr at the config's ``log_level``, as its ``log_format`` says.
     """
-    configure_logging(config.daemon.log_level)
+    configure_logging(config.daemon.log_level, config.daemon.log_format)
     status = anyio.run(_serve_until_signalled, config, backend_options=_loop_options())
     hung = [thread for thread in threading.enumerate()
             if thread.is_alive() and not thread.daemon and thread is not threading.current_thread()]
@@ -278,14 +278,3 @@ def _loop_options() -> dict[str, Any]:
     except ImportError:
         return {}
     return {"use_uvloop": True}
-
-
-def configure_logging(level: str) -> None:
-    """Send every log record (the daemon's and the listeners') to stderr with a timestamp."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(
-        "%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
-    ))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
