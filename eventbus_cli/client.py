@@ -16,20 +16,20 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple, Self, cast
 from .codec import LineSplitter, Reply, decode_reply, encode_request
 from .errors import EventbusError, EventFileError, NoDaemonError, ProtocolError, RemoteError
 from .peers import check_server
-from .remote import remote_error
-from .results import (
-    DeliveryInfo,
-    EmitResult,
-    EventInfo,
-    Hello,
-    ListenerInfo,
-    QueueCounts,
-    ReloadResult,
-    ScheduleInfo,
-)
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: `eventbus emit` starts without building them
     from datetime import datetime
+
+    from .results import (
+        DeliveryInfo,
+        EmitResult,
+        EventInfo,
+        Hello,
+        ListenerInfo,
+        QueueCounts,
+        ReloadResult,
+        ScheduleInfo,
+    )
 
 __all__ = ("BulkResult", "Client", "ReplyLines", "emit_fields", "list_fields", "no_daemon",
            "read_event_lines", "result_of", "retry_fields")
@@ -79,6 +79,8 @@ def read_event_lines(stream: IO[bytes], source: str) -> tuple[list[bytes], list[
 def result_of(reply: Reply) -> Any:
     """The result of ``reply``; its :class:`RemoteError` subclass if it is an error."""
     if not reply.ok:
+        from .remote import remote_error  # only on an error: a plain emit need not load it
+
         raise remote_error(reply.code, reply.message, reply.details)
     return reply.result
 
@@ -197,7 +199,7 @@ class Client:
         if wait is not None:
             self._sock.settimeout(max(self._timeout, wait + 30))
         try:
-            return cast(EmitResult, self.call("emit", **emit_fields(
+            return cast("EmitResult", self.call("emit", **emit_fields(
                 event_id, args, kwargs, wait=wait, require_listener=require_listener,
                 check=check, dry_run=dry_run, delay=delay, at=at, key=key)))
         finally:
@@ -214,40 +216,40 @@ class Client:
 
     def schedules(self) -> list[ScheduleInfo]:
         """The daemon's schedules, as ``schedule list --json`` shows them."""
-        return cast(list[ScheduleInfo], self.call("schedules"))
+        return cast("list[ScheduleInfo]", self.call("schedules"))
 
     def fire(self, name: str) -> ScheduleInfo:
         """Fire the schedule ``name`` now; return it as ``schedule list`` shows it."""
-        return cast(ScheduleInfo, self.call("fire", name=name))
+        return cast("ScheduleInfo", self.call("fire", name=name))
 
     def events(self) -> list[EventInfo]:
         """The event catalog, as ``events --json`` shows it."""
-        return cast(list[EventInfo], self.call("events"))
+        return cast("list[EventInfo]", self.call("events"))
 
     def schema(self, event_id: str) -> dict[str, Any]:
         """The JSON Schema of what every listener of ``event_id`` takes together."""
-        return cast(dict[str, Any], self.call("schema", event=event_id))
+        return cast("dict[str, Any]", self.call("schema", event=event_id))
 
     def hello(self) -> Hello:
         """The daemon's protocol version, version, pid and ``max_message_bytes``."""
-        return cast(Hello, self.call("hello"))
+        return cast("Hello", self.call("hello"))
 
     def listeners(self) -> list[ListenerInfo]:
         """The listeners the daemon runs, as ``listeners list --json`` shows them."""
-        return cast(list[ListenerInfo], self.call("listeners"))
+        return cast("list[ListenerInfo]", self.call("listeners"))
 
     def queue(self) -> QueueCounts:
         """The counters, as ``queue --json`` shows them."""
-        return cast(QueueCounts, self.call("queue"))
+        return cast("QueueCounts", self.call("queue"))
 
     def deliveries(self, state: str | None = None,
                    limit: int | None = None) -> list[DeliveryInfo]:
         """The deliveries held (of one state), newest first, as ``queue list --json``."""
-        return cast(list[DeliveryInfo], self.call("list", **list_fields(state, limit)))
+        return cast("list[DeliveryInfo]", self.call("list", **list_fields(state, limit)))
 
     def delivery(self, delivery_id: int) -> DeliveryInfo:
         """One delivery with its traceback, as ``queue show --json`` shows it."""
-        return cast(DeliveryInfo, self.call("show", delivery=delivery_id))
+        return cast("DeliveryInfo", self.call("show", delivery=delivery_id))
 
     def retry(self, delivery_ids: Sequence[int] | None = None) -> list[int]:
         """Queue failed deliveries again (every one for None); return their ids."""
@@ -259,11 +261,11 @@ class Client:
 
     def reload(self) -> ReloadResult:
         """Import the listeners afresh; what changed, as ``listeners reload --json``."""
-        return cast(ReloadResult, self.call("reload"))
+        return cast("ReloadResult", self.call("reload"))
 
     def status(self) -> dict[str, Any]:
         """The daemon's status, as ``status --json`` shows it."""
-        return cast(dict[str, Any], self.call("status"))
+        return cast("dict[str, Any]", self.call("status"))
 
     def emit_many(self, events: Iterable[Mapping[str, Any]]) -> BulkResult:
         """Emit events given as ``{"event", "args", "kwargs"}`` mappings, in batches."""
@@ -309,6 +311,8 @@ class Client:
                 details = dict(reply.details) if isinstance(reply.details, dict) else {}
                 if isinstance(index := details.get("index"), int):
                     details["index"] = start + index  # in the lines given, not the batch
+                from .remote import remote_error
+
                 error = error or remote_error(reply.code, reply.message, details)
                 rejected.append((start + taken, stop))
             if progress is not None and taken:

@@ -88,10 +88,11 @@ class DaemonEmitter:
         self._running = False
         self._tasks: anyio.abc.TaskGroup | None = None
         self.sent = 0
-        """Events the daemon accepted (duplicates of a resend counted once)."""
+        """Events the daemon acknowledged, each once (a resend answered as a duplicate
+        acknowledges an event whose first answer was lost with the connection)."""
         self.duplicates = 0
         """Events the daemon answered as duplicates: sent again after a lost connection,
-        they had been taken already (and were counted in :attr:`sent` then)."""
+        they had been taken already."""
         self.refused = 0
         """Events the daemon refused for good; each was logged."""
         self.unsent: list[bytes] = []
@@ -211,16 +212,13 @@ class DaemonEmitter:
             lines = head[start:start + len(batch)]
             start += len(batch)
             if isinstance(outcome, dict):
-                repeats = int(outcome.get("duplicates", 0))
-                self.duplicates += repeats
-                self.sent += int(outcome.get("accepted", 0)) - repeats
+                self.duplicates += int(outcome.get("duplicates", 0))
+                self.sent += int(outcome.get("accepted", 0))
                 continue
             done = 0
             if isinstance(outcome, RemoteError):
                 done = int(outcome.details.get("accepted", 0))  # type: ignore[call-overload]
-                repeats = int(outcome.details.get("duplicates", 0))  # type: ignore[call-overload]
-                self.duplicates += repeats
-                self.sent -= repeats
+                self.duplicates += int(outcome.details.get("duplicates", 0))  # type: ignore[call-overload]
                 index = outcome.details.get("index")
                 if isinstance(outcome, _EVENT_REFUSED) and isinstance(index, int):
                     self._log_refused(lines[index], outcome)

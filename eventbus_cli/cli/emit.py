@@ -11,12 +11,13 @@ from ..codec import DEFAULT_WAIT, MAX_DELAY
 from ..errors import EventbusError, InvalidEventIdError
 from ..names import validate_event_id
 from ..plural import counted
-from ..results import EmitResult
 from .app import JsonOption, app, client_for, complete_events, reported
 from .values import parse_arg, parse_kw
 
 if TYPE_CHECKING:
     from datetime import datetime
+
+    from ..results import EmitResult
 
 
 @app.command()
@@ -152,7 +153,7 @@ def _time(text: str) -> "datetime":
     return moment if moment.tzinfo is not None else moment.astimezone()
 
 
-def _show_dry_run(result: EmitResult, as_json: bool) -> None:
+def _show_dry_run(result: "EmitResult", as_json: bool) -> None:
     found = result["listeners"]
     if as_json:
         typer.echo(json.dumps(result))

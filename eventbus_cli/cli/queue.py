@@ -3,14 +3,16 @@ purge."""
 
 import json
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..client import Client
 from ..plural import counted
-from ..results import QueueCounts
 from .app import JsonOption, State, client_for, queue_app, refuse, reported, show
+
+if TYPE_CHECKING:
+    from ..results import QueueCounts
 
 
 @queue_app.callback(invoke_without_command=True)
@@ -91,7 +93,7 @@ def queue_list(
                    err=True)
 
 
-def _held(queue: QueueCounts, state: str | None) -> int:
+def _held(queue: "QueueCounts", state: str | None) -> int:
     """How many deliveries of ``state`` (any, for None) the counters say are held."""
     counts = {"pending": queue["pending"], "running": queue["running"],
               "retrying": queue["retrying"], "scheduled": queue.get("scheduled", 0),

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from rich.console import Console
 from rich.live import Live
@@ -16,7 +16,9 @@ from rich.table import Table
 from rich.text import Text
 
 from ..plural import counted
-from ..results import QueueCounts
+
+if TYPE_CHECKING:
+    from ..results import QueueCounts
 
 __all__ = (
     "print_deliveries",
