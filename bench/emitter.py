@@ -29,7 +29,7 @@ from eventbus_cli import listener as eventbus_listener
 Run = Callable[[int, int], Awaitable[int]]
 
 
-async def run_eventbus(events: int, listeners: int) -> int:
+async def run_eventbus(events: int, listeners: int, timings: bool = False) -> int:
     handled = 0
 
     def make(index: int) -> Any:
@@ -40,10 +40,29 @@ async def run_eventbus(events: int, listeners: int) -> int:
 
         return noop
 
-    async with SimpleEventEmitter([make(i) for i in range(listeners)]) as emitter:
+    async with SimpleEventEmitter([make(i) for i in range(listeners)],
+                                  timings=timings) as emitter:
         for number in range(events):
             await emitter.aemit("user_created", number, email="x@example.com")
     return handled
+
+
+async def run_timed(events: int, listeners: int) -> int:
+    """:func:`run_eventbus` keeping each attempt's times, as the daemon does for metrics."""
+    return await run_eventbus(events, listeners, timings=True)
+
+
+def metrics_cost(events: int, rounds: int = 9) -> tuple[float, float, float]:
+    """Median events/s into 1 listener with the delivery timings that metrics need kept and
+    without, in turns, and the median of the pairs' ratios (with / without)."""
+    timed = [rate(run_timed, events, 1) for _ in range(1)]  # warm both paths first
+    plain = [rate(run_eventbus, events, 1)]
+    timed, plain = [], []
+    for _ in range(rounds):
+        timed.append(rate(run_timed, events, 1))
+        plain.append(rate(run_eventbus, events, 1))
+    ratio = statistics.median(a / b for a, b in zip(timed, plain, strict=True))
+    return statistics.median(timed), statistics.median(plain), ratio
 
 
 async def run_checked(events: int, check: str) -> int:
@@ -146,6 +165,9 @@ def main() -> None:
     on, off, ratio = check_cost(events)
     print(f"argument check, 1 listener (number: int, email: str): on {on:,.0f}/s, off "
           f"{off:,.0f}/s; paired, on is {100 * (ratio - 1):+.1f}%")
+    timed, plain, ratio = metrics_cost(events)
+    print(f"metrics (delivery timings kept), 1 listener: on {timed:,.0f}/s, off "
+          f"{plain:,.0f}/s; paired, on is {100 * (ratio - 1):+.1f}%")
     double_peak = peak_mib(run_eventbus, 2 * events, 1)
     print(f"eventbus peak with {2 * events:,} events into 1 listener: {double_peak:.1f} MiB"
           " (bounded by queue_size, not by the number of events)")

@@ -25,10 +25,12 @@ __all__ = (
     "DeliveryConfig",
     "DeliveryOptions",
     "JournalConfig",
+    "MetricsConfig",
     "apply_environment",
     "check_owner",
     "default_socket_path",
     "find_config_file",
+    "listen_problem",
     "load_config",
     "resolve_config",
 )
@@ -77,6 +79,27 @@ class DaemonConfig:
     def socket_path(self) -> Path:
         """The socket to use: ``socket``, else :func:`default_socket_path`."""
         return self.socket if self.socket is not None else default_socket_path()
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """The optional ``[metrics]`` table: where ``/metrics`` is served, as ``host:port``."""
+
+    listen: str = "127.0.0.1:9464"
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``listen`` as (host, port); an IPv6 host is written in brackets: ``[::1]:9464``."""
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+def listen_problem(value: str) -> str | None:
+    """What is wrong with a ``host:port`` to listen on, if anything."""
+    host, colon, port = value.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return f'expected "host:port" with a port from 1 to 65535, got {value!r}'
+    return None
 
 
 @dataclass(frozen=True)
@@ -166,7 +189,8 @@ def _schedule_tables(tables: object, path: Path | None) -> tuple[dict[str, Any],
 
 _ID_RANGE = (0, 2**32 - 2)  # a uid or gid; 2**32 - 1 is (uid_t) -1, "no one"
 _SECTIONS: dict[str, type[Any]] = {
-    "daemon": DaemonConfig, "journal": JournalConfig, "delivery": DeliveryConfig
+    "daemon": DaemonConfig, "journal": JournalConfig, "delivery": DeliveryConfig,
+    "metrics": MetricsConfig,
 }
 
 
@@ -177,6 +201,7 @@ class Config:
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     journal: JournalConfig | None = None
+    metrics: MetricsConfig | None = None
     path: Path | None = None
     schedules: tuple[dict[str, Any], ...] = ()
     """The ``[[schedule]]`` tables, their keys checked (the daemon makes them schedules)."""
@@ -281,6 +306,8 @@ def _value(kind: Any, key: str, value: Any, path: Path | None) -> Any:
     if kind is str:
         if not isinstance(value, str):
             raise ConfigError(path, key, f"expected a string, got {value!r}")
+        if short == "listen" and (problem := listen_problem(value)) is not None:
+            raise ConfigError(path, key, problem)
         choices = _CHOICES.get(short)
         if choices is not None and value.lower() not in choices:
             raise ConfigError(path, key, f"expected one of {', '.join(choices)}, got {value!r}")

@@ -28,6 +28,7 @@ import anyio
 from ..bus.delivery import Delivery, DeliveryState
 from ..bus.memory import MemoryBroker
 from ..bus.routing import Slot
+from ..bus.timings import Histogram
 from ..config import DaemonConfig, DeliveryConfig
 from ..errors import JournalError
 
@@ -87,6 +88,8 @@ class JournalBroker(MemoryBroker):
                          max_scheduled=max_scheduled, dedupe_window=dedupe_window,
                          max_dedupe_keys=max_dedupe_keys)
         self.path = path
+        self.commit_times = Histogram()
+        """How long each commit took (for metrics)."""
         self._db, next_id = _open(path)
         self._loaded: list[Delivery] | None = self._read()
         self._next_id = next_id
@@ -243,8 +246,10 @@ class JournalBroker(MemoryBroker):
             if changes:
                 self._sent_max = max(self._sent_max, max(changes))
             try:
+                began = time.monotonic()
                 await anyio.to_thread.run_sync(self._write, changes, self._top + 1, fires,
                                                keys, limiter=self._limiter)
+                self.commit_times.observe(time.monotonic() - began)
             except anyio.get_cancelled_exc_class():
                 # Written or not, close() writes these again: each change is idempotent.
                 self._changes = {**changes, **self._changes}

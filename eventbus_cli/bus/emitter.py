@@ -32,6 +32,7 @@ from .listener import EventListener, ListenerLike
 from .memory import MemoryBroker
 from .routing import ListenerChanges, ListenerSet, Slot, unique_listeners
 from .threads import Threads
+from .timings import DeliveryTimings
 from .worker import Worker
 
 __all__ = ("BaseEventEmitterBackend", "SimpleEventEmitter")
@@ -89,8 +90,12 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         max_threads: int = DaemonConfig.max_threads,
         max_per_listener: int | None = None,
         broker: Broker | None = None,
+        timings: bool = False,
     ) -> None:
         super().__init__(listeners)
+        self.timings: dict[str, DeliveryTimings] | None = {} if timings else None
+        """With ``timings``, each listener's histograms of how long its attempts ran and
+        waited (for metrics), by listener name, kept across reloads."""
         _check_number("concurrency", concurrency, minimum=1, whole=True)
         _check_number("max_threads", max_threads, minimum=1, whole=True)
         _check_number("shutdown_timeout", shutdown_timeout, minimum=0, whole=False)
@@ -114,9 +119,18 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         self.unfinished: list[Delivery] = []
         """Deliveries that did not finish by the shutdown timeout (filled on exit)."""
 
+    @property
+    def concurrency(self) -> int:
+        """How many workers run deliveries."""
+        return self._concurrency
+
     def _listener_set(self, listeners: Sequence[ListenerLike]) -> ListenerSet:
-        return ListenerSet(listeners, defaults=self._defaults, concurrency=self._concurrency,
+        made = ListenerSet(listeners, defaults=self._defaults, concurrency=self._concurrency,
                            max_per_listener=self._max_per_listener)
+        if self.timings is not None:
+            for slot in made.slots:
+                slot.timings = self.timings.setdefault(slot.name, DeliveryTimings())
+        return made
 
     async def __aenter__(self) -> Self:
         if self._state is not _NEW:

@@ -16,6 +16,7 @@ from ..errors import ListenerError
 from ..names import is_pattern, validate_event_id
 from .arguments import arguments_of
 from .listener import EventListener, ListenerLike, as_listener, find_name_clash
+from .timings import DeliveryTimings
 
 __all__ = ("ListenerChanges", "ListenerSet", "Router", "Slot", "unique_listeners")
 
@@ -57,7 +58,7 @@ class Slot:
     many of its calls may run at once (``limit``)."""
 
     __slots__ = ("arguments", "checked", "fn", "is_async", "limit", "listener", "name",
-                 "options", "timeout")
+                 "options", "timeout", "timings")
 
     def __init__(self, listener: EventListener, options: DeliveryOptions, limit: int) -> None:
         self.listener = listener
@@ -67,6 +68,8 @@ class Slot:
         self.options = options
         self.timeout = options.timeout  # read for every call, so kept at hand
         self.limit = limit
+        self.timings: DeliveryTimings | None = None
+        """Where its attempts' times go, when the emitter keeps them (for metrics)."""
         self.arguments = arguments_of(listener.name, listener.fn)
         """What its function takes (None if its signature cannot be read)."""
         self.checked = (self.arguments if self.arguments is not None

@@ -52,6 +52,11 @@ class Threads:
         self._abandoned: set[_Call] = set()
 
     @property
+    def busy(self) -> int:
+        """Places taken now: calls running in threads, stuck ones included."""
+        return int(self._places.borrowed_tokens)
+
+    @property
     def stuck(self) -> int:
         """Calls abandoned past their timeout whose threads have not returned (as of the
         last :meth:`sweep`)."""

@@ -18,6 +18,7 @@ from .broker import Broker
 from .delivery import Delivery
 from .routing import Slot
 from .threads import Threads
+from .timings import DeliveryTimings
 
 __all__ = ("Worker", "describe_failure")
 
@@ -71,7 +72,8 @@ class Worker:
         while not self._late:  # a listener that swallowed its cancellation ends here
             taken = take_nowait() or await broker.take()
             delivery, slot = self._current = taken
-            self.deadline = monotonic() + slot.timeout
+            start = monotonic()
+            self.deadline = start + slot.timeout
             try:
                 if slot.is_async:
                     await slot.fn(*delivery.args, **delivery.kwargs)
@@ -82,9 +84,14 @@ class Worker:
                     raise  # the watchdog's timeout or the emitter's shutdown: see run()
                 self._current, self.deadline = None, _NO_DEADLINE
                 self.report(delivery, slot, exc)
+                if slot.timings is not None:
+                    _observe(slot.timings, delivery, monotonic() - start)
             else:
                 self._current, self.deadline = None, _NO_DEADLINE
                 broker.succeeded(delivery)
+                if (timings := slot.timings) is not None:  # for metrics: kept cheap
+                    timings.observe(monotonic() - start, delivery.started_at or 0.0,
+                                    delivery.due_at or delivery.created_at or 0.0)
             # Hold nothing of this call while waiting for the next: an idle worker must not
             # keep the listener (and its module, after a reload) alive.
             del taken, delivery, slot
@@ -116,6 +123,12 @@ class Worker:
             logger.error("%s failed after %s: %s\n%s", where,
                          counted(delivery.attempts, "attempt"), error, text, extra=facts)
             self._broker.failed(delivery, error, text, retry_in=None)
+
+
+def _observe(timings: DeliveryTimings, delivery: Delivery, ran: float) -> None:
+    """Keep how long an attempt ran, and waited since its emit (or its due time)."""
+    started = delivery.started_at or 0.0  # both set by the broker, at put and at take
+    timings.observe(ran, started, delivery.due_at or delivery.created_at or started)
 
 
 def _ours(exc: BaseException) -> bool:

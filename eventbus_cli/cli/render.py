@@ -220,6 +220,7 @@ def print_status(status: dict[str, Any]) -> None:
         "journal": (f"{journal['path']} ({journal['bytes']:,} bytes)" + (
             "" if journal["writable"] else f"; cannot be written: {journal['error']}"))
         if (journal := status["journal"]) else "none (deliveries live in memory only)",
+        "metrics": status.get("metrics") or "off (no [metrics] in the config)",
         "schedules": (f"{schedules['count']}, the next fire at {_local(schedules['next'])}"
                       if (schedules := status.get("schedules") or {}).get("count") else "none"),
         "health": "healthy" if (health := status["health"])["healthy"]

@@ -38,6 +38,7 @@ from ..protocol import OPS, PROTOCOL_VERSION, ErrorCode, EventMessage, Request, 
 from .catalog import dry_run, event_catalog, event_schema
 from .health import Health
 from .loader import MODULE_PREFIX, load_modules
+from .metrics import Metrics
 from .monitor import Monitor, Subscription
 from .scheduler import Scheduler, UnknownScheduleError, config_schedules
 
@@ -95,9 +96,16 @@ class Operations:
         self.started = time.monotonic()
         self.draining = False
         self._reloading = anyio.Lock()
-        self.scheduler = Scheduler(emitter, on_fire=self.monitor.fired)
+        self.metrics: Metrics | None = None
+        """What ``/metrics`` serves, with ``[metrics]`` set."""
+        self.scheduler = Scheduler(emitter, on_fire=self._fired)
         self.config_schedules = config_schedules(config)
         """The ``[[schedule]]`` tables, fixed for the daemon's life (a reload keeps them)."""
+
+    def _fired(self, name: str, event_id: str, outcome: str) -> None:
+        self.monitor.fired(name, event_id, outcome)
+        if self.metrics is not None:
+            self.metrics.count_fire(name, event_id, outcome)
 
     def serve_schedules(self, schedules: list[Schedule]) -> None:
         """Serve the listener files' ``schedules`` and the config's from now on."""
@@ -125,14 +133,21 @@ class Operations:
                 return result
             return encode_result(request.id, result)
         except _Refused as exc:
+            if self.metrics is not None and request.events:
+                index = exc.details.get("index", exc.details.get("accepted", 0))
+                self._count_refused(request, exc.code, index)
             return encode_error(request_id, exc.code, exc.message, **exc.details)
         except BadArgumentsError as exc:
+            if self.metrics is not None:
+                self.metrics.count_refused(exc.event_id, ErrorCode.BAD_ARGUMENTS)
             return encode_error(request_id, ErrorCode.BAD_ARGUMENTS, str(exc),
                                 **_refusal_details(exc))
         except DeliveryError as exc:
             code = ErrorCode.NOT_FOUND if exc.missing else ErrorCode.CONFLICT
             return encode_error(request_id, code, str(exc), delivery=exc.delivery_id)
         except QueueFullError as exc:
+            if self.metrics is not None:
+                self.metrics.count_refused(exc.event_id, ErrorCode.QUEUE_FULL)
             return encode_error(request_id, ErrorCode.QUEUE_FULL, str(exc))
         except LoaderError as exc:
             return encode_error(request_id, ErrorCode.RELOAD_FAILED, str(exc),
@@ -147,6 +162,12 @@ class Operations:
             logger.exception("request %r failed", request[:2])
             return encode_error(request_id, ErrorCode.INTERNAL, f"internal error: {exc!r}")
 
+    def _count_refused(self, request: Request, code: str, index: object) -> None:
+        events = request.events
+        event = events[index] if isinstance(index, int) and 0 <= index < len(events) else None
+        if self.metrics is not None and event is not None:
+            self.metrics.count_refused(event.event, code)
+
     # -- emitting ----------------------------------------------------------------------------
 
     @_handles("emit")
@@ -155,6 +176,8 @@ class Operations:
         if message.key is not None and (first := self.broker.answer_for(message.key)):
             return {**first, "duplicate": True}  # answered as the first was; nothing queued
         result = await self._emit_once(request, message, flush)
+        if self.metrics is not None and not request.dry_run:
+            self.metrics.count_emitted(message.event, result["deliveries"])
         if message.key is not None:
             self.broker.remember(message.key, {name: result[name] for name in
                                                ("event_id", "deliveries", "due") if name in result})
@@ -215,6 +238,8 @@ class Operations:
             accepted += 1
             deliveries += len(made)
             unrouted += not made
+            if self.metrics is not None:
+                self.metrics.count_emitted(message.event, len(made))
             if message.key is not None:
                 broker.remember(message.key, {"event_id": message.event,
                                               "deliveries": len(made)})
@@ -361,6 +386,8 @@ class Operations:
                         "writable": broker.failure is None,
                         "error": None if broker.failure is None else str(broker.failure)}
             if isinstance(broker, JournalBroker) else None,
+            "metrics": (f"http://{self.config.metrics.listen}/metrics"
+                        if self.config.metrics is not None else None),
             "threads": {"max": self.emitter.threads.max_threads,
                         "stuck": self.emitter.threads.stuck},
             "schedules": {"count": len(self.scheduler),

@@ -29,12 +29,13 @@ from ..brokers.journal import JournalBroker
 from ..bus.emitter import SimpleEventEmitter
 from ..bus.memory import MemoryBroker
 from ..config import Config
-from ..errors import EventbusError
+from ..errors import ConfigError, EventbusError
 from ..plural import counted
 from .connection import Connections
 from .handlers import Operations
 from .loader import load_modules
 from .logs import configure_logging
+from .metrics import Metrics, check_listen, serve_metrics
 from .socketfile import bind_socket, remove
 from .systemd import notify, reloading
 
@@ -75,6 +76,8 @@ class Server:
         daemon before it served anything, with what went wrong (and :meth:`close` undoes the
         steps that were taken)."""
         config, daemon = self.config, self.config.daemon
+        if config.metrics is not None:
+            check_listen(config.metrics, config.path)
         loaded = load_modules(daemon.listeners_dir)
         # The socket first: "another daemon runs here" is the clearest error there is.
         self._sock, self._inode = bind_socket(self.socket_path)
@@ -90,8 +93,12 @@ class Server:
             shutdown_timeout=daemon.shutdown_timeout,
             defaults=config.delivery.options(),
             broker=broker,
+            timings=config.metrics is not None,
         )
         self.ops = Operations(config, emitter, self.socket_path)
+        if config.metrics is not None:
+            commits = broker.commit_times if isinstance(broker, JournalBroker) else None
+            self.ops.metrics = Metrics(emitter, lambda: 0, commits)
         self.ops.serve_schedules(loaded.schedules)
         return self.ops
 
@@ -106,6 +113,9 @@ class Server:
         accepted = Connections(daemon.max_connections, daemon.idle_timeout)
         async with anyio.create_task_group() as connections:
             connections.start_soon(accepted.sweep)
+            if ops.metrics is not None and self.config.metrics is not None:
+                ops.metrics.open_connections = accepted.__len__
+                await _start_metrics(connections, self.config, ops.metrics)
             async with ops.emitter:
                 connections.start_soon(accepted.serve, socket_listener, ops, connections)
                 connections.start_soon(ops.scheduler.run)
@@ -154,6 +164,17 @@ async def serve(
         await server.main_loop(ops, shutdown_trigger, task_status)
     finally:
         server.close()
+
+
+async def _start_metrics(group: anyio.abc.TaskGroup, config: Config, metrics: Metrics) -> None:
+    assert config.metrics is not None
+    listen = config.metrics.listen
+    try:
+        await group.start(partial(serve_metrics, config.metrics, metrics))
+    except OSError as exc:
+        raise ConfigError(config.path, "metrics.listen", f"cannot listen on {listen}: "
+                          f"{exc.strerror or exc}; choose another port, or stop what uses "
+                          "it") from None
 
 
 def _log_banner(ops: Operations) -> None:

@@ -1,0 +1,217 @@
+"""``/metrics`` in Prometheus's text format (the ``metrics`` extra: prometheus-client).
+
+Most figures are read at scrape time from what the broker, the emitter and the connections
+count anyway; the daemon adds only counts by event id and the delivery timings. Labels come
+from loaded listener names, event ids that matched a listener, schedule names and error
+codes, so no client can add series by sending made-up ids: an id no listener takes counts
+in the one ``eventbus_events_unrouted_total``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.abc
+
+from ..bus.timings import BOUNDS, Histogram
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..bus.delivery import ListenerStats
+    from ..bus.emitter import SimpleEventEmitter
+    from ..config import MetricsConfig
+
+__all__ = ("Metrics", "serve_metrics")
+
+logger = logging.getLogger("eventbus.daemon")
+
+_REQUEST_BYTES = 8192
+
+
+class Metrics:
+    """The daemon's figures for Prometheus. The daemon tells it what only it sees (emits and
+    refusals by event, schedule fires, journal commits); the rest is read from ``emitter``
+    and ``open_connections`` when scraped."""
+
+    def __init__(self, emitter: SimpleEventEmitter, open_connections: Callable[[], int],
+                 journal_commits: Histogram | None = None) -> None:
+        self.emitter = emitter
+        self.open_connections = open_connections
+        self.journal_commits = journal_commits
+        self.emitted: Counter[str] = Counter()
+        self.refused: Counter[tuple[str, str]] = Counter()
+        self.fires: Counter[str] = Counter()
+
+    def count_emitted(self, event_id: str, deliveries: int) -> None:
+        """An event accepted with ``deliveries`` (0: unrouted, which the broker counts)."""
+        if deliveries:
+            self.emitted[event_id] += 1
+
+    def count_refused(self, event_id: str, code: str) -> None:
+        """An emit refused with error ``code``; its id is a label only if a listener takes it."""
+        routed = bool(self.emitter.listeners_for(event_id)) if _is_id(event_id) else False
+        self.refused[(event_id if routed else "", code)] += 1
+
+    def count_fire(self, name: str, event_id: str, outcome: str) -> None:
+        """A schedule fired (the scheduler's ``on_fire``)."""
+        self.fires[name] += 1
+
+    def collect(self) -> Iterator[Any]:
+        """The metric families, as prometheus-client's collectors give them."""
+        from prometheus_client.core import CounterMetricFamily as CounterFamily
+        from prometheus_client.core import GaugeMetricFamily as GaugeFamily
+
+        stats = self.emitter.stats()
+        emitted = CounterFamily("eventbus_events_emitted", "Events accepted that matched a "
+                                "listener, by event id.", labels=["event"])
+        for event_id, count in sorted(self.emitted.items()):
+            emitted.add_metric([event_id], count)
+        yield emitted
+        yield CounterFamily("eventbus_events_unrouted", "Events accepted that matched no "
+                            "listener (all ids in one series).", value=stats.unrouted)
+        refused = CounterFamily("eventbus_events_refused", "Emits refused, by event id (empty "
+                                "for an id no listener takes) and error code.",
+                                labels=["event", "code"])
+        for (event_id, code), count in sorted(self.refused.items()):
+            refused.add_metric([event_id, code], count)
+        yield refused
+        by_listener = sorted(stats.listeners.items())
+        counts_of: tuple[tuple[str, str, Callable[[ListenerStats], int]], ...] = (
+            ("started", "Attempts begun (a retry is one more).",
+             lambda s: s.succeeded + s.failed + s.retried + s.running),
+            ("succeeded", "Deliveries that succeeded.", lambda s: s.succeeded),
+            ("retried", "Attempts after a failure (retries).", lambda s: s.retried),
+            ("failed", "Deliveries failed for good (into the failed list).", lambda s: s.failed),
+        )
+        for name, help_text, value in counts_of:
+            family = CounterFamily(f"eventbus_deliveries_{name}", f"{help_text} By listener.",
+                                   labels=["listener"])
+            for listener, counts in by_listener:
+                family.add_metric([listener], value(counts))
+            yield family
+        yield from self._timings()
+        queue = GaugeFamily("eventbus_queue_deliveries", "Deliveries held now, by state "
+                            "(failed: the failed list).", labels=["state"])
+        for state, count in (("pending", stats.pending), ("scheduled", stats.scheduled),
+                             ("retrying", stats.retrying), ("running", stats.running),
+                             ("failed", stats.failed_list)):
+            queue.add_metric([state], count)
+        yield queue
+        yield GaugeFamily("eventbus_workers_busy", "Workers running a listener call now.",
+                          value=stats.running)
+        yield GaugeFamily("eventbus_workers", "The worker pool (concurrency).",
+                          value=self.emitter.concurrency)
+        threads = self.emitter.threads
+        yield GaugeFamily("eventbus_threads_busy", "Threads running a sync listener now.",
+                          value=threads.busy)
+        yield GaugeFamily("eventbus_threads_stuck", "Sync calls still running past their "
+                          "timeout.", value=threads.stuck)
+        yield GaugeFamily("eventbus_connections_open", "Client connections open now.",
+                          value=self.open_connections())
+        fires = CounterFamily("eventbus_schedule_fires", "Schedule fires, by schedule.",
+                              labels=["schedule"])
+        for name, count in sorted(self.fires.items()):
+            fires.add_metric([name], count)
+        yield fires
+        if self.journal_commits is not None:
+            yield _histogram("eventbus_journal_commit_seconds", "Time to commit a batch of "
+                             "changes to the journal (SQLite, synchronous=FULL).", [],
+                             [([], self.journal_commits)])
+
+    def _timings(self) -> Iterator[Any]:
+        timings = sorted((self.emitter.timings or {}).items())
+        yield _histogram("eventbus_delivery_duration_seconds", "How long attempts ran, by "
+                         "listener.", ["listener"], [([name], t.ran) for name, t in timings])
+        yield _histogram("eventbus_delivery_wait_seconds", "How long attempts waited from "
+                         "the emit (or the due time) to their start, by listener.",
+                         ["listener"], [([name], t.waited) for name, t in timings])
+
+
+def _histogram(name: str, help_text: str, labels: list[str],
+               series: list[tuple[list[str], Histogram]]) -> Any:
+    from prometheus_client.core import HistogramMetricFamily
+
+    family = HistogramMetricFamily(name, help_text, labels=labels)
+    for values, histogram in series:
+        running, buckets = 0, []
+        for bound, count in zip((*BOUNDS, float("inf")), histogram.counts, strict=True):
+            running += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), running))
+        family.add_metric(values, buckets, histogram.sum)
+    return family
+
+
+def _is_id(event_id: str) -> bool:
+    from ..names import EVENT_ID
+
+    return EVENT_ID.fullmatch(event_id) is not None
+
+
+def render(metrics: Metrics) -> bytes:
+    """The text format of what ``metrics`` holds now."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(metrics)  # a collector is anything with collect()
+    return generate_latest(registry)
+
+
+def check_listen(config: MetricsConfig, file: Path | None = None) -> None:
+    """Fail at start if prometheus-client is missing; warn when not on loopback."""
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        from ..errors import ConfigError
+
+        raise ConfigError(file, "metrics.listen", "needs prometheus-client: pip "
+                          "install 'eventbus-cli[metrics]', or leave [metrics] out") from None
+    host, _ = config.address
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        logger.warning("metrics are served on %s, which is not loopback: anyone who can reach "
+                       "it can read the event ids and listener names", config.listen)
+
+
+async def serve_metrics(config: MetricsConfig, metrics: Metrics, *,
+                        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+                        ) -> None:
+    """Answer ``GET /metrics`` on ``config.listen`` until cancelled, on the daemon's own
+    event loop (so a scrape reads the counters between two deliveries, never during one)."""
+    host, port = config.address
+    listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+    logger.info("metrics on http://%s/metrics", config.listen)
+    task_status.started()
+    async with listener:
+        await listener.serve(lambda stream: _answer(stream, metrics))
+
+
+async def _answer(stream: anyio.abc.ByteStream, metrics: Metrics) -> None:
+    async with stream:
+        request = b""
+        with anyio.move_on_after(5):
+            while b"\r\n\r\n" not in request and len(request) < _REQUEST_BYTES:
+                try:
+                    request += await stream.receive(_REQUEST_BYTES)
+                except (anyio.EndOfStream, anyio.BrokenResourceError):
+                    return
+        method, _, rest = request.partition(b" ")
+        path = rest.partition(b" ")[0].partition(b"?")[0]
+        if method in (b"GET", b"HEAD") and path == b"/metrics":
+            status, body = b"200 OK", render(metrics)
+            kind = b"text/plain; version=0.0.4; charset=utf-8"
+        else:
+            status, body, kind = b"404 Not Found", b"only GET /metrics here\n", b"text/plain"
+        head = (b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+                b"Connection: close\r\n\r\n" % (status, kind, len(body)))
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            await stream.send(head + (b"" if method == b"HEAD" else body))

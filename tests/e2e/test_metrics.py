@@ -1,0 +1,101 @@
+"""[metrics]: /metrics in Prometheus's text format, scraped from a real daemon."""
+
+from __future__ import annotations
+
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.harness import Daemon, running, wait_for
+
+LISTENERS = '''
+from eventbus_cli import listener
+
+@listener("user_created")
+async def welcome(email: str) -> None:
+    pass
+
+@listener("boom", retries=1, backoff=0)
+def explode() -> None:
+    raise RuntimeError("on purpose")
+'''
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+        assert reply.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = reply.read().decode()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def test_the_counters_timings_and_queue_are_scraped(short_dir: Path) -> None:
+    port = _free_port()
+    config = f'[metrics]\nlisten = "127.0.0.1:{port}"\n'
+    with running(short_dir, listeners=LISTENERS, config=config) as daemon:
+        for _ in range(3):
+            assert daemon.cli("emit", "user_created", "email=ada@example.com").returncode == 0
+        for n in range(3):  # made-up ids: one series, however many
+            assert daemon.cli("emit", f"made_up_{n}").returncode == 0
+        assert daemon.cli("emit", "user_created", "wrong=1").returncode == 1
+        assert daemon.cli("emit", "boom").returncode == 0
+        wait_for(lambda: daemon.json("queue")["failed"] == 1)
+        found = _scrape(port)
+        status = daemon.json("status")
+    welcome = (("listener", "recorder:welcome"),)
+    explode = (("listener", "recorder:explode"),)
+    assert found[("eventbus_events_emitted_total", (("event", "user_created"),))] == 3
+    assert found[("eventbus_events_unrouted_total", ())] == 3
+    assert not any("made_up" in str(labels) for _, labels in found)
+    assert found[("eventbus_events_refused_total",
+                  (("code", "bad_arguments"), ("event", "user_created")))] == 1
+    assert found[("eventbus_deliveries_succeeded_total", welcome)] == 3
+    assert found[("eventbus_deliveries_started_total", explode)] == 2
+    assert found[("eventbus_deliveries_retried_total", explode)] == 1
+    assert found[("eventbus_deliveries_failed_total", explode)] == 1
+    assert found[("eventbus_delivery_duration_seconds_count", welcome)] == 3
+    assert found[("eventbus_delivery_duration_seconds_bucket", (("le", "+Inf"), *welcome))] == 3
+    assert found[("eventbus_delivery_wait_seconds_count", explode)] == 2
+    assert found[("eventbus_queue_deliveries", (("state", "failed"),))] == 1
+    assert found[("eventbus_connections_open", ())] >= 0
+    assert status["metrics"] == f"http://127.0.0.1:{port}/metrics"
+
+
+def test_only_get_metrics_is_answered(short_dir: Path) -> None:
+    port = _free_port()
+    with running(short_dir, listeners=LISTENERS,
+                 config=f'[metrics]\nlisten = "127.0.0.1:{port}"\n'):
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10)
+        assert caught.value.code == 404
+        caught.value.close()
+        assert _scrape(port)  # and the daemon goes on
+
+
+def test_a_port_in_use_stops_start_up_naming_the_key(short_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        daemon = Daemon(short_dir, listeners=LISTENERS,
+                        config=f'[metrics]\nlisten = "127.0.0.1:{port}"\n').start(wait=False)
+        assert daemon.process is not None
+        assert daemon.process.wait(timeout=30) == 1
+    assert f"metrics.listen: cannot listen on 127.0.0.1:{port}" in daemon.logs()
+
+
+def test_a_listen_address_that_is_not_host_port_is_a_config_error(short_dir: Path) -> None:
+    daemon = Daemon(short_dir, listeners=LISTENERS, config='[metrics]\nlisten = "9464"\n')
+    result = daemon.cli("--config", str(daemon.config), "serve")
+    assert result.returncode == 1
+    assert 'metrics.listen: expected "host:port"' in result.stderr
