@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import socket
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -32,7 +33,7 @@ if TYPE_CHECKING:  # types only: `eventbus emit` starts without building them
     )
 
 __all__ = ("BulkResult", "Client", "ReplyLines", "emit_fields", "list_fields", "no_daemon",
-           "read_event_lines", "result_of", "retry_fields")
+           "read_event_lines", "result_of", "retry_fields", "trace_fields")
 
 DEFAULT_TIMEOUT = 30.0  # longer than the daemon lets an emit wait for room in a full queue
 _BATCH_EVENTS = 1000
@@ -106,7 +107,22 @@ def emit_fields(event_id: str, args: Sequence[Any] = (),
         fields["key"] = key
     if at is not None:
         fields["at"] = _timestamp(at)
+    if "opentelemetry.trace" in sys.modules:
+        fields.update(trace_fields())
     return fields
+
+
+def trace_fields() -> dict[str, str]:
+    """The caller's W3C trace context (``traceparent``, ``tracestate``) to send with an emit,
+    if OpenTelemetry is loaded and a span is current; else nothing. Nothing of OpenTelemetry
+    is imported where the program did not import it."""
+    if "opentelemetry.trace" not in sys.modules:
+        return {}
+    from opentelemetry import propagate
+
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return {name: carrier[name] for name in ("traceparent", "tracestate") if name in carrier}
 
 
 def list_fields(state: str | None, limit: int | None) -> dict[str, Any]:

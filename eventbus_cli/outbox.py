@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections import deque
 from collections.abc import Sequence
 from itertools import count
@@ -23,6 +24,7 @@ import anyio.abc
 import msgspec
 
 from .async_client import AsyncClient
+from .client import trace_fields
 from .config import resolve_config
 from .errors import EmitterNotRunningError, EventbusError, QueueFullError, RemoteError
 from .names import validate_event_id
@@ -48,11 +50,13 @@ _EVENT_REFUSED = (RemoteBadArgumentsError, RemoteInvalidEventError, RemoteBadReq
                   RemoteUnroutedError, RemoteTooLargeError)
 
 
-class _Event(msgspec.Struct):
+class _Event(msgspec.Struct, omit_defaults=True):
     event: str
     args: Sequence[Any]
     kwargs: dict[str, Any]
     key: str
+    traceparent: str | None = None
+    tracestate: str | None = None
 
 
 class DaemonEmitter:
@@ -135,7 +139,8 @@ class DaemonEmitter:
         validate_event_id(event_id)
         try:
             key = self._prefix + str(next(self._keys))
-            line = self._encode(_Event(event_id, args, kwargs, key))
+            trace = trace_fields() if "opentelemetry.trace" in sys.modules else {}
+            line = self._encode(_Event(event_id, args, kwargs, key, **trace))
         except (TypeError, msgspec.EncodeError) as exc:
             raise TypeError(f"event {event_id!r}: the arguments must be JSON values ({exc})"
                             ) from None

@@ -72,6 +72,7 @@ class EventMessage(NamedTuple):
     args: list[Any]
     kwargs: dict[str, Any]
     key: str | None = None  # a dedupe key: a repeat within dedupe_window queues nothing
+    trace: dict[str, str] | None = None  # the emitter's W3C trace context: traceparent, ...
 
 
 class Request(NamedTuple):
@@ -208,7 +209,7 @@ def _any(value: object) -> object:
 
 
 def _build_emit(values: dict[str, Any]) -> dict[str, Any]:
-    data = {key: values[key] for key in ("event", "args", "kwargs", "key") if key in values}
+    data = {key: values[key] for key in _EVENT_FIELDS if key in values}
     fields: dict[str, Any] = {"events": (_event(data, None),)}
     wait, timeout = values.get("wait", False), values.get("timeout")
     if timeout is not None and not wait:
@@ -279,12 +280,16 @@ OPS: dict[str, Op] = {
         Field("delay", _delay, "seconds to wait before the deliveries run (at most a year)"),
         Field("at", _time, "when the deliveries run: an ISO 8601 time (local without an "
               "offset; one past runs now)"),
+        Field("traceparent", _any, "the caller's W3C trace context (optional): each "
+              "delivery's span is its child"),
+        Field("tracestate", _any, "W3C tracestate, with `traceparent` (optional)"),
     ), '`{"event_id", "deliveries"}`; with `wait`, `results` too; with `delay` or `at`, '
        '`due` too; with `dry_run`, '
        '`{"event_id", "listeners": [{"listener", "signature", "takes", "problem"}]}`',
        _build_emit, writes=True),
     "emit_many": Op((Field("events", _event_list,
-                           'a list of `{"event", "args", "kwargs", "key"}` (`key` optional)',
+                           'a list of `{"event", "args", "kwargs", "key", "traceparent", '
+                           '"tracestate"}` (all but `event` optional)',
                            required=True),
                      Field("check", _bool, "false: skip the argument check (default true)")),
                     '`{"accepted", "deliveries", "unrouted", "duplicates"}`', writes=True),
@@ -318,7 +323,8 @@ OPS: dict[str, Op] = {
 }
 _NAMES = {op: frozenset(field.name for field in spec.fields) | {"id", "op"}
           for op, spec in OPS.items()}
-_EVENT_FIELDS = frozenset({"event", "args", "kwargs", "key"})
+_EVENT_FIELDS = frozenset({"event", "args", "kwargs", "key", "traceparent", "tracestate"})
+_MAX_TRACE = 1024  # characters of a traceparent or tracestate (W3C: 55, and 512 members)
 _VALID_IDS: set[str] = set()  # event ids seen valid lately: most emits repeat a few ids
 _VALID_IDS_KEPT = 4096
 MAX_KEY = 200
@@ -387,8 +393,20 @@ def _event(data: object, index: int | None) -> EventMessage:
         if key is not None and not (type(key) is str and 0 < len(key) <= MAX_KEY):
             raise ProtocolError(ErrorCode.BAD_REQUEST, f'{_where(index)}"key" must be a string '
                                 f"of 1 to {MAX_KEY} characters, not {key!r}")
-        return EventMessage(event, args, kwargs, key)
+        if "traceparent" not in data:
+            return EventMessage(event, args, kwargs, key)
+        return EventMessage(event, args, kwargs, key, _trace(data, index))
     raise ProtocolError(ErrorCode.BAD_REQUEST, _event_problem(data, _where(index)))
+
+
+def _trace(data: dict[str, Any], index: int | None) -> dict[str, str]:
+    trace: dict[str, str] = {name: data[name] for name in ("traceparent", "tracestate")
+                             if name in data}
+    for name, value in trace.items():
+        if not (type(value) is str and 0 < len(value) <= _MAX_TRACE):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f'{_where(index)}"{name}" must be a '
+                                f"string of 1 to {_MAX_TRACE} characters, not {value!r}")
+    return trace
 
 
 def _shallow(values: Iterable[Any], depth: int) -> bool:
@@ -415,7 +433,8 @@ def _event_problem(data: object, where: str) -> str:
         if (name in data or name == "event") and not isinstance(data.get(name), kind):
             return f'{where}"{name}" must be {wanted}, got {data.get(name)!r}'
     extra = sorted(set(data) - _EVENT_FIELDS)[0]
-    return f"{where}unknown field {extra!r}; an event takes event, args, kwargs"
+    return (f"{where}unknown field {extra!r}; an event takes event, args, kwargs, key, "
+            "traceparent and tracestate")
 
 
 def decode_event(line: bytes | str) -> EventMessage:

@@ -91,6 +91,7 @@ class Delivery:
         "size",
         "started_at",
         "state",
+        "trace",
         "traceback",
     )
 
@@ -113,6 +114,7 @@ class Delivery:
         self.due_at: float | None = None  # time.time() a scheduled delivery is due
         self.started_at: float | None = None  # time.time() its last attempt began
         self.failed_at: float | None = None  # time.time() it last failed its final attempt
+        self.trace: dict[str, str] | None = None  # the emit's W3C trace context, if it had one
 
     def to_dict(self) -> dict[str, Any]:
         """The ``queue list --json`` item; ``args`` and ``kwargs`` as given to emit."""

@@ -33,6 +33,7 @@ from .memory import MemoryBroker
 from .routing import ListenerChanges, ListenerSet, Slot, unique_listeners
 from .threads import Threads
 from .timings import DeliveryTimings
+from .tracing import load_tracing
 from .worker import Worker
 
 __all__ = ("BaseEventEmitterBackend", "SimpleEventEmitter")
@@ -75,7 +76,9 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
     ``shutdown_timeout`` seconds; deliveries still unfinished then are logged and kept in
     :attr:`unfinished`. With more than one listener, none may take more than
     ``max_per_listener`` workers at once (by default as many as leaves every other listener a
-    worker of its own).
+    worker of its own). ``timings`` keeps each listener's histograms of how long attempts
+    ran and waited (for metrics); ``tracing`` runs each attempt in an OpenTelemetry span, where
+    OpenTelemetry is installed and a tracer provider set (see ``bus.tracing``).
     """
 
     def __init__(
@@ -91,8 +94,10 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         max_per_listener: int | None = None,
         broker: Broker | None = None,
         timings: bool = False,
+        tracing: bool = False,
     ) -> None:
         super().__init__(listeners)
+        self._tracing = tracing
         self.timings: dict[str, DeliveryTimings] | None = {} if timings else None
         """With ``timings``, each listener's histograms of how long its attempts ran and
         waited (for metrics), by listener name, kept across reloads."""
@@ -135,7 +140,9 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
     async def __aenter__(self) -> Self:
         if self._state is not _NEW:
             raise EmitterNotRunningError(f"{self._state} and cannot be started again")
-        self._workers = [Worker(self.broker, self.threads) for _ in range(self._concurrency)]
+        tracing = load_tracing() if self._tracing else None
+        self._workers = [Worker(self.broker, self.threads, tracing)
+                         for _ in range(self._concurrency)]
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         for worker in self._workers:

@@ -19,6 +19,7 @@ from .delivery import Delivery
 from .routing import Slot
 from .threads import Threads
 from .timings import DeliveryTimings
+from .tracing import Tracing
 
 __all__ = ("Worker", "describe_failure")
 
@@ -38,9 +39,10 @@ class Worker:
     outlives its timeout; the worker then fails that delivery and opens a fresh scope.
     """
 
-    def __init__(self, broker: Broker, threads: Threads) -> None:
+    def __init__(self, broker: Broker, threads: Threads, tracing: Tracing | None = None) -> None:
         self._broker = broker
         self._threads = threads
+        self._tracing = tracing
         self._scope: anyio.CancelScope | None = None
         self._late = False  # the watchdog cancelled the scope: the current call ran late
         self._current: tuple[Delivery, Slot] | None = None
@@ -68,14 +70,17 @@ class Worker:
 
     async def _run_deliveries(self) -> None:
         broker, burst, monotonic = self._broker, 0, time.monotonic
-        take_nowait = broker.take_nowait
+        take_nowait, tracing = broker.take_nowait, self._tracing
         while not self._late:  # a listener that swallowed its cancellation ends here
             taken = take_nowait() or await broker.take()
             delivery, slot = self._current = taken
             start = monotonic()
             self.deadline = start + slot.timeout
             try:
-                if slot.is_async:
+                if tracing is not None:
+                    with tracing.attempt(delivery, slot.name):
+                        await self._call(slot, delivery)
+                elif slot.is_async:
                     await slot.fn(*delivery.args, **delivery.kwargs)
                 else:
                     await self._run_sync(slot, delivery)
@@ -99,6 +104,12 @@ class Worker:
             if burst == _YIELD_EVERY:
                 burst = 0
                 await anyio.lowlevel.checkpoint()
+
+    async def _call(self, slot: Slot, delivery: Delivery) -> None:
+        if slot.is_async:
+            await slot.fn(*delivery.args, **delivery.kwargs)
+        else:
+            await self._run_sync(slot, delivery)
 
     async def _run_sync(self, slot: Slot, delivery: Delivery) -> None:
         result = await self._threads.run(slot.fn, delivery.args, delivery.kwargs)

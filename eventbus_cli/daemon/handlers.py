@@ -197,12 +197,14 @@ class Operations:
             made = self.emitter.put(message.event, tuple(message.args), message.kwargs,
                                     size=request.size, check=request.check,
                                     due_at=request.due_at)
+            _carry_trace(made, message)
             return {"event_id": message.event, "deliveries": len(made),
                     "due": iso_time(request.due_at)}
         try:  # the common case, without another coroutine
             made = self._submit_now(message, request.size, request.check)
         except (QueueFullError, EmitterNotRunningError):
             made = await self._submit(message, request.size, flush, 0, request.check)
+        _carry_trace(made, message)
         result: dict[str, Any] = {"event_id": message.event, "deliveries": len(made)}
         if request.wait is not None:
             # No await since the submit: none of its deliveries can have ended unseen.
@@ -238,6 +240,7 @@ class Operations:
             accepted += 1
             deliveries += len(made)
             unrouted += not made
+            _carry_trace(made, message)
             if self.metrics is not None:
                 self.metrics.count_emitted(message.event, len(made))
             if message.key is not None:
@@ -260,7 +263,7 @@ class Operations:
         (up to :data:`QUEUE_WAIT_SECONDS`). ``accepted`` events of the request came before."""
         if self.draining:
             raise _EmitFailed(ErrorCode.SHUTTING_DOWN, _SHUTTING_DOWN, accepted)
-        event, args, kwargs, _ = message
+        event, args, kwargs = message.event, message.args, message.kwargs
         try:
             try:
                 return self.emitter.put(event, tuple(args), kwargs, size=size, check=check)
@@ -438,6 +441,13 @@ class Operations:
                     if changes.failed else "")
         return {"listeners": len(self.emitter.listeners), **changes._asdict(),
                 "schedules": len(schedules)}
+
+
+def _carry_trace(made: Sequence[Delivery], message: EventMessage) -> None:
+    """Give the deliveries the emit's trace context; no worker can have taken them yet."""
+    if message.trace is not None:
+        for delivery in made:
+            delivery.trace = message.trace
 
 
 def _refusal_details(exc: BadArgumentsError) -> dict[str, Any]:

@@ -94,6 +94,7 @@ class Server:
             defaults=config.delivery.options(),
             broker=broker,
             timings=config.metrics is not None,
+            tracing=True,  # where OpenTelemetry is installed and set up: see bus.tracing
         )
         self.ops = Operations(config, emitter, self.socket_path)
         if config.metrics is not None:
