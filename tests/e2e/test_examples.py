@@ -26,6 +26,8 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
         "user_deleted_without_kwargs:send_farewell_email_handler "
         "does not accept the arguments of event 'user_deleted': got an unexpected keyword "
         "argument 'reason'", "$ eventbus queue list --state failed", "│ failed │"]),
+    ("tracing.py", ["span 'deliver user_created -> welcome:send_welcome_mail': trace ",
+                    "span 'POST /users': trace "]),
     ("litestar_app.py", ["created ada@example.com", "deleted ada@example.com",
                          "the daemon ran 4 deliveries:",
                          "would tell customer support why a user left: moved to a cabin"]),
@@ -74,3 +76,10 @@ def test_the_systemd_unit_verifies_clean(tmp_path: Path) -> None:
                             timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert "eventbus.service" not in result.stderr, result.stderr
+
+
+def test_the_prometheus_example_scrapes_the_sample_configs_address() -> None:
+    scrape = (EXAMPLES / "prometheus.yml").read_text()
+    sample = (EXAMPLES / "eventbus.toml").read_text()
+    listen = sample.split("# listen = ")[1].split()[0].strip('"')
+    assert f'targets: ["{listen}"]' in scrape
