@@ -1,0 +1,215 @@
+"""The daemon's commands: ``init``, ``serve``, ``status``, ``stop``, ``tail`` and ``listeners``."""
+
+# No `from __future__ import annotations` here: Typer reads every annotation at start-up.
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import InvalidEventIdError
+from ..names import validate_pattern
+from ..plural import counted
+from .app import (
+    JsonOption,
+    LogLevel,
+    app,
+    client_for,
+    complete_patterns,
+    config_for,
+    listeners_app,
+    reported,
+    show,
+)
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Where to write the files.")] = Path("."),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+) -> None:
+    """Write eventbus.toml and listeners.d/example.py.
+
+    Example: eventbus init myapp
+    """
+    from .scaffold import init_project
+
+    with reported():
+        written = init_project(directory, force=force)
+    for path in written:
+        typer.echo(f"wrote {path}")
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    listeners_dir: Annotated[Path | None, typer.Option(
+        "--listeners-dir", help="Load listeners from here (default: from the config).")] = None,
+    log_level: Annotated[LogLevel | None, typer.Option(
+        "--log-level", case_sensitive=False,
+        help="Log this and above to stderr (default: from the config).")] = None,
+) -> None:
+    """Run the daemon in the foreground until SIGTERM or Ctrl-C.
+
+    Example: eventbus serve --listeners-dir listeners.d
+    """
+    from ..daemon.server import run
+
+    with reported():
+        settings = config_for(ctx, listeners_dir=listeners_dir,
+                           log_level=log_level.value if log_level else None)
+        code = run(settings)
+    raise typer.Exit(code)
+
+
+@listeners_app.command("list")
+def listeners_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Show the listeners the daemon runs: name, module, event ids and options.
+
+    Example: eventbus listeners list --json
+    """
+    with reported(as_json), client_for(ctx) as client:
+        listeners = client.listeners()
+    show(listeners, as_json, "print_listeners")
+
+
+@listeners_app.command("reload")
+def listeners_reload(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Import the listeners directory again and swap the new set in (as SIGHUP does).
+
+    A file that fails changes nothing: the daemon keeps running the listeners it had.
+
+    Example: eventbus listeners reload
+    """
+    with reported(as_json), client_for(ctx) as client:
+        changes = client.reload()
+    if as_json:
+        typer.echo(json.dumps(changes))
+        return
+    typer.echo(f"reloaded {counted(changes['listeners'], 'listener')}; added: "
+               f"{', '.join(changes['added']) or 'none'}; removed: "
+               f"{', '.join(changes['removed']) or 'none'}")
+    if changes["failed"]:
+        failed = counted(changes["failed"], "waiting delivery", "waiting deliveries")
+        typer.echo(f"warning: {failed} of removed listeners moved to the failed list", err=True)
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    check: Annotated[bool, typer.Option(
+        "--check", help="One line; exit 0 healthy, 1 unhealthy (says why), 3 no daemon.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the daemon's pid, version, uptime, socket, config, listeners and queue.
+
+    Example: eventbus status --check   (a health probe)
+    """
+    with reported(as_json), client_for(ctx) as client:
+        document = client.status()
+    if not check:
+        show(document, as_json, "print_status")
+        return
+    health, queue = document["health"], document["queue"]
+    if as_json:
+        typer.echo(json.dumps(health))
+    elif health["healthy"]:
+        listeners = counted(document["listeners"], "listener")
+        typer.echo(f"healthy: {listeners}, {queue['pending']} pending, "
+                   f"{queue['running']} running, no failures in the last minute")
+    else:
+        typer.echo("unhealthy: " + "; ".join(health["problems"]))
+    raise typer.Exit(0 if health["healthy"] else 1)
+
+
+@app.command()
+def stop(
+    ctx: typer.Context,
+    no_drain: Annotated[bool, typer.Option(
+        "--no-drain", help="Stop at once; what is still waiting or running is not finished "
+        "(kept for the next start with a journal, else lost).")] = False,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", min=0.1, help="Give up waiting for the daemon to exit after this many "
+        "seconds.")] = 60.0,
+) -> None:
+    """Stop the daemon, as SIGTERM does: it refuses new events, drains, and exits.
+
+    Example: eventbus stop   (or: eventbus stop --no-drain)
+    """
+    import signal
+    import time
+
+    with reported(), client_for(ctx) as client:
+        pid = int(client.status()["pid"])
+    try:
+        os.kill(pid, signal.SIGTERM)
+        if no_drain:  # a signal after the first one stops without draining
+            os.kill(pid, signal.SIGINT)
+    except ProcessLookupError:
+        typer.echo(f"stopped (pid {pid} had already exited)")
+        return
+    except PermissionError:
+        typer.echo(f"error: pid {pid} belongs to another user; stop it as that user", err=True)
+        raise typer.Exit(1) from None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            typer.echo(f"stopped (pid {pid})")
+            return
+        time.sleep(0.05)
+    typer.echo(f"error: pid {pid} is still running after {timeout:g}s (still draining? "
+               "`eventbus stop --no-drain` stops it at once)", err=True)
+    raise typer.Exit(1)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie, exited but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+@app.command()
+def tail(
+    ctx: typer.Context,
+    patterns: Annotated[list[str] | None, typer.Argument(
+        help="Only events whose id matches one of these globs (e.g. 'user_*').",
+        show_default=False, autocompletion=complete_patterns)] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print each record as one line of JSON (JSON Lines).")] = False,
+) -> None:
+    """Follow the bus live: events emitted and each delivery's start and outcome.
+
+    One line per record, until Ctrl-C; stderr says first what it follows. A reader that
+    falls behind loses records, and a "skipped" line says how many; the bus never waits.
+
+    Example: eventbus tail 'user_*' --json
+    """
+    from .render import tail_line
+
+    for pattern in patterns or ():
+        try:
+            validate_pattern(pattern)
+        except InvalidEventIdError as exc:
+            raise typer.BadParameter(str(exc), param_hint="PATTERNS") from None
+    with reported(as_json), client_for(ctx) as client:
+        try:
+            records = client.subscribe(patterns or ())
+            which = ("events matching " + " or ".join(repr(p) for p in patterns) if patterns
+                     else "every event")
+            typer.echo(f"following {which} on {client.socket_path} (Ctrl-C to stop)", err=True)
+            for record in records:
+                typer.echo(json.dumps(record) if as_json else tail_line(record))
+        except KeyboardInterrupt:
+            return
+    typer.echo("error: the daemon closed the connection (it stopped); nothing more to tail",
+               err=True)
+    raise typer.Exit(1)
