@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, Self
 
 from litestar.config.app import AppConfig
 from litestar.events.emitter import BaseEventEmitterBackend
@@ -26,13 +26,41 @@ from .outbox import DaemonEmitter
 __all__ = ("DaemonEmitterBackend", "EventbusPlugin", "SimpleEventEmitter")
 
 
-class DaemonEmitterBackend(BaseEventEmitterBackend):
+class _Emitter(Protocol):
+    async def __aenter__(self) -> Any: ...
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> Any: ...
+
+    def emit(self, event_id: str, /, *args: Any, **kwargs: Any) -> Any: ...
+
+
+class _Handing(BaseEventEmitterBackend):
+    """A Litestar backend that hands its context and its emits to :attr:`emitter`."""
+
+    emitter: _Emitter
+
+    async def __aenter__(self) -> Self:
+        await self.emitter.__aenter__()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.emitter.__aexit__(exc_type, exc, tb)
+
+    def emit(self, event_id: str, *args: Any, **kwargs: Any) -> None:
+        """Hand the event to :attr:`emitter` (see its ``emit``)."""
+        self.emitter.emit(event_id, *args, **kwargs)
+
+
+class DaemonEmitterBackend(_Handing):
     """A Litestar emitter backend that sends every event to the daemon through a
     :class:`DaemonEmitter` (:attr:`emitter`). :class:`EventbusPlugin` installs a subclass of
     it that carries the plugin's settings; the listeners run in the daemon, so none may be
     given to the app."""
 
     settings: ClassVar[dict[str, Any]] = {}
+    emitter: DaemonEmitter
 
     def __init__(self, listeners: Sequence[EventListener]) -> None:
         if listeners:
@@ -43,19 +71,6 @@ class DaemonEmitterBackend(BaseEventEmitterBackend):
                 "Litestar(listeners=...) out")
         super().__init__(listeners)
         self.emitter = DaemonEmitter(**self.settings)
-
-    async def __aenter__(self) -> DaemonEmitterBackend:
-        await self.emitter.__aenter__()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        await self.emitter.__aexit__(exc_type, exc, tb)
-
-    def emit(self, event_id: str, *args: Any, **kwargs: Any) -> None:
-        """Buffer the event for the daemon and return at once (see
-        :meth:`DaemonEmitter.emit`)."""
-        self.emitter.emit(event_id, *args, **kwargs)
 
 
 class EventbusPlugin(InitPlugin):
@@ -80,25 +95,14 @@ class EventbusPlugin(InitPlugin):
         return app_config
 
 
-class SimpleEventEmitter(BaseEventEmitterBackend):
+class SimpleEventEmitter(_Handing):
     """eventbus's in-process emitter (:class:`eventbus_cli.SimpleEventEmitter`, here as
     :attr:`emitter`) as a Litestar backend: retries, timeouts and the failed list for the
     listeners given to the app. Unlike Litestar's, an event no listener takes is counted,
     not refused."""
 
+    emitter: _InProcess
+
     def __init__(self, listeners: Sequence[EventListener]) -> None:
         super().__init__(listeners)
         self.emitter = _InProcess(listeners)
-
-    async def __aenter__(self) -> SimpleEventEmitter:
-        await self.emitter.__aenter__()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        await self.emitter.__aexit__(exc_type, exc, tb)
-
-    def emit(self, event_id: str, *args: Any, **kwargs: Any) -> None:
-        """Queue one delivery per listener of ``event_id`` (see
-        :meth:`eventbus_cli.SimpleEventEmitter.emit`)."""
-        self.emitter.emit(event_id, *args, **kwargs)
