@@ -5,9 +5,9 @@ client: the fields each op sends, the reply reader, and how a failed connect is 
 
 from __future__ import annotations
 
+import _socket  # not `socket`: see peers.py
 import itertools
 import json
-import socket
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -143,7 +143,7 @@ class Client:
     def __init__(self, socket_path: Path | str, *, timeout: float = DEFAULT_TIMEOUT,
                  trusted_uids: Iterable[int] = ()) -> None:
         self.socket_path = Path(socket_path)
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         self._timeout = timeout
         self._sock.settimeout(timeout)
         try:

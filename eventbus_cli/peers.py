@@ -3,9 +3,10 @@ clients, and the clients, checking the daemon, ask."""
 
 from __future__ import annotations
 
+# _socket, the C module under `socket`: socket.py builds its enums on import, 3 ms of the
+# start of `eventbus emit`, which needs none of them (a `socket.socket` is one of its sockets).
+import _socket
 import os
-import socket
-import struct
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -26,17 +27,16 @@ class Peer(NamedTuple):
         return self.uid in (0, os.getuid(), *uids) or self.gid in tuple(gids)
 
 
-def peer_of(sock: socket.socket) -> Peer | None:
+def peer_of(sock: _socket.socket) -> Peer | None:
     """The peer's credentials; None where the platform has no SO_PEERCRED."""
-    option = getattr(socket, "SO_PEERCRED", None)
+    option = getattr(_socket, "SO_PEERCRED", None)
     if option is None:
         return None
-    size = struct.calcsize("3i")
-    pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, option, size))
+    pid, uid, gid = memoryview(sock.getsockopt(_socket.SOL_SOCKET, option, 12)).cast("i")
     return Peer(pid, uid, gid)
 
 
-def check_server(sock: socket.socket, path: str, trusted_uids: Iterable[int] = ()) -> None:
+def check_server(sock: _socket.socket, path: str, trusted_uids: Iterable[int] = ()) -> None:
     """Refuse to talk to a daemon that another user runs (root and ``trusted_uids`` aside),
     before anything is sent: whoever created the socket first would read every emit.
 

@@ -65,7 +65,7 @@ def serve(
 
 @listeners_app.command("list")
 def listeners_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Show the listeners the daemon runs: name, module, event ids and options.
+    """Show the listeners the daemon runs: name, event ids, signature and options.
 
     Example: eventbus listeners list --json
     """
