@@ -24,6 +24,8 @@ from eventbus_cli import AsyncClient, Config
 from eventbus_cli.config import DaemonConfig
 from eventbus_cli.daemon.server import Ready, serve
 
+LISTENERS = Path(__file__).resolve().parents[1] / "listeners.d"
+
 
 def _line(span: ReadableSpan) -> str:
     context = span.get_span_context()
@@ -37,10 +39,9 @@ async def main() -> None:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(formatter=_line)))
     trace.set_tracer_provider(provider)
-    listeners = Path(__file__).resolve().parents[1] / "listeners.d"
     with tempfile.TemporaryDirectory(prefix="eb-trace-", dir="/tmp") as folder:
         socket_path = Path(folder) / "eventbus.sock"
-        config = Config(daemon=DaemonConfig(socket=socket_path, listeners_dir=listeners,
+        config = Config(daemon=DaemonConfig(socket=socket_path, listeners_dir=LISTENERS,
                                             log_level="warning"))
         stop = anyio.Event()
         async with anyio.create_task_group() as group:
