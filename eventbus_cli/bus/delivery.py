@@ -61,6 +61,8 @@ class EmitterStats:
     """Deliveries emitted for later, waiting for their due time (not counted in pending)."""
     next_due: float | None = None
     """time.time() the earliest scheduled delivery is due, if any."""
+    duplicates: int = 0
+    """Emits answered as duplicates of one accepted lately with their dedupe key."""
     queued_bytes: int = 0
     """Bytes of the encoded events that the pending and retrying deliveries carry, where
     their size was measured (the daemon's emits)."""

@@ -94,6 +94,7 @@ class MemoryBroker(Broker):
         self._failed: deque[Delivery] = deque()
         self._waiting = 0  # pending plus delayed: what counts against the bound
         self._unrouted = 0
+        self._duplicates = 0
         # Outcomes of listeners no longer served (removed by a reload, or not loaded after a
         # restart): the totals count them, though no lane shows them any more.
         self._gone = ListenerStats()
@@ -237,7 +238,12 @@ class MemoryBroker(Broker):
             self._wakeup.set()
 
     def answer_for(self, key: str) -> dict[str, Any] | None:
-        return self.keys.answer_for(key)
+        """The first answer for ``key``, if lately accepted; only an emit about to be answered
+        as a duplicate asks, so a key found counts one duplicate."""
+        answer = self.keys.answer_for(key)
+        if answer is not None:
+            self._duplicates += 1
+        return answer
 
     def remember(self, key: str, answer: dict[str, Any]) -> None:
         self.keys.remember(key, answer)
@@ -420,6 +426,7 @@ class MemoryBroker(Broker):
             succeeded=sum(stats.succeeded for stats in counts) + self._gone.succeeded,
             failed=sum(stats.failed for stats in counts) + self._gone.failed,
             unrouted=self._unrouted, listeners=per_listener, failed_list=len(self._failed),
+            duplicates=self._duplicates,
             queued_bytes=self._bytes,
         )
 

@@ -296,8 +296,9 @@ def _queue_totals(queue: Mapping[str, Any]) -> str:
     totals = "  ".join(f"{name} {queue[name]}" for name in (*_COUNTERS, "unrouted"))
     later = (f"  scheduled {queue['scheduled']} (next {_local(queue.get('next_due'))})"
              if queue.get("scheduled") else "")
+    repeats = f"  duplicates {queue['duplicates']}" if queue.get("duplicates") else ""
     return (f"queue ({queue['queue_size']} max): {totals}  failed list "
-            f"{queue.get('failed_list', 0)}{later}")
+            f"{queue.get('failed_list', 0)}{later}{repeats}")
 
 
 _QUEUE_RANKS = {"pending": 1, "running": 2, "failed": 3, "succeeded": 4, "retrying": 5,

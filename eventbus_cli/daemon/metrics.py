@@ -76,6 +76,9 @@ class Metrics:
         yield emitted
         yield CounterFamily("eventbus_events_unrouted", "Events accepted that matched no "
                             "listener (all ids in one series).", value=stats.unrouted)
+        yield CounterFamily("eventbus_events_duplicates", "Emits answered as duplicates of "
+                            "one accepted lately with the same dedupe key (nothing queued).",
+                            value=stats.duplicates)
         refused = CounterFamily("eventbus_events_refused", "Emits refused, by event id (empty "
                                 "for an id no listener takes) and error code.",
                                 labels=["event", "code"])

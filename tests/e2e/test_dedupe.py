@@ -31,6 +31,7 @@ def test_keys_in_an_events_file_and_in_a_batch_count_duplicates(daemon: Daemon) 
     with Client(daemon.socket) as client:
         assert client.emit_many([{"event": "user_created", "key": "k1"}]).duplicates == 1
     wait_for(lambda: daemon.json("queue")["succeeded"] == 3)
+    assert daemon.json("queue")["duplicates"] == 4  # the daemon counts them too
 
 
 def test_the_journal_keeps_keys_across_a_restart(short_dir: Path) -> None:
