@@ -119,11 +119,9 @@ class QueueFullError(EventbusError):
 class EmitterNotRunningError(EventbusError, RuntimeError):
     """An emit came before the emitter started or after it began to close."""
 
-    def __init__(self, state: str) -> None:
+    def __init__(self, state: str, emitter: str = "SimpleEventEmitter") -> None:
         self.state = state
-        super().__init__(
-            f"the emitter is {state}: emit only inside `async with SimpleEventEmitter(...)`"
-        )
+        super().__init__(f"the emitter is {state}: emit only inside `async with {emitter}(...)`")
 
 
 class ConfigError(EventbusError):

@@ -135,7 +135,7 @@ class DaemonEmitter:
         :class:`InvalidEventIdError` for a bad id, ``TypeError`` for arguments that are not
         JSON values, and :class:`QueueFullError` when the buffer is full."""
         if not self._running:
-            raise EmitterNotRunningError("not running")
+            raise EmitterNotRunningError("not running", "DaemonEmitter")
         validate_event_id(event_id)
         try:
             key = self._prefix + str(next(self._keys))

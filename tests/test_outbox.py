@@ -9,7 +9,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from eventbus_cli import DaemonEmitter, InvalidEventIdError, QueueFullError
+from eventbus_cli import DaemonEmitter, EmitterNotRunningError, InvalidEventIdError, QueueFullError
 from tests.harness import Daemon, wait_for
 from tests.waiting import wait_until
 
@@ -98,6 +98,16 @@ async def test_an_event_the_daemon_refuses_is_logged_and_the_rest_go_on(
         wait_for(lambda: sorted(_numbers(daemon)) == [1, 3])
     finally:
         daemon.kill()
+
+
+async def test_an_emit_outside_the_context_says_where_emits_go(short_dir: Path) -> None:
+    bus = DaemonEmitter(short_dir / "none.sock", flush_timeout=0)
+    with pytest.raises(EmitterNotRunningError, match=r"inside `async with DaemonEmitter"):
+        bus.emit("numbered", n=1)
+    async with bus:
+        pass
+    with pytest.raises(EmitterNotRunningError):
+        bus.emit("numbered", n=1)
 
 
 async def test_bad_input_is_refused_at_emit(short_dir: Path) -> None:
