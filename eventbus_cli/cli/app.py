@@ -36,6 +36,8 @@ _trusted_uids: tuple[int, ...] = ()
 
 app = typer.Typer(help="A local event bus for Python applications.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
+"""The ``eventbus`` command; its commands register as their modules load: take it from
+:func:`load_commands` to have every one."""
 listeners_app = typer.Typer(
     help="The daemon's listeners: list them, or reload them from their directory.\n\n"
          "Example: eventbus listeners list --json", no_args_is_help=True)
@@ -206,6 +208,7 @@ def main() -> None:
         typer.echo(f"Usage error: {option} is a global option, so it goes before the "
                    f"command: `eventbus {option} ... {command} ...`", err=True)
         sys.exit(2)
+    load_commands(_command_name(sys.argv[1:]))
     _app_for(sys.argv[1:])()
 
 
@@ -260,9 +263,19 @@ def _global_option_after_command(args: list[str]) -> tuple[str, str] | None:
     return None
 
 
-# The commands of these modules register themselves on the apps above.
-from . import daemon as daemon  # noqa: E402
-from . import emit as emit  # noqa: E402
-from . import events as events  # noqa: E402
-from . import queue as queue  # noqa: E402
-from . import schedule as schedule  # noqa: E402
+_COMMAND_MODULES = {"init": "daemon", "serve": "daemon", "status": "daemon", "stop": "daemon",
+                    "tail": "daemon", "listeners": "daemon", "emit": "emit", "events": "events",
+                    "queue": "queue", "schedule": "schedule"}
+"""Which module of cli/ registers each command (on ``app`` or its sub-apps) when imported."""
+
+
+def load_commands(name: str | None = None) -> typer.Typer:
+    """``app`` with the commands of ``name`` registered, or all of them (for None, or a name
+    that is no command): `eventbus emit` then imports emit's module alone."""
+    from importlib import import_module
+
+    modules = ({_COMMAND_MODULES[name]} if name in _COMMAND_MODULES
+               else set(_COMMAND_MODULES.values()))
+    for module in sorted(modules):
+        import_module(f".{module}", __package__)
+    return app

@@ -78,7 +78,9 @@ def test_the_package_loads_anyio_only_when_an_emitter_is_used() -> None:
 def test_every_command_has_help_with_an_example() -> None:
     from typer.testing import CliRunner
 
-    from eventbus_cli.cli.app import app
+    from eventbus_cli.cli.app import load_commands
+
+    app = load_commands()
 
     commands = ["init", "serve", "emit", "status", "tail", "listeners", "listeners list",
                 "listeners reload", "queue", "queue list", "queue show", "queue retry",
@@ -95,7 +97,9 @@ def _commands() -> list[tuple[list[str], list[str], int]]:
     and how many arguments it takes."""
     import typer.main
 
-    from eventbus_cli.cli.app import app
+    from eventbus_cli.cli.app import load_commands
+
+    app = load_commands()
 
     found = []
 
