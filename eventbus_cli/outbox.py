@@ -90,6 +90,7 @@ class DaemonEmitter:
         self._emptied = anyio.Event()  # set by the sender when the buffer empties
         self._encode = msgspec.json.Encoder().encode
         self._running = False
+        self._pause: float | None = None  # the backoff, while sends fail
         self._tasks: anyio.abc.TaskGroup | None = None
         self.sent = 0
         """Events the daemon acknowledged, each once (a resend answered as a duplicate
@@ -154,24 +155,21 @@ class DaemonEmitter:
         self._wake.set()
 
     async def _send_forever(self) -> None:
-        pause = _BACKOFF_FIRST
         while True:
             if not self._buffer:
                 self._wake = anyio.Event()
                 await self._wake.wait()
             try:
                 async with AsyncClient(self.socket_path, trusted_uids=self._trusted) as client:
-                    if pause > _BACKOFF_FIRST:
-                        logger.info("connected to the daemon on %s again", self.socket_path)
-                    pause = _BACKOFF_FIRST
                     await self._send_while_connected(client)
             except EventbusError as exc:
-                if pause == _BACKOFF_FIRST:
+                if self._pause is None:  # the first failure of a run of them: said once
+                    self._pause = _BACKOFF_FIRST
                     logger.warning("cannot send events to the daemon (%s); %s wait, trying "
                                    "again with backoff", exc, counted(len(self._buffer),
                                                                       "event"))
-                await anyio.sleep(pause)
-                pause = min(pause * 2, _BACKOFF_MAX)
+                await anyio.sleep(self._pause)
+                self._pause = min(self._pause * 2, _BACKOFF_MAX)
 
     async def _send_while_connected(self, client: AsyncClient) -> None:
         while True:
@@ -219,6 +217,10 @@ class DaemonEmitter:
             if isinstance(outcome, dict):
                 self.duplicates += int(outcome.get("duplicates", 0))
                 self.sent += int(outcome.get("accepted", 0))
+                if self._pause is not None:
+                    self._pause = None
+                    logger.info("sending events to the daemon on %s again",
+                                self.socket_path)
                 continue
             done = 0
             if isinstance(outcome, RemoteError):

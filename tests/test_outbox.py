@@ -53,17 +53,23 @@ async def test_a_daemon_restarted_amid_5000_emits_runs_each_event_exactly_once(
         daemon.kill()
 
 
-async def test_events_wait_for_a_daemon_that_is_not_there_yet(short_dir: Path) -> None:
+async def test_events_wait_for_a_daemon_that_is_not_there_yet(
+    short_dir: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
     daemon = Daemon(short_dir, listeners=LISTENERS)
-    async with DaemonEmitter(daemon.socket) as bus:
-        for n in range(10):
-            bus.emit("numbered", n=n)
-        await anyio.to_thread.run_sync(daemon.start)
+    with caplog.at_level(logging.INFO, logger="eventbus.outbox"):
+        async with DaemonEmitter(daemon.socket) as bus:
+            for n in range(10):
+                bus.emit("numbered", n=n)
+            await anyio.to_thread.run_sync(daemon.start)
     try:
         wait_for(lambda: len(_numbers(daemon)) == 10)
         assert sorted(_numbers(daemon)) == list(range(10))
     finally:
         daemon.kill()
+    # however many tries the wait took, it is said once, and so is the end of it
+    assert caplog.text.count("cannot send events to the daemon") == 1
+    assert caplog.text.count(f"sending events to the daemon on {daemon.socket} again") == 1
 
 
 async def test_without_a_daemon_a_full_buffer_refuses_and_exit_says_what_was_lost(
