@@ -104,6 +104,7 @@ class AsyncClient:
                 tasks, self._tasks = self._tasks, None
                 tasks.cancel_scope.cancel()
                 await tasks.__aexit__(None, None, None)
+            self._fail_waiting(EventbusError(f"the client of {self.socket_path} was closed"))
         finally:
             with anyio.CancelScope(shield=True):  # closed even when the caller is cancelled
                 if self._stream is not None:
@@ -173,12 +174,16 @@ class AsyncClient:
                 while (line := lines.next()) is not None:
                     await self._dispatch(line)
         except EventbusError as lost:
-            self._lost = lost
-            for waiter in self._waiting.values():
-                waiter.error = lost
-                waiter.done.set()
+            self._fail_waiting(lost)
             if self._records is not None:
                 await self._records.aclose()
+
+    def _fail_waiting(self, lost: EventbusError) -> None:
+        """Fail every call waiting for a reply, and every call from now on, with ``lost``."""
+        self._lost = self._lost or lost
+        for waiter in self._waiting.values():
+            waiter.error = self._lost
+            waiter.done.set()
 
     async def _dispatch(self, line: bytes) -> None:
         # The daemon writes every reply with "id" first; a subscription's records have none.

@@ -122,3 +122,22 @@ async def test_a_daemon_gone_fails_the_calls_that_wait_and_those_after(
             await client.hello()
         with pytest.raises(EventbusError, match=str(bus.socket)):
             await client.hello()
+
+
+async def test_closing_the_client_fails_the_calls_still_waiting_at_once(
+    bus: RunningDaemon,
+) -> None:
+    errors: list[BaseException] = []
+    with anyio.fail_after(10):  # not the client's 30 s timeout
+        async with anyio.create_task_group() as tasks, AsyncClient(bus.socket) as client:
+            async def waits() -> None:
+                try:
+                    await client.wait(20, "gate")
+                except EventbusError as exc:
+                    errors.append(exc)
+
+            tasks.start_soon(waits)
+            await anyio.wait_all_tasks_blocked()
+    assert "was closed" in str(errors[0])
+    async with AsyncClient(bus.socket) as opener:
+        assert await opener.emit("open") == 1
