@@ -4,6 +4,10 @@ one ``bisect`` into fixed bucket bounds and two additions an observation."""
 from __future__ import annotations
 
 from bisect import bisect_left
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .delivery import Delivery
 
 __all__ = ("BOUNDS", "DeliveryTimings", "Histogram")
 
@@ -42,12 +46,14 @@ class DeliveryTimings:
         self.ran = Histogram()
         self.waited = Histogram()
 
-    def observe(self, ran: float, started: float, since: float) -> None:
-        """One attempt that ran ``ran`` seconds, started at ``started`` (``time.time()``)
-        after waiting since ``since``."""
+    def observe(self, ran: float, delivery: Delivery) -> None:
+        """One attempt of ``delivery`` that ran ``ran`` seconds; it waited from its emit (or
+        its due time) to its start, both stamped by the broker. Histogram.observe written
+        out twice, since this runs once a delivery."""
         ran_histogram, waited_histogram = self.ran, self.waited
         ran_histogram.counts[bisect_left(BOUNDS, ran)] += 1
         ran_histogram.sum += ran
-        waited = started - since
+        started = delivery.started_at or 0.0
+        waited = started - (delivery.due_at or delivery.created_at or started)
         waited_histogram.counts[bisect_left(BOUNDS, waited)] += 1
         waited_histogram.sum += waited

@@ -18,7 +18,6 @@ from .broker import Broker
 from .delivery import Delivery
 from .routing import Slot
 from .threads import Threads
-from .timings import DeliveryTimings
 from .tracing import Tracing
 
 __all__ = ("Worker", "describe_failure")
@@ -89,14 +88,13 @@ class Worker:
                     raise  # the watchdog's timeout or the emitter's shutdown: see run()
                 self._current, self.deadline = None, _NO_DEADLINE
                 self.report(delivery, slot, exc)
-                if slot.timings is not None:
-                    _observe(slot.timings, delivery, monotonic() - start)
+                if (timings := slot.timings) is not None:
+                    timings.observe(monotonic() - start, delivery)
             else:
                 self._current, self.deadline = None, _NO_DEADLINE
                 broker.succeeded(delivery)
-                if (timings := slot.timings) is not None:  # for metrics: kept cheap
-                    timings.observe(monotonic() - start, delivery.started_at or 0.0,
-                                    delivery.due_at or delivery.created_at or 0.0)
+                if (timings := slot.timings) is not None:  # kept for metrics
+                    timings.observe(monotonic() - start, delivery)
             # Hold nothing of this call while waiting for the next: an idle worker must not
             # keep the listener (and its module, after a reload) alive.
             del taken, delivery, slot
@@ -134,12 +132,6 @@ class Worker:
             logger.error("%s failed after %s: %s\n%s", where,
                          counted(delivery.attempts, "attempt"), error, text, extra=facts)
             self._broker.failed(delivery, error, text, retry_in=None)
-
-
-def _observe(timings: DeliveryTimings, delivery: Delivery, ran: float) -> None:
-    """Keep how long an attempt ran, and waited since its emit (or its due time)."""
-    started = delivery.started_at or 0.0  # both set by the broker, at put and at take
-    timings.observe(ran, started, delivery.due_at or delivery.created_at or started)
 
 
 def _ours(exc: BaseException) -> bool:
