@@ -107,8 +107,7 @@ def emit_fields(event_id: str, args: Sequence[Any] = (),
         fields["key"] = key
     if at is not None:
         fields["at"] = _timestamp(at)
-    if "opentelemetry.trace" in sys.modules:
-        fields.update(trace_fields())
+    fields.update(trace_fields())
     return fields
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections import deque
 from collections.abc import Sequence
 from itertools import count
@@ -140,8 +139,7 @@ class DaemonEmitter:
         validate_event_id(event_id)
         try:
             key = self._prefix + str(next(self._keys))
-            trace = trace_fields() if "opentelemetry.trace" in sys.modules else {}
-            line = self._encode(_Event(event_id, args, kwargs, key, **trace))
+            line = self._encode(_Event(event_id, args, kwargs, key, **trace_fields()))
         except (TypeError, msgspec.EncodeError) as exc:
             raise TypeError(f"event {event_id!r}: the arguments must be JSON values ({exc})"
                             ) from None
