@@ -170,7 +170,18 @@ class Client:
         self._sock.close()
 
     def call(self, op: str, /, **fields: Any) -> Any:
-        """Send one request of ``op`` (see ``protocol.OPS``) and return its result."""
+        """Send one request of ``op`` (see ``protocol.OPS``) and return its result. A request
+        with a ``timeout`` (a wait, a join) may take that long on top of the client's own."""
+        waits = fields.get("timeout")
+        if waits:
+            self._sock.settimeout(self._timeout + float(waits))
+        try:
+            return self._call(op, fields)
+        finally:
+            if waits:
+                self._sock.settimeout(self._timeout)
+
+    def _call(self, op: str, fields: dict[str, Any]) -> Any:
         try:
             self._send(encode_request(next(self._ids), op, **fields))
         except EventbusError as lost:
@@ -211,23 +222,14 @@ class Client:
         (seconds) or ``at`` schedule the deliveries for later. With a dedupe ``key``, a
         repeat within the daemon's ``dedupe_window`` is answered as the first was, with
         ``"duplicate": true``, and queues nothing."""
-        if wait is not None:
-            self._sock.settimeout(max(self._timeout, wait + 30))
-        try:
-            return cast("EmitResult", self.call("emit", **emit_fields(
-                event_id, args, kwargs, wait=wait, require_listener=require_listener,
-                check=check, dry_run=dry_run, delay=delay, at=at, key=key)))
-        finally:
-            self._sock.settimeout(self._timeout)
+        return cast("EmitResult", self.call("emit", **emit_fields(
+            event_id, args, kwargs, wait=wait, require_listener=require_listener,
+            check=check, dry_run=dry_run, delay=delay, at=at, key=key)))
 
     def join(self, seconds: float = 60.0) -> bool:
         """Wait until nothing is pending, running or retrying in the daemon (scheduled
         deliveries aside); return False if ``seconds`` passed first."""
-        self._sock.settimeout(max(self._timeout, seconds + 30))
-        try:
-            return bool(self.call("join", timeout=seconds)["idle"])
-        finally:
-            self._sock.settimeout(self._timeout)
+        return bool(self.call("join", timeout=seconds)["idle"])
 
     def schedules(self) -> list[ScheduleInfo]:
         """The daemon's schedules, as ``schedule list --json`` shows them."""
