@@ -20,6 +20,8 @@ import anyio
 import anyio.abc
 
 from ..bus.timings import BOUNDS, Histogram
+from ..errors import ConfigError
+from ..names import EVENT_ID
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -152,8 +154,7 @@ def _histogram(name: str, help_text: str, labels: list[str],
 
 
 def _is_id(event_id: str) -> bool:
-    from ..names import EVENT_ID
-
+    """Whether ``event_id`` is one (a retry's QueueFullError names deliveries instead)."""
     return EVENT_ID.fullmatch(event_id) is not None
 
 
@@ -171,8 +172,6 @@ def check_listen(config: MetricsConfig, file: Path | None = None) -> None:
     try:
         import prometheus_client  # noqa: F401
     except ImportError:
-        from ..errors import ConfigError
-
         raise ConfigError(file, "metrics.listen", "needs prometheus-client: pip "
                           "install 'eventbus-cli[metrics]', or leave [metrics] out") from None
     host, _ = config.address
