@@ -133,9 +133,8 @@ class Operations:
                 return result
             return encode_result(request.id, result)
         except _Refused as exc:
-            if self.metrics is not None and request.events:
-                index = exc.details.get("index", exc.details.get("accepted", 0))
-                self._count_refused(request, exc.code, index)
+            if self.metrics is not None:
+                self._count_refused(request, exc)
             return encode_error(request_id, exc.code, exc.message, **exc.details)
         except BadArgumentsError as exc:
             if self.metrics is not None:
@@ -162,11 +161,13 @@ class Operations:
             logger.exception("request %r failed", request[:2])
             return encode_error(request_id, ErrorCode.INTERNAL, f"internal error: {exc!r}")
 
-    def _count_refused(self, request: Request, code: str, index: object) -> None:
+    def _count_refused(self, request: Request, exc: _Refused) -> None:
+        """Count a refused emit for metrics: the event at its ``index``, or the first one it
+        did not accept."""
+        index = exc.details.get("index", exc.details.get("accepted", 0))
         events = request.events
-        event = events[index] if isinstance(index, int) and 0 <= index < len(events) else None
-        if self.metrics is not None and event is not None:
-            self.metrics.count_refused(event.event, code)
+        if self.metrics is not None and isinstance(index, int) and 0 <= index < len(events):
+            self.metrics.count_refused(events[index].event, exc.code)
 
     # -- emitting ----------------------------------------------------------------------------
 
