@@ -20,6 +20,7 @@ from .checks import is_whole, number_problem
 from .errors import ConfigError
 
 __all__ = (
+    "BackendConfig",
     "Config",
     "DaemonConfig",
     "DeliveryConfig",
@@ -109,6 +110,23 @@ class JournalConfig:
     path: Path = Path("eventbus.db")
 
 
+@dataclass(frozen=True)
+class BackendConfig:
+    """The optional ``[backend]`` table: a Redis server that N daemons share as one bus.
+
+    ``url`` is as redis-py takes it (``redis://``, ``rediss://`` for TLS, ``unix://``; a
+    password as ``redis://:secret@host``); ``prefix`` names the bus's keys, so several buses
+    may share a server; ``name`` is this daemon's consumer name (default: the host name and a
+    hash of the socket path), under which a restart resumes what it held; a delivery whose
+    daemon has not renewed it for ``claim_after`` seconds is taken over by another.
+    """
+
+    url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = "eventbus"
+    name: str = ""
+    claim_after: float = 30.0
+
+
 class DeliveryOptions(NamedTuple):
     """How a listener's deliveries are attempted.
 
@@ -156,7 +174,7 @@ _RANGE: dict[str, tuple[float, float]] = {
     "max_message_bytes": (1024, 1 << 30), "shutdown_timeout": (0, 86_400),
     "max_connections": (1, 1_000_000), "idle_timeout": (0.1, 86_400 * 7),
     "retries": (0, 1000), "backoff": (0, 86_400), "timeout": (0.001, math.inf),
-    "keep_failed": (0, 10_000_000),
+    "keep_failed": (0, 10_000_000), "claim_after": (1, 86_400),
 }
 _SCHEDULE_KEYS: dict[str, type | tuple[type, ...]] = {
     "name": str, "event": str, "cron": str, "every": (str, int, float),
@@ -190,7 +208,7 @@ def _schedule_tables(tables: object, path: Path | None) -> tuple[dict[str, Any],
 _ID_RANGE = (0, 2**32 - 2)  # a uid or gid; 2**32 - 1 is (uid_t) -1, "no one"
 _SECTIONS: dict[str, type[Any]] = {
     "daemon": DaemonConfig, "journal": JournalConfig, "delivery": DeliveryConfig,
-    "metrics": MetricsConfig,
+    "metrics": MetricsConfig, "backend": BackendConfig,
 }
 
 
@@ -202,6 +220,7 @@ class Config:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     journal: JournalConfig | None = None
     metrics: MetricsConfig | None = None
+    backend: BackendConfig | None = None
     path: Path | None = None
     schedules: tuple[dict[str, Any], ...] = ()
     """The ``[[schedule]]`` tables, their keys checked (the daemon makes them schedules)."""
@@ -237,6 +256,9 @@ class Config:
             if not isinstance(table, dict):
                 raise ConfigError(path, name, "must be a table, written [" + name + "]")
             sections[name] = _section(_SECTIONS[name], name, table, path)
+        if "backend" in sections and "journal" in sections:
+            raise ConfigError(path, "backend", "cannot be set together with [journal]: with a "
+                              "Redis backend, Redis keeps the deliveries; remove one of them")
         if path is not None:  # default paths, like given ones, are taken from the file's folder
             folder = path.parent.absolute()
             daemon = sections.get("daemon", DaemonConfig())
@@ -294,6 +316,17 @@ def _section(cls: type[Any], name: str, table: Mapping[str, Any], path: Path | N
     return cls(**values)
 
 
+def backend_problem(key: str, value: str) -> str | None:
+    """What is wrong with a ``[backend]`` string setting, if anything."""
+    if key == "url" and not value.startswith(("redis://", "rediss://", "unix://")):
+        return f'expected a Redis URL such as "redis://127.0.0.1:6379/0", got {value!r}'
+    if key == "prefix" and (not value or any(c in value for c in "{} \t\n")):
+        return f"expected a non-empty name without braces or spaces, got {value!r}"
+    if key == "name" and any(c in value for c in " \t\n"):
+        return f"expected a name without spaces, got {value!r}"
+    return None
+
+
 def _value(kind: Any, key: str, value: Any, path: Path | None) -> Any:
     short = key.rpartition(".")[2]
     if kind is Path or kind == Path | None:
@@ -307,6 +340,8 @@ def _value(kind: Any, key: str, value: Any, path: Path | None) -> Any:
         if not isinstance(value, str):
             raise ConfigError(path, key, f"expected a string, got {value!r}")
         if short == "listen" and (problem := listen_problem(value)) is not None:
+            raise ConfigError(path, key, problem)
+        if key.startswith("backend.") and (problem := backend_problem(short, value)):
             raise ConfigError(path, key, problem)
         choices = _CHOICES.get(short)
         if choices is not None and value.lower() not in choices:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 __all__ = (
     "ArgumentError",
+    "BackendError",
     "BadArgumentsError",
     "ConfigError",
     "DaemonRunningError",
@@ -257,3 +258,13 @@ class JournalError(EventbusError):
         self.problem = problem
         self.hint = hint
         super().__init__(f"journal {path}: {problem}" + (f"; {hint}" if hint else ""))
+
+
+class BackendError(EventbusError):
+    """The Redis backend at ``url`` (its password left out) cannot be reached or used."""
+
+    def __init__(self, url: str, problem: str, hint: str = "") -> None:
+        self.url = url
+        self.problem = problem
+        self.hint = hint
+        super().__init__(f"backend {url}: {problem}" + (f"; {hint}" if hint else ""))

@@ -60,6 +60,7 @@ class ErrorCode:
     RELOAD_FAILED = "reload_failed"  # a listener file failed; details name "file" and "line"
     BAD_ARGUMENTS = "bad_arguments"  # a listener cannot take the emit's arguments; nothing queued
     JOURNAL = "journal"  # the journal could not be written; the request was not acknowledged
+    BACKEND = "backend_unavailable"  # Redis cannot be reached; the request was not acknowledged
     INTERNAL = "internal"
 
 

@@ -12,6 +12,7 @@ from typing import ClassVar
 from .errors import RemoteError
 
 __all__ = (
+    "RemoteBackendError",
     "RemoteBadArgumentsError",
     "RemoteBadJsonError",
     "RemoteBadRequestError",
@@ -114,6 +115,11 @@ class RemoteBadArgumentsError(_Coded, code="bad_arguments"):
 
 class RemoteJournalError(_Coded, code="journal"):
     """The daemon's journal could not be written: the request was not acknowledged."""
+
+
+class RemoteBackendError(_Coded, code="backend_unavailable"):
+    """The daemon's Redis backend cannot be reached: the request was not acknowledged, and
+    the daemon goes on once Redis is back."""
 
 
 class RemoteInternalError(_Coded, code="internal"):
