@@ -22,6 +22,7 @@ from .errors import ScheduleError as ScheduleError
 
 if TYPE_CHECKING:
     from .async_client import AsyncClient as AsyncClient
+    from .bus.current import current_delivery as current_delivery
     from .bus.delivery import Delivery as Delivery
     from .bus.delivery import DeliveryState as DeliveryState
     from .bus.delivery import EmitterStats as EmitterStats
@@ -68,6 +69,7 @@ __all__ = (
     "SimpleEventEmitter",
     "__version__",
     "cron",
+    "current_delivery",
     "every",
     "listener",
     "load_config",
@@ -80,7 +82,7 @@ _LAZY = {
     "AsyncClient": "async_client", "Client": "client",
     "Config": "config", "load_config": "config",
     "Delivery": "bus.delivery", "DeliveryState": "bus.delivery", "EmitterStats": "bus.delivery",
-    "ListenerStats": "bus.delivery",
+    "ListenerStats": "bus.delivery", "current_delivery": "bus.current",
     "BaseEventEmitterBackend": "bus.emitter", "SimpleEventEmitter": "bus.emitter",
     "load_listeners": "daemon.loader", "DaemonEmitter": "outbox",
     "Schedule": "bus.schedules", "cron": "bus.schedules", "every": "bus.schedules",

@@ -15,6 +15,7 @@ import anyio.lowlevel
 
 from ..plural import counted
 from .broker import Broker
+from .current import CURRENT
 from .delivery import Delivery
 from .routing import Slot
 from .threads import Threads
@@ -69,10 +70,11 @@ class Worker:
 
     async def _run_deliveries(self) -> None:
         broker, burst, monotonic = self._broker, 0, time.monotonic
-        take_nowait, tracing = broker.take_nowait, self._tracing
+        take_nowait, tracing, set_current = broker.take_nowait, self._tracing, CURRENT.set
         while not self._late:  # a listener that swallowed its cancellation ends here
             taken = take_nowait() or await broker.take()
             delivery, slot = self._current = taken
+            set_current(delivery)
             start = monotonic()
             self.deadline = start + slot.timeout
             try:
