@@ -96,11 +96,21 @@ class Broker(ABC):
     @abstractmethod
     def put(self, event_id: str, slots: Sequence[Slot], args: tuple[Any, ...],
             kwargs: dict[str, Any], size: int = 0, due_at: float | None = None,
-            ) -> Sequence[Delivery]:
+            key: str | None = None) -> Sequence[Delivery]:
         """Queue one delivery of the event per slot, all of them; the caller checked room.
         ``size`` is the encoded event's bytes, where known; with ``due_at`` (a time.time())
         the deliveries are scheduled for then. With no slots the event is counted as
-        unrouted."""
+        unrouted. A broker shared by several daemons routes to the listeners of all of them
+        and drops an event whose dedupe ``key`` another daemon took lately."""
+
+    def targets(self, event_id: str, slots: Sequence[Slot]) -> int:
+        """How many deliveries an emit of ``event_id`` makes, given this emitter's ``slots``
+        for it (a shared broker counts the listeners other daemons load, too)."""
+        return len(slots)
+
+    def follow(self, deliveries: Sequence[Delivery]) -> None:  # noqa: B027 - optional
+        """Someone here waits for these deliveries' outcomes (``emit --wait``): a shared
+        broker then tells this daemon of them wherever they run."""
 
     # -- workers -----------------------------------------------------------------------------
 
@@ -138,6 +148,10 @@ class Broker(ABC):
     def find(self, delivery_id: int) -> Delivery:
         """The delivery with this id; :class:`DeliveryError` (missing) if none is held."""
 
+    async def refresh(self, *, listing: bool = False) -> None:  # noqa: B027 - optional
+        """Bring what :meth:`stats` (and with ``listing``, :meth:`deliveries`, :meth:`find`,
+        :attr:`failed_list`) answer up to date, where another process changes it too."""
+
     # -- the failed list ---------------------------------------------------------------------
 
     @property
@@ -154,7 +168,22 @@ class Broker(ABC):
     def purge(self, state: DeliveryState) -> int:
         """Drop every FAILED delivery, or every waiting (PENDING and RETRYING) one."""
 
+    async def aretry(self, delivery_ids: Iterable[int] | None) -> list[Delivery]:
+        """:meth:`retry`, for brokers whose failed list lives elsewhere."""
+        return self.retry(delivery_ids)
+
+    async def apurge(self, state: DeliveryState) -> int:
+        """:meth:`purge`, for brokers whose deliveries live elsewhere."""
+        return self.purge(state)
+
     # -- life --------------------------------------------------------------------------------
+
+    async def open(self) -> None:  # noqa: B027 - optional
+        """Connect to the store, where there is one; before :meth:`run`."""
+
+    def stop_taking(self) -> None:  # noqa: B027 - optional
+        """The emitter is closing: take no more work from a shared store, and give back
+        what was taken but not started, for another daemon to run."""
 
     @abstractmethod
     def add_observer(self, observer: DeliveryObserver) -> None:

@@ -160,6 +160,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
     ) -> None:
         assert self._task_group is not None
         self._state = _CLOSING
+        self.broker.stop_taking()
         self.broker.wake_all()
         try:
             if not isinstance(exc, anyio.get_cancelled_exc_class()):
@@ -220,18 +221,19 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
 
     def put(self, event_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], *,
             size: int = 0, check: bool = True, due_at: float | None = None,
-            ) -> Sequence[Delivery]:
+            key: str | None = None) -> Sequence[Delivery]:
         """Like :meth:`submit`, with the values as a tuple and a dict and, where known, the
         encoded event's ``size`` in bytes, which counts against the broker's ``max_bytes``
         (the daemon passes the size of the request it read). ``check=False`` skips the
-        argument check for this one emit; ``due_at`` (a time.time() value) schedules it."""
+        argument check for this one emit; ``due_at`` (a time.time() value) schedules it;
+        ``key`` is its dedupe key, for a broker that several daemons share."""
         slots = self._route(event_id)
         if due_at is not None and due_at > time.time():
             if check:
                 self.check_arguments(event_id, args, kwargs, slots)
             if slots and not self.broker.has_room(len(slots), later=True):
                 raise self.broker.full(event_id, len(slots), later=True)
-            return self.broker.put(event_id, slots, args, kwargs, size, due_at)
+            return self.broker.put(event_id, slots, args, kwargs, size, due_at, key)
         for slot in slots:
             checked = slot.checked
             if checked is not None and check and not checked.accepts(args, kwargs) \
@@ -240,7 +242,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
                 break
         if slots and not self.broker.has_room(len(slots), size):
             raise self.broker.full(event_id, len(slots), size)
-        return self.broker.put(event_id, slots, args, kwargs, size)
+        return self.broker.put(event_id, slots, args, kwargs, size, None, key)
 
     def check_arguments(self, event_id: str, args: tuple[Any, ...] | list[Any],
                         kwargs: dict[str, Any], slots: Sequence[Slot] | None = None) -> None:
@@ -283,7 +285,8 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         return await self.aput(event_id, args, kwargs)
 
     async def aput(self, event_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], *,
-                   size: int = 0, check: bool = True) -> Sequence[Delivery]:
+                   size: int = 0, check: bool = True, key: str | None = None,
+                   ) -> Sequence[Delivery]:
         """Like :meth:`put`, but wait for room instead of raising, as :meth:`aemit` does."""
         slots = self._route(event_id)
         if check:
@@ -295,7 +298,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
             await broker.wait_for_room()
             if self._state is not _RUNNING:
                 raise EmitterNotRunningError(self._state)
-        return broker.put(event_id, slots, args, kwargs, size)
+        return broker.put(event_id, slots, args, kwargs, size, None, key)
 
     def _route(self, event_id: str) -> tuple[Slot, ...]:
         if self._state is not _RUNNING:

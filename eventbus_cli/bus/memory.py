@@ -181,7 +181,7 @@ class MemoryBroker(Broker):
 
     def put(self, event_id: str, slots: Sequence[Slot], args: tuple[Any, ...],
             kwargs: dict[str, Any], size: int = 0, due_at: float | None = None,
-            ) -> Sequence[Delivery]:
+            key: str | None = None) -> Sequence[Delivery]:
         if due_at is not None:
             return self._put_later(event_id, slots, args, kwargs, size, due_at)
         if not slots:

@@ -221,6 +221,17 @@ def print_status(status: dict[str, Any]) -> None:
             "" if journal["writable"] else f"; cannot be written: {journal['error']}"))
         if (journal := status["journal"]) else "none (deliveries live in memory only)",
         "metrics": status.get("metrics") or "off (no [metrics] in the config)",
+    }
+    if backend := status.get("backend"):
+        daemons = ", ".join(f"{d['name']} ({d['host']}, pid {d['pid']})"
+                            for d in backend["daemons"]) or "none seen yet"
+        rows["journal"] = "none: Redis keeps the deliveries"
+        rows["backend"] = (f"Redis {backend['redis_version']} at {backend['url']}, prefix "
+                           f"{backend['prefix']}, this daemon {backend['name']}" + (
+                               "" if backend["available"]
+                               else f"; UNREACHABLE: {backend['problem']}"))
+        rows["daemons"] = daemons
+    rows |= {
         "schedules": (f"{schedules['count']}, the next fire at {_local(schedules['next'])}"
                       if (schedules := status.get("schedules") or {}).get("count") else "none"),
         "health": "healthy" if (health := status["health"])["healthy"]

@@ -13,7 +13,7 @@ import anyio.abc
 import anyio.lowlevel
 
 from ..codec import LineSplitter, decode_reply, encode_error, encode_result
-from ..errors import JournalError
+from ..errors import BackendError, JournalError
 from ..peers import peer_of
 from ..protocol import ErrorCode
 from .handlers import Operations
@@ -171,7 +171,7 @@ async def _serve_lines(stream: anyio.abc.SocketStream, ops: Operations,
         if writes:
             try:
                 await ops.broker.settled()  # with a journal, acknowledge only what is committed
-            except JournalError as exc:  # the reads among them are answered all the same
+            except (JournalError, BackendError) as exc:  # the reads are answered all the same
                 for index in writes:
                     replies[index] = _unacknowledged(replies[index], exc)
             writes.clear()
@@ -255,9 +255,11 @@ async def _stream(stream: anyio.abc.SocketStream, subscription: Subscription) ->
         sending.cancel()
 
 
-def _unacknowledged(reply: bytes, exc: JournalError) -> bytes:
-    """The ``journal`` error that replaces a reply whose changes could not be committed."""
+def _unacknowledged(reply: bytes, exc: JournalError | BackendError) -> bytes:
+    """The error that replaces a reply whose changes the store did not take."""
     request_id = decode_reply(reply).id
+    if isinstance(exc, BackendError):
+        return encode_error(request_id, ErrorCode.BACKEND, str(exc))
     problem = (f"{exc}; the request was not acknowledged: it may or may not take effect, so "
                "check before you repeat it")
     return encode_error(request_id, ErrorCode.JOURNAL, problem)

@@ -19,12 +19,14 @@ import anyio
 
 from .._version import __version__
 from ..brokers.journal import JournalBroker
+from ..brokers.redis import RedisBroker
 from ..bus.delivery import Delivery, DeliveryState, iso_time
 from ..bus.emitter import SimpleEventEmitter
 from ..bus.schedules import Schedule
 from ..codec import encode_error, encode_result
 from ..config import Config
 from ..errors import (
+    BackendError,
     BadArgumentsError,
     DeliveryError,
     EmitterNotRunningError,
@@ -148,6 +150,8 @@ class Operations:
             if self.metrics is not None:
                 self.metrics.count_refused(exc.event_id, ErrorCode.QUEUE_FULL)
             return encode_error(request_id, ErrorCode.QUEUE_FULL, str(exc))
+        except BackendError as exc:
+            return encode_error(request_id, ErrorCode.BACKEND, str(exc))
         except LoaderError as exc:
             return encode_error(request_id, ErrorCode.RELOAD_FAILED, str(exc),
                                 file=str(exc.file), line=exc.line)
@@ -188,7 +192,8 @@ class Operations:
                          flush: Flush) -> dict[str, Any]:
         if request.dry_run:
             return dry_run(self.emitter, message.event, message.args, message.kwargs)
-        if request.require_listener and not self.emitter.listeners_for(message.event):
+        if request.require_listener and not self.broker.targets(
+                message.event, self.emitter.slots_for(message.event)):
             problem = (f"no listener matches event {message.event!r}, so it was not emitted "
                        "(`eventbus listeners list` shows what is loaded)")
             raise _EmitFailed(ErrorCode.UNROUTED, problem, 0)
@@ -197,7 +202,7 @@ class Operations:
                 raise _EmitFailed(ErrorCode.SHUTTING_DOWN, _SHUTTING_DOWN, 0)
             made = self.emitter.put(message.event, tuple(message.args), message.kwargs,
                                     size=request.size, check=request.check,
-                                    due_at=request.due_at)
+                                    due_at=request.due_at, key=message.key)
             if message.trace is not None:  # the emit path pays one test, not a call
                 _carry_trace(made, message.trace)
             return {"event_id": message.event, "deliveries": len(made),
@@ -211,6 +216,7 @@ class Operations:
         result: dict[str, Any] = {"event_id": message.event, "deliveries": len(made)}
         if request.wait is not None:
             # No await since the submit: none of its deliveries can have ended unseen.
+            self.broker.follow(made)
             result["results"] = await self.monitor.wait(made, request.wait)
         return result
 
@@ -259,7 +265,7 @@ class Operations:
         if self.draining:
             raise EmitterNotRunningError("closing")
         return self.emitter.put(message.event, tuple(message.args), message.kwargs, size=size,
-                                check=check)
+                                check=check, key=message.key)
 
     async def _submit(self, message: EventMessage, size: int, flush: Flush,
                       accepted: int, check: bool) -> Sequence[Delivery]:
@@ -267,17 +273,18 @@ class Operations:
         (up to :data:`QUEUE_WAIT_SECONDS`). ``accepted`` events of the request came before."""
         if self.draining:
             raise _EmitFailed(ErrorCode.SHUTTING_DOWN, _SHUTTING_DOWN, accepted)
-        event, args, kwargs = message.event, message.args, message.kwargs
+        event, args, kwargs, key = message.event, message.args, message.kwargs, message.key
         try:
             try:
-                return self.emitter.put(event, tuple(args), kwargs, size=size, check=check)
+                return self.emitter.put(event, tuple(args), kwargs, size=size, check=check,
+                                        key=key)
             except QueueFullError as exc:
                 if exc.never_fits:
                     raise _EmitFailed(ErrorCode.QUEUE_FULL, str(exc), accepted) from None
             await flush()
             with anyio.fail_after(QUEUE_WAIT_SECONDS):
                 return await self.emitter.aput(event, tuple(args), kwargs, size=size,
-                                               check=check)
+                                               check=check, key=key)
         except TimeoutError:
             problem = (f"queue full: event {event!r} found no room within {QUEUE_WAIT_SECONDS:g}s "
                        "and was not accepted; emit it again later, or raise queue_size")
@@ -346,6 +353,7 @@ class Operations:
 
     @_handles("queue")
     async def _queue(self, request: Request, flush: Flush) -> dict[str, Any]:
+        await self.broker.refresh()
         return self.queue()
 
     def queue(self) -> dict[str, Any]:
@@ -358,6 +366,7 @@ class Operations:
     @_handles("list")
     async def _list(self, request: Request, flush: Flush) -> list[dict[str, Any]]:
         state = DeliveryState(request.state) if request.state else None
+        await self.broker.refresh(listing=True)
         held = self.broker.deliveries(state)
         newest = (heapq.nlargest(request.limit, held, key=_by_id) if request.limit is not None
                   else sorted(held, key=_by_id, reverse=True))
@@ -373,6 +382,7 @@ class Operations:
     @_handles("show")
     async def _show(self, request: Request, flush: Flush) -> dict[str, Any]:
         assert request.deliveries
+        await self.broker.refresh(listing=True)
         delivery = self.broker.find(request.deliveries[0])
         return {**delivery.to_dict(), "traceback": delivery.traceback}
 
@@ -380,6 +390,7 @@ class Operations:
     async def _status(self, request: Request, flush: Flush) -> dict[str, Any]:
         daemon = self.config.daemon
         broker = self.broker
+        await broker.refresh(listing=True)
         return {
             "pid": os.getpid(),
             "version": __version__,
@@ -393,6 +404,7 @@ class Operations:
                         "writable": broker.failure is None,
                         "error": None if broker.failure is None else str(broker.failure)}
             if isinstance(broker, JournalBroker) else None,
+            "backend": broker.backend_status() if isinstance(broker, RedisBroker) else None,
             "metrics": (f"http://{self.config.metrics.listen}/metrics"
                         if self.config.metrics is not None else None),
             "threads": {"max": self.emitter.threads.max_threads,
@@ -408,13 +420,14 @@ class Operations:
 
     @_handles("retry")
     async def _retry(self, request: Request, flush: Flush) -> dict[str, Any]:
-        retried = self.broker.retry(request.deliveries)
+        retried = await self.broker.aretry(request.deliveries)
         return {"retried": [delivery.id for delivery in retried]}
 
     @_handles("purge")
     async def _purge(self, request: Request, flush: Flush) -> dict[str, Any]:
         assert request.state is not None
-        return {"purged": self.broker.purge(DeliveryState(request.state)), "state": request.state}
+        purged = await self.broker.apurge(DeliveryState(request.state))
+        return {"purged": purged, "state": request.state}
 
     @_handles("reload")
     async def _reload(self, request: Request, flush: Flush) -> dict[str, Any]:

@@ -107,7 +107,7 @@ class Scheduler:
                 entry = self._entries.get(name)
                 if entry is None or entry.due != due:
                     continue  # replaced by a reload, or fired by hand: a stale timer
-                self._fire(entry, now)
+                self._fire(entry, now, key=f"fire:{name}:{int(due * 1000)}")
                 entry.due = entry.schedule.next_after(max(due, now))
                 self._push(name, entry)
             self._wakeup = anyio.Event()
@@ -134,11 +134,14 @@ class Scheduler:
         self._fire(entry, self._clock())
         return self._listed(name, entry)
 
-    def _fire(self, entry: _Entry, now: float) -> None:
+    def _fire(self, entry: _Entry, now: float, key: str | None = None) -> None:
+        """Emit the schedule's event; ``key`` makes it one fire bus-wide where daemons
+        share a broker and each fires the same schedule at the same due time."""
         schedule = entry.schedule
         assert schedule.name is not None
         try:
-            made = self._emitter.put(schedule.event_id, schedule.args, schedule.kwargs)
+            made = self._emitter.put(schedule.event_id, schedule.args, schedule.kwargs,
+                                     key=key)
         except EventbusError as exc:
             entry.outcome = f"refused: {exc}"
             logger.error("schedule %s could not emit %r: %s", schedule.name,

@@ -26,8 +26,10 @@ import anyio.abc
 
 from .._version import __version__
 from ..brokers.journal import JournalBroker
+from ..brokers.redis import RedisBroker
 from ..bus.emitter import SimpleEventEmitter
 from ..bus.memory import MemoryBroker
+from ..bus.schedules import Schedule
 from ..config import Config
 from ..errors import ConfigError, EventbusError
 from ..plural import counted
@@ -70,6 +72,7 @@ class Server:
         self._sock: socket.socket | None = None
         self._inode = 0
         self.ops: Operations | None = None
+        self._schedules: list[Schedule] = []
 
     def startup(self) -> Operations:
         """Load the listeners, bind the socket, open the broker; any failure here stops the
@@ -82,6 +85,8 @@ class Server:
         # The socket first: "another daemon runs here" is the clearest error there is.
         self._sock, self._inode = bind_socket(self.socket_path)
         make: Callable[..., MemoryBroker] = (
+            partial(RedisBroker, config.backend, socket_path=self.socket_path)
+            if config.backend is not None else
             MemoryBroker if config.journal is None else partial(JournalBroker, config.journal.path))
         broker = make(queue_size=daemon.queue_size, max_bytes=daemon.max_queue_bytes,
                       max_scheduled=daemon.max_scheduled, keep_failed=config.delivery.keep_failed,
@@ -100,7 +105,7 @@ class Server:
         if config.metrics is not None:
             commits = broker.commit_times if isinstance(broker, JournalBroker) else None
             self.ops.metrics = Metrics(emitter, lambda: 0, commits)
-        self.ops.serve_schedules(loaded.schedules)
+        self._schedules = loaded.schedules
         return self.ops
 
     async def main_loop(
@@ -112,6 +117,8 @@ class Server:
         socket_listener = await anyio.abc.SocketListener.from_socket(self._sock)
         daemon = self.config.daemon
         accepted = Connections(daemon.max_connections, daemon.idle_timeout)
+        await ops.broker.open()
+        ops.serve_schedules(self._schedules)  # once the broker says when each last fired
         async with anyio.create_task_group() as connections:
             connections.start_soon(accepted.sweep)
             if ops.metrics is not None and self.config.metrics is not None:
@@ -183,6 +190,7 @@ def _log_banner(ops: Operations) -> None:
     config, emitter = ops.config, ops.emitter
     broker = ops.broker
     where = (f"journal {broker.path}" if isinstance(broker, JournalBroker)
+             else f"Redis {broker.url} as {broker.name}" if isinstance(broker, RedisBroker)
              else "memory (a restart loses what waits)")
     lines = [f"eventbus {__version__} listening on {ops.socket_path}; deliveries in {where}",
              f"{counted(len(emitter.listeners), 'listener')} from "
