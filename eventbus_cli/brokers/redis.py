@@ -1,0 +1,561 @@
+"""``RedisBroker``: N daemons share one bus on Redis Streams.
+
+Each listener is a stream with one consumer group; a daemon's name is its consumer. An emit
+adds one entry per matching listener (routed by the bus-wide table of listeners, so a
+listener loaded on another host gets its deliveries too), all or none, in one script. A
+daemon reads the streams of the listeners it loads into its local lanes (the memory broker's:
+fair, capped), and reports each outcome in one script: acked and deleted on success, parked
+in a sorted set on Redis's clock for a retry, moved to the shared failed list at the last.
+Entries a daemon holds stay pending in its name; it renews them while it lives, and another
+daemon takes over those not renewed for ``claim_after`` seconds (XAUTOCLAIM).
+
+Everything that talks to Redis runs in the tasks of :meth:`RedisBroker.run`; the hot path
+(``put``, ``take``, ``succeeded``, ``failed``) records locally and wakes the writer, and
+:meth:`settled` waits for the writer, so an emit is answered once Redis has it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import socket
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ..bus.delivery import Delivery, DeliveryState, EmitterStats
+from ..bus.memory import MemoryBroker
+from ..bus.routing import Router, Slot
+from ..config import BackendConfig, DaemonConfig, DeliveryConfig
+from ..errors import BackendError, DeliveryError
+from .redis_codec import decode_failed, decode_payload, encode_payload
+from .redis_link import Link, masked, open_link
+
+__all__ = ("RedisBroker", "default_name")
+
+logger = logging.getLogger("eventbus.redis")
+
+_ID_BLOCK = 1_000_000  # delivery ids a daemon reserves at a time: unique bus-wide
+_READ_COUNT = 500  # most entries one read takes from one stream
+_BEAT = 0.25  # seconds between heartbeats (and counts for `queue` on other hosts)
+_LISTED = 1000  # most deliveries of each kind `queue list` fetches from Redis
+_REMOVED = "is not loaded by any daemon any more (removed by a reload)"
+
+
+def default_name(socket_path: Path) -> str:
+    """This daemon's consumer name when ``[backend] name`` is not set: the host and a hash
+    of the socket path, stable across restarts, so a restart resumes what it held."""
+    digest = hashlib.sha1(str(socket_path.absolute()).encode()).hexdigest()[:8]
+    return f"{socket.gethostname()}:{digest}"
+
+
+class _Batch:
+    """Emits the writer sends in one round trip; :meth:`RedisBroker.settled` waits for it."""
+
+    __slots__ = ("done", "emits", "error")
+
+    def __init__(self) -> None:
+        self.emits: list[tuple[str | None, Sequence[Delivery], int | None]] = []
+        self.done = anyio.Event()
+        self.error: BackendError | None = None
+
+
+class RedisBroker(MemoryBroker):
+    """Deliveries in Redis Streams, shared by every daemon with the same ``url`` and
+    ``prefix``. The local lanes hold only what this daemon has read and not finished."""
+
+    durable = True
+    _writes_through = True
+
+    def __init__(self, backend: BackendConfig, *, socket_path: Path,
+                 queue_size: int = DaemonConfig.queue_size,
+                 keep_failed: int = DeliveryConfig.keep_failed, max_bytes: int | None = None,
+                 max_scheduled: int = DaemonConfig.max_scheduled,
+                 dedupe_window: float = DaemonConfig.dedupe_window,
+                 max_dedupe_keys: int = DaemonConfig.max_dedupe_keys) -> None:
+        super().__init__(queue_size=queue_size, keep_failed=keep_failed, max_bytes=max_bytes,
+                         max_scheduled=max_scheduled, dedupe_window=dedupe_window,
+                         max_dedupe_keys=max_dedupe_keys)
+        self.url = masked(backend.url)
+        self.name = backend.name or default_name(socket_path)
+        self.claim_after = backend.claim_after
+        self._config = backend
+        self._link: Link | None = None
+        self._window_ms = str(int(dedupe_window * 1000))
+        self.available = False
+        """Whether Redis answers; while it does not, emits are refused."""
+        self._problem = "not connected yet"
+        self._batch: _Batch | None = None  # the emits not sent yet
+        self._sending: _Batch | None = None  # the emits in flight
+        self._unsent = 0
+        self._acks: list[tuple[str, bytes, Delivery, str]] = []
+        self._parks: list[tuple[str, bytes, Delivery, float]] = []
+        self._fails: list[tuple[str, bytes, Delivery, str]] = []
+        self._handbacks: list[tuple[str, bytes]] = []
+        self._fired: dict[str, float] = {}
+        self._held: dict[int, tuple[str, bytes, str]] = {}  # id -> listener, entry id, reply_to
+        self._followed: set[int] = set()
+        self._local: dict[str, tuple[str, ...]] = {}  # listeners served here -> patterns
+        self._routes: dict[str, tuple[str, ...]] = {}  # every listener of the bus -> patterns
+        self._router: Router[str] = Router(())
+        self._joins: set[str] = set()
+        self._leaves: set[str] = set()
+        self._block: Iterator[int] = iter(())
+        self._spare: range | None = None
+        self._draining = False
+        self._work: anyio.Event | None = None  # made in run(), inside the loop
+        self._sent: anyio.Event | None = None  # set after the writer's next round trip
+        self._view: EmitterStats | None = None
+        self._listed: list[Delivery] = []
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix, in braces (a Redis Cluster hash tag)."""
+        return "{" + self._config.prefix + "}"
+
+    # -- listeners ---------------------------------------------------------------------------
+
+    def serve(self, slots: Sequence[Slot], *, reason: str) -> int:
+        """Read the streams of these listeners from now on. A listener no longer loaded here
+        hands what this daemon read of it back to the bus; once no daemon loads it, what
+        waits for it fails with ``reason`` (the writer does that, so 0 is returned)."""
+        served = {slot.name for slot in slots}
+        for name in [name for name in self._lanes if name not in served]:
+            lane = self._lanes.pop(name)
+            lane.retired = True
+            for delivery in self._take_waiting(lane, scheduled=False):
+                held = self._held.pop(delivery.id, None)
+                if held is not None:
+                    self._handbacks.append(held[:2])
+            self._leaves.add(name)
+        for slot in slots:
+            kept = self._lanes.get(slot.name)
+            if kept is None:
+                from ..bus.memory import _Lane  # the memory broker's lane, shared by design
+
+                self._lanes[slot.name] = _Lane(slot)
+            else:
+                kept.slot = slot
+                self._make_ready(kept)
+            self._leaves.discard(slot.name)
+        self._local = {slot.name: tuple(sorted(slot.listener.event_ids)) for slot in slots}
+        self._joins = set(self._local)
+        self._route()
+        self._wake()
+        return 0
+
+    def serves(self, name: str) -> bool:
+        return name in self._routes or name in self._local
+
+    def _route(self) -> None:
+        routes = {**self._routes, **self._local}
+        self._router = Router((patterns, name) for name, patterns in sorted(routes.items()))
+
+    def routes_changed(self, routes: dict[str, tuple[str, ...]]) -> None:
+        """The bus's listeners, as Redis has them now."""
+        self._routes = routes
+        self._route()
+
+    def targets(self, event_id: str, slots: Sequence[Slot]) -> int:
+        return len(self._router.get(event_id))
+
+    # -- emitting ----------------------------------------------------------------------------
+
+    def has_room(self, needed: int, size: int = 0, *, later: bool = False) -> bool:
+        if later:
+            view = self._view
+            return (view.scheduled if view else 0) + needed <= self.max_scheduled
+        return self._unsent + needed <= self.size
+
+    def put(self, event_id: str, slots: Sequence[Slot], args: tuple[Any, ...],
+            kwargs: dict[str, Any], size: int = 0, due_at: float | None = None,
+            key: str | None = None) -> Sequence[Delivery]:
+        if not self.available:
+            raise self.unavailable()
+        names = self._router.get(event_id)
+        now = time.time()
+        made = [Delivery(self._next_id(), event_id, args, kwargs, name, 0.0, size, now)
+                for name in names]
+        if due_at is not None:
+            for delivery in made:
+                delivery.state = DeliveryState.SCHEDULED
+                delivery.due_at = due_at
+        batch = self._batch
+        if batch is None:
+            batch = self._batch = _Batch()
+        batch.emits.append((key, made, None if due_at is None else int(due_at * 1000)))
+        self._unsent += len(made)
+        self._wake()
+        if self._observers:
+            self._tell("emitted", event_id, made)
+        return made
+
+    def unavailable(self) -> BackendError:
+        """The error for a request that needs Redis while it does not answer."""
+        return BackendError(self.url, f"Redis does not answer ({self._problem}), so nothing "
+                            "was accepted", "the daemon reconnects by itself: emit again once "
+                            "Redis is back (`eventbus status` shows it)")
+
+    def _next_id(self) -> int:
+        for delivery_id in self._block:
+            if self._spare is None and delivery_id % _ID_BLOCK == _ID_BLOCK // 2:
+                self._wake()  # the writer reserves the next block meanwhile
+            return delivery_id
+        if self._spare is None:
+            raise BackendError(self.url, "no delivery ids are reserved yet",
+                               "emit again in a moment")
+        self._block, self._spare = iter(self._spare), None
+        return next(self._block)
+
+    def follow(self, deliveries: Sequence[Delivery]) -> None:
+        self._followed.update(delivery.id for delivery in deliveries)
+
+    def note_fire(self, name: str, when: float) -> None:
+        self._fired[name] = when
+        self._wake()
+
+    def fires(self) -> dict[str, float]:
+        return dict(self._fired)
+
+    # -- workers -----------------------------------------------------------------------------
+
+    def _take_in(self, name: str, entry_id: bytes, data: bytes) -> None:
+        """An entry read from the stream of ``name`` joins its lane."""
+        delivery, reply_to = decode_payload(data, name)
+        lane = self._lanes.get(name)
+        if lane is None or self._draining or delivery.id in self._held:
+            if delivery.id not in self._held:
+                self._handbacks.append((name, entry_id))
+            return
+        self._held[delivery.id] = (name, entry_id, reply_to)
+        delivery.queued_at = time.monotonic()
+        self._make_ready_with(lane, delivery)
+        self._waiting += 1
+        self._bytes += delivery.size
+
+    def _forgotten(self, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            held = self._held.pop(delivery.id, None)
+            if held is not None and delivery.state is DeliveryState.SUCCEEDED:
+                self._acks.append((held[0], held[1], delivery, held[2]))
+        self._wake()
+
+    def failed(self, delivery: Delivery, error: str, traceback: str | None, *,
+               retry_in: float | None) -> None:
+        lane = self._release(delivery)
+        delivery.error, delivery.traceback = error, traceback
+        name, entry_id, reply_to = self._held.pop(delivery.id, (delivery.listener, b"", ""))
+        if retry_in is not None and not lane.retired:
+            delivery.state = DeliveryState.RETRYING
+            self._parks.append((name, entry_id, delivery, retry_in))
+        else:
+            delivery.state = DeliveryState.FAILED
+            delivery.failed_at = time.time()
+            self._fails.append((name, entry_id, delivery, reply_to))
+        self._wake()
+        if self._observers:
+            self._tell("finished", delivery)
+        self._check_joined()
+
+    def stop_taking(self) -> None:
+        """Shutting down: read nothing more, and hand back what was read but not started."""
+        self._draining = True
+        for lane in self._lanes.values():
+            for delivery in self._take_waiting(lane, scheduled=False):
+                held = self._held.pop(delivery.id, None)
+                if held is not None:
+                    self._handbacks.append(held[:2])
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._work is not None:
+            self._work.set()
+
+    # -- inspection --------------------------------------------------------------------------
+
+    def stats(self) -> EmitterStats:
+        return self._view if self._view is not None else super().stats()
+
+    def deliveries(self, state: DeliveryState | None = None) -> Iterator[Delivery]:
+        running = [entry[0] for entry in self._running.values()]
+        seen = {delivery.id for delivery in running}
+        for delivery in running + [d for d in self._listed if d.id not in seen]:
+            if state is None or delivery.state is state:
+                yield delivery
+
+    def find(self, delivery_id: int) -> Delivery:
+        for delivery in self.deliveries():
+            if delivery.id == delivery_id:
+                return delivery
+        raise DeliveryError(delivery_id, "no such delivery on the bus; `eventbus queue list` "
+                            "lists them", missing=True)
+
+    @property
+    def failed_list(self) -> list[Delivery]:
+        return sorted((d for d in self._listed if d.state is DeliveryState.FAILED),
+                      key=lambda delivery: delivery.failed_at or 0.0)
+
+    async def refresh(self, *, listing: bool = False) -> None:
+        """Fetch the bus-wide counters (and with ``listing`` the deliveries) from Redis."""
+        link = self._ready_link()
+        await self._count(link)
+        if listing:
+            self._listed = await link.listing(sorted({*self._routes, *self._local}), _LISTED)
+
+    async def _count(self, link: Link) -> None:
+        self._view = await link.stats(sorted({*self._routes, *self._local}), self._unsent)
+
+    async def aretry(self, delivery_ids: Iterable[int] | None) -> list[Delivery]:
+        link = self._ready_link()
+        chosen = []
+        for delivery_id, record in await link.failed_records(delivery_ids):
+            if record is None:
+                raise DeliveryError(delivery_id, "is not in the failed list (`eventbus queue "
+                                    "list --state failed` lists it)", missing=True)
+            delivery = decode_failed(record)
+            delivery.attempts, delivery.error, delivery.traceback = 0, None, None
+            delivery.state, delivery.failed_at = DeliveryState.PENDING, None
+            chosen.append(delivery)
+        problem = await link.requeue([(d.id, d.listener, encode_payload(d)) for d in chosen])
+        if problem is not None:
+            kind, delivery_id = problem
+            raise DeliveryError(delivery_id, "left the failed list meanwhile"
+                                if kind == "missing" else "its listener is not loaded by any "
+                                "daemon, so it cannot run; load it, then retry",
+                                missing=kind == "missing")
+        if chosen and self._observers:
+            self._tell("requeued", chosen)
+        return chosen
+
+    async def apurge(self, state: DeliveryState) -> int:
+        link = self._ready_link()
+        if state is DeliveryState.FAILED:
+            return await link.purge_failed()
+        if state not in (DeliveryState.PENDING, DeliveryState.SCHEDULED):
+            raise ValueError(f"purge takes failed, pending or scheduled, not {state.value}")
+        mine = []
+        if state is DeliveryState.PENDING:
+            for lane in self._lanes.values():
+                mine += [self._held.pop(d.id)[:2] for d in self._take_waiting(lane, scheduled=False)
+                         if d.id in self._held]
+        dropped = await link.purge_waiting(state.value, sorted({*self._routes, *self._local}),
+                                           mine)
+        if dropped:
+            logger.warning("purged %d %s deliveries", dropped, state.value)
+        return dropped
+
+    async def join(self) -> None:
+        if self._draining:  # this daemon's work only: what runs, and its outcomes sent
+            while self._running or self._acks or self._parks or self._fails or self._handbacks:
+                self._sent = self._sent or anyio.Event()
+                await self._sent.wait()
+            return
+        while True:  # the whole bus: every daemon's work
+            await self.refresh()
+            view = self._view
+            if view is not None and not (view.pending or view.running or view.retrying
+                                         or self._unsent):
+                return
+            await anyio.sleep(0.05)
+
+    # -- life --------------------------------------------------------------------------------
+
+    def _ready_link(self) -> Link:
+        if self._link is None or not self.available:
+            raise self.unavailable()
+        return self._link
+
+    async def open(self) -> None:
+        """Connect, check the server and this daemon's name, join the listeners, and take
+        back what this daemon held when it last stopped."""
+        self._link = await open_link(self._config, self.name, self.prefix)
+        self._fired = await self._link.fires()
+        self._block = iter(await self._link.reserve_ids(_ID_BLOCK))
+        self._routes = await self._link.join(self._local, set(self._local), set())
+        self._joins.clear()
+        self._route()
+        self.available = True
+        for name in self._local:
+            for entry_id, data in await self._link.own_pending(name):
+                self._take_in(name, entry_id, data)
+        if self._held:
+            logger.info("resumed %d deliveries this daemon (%s) held when it stopped",
+                        len(self._held), self.name)
+
+    async def settled(self) -> None:
+        batch = self._batch if self._batch is not None and self._batch.emits else self._sending
+        if batch is not None:
+            await batch.done.wait()
+            if batch.error is not None:
+                raise batch.error
+
+    async def run(self) -> None:
+        self._work = anyio.Event()
+        link = self._ready_link()
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._write, link)
+                group.start_soon(self._read, link)
+                group.start_soon(self._keep_up, link)
+                group.start_soon(link.move_due)
+                group.start_soon(link.listen, self)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await link.close()
+
+    def close(self) -> None:
+        """The connections close as :meth:`run` ends."""
+
+    # -- the tasks -----------------------------------------------------------------------------
+
+    async def _write(self, link: Link) -> None:
+        """Send what the hot path recorded, one pipeline at a time."""
+        assert self._work is not None
+        pause = 0.05
+        while True:
+            await self._work.wait()
+            self._work = anyio.Event()
+            batch, self._batch = self._batch, None
+            self._sending = batch
+            acks, parks, fails = self._acks, self._parks, self._fails
+            handbacks, self._handbacks = self._handbacks, []
+            self._acks, self._parks, self._fails = [], [], []
+            joins, leaves = self._joins, self._leaves
+            self._joins, self._leaves = set(), set()
+            try:
+                await self._reserve_ids(link)
+                if joins or leaves or handbacks:
+                    self._routes = await link.join(self._local, joins, leaves, handbacks,
+                                                   keep=self._keep, reason=_REMOVED)
+                    self._route()
+                emits = batch.emits if batch is not None else []
+                followed, self._followed = self._followed, set()
+                if followed:  # who waits must hear the outcome: listen first
+                    await link.tail_ready()
+                await link.send(emits, followed, acks, parks, fails, self._fired,
+                                self._window_ms, self._keep)
+            except link.errors as exc:
+                self._acks[:0], self._parks[:0], self._fails[:0] = acks, parks, fails
+                self._handbacks[:0] = handbacks
+                self._joins |= joins
+                self._leaves |= leaves
+                if batch is not None:
+                    batch.error = BackendError(self.url, f"Redis did not take the request "
+                                               f"({exc}); it was not acknowledged: it may or "
+                                               "may not take effect")
+                self._lost(exc)
+                await anyio.sleep(pause)
+                pause = min(pause * 2, 2.0)
+                self._wake()
+            else:
+                pause = 0.05
+                self._back()
+            finally:
+                if self._sent is not None:
+                    self._sent.set()
+                    self._sent = None
+                if batch is not None:
+                    self._unsent -= sum(len(made) for _, made, _ in batch.emits)
+                    batch.done.set()
+                self._sending = None
+                if self._room_waiters:
+                    self.wake_all()
+
+    async def _reserve_ids(self, link: Link) -> None:
+        if self._spare is None and not self._block_plenty():
+            self._spare = await link.reserve_ids(_ID_BLOCK)
+
+    def _block_plenty(self) -> bool:
+        peek = getattr(self._block, "__length_hint__", lambda: 0)()
+        return bool(peek > _ID_BLOCK // 2)
+
+    async def _read(self, link: Link) -> None:
+        """Read the streams of the listeners served here into their lanes, while there is
+        room in them."""
+        while not self._draining:
+            room = self.size - self._waiting
+            names = [name for name, lane in self._lanes.items() if not lane.retired]
+            if room <= 0 or not names or not self.available:
+                await anyio.sleep(0.02)
+                continue
+            count = max(1, min(_READ_COUNT, room // len(names)))
+            try:
+                for name, entry_id, data in await link.read(names, count):
+                    self._take_in(name, entry_id, data)
+            except link.errors as exc:
+                self._lost(exc)
+                await anyio.sleep(0.2)
+
+    async def _keep_up(self, link: Link) -> None:
+        """Heartbeat, renew what this daemon holds, take over what a dead one held, and
+        keep the bus-wide counts and routes fresh."""
+        renew_every, sweep_every = self.claim_after / 3, min(1.0, self.claim_after / 3)
+        renewed = swept = 0.0
+        while True:
+            try:
+                running = {name: lane.running for name, lane in self._lanes.items()}
+                await link.beat(running, len(self._held))
+                if time.monotonic() - renewed >= renew_every:
+                    renewed = time.monotonic()
+                    await link.renew([held[:2] for held in self._held.values()])
+                if time.monotonic() - swept >= sweep_every and not self._draining:
+                    swept = time.monotonic()
+                    for name in list(self._lanes):
+                        taken = await link.take_over(name, self.claim_after)
+                        for entry_id, data in taken:
+                            self._take_in(name, entry_id, data)
+                        if taken:
+                            logger.warning("took over %d deliveries of %s that a daemon "
+                                           "stopped renewing for %gs (claim_after)",
+                                           len(taken), name, self.claim_after)
+                self.routes_changed(await link.routes())
+                await self._count(link)
+                self._back()
+            except link.errors as exc:
+                self._lost(exc)
+            await anyio.sleep(_BEAT)
+
+    def _lost(self, exc: BaseException) -> None:
+        if self.available:
+            logger.error("lost Redis at %s (%s): emits are refused with backend_unavailable "
+                         "until it is back; reconnecting", self.url, exc)
+        self.available = False
+        self._problem = str(exc) or type(exc).__name__
+
+    def _back(self) -> None:
+        if not self.available and self._link is not None:
+            logger.info("Redis at %s is back: emits are accepted again", self.url)
+            self.available = True
+
+    def on_record(self, change: str, event: str | None, deliveries: list[Delivery]) -> None:
+        """Another daemon's change, for this daemon's live views (tail, emit --wait)."""
+        if change == "emitted":
+            self._tell_views(change, event, deliveries)
+        elif change in ("requeued", "removed"):
+            self._tell_views(change, deliveries)
+        else:
+            for delivery in deliveries:
+                self._tell_views(change, delivery)
+
+    def _tell_views(self, change: str, *details: Any) -> None:
+        for observer in self._observers:
+            if observer is not self._link:
+                with contextlib.suppress(Exception):
+                    getattr(observer, change)(*details)
+
+    def wants_records(self) -> bool:
+        """Whether a live view here listens (so the other daemons' records are wanted)."""
+        return any(observer is not self._link for observer in self._observers)
+
+    def backend_status(self) -> dict[str, Any]:
+        """The ``status`` document's ``backend``."""
+        link = self._link
+        return {"url": self.url, "name": self.name, "prefix": self._config.prefix,
+                "available": self.available, "problem": None if self.available else
+                self._problem, "redis_version": link.version if link else None,
+                "daemons": link.daemons if link else [], "claim_after": self.claim_after}
+

@@ -1,0 +1,539 @@
+"""``Link``: every command the Redis broker sends, through redis-py's asyncio client.
+
+The broker decides; the link knows the keys, the scripts and the replies. It is also the
+observer that publishes this daemon's changes for the live views of other daemons, while one
+of them listens (``P:tail``, checked each second), and it relays theirs to the broker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+
+from ..bus.delivery import Delivery, DeliveryState, EmitterStats, ListenerStats
+from ..config import BackendConfig
+from ..errors import BackendError
+from . import redis_scripts as lua
+from .redis_codec import (
+    decode_failed,
+    decode_payload,
+    decode_record,
+    encode_failed,
+    encode_payload,
+    encode_record,
+)
+
+if TYPE_CHECKING:
+    from .redis import RedisBroker
+
+__all__ = ("Link", "masked", "open_link")
+
+logger = logging.getLogger("eventbus.redis")
+
+_GROUP = "eventbus"
+_OLDEST = (7, 0)
+_ALIVE_MS = 3000  # a daemon whose heartbeat is older than this is not counted as live
+
+
+def masked(url: str) -> str:
+    """``url`` with its password left out, to show and log."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+
+
+async def open_link(config: BackendConfig, name: str, prefix: str) -> Link:
+    """Connect and check the server (Redis 7.0 or later) and that no live daemon has this
+    daemon's name; a :class:`BackendError` names the URL and what to do."""
+    url = masked(config.url)
+    try:
+        import asyncio
+
+        asyncio.get_running_loop()
+    except RuntimeError:
+        raise BackendError(url, "the Redis backend runs on asyncio (redis-py), not on this "
+                           "event loop", "serve on asyncio, the default") from None
+    try:
+        import redis.asyncio
+    except ImportError:
+        raise BackendError(url, "redis-py is not installed",
+                           "pip install 'eventbus-cli[redis]'") from None
+    client = redis.asyncio.from_url(config.url, socket_connect_timeout=2, socket_timeout=10,
+                                    health_check_interval=5)
+    try:
+        info = await client.info("server")
+    except (redis.RedisError, OSError) as exc:
+        await client.aclose()
+        raise BackendError(url, f"cannot reach the server: {str(exc).rstrip('.')}",
+                           "start Redis there, or "
+                           "fix [backend] url") from None
+    version = str(info.get("redis_version", "0"))
+    numbers = tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
+    if numbers < _OLDEST:
+        await client.aclose()
+        raise BackendError(url, f"Redis {version} is too old", "eventbus needs Redis 7.0 or "
+                           "later (or Valkey 7.2 or later)")
+    link = Link(client, url, name, prefix, version)
+    try:
+        await link.check_name()
+    except BaseException:
+        await client.aclose()
+        raise
+    return link
+
+
+class Link:
+    """One daemon's connection to the bus in Redis."""
+
+    def __init__(self, client: Any, url: str, name: str, prefix: str, version: str) -> None:
+        import redis
+
+        self.errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        """What a lost or refusing server raises."""
+        self._redis = client
+        self.url = url
+        self.name = name
+        self.p = prefix
+        self.version = version
+        self.daemons: list[dict[str, Any]] = []
+        self._scripts = {key: client.register_script(getattr(lua, key)) for key in lua.__all__}
+        self._records: list[bytes] = []
+        self._publishing = False
+        self._tail_on = False
+        self._tail_event = anyio.Event()  # set while subscribed to the other daemons' records
+        self._wake: Any = None
+        self._started = time.time()
+
+    # -- start and stop ----------------------------------------------------------------------
+
+    async def check_name(self) -> None:
+        held = await self._redis.hgetall(f"{self.p}:daemon:{self.name}")
+        if not held:
+            return
+        host, pid = held.get(b"host", b"").decode(), int(held.get(b"pid", b"0"))
+        if host == socket.gethostname() and not _is_alive(pid):
+            return  # this host's daemon of that name died: this one takes its place
+        raise BackendError(self.url, f"a daemon named {self.name!r} runs already (on {host}, "
+                           f"pid {pid})", "give this daemon its own [backend] name")
+
+    async def close(self) -> None:
+        with anyio.move_on_after(2):
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.delete(f"{self.p}:daemon:{self.name}")
+            pipe.zrem(f"{self.p}:daemons", self.name)
+            await pipe.execute()
+        await self._redis.aclose()
+
+    async def fires(self) -> dict[str, float]:
+        fired = await self._redis.hgetall(f"{self.p}:fires")
+        return {key.decode(): float(value) for key, value in fired.items()}
+
+    async def reserve_ids(self, count: int) -> range:
+        end = int(await self._redis.incrby(f"{self.p}:seq", count))
+        return range(end - count + 1, end + 1)
+
+    # -- listeners ---------------------------------------------------------------------------
+
+    async def join(self, local: dict[str, tuple[str, ...]], joins: set[str], leaves: set[str],
+                   handbacks: Sequence[tuple[str, bytes]] = (), *, keep: int = 0,
+                   reason: str = "") -> dict[str, tuple[str, ...]]:
+        """Register the listeners ``joins`` as served here, ``leaves`` as no longer; hand
+        back entries read but not run; retire listeners no daemon serves any more. Returns
+        the bus's routes."""
+        redis, p = self._redis, self.p
+        for name in sorted(joins):
+            try:
+                await redis.xgroup_create(f"{p}:l:{name}", _GROUP, "0", mkstream=True)
+            except self.errors[0] as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+        pipe = redis.pipeline(transaction=False)
+        for name in sorted(joins):
+            pipe.sadd(f"{p}:hosts:{name}", self.name)
+            pipe.hset(f"{p}:routes", name, json.dumps(list(local[name])))
+        for name in sorted(leaves):
+            pipe.srem(f"{p}:hosts:{name}", self.name)
+        await pipe.execute()
+        await self.hand_back(handbacks)
+        for name in sorted(leaves):
+            moved = await self._scripts["RETIRE"](args=[p, name, keep, f"ListenerRemoved: "
+                                                        f"listener {name} {reason}"])
+            if moved > 0:
+                logger.warning("%d waiting deliveries of %s failed: %s", moved, name, reason)
+        if joins or leaves:
+            await redis.publish(f"{p}:ctl", b"routes")
+        return await self.routes()
+
+    async def hand_back(self, entries: Sequence[tuple[str, bytes]], idle_ms: int = 10**9) -> None:
+        """Entries read but not run: another daemon takes them on its next sweep."""
+        by_name: dict[str, list[bytes]] = {}
+        for name, entry_id in entries:
+            by_name.setdefault(name, []).append(entry_id)
+        for name, ids in by_name.items():
+            await self._redis.xclaim(f"{self.p}:l:{name}", _GROUP, self.name, 0, ids,
+                                     idle=idle_ms, justid=True)
+
+    async def routes(self) -> dict[str, tuple[str, ...]]:
+        table = await self._redis.hgetall(f"{self.p}:routes")
+        return {name.decode(): tuple(json.loads(patterns)) for name, patterns in table.items()}
+
+    async def own_pending(self, name: str) -> list[tuple[bytes, bytes]]:
+        """The entries of ``name`` this daemon read and did not finish before it stopped."""
+        found: list[tuple[bytes, bytes]] = []
+        start = "0"
+        while True:
+            reply = await self._redis.xreadgroup(_GROUP, self.name, {f"{self.p}:l:{name}":
+                                                                     start}, count=1000)
+            entries = reply[0][1] if reply else []
+            found += [(entry_id, fields[b"d"]) for entry_id, fields in entries if fields]
+            if len(entries) < 1000:
+                return found
+            start = entries[-1][0].decode()
+
+    # -- the hot path's records --------------------------------------------------------------
+
+    async def send(self, emits: Sequence[tuple[str | None, Sequence[Delivery], int | None]],
+                   followed: set[int], acks: Sequence[tuple[str, bytes, Delivery, str]],
+                   parks: Sequence[tuple[str, bytes, Delivery, float]],
+                   fails: Sequence[tuple[str, bytes, Delivery, str]], fired: dict[str, float],
+                   window_ms: str, keep: int) -> None:
+        """One pipeline: the emits, the outcomes, and the records for the live views."""
+        if not (emits or acks or parks or fails or self._records or fired):
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        p, scripts, me = self.p, self._scripts, self.name
+        for start in range(0, len(emits), 500):
+            args: list[Any] = [p, 0]
+            for key, made, due in emits[start:start + 500]:
+                args += (key or "", window_ms, "" if due is None else due, len(made))
+                for delivery in made:
+                    reply_to = me if delivery.id in followed else ""
+                    args += (delivery.listener, delivery.id, encode_payload(delivery, reply_to))
+            args[1] = len(emits[start:start + 500])
+            await scripts["EMIT"](args=args, client=pipe)
+        if acks:
+            await scripts["ACK"](args=[p, *(part for name, entry_id, _, _ in acks
+                                            for part in (name, entry_id))], client=pipe)
+        if parks:
+            args = [p]
+            for name, entry_id, delivery, delay in parks:
+                args += (name, entry_id, delivery.id, int(delay * 1000), encode_payload(
+                    delivery, ""))
+            await scripts["PARK"](args=args, client=pipe)
+        if fails:
+            args = [p, keep]
+            for name, entry_id, delivery, _ in fails:
+                args += (name, entry_id, delivery.id, int((delivery.failed_at or 0) * 1000),
+                         encode_failed(delivery))
+            await scripts["FAIL"](args=args, client=pipe)
+        if fired:
+            pipe.hset(f"{p}:fires", mapping={name: repr(when) for name, when in fired.items()})
+        records, self._records = self._records, []
+        if not self._publishing:  # those who wait for these outcomes hear of them anyway
+            records += [encode_record(me, "finished", None, [delivery])
+                        for _, _, delivery, reply_to in (*acks, *fails)
+                        if reply_to and reply_to != me]
+        for record in records:
+            pipe.publish(f"{p}:tail", record)
+        await pipe.execute()
+
+    async def read(self, names: Sequence[str], count: int) -> list[tuple[str, bytes, bytes]]:
+        """New entries of these listeners' streams, waiting up to 250 ms for some."""
+        skip = len(self.p) + 3
+        try:
+            reply = await self._redis.xreadgroup(
+                _GROUP, self.name, {f"{self.p}:l:{name}": ">" for name in names}, count=count,
+                block=250)
+        except self.errors[0] as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            logger.warning("a listener's stream was gone from Redis (flushed?): made again")
+            for name in names:
+                await self._redis.xgroup_create(f"{self.p}:l:{name}", _GROUP, "0",
+                                                mkstream=True)
+            return []
+        return [(stream.decode()[skip:], entry_id, fields[b"d"])
+                for stream, entries in reply or () for entry_id, fields in entries if fields]
+
+    # -- keeping up --------------------------------------------------------------------------
+
+    async def beat(self, running: dict[str, int], held: int) -> None:
+        """Say this daemon lives, and how many calls of each listener it runs."""
+        p = self.p
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hset(f"{p}:daemon:{self.name}", mapping={
+            "host": socket.gethostname(), "pid": os.getpid(), "started": self._started,
+            "running": json.dumps(running), "held": held})
+        pipe.pexpire(f"{p}:daemon:{self.name}", _ALIVE_MS * 2)
+        pipe.zadd(f"{p}:daemons", {self.name: int(time.time() * 1000)})
+        await pipe.execute()
+
+    async def renew(self, held: Sequence[tuple[str, bytes]]) -> None:
+        """Reset the idle time of what this daemon holds, so no other takes it over."""
+        for start in range(0, len(held), 1000):
+            args: list[Any] = [self.p, self.name]
+            for name, entry_id in held[start:start + 1000]:
+                args += (name, entry_id)
+            lost = await self._scripts["REFRESH"](args=args)
+            if lost:
+                logger.warning("%d deliveries this daemon held were taken over by another "
+                               "(this daemon did not renew them within claim_after)", len(lost))
+
+    async def take_over(self, name: str, claim_after: float) -> list[tuple[bytes, bytes]]:
+        """Entries of ``name`` that their daemon has not renewed for ``claim_after``."""
+        taken: list[tuple[bytes, bytes]] = []
+        start = "0-0"
+        while True:
+            cursor, entries, _ = await self._redis.xautoclaim(
+                f"{self.p}:l:{name}", _GROUP, self.name, int(claim_after * 1000), start,
+                count=100)
+            taken += [(entry_id, fields[b"d"]) for entry_id, fields in entries if fields]
+            start = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
+            if start == "0-0" or not entries:
+                return taken
+
+    async def move_due(self) -> None:
+        """Move deliveries whose time came back into their streams; until cancelled. Every
+        daemon runs it: the script is atomic, so no delivery moves twice."""
+        while True:
+            try:
+                moved, first, now = await self._scripts["MOVE_DUE"](args=[self.p, 2000])
+            except self.errors:
+                await anyio.sleep(0.5)
+                continue
+            if moved >= 2000:
+                continue
+            wait = 0.1 if first is None or first is False else (float(first) - now) / 1000
+            await anyio.sleep(min(max(wait, 0.001), 0.1))
+
+    # -- inspection --------------------------------------------------------------------------
+
+    async def stats(self, names: Sequence[str], unsent: int) -> EmitterStats:
+        """The bus's counters: every listener's, every daemon's calls running."""
+        p = self.p
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hgetall(f"{p}:stats")
+        pipe.hgetall(f"{p}:waiting")
+        pipe.zcard(f"{p}:failed:order")
+        pipe.zrange(f"{p}:due", 0, 0, withscores=True)
+        pipe.zrangebyscore(f"{p}:daemons", int(time.time() * 1000) - _ALIVE_MS, "+inf")
+        for name in names:
+            pipe.xlen(f"{p}:l:{name}")
+        counts, waiting, failed_list, first, live, *lengths = await pipe.execute()
+        pipe = self._redis.pipeline(transaction=False)
+        for daemon in live:
+            pipe.hgetall(f"{p}:daemon:{daemon.decode()}")
+        daemons = await pipe.execute()
+        running: dict[str, int] = {}
+        self.daemons = []
+        for daemon, held in zip(live, daemons, strict=True):
+            if not held:
+                continue
+            mine = json.loads(held.get(b"running", b"{}"))
+            for name, count in mine.items():
+                running[name] = running.get(name, 0) + count
+            self.daemons.append({"name": daemon.decode(), "host": held[b"host"].decode(),
+                                 "pid": int(held[b"pid"]), "running": sum(mine.values()),
+                                 "held": int(held.get(b"held", 0))})
+
+        def number(table: dict[bytes, bytes], key: str) -> int:
+            return int(table.get(key.encode(), 0))
+
+        listeners = {
+            name: ListenerStats(
+                pending=max(0, length - running.get(name, 0)), running=running.get(name, 0),
+                retrying=number(waiting, f"{name}:retrying"),
+                succeeded=number(counts, f"{name}:succeeded"),
+                failed=number(counts, f"{name}:failed"),
+                retried=number(counts, f"{name}:retried"),
+                scheduled=number(waiting, f"{name}:scheduled"))
+            for name, length in zip(names, lengths, strict=True)}
+        total = ListenerStats()
+        for one in listeners.values():
+            for field in ("pending", "running", "retrying", "succeeded", "failed", "scheduled"):
+                setattr(total, field, getattr(total, field) + getattr(one, field))
+        return EmitterStats(
+            pending=total.pending + unsent, running=total.running, retrying=total.retrying,
+            succeeded=total.succeeded, failed=total.failed, unrouted=number(counts, "unrouted"),
+            listeners=listeners, failed_list=failed_list, scheduled=total.scheduled,
+            next_due=first[0][1] / 1000 if first else None,
+            duplicates=number(counts, "duplicates"))
+
+    async def listing(self, names: Sequence[str], most: int) -> list[Delivery]:
+        """Up to ``most`` deliveries of each kind: failed, waiting for a time, pending."""
+        p = self.p
+        ids = await self._redis.zrevrange(f"{p}:failed:order", 0, most - 1)
+        found = [decode_failed(record) for record in
+                 (await self._redis.hmget(f"{p}:failed", ids) if ids else []) if record]
+        due = await self._redis.zrange(f"{p}:due", 0, most - 1, withscores=True)
+        values = await self._redis.hmget(f"{p}:due:data", [m for m, _ in due]) if due else []
+        for (_, score), value in zip(due, values, strict=True):
+            if value is None:
+                continue
+            state, name, payload = value.split(b"\t", 2)
+            delivery = decode_payload(payload, name.decode())[0]
+            delivery.state = DeliveryState(state.decode())
+            delivery.due_at = score / 1000
+            found.append(delivery)
+        for name in names:
+            for _, fields in await self._redis.xrange(f"{p}:l:{name}", count=most):
+                if fields:
+                    found.append(decode_payload(fields[b"d"], name)[0])
+        return found
+
+    async def failed_records(self, ids: Iterable[int] | None) -> list[tuple[int, bytes | None]]:
+        if ids is None:
+            ids = [int(m) for m in await self._redis.zrange(f"{self.p}:failed:order", 0, -1)]
+        ids = list(ids)
+        records = await self._redis.hmget(f"{self.p}:failed", ids) if ids else []
+        return list(zip(ids, records, strict=True))
+
+    async def requeue(self, items: Sequence[tuple[int, str, bytes]]) -> tuple[str, int] | None:
+        if not items:
+            return None
+        reply = await self._scripts["REQUEUE"](
+            args=[self.p, *(part for item in items for part in item)])
+        return None if reply[0] == b"ok" else (reply[0].decode(), int(reply[1]))
+
+    async def purge_failed(self) -> int:
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.zcard(f"{self.p}:failed:order")
+        pipe.delete(f"{self.p}:failed", f"{self.p}:failed:order")
+        count, _ = await pipe.execute()
+        return int(count)
+
+    async def purge_waiting(self, state: str, names: Sequence[str],
+                            mine: Sequence[tuple[str, bytes]]) -> int:
+        """Drop what waits in ``state`` ("pending": also what no daemon read yet, and what
+        this daemon read but did not start, ``mine``)."""
+        for name, entry_id in mine:
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.xack(f"{self.p}:l:{name}", _GROUP, entry_id)
+            pipe.xdel(f"{self.p}:l:{name}", entry_id)
+            await pipe.execute()
+        kind = "retrying" if state == DeliveryState.PENDING.value else state
+        dropped = await self._scripts["PURGE_WAITING"](args=[self.p, kind, *names])
+        return int(dropped) + len(mine)
+
+    # -- the live views across daemons --------------------------------------------------------
+
+    async def listen(self, broker: RedisBroker) -> None:
+        """Relay other daemons' records to ``broker`` while a live view here wants them, and
+        publish this daemon's while one elsewhere does; until cancelled."""
+        self._wake = broker._wake
+        pubsub = self._redis.pubsub()
+        subscribed = False
+        checked = 0.0
+        try:
+            while True:
+                try:
+                    if not subscribed:
+                        await pubsub.subscribe(f"{self.p}:ctl")
+                        subscribed = True
+                    wanted = broker.wants_records()
+                    if wanted != self._tail_on:
+                        if wanted:
+                            await pubsub.subscribe(f"{self.p}:tail")
+                            await self._redis.publish(f"{self.p}:ctl", b"tail")
+                        else:
+                            await pubsub.unsubscribe(f"{self.p}:tail")
+                        self._tail_on = wanted
+                        if wanted:
+                            self._tail_event.set()
+                        else:
+                            self._tail_event = anyio.Event()
+                    if time.monotonic() - checked > 1.0:
+                        checked = time.monotonic()
+                        await self._check_listeners(broker, wanted)
+                    message = await pubsub.get_message(ignore_subscribe_messages=True,
+                                                       timeout=0.05)
+                except self.errors:
+                    subscribed = self._tail_on = False
+                    self._tail_event = anyio.Event()
+                    pubsub = self._redis.pubsub()
+                    await anyio.sleep(0.5)
+                    continue
+                if message is None:
+                    continue
+                if message["data"] == b"routes":  # a daemon joined or left: route anew
+                    try:
+                        broker.routes_changed(await self.routes())
+                    except self.errors:
+                        continue
+                else:
+                    self._on_message(broker, message["channel"], message["data"])
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(1):
+                await pubsub.aclose()
+
+    async def tail_ready(self) -> None:
+        """Return once this daemon hears the other daemons' records (at most 1 s)."""
+        with anyio.move_on_after(1):
+            await self._tail_event.wait()
+
+    async def _check_listeners(self, broker: RedisBroker, wanted: bool) -> None:
+        [(_, count)] = await self._redis.pubsub_numsub(f"{self.p}:tail")
+        self._set_publishing(broker, count - wanted > 0)
+
+    def _set_publishing(self, broker: RedisBroker, on: bool) -> None:
+        if on and not self._publishing:
+            broker.add_observer(self)
+        elif not on and self._publishing:
+            broker.remove_observer(self)
+        self._publishing = on
+
+    def _on_message(self, broker: RedisBroker, channel: bytes, data: bytes) -> None:
+        if channel.endswith(b":ctl"):
+            if data == b"tail":
+                self._set_publishing(broker, True)
+            return
+        daemon, change, event, deliveries = decode_record(data)
+        if daemon != self.name:
+            broker.on_record(change, event, deliveries)
+
+    def _publish(self, change: str, event: str | None, deliveries: Sequence[Delivery]) -> None:
+        self._records.append(encode_record(self.name, change, event, deliveries))
+        if self._wake is not None:
+            self._wake()
+
+    # DeliveryObserver: this daemon's changes, for the other daemons' views.
+    def emitted(self, event_id: str, deliveries: Sequence[Delivery]) -> None:
+        self._publish("emitted", event_id, deliveries)
+
+    def requeued(self, deliveries: Sequence[Delivery]) -> None:
+        self._publish("requeued", None, deliveries)
+
+    def due(self, delivery: Delivery) -> None:
+        self._publish("due", None, [delivery])
+
+    def started(self, delivery: Delivery) -> None:
+        self._publish("started", None, [delivery])
+
+    def finished(self, delivery: Delivery) -> None:
+        self._publish("finished", None, [delivery])
+
+    def removed(self, deliveries: Sequence[Delivery]) -> None:
+        self._publish("removed", None, deliveries)
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

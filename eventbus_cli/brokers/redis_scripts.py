@@ -1,0 +1,237 @@
+"""The Lua scripts of the Redis broker: each one atomic step on the shared bus.
+
+Keys (``P`` is the prefix in braces, a Redis Cluster hash tag, so one script's keys share a
+slot): ``P:l:<listener>`` a stream of the listener's deliveries (field ``d``: the payload),
+read by the consumer group ``eventbus``; ``P:due`` a sorted set of delivery ids by due time
+(ms, Redis's clock) with ``P:due:data`` holding ``state TAB listener TAB payload``;
+``P:waiting`` counts what waits there by ``listener:state``; ``P:failed`` (id -> JSON) and
+``P:failed:order`` (id by failure time) the failed list; ``P:stats`` the counters;
+``P:key:<key>`` a dedupe key, expiring after the window; ``P:hosts:<listener>`` the daemons
+that load a listener; ``P:routes`` listener -> its event patterns.
+"""
+
+from __future__ import annotations
+
+__all__ = ("ACK", "EMIT", "FAIL", "MOVE_DUE", "PARK", "PURGE_WAITING", "REFRESH", "REQUEUE",
+           "RETIRE")
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+EMIT = """
+-- ARGV: prefix, events, then per event: key, window ms, due ms ('' now), k,
+-- and k times (listener, delivery id, payload). Returns 1 per duplicate event, else 0.
+local p, i, out = ARGV[1], 3, {}
+for e = 1, tonumber(ARGV[2]) do
+  local key, window, due, k = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  i = i + 4
+  if key ~= '' and not redis.call('SET', p .. ':key:' .. key, '1', 'NX', 'PX', window) then
+    redis.call('HINCRBY', p .. ':stats', 'duplicates', 1)
+    out[e] = 1
+  else
+    if k == 0 then redis.call('HINCRBY', p .. ':stats', 'unrouted', 1) end
+    for j = i, i + 3 * (k - 1), 3 do
+      local l = ARGV[j]
+      if due == '' then
+        redis.call('XADD', p .. ':l:' .. l, '*', 'd', ARGV[j + 2])
+      else
+        redis.call('ZADD', p .. ':due', due, ARGV[j + 1])
+        local data = 'scheduled\\t' .. l .. '\\t' .. ARGV[j + 2]
+        redis.call('HSET', p .. ':due:data', ARGV[j + 1], data)
+        redis.call('HINCRBY', p .. ':waiting', l .. ':scheduled', 1)
+      end
+    end
+    out[e] = 0
+  end
+  i = i + 3 * k
+end
+return out
+"""
+
+ACK = """
+-- ARGV: prefix, then pairs (listener, entry id). Each entry still pending is acked,
+-- deleted and counted as succeeded. Returns how many were.
+local p, counts, done = ARGV[1], {}, 0
+for i = 2, #ARGV, 2 do
+  local s = p .. ':l:' .. ARGV[i]
+  if redis.call('XACK', s, 'eventbus', ARGV[i + 1]) == 1 then
+    redis.call('XDEL', s, ARGV[i + 1])
+    counts[ARGV[i]] = (counts[ARGV[i]] or 0) + 1
+    done = done + 1
+  end
+end
+for l, n in pairs(counts) do redis.call('HINCRBY', p .. ':stats', l .. ':succeeded', n) end
+return done
+"""
+
+PARK = _NOW + """
+-- ARGV: prefix, then (listener, entry id, delivery id, delay ms, payload): a failed attempt
+-- waits out its backoff in P:due, on Redis's clock, wherever its next attempt runs.
+local p = ARGV[1]
+for i = 2, #ARGV, 5 do
+  local l = ARGV[i]
+  local s = p .. ':l:' .. l
+  if redis.call('XACK', s, 'eventbus', ARGV[i + 1]) == 1 then
+    redis.call('XDEL', s, ARGV[i + 1])
+    redis.call('ZADD', p .. ':due', now + tonumber(ARGV[i + 3]), ARGV[i + 2])
+    redis.call('HSET', p .. ':due:data', ARGV[i + 2], 'retrying\\t' .. l .. '\\t' .. ARGV[i + 4])
+    redis.call('HINCRBY', p .. ':waiting', l .. ':retrying', 1)
+  end
+end
+return now
+"""
+
+FAIL = """
+-- ARGV: prefix, keep_failed, then (listener, entry id, delivery id, failed at ms, record):
+-- the delivery goes to the failed list, the oldest beyond keep_failed drop out of it.
+local p, keep = ARGV[1], tonumber(ARGV[2])
+for i = 3, #ARGV, 5 do
+  local l = ARGV[i]
+  local s = p .. ':l:' .. l
+  if ARGV[i + 1] == '' or redis.call('XACK', s, 'eventbus', ARGV[i + 1]) == 1 then
+    if ARGV[i + 1] ~= '' then redis.call('XDEL', s, ARGV[i + 1]) end
+    redis.call('HSET', p .. ':failed', ARGV[i + 2], ARGV[i + 4])
+    redis.call('ZADD', p .. ':failed:order', ARGV[i + 3], ARGV[i + 2])
+    redis.call('HINCRBY', p .. ':stats', l .. ':failed', 1)
+  end
+end
+local extra = redis.call('ZCARD', p .. ':failed:order') - keep
+if extra > 0 then
+  local gone = redis.call('ZPOPMIN', p .. ':failed:order', extra)
+  for j = 1, #gone, 2 do redis.call('HDEL', p .. ':failed', gone[j]) end
+end
+return 0
+"""
+
+MOVE_DUE = _NOW + """
+-- ARGV: prefix, most to move. Deliveries whose time has come go back to their listener's
+-- stream. Returns {moved, next due ms or false, now}.
+local p = ARGV[1]
+local ids = redis.call('ZRANGEBYSCORE', p .. ':due', '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do
+  local v = redis.call('HGET', p .. ':due:data', id)
+  if v then
+    local a = string.find(v, '\\t', 1, true)
+    local b = string.find(v, '\\t', a + 1, true)
+    local state, l = string.sub(v, 1, a - 1), string.sub(v, a + 1, b - 1)
+    redis.call('XADD', p .. ':l:' .. l, '*', 'd', string.sub(v, b + 1))
+    redis.call('HINCRBY', p .. ':waiting', l .. ':' .. state, -1)
+    if state == 'retrying' then redis.call('HINCRBY', p .. ':stats', l .. ':retried', 1) end
+    redis.call('HDEL', p .. ':due:data', id)
+  end
+  redis.call('ZREM', p .. ':due', id)
+end
+local first = redis.call('ZRANGE', p .. ':due', 0, 0, 'WITHSCORES')
+return {#ids, first[2] or false, now}
+"""
+
+REFRESH = """
+-- ARGV: prefix, this daemon's name, then (listener, entry id) it holds. Resets the idle
+-- time of each entry still this daemon's, so none is taken over while it runs; never
+-- takes back one another daemon took over. Returns the entry ids that are no longer ours.
+local p, me, lost = ARGV[1], ARGV[2], {}
+for i = 3, #ARGV, 2 do
+  local s = p .. ':l:' .. ARGV[i]
+  local mine = redis.call('XPENDING', s, 'eventbus', ARGV[i + 1], ARGV[i + 1], 1, me)
+  if #mine == 1 then
+    redis.call('XCLAIM', s, 'eventbus', me, 0, ARGV[i + 1], 'JUSTID')
+  else
+    table.insert(lost, ARGV[i + 1])
+  end
+end
+return lost
+"""
+
+REQUEUE = """
+-- ARGV: prefix, then (delivery id, listener, payload). Checks every one first: failed, and
+-- its listener loaded by some daemon; changes nothing unless all are. Returns
+-- {'ok'} or {'missing' | 'gone', id}.
+local p = ARGV[1]
+for i = 2, #ARGV, 3 do
+  if redis.call('HEXISTS', p .. ':failed', ARGV[i]) == 0 then return {'missing', ARGV[i]} end
+  if redis.call('SCARD', p .. ':hosts:' .. ARGV[i + 1]) == 0 then return {'gone', ARGV[i]} end
+end
+for i = 2, #ARGV, 3 do
+  redis.call('XADD', p .. ':l:' .. ARGV[i + 1], '*', 'd', ARGV[i + 2])
+  redis.call('HDEL', p .. ':failed', ARGV[i])
+  redis.call('ZREM', p .. ':failed:order', ARGV[i])
+end
+return {'ok'}
+"""
+
+PURGE_WAITING = """
+-- ARGV: prefix, state ('retrying' or 'scheduled'), then listeners. Drops the deliveries
+-- waiting in P:due in that state, and with 'retrying' also those no daemon has read yet
+-- from the listeners' streams; returns how many.
+local p, state, dropped = ARGV[1], ARGV[2], 0
+if state == 'retrying' then
+  for i = 3, #ARGV do
+    local s = p .. ':l:' .. ARGV[i]
+    if redis.call('EXISTS', s) == 1 then
+      local last = '0-0'
+      for _, g in ipairs(redis.call('XINFO', 'GROUPS', s)) do
+        for j = 1, #g, 2 do if g[j] == 'last-delivered-id' then last = g[j + 1] end end
+      end
+      local unread = redis.call('XRANGE', s, '(' .. last, '+')
+      for _, entry in ipairs(unread) do redis.call('XDEL', s, entry[1]) end
+      dropped = dropped + #unread
+    end
+  end
+end
+local prefix = state .. '\t'
+local waiting = redis.call('HGETALL', p .. ':due:data')
+for j = 1, #waiting, 2 do
+  local v = waiting[j + 1]
+  if string.sub(v, 1, #prefix) == prefix then
+    local rest = string.sub(v, #prefix + 1)
+    local l = string.sub(rest, 1, string.find(rest, '\t', 1, true) - 1)
+    redis.call('HDEL', p .. ':due:data', waiting[j])
+    redis.call('ZREM', p .. ':due', waiting[j])
+    redis.call('HINCRBY', p .. ':waiting', l .. ':' .. state, -1)
+    dropped = dropped + 1
+  end
+end
+return dropped
+"""
+
+RETIRE = _NOW + """
+-- ARGV: prefix, listener, keep_failed, error. No daemon loads the listener any more: what
+-- waits for it goes to the failed list with the error, and its stream is deleted.
+local p, l, keep, err = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+if redis.call('SCARD', p .. ':hosts:' .. l) > 0 then return -1 end
+local moved = 0
+local function fail(id, payload)
+  local record = cjson.encode({l = l, at = now / 1000, err = err, p = payload})
+  redis.call('HSET', p .. ':failed', id, record)
+  redis.call('ZADD', p .. ':failed:order', now, id)
+  redis.call('HINCRBY', p .. ':stats', l .. ':failed', 1)
+  moved = moved + 1
+end
+local s = p .. ':l:' .. l
+for _, entry in ipairs(redis.call('XRANGE', s, '-', '+')) do
+  local payload = entry[2][2]
+  fail(string.match(payload, '^%[(%d+)'), payload)
+end
+redis.call('DEL', s)
+local waiting = redis.call('HGETALL', p .. ':due:data')
+for j = 1, #waiting, 2 do
+  local v = waiting[j + 1]
+  local a = string.find(v, '\\t', 1, true)
+  local b = string.find(v, '\\t', a + 1, true)
+  if string.sub(v, a + 1, b - 1) == l then
+    redis.call('HDEL', p .. ':due:data', waiting[j])
+    redis.call('ZREM', p .. ':due', waiting[j])
+    redis.call('HINCRBY', p .. ':waiting', l .. ':' .. string.sub(v, 1, a - 1), -1)
+    fail(waiting[j], string.sub(v, b + 1))
+  end
+end
+redis.call('HDEL', p .. ':routes', l)
+local extra = redis.call('ZCARD', p .. ':failed:order') - keep
+if extra > 0 then
+  local gone = redis.call('ZPOPMIN', p .. ':failed:order', extra)
+  for j = 1, #gone, 2 do redis.call('HDEL', p .. ':failed', gone[j]) end
+end
+return moved
+"""

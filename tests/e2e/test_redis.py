@@ -1,0 +1,281 @@
+"""N daemons on one Redis: real redis-server, real daemons, the real `eventbus` command.
+
+"Hosts" are daemons with their own socket, directory and ``[backend] name`` on one Redis
+and prefix. Listeners note each delivery (id, attempt, daemon) through current_delivery(),
+so the tests count losses and duplicates exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import EVENTBUS, Daemon, short_directory, wait_for
+from tests.redis_server import RedisServer, find_server, new_prefix
+
+pytestmark = pytest.mark.timeout(120)
+
+NOTE = '''
+import json, os, time
+from eventbus_cli import current_delivery, listener
+
+def note(**extra):
+    d = current_delivery()
+    with open(os.environ["EVENTBUS_TEST_OUT"], "a") as out:
+        out.write(json.dumps({"id": d.id, "attempt": d.attempts, "listener": d.listener,
+                              "event": d.event, "daemon": os.environ["EB_NAME"], **extra}) + "\\n")
+'''
+
+COMMON = NOTE + '''
+@listener("work", "user_created")
+def work(pause=0.0, **kwargs):
+    time.sleep(pause)
+    note()
+
+@listener("boom")
+def boom(**kwargs):
+    note()
+    raise RuntimeError("boom on purpose")
+'''
+
+ONLY_B = NOTE + '''
+@listener("work")
+def only_b(**kwargs):
+    note()
+
+@listener("work*")
+def glob(**kwargs):
+    note()
+'''
+
+
+class Bus:
+    """The daemons of one test, sharing one Redis prefix."""
+
+    def __init__(self, server: RedisServer) -> None:
+        self.server = server
+        self.prefix = new_prefix()
+        self.daemons: list[Daemon] = []
+
+    def daemon(self, name: str, listeners: str = COMMON, *, claim_after: float = 2.0,
+               config: str = "", start: bool = True) -> Daemon:
+        made = Daemon(short_directory(), listeners=listeners,
+                      config=self.server.backend(name, self.prefix, claim_after) + config)
+        made.env["EB_NAME"] = name
+        self.daemons.append(made)
+        if start:  # status answers once the daemon has joined the bus
+            assert made.start().cli("status").returncode == 0, made.logs()
+        return made
+
+    def records(self) -> list[dict[str, Any]]:
+        return [record for daemon in self.daemons for record in notes(daemon)]
+
+    def close(self) -> None:
+        for daemon in self.daemons:
+            daemon.kill()
+            shutil.rmtree(daemon.root, ignore_errors=True)
+
+
+def notes(daemon: Daemon) -> list[dict[str, Any]]:
+    """What the daemon's listeners noted, whole lines only (they may be writing one now)."""
+    if not daemon.out.exists():
+        return []
+    text = daemon.out.read_text()
+    return [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines()]
+
+
+@pytest.fixture
+def bus(redis_server: RedisServer) -> Iterator[Bus]:
+    made = Bus(redis_server)
+    yield made
+    made.close()
+
+
+def events_file(root: Path, count: int, event: str = "work", **kwargs: Any) -> Path:
+    path = root / "events.jsonl"
+    path.write_text("".join(json.dumps({"event": event, "kwargs": {"n": n, **kwargs}}) + "\n"
+                            for n in range(count)))
+    return path
+
+
+def test_two_daemons_share_the_events_each_delivery_once(bus: Bus) -> None:
+    a, b = bus.daemon("a"), bus.daemon("b")
+    result = a.cli("emit", "--file", str(events_file(a.root, 2000, pause=0.001)))
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: len(bus.records()) >= 2000, 60, lambda: f"{len(bus.records())} handled")
+    ids = Counter(record["id"] for record in bus.records())
+    assert len(ids) == 2000
+    assert set(ids.values()) == {1}
+    by_daemon = Counter(record["daemon"] for record in bus.records())
+    assert by_daemon["a"] > 0, by_daemon
+    assert by_daemon["b"] > 0, by_daemon
+    queue = b.json("queue")
+    assert queue["succeeded"] >= 2000
+    assert queue["pending"] == 0
+
+
+def test_fan_out_reaches_listeners_on_other_daemons(bus: Bus) -> None:
+    a, b = bus.daemon("a"), bus.daemon("b", ONLY_B + COMMON.replace(NOTE, ""))
+    for daemon in (a, b):
+        result = daemon.cli("emit", "work", "--json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["deliveries"] == 3  # work, only_b, glob
+    assert a.cli("emit", "nobody_listens").returncode == 0
+    wait_for(lambda: len(bus.records()) >= 6, explain=lambda: str(bus.records()))
+    listeners = Counter(record["listener"] for record in bus.records())
+    assert listeners == {"recorder:work": 2, "recorder:only_b": 2, "recorder:glob": 2}
+    assert {r["daemon"] for r in bus.records() if r["listener"] != "recorder:work"} == {"b"}
+    wait_for(lambda: a.json("queue")["unrouted"] == 1)
+
+
+def test_kill_9_of_one_daemon_loses_nothing(bus: Bus) -> None:
+    a, b = bus.daemon("a"), bus.daemon("b")
+    assert a.cli("emit", "--file", str(events_file(a.root, 3000, pause=0.002))).returncode == 0
+    wait_for(lambda: len(notes(a)) >= 300, 30)
+    a.kill()  # SIGKILL, mid-load
+    held_by_a = len(notes(a))
+    wait_for(lambda: len({r["id"] for r in bus.records()}) >= 3000, 60,
+             lambda: f"{len({r['id'] for r in bus.records()})} of 3000 handled:\n{b.logs()}")
+    ids = Counter(record["id"] for record in bus.records())
+    assert len(ids) == 3000  # nothing lost
+    duplicates = sum(count - 1 for count in ids.values())
+    assert duplicates <= 500, duplicates  # at most what a held: one read's worth
+    assert "took over" in b.logs()
+    assert held_by_a > 0
+    wait_for(lambda: (q := b.json("queue"))["pending"] == 0 and q["running"] == 0, 20)
+
+
+def test_a_restarted_daemon_resumes_its_own_before_claim_after(bus: Bus) -> None:
+    a = bus.daemon("a", claim_after=600)
+    assert a.cli("emit", "--file", str(events_file(a.root, 200, pause=0.02))).returncode == 0
+    wait_for(lambda: len(notes(a)) >= 20, 30)
+    a.kill()
+    a.start()
+    wait_for(lambda: len({r["id"] for r in notes(a)}) >= 200, 30, a.logs)
+    assert "resumed" in a.logs()
+
+
+def test_failed_list_retry_and_purge_from_another_daemon(bus: Bus) -> None:
+    a = bus.daemon("a")
+    b = bus.daemon("b", ONLY_B)  # b does not load boom: it runs on a only
+    result = b.cli("emit", "boom", "--wait", "--timeout", "20")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "boom on purpose" in result.stdout + result.stderr
+    failed = b.json("queue", "list", "--state", "failed")
+    assert [item["listener"] for item in failed] == ["recorder:boom"]
+    assert a.json("queue", "list", "--state", "failed")[0]["id"] == failed[0]["id"]
+    shown = b.json("queue", "show", str(failed[0]["id"]))
+    assert "boom on purpose" in shown["error"]
+    assert b.cli("queue", "retry", str(failed[0]["id"])).returncode == 0
+    wait_for(lambda: len(notes(a)) >= 2)
+    wait_for(lambda: len(b.json("queue", "list", "--state", "failed")) == 1)
+    assert b.cli("queue", "purge", "--failed", "--yes").returncode == 0
+    assert a.json("queue", "list", "--state", "failed") == []
+    assert b.cli("queue", "retry", "999999999").returncode != 0
+
+
+def test_wait_and_tail_across_daemons(bus: Bus) -> None:
+    a = bus.daemon("a")
+    b = bus.daemon("b", ONLY_B)
+    tail = subprocess.Popen([EVENTBUS, "tail", "--json"], env=b.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert tail.stdout is not None
+        assert tail.stderr is not None
+        assert "following" in tail.stderr.readline()  # subscribed
+        result = b.cli("emit", "user_created", "--kw", "email=x", "--wait", "--json")
+        assert result.returncode == 0, result.stderr
+        outcome = json.loads(result.stdout)["results"]
+        assert [item["ok"] for item in outcome] == [True]
+        assert notes(a)[0]["daemon"] == "a"
+        seen: list[dict[str, Any]] = []
+        while not any(r.get("type") == "ok" and r.get("listener") == "recorder:work"
+                      for r in seen):
+            seen.append(json.loads(tail.stdout.readline()))
+    finally:
+        tail.terminate()
+        tail.communicate(timeout=10)
+
+
+def test_delayed_emit_and_cron_fire_once_bus_wide(bus: Bus) -> None:
+    cron = ('[[schedule]]\nname = "tick"\nevent = "work"\nevery = "1s"\n')
+    a, b = bus.daemon("a", config=cron), bus.daemon("b", config=cron)
+    assert a.cli("emit", "user_created", "--delay", "1s").returncode == 0
+    wait_for(lambda: any(r["event"] == "user_created" for r in bus.records()), 20)
+    assert b.json("queue")["scheduled"] == 0
+    wait_for(lambda: sum(r["event"] == "work" for r in bus.records()) >= 3, 20)
+    a.stop()
+    b.stop()
+    fires = [r for r in bus.records() if r["event"] == "work"]
+    assert len({r["id"] for r in fires}) == len(fires)
+    seconds = {r["id"] for r in fires}
+    assert len(fires) == len(seconds)
+
+
+def test_redis_restarted_under_load(bus: Bus) -> None:
+    binary = find_server()
+    assert binary is not None
+    server = RedisServer(binary, appendonly=True).start()
+    try:
+        own = Bus(server)
+        a = own.daemon("a")
+        accepted = refused = 0
+        for n in range(40):
+            if n == 15:
+                server.kill()
+            if n == 25:
+                server.start()
+                wait_for(lambda: a.cli("emit", "user_created").returncode == 0, 30, a.logs)
+                accepted += 1
+            result = a.cli("emit", "user_created", "--kw", f"n={n}")
+            if result.returncode == 0:
+                accepted += 1
+            else:
+                refused += 1
+                assert "backend_unavailable" in result.stderr or "Redis" in result.stderr, \
+                    result.stderr
+        assert refused >= 5
+        assert accepted >= 25
+        wait_for(lambda: len(notes(a)) >= accepted, 30, a.logs)
+        assert "is back" in a.logs()
+        own.close()
+    finally:
+        server.stop()
+
+
+def test_bad_backend_config_is_a_clear_error(bus: Bus, short_dir: Path) -> None:
+    both = Daemon(short_dir, config='[backend]\nurl = "redis://127.0.0.1:1/0"\n'
+                  '[journal]\npath = "x.db"\n')
+    result = both.cli("--config", str(both.config), "serve")
+    assert result.returncode != 0
+    assert "backend" in result.stderr
+    assert "journal" in result.stderr
+    nowhere = Daemon(short_dir, config='[backend]\nurl = "redis://127.0.0.1:1/0"\n')
+    result = nowhere.cli("--config", str(nowhere.config), "serve")
+    assert result.returncode == 1
+    assert "redis://127.0.0.1:1/0" in result.stderr
+    taken = bus.daemon("same")
+    twin = bus.daemon("same", start=False)
+    result = twin.cli("--config", str(twin.config), "serve")
+    assert result.returncode == 1
+    assert "same" in result.stderr
+    assert taken.answers()
+
+
+def test_sigterm_hands_back_what_was_read(bus: Bus) -> None:
+    a = bus.daemon("a", claim_after=600)
+    b = bus.daemon("b", claim_after=600)
+    assert a.cli("emit", "--file", str(events_file(a.root, 600, pause=0.01))).returncode == 0
+    wait_for(lambda: len(notes(a)) >= 20, 30)
+    assert a.stop(signal.SIGTERM) == 0
+    b.cli("emit", "user_created")  # a new event, as work goes on
+    wait_for(lambda: len({r["id"] for r in bus.records()}) >= 601, 60,
+             lambda: f"{len({r['id'] for r in bus.records()})} handled:\n{b.logs()}")
