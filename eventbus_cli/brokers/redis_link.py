@@ -67,15 +67,16 @@ async def open_link(config: BackendConfig, name: str, prefix: str) -> Link:
         raise BackendError(url, "the Redis backend runs on asyncio (redis-py), not on this "
                            "event loop", "serve on asyncio, the default") from None
     try:
-        import redis.asyncio
+        from redis.asyncio import from_url
+        from redis.exceptions import RedisError
     except ImportError:
         raise BackendError(url, "redis-py is not installed",
                            "pip install 'eventbus-cli[redis]'") from None
-    client = redis.asyncio.from_url(config.url, socket_connect_timeout=2, socket_timeout=10,
+    client = from_url(config.url, socket_connect_timeout=2, socket_timeout=10,
                                     health_check_interval=5)
     try:
         info = await client.info("server")
-    except (redis.RedisError, OSError) as exc:
+    except (RedisError, OSError) as exc:
         await client.aclose()
         raise BackendError(url, f"cannot reach the server: {str(exc).rstrip('.')}",
                            "start Redis there, or "
@@ -99,9 +100,9 @@ class Link:
     """One daemon's connection to the bus in Redis."""
 
     def __init__(self, client: Any, url: str, name: str, prefix: str, version: str) -> None:
-        import redis
+        from redis.exceptions import RedisError
 
-        self.errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        self.errors: tuple[type[BaseException], ...] = (RedisError, OSError)
         """What a lost or refusing server raises."""
         self._redis = client
         self.url = url
@@ -216,17 +217,21 @@ class Link:
         pipe = self._redis.pipeline(transaction=False)
         p, scripts, me = self.p, self._scripts, self.name
         for start in range(0, len(emits), 500):
-            args: list[Any] = [p, 0]
+            args: list[Any] = [p, window_ms]
             for key, made, due in emits[start:start + 500]:
-                args += (key or "", window_ms, "" if due is None else due, len(made))
-                for delivery in made:
-                    reply_to = me if delivery.id in followed else ""
-                    args += (delivery.listener, delivery.id, encode_payload(delivery, reply_to))
-            args[1] = len(emits[start:start + 500])
+                args.append(f"{len(made)}|{'' if due is None else due}|{key or ''}")
+                args += [b"%s\t%s" % (delivery.listener.encode(), encode_payload(
+                    delivery, me if delivery.id in followed else "")) for delivery in made]
             await scripts["EMIT"](args=args, client=pipe)
         if acks:
-            await scripts["ACK"](args=[p, *(part for name, entry_id, _, _ in acks
-                                            for part in (name, entry_id))], client=pipe)
+            by_name: dict[str, list[bytes]] = {}
+            for name, entry_id, _, _ in acks:
+                by_name.setdefault(name, []).append(entry_id)
+            args = [p]
+            for name, ids in by_name.items():
+                for cut in range(0, len(ids), 1000):
+                    args += (name, len(ids[cut:cut + 1000]), *ids[cut:cut + 1000])
+            await scripts["ACK"](args=args, client=pipe)
         if parks:
             args = [p]
             for name, entry_id, delivery, delay in parks:

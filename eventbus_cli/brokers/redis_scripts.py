@@ -21,48 +21,54 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
 EMIT = """
--- ARGV: prefix, events, then per event: key, window ms, due ms ('' now), k,
--- and k times (listener, delivery id, payload). Returns 1 per duplicate event, else 0.
-local p, i, out = ARGV[1], 3, {}
-for e = 1, tonumber(ARGV[2]) do
-  local key, window, due, k = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  i = i + 4
+-- ARGV: prefix, dedupe window ms, then per event a head 'k|due ms or empty|key or empty'
+-- and k deliveries 'listener TAB payload'. All deliveries of an event or none. Returns 1
+-- per event dropped as a duplicate of one another daemon took lately, else 0.
+local p, window, i, out = ARGV[1], ARGV[2], 3, {}
+while i <= #ARGV do
+  local head = ARGV[i]
+  local a = string.find(head, '|', 1, true)
+  local b = string.find(head, '|', a + 1, true)
+  local k, due, key = tonumber(string.sub(head, 1, a - 1)), string.sub(head, a + 1, b - 1),
+    string.sub(head, b + 1)
   if key ~= '' and not redis.call('SET', p .. ':key:' .. key, '1', 'NX', 'PX', window) then
     redis.call('HINCRBY', p .. ':stats', 'duplicates', 1)
-    out[e] = 1
+    table.insert(out, 1)
   else
     if k == 0 then redis.call('HINCRBY', p .. ':stats', 'unrouted', 1) end
-    for j = i, i + 3 * (k - 1), 3 do
-      local l = ARGV[j]
+    for j = i + 1, i + k do
+      local item = ARGV[j]
+      local tab = string.find(item, '\t', 1, true)
+      local l, payload = string.sub(item, 1, tab - 1), string.sub(item, tab + 1)
       if due == '' then
-        redis.call('XADD', p .. ':l:' .. l, '*', 'd', ARGV[j + 2])
+        redis.call('XADD', p .. ':l:' .. l, '*', 'd', payload)
       else
-        redis.call('ZADD', p .. ':due', due, ARGV[j + 1])
-        local data = 'scheduled\\t' .. l .. '\\t' .. ARGV[j + 2]
-        redis.call('HSET', p .. ':due:data', ARGV[j + 1], data)
+        local id = string.match(payload, '^%[(%d+)')
+        redis.call('ZADD', p .. ':due', due, id)
+        redis.call('HSET', p .. ':due:data', id, 'scheduled\t' .. item)
         redis.call('HINCRBY', p .. ':waiting', l .. ':scheduled', 1)
       end
     end
-    out[e] = 0
+    table.insert(out, 0)
   end
-  i = i + 3 * k
+  i = i + 1 + k
 end
 return out
 """
 
 ACK = """
--- ARGV: prefix, then pairs (listener, entry id). Each entry still pending is acked,
--- deleted and counted as succeeded. Returns how many were.
-local p, counts, done = ARGV[1], {}, 0
-for i = 2, #ARGV, 2 do
-  local s = p .. ':l:' .. ARGV[i]
-  if redis.call('XACK', s, 'eventbus', ARGV[i + 1]) == 1 then
-    redis.call('XDEL', s, ARGV[i + 1])
-    counts[ARGV[i]] = (counts[ARGV[i]] or 0) + 1
-    done = done + 1
-  end
+-- ARGV: prefix, then per listener: its name, n, and n entry ids (n at most 1000). The
+-- entries are acked and deleted; those that were still pending count as succeeded.
+local p, i, done = ARGV[1], 2, 0
+while i <= #ARGV do
+  local l, n = ARGV[i], tonumber(ARGV[i + 1])
+  local s = p .. ':l:' .. l
+  local acked = redis.call('XACK', s, 'eventbus', unpack(ARGV, i + 2, i + 1 + n))
+  redis.call('XDEL', s, unpack(ARGV, i + 2, i + 1 + n))
+  if acked > 0 then redis.call('HINCRBY', p .. ':stats', l .. ':succeeded', acked) end
+  done = done + acked
+  i = i + 2 + n
 end
-for l, n in pairs(counts) do redis.call('HINCRBY', p .. ':stats', l .. ':succeeded', n) end
 return done
 """
 
