@@ -375,7 +375,10 @@ class RedisBroker(MemoryBroker):
         self._link = await open_link(self._config, self.name, self.prefix)
         self._fired = await self._link.fires()
         self._block = iter(await self._link.reserve_ids(_ID_BLOCK))
-        self._routes = await self._link.join(self._local, set(self._local), set())
+        # A listener this daemon ran before it stopped, and does not load now, leaves too.
+        gone = await self._link.hosted_here(set(await self._link.routes()) - set(self._local))
+        self._routes = await self._link.join(self._local, set(self._local), gone,
+                                             keep=self._keep, reason=_REMOVED)
         self._joins.clear()
         self._route()
         self.available = True

@@ -7,6 +7,7 @@ of them listens (``P:tail``, checked each second), and it relays theirs to the b
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -135,7 +136,7 @@ class Link:
             pipe = self._redis.pipeline(transaction=False)
             pipe.delete(f"{self.p}:daemon:{self.name}")
             pipe.zrem(f"{self.p}:daemons", self.name)
-            await pipe.execute()
+            await _execute(pipe)
         await self._redis.aclose()
 
     async def fires(self) -> dict[str, float]:
@@ -167,7 +168,7 @@ class Link:
             pipe.hset(f"{p}:routes", name, json.dumps(list(local[name])))
         for name in sorted(leaves):
             pipe.srem(f"{p}:hosts:{name}", self.name)
-        await pipe.execute()
+        await _execute(pipe)
         await self.hand_back(handbacks)
         for name in sorted(leaves):
             moved = await self._scripts["RETIRE"](args=[p, name, keep, f"ListenerRemoved: "
@@ -177,6 +178,14 @@ class Link:
         if joins or leaves:
             await redis.publish(f"{p}:ctl", b"routes")
         return await self.routes()
+
+    async def hosted_here(self, names: set[str]) -> set[str]:
+        """Which of these listeners name this daemon among their hosts."""
+        pipe = self._redis.pipeline(transaction=False)
+        ordered = sorted(names)
+        for name in ordered:
+            pipe.sismember(f"{self.p}:hosts:{name}", self.name)
+        return {name for name, here in zip(ordered, await _execute(pipe), strict=True) if here}
 
     async def hand_back(self, entries: Sequence[tuple[str, bytes]], idle_ms: int = 10**9) -> None:
         """Entries read but not run: another daemon takes them on its next sweep."""
@@ -217,20 +226,21 @@ class Link:
         pipe = self._redis.pipeline(transaction=False)
         p, scripts, me = self.p, self._scripts, self.name
         for start in range(0, len(emits), 500):
-            args: list[Any] = [p, window_ms]
+            lines: list[bytes] = []
             for key, made, due in emits[start:start + 500]:
-                args.append(f"{len(made)}|{'' if due is None else due}|{key or ''}")
-                args += [b"%s\t%s" % (delivery.listener.encode(), encode_payload(
+                if key is not None and "\n" in key:  # a line each: a digest stands in
+                    key = "sha1:" + hashlib.sha1(key.encode()).hexdigest()
+                lines.append(f"{len(made)}|{'' if due is None else due}|{key or ''}".encode())
+                lines += [b"%s\t%s" % (delivery.listener.encode(), encode_payload(
                     delivery, me if delivery.id in followed else "")) for delivery in made]
-            await scripts["EMIT"](args=args, client=pipe)
+            await scripts["EMIT"](args=[p, window_ms, b"\n".join(lines)], client=pipe)
         if acks:
             by_name: dict[str, list[bytes]] = {}
             for name, entry_id, _, _ in acks:
                 by_name.setdefault(name, []).append(entry_id)
-            args = [p]
+            args: list[Any] = [p]
             for name, ids in by_name.items():
-                for cut in range(0, len(ids), 1000):
-                    args += (name, len(ids[cut:cut + 1000]), *ids[cut:cut + 1000])
+                args += (name, b" ".join(ids))
             await scripts["ACK"](args=args, client=pipe)
         if parks:
             args = [p]
@@ -253,7 +263,7 @@ class Link:
                         if reply_to and reply_to != me]
         for record in records:
             pipe.publish(f"{p}:tail", record)
-        await pipe.execute()
+        await _execute(pipe)
 
     async def read(self, names: Sequence[str], count: int) -> list[tuple[str, bytes, bytes]]:
         """New entries of these listeners' streams, waiting up to 250 ms for some."""
@@ -284,7 +294,7 @@ class Link:
             "running": json.dumps(running), "held": held})
         pipe.pexpire(f"{p}:daemon:{self.name}", _ALIVE_MS * 2)
         pipe.zadd(f"{p}:daemons", {self.name: int(time.time() * 1000)})
-        await pipe.execute()
+        await _execute(pipe)
 
     async def renew(self, held: Sequence[tuple[str, bytes]]) -> None:
         """Reset the idle time of what this daemon holds, so no other takes it over."""
@@ -337,11 +347,11 @@ class Link:
         pipe.zrangebyscore(f"{p}:daemons", int(time.time() * 1000) - _ALIVE_MS, "+inf")
         for name in names:
             pipe.xlen(f"{p}:l:{name}")
-        counts, waiting, failed_list, first, live, *lengths = await pipe.execute()
+        counts, waiting, failed_list, first, live, *lengths = await _execute(pipe)
         pipe = self._redis.pipeline(transaction=False)
         for daemon in live:
             pipe.hgetall(f"{p}:daemon:{daemon.decode()}")
-        daemons = await pipe.execute()
+        daemons = await _execute(pipe)
         running: dict[str, int] = {}
         self.daemons = []
         for daemon, held in zip(live, daemons, strict=True):
@@ -417,7 +427,7 @@ class Link:
         pipe = self._redis.pipeline(transaction=True)
         pipe.zcard(f"{self.p}:failed:order")
         pipe.delete(f"{self.p}:failed", f"{self.p}:failed:order")
-        count, _ = await pipe.execute()
+        count, _ = await _execute(pipe)
         return int(count)
 
     async def purge_waiting(self, state: str, names: Sequence[str],
@@ -428,7 +438,7 @@ class Link:
             pipe = self._redis.pipeline(transaction=True)
             pipe.xack(f"{self.p}:l:{name}", _GROUP, entry_id)
             pipe.xdel(f"{self.p}:l:{name}", entry_id)
-            await pipe.execute()
+            await _execute(pipe)
         kind = "retrying" if state == DeliveryState.PENDING.value else state
         dropped = await self._scripts["PURGE_WAITING"](args=[self.p, kind, *names])
         return int(dropped) + len(mine)
@@ -532,6 +542,14 @@ class Link:
 
     def removed(self, deliveries: Sequence[Delivery]) -> None:
         self._publish("removed", None, deliveries)
+
+
+async def _execute(pipe: Any) -> Any:
+    """Run a pipeline; a failed one is reset, so its connection goes back to the pool."""
+    try:
+        return await pipe.execute()
+    finally:
+        await pipe.reset()
 
 
 def _is_alive(pid: int) -> bool:

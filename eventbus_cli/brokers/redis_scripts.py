@@ -21,23 +21,31 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
 EMIT = """
--- ARGV: prefix, dedupe window ms, then per event a head 'k|due ms or empty|key or empty'
--- and k deliveries 'listener TAB payload'. All deliveries of an event or none. Returns 1
--- per event dropped as a duplicate of one another daemon took lately, else 0.
-local p, window, i, out = ARGV[1], ARGV[2], 3, {}
-while i <= #ARGV do
-  local head = ARGV[i]
+-- ARGV: prefix, dedupe window ms, and the events as lines: per event a head line
+-- 'k|due ms or empty|key or empty' and k lines 'listener TAB payload'. All deliveries of an
+-- event or none. Returns 1 per event dropped as a duplicate of one taken lately, else 0.
+local p, window, blob, out = ARGV[1], ARGV[2], ARGV[3], {}
+local pos, last = 1, #blob
+local function line()
+  local stop = string.find(blob, '\\n', pos, true) or (last + 1)
+  local text = string.sub(blob, pos, stop - 1)
+  pos = stop + 1
+  return text
+end
+while pos <= last do
+  local head = line()
   local a = string.find(head, '|', 1, true)
   local b = string.find(head, '|', a + 1, true)
   local k, due, key = tonumber(string.sub(head, 1, a - 1)), string.sub(head, a + 1, b - 1),
     string.sub(head, b + 1)
   if key ~= '' and not redis.call('SET', p .. ':key:' .. key, '1', 'NX', 'PX', window) then
     redis.call('HINCRBY', p .. ':stats', 'duplicates', 1)
+    for _ = 1, k do line() end
     table.insert(out, 1)
   else
     if k == 0 then redis.call('HINCRBY', p .. ':stats', 'unrouted', 1) end
-    for j = i + 1, i + k do
-      local item = ARGV[j]
+    for _ = 1, k do
+      local item = line()
       local tab = string.find(item, '\t', 1, true)
       local l, payload = string.sub(item, 1, tab - 1), string.sub(item, tab + 1)
       if due == '' then
@@ -51,23 +59,25 @@ while i <= #ARGV do
     end
     table.insert(out, 0)
   end
-  i = i + 1 + k
 end
 return out
 """
 
 ACK = """
--- ARGV: prefix, then per listener: its name, n, and n entry ids (n at most 1000). The
+-- ARGV: prefix, then per listener: its name and its entry ids, joined by spaces. The
 -- entries are acked and deleted; those that were still pending count as succeeded.
-local p, i, done = ARGV[1], 2, 0
-while i <= #ARGV do
-  local l, n = ARGV[i], tonumber(ARGV[i + 1])
-  local s = p .. ':l:' .. l
-  local acked = redis.call('XACK', s, 'eventbus', unpack(ARGV, i + 2, i + 1 + n))
-  redis.call('XDEL', s, unpack(ARGV, i + 2, i + 1 + n))
+local p, done = ARGV[1], 0
+for i = 2, #ARGV, 2 do
+  local l, ids = ARGV[i], {}
+  for id in string.gmatch(ARGV[i + 1], '%S+') do table.insert(ids, id) end
+  local s, acked = p .. ':l:' .. l, 0
+  for cut = 1, #ids, 1000 do
+    local stop = math.min(cut + 999, #ids)
+    acked = acked + redis.call('XACK', s, 'eventbus', unpack(ids, cut, stop))
+    redis.call('XDEL', s, unpack(ids, cut, stop))
+  end
   if acked > 0 then redis.call('HINCRBY', p .. ':stats', l .. ':succeeded', acked) end
   done = done + acked
-  i = i + 2 + n
 end
 return done
 """

@@ -279,3 +279,28 @@ def test_sigterm_hands_back_what_was_read(bus: Bus) -> None:
     b.cli("emit", "user_created")  # a new event, as work goes on
     wait_for(lambda: len({r["id"] for r in bus.records()}) >= 601, 60,
              lambda: f"{len({r['id'] for r in bus.records()})} handled:\n{b.logs()}")
+
+
+def test_reload_adds_and_removes_listeners_bus_wide(bus: Bus) -> None:
+    a = bus.daemon("a", claim_after=600)
+    b = bus.daemon("b", ONLY_B, claim_after=600)
+    (a.listeners_dir / "recorder.py").write_text(COMMON + '''
+@listener("added")
+def added(**kwargs):
+    note()
+''')
+    assert a.cli("listeners", "reload").returncode == 0
+    result = b.cli("emit", "added", "--json")  # through the other daemon
+    assert json.loads(result.stdout)["deliveries"] == 1, result.stdout + result.stderr
+    wait_for(lambda: any(r["listener"] == "recorder:added" for r in notes(a)), 20, a.logs)
+    # only_b waits while no daemon runs it; then b drops it: its backlog fails as removed
+    b.stop()
+    assert a.cli("emit", "work").returncode == 0  # work on a; only_b and glob wait for b
+    (b.listeners_dir / "recorder.py").write_text(NOTE)
+    b.start()
+    assert b.cli("status").returncode == 0
+    wait_for(lambda: len(a.json("queue", "list", "--state", "failed")) == 2, 20, b.logs)
+    failed = a.json("queue", "list", "--state", "failed")
+    assert {item["listener"] for item in failed} == {"recorder:only_b", "recorder:glob"}
+    assert all("removed by a reload" in item["error"] for item in failed)
+    assert a.cli("queue", "retry", str(failed[0]["id"])).returncode != 0  # nobody runs it
