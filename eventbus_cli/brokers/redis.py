@@ -41,6 +41,7 @@ logger = logging.getLogger("eventbus.redis")
 
 _ID_BLOCK = 1_000_000  # delivery ids a daemon reserves at a time: unique bus-wide
 _READ_COUNT = 500  # most entries one read takes from one stream
+_PACE_SECONDS = 0.1  # a lane holds what it ended in this long, or twice its limit if more
 _BEAT = 0.25  # seconds between heartbeats (and counts for `queue` on other hosts)
 _LISTED = 1000  # most deliveries of each kind `queue list` fetches from Redis
 _REMOVED = "is not loaded by any daemon any more (removed by a reload)"
@@ -89,6 +90,8 @@ class RedisBroker(MemoryBroker):
         self.available = False
         """Whether Redis answers; while it does not, emits are refused."""
         self._problem = "not connected yet"
+        self.errors = 0
+        """How many calls to Redis failed (for metrics)."""
         self._batch: _Batch | None = None  # the emits not sent yet
         self._sending: _Batch | None = None  # the emits in flight
         self._unsent = 0
@@ -109,6 +112,7 @@ class RedisBroker(MemoryBroker):
         self._draining = False
         self._work: anyio.Event | None = None  # made in run(), inside the loop
         self._sent: anyio.Event | None = None  # set after the writer's next round trip
+        self._capacity: anyio.Event | None = None  # set when a call ends: lanes have room
         self._view: EmitterStats | None = None
         self._listed: list[Delivery] = []
 
@@ -249,6 +253,7 @@ class RedisBroker(MemoryBroker):
         lane = self._release(delivery)
         delivery.error, delivery.traceback = error, traceback
         name, entry_id, reply_to = self._held.pop(delivery.id, (delivery.listener, b"", ""))
+        lane.failed += 1  # local only, for the reader's pace: the bus counts in Redis
         if retry_in is not None and not lane.retired:
             delivery.state = DeliveryState.RETRYING
             self._parks.append((name, entry_id, delivery, retry_in))
@@ -274,6 +279,8 @@ class RedisBroker(MemoryBroker):
     def _wake(self) -> None:
         if self._work is not None:
             self._work.set()
+        if self._capacity is not None:
+            self._capacity.set()
 
     # -- inspection --------------------------------------------------------------------------
 
@@ -477,18 +484,39 @@ class RedisBroker(MemoryBroker):
         return bool(peek > _ID_BLOCK // 2)
 
     async def _read(self, link: Link) -> None:
-        """Read the streams of the listeners served here into their lanes, while there is
-        room in them."""
+        """Read the streams of the listeners served here into their lanes, while they have
+        room: a lane holds what it ran in the last 0.1 s, or twice what it may run at once if
+        more, so that a fast listener is read in big batches while the daemons sharing a
+        slow one share its work."""
+        pace: dict[str, int] = {}  # calls each lane ended in the last _PACE_SECONDS
+        ended: dict[str, int] = {}
+        sampled = 0.0
         while not self._draining:
+            if time.monotonic() - sampled >= _PACE_SECONDS:
+                sampled = time.monotonic()
+                for name, lane in self._lanes.items():
+                    now_ended = lane.succeeded + lane.failed + lane.retried
+                    pace[name] = now_ended - ended.get(name, now_ended)
+                    ended[name] = now_ended
             room = self.size - self._waiting
-            names = [name for name, lane in self._lanes.items() if not lane.retired]
+            wanted = {name: max(2 * lane.slot.limit, pace.get(name, 0)) - len(lane.queue)
+                      - lane.running for name, lane in self._lanes.items() if not lane.retired}
+            names = [name for name, want in wanted.items() if want > 0]
+            capacity = self._capacity = anyio.Event()  # set by any call that ends from now
             if room <= 0 or not names or not self.available:
-                await anyio.sleep(0.02)
+                with anyio.move_on_after(0.25):
+                    await capacity.wait()
                 continue
-            count = max(1, min(_READ_COUNT, room // len(names)))
+            count = max(1, min(_READ_COUNT, room // len(names), max(wanted.values())))
+            # With a lane full, a blocking read would keep it waiting once it drains.
+            block = len(names) == len(wanted)
             try:
-                for name, entry_id, data in await link.read(names, count):
+                read = await link.read(names, count, block=block)
+                for name, entry_id, data in read:
                     self._take_in(name, entry_id, data)
+                if not read and not block:
+                    with anyio.move_on_after(0.05):
+                        await capacity.wait()
             except link.errors as exc:
                 self._lost(exc)
                 await anyio.sleep(0.2)
@@ -504,7 +532,8 @@ class RedisBroker(MemoryBroker):
                 await link.beat(running, len(self._held))
                 if time.monotonic() - renewed >= renew_every:
                     renewed = time.monotonic()
-                    await link.renew([held[:2] for held in self._held.values()])
+                    lost = await link.renew([held[:2] for held in self._held.values()])
+                    self._log_lost(lost)
                 if time.monotonic() - swept >= sweep_every and not self._draining:
                     swept = time.monotonic()
                     for name in list(self._lanes):
@@ -522,7 +551,17 @@ class RedisBroker(MemoryBroker):
                 self._lost(exc)
             await anyio.sleep(_BEAT)
 
+    def _log_lost(self, lost: set[bytes]) -> None:
+        """Entries that were no longer this daemon's when it renewed them: another daemon
+        took them over, unless they ended here meanwhile."""
+        still = [held for held in self._held.values() if held[1] in lost]
+        if still:
+            logger.warning("%d deliveries this daemon held were taken over by another daemon "
+                           "(it did not renew them within claim_after); both may run them",
+                           len(still))
+
     def _lost(self, exc: BaseException) -> None:
+        self.errors += 1
         if self.available:
             logger.error("lost Redis at %s (%s): emits are refused with backend_unavailable "
                          "until it is back; reconnecting", self.url, exc)

@@ -265,13 +265,15 @@ class Link:
             pipe.publish(f"{p}:tail", record)
         await _execute(pipe)
 
-    async def read(self, names: Sequence[str], count: int) -> list[tuple[str, bytes, bytes]]:
-        """New entries of these listeners' streams, waiting up to 250 ms for some."""
+    async def read(self, names: Sequence[str], count: int, *,
+                   block: bool = True) -> list[tuple[str, bytes, bytes]]:
+        """New entries of these listeners' streams (``block``: waiting up to 250 ms for
+        some)."""
         skip = len(self.p) + 3
         try:
             reply = await self._redis.xreadgroup(
                 _GROUP, self.name, {f"{self.p}:l:{name}": ">" for name in names}, count=count,
-                block=250)
+                block=250 if block else None)
         except self.errors[0] as exc:
             if "NOGROUP" not in str(exc):
                 raise
@@ -296,16 +298,16 @@ class Link:
         pipe.zadd(f"{p}:daemons", {self.name: int(time.time() * 1000)})
         await _execute(pipe)
 
-    async def renew(self, held: Sequence[tuple[str, bytes]]) -> None:
-        """Reset the idle time of what this daemon holds, so no other takes it over."""
+    async def renew(self, held: Sequence[tuple[str, bytes]]) -> set[bytes]:
+        """Reset the idle time of what this daemon holds, so no other takes it over; returns
+        the entries that were not this daemon's any more."""
+        lost: set[bytes] = set()
         for start in range(0, len(held), 1000):
             args: list[Any] = [self.p, self.name]
             for name, entry_id in held[start:start + 1000]:
                 args += (name, entry_id)
-            lost = await self._scripts["REFRESH"](args=args)
-            if lost:
-                logger.warning("%d deliveries this daemon held were taken over by another "
-                               "(this daemon did not renew them within claim_after)", len(lost))
+            lost.update(await self._scripts["REFRESH"](args=args))
+        return lost
 
     async def take_over(self, name: str, claim_after: float) -> list[tuple[bytes, bytes]]:
         """Entries of ``name`` that their daemon has not renewed for ``claim_after``."""

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from ..brokers.journal import JournalBroker
+from ..brokers.redis import RedisBroker
 from ..bus.emitter import SimpleEventEmitter
 from ..plural import counted
 
@@ -43,6 +44,8 @@ class Health:
                             f"{stuck} of the {self._threads.max_threads} threads (max_threads)")
         if isinstance(self._broker, JournalBroker) and self._broker.failure is not None:
             problems.append(f"emits are refused: {self._broker.failure}")
+        if isinstance(self._broker, RedisBroker) and not self._broker.available:
+            problems.append(f"emits are refused: {self._broker.unavailable()}")
         if draining:
             problems.append("shutting down")
         return {"healthy": not problems, "problems": problems, "failed_recently": failed}

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
+from ..brokers.redis import RedisBroker
 from ..bus.timings import BOUNDS, Histogram
 from ..errors import ConfigError
 from ..names import EVENT_ID
@@ -125,6 +126,12 @@ class Metrics:
         for name, count in sorted(self.fires.items()):
             fires.add_metric([name], count)
         yield fires
+        broker = self.emitter.broker
+        if isinstance(broker, RedisBroker):
+            yield CounterFamily("eventbus_backend_errors", "Calls to Redis that failed (a "
+                                "lost connection, a refusing server).", value=broker.errors)
+            yield GaugeFamily("eventbus_backend_up", "1 while Redis answers, else 0 (emits "
+                              "are refused meanwhile).", value=int(broker.available))
         if self.journal_commits is not None:
             yield _histogram("eventbus_journal_commit_seconds", "Time to commit a batch of "
                              "changes to the journal (SQLite, synchronous=FULL).", [],
