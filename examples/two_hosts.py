@@ -11,16 +11,15 @@ which daemon ran how many, and that no delivery ran twice.
 
 import json
 import os
+import time
 from pathlib import Path
 
 from eventbus_cli import current_delivery, listener
 
 
 @listener("report_requested")
-async def build_report(number: int) -> None:
-    import anyio
-
-    await anyio.sleep(0.05)  # building it takes a while
+def build_report(number: int) -> None:  # a sync listener: it runs in a thread
+    time.sleep(0.05)  # building it takes a while
     delivery = current_delivery()
     assert delivery is not None
     with open(os.environ["EXAMPLE_OUT"], "a") as out:  # one line per delivery run
@@ -34,7 +33,6 @@ def main() -> int:
     import subprocess
     import sys
     import tempfile
-    import time
     from collections import Counter
 
     eventbus = str(Path(sys.executable).parent / "eventbus")
