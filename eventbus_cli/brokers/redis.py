@@ -136,16 +136,8 @@ class RedisBroker(MemoryBroker):
                 if held is not None:
                     self._handbacks.append(held[:2])
             self._leaves.add(name)
-        for slot in slots:
-            kept = self._lanes.get(slot.name)
-            if kept is None:
-                from ..bus.memory import _Lane  # the memory broker's lane, shared by design
-
-                self._lanes[slot.name] = _Lane(slot)
-            else:
-                kept.slot = slot
-                self._make_ready(kept)
-            self._leaves.discard(slot.name)
+        super().serve(slots, reason=reason)  # lanes for the new, the kept get their slot
+        self._leaves -= served
         self._local = {slot.name: tuple(sorted(slot.listener.event_ids)) for slot in slots}
         self._joins = set(self._local)
         self._route()

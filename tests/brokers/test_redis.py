@@ -20,9 +20,9 @@ from tests.redis_server import RedisServer, new_prefix
 
 @pytest.fixture
 def client(redis_server: RedisServer) -> Iterator[Any]:
-    import redis
+    from redis.client import Redis
 
-    made = redis.Redis(unix_socket_path=str(redis_server.socket))
+    made = Redis(unix_socket_path=str(redis_server.socket))
     yield made
     made.close()
 
