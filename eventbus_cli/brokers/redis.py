@@ -71,6 +71,8 @@ class RedisBroker(MemoryBroker):
 
     durable = True
     _writes_through = True
+    store = "Redis"
+    rerun = "on the next start of this daemon, or on another after claim_after"
 
     def __init__(self, backend: BackendConfig, *, socket_path: Path,
                  queue_size: int = DaemonConfig.queue_size,
@@ -261,6 +263,7 @@ class RedisBroker(MemoryBroker):
     def stop_taking(self) -> None:
         """Shutting down: read nothing more, and hand back what was read but not started."""
         self._draining = True
+        self._listed = []  # from here on deliveries() is what this daemon still runs
         for lane in self._lanes.values():
             for delivery in self._take_waiting(lane, scheduled=False):
                 held = self._held.pop(delivery.id, None)
@@ -536,7 +539,11 @@ class RedisBroker(MemoryBroker):
                             logger.warning("took over %d deliveries of %s that a daemon "
                                            "stopped renewing for %gs (claim_after)",
                                            len(taken), name, self.claim_after)
-                self.routes_changed(await link.routes())
+                routes = await link.routes()
+                if missing := set(self._local) - set(routes):  # Redis lost them (flushed?)
+                    self._joins |= missing
+                    self._wake()
+                self.routes_changed(routes)
                 await self._count(link)
                 self._back()
             except link.errors as exc:

@@ -275,7 +275,7 @@ class Link:
                 _GROUP, self.name, {f"{self.p}:l:{name}": ">" for name in names}, count=count,
                 block=250 if block else None)
         except self.errors[0] as exc:
-            if "NOGROUP" not in str(exc):
+            if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
                 raise
             logger.warning("a listener's stream was gone from Redis (flushed?): made again")
             for name in names:

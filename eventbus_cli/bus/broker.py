@@ -34,6 +34,10 @@ class Broker(ABC):
     """How many bytes of encoded events those may carry at once; None: no such bound."""
     durable = False
     """Whether an accepted delivery outlives this process (a journal, Redis)."""
+    store = "the journal"
+    """Where a durable broker keeps deliveries, as a log line names it."""
+    rerun = "on the next start"
+    """When a durable broker's deliveries left unfinished at shutdown run again."""
 
     # -- listeners ---------------------------------------------------------------------------
 

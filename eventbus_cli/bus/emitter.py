@@ -173,9 +173,9 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
             if self.unfinished:
                 self._log_unfinished()
             if later := sum(d.state is DeliveryState.SCHEDULED for d in held):
-                logger.warning("%s not due yet at shutdown %s", counted(later, "delivery"),
-                               "are kept in the journal, to run when due" if self.broker.durable
-                               else "are lost (no journal)")
+                fate = (f"are kept in {self.broker.store}, to run when due"
+                        if self.broker.durable else "are lost (no journal)")
+                logger.warning("%s not due yet at shutdown %s", counted(later, "delivery"), fate)
             self._task_group.cancel_scope.cancel()
             await self._task_group.__aexit__(None, None, None)
             self._state = _CLOSED
@@ -183,7 +183,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
     def _log_unfinished(self) -> None:
         listed = ", ".join(f"{d.id} ({d.event} -> {d.listener})" for d in self.unfinished[:20])
         more = " ..." if len(self.unfinished) > 20 else ""
-        fate = ("are kept in the journal and run again on the next start"
+        fate = (f"are kept in {self.broker.store} and run again {self.broker.rerun}"
                 if self.broker.durable else "are lost (no journal)")
         cut = sum(d.state is DeliveryState.RUNNING for d in self.unfinished)
         others = "" if cut == len(self.unfinished) else "; the others never started"

@@ -304,3 +304,17 @@ def added(**kwargs):
     assert {item["listener"] for item in failed} == {"recorder:only_b", "recorder:glob"}
     assert all("removed by a reload" in item["error"] for item in failed)
     assert a.cli("queue", "retry", str(failed[0]["id"])).returncode != 0  # nobody runs it
+
+
+def test_a_bus_whose_keys_were_flushed_joins_again(bus: Bus) -> None:
+    from redis.client import Redis
+
+    a = bus.daemon("a")
+    assert a.cli("emit", "user_created").returncode == 0
+    wait_for(lambda: len(notes(a)) == 1)
+    with Redis(unix_socket_path=str(bus.server.socket)) as client:
+        for key in client.scan_iter(match="{" + bus.prefix + "}*"):
+            client.delete(key)
+    # the daemon notices within a heartbeat: its listeners are routed and read again
+    wait_for(lambda: a.json("emit", "user_created")["deliveries"] == 1, 20, a.logs)
+    wait_for(lambda: len(notes(a)) >= 2, 20, a.logs)
