@@ -7,6 +7,7 @@ of them listens (``P:tail``, checked each second), and it relays theirs to the b
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -480,6 +481,8 @@ class Link:
                 except self.errors:
                     subscribed = self._tail_on = False
                     self._tail_event = anyio.Event()
+                    with contextlib.suppress(*self.errors):
+                        await pubsub.aclose()
                     pubsub = self._redis.pubsub()
                     await anyio.sleep(0.5)
                     continue

@@ -44,6 +44,12 @@ def work(pause=0.0, **kwargs):
 def boom(**kwargs):
     note()
     raise RuntimeError("boom on purpose")
+
+@listener("long")
+async def long(seconds, **kwargs):
+    import anyio
+    await anyio.sleep(seconds)
+    note()
 '''
 
 ONLY_B = NOTE + '''
@@ -318,3 +324,12 @@ def test_a_bus_whose_keys_were_flushed_joins_again(bus: Bus) -> None:
     # the daemon notices within a heartbeat: its listeners are routed and read again
     wait_for(lambda: a.json("emit", "user_created")["deliveries"] == 1, 20, a.logs)
     wait_for(lambda: len(notes(a)) >= 2, 20, a.logs)
+
+
+def test_a_long_call_is_never_taken_over_while_its_daemon_lives(bus: Bus) -> None:
+    a, b = bus.daemon("a", claim_after=1), bus.daemon("b", claim_after=1)
+    assert a.cli("emit", "long", "--kw", "seconds:=3.5", "--wait", "--timeout", "30"
+                 ).returncode == 0
+    assert b.cli("emit", "user_created", "--wait").returncode == 0  # b is alive and sweeping
+    assert [r["listener"] for r in bus.records()].count("recorder:long") == 1
+    assert "took over" not in a.logs() + b.logs()
