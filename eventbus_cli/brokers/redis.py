@@ -102,6 +102,7 @@ class RedisBroker(MemoryBroker):
         self._fails: list[tuple[str, bytes, Delivery, str]] = []
         self._handbacks: list[tuple[str, bytes]] = []
         self._fired: dict[str, float] = {}
+        self._fired_unsent: dict[str, float] = {}
         self._held: dict[int, tuple[str, bytes, str]] = {}  # id -> listener, entry id, reply_to
         self._followed: set[int] = set()
         self._local: dict[str, tuple[str, ...]] = {}  # listeners served here -> patterns
@@ -213,7 +214,7 @@ class RedisBroker(MemoryBroker):
         self._followed.update(delivery.id for delivery in deliveries)
 
     def note_fire(self, name: str, when: float) -> None:
-        self._fired[name] = when
+        self._fired[name] = self._fired_unsent[name] = when
         self._wake()
 
     def fires(self) -> dict[str, float]:
@@ -431,6 +432,7 @@ class RedisBroker(MemoryBroker):
             self._acks, self._parks, self._fails = [], [], []
             joins, leaves = self._joins, self._leaves
             self._joins, self._leaves = set(), set()
+            fired, self._fired_unsent = self._fired_unsent, {}
             try:
                 await self._reserve_ids(link)
                 if joins or leaves or handbacks:
@@ -441,13 +443,14 @@ class RedisBroker(MemoryBroker):
                 followed, self._followed = self._followed, set()
                 if followed:  # who waits must hear the outcome: listen first
                     await link.tail_ready()
-                await link.send(emits, followed, acks, parks, fails, self._fired,
+                await link.send(emits, followed, acks, parks, fails, fired,
                                 self._window_ms, self._keep)
             except link.errors as exc:
                 self._acks[:0], self._parks[:0], self._fails[:0] = acks, parks, fails
                 self._handbacks[:0] = handbacks
                 self._joins |= joins
                 self._leaves |= leaves
+                self._fired_unsent = {**fired, **self._fired_unsent}
                 if batch is not None:
                     batch.error = BackendError(self.url, f"Redis did not take the request "
                                                f"({exc}); it was not acknowledged: it may or "
@@ -561,6 +564,9 @@ class RedisBroker(MemoryBroker):
 
     def _lost(self, exc: BaseException) -> None:
         self.errors += 1
+        if self._link is not None and not isinstance(exc, self._link.lost_errors):
+            logger.error("Redis at %s refused a command: %s", self.url, exc)
+            return
         if self.available:
             logger.error("lost Redis at %s (%s): emits are refused with backend_unavailable "
                          "until it is back; reconnecting", self.url, exc)

@@ -102,10 +102,14 @@ class Link:
     """One daemon's connection to the bus in Redis."""
 
     def __init__(self, client: Any, url: str, name: str, prefix: str, version: str) -> None:
+        from redis.exceptions import ConnectionError as LostError
         from redis.exceptions import RedisError
+        from redis.exceptions import TimeoutError as SlowError
 
         self.errors: tuple[type[BaseException], ...] = (RedisError, OSError)
         """What a lost or refusing server raises."""
+        self.lost_errors: tuple[type[BaseException], ...] = (LostError, SlowError, OSError)
+        """What a lost server raises (the others: a command it refused)."""
         self._redis = client
         self.url = url
         self.name = name
@@ -157,12 +161,7 @@ class Link:
         back entries read but not run; retire listeners no daemon serves any more. Returns
         the bus's routes."""
         redis, p = self._redis, self.p
-        for name in sorted(joins):
-            try:
-                await redis.xgroup_create(f"{p}:l:{name}", _GROUP, "0", mkstream=True)
-            except self.errors[0] as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+        await self.create_groups(sorted(joins))
         pipe = redis.pipeline(transaction=False)
         for name in sorted(joins):
             pipe.sadd(f"{p}:hosts:{name}", self.name)
@@ -179,6 +178,17 @@ class Link:
         if joins or leaves:
             await redis.publish(f"{p}:ctl", b"routes")
         return await self.routes()
+
+    async def create_groups(self, names: Iterable[str]) -> None:
+        """Each listener's stream and group, where missing. At ``0``: whatever its stream
+        holds is its backlog."""
+        for name in names:
+            try:
+                await self._redis.xgroup_create(f"{self.p}:l:{name}", _GROUP, "0",
+                                                mkstream=True)
+            except self.errors[0] as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
 
     async def hosted_here(self, names: set[str]) -> set[str]:
         """Which of these listeners name this daemon among their hosts."""
@@ -279,9 +289,7 @@ class Link:
             if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
                 raise
             logger.warning("a listener's stream was gone from Redis (flushed?): made again")
-            for name in names:
-                await self._redis.xgroup_create(f"{self.p}:l:{name}", _GROUP, "0",
-                                                mkstream=True)
+            await self.create_groups(names)
             return []
         return [(stream.decode()[skip:], entry_id, fields[b"d"])
                 for stream, entries in reply or () for entry_id, fields in entries if fields]
