@@ -333,3 +333,27 @@ def test_a_long_call_is_never_taken_over_while_its_daemon_lives(bus: Bus) -> Non
     assert b.cli("emit", "user_created", "--wait").returncode == 0  # b is alive and sweeping
     assert [r["listener"] for r in bus.records()].count("recorder:long") == 1
     assert "took over" not in a.logs() + b.logs()
+
+
+FLAKY = NOTE + '''
+import time as clock
+
+@listener("flaky", retries=2, backoff=0.5)
+def flaky(**kwargs):
+    note(at=clock.time())
+    if current_delivery().attempts < 3:
+        raise RuntimeError("not yet")
+'''
+
+
+def test_retries_wait_out_their_backoff_on_any_daemon(bus: Bus) -> None:
+    a, b = bus.daemon("a", FLAKY), bus.daemon("b", FLAKY)
+    result = a.cli("emit", "flaky", "--wait", "--timeout", "30", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    runs = sorted(bus.records(), key=lambda record: record["attempt"])
+    assert [run["attempt"] for run in runs] == [1, 2, 3]
+    assert runs[1]["at"] - runs[0]["at"] >= 0.5  # the backoff, doubled each time
+    assert runs[2]["at"] - runs[1]["at"] >= 1.0
+    queue = b.json("queue")
+    assert (queue["succeeded"], queue["retrying"]) == (1, 0)
+    assert queue["listeners"]["recorder:flaky"]["retried"] == 2
