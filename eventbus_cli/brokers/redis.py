@@ -30,7 +30,7 @@ import anyio
 from ..bus.delivery import Delivery, DeliveryState, EmitterStats
 from ..bus.memory import MemoryBroker
 from ..bus.routing import Router, Slot
-from ..config import BackendConfig, DaemonConfig, DeliveryConfig
+from ..config import BackendConfig, DaemonConfig
 from ..errors import BackendError, DeliveryError
 from .redis_codec import decode_failed, decode_payload, encode_payload
 from .redis_link import Link, masked, open_link
@@ -74,15 +74,11 @@ class RedisBroker(MemoryBroker):
     store = "Redis"
     rerun = "on the next start of this daemon, or on another after claim_after"
 
-    def __init__(self, backend: BackendConfig, *, socket_path: Path,
-                 queue_size: int = DaemonConfig.queue_size,
-                 keep_failed: int = DeliveryConfig.keep_failed, max_bytes: int | None = None,
-                 max_scheduled: int = DaemonConfig.max_scheduled,
-                 dedupe_window: float = DaemonConfig.dedupe_window,
-                 max_dedupe_keys: int = DaemonConfig.max_dedupe_keys) -> None:
-        super().__init__(queue_size=queue_size, keep_failed=keep_failed, max_bytes=max_bytes,
-                         max_scheduled=max_scheduled, dedupe_window=dedupe_window,
-                         max_dedupe_keys=max_dedupe_keys)
+    def __init__(self, backend: BackendConfig, *, socket_path: Path, **bounds: Any) -> None:
+        """``bounds`` are the memory broker's (``queue_size``, ``keep_failed``, ...): here
+        they bound what this daemon holds, and the failed list and dedupe keys bus-wide."""
+        super().__init__(**bounds)
+        dedupe_window = bounds.get("dedupe_window", DaemonConfig.dedupe_window)
         self.url = masked(backend.url)
         self.name = backend.name or default_name(socket_path)
         self.claim_after = backend.claim_after
@@ -408,7 +404,7 @@ class RedisBroker(MemoryBroker):
                 group.start_soon(self._read, link)
                 group.start_soon(self._keep_up, link)
                 group.start_soon(link.move_due)
-                group.start_soon(link.listen, self)
+                group.start_soon(link.views.listen, self, link.routes)
         finally:
             with anyio.CancelScope(shield=True):
                 await link.close()
@@ -442,7 +438,7 @@ class RedisBroker(MemoryBroker):
                 emits = batch.emits if batch is not None else []
                 followed, self._followed = self._followed, set()
                 if followed:  # who waits must hear the outcome: listen first
-                    await link.tail_ready()
+                    await link.views.tail_ready()
                 await link.send(emits, followed, acks, parks, fails, fired,
                                 self._window_ms, self._keep)
             except link.errors as exc:
@@ -590,13 +586,14 @@ class RedisBroker(MemoryBroker):
 
     def _tell_views(self, change: str, *details: Any) -> None:
         for observer in self._observers:
-            if observer is not self._link:
+            if self._link is None or observer is not self._link.views:
                 with contextlib.suppress(Exception):
                     getattr(observer, change)(*details)
 
     def wants_records(self) -> bool:
         """Whether a live view here listens (so the other daemons' records are wanted)."""
-        return any(observer is not self._link for observer in self._observers)
+        views = self._link.views if self._link is not None else None
+        return any(observer is not views for observer in self._observers)
 
     def backend_status(self) -> dict[str, Any]:
         """The ``status`` document's ``backend``."""

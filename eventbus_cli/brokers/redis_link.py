@@ -1,13 +1,11 @@
 """``Link``: every command the Redis broker sends, through redis-py's asyncio client.
 
-The broker decides; the link knows the keys, the scripts and the replies. It is also the
-observer that publishes this daemon's changes for the live views of other daemons, while one
-of them listens (``P:tail``, checked each second), and it relays theirs to the broker.
+The broker decides; the link knows the keys, the scripts and the replies (its ``views`` the
+records that cross daemons for ``tail`` and ``emit --wait``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -15,7 +13,7 @@ import os
 import socket
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
@@ -24,17 +22,8 @@ from ..bus.delivery import Delivery, DeliveryState, EmitterStats, ListenerStats
 from ..config import BackendConfig
 from ..errors import BackendError
 from . import redis_scripts as lua
-from .redis_codec import (
-    decode_failed,
-    decode_payload,
-    decode_record,
-    encode_failed,
-    encode_payload,
-    encode_record,
-)
-
-if TYPE_CHECKING:
-    from .redis import RedisBroker
+from .redis_codec import decode_failed, decode_payload, encode_failed, encode_payload, encode_record
+from .redis_views import Views
 
 __all__ = ("Link", "masked", "open_link")
 
@@ -117,11 +106,8 @@ class Link:
         self.version = version
         self.daemons: list[dict[str, Any]] = []
         self._scripts = {key: client.register_script(getattr(lua, key)) for key in lua.__all__}
-        self._records: list[bytes] = []
-        self._publishing = False
-        self._tail_on = False
-        self._tail_event = anyio.Event()  # set while subscribed to the other daemons' records
-        self._wake: Any = None
+        self.views = Views(client, prefix, name, self.errors)
+        """Records of the live views (tail, emit --wait) between this daemon and others."""
         self._started = time.time()
 
     # -- start and stop ----------------------------------------------------------------------
@@ -232,7 +218,7 @@ class Link:
                    fails: Sequence[tuple[str, bytes, Delivery, str]], fired: dict[str, float],
                    window_ms: str, keep: int) -> None:
         """One pipeline: the emits, the outcomes, and the records for the live views."""
-        if not (emits or acks or parks or fails or self._records or fired):
+        if not (emits or acks or parks or fails or self.views.records or fired):
             return
         pipe = self._redis.pipeline(transaction=False)
         p, scripts, me = self.p, self._scripts, self.name
@@ -267,8 +253,8 @@ class Link:
             await scripts["FAIL"](args=args, client=pipe)
         if fired:
             pipe.hset(f"{p}:fires", mapping={name: repr(when) for name, when in fired.items()})
-        records, self._records = self._records, []
-        if not self._publishing:  # those who wait for these outcomes hear of them anyway
+        records, self.views.records = self.views.records, []
+        if not self.views.publishing:  # those who wait for these outcomes hear of them anyway
             records += [encode_record(me, "finished", None, [delivery])
                         for _, _, delivery, reply_to in (*acks, *fails)
                         if reply_to and reply_to != me]
@@ -453,109 +439,6 @@ class Link:
         kind = "retrying" if state == DeliveryState.PENDING.value else state
         dropped = await self._scripts["PURGE_WAITING"](args=[self.p, kind, *names])
         return int(dropped) + len(mine)
-
-    # -- the live views across daemons --------------------------------------------------------
-
-    async def listen(self, broker: RedisBroker) -> None:
-        """Relay other daemons' records to ``broker`` while a live view here wants them, and
-        publish this daemon's while one elsewhere does; until cancelled."""
-        self._wake = broker._wake
-        pubsub = self._redis.pubsub()
-        subscribed = False
-        checked = 0.0
-        try:
-            while True:
-                try:
-                    if not subscribed:
-                        await pubsub.subscribe(f"{self.p}:ctl")
-                        subscribed = True
-                    wanted = broker.wants_records()
-                    if wanted != self._tail_on:
-                        if wanted:
-                            await pubsub.subscribe(f"{self.p}:tail")
-                            await self._redis.publish(f"{self.p}:ctl", b"tail")
-                        else:
-                            await pubsub.unsubscribe(f"{self.p}:tail")
-                        self._tail_on = wanted
-                        if wanted:
-                            self._tail_event.set()
-                        else:
-                            self._tail_event = anyio.Event()
-                    if time.monotonic() - checked > 1.0:
-                        checked = time.monotonic()
-                        await self._check_listeners(broker, wanted)
-                    message = await pubsub.get_message(ignore_subscribe_messages=True,
-                                                       timeout=0.05)
-                except self.errors:
-                    subscribed = self._tail_on = False
-                    self._tail_event = anyio.Event()
-                    with contextlib.suppress(*self.errors):
-                        await pubsub.aclose()
-                    pubsub = self._redis.pubsub()
-                    await anyio.sleep(0.5)
-                    continue
-                if message is None:
-                    continue
-                if message["data"] == b"routes":  # a daemon joined or left: route anew
-                    try:
-                        broker.routes_changed(await self.routes())
-                    except self.errors:
-                        continue
-                else:
-                    self._on_message(broker, message["channel"], message["data"])
-        finally:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(1):
-                await pubsub.aclose()
-
-    async def tail_ready(self) -> None:
-        """Return once this daemon hears the other daemons' records (at most 1 s)."""
-        with anyio.move_on_after(1):
-            await self._tail_event.wait()
-
-    async def _check_listeners(self, broker: RedisBroker, wanted: bool) -> None:
-        [(_, count)] = await self._redis.pubsub_numsub(f"{self.p}:tail")
-        self._set_publishing(broker, count - wanted > 0)
-
-    def _set_publishing(self, broker: RedisBroker, on: bool) -> None:
-        if on and not self._publishing:
-            broker.add_observer(self)
-        elif not on and self._publishing:
-            broker.remove_observer(self)
-        self._publishing = on
-
-    def _on_message(self, broker: RedisBroker, channel: bytes, data: bytes) -> None:
-        if channel.endswith(b":ctl"):
-            if data == b"tail":
-                self._set_publishing(broker, True)
-            return
-        daemon, change, event, deliveries = decode_record(data)
-        if daemon != self.name:
-            broker.on_record(change, event, deliveries)
-
-    def _publish(self, change: str, event: str | None, deliveries: Sequence[Delivery]) -> None:
-        self._records.append(encode_record(self.name, change, event, deliveries))
-        if self._wake is not None:
-            self._wake()
-
-    # DeliveryObserver: this daemon's changes, for the other daemons' views.
-    def emitted(self, event_id: str, deliveries: Sequence[Delivery]) -> None:
-        self._publish("emitted", event_id, deliveries)
-
-    def requeued(self, deliveries: Sequence[Delivery]) -> None:
-        self._publish("requeued", None, deliveries)
-
-    def due(self, delivery: Delivery) -> None:
-        self._publish("due", None, [delivery])
-
-    def started(self, delivery: Delivery) -> None:
-        self._publish("started", None, [delivery])
-
-    def finished(self, delivery: Delivery) -> None:
-        self._publish("finished", None, [delivery])
-
-    def removed(self, deliveries: Sequence[Delivery]) -> None:
-        self._publish("removed", None, deliveries)
-
 
 async def _execute(pipe: Any) -> Any:
     """Run a pipeline; a failed one is reset, so its connection goes back to the pool."""
