@@ -543,6 +543,8 @@ class RedisBroker(MemoryBroker):
                     self._joins |= missing
                     self._wake()
                 self.routes_changed(routes)
+                for name, when in (await link.fires()).items():  # fired on any daemon
+                    self._fired[name] = max(when, self._fired.get(name, when))
                 await self._count(link)
                 self._back()
             except link.errors as exc:

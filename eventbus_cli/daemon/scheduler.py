@@ -158,15 +158,18 @@ class Scheduler:
 
     def listing(self) -> list[dict[str, Any]]:
         """Each schedule: its name, spec, time zone, event, next and last fire, outcome."""
-        return [self._listed(name, entry) for name, entry in sorted(self._entries.items())]
+        fired = self._broker.fires()  # where daemons share a broker: fires on any of them
+        return [self._listed(name, entry, fired) for name, entry in sorted(self._entries.items())]
 
-    def _listed(self, name: str, entry: _Entry) -> dict[str, Any]:
+    def _listed(self, name: str, entry: _Entry,
+                fired: dict[str, float] | None = None) -> dict[str, Any]:
         schedule = entry.schedule
+        last = max(entry.last or 0.0, (fired or {}).get(name, 0.0)) or None
         return {"name": name, "spec": schedule.spec, "every": schedule.interval,
                 "text": schedule.text, "tz": schedule.tz, "event": schedule.event_id,
                 "args": list(schedule.args), "kwargs": schedule.kwargs,
                 "catch_up": schedule.catch_up, "next": iso_time(entry.due),
-                "last": iso_time(entry.last), "outcome": entry.outcome}
+                "last": iso_time(last), "outcome": entry.outcome}
 
     def __len__(self) -> int:
         return len(self._entries)
