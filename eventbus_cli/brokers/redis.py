@@ -110,6 +110,7 @@ class RedisBroker(MemoryBroker):
         self._spare: range | None = None
         self._draining = False
         self._work: anyio.Event | None = None  # made in run(), inside the loop
+        self._woken = False  # whether _work is set already
         self._sent: anyio.Event | None = None  # set after the writer's next round trip
         self._capacity: anyio.Event | None = None  # set when a call ends: lanes have room
         self._view: EmitterStats | None = None
@@ -269,10 +270,13 @@ class RedisBroker(MemoryBroker):
         self._wake()
 
     def _wake(self) -> None:
-        if self._work is not None:
+        # Once a round: this runs for every emit and every outcome.
+        if not self._woken and self._work is not None:
+            self._woken = True
             self._work.set()
-        if self._capacity is not None:
-            self._capacity.set()
+        if (capacity := self._capacity) is not None:
+            self._capacity = None
+            capacity.set()
 
     # -- inspection --------------------------------------------------------------------------
 
@@ -420,7 +424,7 @@ class RedisBroker(MemoryBroker):
         pause = 0.05
         while True:
             await self._work.wait()
-            self._work = anyio.Event()
+            self._work, self._woken = anyio.Event(), False
             batch, self._batch = self._batch, None
             self._sending = batch
             acks, parks, fails = self._acks, self._parks, self._fails
