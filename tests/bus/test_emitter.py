@@ -693,3 +693,31 @@ def test_an_emitter_may_be_made_outside_the_event_loop() -> None:
 def test_bad_emitter_settings_are_refused(key: str, value: object) -> None:
     with pytest.raises(ValueError, match=f"{key} must be"):
         SimpleEventEmitter([], **{key: value})  # type: ignore[arg-type]
+
+
+async def test_a_listener_reads_its_own_delivery_async_sync_and_on_retry() -> None:
+    from eventbus_cli import current_delivery
+
+    seen: list[tuple[str, int, int, str]] = []
+
+    @listener("order.paid", retries=1, backoff=0)
+    async def charge(**kwargs: Any) -> None:
+        delivery = current_delivery()
+        assert delivery is not None
+        seen.append(("async", delivery.id, delivery.attempts, delivery.event))
+        if delivery.attempts == 1:
+            raise RuntimeError("first attempt fails")
+
+    @listener("order.paid")
+    def receipt(**kwargs: Any) -> None:  # runs in a thread: the context goes with it
+        delivery = current_delivery()
+        assert delivery is not None
+        seen.append(("sync", delivery.id, delivery.attempts, delivery.event))
+
+    assert current_delivery() is None
+    async with SimpleEventEmitter([charge, receipt]) as emitter:
+        made = emitter.submit("order.paid", amount=3)
+    charge_id, receipt_id = (d.id for d in sorted(made, key=lambda d: d.listener))
+    assert sorted(seen) == [("async", charge_id, 1, "order.paid"),
+                            ("async", charge_id, 2, "order.paid"),
+                            ("sync", receipt_id, 1, "order.paid")]
