@@ -246,6 +246,9 @@ class Operations:
                 except _EmitFailed as exc:  # say what the events before it made
                     raise _EmitFailed(exc.code, exc.message, accepted, deliveries=deliveries,
                                       unrouted=unrouted, duplicates=duplicates) from None
+            except BackendError as exc:  # Redis went away: the events before it may stand
+                raise _EmitFailed(ErrorCode.BACKEND, str(exc), accepted, deliveries=deliveries,
+                                  unrouted=unrouted, duplicates=duplicates) from None
             accepted += 1
             deliveries += len(made)
             unrouted += not made
