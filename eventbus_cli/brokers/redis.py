@@ -21,7 +21,9 @@ import hashlib
 import logging
 import socket
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -55,14 +57,22 @@ def default_name(socket_path: Path) -> str:
 
 
 class _Batch:
-    """Emits the writer sends in one round trip; :meth:`RedisBroker.settled` waits for it."""
+    """Emits the writer sends in one round trip, numbered in the order they go;
+    :meth:`RedisBroker.settled` waits for them."""
 
-    __slots__ = ("done", "emits", "error")
+    __slots__ = ("done", "emits", "error", "number")
 
-    def __init__(self) -> None:
+    def __init__(self, number: int) -> None:
+        self.number = number
         self.emits: list[tuple[str | None, Sequence[Delivery], int | None]] = []
         self.done = anyio.Event()
         self.error: BackendError | None = None
+
+
+_UNSETTLED: ContextVar[tuple[int, int]] = ContextVar("eventbus_redis_unsettled",
+                                                     default=(0, 0))
+"""The first and the last batch the current task (one client connection) put into since it
+last waited for :meth:`RedisBroker.settled`; (0, 0) for none."""
 
 
 class RedisBroker(MemoryBroker):
@@ -91,6 +101,8 @@ class RedisBroker(MemoryBroker):
         self.errors = 0
         """How many calls to Redis failed (for metrics)."""
         self._batch: _Batch | None = None  # the emits not sent yet
+        self._batches = 0  # batches made so far
+        self._failures: deque[tuple[int, BackendError]] = deque(maxlen=1000)  # lately failed
         self._sending: _Batch | None = None  # the emits in flight
         self._unsent = 0
         self._acks: list[tuple[str, bytes, Delivery, str]] = []
@@ -182,7 +194,11 @@ class RedisBroker(MemoryBroker):
                 delivery.due_at = due_at
         batch = self._batch
         if batch is None:
-            batch = self._batch = _Batch()
+            self._batches += 1
+            batch = self._batch = _Batch(self._batches)
+        first, last = _UNSETTLED.get()
+        if last != batch.number:
+            _UNSETTLED.set((first or batch.number, batch.number))
         batch.emits.append((key, made, None if due_at is None else int(due_at * 1000)))
         self._unsent += len(made)
         self._wake()
@@ -393,11 +409,18 @@ class RedisBroker(MemoryBroker):
                         len(self._held), self.name)
 
     async def settled(self) -> None:
+        """Return once every emit this task put is in Redis; raise the error of a batch
+        that held one of them and failed (it was not acknowledged)."""
+        first, last = _UNSETTLED.get()
+        if not first:
+            return
+        _UNSETTLED.set((0, 0))
         batch = self._batch if self._batch is not None and self._batch.emits else self._sending
-        if batch is not None:
+        if batch is not None and batch.number >= first:  # in order: it done, all are done
             await batch.done.wait()
-            if batch.error is not None:
-                raise batch.error
+        for number, error in self._failures:
+            if first <= number <= last:
+                raise error
 
     async def run(self) -> None:
         self._work = anyio.Event()
@@ -455,6 +478,7 @@ class RedisBroker(MemoryBroker):
                     batch.error = BackendError(self.url, f"Redis did not take the request "
                                                f"({exc}); it was not acknowledged: it may or "
                                                "may not take effect")
+                    self._failures.append((batch.number, batch.error))
                 self._lost(exc)
                 await anyio.sleep(pause)
                 pause = min(pause * 2, 2.0)
