@@ -16,7 +16,6 @@ Everything that talks to Redis runs in the tasks of :meth:`RedisBroker.run`; the
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import socket
@@ -615,10 +614,17 @@ class RedisBroker(MemoryBroker):
                 self._tell_views(change, delivery)
 
     def _tell_views(self, change: str, *details: Any) -> None:
+        """As the memory broker's ``_tell``, leaving out the views that publish: a record
+        from another daemon goes back to no daemon."""
+        views = self._link.views if self._link is not None else None
         for observer in self._observers:
-            if self._link is None or observer is not self._link.views:
-                with contextlib.suppress(Exception):
-                    getattr(observer, change)(*details)
+            if observer is views:
+                continue
+            try:
+                getattr(observer, change)(*details)
+            except Exception:
+                logger.exception("observer %r failed on %s from another daemon", observer,
+                                 change)
 
     def wants_records(self) -> bool:
         """Whether a live view here listens (so the other daemons' records are wanted)."""
