@@ -43,7 +43,8 @@ logger = logging.getLogger("eventbus.redis")
 _ID_BLOCK = 1_000_000  # delivery ids a daemon reserves at a time: unique bus-wide
 _READ_COUNT = 500  # most entries one read takes from one stream
 _PACE_SECONDS = 0.1  # a lane holds what it ended in this long, or twice its limit if more
-_BEAT = 0.25  # seconds between heartbeats (and counts for `queue` on other hosts)
+_BEAT = 0.5  # seconds between heartbeats (and counts for `queue` on other hosts)
+_COUNT_EVERY = 2.0  # seconds between the bus's counts kept for metrics and max_scheduled
 _LISTED = 1000  # most deliveries of each kind `queue list` fetches from Redis
 _REMOVED = "is not loaded by any daemon any more (removed by a reload)"
 
@@ -305,13 +306,6 @@ class RedisBroker(MemoryBroker):
             if state is None or delivery.state is state:
                 yield delivery
 
-    def find(self, delivery_id: int) -> Delivery:
-        for delivery in self.deliveries():
-            if delivery.id == delivery_id:
-                return delivery
-        raise DeliveryError(delivery_id, "no such delivery on the bus; `eventbus queue list` "
-                            "lists them", missing=True)
-
     @property
     def failed_list(self) -> list[Delivery]:
         return sorted((d for d in self._listed if d.state is DeliveryState.FAILED),
@@ -546,33 +540,34 @@ class RedisBroker(MemoryBroker):
         """Heartbeat, renew what this daemon holds, take over what a dead one held, and
         keep the bus-wide counts and routes fresh."""
         renew_every, sweep_every = self.claim_after / 3, min(1.0, self.claim_after / 3)
-        renewed = swept = 0.0
+        renewed = swept = counted = 0.0
         while True:
             try:
                 running = {name: lane.running for name, lane in self._lanes.items()}
-                await link.beat(running, len(self._held))
+                routes, fires = await link.beat(running, len(self._held))
                 if time.monotonic() - renewed >= renew_every:
                     renewed = time.monotonic()
                     lost = await link.renew([held[:2] for held in self._held.values()])
                     self._log_lost(lost)
                 if time.monotonic() - swept >= sweep_every and not self._draining:
                     swept = time.monotonic()
-                    for name in list(self._lanes):
-                        taken = await link.take_over(name, self.claim_after)
+                    for name, taken in (await link.take_over(list(self._lanes),
+                                                             self.claim_after)).items():
                         for entry_id, data in taken:
                             self._take_in(name, entry_id, data)
                         if taken:
                             logger.warning("took over %d deliveries of %s that a daemon "
                                            "stopped renewing for %gs (claim_after)",
                                            len(taken), name, self.claim_after)
-                routes = await link.routes()
                 if missing := set(self._local) - set(routes):  # Redis lost them (flushed?)
                     self._joins |= missing
                     self._wake()
                 self.routes_changed(routes)
-                for name, when in (await link.fires()).items():  # fired on any daemon
+                for name, when in fires.items():  # fired on any daemon
                     self._fired[name] = max(when, self._fired.get(name, when))
-                await self._count(link)
+                if time.monotonic() - counted >= _COUNT_EVERY:  # commands count afresh anyway
+                    counted = time.monotonic()
+                    await self._count(link)
                 self._back()
             except link.errors as exc:
                 self._lost(exc)

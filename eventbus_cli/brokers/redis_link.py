@@ -109,6 +109,7 @@ class Link:
         self.views = Views(client, prefix, name, self.errors)
         """Records of the live views (tail, emit --wait) between this daemon and others."""
         self._started = time.time()
+        self._sooner = anyio.Event()  # set when this daemon adds to P:due
 
     # -- start and stop ----------------------------------------------------------------------
 
@@ -131,8 +132,7 @@ class Link:
         await self._redis.aclose()
 
     async def fires(self) -> dict[str, float]:
-        fired = await self._redis.hgetall(f"{self.p}:fires")
-        return {key.decode(): float(value) for key, value in fired.items()}
+        return _fires(await self._redis.hgetall(f"{self.p}:fires"))
 
     async def reserve_ids(self, count: int) -> range:
         end = int(await self._redis.incrby(f"{self.p}:seq", count))
@@ -194,8 +194,7 @@ class Link:
                                      idle=idle_ms, justid=True)
 
     async def routes(self) -> dict[str, tuple[str, ...]]:
-        table = await self._redis.hgetall(f"{self.p}:routes")
-        return {name.decode(): tuple(json.loads(patterns)) for name, patterns in table.items()}
+        return _routes(await self._redis.hgetall(f"{self.p}:routes"))
 
     async def own_pending(self, name: str) -> list[tuple[bytes, bytes]]:
         """The entries of ``name`` this daemon read and did not finish before it stopped."""
@@ -261,6 +260,8 @@ class Link:
         for record in records:
             pipe.publish(f"{p}:tail", record)
         await _execute(pipe)
+        if parks or any(due is not None for _, _, due in emits):
+            self._sooner.set()  # the mover looks again: one of these may be due first
 
     async def read(self, names: Sequence[str], count: int, *,
                    block: bool = True) -> list[tuple[str, bytes, bytes]]:
@@ -282,16 +283,21 @@ class Link:
 
     # -- keeping up --------------------------------------------------------------------------
 
-    async def beat(self, running: dict[str, int], held: int) -> None:
-        """Say this daemon lives, and how many calls of each listener it runs."""
+    async def beat(self, running: dict[str, int], held: int,
+                   ) -> tuple[dict[str, tuple[str, ...]], dict[str, float]]:
+        """Say this daemon lives, and how many calls of each listener it runs; returns the
+        bus's routes and schedule fires, read in the same round trip."""
         p = self.p
         pipe = self._redis.pipeline(transaction=False)
+        pipe.hgetall(f"{p}:routes")
+        pipe.hgetall(f"{p}:fires")
         pipe.hset(f"{p}:daemon:{self.name}", mapping={
             "host": socket.gethostname(), "pid": os.getpid(), "started": self._started,
             "running": json.dumps(running), "held": held})
         pipe.pexpire(f"{p}:daemon:{self.name}", _ALIVE_MS * 2)
         pipe.zadd(f"{p}:daemons", {self.name: int(time.time() * 1000)})
-        await _execute(pipe)
+        routes, fires, *_ = await _execute(pipe)
+        return _routes(routes), _fires(fires)
 
     async def renew(self, held: Sequence[tuple[str, bytes]]) -> set[bytes]:
         """Reset the idle time of what this daemon holds, so no other takes it over; returns
@@ -304,22 +310,32 @@ class Link:
             lost.update(await self._scripts["REFRESH"](args=args))
         return lost
 
-    async def take_over(self, name: str, claim_after: float) -> list[tuple[bytes, bytes]]:
-        """Entries of ``name`` that their daemon has not renewed for ``claim_after``."""
-        taken: list[tuple[bytes, bytes]] = []
-        start = "0-0"
-        while True:
-            cursor, entries, _ = await self._redis.xautoclaim(
-                f"{self.p}:l:{name}", _GROUP, self.name, int(claim_after * 1000), start,
-                count=100)
-            taken += [(entry_id, fields[b"d"]) for entry_id, fields in entries if fields]
-            start = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
-            if start == "0-0" or not entries:
-                return taken
+    async def take_over(self, names: Sequence[str], claim_after: float,
+                        ) -> dict[str, list[tuple[bytes, bytes]]]:
+        """Entries of these listeners that their daemon has not renewed for
+        ``claim_after``, by listener; one round trip while no listener has more than 100."""
+        taken: dict[str, list[tuple[bytes, bytes]]] = {name: [] for name in names}
+        starts = dict.fromkeys(names, "0-0")
+        while starts:
+            pipe = self._redis.pipeline(transaction=False)
+            for name, start in starts.items():
+                pipe.xautoclaim(f"{self.p}:l:{name}", _GROUP, self.name,
+                                int(claim_after * 1000), start, count=100)
+            replies = await _execute(pipe)
+            again = {}
+            for (name, _), (cursor, entries, *_) in zip(starts.items(), replies, strict=True):
+                taken[name] += [(entry_id, fields[b"d"]) for entry_id, fields in entries
+                                if fields]
+                cursor = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
+                if cursor != "0-0" and entries:
+                    again[name] = cursor
+            starts = again
+        return taken
 
     async def move_due(self) -> None:
         """Move deliveries whose time came back into their streams; until cancelled. Every
-        daemon runs it: the script is atomic, so no delivery moves twice."""
+        daemon runs it (the script is atomic, so no delivery moves twice), at the earliest
+        due time, at least once a second, and when it parked or scheduled one itself."""
         while True:
             try:
                 moved, first, now = await self._scripts["MOVE_DUE"](args=[self.p, 2000])
@@ -328,8 +344,10 @@ class Link:
                 continue
             if moved >= 2000:
                 continue
-            wait = 0.1 if first is None or first is False else (float(first) - now) / 1000
-            await anyio.sleep(min(max(wait, 0.001), 0.1))
+            wait = 1.0 if first is None or first is False else (float(first) - now) / 1000
+            with anyio.move_on_after(min(max(wait, 0.001), 1.0)):
+                await self._sooner.wait()  # this daemon parked or scheduled something
+            self._sooner = anyio.Event()
 
     # -- inspection --------------------------------------------------------------------------
 
@@ -439,6 +457,14 @@ class Link:
         kind = "retrying" if state == DeliveryState.PENDING.value else state
         dropped = await self._scripts["PURGE_WAITING"](args=[self.p, kind, *names])
         return int(dropped) + len(mine)
+
+def _routes(table: dict[bytes, bytes]) -> dict[str, tuple[str, ...]]:
+    return {name.decode(): tuple(json.loads(patterns)) for name, patterns in table.items()}
+
+
+def _fires(table: dict[bytes, bytes]) -> dict[str, float]:
+    return {name.decode(): float(value) for name, value in table.items()}
+
 
 async def _execute(pipe: Any) -> Any:
     """Run a pipeline; a failed one is reset, so its connection goes back to the pool."""

@@ -73,7 +73,7 @@ class Views:
                         checked = time.monotonic()
                         await self._check_listeners(broker, wanted)
                     message = await pubsub.get_message(ignore_subscribe_messages=True,
-                                                       timeout=0.05)
+                                                       timeout=0.1)
                 except self.errors:
                     subscribed = self._tail_on = False
                     self._tail_event = anyio.Event()
