@@ -118,10 +118,24 @@ class Daemon:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"the daemon exited {self.process.returncode}:\n{self.logs()}")
-            if self.answers():
+            if self.serves():
                 return
             time.sleep(0.02)
         raise AssertionError(f"the daemon did not answer within {seconds}s:\n{self.logs()}")
+
+    def serves(self) -> bool:
+        """Whether the daemon answers a request: past start-up, its broker open and its
+        metrics listening (the socket accepts connections before that)."""
+        probe = socket.socket(socket.AF_UNIX)
+        probe.settimeout(15)
+        try:
+            probe.connect(str(self.socket))
+            probe.sendall(b'{"id": 1, "op": "hello"}\n')
+            return probe.recv(4096).startswith(b'{"id":1')
+        except OSError:
+            return False
+        finally:
+            probe.close()
 
     def answers(self) -> bool:
         probe = socket.socket(socket.AF_UNIX)
