@@ -92,7 +92,11 @@ class MemoryBroker(Broker):
         self._running: dict[int, tuple[Delivery, _Lane]] = {}
         self._delayed: list[tuple[float, int, Delivery, _Lane]] = []
         self._failed: deque[Delivery] = deque()
-        self._waiting = 0  # pending plus delayed: what counts against the bound
+        self._waiting = 0  # pending plus delayed
+        # Ids (and bytes) of the pending that were scheduled and came due: admitted under
+        # max_scheduled, they wait in the lanes without taking the room of ready work.
+        self._released: set[int] = set()
+        self._released_bytes = 0
         self._unrouted = 0
         self._duplicates = 0
         # Outcomes of listeners no longer served (removed by a reload, or not loaded after a
@@ -148,6 +152,9 @@ class MemoryBroker(Broker):
             lane.delayed = 0
         self._waiting -= len(taken)
         self._bytes -= sum(delivery.size for delivery in taken)
+        if self._released:
+            for delivery in taken:
+                self._settle_released(delivery)
         if scheduled and lane.scheduled:
             taken += [entry[2] for entry in sorted(self._scheduled) if entry[3] is lane]
             self._scheduled[:] = [entry for entry in self._scheduled if entry[3] is not lane]
@@ -162,12 +169,20 @@ class MemoryBroker(Broker):
     def has_room(self, needed: int, size: int = 0, *, later: bool = False) -> bool:
         if later:
             return len(self._scheduled) + needed <= self.max_scheduled
-        return self._waiting + needed <= self.size and (
-            self.max_bytes is None or self._bytes + needed * size <= self.max_bytes)
+        return self._waiting - len(self._released) + needed <= self.size and (
+            self.max_bytes is None
+            or self._bytes - self._released_bytes + needed * size <= self.max_bytes)
 
     def _half_empty(self) -> bool:
-        return self._waiting <= self.size // 2 and (
-            self.max_bytes is None or self._bytes <= self.max_bytes // 2)
+        return self._waiting - len(self._released) <= self.size // 2 and (
+            self.max_bytes is None or self._bytes - self._released_bytes <= self.max_bytes // 2)
+
+    def _settle_released(self, delivery: Delivery) -> None:
+        """``delivery`` leaves the lanes: if it came due there, it no longer stands apart from
+        the ready bound."""
+        if delivery.id in self._released:
+            self._released.discard(delivery.id)
+            self._released_bytes -= delivery.size
 
     async def wait_for_room(self) -> None:
         room = anyio.Event()
@@ -286,6 +301,8 @@ class MemoryBroker(Broker):
             lane.ready = False
         self._waiting -= 1
         self._bytes -= delivery.size
+        if self._released:
+            self._settle_released(delivery)
         if self._room_waiters and self._half_empty():
             self.wake_all()
         delivery.state = _RUNNING
@@ -378,9 +395,10 @@ class MemoryBroker(Broker):
                 await self._wakeup.wait()
 
     def _release_due(self, today: float) -> None:
-        """Scheduled deliveries whose time has come wait for a worker like any other (and may
-        take the queue past ``queue_size`` for a moment, as a retry may). Taken in one sorted
-        cut rather than pop by pop: a burst of 100,000 due at once moves in milliseconds."""
+        """Scheduled deliveries whose time has come wait for a worker like any other, but
+        apart from ``queue_size``: a burst of them (bounded by ``max_scheduled``) never blocks
+        the emits of ready work until it drains. Taken in one sorted cut rather than pop by
+        pop: a burst of 100,000 due at once moves in milliseconds."""
         later = self._scheduled
         later.sort()  # a sorted list is still a heap
         cut = bisect.bisect_right(later, today, key=lambda entry: entry[0])
@@ -390,6 +408,8 @@ class MemoryBroker(Broker):
             delivery.state = DeliveryState.PENDING
             lane.queue.append(delivery)
             self._bytes += delivery.size
+            self._released_bytes += delivery.size
+        self._released.update(entry[1] for entry in due)
         self._waiting += len(due)
         for lane in {id(entry[3]): entry[3] for entry in due}.values():
             self._make_ready(lane)
@@ -461,9 +481,10 @@ class MemoryBroker(Broker):
                 raise DeliveryError(delivery.id, f"listener {delivery.listener} is not loaded "
                                     "any more; add it back and reload, or purge it")
         nbytes = sum(delivery.size for delivery in chosen)
-        if self._waiting + len(chosen) > self.size:
+        if not self.has_room(len(chosen)):
             raise QueueFullError(f"{len(chosen)} failed deliveries", len(chosen), self.size)
-        if self.max_bytes is not None and self._bytes + nbytes > self.max_bytes:
+        if self.max_bytes is not None and (
+                self._bytes - self._released_bytes + nbytes > self.max_bytes):
             raise QueueFullError(f"{len(chosen)} failed deliveries", nbytes, self.max_bytes,
                                  unit="bytes")
         gone = {id(delivery) for delivery in chosen}

@@ -53,3 +53,34 @@ async def test_scheduling_checks_arguments_and_bounds_at_emit() -> None:
         with pytest.raises(QueueFullError, match="max_scheduled"):
             emitter.emit_in(60, "reminder", text="y")
         assert emitter.broker.purge(DeliveryState.SCHEDULED) == 1
+
+
+async def test_a_burst_come_due_does_not_take_the_room_of_ready_emits() -> None:
+    """Scheduled deliveries that come due wait beside queue_size, not inside it: 50 due at
+    once for a listener that is stuck leave a queue of 10 free for ready work."""
+    gate, started, ready = anyio.Event(), anyio.Event(), anyio.Event()
+    ran = 0
+
+    @listener("due")
+    async def slow() -> None:
+        nonlocal ran
+        started.set()
+        await gate.wait()
+        ran += 1
+
+    @listener("ready")
+    async def quick() -> None:
+        ready.set()
+
+    async with SimpleEventEmitter([slow, quick], queue_size=10, concurrency=3) as emitter:
+        for _ in range(50):
+            emitter.emit_in(0.05, "due")
+        with anyio.fail_after(10):
+            await started.wait()
+        assert emitter.stats().pending >= 40  # all came due; at most two are running
+        for _ in range(10):
+            emitter.emit("ready")  # would raise QueueFullError if the due ones took the room
+        with anyio.fail_after(10):
+            await ready.wait()
+        gate.set()
+    assert ran == 50
