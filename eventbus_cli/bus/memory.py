@@ -30,6 +30,7 @@ from ..errors import DeliveryError, QueueFullError
 from .broker import Broker
 from .dedupe import DedupeKeys
 from .delivery import Delivery, DeliveryObserver, DeliveryState, EmitterStats, ListenerStats
+from .lanes import Lane
 from .routing import Slot
 
 __all__ = ("MemoryBroker",)
@@ -37,27 +38,6 @@ __all__ = ("MemoryBroker",)
 logger = logging.getLogger("eventbus.emitter")
 # Module globals: the hot path reads them for every delivery, quicker than class attributes.
 _RUNNING, _SUCCEEDED = DeliveryState.RUNNING, DeliveryState.SUCCEEDED
-
-
-class _Lane:
-    """One listener name's deliveries: pending, running, and its counters."""
-
-    __slots__ = ("delayed", "failed", "queue", "ready", "retired", "retried", "running",
-                 "scheduled", "slot", "succeeded")
-
-    def __init__(self, slot: Slot) -> None:
-        self.slot = slot  # the listener of this name loaded now; a reload replaces it
-        self.queue: deque[Delivery] = deque()
-        self.running = 0  # calls of this lane running now
-        self.delayed = 0  # deliveries of this lane in the broker's heap
-        self.scheduled = 0  # deliveries of this lane waiting for their due time
-        self.ready = False  # whether the lane stands in the round of lanes with work
-        self.retired = False  # no listener of this name is served any more
-        self.succeeded = self.failed = self.retried = 0
-
-    def stats(self) -> ListenerStats:
-        return ListenerStats(len(self.queue), self.running, self.delayed, self.succeeded,
-                             self.failed, self.retried, self.scheduled)
 
 
 class MemoryBroker(Broker):
@@ -84,13 +64,13 @@ class MemoryBroker(Broker):
         self.max_scheduled = max_scheduled
         self.keys = DedupeKeys(dedupe_window, max_dedupe_keys)
         # Deliveries emitted for later, by due time (time.time(): a due time is a date).
-        self._scheduled: list[tuple[float, int, Delivery, _Lane]] = []
+        self._scheduled: list[tuple[float, int, Delivery, Lane]] = []
         self._bytes = 0  # sizes of the pending and delayed deliveries
         self._keep = keep_failed
-        self._lanes: dict[str, _Lane] = {}
-        self._ready: deque[_Lane] = deque()
-        self._running: dict[int, tuple[Delivery, _Lane]] = {}
-        self._delayed: list[tuple[float, int, Delivery, _Lane]] = []
+        self._lanes: dict[str, Lane] = {}
+        self._ready: deque[Lane] = deque()
+        self._running: dict[int, tuple[Delivery, Lane]] = {}
+        self._delayed: list[tuple[float, int, Delivery, Lane]] = []
         self._failed: deque[Delivery] = deque()
         self._waiting = 0  # pending plus delayed
         # Ids (and bytes) of the pending that were scheduled and came due: admitted under
@@ -113,7 +93,7 @@ class MemoryBroker(Broker):
 
     def serve(self, slots: Sequence[Slot], *, reason: str) -> int:
         served = {slot.listener.name for slot in slots}
-        orphans: list[tuple[Delivery, _Lane]] = []
+        orphans: list[tuple[Delivery, Lane]] = []
         for name in [name for name in self._lanes if name not in served]:
             lane = self._lanes.pop(name)
             lane.retired = True
@@ -123,7 +103,7 @@ class MemoryBroker(Broker):
         for slot in slots:
             kept = self._lanes.get(slot.listener.name)
             if kept is None:
-                self._lanes[slot.listener.name] = _Lane(slot)
+                self._lanes[slot.listener.name] = Lane(slot)
             else:
                 kept.slot = slot
                 self._make_ready(kept)
@@ -137,7 +117,7 @@ class MemoryBroker(Broker):
     def serves(self, name: str) -> bool:
         return name in self._lanes
 
-    def _take_waiting(self, lane: _Lane, *, scheduled: bool = True) -> list[Delivery]:
+    def _take_waiting(self, lane: Lane, *, scheduled: bool = True) -> list[Delivery]:
         """Remove and return the lane's pending and delayed deliveries, and (``scheduled``)
         those waiting for their due time."""
         taken = list(lane.queue)
@@ -243,7 +223,7 @@ class MemoryBroker(Broker):
             self._tell("emitted", event_id, made)
         return made
 
-    def _schedule(self, delivery: Delivery, lane: _Lane, due_at: float) -> None:
+    def _schedule(self, delivery: Delivery, lane: Lane, due_at: float) -> None:
         delivery.state = DeliveryState.SCHEDULED
         delivery.due_at = due_at
         lane.scheduled += 1
@@ -263,13 +243,13 @@ class MemoryBroker(Broker):
     def remember(self, key: str, answer: dict[str, Any]) -> None:
         self.keys.remember(key, answer)
 
-    def _append(self, lane: _Lane, delivery: Delivery) -> None:
+    def _append(self, lane: Lane, delivery: Delivery) -> None:
         lane.queue.append(delivery)
         if not lane.ready and lane.running < lane.slot.limit:
             lane.ready = True
             self._ready.append(lane)
 
-    def _make_ready(self, lane: _Lane) -> None:
+    def _make_ready(self, lane: Lane) -> None:
         if lane.queue and not lane.ready and lane.running < lane.slot.limit:
             lane.ready = True
             self._ready.append(lane)
@@ -312,7 +292,7 @@ class MemoryBroker(Broker):
             self._tell("started", delivery)
         return delivery, lane.slot
 
-    def _release(self, delivery: Delivery) -> _Lane:
+    def _release(self, delivery: Delivery) -> Lane:
         lane = self._running.pop(delivery.id)[1]
         lane.running -= 1
         if not lane.retired:
@@ -355,7 +335,7 @@ class MemoryBroker(Broker):
         if self._observers:
             self._tell("finished", delivery)
 
-    def _fail(self, delivery: Delivery, lane: _Lane | None) -> None:
+    def _fail(self, delivery: Delivery, lane: Lane | None) -> None:
         delivery.state = DeliveryState.FAILED
         delivery.failed_at = time.time()
         if lane is not None and not lane.retired:
@@ -498,7 +478,7 @@ class MemoryBroker(Broker):
         self._tell("requeued", chosen)
         return chosen
 
-    def _make_ready_with(self, lane: _Lane, delivery: Delivery) -> None:
+    def _make_ready_with(self, lane: Lane, delivery: Delivery) -> None:
         self._append(lane, delivery)
         if self._idle:
             self._idle.popleft().set()
