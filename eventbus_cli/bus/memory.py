@@ -13,8 +13,6 @@ change through :meth:`_kept` and :meth:`_forgotten`.
 
 from __future__ import annotations
 
-import bisect
-import heapq
 import logging
 import time
 from collections import deque
@@ -30,6 +28,7 @@ from ..errors import DeliveryError, QueueFullError
 from .broker import Broker
 from .dedupe import DedupeKeys
 from .delivery import Delivery, DeliveryObserver, DeliveryState, EmitterStats, ListenerStats
+from .due import DueHeap
 from .lanes import Lane
 from .routing import Slot
 
@@ -64,13 +63,13 @@ class MemoryBroker(Broker):
         self.max_scheduled = max_scheduled
         self.keys = DedupeKeys(dedupe_window, max_dedupe_keys)
         # Deliveries emitted for later, by due time (time.time(): a due time is a date).
-        self._scheduled: list[tuple[float, int, Delivery, Lane]] = []
+        self._scheduled = DueHeap()
         self._bytes = 0  # sizes of the pending and delayed deliveries
         self._keep = keep_failed
         self._lanes: dict[str, Lane] = {}
         self._ready: deque[Lane] = deque()
         self._running: dict[int, tuple[Delivery, Lane]] = {}
-        self._delayed: list[tuple[float, int, Delivery, Lane]] = []
+        self._delayed = DueHeap()  # retries waiting out their backoff, by time.monotonic()
         self._failed: deque[Delivery] = deque()
         self._waiting = 0  # pending plus delayed
         # Ids (and bytes) of the pending that were scheduled and came due: admitted under
@@ -126,9 +125,7 @@ class MemoryBroker(Broker):
             self._ready.remove(lane)
             lane.ready = False
         if lane.delayed:
-            taken += [entry[2] for entry in sorted(self._delayed) if entry[3] is lane]
-            self._delayed[:] = [entry for entry in self._delayed if entry[3] is not lane]
-            heapq.heapify(self._delayed)
+            taken += self._delayed.take_lane(lane)
             lane.delayed = 0
         self._waiting -= len(taken)
         self._bytes -= sum(delivery.size for delivery in taken)
@@ -136,9 +133,7 @@ class MemoryBroker(Broker):
             for delivery in taken:
                 self._settle_released(delivery)
         if scheduled and lane.scheduled:
-            taken += [entry[2] for entry in sorted(self._scheduled) if entry[3] is lane]
-            self._scheduled[:] = [entry for entry in self._scheduled if entry[3] is not lane]
-            heapq.heapify(self._scheduled)
+            taken += self._scheduled.take_lane(lane)
             lane.scheduled = 0
         if taken:
             self.wake_all()
@@ -227,9 +222,7 @@ class MemoryBroker(Broker):
         delivery.state = DeliveryState.SCHEDULED
         delivery.due_at = due_at
         lane.scheduled += 1
-        entry = (due_at, delivery.id, delivery, lane)
-        heapq.heappush(self._scheduled, entry)
-        if self._scheduled[0] is entry and self._wakeup is not None:
+        if self._scheduled.push(due_at, delivery, lane) and self._wakeup is not None:
             self._wakeup.set()
 
     def answer_for(self, key: str) -> dict[str, Any] | None:
@@ -327,9 +320,8 @@ class MemoryBroker(Broker):
         lane.delayed += 1
         self._waiting += 1
         self._bytes += delivery.size
-        entry = (time.monotonic() + retry_in, delivery.id, delivery, lane)
-        heapq.heappush(self._delayed, entry)
-        if self._delayed[0] is entry and self._wakeup is not None:
+        if self._delayed.push(time.monotonic() + retry_in, delivery, lane) and (
+                self._wakeup is not None):
             self._wakeup.set()
         self._kept((delivery,))
         if self._observers:
@@ -353,11 +345,10 @@ class MemoryBroker(Broker):
         self._check_joined()
 
     async def run(self) -> None:
-        heap, later = self._delayed, self._scheduled
+        delayed, scheduled = self._delayed, self._scheduled
         while True:
             now = time.monotonic()
-            while heap and heap[0][0] <= now:
-                _, _, delivery, lane = heapq.heappop(heap)
+            for _, _, delivery, lane in delayed.pop_due(now):
                 lane.delayed -= 1
                 lane.retried += 1
                 delivery.state = DeliveryState.PENDING
@@ -365,30 +356,28 @@ class MemoryBroker(Broker):
                 if self._idle:
                     self._idle.popleft().set()
             today = time.time()
-            if later and later[0][0] <= today:
+            if (due := scheduled.next_due) is not None and due <= today:
                 self._release_due(today)
             self._wakeup = anyio.Event()
-            waits = [heap[0][0] - now] if heap else []
-            if later:
-                waits.append(later[0][0] - today)
+            waits = [due - clock for due, clock in ((delayed.next_due, now),
+                                                    (scheduled.next_due, today))
+                     if due is not None]
             with anyio.move_on_after(min(waits, default=None)):
                 await self._wakeup.wait()
 
     def _release_due(self, today: float) -> None:
         """Scheduled deliveries whose time has come wait for a worker like any other, but
         apart from ``queue_size``: a burst of them (bounded by ``max_scheduled``) never blocks
-        the emits of ready work until it drains. Taken in one sorted cut rather than pop by
-        pop: a burst of 100,000 due at once moves in milliseconds."""
-        later = self._scheduled
-        later.sort()  # a sorted list is still a heap
-        cut = bisect.bisect_right(later, today, key=lambda entry: entry[0])
-        due, later[:cut] = later[:cut], []
+        the emits of ready work until it drains."""
+        due = self._scheduled.pop_due(today)
+        pending, nbytes = DeliveryState.PENDING, 0
         for _, _, delivery, lane in due:
             lane.scheduled -= 1
-            delivery.state = DeliveryState.PENDING
+            delivery.state = pending
             lane.queue.append(delivery)
-            self._bytes += delivery.size
-            self._released_bytes += delivery.size
+            nbytes += delivery.size
+        self._bytes += nbytes
+        self._released_bytes += nbytes
         self._released.update(entry[1] for entry in due)
         self._waiting += len(due)
         for lane in {id(entry[3]): entry[3] for entry in due}.values():
@@ -422,7 +411,7 @@ class MemoryBroker(Broker):
         return EmitterStats(
             pending=self._waiting - len(self._delayed), running=len(self._running),
             retrying=len(self._delayed), scheduled=len(self._scheduled),
-            next_due=self._scheduled[0][0] if self._scheduled else None,
+            next_due=self._scheduled.next_due,
             succeeded=sum(stats.succeeded for stats in counts) + self._gone.succeeded,
             failed=sum(stats.failed for stats in counts) + self._gone.failed,
             unrouted=self._unrouted, listeners=per_listener, failed_list=len(self._failed),
@@ -435,8 +424,8 @@ class MemoryBroker(Broker):
         found = [
             *sorted((d for lane in lanes for d in lane.queue), key=lambda d: d.id),
             *sorted((pair[0] for pair in self._running.values()), key=lambda d: d.id),
-            *(entry[2] for entry in sorted(self._delayed)),
-            *(entry[2] for entry in sorted(self._scheduled)),
+            *self._delayed,
+            *self._scheduled,
             *self._failed,
         ]
         return (d for d in found if state is None or d.state is state)
@@ -507,8 +496,7 @@ class MemoryBroker(Broker):
             dropped = [d for lane in self._lanes.values()
                        for d in self._take_waiting(lane, scheduled=False)]
         elif state is DeliveryState.SCHEDULED:
-            dropped = [entry[2] for entry in sorted(self._scheduled)]
-            self._scheduled.clear()
+            dropped = self._scheduled.clear()
             for lane in self._lanes.values():
                 lane.scheduled = 0
         else:
