@@ -1,0 +1,46 @@
+"""DueHeap: what is due comes out earliest first, pop by pop or in one cut."""
+
+from __future__ import annotations
+
+import random
+
+from eventbus_cli import listener
+from eventbus_cli.bus.delivery import Delivery
+from eventbus_cli.bus.due import DueHeap
+from eventbus_cli.bus.lanes import Lane
+from eventbus_cli.bus.routing import ListenerSet, Slot
+from eventbus_cli.config import DeliveryOptions
+
+
+def _lane(name: str) -> Lane:
+    @listener("e", name=name)
+    async def handle() -> None: ...
+
+    slot: Slot = ListenerSet([handle], defaults=DeliveryOptions(), concurrency=1,
+                             max_per_listener=None).slots[0]
+    return Lane(slot)
+
+
+def test_due_ones_come_out_in_order_and_the_rest_stay() -> None:
+    heap, lanes = DueHeap(), [_lane("a"), _lane("b")]
+    times = [random.Random(index).uniform(0, 100) for index in range(500)]
+    times_all = list(times)
+    for index, when in enumerate(times):
+        assert heap.push(when, Delivery(index, "e", (), {}, "x"), lanes[index % 2]) is (
+            when == min(times[: index + 1]))
+    for now in (0.5, 60.0):  # a few, popped; then hundreds, cut at once
+        due = heap.pop_due(now)
+        assert [entry[0] for entry in due] == sorted(t for t in times if t <= now)
+        times = [t for t in times if t > now]
+        assert heap.next_due == min(times)
+        assert len(heap) == len(times)
+    due_of = dict(enumerate(times_all))
+    of_a = heap.take_lane(lanes[0])
+    assert {d.id % 2 for d in of_a} == {0}
+    assert len(heap) == len(times) - len(of_a)
+    assert [due_of[d.id] for d in of_a] == sorted(due_of[d.id] for d in of_a)
+    rest = heap.clear()
+    assert {d.id % 2 for d in rest} == {1}
+    assert not heap
+    assert heap.next_due is None
+    assert [due_of[d.id] for d in rest] == sorted(due_of[d.id] for d in rest)
