@@ -11,7 +11,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,34 +29,31 @@ from ..errors import (
     BackendError,
     BadArgumentsError,
     DeliveryError,
-    EmitterNotRunningError,
     ListenerError,
     LoaderError,
     ProtocolError,
     QueueFullError,
     ScheduleError,
 )
-from ..protocol import OPS, PROTOCOL_VERSION, ErrorCode, EventMessage, Request, decode_request
-from .catalog import dry_run, event_catalog, event_schema
+from ..protocol import OPS, PROTOCOL_VERSION, ErrorCode, Request, decode_request
+from .catalog import event_catalog, event_schema
 from .health import Health
+from .intake import Intake, Refused
 from .loader import MODULE_PREFIX, load_modules
 from .metrics import Metrics
 from .monitor import Monitor, Subscription
 from .scheduler import Scheduler, UnknownScheduleError, config_schedules
 
-__all__ = ("LIST_REPLY_BYTES", "QUEUE_WAIT_SECONDS", "Operations")
+__all__ = ("LIST_REPLY_BYTES", "Operations")
 
 logger = logging.getLogger("eventbus.daemon")
 
-QUEUE_WAIT_SECONDS = 10.0
-"""How long an emit that finds the queue full waits for room before it gets ``queue_full``."""
 LIST_REPLY_BYTES = 16 << 20
 """About how many bytes a ``list`` reply holds at most: the newest deliveries that fit."""
 
 Flush = Callable[[], Awaitable[None]]
 Handler = Callable[["Operations", Request, Flush], Awaitable[Any]]
 _HANDLERS: dict[str, Handler] = {}
-_SHUTTING_DOWN = "the daemon is shutting down and takes no more events; emit again once it is back"
 
 
 def _handles(op: str) -> Callable[[Handler], Handler]:
@@ -67,28 +64,12 @@ def _handles(op: str) -> Callable[[Handler], Handler]:
     return register
 
 
-class _Refused(Exception):
-    """A request answered with the error ``code``; ``details`` go into the error object."""
-
-    def __init__(self, code: str, message: str, **details: object) -> None:
-        self.code = code
-        self.message = message
-        self.details = details
-
-
-class _EmitFailed(_Refused):
-    """An emit that was refused after ``accepted`` events of its request; ``counts`` adds
-    the deliveries and unrouted events of those, for emit_many."""
-
-    def __init__(self, code: str, message: str, accepted: int, **counts: int) -> None:
-        super().__init__(code, message, accepted=accepted, **counts)
-
-
 class Operations:
     """Answers request lines for one daemon: its config, its emitter and broker, its live
     views, and how long it has run."""
 
-    def __init__(self, config: Config, emitter: SimpleEventEmitter, socket_path: Path) -> None:
+    def __init__(self, config: Config, emitter: SimpleEventEmitter, socket_path: Path, *,
+                 metrics: Metrics | None = None) -> None:
         self.config = config
         self.emitter = emitter
         self.broker = emitter.broker
@@ -96,10 +77,10 @@ class Operations:
         self.monitor = Monitor(emitter)
         self.health = Health(emitter)
         self.started = time.monotonic()
-        self.draining = False
         self._reloading = anyio.Lock()
-        self.metrics: Metrics | None = None
+        self.metrics = metrics
         """What ``/metrics`` serves, with ``[metrics]`` set."""
+        self.intake = Intake(emitter, self.monitor, metrics)
         self.scheduler = Scheduler(emitter, on_fire=self._fired)
         self.config_schedules = config_schedules(config)
         """The ``[[schedule]]`` tables, fixed for the daemon's life (a reload keeps them)."""
@@ -134,7 +115,7 @@ class Operations:
             if isinstance(result, Subscription):
                 return result
             return encode_result(request.id, result)
-        except _Refused as exc:
+        except Refused as exc:
             if self.metrics is not None:
                 self._count_refused(request, exc)
             return encode_error(request_id, exc.code, exc.message, **exc.details)
@@ -165,7 +146,7 @@ class Operations:
             logger.exception("request %r failed", request[:2])
             return encode_error(request_id, ErrorCode.INTERNAL, f"internal error: {exc!r}")
 
-    def _count_refused(self, request: Request, exc: _Refused) -> None:
+    def _count_refused(self, request: Request, exc: Refused) -> None:
         """Count a refused emit for metrics: the event at its ``index``, or the first one it
         did not accept."""
         index = exc.details.get("index", exc.details.get("accepted", 0))
@@ -177,123 +158,11 @@ class Operations:
 
     @_handles("emit")
     async def _emit(self, request: Request, flush: Flush) -> dict[str, Any]:
-        message = request.events[0]
-        if message.key is not None and (first := self.broker.answer_for(message.key)):
-            return {**first, "duplicate": True}  # answered as the first was; nothing queued
-        result = await self._emit_once(request, message, flush)
-        if self.metrics is not None and not request.dry_run:
-            self.metrics.count_emitted(message.event, result["deliveries"])
-        if message.key is not None:
-            self.broker.remember(message.key, {name: result[name] for name in
-                                               ("event_id", "deliveries", "due") if name in result})
-        return result
-
-    async def _emit_once(self, request: Request, message: EventMessage,
-                         flush: Flush) -> dict[str, Any]:
-        if request.dry_run:
-            return dry_run(self.emitter, message.event, message.args, message.kwargs)
-        if request.require_listener and not self.broker.targets(
-                message.event, self.emitter.slots_for(message.event)):
-            problem = (f"no listener matches event {message.event!r}, so it was not emitted "
-                       "(`eventbus listeners list` shows what is loaded)")
-            raise _EmitFailed(ErrorCode.UNROUTED, problem, 0)
-        if request.due_at is not None:  # for later: no waiting for room, its bound is its own
-            if self.draining:
-                raise _EmitFailed(ErrorCode.SHUTTING_DOWN, _SHUTTING_DOWN, 0)
-            made = self.emitter.put(message.event, tuple(message.args), message.kwargs,
-                                    size=request.size, check=request.check,
-                                    due_at=request.due_at, key=message.key)
-            if message.trace is not None:  # the emit path pays one test, not a call
-                _carry_trace(made, message.trace)
-            return {"event_id": message.event, "deliveries": len(made),
-                    "due": iso_time(request.due_at)}
-        try:  # the common case, without another coroutine
-            made = self._submit_now(message, request.size, request.check)
-        except (QueueFullError, EmitterNotRunningError):
-            made = await self._submit(message, request.size, flush, 0, request.check)
-        if message.trace is not None:
-            _carry_trace(made, message.trace)
-        result: dict[str, Any] = {"event_id": message.event, "deliveries": len(made)}
-        if request.wait is not None:
-            # No await since the submit: none of its deliveries can have ended unseen.
-            self.broker.follow(made)
-            result["results"] = await self.monitor.wait(made, request.wait)
-        return result
+        return await self.intake.emit(request, flush)
 
     @_handles("emit_many")
     async def _emit_many(self, request: Request, flush: Flush) -> dict[str, Any]:
-        accepted = deliveries = unrouted = duplicates = 0
-        size = request.size // len(request.events)  # what each holds of the line, on average
-        if request.check:  # the whole batch first: one that does not fit is refused whole
-            for index, message in enumerate(request.events):
-                try:
-                    self.emitter.check_arguments(message.event, message.args, message.kwargs)
-                except BadArgumentsError as exc:
-                    raise _EmitFailed(ErrorCode.BAD_ARGUMENTS, f"event {index + 1} of the "
-                                      f"batch: {exc}; the batch was not accepted", 0,
-                                      index=index, deliveries=0, unrouted=0) from None
-        broker = self.broker
-        for message in request.events:
-            if message.key is not None and broker.answer_for(message.key) is not None:
-                accepted += 1
-                duplicates += 1
-                continue
-            try:  # the common case, without a coroutine per event
-                made = self._submit_now(message, size, False)
-            except (QueueFullError, EmitterNotRunningError):
-                try:
-                    made = await self._submit(message, size, flush, accepted, False)
-                except _EmitFailed as exc:  # say what the events before it made
-                    raise _EmitFailed(exc.code, exc.message, accepted, deliveries=deliveries,
-                                      unrouted=unrouted, duplicates=duplicates) from None
-            except BackendError as exc:  # Redis went away: the events before it may stand
-                raise _EmitFailed(ErrorCode.BACKEND, str(exc), accepted, deliveries=deliveries,
-                                  unrouted=unrouted, duplicates=duplicates) from None
-            accepted += 1
-            deliveries += len(made)
-            unrouted += not made
-            if message.trace is not None:  # the emit path pays one test, not a call
-                _carry_trace(made, message.trace)
-            if self.metrics is not None:
-                self.metrics.count_emitted(message.event, len(made))
-            if message.key is not None:
-                broker.remember(message.key, {"event_id": message.event,
-                                              "deliveries": len(made)})
-        return {"accepted": accepted, "deliveries": deliveries, "unrouted": unrouted,
-                "duplicates": duplicates}
-
-    def _submit_now(self, message: EventMessage, size: int, check: bool) -> Sequence[Delivery]:
-        """Queue one event of ``size`` bytes if there is room now; raise for anything else,
-        which :meth:`_submit` then handles."""
-        if self.draining:
-            raise EmitterNotRunningError("closing")
-        return self.emitter.put(message.event, tuple(message.args), message.kwargs, size=size,
-                                check=check, key=message.key)
-
-    async def _submit(self, message: EventMessage, size: int, flush: Flush,
-                      accepted: int, check: bool) -> Sequence[Delivery]:
-        """Queue one event; when the queue is full, send the replies owed and wait for room
-        (up to :data:`QUEUE_WAIT_SECONDS`). ``accepted`` events of the request came before."""
-        if self.draining:
-            raise _EmitFailed(ErrorCode.SHUTTING_DOWN, _SHUTTING_DOWN, accepted)
-        event, args, kwargs, key = message.event, message.args, message.kwargs, message.key
-        try:
-            try:
-                return self.emitter.put(event, tuple(args), kwargs, size=size, check=check,
-                                        key=key)
-            except QueueFullError as exc:
-                if exc.never_fits:
-                    raise _EmitFailed(ErrorCode.QUEUE_FULL, str(exc), accepted) from None
-            await flush()
-            with anyio.fail_after(QUEUE_WAIT_SECONDS):
-                return await self.emitter.aput(event, tuple(args), kwargs, size=size,
-                                               check=check, key=key)
-        except TimeoutError:
-            problem = (f"queue full: event {event!r} found no room within {QUEUE_WAIT_SECONDS:g}s "
-                       "and was not accepted; emit it again later, or raise queue_size")
-            raise _EmitFailed(ErrorCode.QUEUE_FULL, problem, accepted) from None
-        except EmitterNotRunningError:
-            raise _EmitFailed(ErrorCode.SHUTTING_DOWN, _SHUTTING_DOWN, accepted) from None
+        return await self.intake.emit_many(request, flush)
 
     @_handles("subscribe")
     async def _subscribe(self, request: Request, flush: Flush) -> Subscription:
@@ -334,7 +203,7 @@ class Operations:
         assert request.event is not None
         schema = event_schema(self.emitter, request.event)
         if schema is None:
-            raise _Refused(ErrorCode.UNROUTED, f"no listener takes event {request.event!r} "
+            raise Refused(ErrorCode.UNROUTED, f"no listener takes event {request.event!r} "
                            "(`eventbus events` lists the events that are taken)")
         return schema
 
@@ -414,8 +283,8 @@ class Operations:
                         "stuck": self.emitter.threads.stuck},
             "schedules": {"count": len(self.scheduler),
                           "next": iso_time(self.scheduler.next_fire)},
-            "draining": self.draining,
-            "health": self.health.report(draining=self.draining),
+            "draining": self.intake.draining,
+            "health": self.health.report(draining=self.intake.draining),
             "queue": self.queue(),
         }
 
@@ -461,12 +330,6 @@ class Operations:
                     if changes.failed else "")
         return {"listeners": len(self.emitter.listeners), **changes._asdict(),
                 "schedules": len(schedules)}
-
-
-def _carry_trace(made: Sequence[Delivery], trace: dict[str, str]) -> None:
-    """Give the deliveries the emit's trace context; no worker can have taken them yet."""
-    for delivery in made:
-        delivery.trace = trace
 
 
 def _refusal_details(exc: BadArgumentsError) -> dict[str, Any]:

@@ -101,10 +101,11 @@ class Server:
             timings=config.metrics is not None,
             tracing=True,  # where OpenTelemetry is installed and set up: see bus.tracing
         )
-        self.ops = Operations(config, emitter, self.socket_path)
+        metrics = None
         if config.metrics is not None:
             commits = broker.commit_times if isinstance(broker, JournalBroker) else None
-            self.ops.metrics = Metrics(emitter, lambda: 0, commits)
+            metrics = Metrics(emitter, lambda: 0, commits)
+        self.ops = Operations(config, emitter, self.socket_path, metrics=metrics)
         self._schedules = loaded.schedules
         return self.ops
 
@@ -136,7 +137,7 @@ class Server:
 
     def shutdown(self, ops: Operations) -> None:
         """Refuse new emits; leaving the emitter then drains, within ``shutdown_timeout``."""
-        ops.draining = True
+        ops.intake.draining = True
         stats = ops.emitter.stats()
         logger.info("shutting down: draining %s (at most %gs)",
                     counted(stats.pending + stats.running + stats.retrying, "delivery"),

@@ -1,0 +1,187 @@
+"""``Intake``: how one daemon takes events in, for the ``emit`` and ``emit_many`` ops.
+
+An event is queued at once when there is room; otherwise the replies owed are sent and the
+emit waits for room, up to :data:`QUEUE_WAIT_SECONDS`. A refusal says why and, for a batch,
+how many of its events were accepted before it, so the client can resume there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import anyio
+
+from ..bus.delivery import Delivery, iso_time
+from ..bus.emitter import SimpleEventEmitter
+from ..errors import BackendError, BadArgumentsError, EmitterNotRunningError, QueueFullError
+from ..protocol import ErrorCode, EventMessage, Request
+from .catalog import dry_run
+from .metrics import Metrics
+from .monitor import Monitor
+
+__all__ = ("QUEUE_WAIT_SECONDS", "SHUTTING_DOWN", "EmitFailed", "Intake", "Refused")
+
+QUEUE_WAIT_SECONDS = 10.0
+"""How long an emit that finds the queue full waits for room before it gets ``queue_full``."""
+SHUTTING_DOWN = "the daemon is shutting down and takes no more events; emit again once it is back"
+
+Flush = Callable[[], Awaitable[None]]
+
+
+class Refused(Exception):
+    """A request answered with the error ``code``; ``details`` go into the error object."""
+
+    def __init__(self, code: str, message: str, **details: object) -> None:
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+class EmitFailed(Refused):
+    """An emit that was refused after ``accepted`` events of its request; ``counts`` adds
+    the deliveries and unrouted events of those, for emit_many."""
+
+    def __init__(self, code: str, message: str, accepted: int, **counts: int) -> None:
+        super().__init__(code, message, accepted=accepted, **counts)
+
+
+class Intake:
+    """Queues the events of emit requests into ``emitter``, counting them for ``metrics``
+    and following them for ``--wait`` through ``monitor``."""
+
+    def __init__(self, emitter: SimpleEventEmitter, monitor: Monitor,
+                 metrics: Metrics | None) -> None:
+        self.emitter = emitter
+        self.broker = emitter.broker
+        self.monitor = monitor
+        self.metrics = metrics
+        self.draining = False
+        """Set when the daemon shuts down: from then on every emit is refused."""
+
+    async def emit(self, request: Request, flush: Flush) -> dict[str, Any]:
+        """The reply to an ``emit``: one event, now or for later, waited on with ``wait``; a
+        dedupe key seen lately answers as its first emit did."""
+        message = request.events[0]
+        if message.key is not None and (first := self.broker.answer_for(message.key)):
+            return {**first, "duplicate": True}  # answered as the first was; nothing queued
+        result = await self._emit_once(request, message, flush)
+        if self.metrics is not None and not request.dry_run:
+            self.metrics.count_emitted(message.event, result["deliveries"])
+        if message.key is not None:
+            self.broker.remember(message.key, {name: result[name] for name in
+                                               ("event_id", "deliveries", "due") if name in result})
+        return result
+
+    async def _emit_once(self, request: Request, message: EventMessage,
+                         flush: Flush) -> dict[str, Any]:
+        if request.dry_run:
+            return dry_run(self.emitter, message.event, message.args, message.kwargs)
+        if request.require_listener and not self.broker.targets(
+                message.event, self.emitter.slots_for(message.event)):
+            problem = (f"no listener matches event {message.event!r}, so it was not emitted "
+                       "(`eventbus listeners list` shows what is loaded)")
+            raise EmitFailed(ErrorCode.UNROUTED, problem, 0)
+        if request.due_at is not None:  # for later: no waiting for room, its bound is its own
+            if self.draining:
+                raise EmitFailed(ErrorCode.SHUTTING_DOWN, SHUTTING_DOWN, 0)
+            made = self.emitter.put(message.event, tuple(message.args), message.kwargs,
+                                    size=request.size, check=request.check,
+                                    due_at=request.due_at, key=message.key)
+            if message.trace is not None:  # the emit path pays one test, not a call
+                _carry_trace(made, message.trace)
+            return {"event_id": message.event, "deliveries": len(made),
+                    "due": iso_time(request.due_at)}
+        try:  # the common case, without another coroutine
+            made = self._submit_now(message, request.size, request.check)
+        except (QueueFullError, EmitterNotRunningError):
+            made = await self._submit(message, request.size, flush, 0, request.check)
+        if message.trace is not None:
+            _carry_trace(made, message.trace)
+        result: dict[str, Any] = {"event_id": message.event, "deliveries": len(made)}
+        if request.wait is not None:
+            # No await since the submit: none of its deliveries can have ended unseen.
+            self.broker.follow(made)
+            result["results"] = await self.monitor.wait(made, request.wait)
+        return result
+
+    async def emit_many(self, request: Request, flush: Flush) -> dict[str, Any]:
+        """The reply to an ``emit_many``: its events in order, checked as a whole first."""
+        accepted = deliveries = unrouted = duplicates = 0
+        size = request.size // len(request.events)  # what each holds of the line, on average
+        if request.check:  # the whole batch first: one that does not fit is refused whole
+            for index, message in enumerate(request.events):
+                try:
+                    self.emitter.check_arguments(message.event, message.args, message.kwargs)
+                except BadArgumentsError as exc:
+                    raise EmitFailed(ErrorCode.BAD_ARGUMENTS, f"event {index + 1} of the "
+                                      f"batch: {exc}; the batch was not accepted", 0,
+                                      index=index, deliveries=0, unrouted=0) from None
+        broker = self.broker
+        for message in request.events:
+            if message.key is not None and broker.answer_for(message.key) is not None:
+                accepted += 1
+                duplicates += 1
+                continue
+            try:  # the common case, without a coroutine per event
+                made = self._submit_now(message, size, False)
+            except (QueueFullError, EmitterNotRunningError):
+                try:
+                    made = await self._submit(message, size, flush, accepted, False)
+                except EmitFailed as exc:  # say what the events before it made
+                    raise EmitFailed(exc.code, exc.message, accepted, deliveries=deliveries,
+                                      unrouted=unrouted, duplicates=duplicates) from None
+            except BackendError as exc:  # Redis went away: the events before it may stand
+                raise EmitFailed(ErrorCode.BACKEND, str(exc), accepted, deliveries=deliveries,
+                                  unrouted=unrouted, duplicates=duplicates) from None
+            accepted += 1
+            deliveries += len(made)
+            unrouted += not made
+            if message.trace is not None:  # the emit path pays one test, not a call
+                _carry_trace(made, message.trace)
+            if self.metrics is not None:
+                self.metrics.count_emitted(message.event, len(made))
+            if message.key is not None:
+                broker.remember(message.key, {"event_id": message.event,
+                                              "deliveries": len(made)})
+        return {"accepted": accepted, "deliveries": deliveries, "unrouted": unrouted,
+                "duplicates": duplicates}
+
+    def _submit_now(self, message: EventMessage, size: int, check: bool) -> Sequence[Delivery]:
+        """Queue one event of ``size`` bytes if there is room now; raise for anything else,
+        which :meth:`_submit` then handles."""
+        if self.draining:
+            raise EmitterNotRunningError("closing")
+        return self.emitter.put(message.event, tuple(message.args), message.kwargs, size=size,
+                                check=check, key=message.key)
+
+    async def _submit(self, message: EventMessage, size: int, flush: Flush,
+                      accepted: int, check: bool) -> Sequence[Delivery]:
+        """Queue one event; when the queue is full, send the replies owed and wait for room
+        (up to :data:`QUEUE_WAIT_SECONDS`). ``accepted`` events of the request came before."""
+        if self.draining:
+            raise EmitFailed(ErrorCode.SHUTTING_DOWN, SHUTTING_DOWN, accepted)
+        event, args, kwargs, key = message.event, message.args, message.kwargs, message.key
+        try:
+            try:
+                return self.emitter.put(event, tuple(args), kwargs, size=size, check=check,
+                                        key=key)
+            except QueueFullError as exc:
+                if exc.never_fits:
+                    raise EmitFailed(ErrorCode.QUEUE_FULL, str(exc), accepted) from None
+            await flush()
+            with anyio.fail_after(QUEUE_WAIT_SECONDS):
+                return await self.emitter.aput(event, tuple(args), kwargs, size=size,
+                                               check=check, key=key)
+        except TimeoutError:
+            problem = (f"queue full: event {event!r} found no room within {QUEUE_WAIT_SECONDS:g}s "
+                       "and was not accepted; emit it again later, or raise queue_size")
+            raise EmitFailed(ErrorCode.QUEUE_FULL, problem, accepted) from None
+        except EmitterNotRunningError:
+            raise EmitFailed(ErrorCode.SHUTTING_DOWN, SHUTTING_DOWN, accepted) from None
+
+
+def _carry_trace(made: Sequence[Delivery], trace: dict[str, str]) -> None:
+    """Give the deliveries the emit's trace context; no worker can have taken them yet."""
+    for delivery in made:
+        delivery.trace = trace
