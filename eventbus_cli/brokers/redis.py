@@ -20,9 +20,7 @@ import hashlib
 import logging
 import socket
 import time
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +33,7 @@ from ..config import BackendConfig, DaemonConfig
 from ..errors import BackendError, DeliveryError
 from .redis_codec import decode_failed, decode_payload, encode_payload
 from .redis_link import Link, masked, open_link
+from .redis_outbound import Outbound
 
 __all__ = ("RedisBroker", "default_name")
 
@@ -54,25 +53,6 @@ def default_name(socket_path: Path) -> str:
     of the socket path, stable across restarts, so a restart resumes what it held."""
     digest = hashlib.sha1(str(socket_path.absolute()).encode()).hexdigest()[:8]
     return f"{socket.gethostname()}:{digest}"
-
-
-class _Batch:
-    """Emits the writer sends in one round trip, numbered in the order they go;
-    :meth:`RedisBroker.settled` waits for them."""
-
-    __slots__ = ("done", "emits", "error", "number")
-
-    def __init__(self, number: int) -> None:
-        self.number = number
-        self.emits: list[tuple[str | None, Sequence[Delivery], int | None]] = []
-        self.done = anyio.Event()
-        self.error: BackendError | None = None
-
-
-_UNSETTLED: ContextVar[tuple[int, int]] = ContextVar("eventbus_redis_unsettled",
-                                                     default=(0, 0))
-"""The first and the last batch the current task (one client connection) put into since it
-last waited for :meth:`RedisBroker.settled`; (0, 0) for none."""
 
 
 class RedisBroker(MemoryBroker):
@@ -100,24 +80,12 @@ class RedisBroker(MemoryBroker):
         self._problem = "not connected yet"
         self.errors = 0
         """How many calls to Redis failed (for metrics)."""
-        self._batch: _Batch | None = None  # the emits not sent yet
-        self._batches = 0  # batches made so far
-        self._failures: deque[tuple[int, BackendError]] = deque(maxlen=1000)  # lately failed
-        self._sending: _Batch | None = None  # the emits in flight
-        self._unsent = 0
-        self._acks: list[tuple[str, bytes, Delivery, str]] = []
-        self._parks: list[tuple[str, bytes, Delivery, float]] = []
-        self._fails: list[tuple[str, bytes, Delivery, str]] = []
-        self._handbacks: list[tuple[str, bytes]] = []
+        self._out = Outbound()
         self._fired: dict[str, float] = {}
-        self._fired_unsent: dict[str, float] = {}
         self._held: dict[int, tuple[str, bytes, str]] = {}  # id -> listener, entry id, reply_to
-        self._followed: set[int] = set()
         self._local: dict[str, tuple[str, ...]] = {}  # listeners served here -> patterns
         self._routes: dict[str, tuple[str, ...]] = {}  # every listener of the bus -> patterns
         self._router: Router[str] = Router(())
-        self._joins: set[str] = set()
-        self._leaves: set[str] = set()
         self._block: Iterator[int] = iter(())
         self._spare: range | None = None
         self._draining = False
@@ -146,12 +114,12 @@ class RedisBroker(MemoryBroker):
             for delivery in self._take_waiting(lane, scheduled=False):
                 held = self._held.pop(delivery.id, None)
                 if held is not None:
-                    self._handbacks.append(held[:2])
-            self._leaves.add(name)
+                    self._out.handbacks.append(held[:2])
+            self._out.leaves.add(name)
         super().serve(slots, reason=reason)  # lanes for the new, the kept get their slot
-        self._leaves -= served
+        self._out.leaves -= served
         self._local = {slot.name: tuple(sorted(slot.listener.event_ids)) for slot in slots}
-        self._joins = set(self._local)
+        self._out.joins = set(self._local)
         self._route()
         self._wake()
         return 0
@@ -177,7 +145,7 @@ class RedisBroker(MemoryBroker):
         if later:
             view = self._view
             return (view.scheduled if view else 0) + needed <= self.max_scheduled
-        return self._unsent + needed <= self.size
+        return self._out.unsent + needed <= self.size
 
     def put(self, event_id: str, slots: Sequence[Slot], args: tuple[Any, ...],
             kwargs: dict[str, Any], size: int = 0, due_at: float | None = None,
@@ -192,15 +160,7 @@ class RedisBroker(MemoryBroker):
             for delivery in made:
                 delivery.state = DeliveryState.SCHEDULED
                 delivery.due_at = due_at
-        batch = self._batch
-        if batch is None:
-            self._batches += 1
-            batch = self._batch = _Batch(self._batches)
-        first, last = _UNSETTLED.get()
-        if last != batch.number:
-            _UNSETTLED.set((first or batch.number, batch.number))
-        batch.emits.append((key, made, None if due_at is None else int(due_at * 1000)))
-        self._unsent += len(made)
+        self._out.emit(key, made, None if due_at is None else int(due_at * 1000))
         self._wake()
         if self._observers:
             self._tell("emitted", event_id, made)
@@ -224,10 +184,10 @@ class RedisBroker(MemoryBroker):
         return next(self._block)
 
     def follow(self, deliveries: Sequence[Delivery]) -> None:
-        self._followed.update(delivery.id for delivery in deliveries)
+        self._out.followed.update(delivery.id for delivery in deliveries)
 
     def note_fire(self, name: str, when: float) -> None:
-        self._fired[name] = self._fired_unsent[name] = when
+        self._fired[name] = self._out.fired[name] = when
         self._wake()
 
     def fires(self) -> dict[str, float]:
@@ -241,7 +201,7 @@ class RedisBroker(MemoryBroker):
         lane = self._lanes.get(name)
         if lane is None or self._draining or delivery.id in self._held:
             if delivery.id not in self._held:
-                self._handbacks.append((name, entry_id))
+                self._out.handbacks.append((name, entry_id))
             return
         self._held[delivery.id] = (name, entry_id, reply_to)
         delivery.queued_at = time.monotonic()
@@ -253,7 +213,7 @@ class RedisBroker(MemoryBroker):
         for delivery in deliveries:
             held = self._held.pop(delivery.id, None)
             if held is not None and delivery.state is DeliveryState.SUCCEEDED:
-                self._acks.append((held[0], held[1], delivery, held[2]))
+                self._out.acks.append((held[0], held[1], delivery, held[2]))
         self._wake()
 
     def failed(self, delivery: Delivery, error: str, traceback: str | None, *,
@@ -264,11 +224,11 @@ class RedisBroker(MemoryBroker):
         lane.failed += 1  # local only, for the reader's pace: the bus counts in Redis
         if retry_in is not None and not lane.retired:
             delivery.state = DeliveryState.RETRYING
-            self._parks.append((name, entry_id, delivery, retry_in))
+            self._out.parks.append((name, entry_id, delivery, retry_in))
         else:
             delivery.state = DeliveryState.FAILED
             delivery.failed_at = time.time()
-            self._fails.append((name, entry_id, delivery, reply_to))
+            self._out.fails.append((name, entry_id, delivery, reply_to))
         self._wake()
         if self._observers:
             self._tell("finished", delivery)
@@ -282,7 +242,7 @@ class RedisBroker(MemoryBroker):
             for delivery in self._take_waiting(lane, scheduled=False):
                 held = self._held.pop(delivery.id, None)
                 if held is not None:
-                    self._handbacks.append(held[:2])
+                    self._out.handbacks.append(held[:2])
         self._wake()
 
     def _wake(self) -> None:
@@ -319,7 +279,7 @@ class RedisBroker(MemoryBroker):
             self._listed = await link.listing(sorted({*self._routes, *self._local}), _LISTED)
 
     async def _count(self, link: Link) -> None:
-        self._view = await link.stats(sorted({*self._routes, *self._local}), self._unsent)
+        self._view = await link.stats(sorted({*self._routes, *self._local}), self._out.unsent)
 
     async def aretry(self, delivery_ids: Iterable[int] | None) -> list[Delivery]:
         link = self._ready_link()
@@ -362,7 +322,7 @@ class RedisBroker(MemoryBroker):
 
     async def join(self) -> None:
         if self._draining:  # this daemon's work only: what runs, and its outcomes sent
-            while self._running or self._acks or self._parks or self._fails or self._handbacks:
+            while self._running or self._out.outcomes:
                 self._sent = self._sent or anyio.Event()
                 await self._sent.wait()
             return
@@ -370,7 +330,7 @@ class RedisBroker(MemoryBroker):
             await self.refresh()
             view = self._view
             if view is not None and not (view.pending or view.running or view.retrying
-                                         or self._unsent):
+                                         or self._out.unsent):
                 return
             await anyio.sleep(0.05)
 
@@ -391,7 +351,7 @@ class RedisBroker(MemoryBroker):
         gone = await self._link.hosted_here(set(await self._link.routes()) - set(self._local))
         self._routes = await self._link.join(self._local, set(self._local), gone,
                                              keep=self._keep, reason=_REMOVED)
-        self._joins.clear()
+        self._out.joins.clear()
         self._route()
         self.available = True
         for name in self._local:
@@ -404,16 +364,7 @@ class RedisBroker(MemoryBroker):
     async def settled(self) -> None:
         """Return once every emit this task put is in Redis; raise the error of a batch
         that held one of them and failed (it was not acknowledged)."""
-        first, last = _UNSETTLED.get()
-        if not first:
-            return
-        _UNSETTLED.set((0, 0))
-        batch = self._batch if self._batch is not None and self._batch.emits else self._sending
-        if batch is not None and batch.number >= first:  # in order: it done, all are done
-            await batch.done.wait()
-        for number, error in self._failures:
-            if first <= number <= last:
-                raise error
+        await self._out.settled()
 
     async def run(self) -> None:
         self._work = anyio.Event()
@@ -441,37 +392,22 @@ class RedisBroker(MemoryBroker):
         while True:
             await self._work.wait()
             self._work, self._woken = anyio.Event(), False
-            batch, self._batch = self._batch, None
-            self._sending = batch
-            acks, parks, fails = self._acks, self._parks, self._fails
-            handbacks, self._handbacks = self._handbacks, []
-            self._acks, self._parks, self._fails = [], [], []
-            joins, leaves = self._joins, self._leaves
-            self._joins, self._leaves = set(), set()
-            fired, self._fired_unsent = self._fired_unsent, {}
+            taken = self._out.take()
             try:
                 await self._reserve_ids(link)
-                if joins or leaves or handbacks:
-                    self._routes = await link.join(self._local, joins, leaves, handbacks,
-                                                   keep=self._keep, reason=_REMOVED)
+                if taken.joins or taken.leaves or taken.handbacks:
+                    self._routes = await link.join(self._local, taken.joins, taken.leaves,
+                                                   taken.handbacks, keep=self._keep,
+                                                   reason=_REMOVED)
                     self._route()
-                emits = batch.emits if batch is not None else []
-                followed, self._followed = self._followed, set()
-                if followed:  # who waits must hear the outcome: listen first
+                if taken.followed:  # who waits must hear the outcome: listen first
                     await link.views.tail_ready()
-                await link.send(emits, followed, acks, parks, fails, fired,
-                                self._window_ms, self._keep)
+                await link.send(taken.emits, taken.followed, taken.acks, taken.parks,
+                                taken.fails, taken.fired, self._window_ms, self._keep)
             except link.errors as exc:
-                self._acks[:0], self._parks[:0], self._fails[:0] = acks, parks, fails
-                self._handbacks[:0] = handbacks
-                self._joins |= joins
-                self._leaves |= leaves
-                self._fired_unsent = {**fired, **self._fired_unsent}
-                if batch is not None:
-                    batch.error = BackendError(self.url, f"Redis did not take the request "
-                                               f"({exc}); it was not acknowledged: it may or "
-                                               "may not take effect")
-                    self._failures.append((batch.number, batch.error))
+                self._out.give_back(taken, BackendError(
+                    self.url, f"Redis did not take the request ({exc}); it was not "
+                    "acknowledged: it may or may not take effect"))
                 self._lost(exc)
                 await anyio.sleep(pause)
                 pause = min(pause * 2, 2.0)
@@ -483,10 +419,7 @@ class RedisBroker(MemoryBroker):
                 if self._sent is not None:
                     self._sent.set()
                     self._sent = None
-                if batch is not None:
-                    self._unsent -= sum(len(made) for _, made, _ in batch.emits)
-                    batch.done.set()
-                self._sending = None
+                self._out.finish(taken)
                 if self._room_waiters:
                     self.wake_all()
 
@@ -560,7 +493,7 @@ class RedisBroker(MemoryBroker):
                                            "stopped renewing for %gs (claim_after)",
                                            len(taken), name, self.claim_after)
                 if missing := set(self._local) - set(routes):  # Redis lost them (flushed?)
-                    self._joins |= missing
+                    self._out.joins |= missing
                     self._wake()
                 self.routes_changed(routes)
                 for name, when in fires.items():  # fired on any daemon
