@@ -143,7 +143,7 @@ class MemoryBroker(Broker):
 
     def has_room(self, needed: int, size: int = 0, *, later: bool = False) -> bool:
         if later:
-            return len(self._scheduled) + needed <= self.max_scheduled
+            return len(self._scheduled) + len(self._released) + needed <= self.max_scheduled
         return self._waiting - len(self._released) + needed <= self.size and (
             self.max_bytes is None
             or self._bytes - self._released_bytes + needed * size <= self.max_bytes)

@@ -82,5 +82,8 @@ async def test_a_burst_come_due_does_not_take_the_room_of_ready_emits() -> None:
             emitter.emit("ready")  # would raise QueueFullError if the due ones took the room
         with anyio.fail_after(10):
             await ready.wait()
+        emitter.broker.max_scheduled = 40  # yet the 48 not started still count against it
+        with pytest.raises(QueueFullError, match="max_scheduled"):
+            emitter.emit_in(60, "due")
         gate.set()
     assert ran == 50
