@@ -7,12 +7,14 @@ scheduled emits waiting for their due time (by ``time.time()``, since a due time
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from collections.abc import Callable, Iterator
+from itertools import chain
 
 from .delivery import Delivery
 from .lanes import Lane
 
-__all__ = ("DueHeap",)
+__all__ = ("HANDED_OUT", "DueHeap")
 
 Entry = tuple[float, int, Delivery, Lane]
 """(due time, delivery id, delivery, its lane): ordered by time, then by id."""
@@ -21,53 +23,71 @@ _POPPED = 32
 """Due entries taken pop by pop before the rest are cut out at once: a burst of 100,000 due
 in the same second moves in one linear pass rather than 100,000 pops."""
 
+HANDED_OUT = 10_000
+"""Most due entries one :meth:`DueHeap.pop_due` hands out: the broker moves a burst into the
+lanes a slice at a time, letting the event loop in between, so that no emit waits behind the
+whole burst."""
+
 
 class DueHeap:
     """Deliveries, each with its lane, by the time they are due."""
 
-    __slots__ = ("_entries",)
+    __slots__ = ("_entries", "_staged")
 
     def __init__(self) -> None:
         self._entries: list[Entry] = []
+        self._staged: deque[Entry] = deque()  # cut out as due, not handed out yet; in order
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._entries) + len(self._staged)
 
     def __bool__(self) -> bool:
-        return bool(self._entries)
+        return bool(self._entries or self._staged)
 
     def __iter__(self) -> Iterator[Delivery]:
         """The deliveries, earliest first."""
-        return (entry[2] for entry in sorted(self._entries))
+        return (entry[2] for entry in sorted(chain(self._staged, self._entries)))
 
     @property
     def next_due(self) -> float | None:
         """When the earliest is due; None when empty."""
+        if self._staged:
+            return self._staged[0][0]
         return self._entries[0][0] if self._entries else None
 
     def push(self, due: float, delivery: Delivery, lane: Lane) -> bool:
         """Add ``delivery``; whether it is now the earliest (a sleeper must wake sooner)."""
         entry = (due, delivery.id, delivery, lane)
         heapq.heappush(self._entries, entry)
-        return self._entries[0] is entry
+        return self._entries[0] is entry and not self._staged
 
     def pop_due(self, now: float) -> list[Entry]:
-        """Remove and return the entries due by ``now``, earliest first."""
-        entries = self._entries
-        due: list[Entry] = []
-        while entries and entries[0][0] <= now:
-            if len(due) == _POPPED:
-                return due + self._cut(lambda entry: entry[0] <= now)
-            due.append(heapq.heappop(entries))
-        return due
+        """Remove and return the entries due by ``now``, earliest first, at most
+        :data:`HANDED_OUT`: ask again while :attr:`next_due` says more are due."""
+        entries, staged = self._entries, self._staged
+        if not staged:
+            due: list[Entry] = []
+            while entries and entries[0][0] <= now:
+                if len(due) == _POPPED:
+                    staged.extend(due)
+                    staged.extend(self._cut(lambda entry: entry[0] <= now))
+                    break
+                due.append(heapq.heappop(entries))
+            else:
+                return due
+        return [staged.popleft() for _ in range(min(HANDED_OUT, len(staged)))]
 
     def take_lane(self, lane: Lane) -> list[Delivery]:
         """Remove and return the deliveries of ``lane``, earliest first."""
-        return [entry[2] for entry in self._cut(lambda entry: entry[3] is lane)]
+        staged = [entry for entry in self._staged if entry[3] is lane]
+        if staged:
+            self._staged = deque(entry for entry in self._staged if entry[3] is not lane)
+        return [entry[2] for entry in sorted(staged + self._cut(lambda entry: entry[3] is lane))]
 
     def clear(self) -> list[Delivery]:
         """Remove and return every delivery, earliest first."""
-        return [entry[2] for entry in self._cut(lambda entry: True)]
+        staged, self._staged = list(self._staged), deque()
+        return [entry[2] for entry in sorted(staged + self._cut(lambda entry: True))]
 
     def _cut(self, chosen: Callable[[Entry], bool]) -> list[Entry]:
         entries = self._entries

@@ -358,10 +358,13 @@ class MemoryBroker(Broker):
             today = time.time()
             if (due := scheduled.next_due) is not None and due <= today:
                 self._release_due(today)
-            self._wakeup = anyio.Event()
             waits = [due - clock for due, clock in ((delayed.next_due, now),
                                                     (scheduled.next_due, today))
                      if due is not None]
+            if waits and min(waits) <= 0:  # more due than one slice: let the loop in first
+                await anyio.lowlevel.checkpoint()
+                continue
+            self._wakeup = anyio.Event()
             with anyio.move_on_after(min(waits, default=None)):
                 await self._wakeup.wait()
 

@@ -6,7 +6,7 @@ import random
 
 from eventbus_cli import listener
 from eventbus_cli.bus.delivery import Delivery
-from eventbus_cli.bus.due import DueHeap
+from eventbus_cli.bus.due import HANDED_OUT, DueHeap
 from eventbus_cli.bus.lanes import Lane
 from eventbus_cli.bus.routing import ListenerSet, Slot
 from eventbus_cli.config import DeliveryOptions
@@ -44,3 +44,22 @@ def test_due_ones_come_out_in_order_and_the_rest_stay() -> None:
     assert not heap
     assert heap.next_due is None
     assert [due_of[d.id] for d in rest] == sorted(due_of[d.id] for d in rest)
+
+
+def test_a_burst_is_handed_out_a_slice_at_a_time_and_still_counted() -> None:
+    heap, lanes = DueHeap(), [_lane("a"), _lane("b")]
+    count = 2 * HANDED_OUT + 500
+    for index in range(count):
+        heap.push(1.0 + index / count, Delivery(index, "e", (), {}, "x"), lanes[index % 2])
+    heap.push(50.0, Delivery(count, "e", (), {}, "x"), lanes[0])  # not due
+    first = heap.pop_due(10.0)
+    assert [entry[1] for entry in first] == list(range(HANDED_OUT))
+    assert len(heap) == count + 1 - HANDED_OUT
+    assert heap.next_due == first[-1][0] + 1 / count  # the staged rest are due already
+    assert not heap.push(0.5, Delivery(count + 1, "e", (), {}, "x"), lanes[1])  # nor earliest
+    of_b = heap.take_lane(lanes[1])  # from the staged slice and from the heap
+    assert [d.id for d in of_b][:2] == [count + 1, HANDED_OUT + 1]
+    rest = heap.pop_due(10.0)
+    assert [entry[1] for entry in rest] == list(range(HANDED_OUT, count, 2))
+    assert heap.pop_due(10.0) == []
+    assert [d.id for d in heap.clear()] == [count]
