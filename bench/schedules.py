@@ -6,7 +6,11 @@ Run: .venv/bin/python bench/schedules.py
    long after their due time the last one starts, and how many ready events a producer
    emits in that time compared with the same producer when nothing else is due (seven runs
    each, in turns; the median of the pairs' ratios, and the latest start of all of them).
-2. 1,000 cron schedules (none due) served by the daemon's Scheduler for 5 s: the CPU the
+2. The same burst in a real daemon: 100,000 `due` events emitted for one second (pipelined
+   on an AsyncClient), and a client that emits `ready` events one at a time, each waiting
+   for its reply as an application's request would, during that second; against the same
+   client when nothing is due (three paired runs, in turns; the median ratio).
+3. 1,000 cron schedules (none due) served by the daemon's Scheduler for 5 s: the CPU the
    process spends meanwhile, as a share of one core.
 """
 
@@ -14,16 +18,23 @@ from __future__ import annotations
 
 import resource
 import statistics
+import tempfile
 import time
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import anyio
+from daemon import start_daemon  # bench/daemon.py: this script's folder is on sys.path
 
 from eventbus_cli import SimpleEventEmitter, cron, listener
+from eventbus_cli.async_client import AsyncClient
+from eventbus_cli.client import Client
 from eventbus_cli.daemon.scheduler import Scheduler
 
 BURST = 100_000
 ROUNDS = 7
+DAEMON_ROUNDS = 3  # each emits the 100,000 first, for a dozen seconds
 
 
 async def burst(scheduled: int) -> tuple[float, int]:
@@ -53,6 +64,64 @@ async def burst(scheduled: int) -> tuple[float, int]:
         if scheduled:
             await all_started.wait()
     return (max(starts) - due if starts else 0.0), ready
+
+
+DAEMON_LISTENERS = '''
+from eventbus_cli import listener
+
+@listener("due")
+async def on_due(**kwargs):
+    pass
+
+@listener("ready")
+async def on_ready(**kwargs):
+    pass
+'''
+
+
+async def schedule_burst(sock: Path, count: int, due: float) -> None:
+    """``count`` emits of ``due`` for the time ``due``, pipelined by 50 tasks."""
+    when = datetime.fromtimestamp(due)
+    async with AsyncClient(sock) as client:
+        async def some(share: int) -> None:
+            for _ in range(share):
+                await client.emit_at(when, "due")
+
+        async with anyio.create_task_group() as group:
+            for _ in range(50):
+                group.start_soon(some, count // 50)
+
+
+def daemon_burst(sock: Path, scheduled: int) -> int:
+    """Ready events one client emits, one at a time, in the second after ``scheduled``
+    deliveries fall due in the daemon."""
+    due = time.time() + 1.0 + scheduled / 8_000  # time enough to emit them first
+    if scheduled:
+        anyio.run(schedule_burst, sock, scheduled, due)
+    with Client(sock) as client:
+        time.sleep(max(0.0, due - time.time()))
+        ready, until = 0, due + 1.0
+        while time.time() < until:
+            client.emit("ready")
+            ready += 1
+        if not client.join(60):
+            raise SystemExit("the daemon did not run the burst within a minute")
+    return ready
+
+
+def daemon_cost() -> float:
+    """The median of the paired ratios (ready emits with the burst / without)."""
+    with tempfile.TemporaryDirectory(dir="/tmp") as root:
+        process, sock = start_daemon(Path(root), DAEMON_LISTENERS)
+        try:
+            ratios = []
+            for _ in range(DAEMON_ROUNDS):
+                busy = daemon_burst(sock, BURST)
+                ratios.append(busy / daemon_burst(sock, 0))
+            return statistics.median(ratios)
+        finally:
+            process.terminate()
+            process.wait(30)
 
 
 async def idle_schedules(count: int, seconds: float) -> float:
@@ -87,6 +156,9 @@ def main() -> None:
           f"its due time (the latest of {ROUNDS} runs)")
     print(f"ready events emitted in that second: {ready_busy:,.0f} (with nothing due: "
           f"{ready_quiet:,.0f}); paired, {100 * (ratio - 1):+.1f}%")
+    ratio = daemon_cost()
+    print(f"in a daemon, ready emits one at a time (Client.emit) in the second the burst falls "
+          f"due: paired, {100 * (ratio - 1):+.1f}% against nothing due")
     share = anyio.run(idle_schedules, 1000, 5.0)
     print(f"1,000 idle cron schedules: {100 * share:.2f}% of a core")
 
