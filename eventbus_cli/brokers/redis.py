@@ -350,7 +350,7 @@ class RedisBroker(MemoryBroker):
         # A listener this daemon ran before it stopped, and does not load now, leaves too.
         gone = await self._link.hosted_here(set(await self._link.routes()) - set(self._local))
         self._routes = await self._link.join(self._local, set(self._local), gone,
-                                             keep=self._keep, reason=_REMOVED)
+                                             keep=self._failed.keep, reason=_REMOVED)
         self._out.joins.clear()
         self._route()
         self.available = True
@@ -397,13 +397,13 @@ class RedisBroker(MemoryBroker):
                 await self._reserve_ids(link)
                 if taken.joins or taken.leaves or taken.handbacks:
                     self._routes = await link.join(self._local, taken.joins, taken.leaves,
-                                                   taken.handbacks, keep=self._keep,
+                                                   taken.handbacks, keep=self._failed.keep,
                                                    reason=_REMOVED)
                     self._route()
                 if taken.followed:  # who waits must hear the outcome: listen first
                     await link.views.tail_ready()
                 await link.send(taken.emits, taken.followed, taken.acks, taken.parks,
-                                taken.fails, taken.fired, self._window_ms, self._keep)
+                                taken.fails, taken.fired, self._window_ms, self._failed.keep)
             except link.errors as exc:
                 self._out.give_back(taken, BackendError(
                     self.url, f"Redis did not take the request ({exc}); it was not "

@@ -29,6 +29,7 @@ from .broker import Broker
 from .dedupe import DedupeKeys
 from .delivery import Delivery, DeliveryObserver, DeliveryState, EmitterStats, ListenerStats
 from .due import DueHeap
+from .failed_list import FailedList
 from .lanes import Lane
 from .routing import Slot
 
@@ -65,12 +66,11 @@ class MemoryBroker(Broker):
         # Deliveries emitted for later, by due time (time.time(): a due time is a date).
         self._scheduled = DueHeap()
         self._bytes = 0  # sizes of the pending and delayed deliveries
-        self._keep = keep_failed
         self._lanes: dict[str, Lane] = {}
         self._ready: deque[Lane] = deque()
         self._running: dict[int, tuple[Delivery, Lane]] = {}
         self._delayed = DueHeap()  # retries waiting out their backoff, by time.monotonic()
-        self._failed: deque[Delivery] = deque()
+        self._failed = FailedList(keep_failed)
         self._waiting = 0  # pending plus delayed
         # Ids (and bytes) of the pending that were scheduled and came due: admitted under
         # max_scheduled, they wait in the lanes without taking the room of ready work.
@@ -337,9 +337,7 @@ class MemoryBroker(Broker):
         self._kept((delivery,))
         if self._observers:  # before the list may push it out again (keep_failed 0)
             self._tell("finished", delivery)
-        self._failed.append(delivery)
-        if len(self._failed) > self._keep:
-            pushed = [self._failed.popleft() for _ in range(len(self._failed) - self._keep)]
+        if pushed := self._failed.add(delivery):
             self._forgotten(pushed)
             self._tell("removed", pushed)
         self._check_joined()
@@ -447,7 +445,7 @@ class MemoryBroker(Broker):
         return list(self._failed)
 
     def retry(self, delivery_ids: Iterable[int] | None) -> list[Delivery]:
-        chosen = self._select_failed(delivery_ids)
+        chosen = self._failed.select(delivery_ids, self._state_of)
         for delivery in chosen:
             if delivery.listener not in self._lanes:
                 raise DeliveryError(delivery.id, f"listener {delivery.listener} is not loaded "
@@ -459,8 +457,7 @@ class MemoryBroker(Broker):
                 self._bytes - self._released_bytes + nbytes > self.max_bytes):
             raise QueueFullError(f"{len(chosen)} failed deliveries", nbytes, self.max_bytes,
                                  unit="bytes")
-        gone = {id(delivery) for delivery in chosen}
-        self._failed = deque(d for d in self._failed if id(d) not in gone)
+        self._failed.remove(chosen)
         for delivery in chosen:
             delivery.state, delivery.attempts = DeliveryState.PENDING, 0
             self._make_ready_with(self._lanes[delivery.listener], delivery)
@@ -475,26 +472,12 @@ class MemoryBroker(Broker):
         if self._idle:
             self._idle.popleft().set()
 
-    def _select_failed(self, delivery_ids: Iterable[int] | None) -> list[Delivery]:
-        if delivery_ids is None:
-            return list(self._failed)
-        failed = {delivery.id: delivery for delivery in self._failed}
-        chosen = []
-        for delivery_id in delivery_ids:
-            if delivery_id not in failed:
-                state = next((d.state for d in self.deliveries() if d.id == delivery_id), None)
-                if state is None:
-                    raise DeliveryError(delivery_id, "no such delivery; `eventbus queue list "
-                                        "--state failed` lists the failed ones", missing=True)
-                raise DeliveryError(delivery_id, f"is {state}, not failed; only failed "
-                                    "deliveries can be retried")
-            chosen.append(failed[delivery_id])
-        return chosen
+    def _state_of(self, delivery_id: int) -> DeliveryState | None:
+        return next((d.state for d in self.deliveries() if d.id == delivery_id), None)
 
     def purge(self, state: DeliveryState) -> int:
         if state is DeliveryState.FAILED:
-            dropped = list(self._failed)
-            self._failed.clear()
+            dropped = self._failed.clear()
         elif state is DeliveryState.PENDING:
             dropped = [d for lane in self._lanes.values()
                        for d in self._take_waiting(lane, scheduled=False)]
@@ -536,7 +519,7 @@ class MemoryBroker(Broker):
         for delivery in deliveries:
             lane = self._lanes.get(delivery.listener)
             if delivery.state is DeliveryState.FAILED:
-                self._failed.append(delivery)
+                self._failed.restore(delivery)
             elif lane is None:
                 delivery.error = f"ListenerRemoved: listener {delivery.listener} {reason}"
                 self._fail(delivery, None)
