@@ -375,7 +375,7 @@ class RedisBroker(MemoryBroker):
                 group.start_soon(self._read, link)
                 group.start_soon(self._keep_up, link)
                 group.start_soon(link.move_due)
-                group.start_soon(link.views.listen, self, link.routes)
+                group.start_soon(link.views.listen, self, link.routes, self._wake)
         finally:
             with anyio.CancelScope(shield=True):
                 await link.close()

@@ -12,17 +12,25 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 
-from ..bus.delivery import Delivery
+from ..bus.delivery import Delivery, DeliveryObserver
 from .redis_codec import decode_record, encode_record
 
-if TYPE_CHECKING:
-    from .redis import RedisBroker
+__all__ = ("Served", "Views")
 
-__all__ = ("Views",)
+
+class Served(Protocol):
+    """What the views need of the broker they serve (a RedisBroker)."""
+
+    def wants_records(self) -> bool: ...
+    def routes_changed(self, routes: dict[str, tuple[str, ...]]) -> None: ...
+    def on_record(self, change: str, event: str | None,
+                  deliveries: list[Delivery]) -> None: ...
+    def add_observer(self, observer: DeliveryObserver) -> None: ...
+    def remove_observer(self, observer: DeliveryObserver) -> None: ...
 
 
 class Views:
@@ -42,12 +50,14 @@ class Views:
         self._tail_event = anyio.Event()  # set while subscribed to the other daemons' records
         self._wake: Callable[[], None] | None = None
 
-    async def listen(self, broker: RedisBroker,
-                     routes: Callable[[], Awaitable[dict[str, tuple[str, ...]]]]) -> None:
+    async def listen(self, broker: Served,
+                     routes: Callable[[], Awaitable[dict[str, tuple[str, ...]]]],
+                     wake: Callable[[], None]) -> None:
         """Relay other daemons' records to ``broker`` while a live view here wants them, and
-        publish this daemon's while one elsewhere does; hand the broker the bus's ``routes()``
-        when a daemon says they changed; until cancelled."""
-        self._wake = broker._wake
+        publish this daemon's while one elsewhere does (``wake`` tells the writer there are
+        records to send); hand the broker the bus's ``routes()`` when a daemon says they
+        changed; until cancelled."""
+        self._wake = wake
         pubsub = self._redis.pubsub()
         subscribed = False
         checked = 0.0
@@ -100,18 +110,18 @@ class Views:
         with anyio.move_on_after(1):
             await self._tail_event.wait()
 
-    async def _check_listeners(self, broker: RedisBroker, wanted: bool) -> None:
+    async def _check_listeners(self, broker: Served, wanted: bool) -> None:
         [(_, count)] = await self._redis.pubsub_numsub(f"{self.p}:tail")
         self._set_publishing(broker, count - wanted > 0)
 
-    def _set_publishing(self, broker: RedisBroker, on: bool) -> None:
+    def _set_publishing(self, broker: Served, on: bool) -> None:
         if on and not self.publishing:
             broker.add_observer(self)
         elif not on and self.publishing:
             broker.remove_observer(self)
         self.publishing = on
 
-    def _on_message(self, broker: RedisBroker, channel: bytes, data: bytes) -> None:
+    def _on_message(self, broker: Served, channel: bytes, data: bytes) -> None:
         if channel.endswith(b":ctl"):
             if data == b"tail":
                 self._set_publishing(broker, True)
