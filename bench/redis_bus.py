@@ -33,32 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-# This file is named redis.py: its folder, first on sys.path, would shadow redis-py.
-sys.path[:] = [entry for entry in sys.path
-               if Path(entry or ".").resolve() != Path(__file__).parent.resolve()]
-
-from eventbus_cli.client import Client  # noqa: E402
-
-EVENTBUS = str(Path(sys.executable).parent / "eventbus")
-LISTENERS = '''
-import time
-from eventbus_cli import listener
-
-LATENCIES = []
-
-@listener("bulk")
-async def noop(*args, **kwargs):
-    pass
-
-@listener("latency")
-async def measure(sent):
-    LATENCIES.append(time.monotonic_ns() - sent)
-
-@listener("latency.dump")
-def dump(path):
-    with open(path, "w") as out:
-        out.write("\\n".join(map(str, LATENCIES)))
-'''
+from daemon import bulk, latency, start_daemon  # bench/daemon.py, in this script's folder
 
 
 def redis_binary() -> str:
@@ -125,54 +100,11 @@ async def ceiling(url: str, events: int) -> float:
     return rate
 
 
-def start_daemon(root: Path, url: str, prefix: str, name: str) -> tuple[subprocess.Popen[bytes],
-                                                                         Path]:
-    (root / "listeners.d").mkdir(parents=True)
-    (root / "listeners.d" / "bench.py").write_text(LISTENERS)
-    (root / "eventbus.toml").write_text(f'[backend]\nurl = "{url}"\nprefix = "{prefix}"\n'
-                                        f'name = "{name}"\n')
-    sock = root / "run" / "eb.sock"
-    env = {**os.environ, "EVENTBUS_SOCKET": str(sock)}
-    process = subprocess.Popen([EVENTBUS, "--config", str(root / "eventbus.toml"), "serve",
-                                "--listeners-dir", str(root / "listeners.d"), "--log-level",
-                                "warning"], env=env)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            with Client(sock) as client:
-                client.call("status")
-            return process, sock
-        except Exception:
-            time.sleep(0.05)
-    raise SystemExit("the daemon did not start")
-
-
-def bulk(sock: Path, root: Path, events: int) -> float:
-    lines = (json.dumps({"event": "bulk", "args": [n], "kwargs": {"email": "x@example.com"}})
-             for n in range(events))
-    (root / "events.jsonl").write_text("\n".join(lines) + "\n")
-    with Client(sock) as client:
-        before = client.call("queue")["succeeded"]
-        started = time.perf_counter()
-        subprocess.run([EVENTBUS, "--socket", str(sock), "emit", "--file",
-                        str(root / "events.jsonl")], check=True, stdout=subprocess.DEVNULL)
-        while client.call("queue")["succeeded"] < before + events:
-            time.sleep(0.02)  # each look asks Redis: not so often that it slows the run
-        return events / (time.perf_counter() - started)
-
-
-def latency(sock: Path, root: Path, count: int = 2000) -> tuple[float, float]:
-    with Client(sock) as client:
-        for _ in range(count):
-            client.call("emit", event="latency", kwargs={"sent": time.monotonic_ns()})
-            time.sleep(0.002)  # one at a time: no queueing behind the previous one
-        client.emit("latency.dump", path=str(root / "latencies.txt"))
-    deadline = time.monotonic() + 10
-    while not (root / "latencies.txt").exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.1)
-    values = sorted(int(v) / 1000 for v in (root / "latencies.txt").read_text().split())
-    return statistics.median(values), values[int(len(values) * 0.99)]
+def start_on_redis(root: Path, url: str, prefix: str,
+                   name: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """A daemon with bench/daemon.py's listeners on the Redis at ``url``."""
+    return start_daemon(root, config=f'[backend]\nurl = "{url}"\nprefix = "{prefix}"\n'
+                        f'name = "{name}"\n')
 
 
 def main() -> None:
@@ -184,19 +116,19 @@ def main() -> None:
     try:
         raw = statistics.median(asyncio.run(ceiling(url, events)) for _ in range(3))
         print(f"ceiling (redis-py XADD -> XREADGROUP -> XACK+XDEL): {raw:,.0f} events/s")
-        one_process, one = start_daemon(root / "one", url, "one", "one")
+        one_process, one = start_on_redis(root / "one", url, "one", "one")
         daemons.append(one_process)
-        single = max(bulk(one, root / "one", events) for _ in range(2))
+        single = max(bulk(one, root / "one", events, poll=0.02) for _ in range(2))
         print(f"one daemon, emit --file -> no-op listener: {single:,.0f} events/s = "
               f"{single / raw:.2f}x the ceiling (target >= 0.7x)")
-        p50, p99 = latency(one, root / "one")
+        p50, p99 = latency(one, root / "one", 2000, gap=0.002)
         print(f"emit -> listener start, one daemon: p50 {p50:.0f} us, p99 {p99:.0f} us")
         one_process.send_signal(signal.SIGTERM)
         one_process.wait(timeout=30)
-        first_process, first = start_daemon(root / "a", url, "two", "a")
-        second_process, _ = start_daemon(root / "b", url, "two", "b")
+        first_process, first = start_on_redis(root / "a", url, "two", "a")
+        second_process, _ = start_on_redis(root / "b", url, "two", "b")
         daemons += [first_process, second_process]
-        double = max(bulk(first, root / "a", events) for _ in range(2))
+        double = max(bulk(first, root / "a", events, poll=0.02) for _ in range(2))
         print(f"two daemons, emit --file -> no-op listener: {double:,.0f} events/s = "
               f"{double / single:.2f}x one daemon")
     finally:
