@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from tests.waiting import replies
+
 EVENTBUS = str(Path(sys.executable).parent / "eventbus")
 
 RECORDER = '''
@@ -126,16 +128,7 @@ class Daemon:
     def serves(self) -> bool:
         """Whether the daemon answers a request: past start-up, its broker open and its
         metrics listening (the socket accepts connections before that)."""
-        probe = socket.socket(socket.AF_UNIX)
-        probe.settimeout(15)
-        try:
-            probe.connect(str(self.socket))
-            probe.sendall(b'{"id": 1, "op": "hello"}\n')
-            return probe.recv(4096).startswith(b'{"id":1')
-        except OSError:
-            return False
-        finally:
-            probe.close()
+        return replies(self.socket, b'{"id": 1, "op": "hello"}\n', b'{"id":1')
 
     def answers(self) -> bool:
         probe = socket.socket(socket.AF_UNIX)

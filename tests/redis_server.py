@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import uuid
 from pathlib import Path
 
 from tests.harness import short_directory, wait_for
+from tests.waiting import replies
 
 
 def find_server() -> str | None:
@@ -62,15 +62,7 @@ class RedisServer:
         assert self.process is not None
         if self.process.poll() is not None:
             raise AssertionError("redis-server exited:\n" + (self.dir / "redis.log").read_text())
-        probe = socket.socket(socket.AF_UNIX)
-        try:
-            probe.connect(str(self.socket))
-            probe.sendall(b"PING\r\n")
-            return probe.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-        finally:
-            probe.close()
+        return replies(self.socket, b"PING\r\n", b"+PONG")
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
