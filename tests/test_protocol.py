@@ -15,7 +15,7 @@ from eventbus_cli.codec import (
     encode_result,
 )
 from eventbus_cli.errors import ProtocolError
-from eventbus_cli.protocol import (
+from eventbus_cli.protocol.ops import (
     OPS,
     EventMessage,
     Request,

@@ -35,7 +35,7 @@ from ..errors import (
     QueueFullError,
     ScheduleError,
 )
-from ..protocol import OPS, PROTOCOL_VERSION, ErrorCode, Request, decode_request
+from ..protocol.ops import OPS, PROTOCOL_VERSION, ErrorCode, Request, decode_request
 from .catalog import event_catalog, event_schema
 from .health import Health
 from .intake import Intake, Refused

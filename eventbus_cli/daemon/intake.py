@@ -15,7 +15,7 @@ import anyio
 from ..bus.delivery import Delivery, iso_time
 from ..bus.emitter import SimpleEventEmitter
 from ..errors import BackendError, BadArgumentsError, EmitterNotRunningError, QueueFullError
-from ..protocol import ErrorCode, EventMessage, Request
+from ..protocol.ops import ErrorCode, EventMessage, Request
 from .catalog import dry_run
 from .metrics import Metrics
 from .monitor import Monitor

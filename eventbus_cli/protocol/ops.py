@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
-from .checks import is_whole, number_problem
-from .codec import DEFAULT_WAIT, MAX_DELAY, MAX_DEPTH, TOO_DEEP, loads
-from .errors import InvalidEventIdError, ProtocolError
-from .names import validate_event_id, validate_pattern
+from ..checks import is_whole, number_problem
+from ..codec import DEFAULT_WAIT, MAX_DELAY, MAX_DEPTH, TOO_DEEP, loads
+from ..errors import InvalidEventIdError, ProtocolError
+from ..names import validate_event_id, validate_pattern
 
 __all__ = (
     "LIST_STATES",
