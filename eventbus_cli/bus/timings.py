@@ -1,20 +1,52 @@
 """Histograms of how long things took, kept cheaply enough to sit on a worker's hot path:
-one ``bisect`` into fixed bucket bounds and two additions an observation."""
+a few comparisons to find the bucket and two additions an observation."""
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .delivery import Delivery
 
-__all__ = ("BOUNDS", "DeliveryTimings", "Histogram")
+__all__ = ("BOUNDS", "DeliveryTimings", "Histogram", "bucket")
 
 BOUNDS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
           0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 """Upper bounds of the buckets, in seconds (a last one, +Inf, takes the rest): from 10 us,
 since a no-op listener runs in a few, to 5 minutes."""
+
+
+def bucket(seconds: float) -> int:
+    """The index of the first of :data:`BOUNDS` at or above ``seconds`` (``len(BOUNDS)`` when
+    none is): ``bisect_left(BOUNDS, seconds)``, written out as a balanced tree of
+    comparisons, which the interpreter runs in half the time of bisect's generic ones."""
+    if seconds <= 0.005:
+        if seconds <= 0.00025:
+            if seconds <= 0.000025:
+                return 0 if seconds <= 0.00001 else 1
+            if seconds <= 0.00005:
+                return 2
+            return 3 if seconds <= 0.0001 else 4
+        if seconds <= 0.001:
+            return 5 if seconds <= 0.0005 else 6
+        return 7 if seconds <= 0.0025 else 8
+    if seconds <= 0.5:
+        if seconds <= 0.05:
+            if seconds <= 0.01:
+                return 9
+            return 10 if seconds <= 0.025 else 11
+        if seconds <= 0.1:
+            return 12
+        return 13 if seconds <= 0.25 else 14
+    if seconds <= 5.0:
+        if seconds <= 1.0:
+            return 15
+        return 16 if seconds <= 2.5 else 17
+    if seconds <= 30.0:
+        return 18 if seconds <= 10.0 else 19
+    if seconds <= 60.0:
+        return 20
+    return 21 if seconds <= 300.0 else 22
 
 
 class Histogram:
@@ -28,7 +60,7 @@ class Histogram:
         self.sum = 0.0
 
     def observe(self, seconds: float) -> None:
-        self.counts[bisect_left(BOUNDS, seconds)] += 1
+        self.counts[bucket(seconds)] += 1
         self.sum += seconds
 
     @property
@@ -48,12 +80,9 @@ class DeliveryTimings:
 
     def observe(self, ran: float, delivery: Delivery) -> None:
         """One attempt of ``delivery`` that ran ``ran`` seconds; it waited from its emit (or
-        its due time) to its start, both stamped by the broker. Histogram.observe written
-        out twice, since this runs once a delivery."""
-        ran_histogram, waited_histogram = self.ran, self.waited
-        ran_histogram.counts[bisect_left(BOUNDS, ran)] += 1
-        ran_histogram.sum += ran
-        started = delivery.started_at or 0.0
-        waited = started - (delivery.due_at or delivery.created_at or started)
-        waited_histogram.counts[bisect_left(BOUNDS, waited)] += 1
-        waited_histogram.sum += waited
+        its due time) to its start, both stamped by the broker. (The worker writes this out
+        on its path for attempts that succeed.)"""
+        self.ran.observe(ran)
+        started = delivery.started_at
+        self.waited.observe(started - (delivery.due_at or delivery.created_at or started)
+                            if started else 0.0)

@@ -1,0 +1,92 @@
+"""Delivery timings, which the daemon's metrics read: the bucket search, and what the worker
+observes for attempts that succeed, fail, follow one another or follow an idle spell."""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+
+import anyio
+import pytest
+
+from eventbus_cli import SimpleEventEmitter, listener
+from eventbus_cli.bus.timings import BOUNDS, Histogram, bucket
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+def test_bucket_is_bisect_left_of_the_bounds() -> None:
+    values = [0.0, -1.0, 1e-9, 1e9, math.inf, *BOUNDS]
+    values += [math.nextafter(bound, 0.0) for bound in BOUNDS]
+    values += [math.nextafter(bound, math.inf) for bound in BOUNDS]
+    values += [10 ** (exponent / 10) for exponent in range(-70, 40)]
+    for value in values:
+        assert bucket(value) == bisect_left(BOUNDS, value), value
+
+
+def test_a_histogram_counts_by_bucket_and_sums() -> None:
+    histogram = Histogram()
+    for seconds in (0.000001, 0.003, 0.003, 400.0):
+        histogram.observe(seconds)
+    assert histogram.count == 4
+    assert histogram.counts[0] == 1
+    assert histogram.counts[bucket(0.003)] == 2
+    assert histogram.counts[-1] == 1
+    assert histogram.sum == pytest.approx(400.006001)
+
+
+def slowest_bucket(histogram: Histogram) -> int:
+    return max(index for index, count in enumerate(histogram.counts) if count)
+
+
+def fastest_bucket(histogram: Histogram) -> int:
+    return min(index for index, count in enumerate(histogram.counts) if count)
+
+
+async def test_each_attempt_is_timed_once_whatever_its_outcome() -> None:
+    @listener("ran", name="quick")
+    async def quick(number: int) -> None: ...
+
+    @listener("ran", name="threaded")
+    def threaded(number: int) -> None: ...
+
+    @listener("ran", name="slow")
+    async def slow(number: int) -> None:
+        await anyio.sleep(0.03)
+
+    @listener("ran", name="broken", retries=1, backoff=0)
+    async def broken(number: int) -> None:
+        raise ValueError(number)
+
+    async with SimpleEventEmitter([quick, threaded, slow, broken], timings=True) as emitter:
+        for number in range(20):
+            emitter.emit("ran", number)
+    timings = emitter.timings
+    assert timings is not None
+    attempts = {name: (times.ran.count, times.waited.count) for name, times in timings.items()}
+    assert attempts == {"quick": (20, 20), "threaded": (20, 20), "slow": (20, 20),
+                        "broken": (40, 40)}
+    assert fastest_bucket(timings["slow"].ran) >= bucket(0.03)  # slept 30 ms at the least
+    assert timings["slow"].ran.sum >= 20 * 0.03
+    assert slowest_bucket(timings["quick"].ran) < bucket(0.03)
+
+
+async def test_an_idle_spell_before_an_attempt_is_not_its_run_time() -> None:
+    handled: list[int] = []
+
+    @listener("ran", name="quick")
+    async def quick(number: int) -> None:
+        handled.append(number)
+
+    async with SimpleEventEmitter([quick], timings=True, concurrency=1) as emitter:
+        emitter.emit("ran", 1)
+        await wait_until(lambda: handled == [1])
+        await anyio.sleep(0.3)  # the worker waits idle for the next delivery meanwhile
+        emitter.emit("ran", 2)
+        await wait_until(lambda: handled == [1, 2])
+    assert emitter.timings is not None
+    ran = emitter.timings["quick"].ran
+    assert ran.count == 2
+    assert slowest_bucket(ran) < bucket(0.3)
+    assert ran.sum < 0.3
