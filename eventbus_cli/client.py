@@ -60,7 +60,7 @@ def read_event_lines(stream: IO[bytes], source: str) -> tuple[list[bytes], list[
     Blank lines are skipped. All lines are checked before any is sent, so a bad line sends
     nothing: :class:`EventFileError` names the line and what is wrong with it.
     """
-    from .protocol.ops import decode_event  # only here: a single emit need not load it
+    from .protocol.event import decode_event  # only here: a single emit need not load it
 
     lines: list[bytes] = []
     numbers: list[int] = []

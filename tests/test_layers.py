@@ -28,8 +28,8 @@ FLOORS: dict[str, int] = {
     "cli": 10,
     "__init__": 11, "__main__": 11,
 }
-LIGHT = ("client", "protocol.ops", "codec", "names", "checks", "errors", "config", "peers",
-         "remote", "results")
+LIGHT = ("client", "protocol.ops", "protocol.event", "protocol.codes", "codec", "names",
+         "checks", "errors", "config", "peers", "remote", "results")
 """Modules on the `eventbus emit` path: no anyio, nothing of bus/, brokers/ or daemon/."""
 
 

@@ -15,14 +15,8 @@ from eventbus_cli.codec import (
     encode_result,
 )
 from eventbus_cli.errors import ProtocolError
-from eventbus_cli.protocol.ops import (
-    OPS,
-    EventMessage,
-    Request,
-    decode_event,
-    decode_request,
-    ops_table,
-)
+from eventbus_cli.protocol.event import EventMessage, decode_event
+from eventbus_cli.protocol.ops import OPS, Request, decode_request, ops_table
 
 
 def test_emit_request_with_defaults() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from eventbus_cli.errors import RemoteError
-from eventbus_cli.protocol.ops import ErrorCode
+from eventbus_cli.protocol.codes import ErrorCode
 from eventbus_cli.remote import RemoteQueueFullError, remote_error
 
 

@@ -15,7 +15,7 @@ import anyio.lowlevel
 from ..codec import LineSplitter, decode_reply, encode_error, encode_result
 from ..errors import BackendError, JournalError
 from ..peers import peer_of
-from ..protocol.ops import ErrorCode
+from ..protocol.codes import ErrorCode
 from .handlers import Operations
 from .monitor import Subscription
 

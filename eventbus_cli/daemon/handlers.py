@@ -35,7 +35,8 @@ from ..errors import (
     QueueFullError,
     ScheduleError,
 )
-from ..protocol.ops import OPS, PROTOCOL_VERSION, ErrorCode, Request, decode_request
+from ..protocol.codes import ErrorCode
+from ..protocol.ops import OPS, PROTOCOL_VERSION, Request, decode_request
 from .catalog import event_catalog, event_schema
 from .health import Health
 from .intake import Intake, Refused

@@ -15,7 +15,9 @@ import anyio
 from ..bus.delivery import Delivery, iso_time
 from ..bus.emitter import SimpleEventEmitter
 from ..errors import BackendError, BadArgumentsError, EmitterNotRunningError, QueueFullError
-from ..protocol.ops import ErrorCode, EventMessage, Request
+from ..protocol.codes import ErrorCode
+from ..protocol.event import EventMessage
+from ..protocol.ops import Request
 from .catalog import dry_run
 from .metrics import Metrics
 from .monitor import Monitor

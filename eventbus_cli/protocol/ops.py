@@ -10,25 +10,24 @@ line with the same ``id``: ``{"id": 1, "ok": true, "result": ...}`` or
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from ..checks import is_whole, number_problem
-from ..codec import DEFAULT_WAIT, MAX_DELAY, MAX_DEPTH, TOO_DEEP, loads
+from ..codec import DEFAULT_WAIT, MAX_DELAY, loads
 from ..errors import InvalidEventIdError, ProtocolError
 from ..names import validate_event_id, validate_pattern
+from .codes import ErrorCode
+from .event import EVENT_FIELDS, EventMessage, check_event
 
 __all__ = (
     "LIST_STATES",
     "OPS",
     "PROTOCOL_VERSION",
     "PURGE_STATES",
-    "ErrorCode",
-    "EventMessage",
     "Field",
     "Op",
     "Request",
-    "decode_event",
     "decode_request",
     "ops_table",
 )
@@ -41,41 +40,8 @@ LIST_STATES = ("pending", "running", "retrying", "scheduled", "failed")
 PURGE_STATES = ("pending", "scheduled", "failed")
 
 
-class ErrorCode:
-    """The ``error.code`` values a daemon sends."""
-
-    BAD_JSON = "bad_json"  # the line is not a JSON object in UTF-8
-    BAD_REQUEST = "bad_request"  # a field is missing, unknown, or of the wrong type
-    UNKNOWN_OP = "unknown_op"
-    UNROUTED = "unrouted"  # an emit with "require_listener" that no listener matches
-    INVALID_EVENT = "invalid_event"  # an event id breaks the naming rule
-    TOO_LARGE = "too_large"  # the line is over max_message_bytes; the connection is closed
-    QUEUE_FULL = "queue_full"
-    SHUTTING_DOWN = "shutting_down"
-    BUSY = "busy"  # max_connections are open; the connection is closed
-    IDLE = "idle"  # no complete request within idle_timeout; the connection is closed
-    NOT_ALLOWED = "not_allowed"  # the peer's uid/gid may not use the socket
-    NOT_FOUND = "not_found"  # no delivery has that id
-    CONFLICT = "conflict"  # the delivery cannot be retried: not failed, or its listener is gone
-    RELOAD_FAILED = "reload_failed"  # a listener file failed; details name "file" and "line"
-    BAD_ARGUMENTS = "bad_arguments"  # a listener cannot take the emit's arguments; nothing queued
-    JOURNAL = "journal"  # the journal could not be written; the request was not acknowledged
-    BACKEND = "backend_unavailable"  # Redis cannot be reached; the request was not acknowledged
-    INTERNAL = "internal"
-
-
 # NamedTuples rather than dataclasses: they are made at import, and `eventbus emit` imports
 # this module on a path where every millisecond of start-up shows.
-class EventMessage(NamedTuple):
-    """One event to emit: its id and the values the listeners receive."""
-
-    event: str
-    args: list[Any]
-    kwargs: dict[str, Any]
-    key: str | None = None  # a dedupe key: a repeat within dedupe_window queues nothing
-    trace: dict[str, str] | None = None  # the emitter's W3C trace context: traceparent, ...
-
-
 class Request(NamedTuple):
     """A checked request. ``events`` holds the events of ``emit`` (one) and ``emit_many``."""
 
@@ -202,7 +168,7 @@ def _seconds(value: object) -> float:
 def _event_list(value: object) -> tuple[EventMessage, ...]:
     if not isinstance(value, list):
         raise _Bad("a list")
-    return tuple(_event(item, index) for index, item in enumerate(value))
+    return tuple(check_event(item, index) for index, item in enumerate(value))
 
 
 def _any(value: object) -> object:
@@ -210,8 +176,8 @@ def _any(value: object) -> object:
 
 
 def _build_emit(values: dict[str, Any]) -> dict[str, Any]:
-    data = {key: values[key] for key in _EVENT_FIELDS if key in values}
-    fields: dict[str, Any] = {"events": (_event(data, None),)}
+    data = {key: values[key] for key in EVENT_FIELDS if key in values}
+    fields: dict[str, Any] = {"events": (check_event(data, None),)}
     wait, timeout = values.get("wait", False), values.get("timeout")
     if timeout is not None and not wait:
         raise ProtocolError(ErrorCode.BAD_REQUEST, '"timeout" goes with "wait": true')
@@ -324,14 +290,6 @@ OPS: dict[str, Op] = {
 }
 _NAMES = {op: frozenset(field.name for field in spec.fields) | {"id", "op"}
           for op, spec in OPS.items()}
-_EVENT_FIELDS = frozenset({"event", "args", "kwargs", "key", "traceparent", "tracestate"})
-_MAX_TRACE = 1024  # characters of a traceparent or tracestate (W3C: 55, and 512 members)
-_VALID_IDS: set[str] = set()  # event ids seen valid lately: most emits repeat a few ids
-_VALID_IDS_KEPT = 4096
-MAX_KEY = 200
-"""The longest dedupe key, in characters."""
-
-
 def decode_request(line: bytes | str) -> Request:
     """Parse and check one request line; raise :class:`ProtocolError` naming the problem."""
     data = loads(line)
@@ -369,78 +327,6 @@ def _values(op: str, spec: Op, data: dict[str, Any]) -> dict[str, Any]:
             raise ProtocolError(ErrorCode.BAD_REQUEST,
                                 f'"{field.name}" must be {bad.want}, got {value!r}') from None
     return values
-
-
-def _event(data: object, index: int | None) -> EventMessage:
-    """Check one event object: the emit request's own fields (index None), or item ``index``
-    of an emit_many batch or an events file (-1), where unknown fields are refused too."""
-    if (type(data) is dict and type(event := data.get("event")) is str
-            and type(args := data.get("args", [])) is list
-            and type(kwargs := data.get("kwargs", {})) is dict
-            and (index is None or _EVENT_FIELDS.issuperset(data))):
-        if event not in _VALID_IDS:
-            try:
-                validate_event_id(event)
-            except InvalidEventIdError as exc:
-                raise ProtocolError(ErrorCode.INVALID_EVENT, f"{_where(index)}{exc}") from None
-            if len(_VALID_IDS) >= _VALID_IDS_KEPT:
-                _VALID_IDS.clear()
-            _VALID_IDS.add(event)
-        # Bounded, so that whatever is accepted can be written out again (a reply, the
-        # journal, a tail record) without running out of recursion.
-        if not (_shallow(args, MAX_DEPTH) and _shallow(kwargs.values(), MAX_DEPTH)):
-            raise ProtocolError(ErrorCode.BAD_REQUEST, f"{_where(index)}{TOO_DEEP}")
-        key = data.get("key")
-        if key is not None and not (type(key) is str and 0 < len(key) <= MAX_KEY):
-            raise ProtocolError(ErrorCode.BAD_REQUEST, f'{_where(index)}"key" must be a string '
-                                f"of 1 to {MAX_KEY} characters, not {key!r}")
-        if "traceparent" not in data:
-            return EventMessage(event, args, kwargs, key)
-        return EventMessage(event, args, kwargs, key, _trace(data, index))
-    raise ProtocolError(ErrorCode.BAD_REQUEST, _event_problem(data, _where(index)))
-
-
-def _trace(data: dict[str, Any], index: int | None) -> dict[str, str]:
-    trace: dict[str, str] = {name: data[name] for name in ("traceparent", "tracestate")
-                             if name in data}
-    for name, value in trace.items():
-        if not (type(value) is str and 0 < len(value) <= _MAX_TRACE):
-            raise ProtocolError(ErrorCode.BAD_REQUEST, f'{_where(index)}"{name}" must be a '
-                                f"string of 1 to {_MAX_TRACE} characters, not {value!r}")
-    return trace
-
-
-def _shallow(values: Iterable[Any], depth: int) -> bool:
-    """Whether no list or object among ``values`` nests more than ``depth`` deep."""
-    for value in values:
-        kind = type(value)
-        if kind is dict:
-            if not depth or not _shallow(value.values(), depth - 1):
-                return False
-        elif kind is list and (not depth or not _shallow(value, depth - 1)):
-            return False
-    return True
-
-
-def _where(index: int | None) -> str:
-    return "" if index is None or index < 0 else f"events[{index}]: "
-
-
-def _event_problem(data: object, where: str) -> str:
-    if not isinstance(data, dict):
-        return f"{where}an event must be an object, got {data!r}"
-    for name, kind, wanted in (("event", str, "a string"), ("args", list, "a list"),
-                               ("kwargs", dict, "an object")):
-        if (name in data or name == "event") and not isinstance(data.get(name), kind):
-            return f'{where}"{name}" must be {wanted}, got {data.get(name)!r}'
-    extra = sorted(set(data) - _EVENT_FIELDS)[0]
-    return (f"{where}unknown field {extra!r}; an event takes event, args, kwargs, key, "
-            "traceparent and tracestate")
-
-
-def decode_event(line: bytes | str) -> EventMessage:
-    """Parse one event object (a line of an ``emit --file`` file), checked as emit_many would."""
-    return _event(loads(line), -1)
 
 
 def ops_table() -> str:

@@ -8,7 +8,7 @@ import pytest
 
 from eventbus_cli.cli.values import parse_arg, parse_kw
 from eventbus_cli.errors import ArgumentError
-from eventbus_cli.protocol.ops import decode_event
+from eventbus_cli.protocol.event import decode_event
 
 
 def test_arg_values() -> None:

@@ -1,0 +1,106 @@
+"""The event object of the wire protocol, as an emit, an emit_many batch and an ``emit --file``
+line carry it: its fields, their limits, and the check that makes an :class:`EventMessage`.
+No I/O; on the emit path, so it imports little."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+from ..codec import MAX_DEPTH, TOO_DEEP, loads
+from ..errors import InvalidEventIdError, ProtocolError
+from ..names import validate_event_id
+from .codes import ErrorCode
+
+__all__ = ("EVENT_FIELDS", "MAX_KEY", "EventMessage", "check_event", "decode_event")
+
+
+# A NamedTuple rather than a dataclass: made at import, on a path where start-up shows.
+class EventMessage(NamedTuple):
+    """One event to emit: its id and the values the listeners receive."""
+
+    event: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    key: str | None = None  # a dedupe key: a repeat within dedupe_window queues nothing
+    trace: dict[str, str] | None = None  # the emitter's W3C trace context: traceparent, ...
+
+
+EVENT_FIELDS = frozenset({"event", "args", "kwargs", "key", "traceparent", "tracestate"})
+_MAX_TRACE = 1024  # characters of a traceparent or tracestate (W3C: 55, and 512 members)
+_VALID_IDS: set[str] = set()  # event ids seen valid lately: most emits repeat a few ids
+_VALID_IDS_KEPT = 4096
+MAX_KEY = 200
+"""The longest dedupe key, in characters."""
+
+
+def check_event(data: object, index: int | None) -> EventMessage:
+    """Check one event object: the emit request's own fields (index None), or item ``index``
+    of an emit_many batch or an events file (-1), where unknown fields are refused too."""
+    if (type(data) is dict and type(event := data.get("event")) is str
+            and type(args := data.get("args", [])) is list
+            and type(kwargs := data.get("kwargs", {})) is dict
+            and (index is None or EVENT_FIELDS.issuperset(data))):
+        if event not in _VALID_IDS:
+            try:
+                validate_event_id(event)
+            except InvalidEventIdError as exc:
+                raise ProtocolError(ErrorCode.INVALID_EVENT, f"{_where(index)}{exc}") from None
+            if len(_VALID_IDS) >= _VALID_IDS_KEPT:
+                _VALID_IDS.clear()
+            _VALID_IDS.add(event)
+        # Bounded, so that whatever is accepted can be written out again (a reply, the
+        # journal, a tail record) without running out of recursion.
+        if not (_shallow(args, MAX_DEPTH) and _shallow(kwargs.values(), MAX_DEPTH)):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f"{_where(index)}{TOO_DEEP}")
+        key = data.get("key")
+        if key is not None and not (type(key) is str and 0 < len(key) <= MAX_KEY):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f'{_where(index)}"key" must be a string '
+                                f"of 1 to {MAX_KEY} characters, not {key!r}")
+        if "traceparent" not in data:
+            return EventMessage(event, args, kwargs, key)
+        return EventMessage(event, args, kwargs, key, _trace(data, index))
+    raise ProtocolError(ErrorCode.BAD_REQUEST, _event_problem(data, _where(index)))
+
+
+def _trace(data: dict[str, Any], index: int | None) -> dict[str, str]:
+    trace: dict[str, str] = {name: data[name] for name in ("traceparent", "tracestate")
+                             if name in data}
+    for name, value in trace.items():
+        if not (type(value) is str and 0 < len(value) <= _MAX_TRACE):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f'{_where(index)}"{name}" must be a '
+                                f"string of 1 to {_MAX_TRACE} characters, not {value!r}")
+    return trace
+
+
+def _shallow(values: Iterable[Any], depth: int) -> bool:
+    """Whether no list or object among ``values`` nests more than ``depth`` deep."""
+    for value in values:
+        kind = type(value)
+        if kind is dict:
+            if not depth or not _shallow(value.values(), depth - 1):
+                return False
+        elif kind is list and (not depth or not _shallow(value, depth - 1)):
+            return False
+    return True
+
+
+def _where(index: int | None) -> str:
+    return "" if index is None or index < 0 else f"events[{index}]: "
+
+
+def _event_problem(data: object, where: str) -> str:
+    if not isinstance(data, dict):
+        return f"{where}an event must be an object, got {data!r}"
+    for name, kind, wanted in (("event", str, "a string"), ("args", list, "a list"),
+                               ("kwargs", dict, "an object")):
+        if (name in data or name == "event") and not isinstance(data.get(name), kind):
+            return f'{where}"{name}" must be {wanted}, got {data.get(name)!r}'
+    extra = sorted(set(data) - EVENT_FIELDS)[0]
+    return (f"{where}unknown field {extra!r}; an event takes event, args, kwargs, key, "
+            "traceparent and tracestate")
+
+
+def decode_event(line: bytes | str) -> EventMessage:
+    """Parse one event object (a line of an ``emit --file`` file), checked as emit_many would."""
+    return check_event(loads(line), -1)
