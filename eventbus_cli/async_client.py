@@ -17,8 +17,7 @@ from typing import Any, Self, cast
 import anyio
 import anyio.abc
 
-from .client import (
-    DEFAULT_TIMEOUT,
+from .calls import (
     BulkResult,
     ReplyLines,
     emit_fields,
@@ -27,6 +26,7 @@ from .client import (
     result_of,
     retry_fields,
 )
+from .client import DEFAULT_TIMEOUT
 from .codec import Reply, decode_reply, encode_request
 from .errors import EventbusError, RemoteError
 from .peers import check_server

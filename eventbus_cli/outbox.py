@@ -23,7 +23,7 @@ import anyio.abc
 import msgspec
 
 from .async_client import AsyncClient
-from .client import trace_fields
+from .calls import trace_fields
 from .config import resolve_config
 from .errors import EmitterNotRunningError, EventbusError, QueueFullError, RemoteError
 from .names import validate_event_id

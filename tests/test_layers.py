@@ -18,7 +18,7 @@ FLOORS: dict[str, int] = {
     "_version": 0, "errors": 0,
     "checks": 1, "names": 1, "plural": 1, "remote": 1, "results": 1,
     "codec": 2, "config": 2, "peers": 2,
-    "protocol": 3,
+    "protocol": 3, "calls": 3,
     "bus": 4,
     "brokers": 5,
     "daemon": 6, "client": 6,
@@ -28,7 +28,7 @@ FLOORS: dict[str, int] = {
     "cli": 10,
     "__init__": 11, "__main__": 11,
 }
-LIGHT = ("client", "protocol.ops", "protocol.event", "protocol.codes", "codec", "names",
+LIGHT = ("client", "calls", "protocol.ops", "protocol.event", "protocol.codes", "codec", "names",
          "checks", "errors", "config", "peers", "remote", "results")
 """Modules on the `eventbus emit` path: no anyio, nothing of bus/, brokers/ or daemon/."""
 
