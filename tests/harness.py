@@ -153,10 +153,16 @@ class Daemon:
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)
 
-    def records(self) -> list[dict[str, Any]]:
+    def written(self) -> list[Any]:
+        """The JSON values the listeners wrote to ``out``, a line each. A line still being
+        written (no newline yet) is left for the next read, not parsed torn."""
         if not self.out.exists():
             return []
-        return [json.loads(line) for line in self.out.read_text().splitlines()]
+        text = self.out.read_text()
+        return [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines()]
+
+    def records(self) -> list[dict[str, Any]]:
+        return self.written()
 
     def wait_for_records(self, count: int, seconds: float = 15.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + seconds

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -39,9 +38,7 @@ def signup(request: Request[Any, Any, Any], name: FromPath[str]) -> str:
 
 
 def _mails(daemon: Daemon) -> list[str]:
-    if not daemon.out.exists():
-        return []
-    return [json.loads(line) for line in daemon.out.read_text().splitlines()]
+    return daemon.written()
 
 
 def test_a_route_that_emits_reaches_a_listener_in_the_daemon(short_dir: Path) -> None:

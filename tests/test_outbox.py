@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -27,9 +26,7 @@ pytestmark = pytest.mark.anyio
 
 
 def _numbers(daemon: Daemon) -> list[int]:
-    if not daemon.out.exists():
-        return []
-    return [json.loads(line) for line in daemon.out.read_text().splitlines()]
+    return daemon.written()
 
 
 async def test_a_daemon_restarted_amid_5000_emits_runs_each_event_exactly_once(
