@@ -92,10 +92,7 @@ class Bus:
 
 def notes(daemon: Daemon) -> list[dict[str, Any]]:
     """What the daemon's listeners noted, whole lines only (they may be writing one now)."""
-    if not daemon.out.exists():
-        return []
-    text = daemon.out.read_text()
-    return [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines()]
+    return daemon.written()
 
 
 @pytest.fixture
