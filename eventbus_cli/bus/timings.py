@@ -3,11 +3,6 @@ a few comparisons to find the bucket and two additions an observation."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .delivery import Delivery
-
 __all__ = ("BOUNDS", "DeliveryTimings", "Histogram", "bucket")
 
 BOUNDS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
@@ -77,12 +72,3 @@ class DeliveryTimings:
     def __init__(self) -> None:
         self.ran = Histogram()
         self.waited = Histogram()
-
-    def observe(self, ran: float, delivery: Delivery) -> None:
-        """One attempt of ``delivery`` that ran ``ran`` seconds; it waited from its emit (or
-        its due time) to its start, both stamped by the broker. (The worker writes this out
-        on its path for attempts that succeed.)"""
-        self.ran.observe(ran)
-        started = delivery.started_at
-        self.waited.observe(started - (delivery.due_at or delivery.created_at or started)
-                            if started else 0.0)

@@ -94,26 +94,23 @@ class Worker:
                     raise  # the watchdog's timeout or the emitter's shutdown: see run()
                 self._current, self.deadline = None, _NO_DEADLINE
                 self.report(delivery, slot, exc)
-                finished = monotonic()
-                if (timings := slot.timings) is not None:
-                    timings.observe(finished - start, delivery)
             else:
                 self._current, self.deadline = None, _NO_DEADLINE
                 broker.succeeded(delivery)
-                finished = monotonic()
-                if (timings := slot.timings) is not None:  # kept for metrics
-                    # DeliveryTimings.observe written out, since the call alone would cost
-                    # a percent of a no-op listener's throughput.
-                    ran = finished - start
-                    histogram = timings.ran
-                    histogram.counts[bucket(ran)] += 1
-                    histogram.sum += ran
-                    started = delivery.started_at
-                    waited = (started - (delivery.due_at or delivery.created_at or started)
-                              if started else 0.0)
-                    histogram = timings.waited
-                    histogram.counts[bucket(waited)] += 1
-                    histogram.sum += waited
+            finished = monotonic()
+            if (timings := slot.timings) is not None:  # kept for metrics
+                # Histogram.observe written out, since a call alone would cost a percent of
+                # a no-op listener's throughput.
+                ran = finished - start
+                histogram = timings.ran
+                histogram.counts[bucket(ran)] += 1
+                histogram.sum += ran
+                started = delivery.started_at  # from the emit (or due time) to this start
+                waited = (started - (delivery.due_at or delivery.created_at or started)
+                          if started else 0.0)
+                histogram = timings.waited
+                histogram.counts[bucket(waited)] += 1
+                histogram.sum += waited
             # Hold nothing of this call while waiting for the next: an idle worker must not
             # keep the listener (and its module, after a reload) alive.
             del taken, delivery, slot
