@@ -268,6 +268,16 @@ class Config:
                 sections["journal"] = JournalConfig(folder / sections["journal"].path)
         return cls(path=path, **sections)
 
+    def absolute(self) -> Config:
+        """This config with its paths taken from the working directory now, as a daemon
+        fixes them when it starts: asked later, a relative path would depend on the working
+        directory still being there."""
+        daemon = dataclasses.replace(self.daemon, socket=self.daemon.socket_path.absolute(),
+                                     listeners_dir=self.daemon.listeners_dir.absolute())
+        journal = self.journal and JournalConfig(self.journal.path.absolute())
+        path = self.path and self.path.absolute()
+        return dataclasses.replace(self, daemon=daemon, journal=journal, path=path)
+
     def schedule_key(self, index: int) -> str:
         """How an error names the ``index``-th ``[[schedule]]`` table: by its name."""
         return f"schedule {self.schedules[index].get('name')!r} ([[schedule]] {index + 1})"

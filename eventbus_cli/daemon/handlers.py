@@ -270,10 +270,10 @@ class Operations:
             "protocol": PROTOCOL_VERSION,
             "uptime_s": round(time.monotonic() - self.started, 3),
             "socket": str(self.socket_path),
-            "config": str(self.config.path.absolute()) if self.config.path else None,
-            "listeners_dir": str(daemon.listeners_dir.absolute()),
+            "config": str(self.config.path) if self.config.path else None,
+            "listeners_dir": str(daemon.listeners_dir),
             "listeners": len(self.emitter.listeners),
-            "journal": {"path": str(broker.path.absolute()), "bytes": broker.size_on_disk(),
+            "journal": {"path": str(broker.path), "bytes": broker.size_on_disk(),
                         "writable": broker.failure is None,
                         "error": None if broker.failure is None else str(broker.failure)}
             if isinstance(broker, JournalBroker) else None,
@@ -325,7 +325,7 @@ class Operations:
                          len(self.emitter.listeners), exc)
             raise
         logger.info("reloaded %d listeners from %s (added: %s; removed: %s)%s",
-                    len(self.emitter.listeners), directory.absolute(),
+                    len(self.emitter.listeners), directory,
                     ", ".join(changes.added) or "none", ", ".join(changes.removed) or "none",
                     f"; {changes.failed} waiting deliveries of removed listeners failed"
                     if changes.failed else "")

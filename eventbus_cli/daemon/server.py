@@ -67,8 +67,8 @@ class Server:
     (the drain), then :meth:`close`."""
 
     def __init__(self, config: Config) -> None:
-        self.config = config
-        self.socket_path = config.daemon.socket_path.absolute()
+        self.config = config = config.absolute()
+        self.socket_path = config.daemon.socket_path
         self._sock: socket.socket | None = None
         self._inode = 0
         self.ops: Operations | None = None
@@ -195,7 +195,7 @@ def _log_banner(ops: Operations) -> None:
              else "memory (a restart loses what waits)")
     lines = [f"eventbus {__version__} listening on {ops.socket_path}; deliveries in {where}",
              f"{counted(len(emitter.listeners), 'listener')} from "
-             f"{config.daemon.listeners_dir.absolute()}:"]
+             f"{config.daemon.listeners_dir}:"]
     for item, options in emitter.listener_options():
         timeout = "none" if math.isinf(options.timeout) else f"{options.timeout:g}s"
         kind = "async" if item.is_async else "sync"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import stat
@@ -242,5 +243,31 @@ def test_a_second_sigint_ends_the_process_even_when_a_listener_ignores_cancellat
         daemon.signal_and_wait_for_log(signal.SIGTERM, "draining")
         assert daemon.stop(signal.SIGINT, seconds=30) == 130
         assert "ignored its cancellation" in daemon.logs()
+    finally:
+        daemon.kill()
+
+
+def test_paths_are_fixed_at_start_so_status_survives_its_working_directory(
+    short_dir: Path,
+) -> None:
+    """A daemon started in a checkout, on the default (relative) listeners.d, keeps
+    answering `status` and emits after that checkout is deleted under it."""
+    work = short_dir / "work"
+    work.mkdir()
+    daemon = Daemon(work)
+    daemon.socket, daemon.out, daemon.log = (short_dir / "eb.sock", short_dir / "out.jsonl",
+                                             short_dir / "daemon.log")
+    daemon.env.update(EVENTBUS_SOCKET=str(daemon.socket), EVENTBUS_TEST_OUT=str(daemon.out))
+    with open(daemon.log, "ab") as log:
+        daemon.process = subprocess.Popen([EVENTBUS, "serve"], cwd=work, env=daemon.env,
+                                          stdout=log, stderr=log)
+    try:
+        daemon.wait_ready()
+        shutil.rmtree(work)
+        daemon.root = short_dir  # where the CLI runs from now
+        status = daemon.json("status")
+        assert status["listeners_dir"] == str(work / "listeners.d")
+        assert daemon.cli("emit", "user_created", "--kw", "email=a@b").returncode == 0
+        daemon.wait_for_records(1)
     finally:
         daemon.kill()
