@@ -32,7 +32,7 @@ from .listener import EventListener, ListenerLike
 from .memory import MemoryBroker
 from .routing import ListenerChanges, ListenerSet, Slot, unique_listeners
 from .threads import Threads
-from .timings import DeliveryTimings
+from .timings import Timings
 from .tracing import load_tracing
 from .worker import Worker
 
@@ -98,7 +98,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
     ) -> None:
         super().__init__(listeners)
         self._tracing = tracing
-        self.timings: dict[str, DeliveryTimings] | None = {} if timings else None
+        self.timings = Timings() if timings else None
         """With ``timings``, each listener's histograms of how long its attempts ran and
         waited (for metrics), by listener name, kept across reloads."""
         _check_number("concurrency", concurrency, minimum=1, whole=True)
@@ -134,14 +134,14 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
                            max_per_listener=self._max_per_listener)
         if self.timings is not None:
             for slot in made.slots:
-                slot.timings = self.timings.setdefault(slot.name, DeliveryTimings())
+                slot.timings = self.timings.of(slot.name)
         return made
 
     async def __aenter__(self) -> Self:
         if self._state is not _NEW:
             raise EmitterNotRunningError(f"{self._state} and cannot be started again")
         tracing = load_tracing() if self._tracing else None
-        self._workers = [Worker(self.broker, self.threads, tracing)
+        self._workers = [Worker(self.broker, self.threads, tracing, self.timings)
                          for _ in range(self._concurrency)]
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()

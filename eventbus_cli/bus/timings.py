@@ -1,9 +1,15 @@
-"""Histograms of how long things took, kept cheaply enough to sit on a worker's hot path:
-a few comparisons to find the bucket and two additions an observation."""
+"""Histograms of how long things took, kept cheaply enough to sit on a worker's hot path.
+
+A worker only appends each attempt's two figures to its listener's samples; they are
+counted into the histograms in bulk (sorted once, then cut at the bounds in C) when read,
+and every hundred deliveries or so, which keeps the samples few.
+"""
 
 from __future__ import annotations
 
-__all__ = ("BOUNDS", "DeliveryTimings", "Histogram", "bucket")
+from bisect import bisect_right
+
+__all__ = ("BOUNDS", "DeliveryTimings", "Histogram", "Timings", "bucket")
 
 BOUNDS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
           0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -58,6 +64,24 @@ class Histogram:
         self.counts[bucket(seconds)] += 1
         self.sum += seconds
 
+    def observe_all(self, values: list[float]) -> None:
+        """:meth:`observe` each of ``values``, which this sorts in place."""
+        if not values:
+            return
+        counts = self.counts
+        low, high = bucket(min(values)), bucket(max(values))
+        if low == high:  # the usual case for a listener that runs as long each time
+            counts[low] += len(values)
+        else:
+            values.sort()
+            counted = 0
+            for index in range(low, high):
+                upto = bisect_right(values, BOUNDS[index], counted)  # those <= the bound
+                counts[index] += upto - counted
+                counted = upto
+            counts[high] += len(values) - counted
+        self.sum += sum(values)
+
     @property
     def count(self) -> int:
         return sum(self.counts)
@@ -67,8 +91,62 @@ class DeliveryTimings:
     """One listener's attempts: how long each ran, and how long it waited from the emit (or
     its due time) to its start."""
 
-    __slots__ = ("ran", "waited")
+    __slots__ = ("_ran", "_waited", "samples")
 
     def __init__(self) -> None:
-        self.ran = Histogram()
-        self.waited = Histogram()
+        self._ran = Histogram()
+        self._waited = Histogram()
+        self.samples: list[float] = []
+        """Attempts not yet counted, two figures each: how long it ran, how long it waited.
+        A worker appends them; whoever makes the list non-empty adds this to
+        :attr:`Timings.unfolded`."""
+
+    @property
+    def ran(self) -> Histogram:
+        self.fold()
+        return self._ran
+
+    @property
+    def waited(self) -> Histogram:
+        self.fold()
+        return self._waited
+
+    def fold(self) -> None:
+        """Count the samples into the histograms."""
+        if samples := self.samples:
+            self._ran.observe_all(samples[0::2])
+            self._waited.observe_all(samples[1::2])
+            samples.clear()
+
+
+class Timings:
+    """Each listener's :class:`DeliveryTimings`, by listener name (kept across reloads)."""
+
+    __slots__ = ("_by_listener", "unfolded")
+
+    def __init__(self) -> None:
+        self._by_listener: dict[str, DeliveryTimings] = {}
+        self.unfolded: list[DeliveryTimings] = []
+        """Those whose samples have not been counted yet (one may be listed twice)."""
+
+    def of(self, listener: str) -> DeliveryTimings:
+        """``listener``'s timings, new if it has none yet."""
+        return self._by_listener.setdefault(listener, DeliveryTimings())
+
+    def fold(self) -> None:
+        """Count every listener's samples into its histograms."""
+        fold_all(self.unfolded)
+
+    def __getitem__(self, listener: str) -> DeliveryTimings:
+        return self._by_listener[listener]
+
+    def items(self) -> list[tuple[str, DeliveryTimings]]:
+        """``(listener, timings)`` pairs, by listener name."""
+        return sorted(self._by_listener.items())
+
+
+def fold_all(unfolded: list[DeliveryTimings]) -> None:
+    """Fold each of ``unfolded`` and empty the list."""
+    for timings in unfolded:
+        timings.fold()
+    unfolded.clear()

@@ -19,7 +19,7 @@ from .current import CURRENT
 from .delivery import Delivery
 from .routing import Slot
 from .threads import Threads
-from .timings import bucket
+from .timings import Timings, fold_all
 from .tracing import Tracing
 
 __all__ = ("Worker", "describe_failure")
@@ -40,8 +40,10 @@ class Worker:
     outlives its timeout; the worker then fails that delivery and opens a fresh scope.
     """
 
-    def __init__(self, broker: Broker, threads: Threads, tracing: Tracing | None = None) -> None:
+    def __init__(self, broker: Broker, threads: Threads, tracing: Tracing | None = None,
+                 timings: Timings | None = None) -> None:
         self._broker = broker
+        self._unfolded = timings.unfolded if timings is not None else []
         self._threads = threads
         self._tracing = tracing
         self._scope: anyio.CancelScope | None = None
@@ -72,6 +74,7 @@ class Worker:
     async def _run_deliveries(self) -> None:
         broker, burst, monotonic = self._broker, 0, time.monotonic
         take_nowait, tracing, set_current = broker.take_nowait, self._tracing, CURRENT.set
+        unfolded = self._unfolded
         finished = monotonic()  # when the last attempt ended: back to back, the next began
         while not self._late:  # a listener that swallowed its cancellation ends here
             if (taken := take_nowait()) is None:
@@ -98,25 +101,22 @@ class Worker:
                 self._current, self.deadline = None, _NO_DEADLINE
                 broker.succeeded(delivery)
             finished = monotonic()
-            if (timings := slot.timings) is not None:  # kept for metrics
-                # Histogram.observe written out, since a call alone would cost a percent of
-                # a no-op listener's throughput.
-                ran = finished - start
-                histogram = timings.ran
-                histogram.counts[bucket(ran)] += 1
-                histogram.sum += ran
+            if (timings := slot.timings) is not None:  # kept for metrics, counted later
+                samples = timings.samples
+                if not samples:
+                    unfolded.append(timings)
+                samples.append(finished - start)
                 started = delivery.started_at  # from the emit (or due time) to this start
-                waited = (started - (delivery.due_at or delivery.created_at or started)
-                          if started else 0.0)
-                histogram = timings.waited
-                histogram.counts[bucket(waited)] += 1
-                histogram.sum += waited
+                samples.append(started - (delivery.due_at or delivery.created_at or started)
+                               if started else 0.0)
             # Hold nothing of this call while waiting for the next: an idle worker must not
             # keep the listener (and its module, after a reload) alive.
             del taken, delivery, slot
             burst += 1
             if burst == _YIELD_EVERY:
                 burst = 0
+                if unfolded:
+                    fold_all(unfolded)
                 await anyio.lowlevel.checkpoint()
                 finished = monotonic()  # other tasks ran meanwhile
 

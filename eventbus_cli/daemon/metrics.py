@@ -138,7 +138,7 @@ class Metrics:
                              [([], self.journal_commits)])
 
     def _timings(self) -> Iterator[Any]:
-        timings = sorted((self.emitter.timings or {}).items())
+        timings = self.emitter.timings.items() if self.emitter.timings is not None else []
         yield _histogram("eventbus_delivery_duration_seconds", "How long attempts ran, by "
                          "listener.", ["listener"], [([name], t.ran) for name, t in timings])
         yield _histogram("eventbus_delivery_wait_seconds", "How long attempts waited from "

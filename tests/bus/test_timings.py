@@ -4,6 +4,7 @@ observes for attempts that succeed, fail, follow one another or follow an idle s
 from __future__ import annotations
 
 import math
+import random
 from bisect import bisect_left
 
 import anyio
@@ -34,6 +35,36 @@ def test_a_histogram_counts_by_bucket_and_sums() -> None:
     assert histogram.counts[bucket(0.003)] == 2
     assert histogram.counts[-1] == 1
     assert histogram.sum == pytest.approx(400.006001)
+
+
+def test_counting_in_bulk_is_counting_one_by_one() -> None:
+    cases = [[0.003] * 5, [*BOUNDS, *BOUNDS], [math.nextafter(bound, 0.0) for bound in BOUNDS]]
+    cases += [[random.lognormvariate(-9, 3) for _ in range(size)] for size in (1, 2, 100, 999)]
+    for values in cases:
+        one_by_one, in_bulk = Histogram(), Histogram()
+        for value in values:
+            one_by_one.observe(value)
+        in_bulk.observe_all(list(values))
+        assert in_bulk.counts == one_by_one.counts, values
+        assert in_bulk.sum == pytest.approx(one_by_one.sum)
+
+
+async def test_samples_are_counted_as_the_workers_go_so_they_stay_few() -> None:
+    most = 0
+
+    @listener("ran", name="quick")
+    async def quick(number: int) -> None:
+        nonlocal most
+        assert emitter.timings is not None
+        most = max(most, len(emitter.timings.of("quick").samples))
+
+    async with SimpleEventEmitter([quick], timings=True, concurrency=4) as emitter:
+        for number in range(5_000):
+            await emitter.aemit("ran", number)
+    assert emitter.timings is not None
+    assert emitter.timings["quick"].ran.count == 5_000
+    assert emitter.timings["quick"].waited.count == 5_000
+    assert 0 < most <= 2 * 4 * 100  # two figures an attempt; each worker folds every 100
 
 
 def slowest_bucket(histogram: Histogram) -> int:
