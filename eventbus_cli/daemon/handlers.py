@@ -86,10 +86,10 @@ class Operations:
         self.config_schedules = config_schedules(config)
         """The ``[[schedule]]`` tables, fixed for the daemon's life (a reload keeps them)."""
 
-    def _fired(self, name: str, event_id: str, outcome: str) -> None:
+    def _fired(self, name: str, event_id: str, outcome: str, deliveries: int) -> None:
         self.monitor.fired(name, event_id, outcome)
         if self.metrics is not None:
-            self.metrics.count_fire(name, event_id, outcome)
+            self.metrics.count_fire(name, event_id, deliveries)
 
     def serve_schedules(self, schedules: list[Schedule]) -> None:
         """Serve the listener files' ``schedules`` and the config's from now on."""

@@ -62,9 +62,10 @@ class Metrics:
         routed = bool(self.emitter.listeners_for(event_id)) if _is_id(event_id) else False
         self.refused[(event_id if routed else "", code)] += 1
 
-    def count_fire(self, name: str, event_id: str, outcome: str) -> None:
-        """A schedule fired (the scheduler's ``on_fire``)."""
+    def count_fire(self, name: str, event_id: str, deliveries: int) -> None:
+        """A schedule fired (the scheduler's ``on_fire``), an emit like a client's."""
         self.fires[name] += 1
+        self.count_emitted(event_id, deliveries)
 
     def collect(self) -> Iterator[Any]:
         """The metric families, as prometheus-client's collectors give them."""

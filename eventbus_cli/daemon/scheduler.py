@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 
-from ..bus.delivery import iso_time
+from ..bus.delivery import Delivery, iso_time
 from ..bus.emitter import SimpleEventEmitter
 from ..bus.schedules import Schedule, cron, every
 from ..config import Config
@@ -54,11 +54,13 @@ class Scheduler:
 
     def __init__(self, emitter: SimpleEventEmitter, *,
                  clock: Callable[[], float] = time.time,
-                 on_fire: Callable[[str, str, str], None] | None = None) -> None:
+                 on_fire: Callable[[str, str, str, int], None] | None = None) -> None:
         self._emitter = emitter
         self._broker = emitter.broker
         self._clock = clock
-        self._on_fire = on_fire  # told (name, event id, outcome) of every fire: tail shows it
+        self._on_fire = on_fire
+        """Told (name, event id, outcome, deliveries queued) of every fire: tail shows it,
+        metrics count it."""
         self._entries: dict[str, _Entry] = {}
         self._heap: list[tuple[float, int, str]] = []
         self._count = 0
@@ -139,6 +141,7 @@ class Scheduler:
         share a broker and each fires the same schedule at the same due time."""
         schedule = entry.schedule
         assert schedule.name is not None
+        made: Sequence[Delivery] = ()
         try:
             made = self._emitter.put(schedule.event_id, schedule.args, schedule.kwargs,
                                      key=key)
@@ -154,7 +157,7 @@ class Scheduler:
         entry.last = now
         self._broker.note_fire(schedule.name, now)
         if self._on_fire is not None:
-            self._on_fire(schedule.name, schedule.event_id, entry.outcome)
+            self._on_fire(schedule.name, schedule.event_id, entry.outcome, len(made))
 
     def listing(self) -> list[dict[str, Any]]:
         """Each schedule: its name, spec, time zone, event, next and last fire, outcome."""

@@ -99,3 +99,24 @@ def test_a_listen_address_that_is_not_host_port_is_a_config_error(short_dir: Pat
     result = daemon.cli("--config", str(daemon.config), "serve")
     assert result.returncode == 1
     assert 'metrics.listen: expected "host:port"' in result.stderr
+
+
+SCHEDULED = LISTENERS + '''
+from eventbus_cli import cron
+
+new_year = cron("0 3 1 1 *", "user_created", kwargs={"email": "ada@example.com"},
+                name="new_year")
+'''
+
+
+def test_a_schedule_fire_counts_as_an_emit_of_its_event(short_dir: Path) -> None:
+    port = _free_port()
+    with running(short_dir, listeners=SCHEDULED,
+                 config=f'[metrics]\nlisten = "127.0.0.1:{port}"\n') as daemon:
+        assert daemon.cli("emit", "user_created", "email=ada@example.com").returncode == 0
+        assert daemon.cli("schedule", "run", "new_year").returncode == 0
+        welcome = (("listener", "recorder:welcome"),)
+        wait_for(lambda: _scrape(port)[("eventbus_deliveries_succeeded_total", welcome)] == 2)
+        found = _scrape(port)
+    assert found[("eventbus_schedule_fires_total", (("schedule", "new_year"),))] == 1
+    assert found[("eventbus_events_emitted_total", (("event", "user_created"),))] == 2
