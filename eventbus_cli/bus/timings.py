@@ -127,15 +127,13 @@ class Timings:
     def __init__(self) -> None:
         self._by_listener: dict[str, DeliveryTimings] = {}
         self.unfolded: list[DeliveryTimings] = []
-        """Those whose samples have not been counted yet (one may be listed twice)."""
+        """Those whose samples may not have been counted yet (one may be listed twice):
+        the workers :func:`fold_all` of them every hundred deliveries, and reading a
+        histogram folds its own."""
 
     def of(self, listener: str) -> DeliveryTimings:
         """``listener``'s timings, new if it has none yet."""
         return self._by_listener.setdefault(listener, DeliveryTimings())
-
-    def fold(self) -> None:
-        """Count every listener's samples into its histograms."""
-        fold_all(self.unfolded)
 
     def __getitem__(self, listener: str) -> DeliveryTimings:
         return self._by_listener[listener]
