@@ -7,7 +7,7 @@ and every hundred deliveries or so, which keeps the samples few.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 
 __all__ = ("BOUNDS", "DeliveryTimings", "Histogram", "Timings", "bucket")
 
@@ -19,35 +19,8 @@ since a no-op listener runs in a few, to 5 minutes."""
 
 def bucket(seconds: float) -> int:
     """The index of the first of :data:`BOUNDS` at or above ``seconds`` (``len(BOUNDS)`` when
-    none is): ``bisect_left(BOUNDS, seconds)``, written out as a balanced tree of
-    comparisons, which the interpreter runs in half the time of bisect's generic ones."""
-    if seconds <= 0.005:
-        if seconds <= 0.00025:
-            if seconds <= 0.000025:
-                return 0 if seconds <= 0.00001 else 1
-            if seconds <= 0.00005:
-                return 2
-            return 3 if seconds <= 0.0001 else 4
-        if seconds <= 0.001:
-            return 5 if seconds <= 0.0005 else 6
-        return 7 if seconds <= 0.0025 else 8
-    if seconds <= 0.5:
-        if seconds <= 0.05:
-            if seconds <= 0.01:
-                return 9
-            return 10 if seconds <= 0.025 else 11
-        if seconds <= 0.1:
-            return 12
-        return 13 if seconds <= 0.25 else 14
-    if seconds <= 5.0:
-        if seconds <= 1.0:
-            return 15
-        return 16 if seconds <= 2.5 else 17
-    if seconds <= 30.0:
-        return 18 if seconds <= 10.0 else 19
-    if seconds <= 60.0:
-        return 20
-    return 21 if seconds <= 300.0 else 22
+    none is)."""
+    return bisect_left(BOUNDS, seconds)
 
 
 class Histogram:
