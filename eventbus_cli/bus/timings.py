@@ -41,18 +41,13 @@ class Histogram:
         """:meth:`observe` each of ``values``, which this sorts in place."""
         if not values:
             return
-        counts = self.counts
-        low, high = bucket(min(values)), bucket(max(values))
-        if low == high:  # the usual case for a listener that runs as long each time
-            counts[low] += len(values)
-        else:
-            values.sort()
-            counted = 0
-            for index in range(low, high):
-                upto = bisect_right(values, BOUNDS[index], counted)  # those <= the bound
-                counts[index] += upto - counted
-                counted = upto
-            counts[high] += len(values) - counted
+        values.sort()  # list.sort compares floats much faster than min() and max() do
+        counts, counted, high = self.counts, 0, bucket(values[-1])
+        for index in range(bucket(values[0]), high):  # none in the usual case, one bucket
+            upto = bisect_right(values, BOUNDS[index], counted)  # those <= the bound
+            counts[index] += upto - counted
+            counted = upto
+        counts[high] += len(values) - counted
         self.sum += sum(values)
 
     @property
