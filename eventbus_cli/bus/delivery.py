@@ -114,7 +114,7 @@ class Delivery:
         self.traceback: str | None = None
         self.created_at = created_at  # time.time() of the emit
         self.due_at: float | None = None  # time.time() a scheduled delivery is due
-        self.started_at: float | None = None  # time.time() its last attempt began
+        self.started_at = 0.0  # time.time() its last attempt began; 0.0 before the first
         self.failed_at: float | None = None  # time.time() it last failed its final attempt
         self.trace: dict[str, str] | None = None  # the emit's W3C trace context, if it had one
 
@@ -128,7 +128,7 @@ class Delivery:
             "attempts": self.attempts,
             "error": self.error,
             "created": iso_time(self.created_at),
-            "last_attempt": iso_time(self.started_at),
+            "last_attempt": iso_time(self.started_at or None),
             "failed": iso_time(self.failed_at),
             "due": iso_time(self.due_at),
             "args": list(self.args),

@@ -107,8 +107,7 @@ class Worker:
                     unfolded.append(timings)
                 samples.append(finished - start)
                 started = delivery.started_at  # from the emit (or due time) to this start
-                samples.append(started - (delivery.due_at or delivery.created_at or started)
-                               if started else 0.0)
+                samples.append(started - (delivery.due_at or delivery.created_at or started))
             # Hold nothing of this call while waiting for the next: an idle worker must not
             # keep the listener (and its module, after a reload) alive.
             del taken, delivery, slot
