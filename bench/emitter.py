@@ -54,13 +54,17 @@ async def run_timed(events: int, listeners: int) -> int:
 
 def metrics_cost(events: int, rounds: int = 9) -> tuple[float, float, float]:
     """Median events/s into 1 listener with the delivery timings that metrics need kept and
-    without, in turns, and the median of the pairs' ratios (with / without)."""
-    timed = [rate(run_timed, events, 1) for _ in range(1)]  # warm both paths first
-    plain = [rate(run_eventbus, events, 1)]
-    timed, plain = [], []
+    without, in turns, and the median of the pairs' ratios (with / without).
+    bench/instructions.py counts the same cost in instructions, which do not wander."""
+    rate(run_timed, events, 1)  # warm both paths first
+    rate(run_eventbus, events, 1)
+    timed: list[float] = []
+    plain: list[float] = []
+    sides: list[tuple[Run, list[float]]] = [(run_timed, timed), (run_eventbus, plain)]
     for _ in range(rounds):
-        timed.append(rate(run_timed, events, 1))
-        plain.append(rate(run_eventbus, events, 1))
+        for run, into in sides:
+            into.append(rate(run, events, 1))
+        sides.reverse()  # the other side first in the next pair: no order favours either
     ratio = statistics.median(a / b for a, b in zip(timed, plain, strict=True))
     return statistics.median(timed), statistics.median(plain), ratio
 
