@@ -6,6 +6,9 @@ Run: .venv/bin/python bench/schedules.py
    long after their due time the last one starts, and how many ready events a producer
    emits in that time compared with the same producer when nothing else is due (seven runs
    each, in turns; the median of the pairs' ratios, and the latest start of all of them).
+   And the CPU the burst alone takes from its due time to its last start: the share of the
+   second that a producer keeping the same event loop busy must lose, the floor of the
+   figure above.
 2. The same burst in a real daemon: 100,000 `due` events emitted for one second (pipelined
    on an AsyncClient), and a client that emits `ready` events one at a time, each waiting
    for its reply as an application's request would, during that second; against the same
@@ -65,6 +68,30 @@ async def burst(scheduled: int) -> tuple[float, int]:
         if scheduled:
             await all_started.wait()
     return (max(starts) - due if starts else 0.0), ready
+
+
+async def burst_alone(scheduled: int) -> float:
+    """CPU seconds the process spends from the due time of ``scheduled`` deliveries into one
+    no-op listener until the last has started, with nothing else to do: what any work
+    sharing the event loop in that second must give up to them."""
+    started = 0
+    all_started = anyio.Event()
+
+    @listener("due")
+    async def on_due(**kwargs: Any) -> None:
+        nonlocal started
+        started += 1
+        if started == scheduled:
+            all_started.set()
+
+    async with SimpleEventEmitter([on_due]) as emitter:
+        due = time.time() + 2.0
+        for _ in range(scheduled):
+            emitter.emit_at(due, "due")
+        await anyio.sleep(max(0.0, due - time.time()))
+        before = time.process_time()
+        await all_started.wait()
+        return time.process_time() - before
 
 
 DAEMON_LISTENERS = '''
@@ -163,6 +190,10 @@ def main() -> None:
           f"its due time (the latest of {ROUNDS} runs)")
     print(f"ready events emitted in that second: {ready_busy:,.0f} (with nothing due: "
           f"{ready_quiet:,.0f}); paired, {100 * (ratio - 1):+.1f}%")
+    alone = statistics.median(anyio.run(burst_alone, BURST) for _ in range(ROUNDS))
+    print(f"the burst alone takes {alone:.3f} s of CPU ({1e6 * alone / BURST:.2f} us a delivery, "
+          f"median of {ROUNDS}): a producer that keeps the one event loop busy loses that share "
+          f"of the second, {100 * alone:.0f}%, however the burst is sliced")
     ratio, busy_longest, quiet_longest = daemon_cost()
     print(f"in a daemon, ready emits one at a time (Client.emit) in the second the burst falls "
           f"due: paired, {100 * (ratio - 1):+.1f}% against nothing due; the longest single "
