@@ -7,7 +7,6 @@ scheduled emits waiting for their due time (by ``time.time()``, since a due time
 from __future__ import annotations
 
 import heapq
-from collections import deque
 from collections.abc import Callable, Iterator
 from itertools import chain
 
@@ -38,7 +37,7 @@ class DueHeap:
 
     def __init__(self) -> None:
         self._entries: list[Entry] = []
-        self._staged: deque[Entry] = deque()  # cut out as due, not handed out yet; in order
+        self._staged: list[Entry] = []  # cut out as due, not handed out yet; in order
 
     def __len__(self) -> int:
         return len(self._entries) + len(self._staged)
@@ -77,18 +76,20 @@ class DueHeap:
                 due.append(heapq.heappop(entries))
             else:
                 return due
-        return [staged.popleft() for _ in range(min(HANDED_OUT, len(staged)))]
+        handed = staged[:HANDED_OUT]
+        del staged[:HANDED_OUT]
+        return handed
 
     def take_lane(self, lane: Lane) -> list[Delivery]:
         """Remove and return the deliveries of ``lane``, earliest first."""
         staged = [entry for entry in self._staged if entry[3] is lane]
         if staged:
-            self._staged = deque(entry for entry in self._staged if entry[3] is not lane)
+            self._staged = [entry for entry in self._staged if entry[3] is not lane]
         return [entry[2] for entry in sorted(staged + self._cut(lambda entry: entry[3] is lane))]
 
     def clear(self) -> list[Delivery]:
         """Remove and return every delivery, earliest first."""
-        staged, self._staged = list(self._staged), deque()
+        staged, self._staged = self._staged, []
         return [entry[2] for entry in sorted(staged + self._cut(lambda entry: True))]
 
     def _cut(self, chosen: Callable[[Entry], bool]) -> list[Entry]:
