@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import count
+from operator import itemgetter
 from typing import Any
 
 import anyio
@@ -274,8 +275,9 @@ class MemoryBroker(Broker):
             lane.ready = False
         self._waiting -= 1
         self._bytes -= delivery.size
-        if self._released:
-            self._settle_released(delivery)
+        if (released := self._released) and delivery.id in released:  # it came due
+            released.discard(delivery.id)
+            self._released_bytes -= delivery.size
         if self._room_waiters and self._half_empty():
             self.wake_all()
         delivery.state = _RUNNING
@@ -379,9 +381,9 @@ class MemoryBroker(Broker):
             nbytes += delivery.size
         self._bytes += nbytes
         self._released_bytes += nbytes
-        self._released.update(entry[1] for entry in due)
+        self._released.update(map(itemgetter(1), due))
         self._waiting += len(due)
-        for lane in {id(entry[3]): entry[3] for entry in due}.values():
+        for lane in dict.fromkeys(map(itemgetter(3), due)):  # each lane once, in order
             self._make_ready(lane)
         while self._idle and self._ready:
             self._idle.popleft().set()
