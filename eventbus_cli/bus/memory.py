@@ -275,8 +275,8 @@ class MemoryBroker(Broker):
             lane.ready = False
         self._waiting -= 1
         self._bytes -= delivery.size
-        if (released := self._released) and delivery.id in released:  # it came due
-            released.discard(delivery.id)
+        if self._released and delivery.id in self._released:  # it came due
+            self._released.discard(delivery.id)
             self._released_bytes -= delivery.size
         if self._room_waiters and self._half_empty():
             self.wake_all()
