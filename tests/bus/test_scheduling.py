@@ -11,6 +11,7 @@ import pytest
 from eventbus_cli import SimpleEventEmitter, listener
 from eventbus_cli.bus.delivery import DeliveryState
 from eventbus_cli.errors import BadArgumentsError, QueueFullError
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -87,3 +88,36 @@ async def test_a_burst_come_due_does_not_take_the_room_of_ready_emits() -> None:
             emitter.emit_in(60, "due")
         gate.set()
     assert ran == 50
+
+
+async def test_purging_deliveries_that_came_due_gives_back_their_room() -> None:
+    """Deliveries that came due and were purged before they started no longer count against
+    max_scheduled, nor stand apart from queue_size: the bounds are as if they never were."""
+    gate, started = anyio.Event(), anyio.Event()
+
+    @listener("due")
+    async def stuck() -> None:
+        started.set()
+        await gate.wait()
+
+    async with SimpleEventEmitter([stuck], queue_size=10, concurrency=1,
+                                  shutdown_timeout=1) as emitter:
+        for _ in range(20):
+            emitter.emit_in(0.05, "due")
+        with anyio.fail_after(10):
+            await started.wait()
+        await wait_until(lambda: emitter.stats().scheduled == 0)  # all 20 came due
+        emitter.broker.max_scheduled = 19
+        with pytest.raises(QueueFullError, match="max_scheduled"):
+            emitter.emit_in(60, "due")  # the 19 not started still hold all of it
+        assert emitter.broker.purge(DeliveryState.PENDING) == 19
+        for _ in range(19):
+            emitter.emit_in(60, "due")  # room again for 19
+        with pytest.raises(QueueFullError, match="max_scheduled"):
+            emitter.emit_in(60, "due")
+        assert emitter.broker.purge(DeliveryState.SCHEDULED) == 19
+        for _ in range(10):
+            emitter.emit("due")  # the ready bound is whole again: the purged took none of it
+        with pytest.raises(QueueFullError, match="queue_size"):
+            emitter.emit("due")
+        gate.set()
