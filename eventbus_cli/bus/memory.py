@@ -130,9 +130,10 @@ class MemoryBroker(Broker):
             lane.delayed = 0
         self._waiting -= len(taken)
         self._bytes -= sum(delivery.size for delivery in taken)
-        if self._released:
-            for delivery in taken:
-                self._settle_released(delivery)
+        if self._released:  # those that came due no longer stand apart from the ready bound
+            settled = [delivery for delivery in taken if delivery.id in self._released]
+            self._released.difference_update(delivery.id for delivery in settled)
+            self._released_bytes -= sum(delivery.size for delivery in settled)
         if scheduled and lane.scheduled:
             taken += self._scheduled.take_lane(lane)
             lane.scheduled = 0
@@ -152,13 +153,6 @@ class MemoryBroker(Broker):
     def _half_empty(self) -> bool:
         return self._waiting - len(self._released) <= self.size // 2 and (
             self.max_bytes is None or self._bytes - self._released_bytes <= self.max_bytes // 2)
-
-    def _settle_released(self, delivery: Delivery) -> None:
-        """``delivery`` leaves the lanes: if it came due there, it no longer stands apart from
-        the ready bound."""
-        if delivery.id in self._released:
-            self._released.discard(delivery.id)
-            self._released_bytes -= delivery.size
 
     async def wait_for_room(self) -> None:
         room = anyio.Event()
@@ -275,7 +269,7 @@ class MemoryBroker(Broker):
             lane.ready = False
         self._waiting -= 1
         self._bytes -= delivery.size
-        if self._released and delivery.id in self._released:  # it came due
+        if self._released and delivery.id in self._released:  # it came due: see _release_due
             self._released.discard(delivery.id)
             self._released_bytes -= delivery.size
         if self._room_waiters and self._half_empty():
