@@ -19,7 +19,7 @@ from .current import CURRENT
 from .delivery import Delivery
 from .routing import Slot
 from .threads import Threads
-from .timings import Timings, fold_all
+from .timings import Timings, fold_full
 from .tracing import Tracing
 
 __all__ = ("Worker", "describe_failure")
@@ -103,7 +103,8 @@ class Worker:
             finished = monotonic()
             if (timings := slot.timings) is not None:  # kept for metrics, counted later
                 samples = timings.samples
-                if not samples:
+                if not samples and not timings.listed:
+                    timings.listed = True
                     unfolded.append(timings)
                 samples.append(finished - start)
                 started = delivery.started_at  # from the emit (or due time) to this start
@@ -115,7 +116,7 @@ class Worker:
             if burst == _YIELD_EVERY:
                 burst = 0
                 if unfolded:
-                    fold_all(unfolded)
+                    fold_full(unfolded)
                 await anyio.lowlevel.checkpoint()
                 finished = monotonic()  # other tasks ran meanwhile
 
