@@ -182,8 +182,9 @@ class AsyncClient:
         """Fail every call waiting for a reply, and every call from now on, with ``lost``."""
         self._lost = self._lost or lost
         for waiter in self._waiting.values():
-            waiter.error = self._lost
-            waiter.done.set()
+            if not waiter.done.is_set():  # a reply that came before the loss stands
+                waiter.error = self._lost
+                waiter.done.set()
 
     async def _dispatch(self, line: bytes) -> None:
         # The daemon writes every reply with "id" first; a subscription's records have none.
@@ -291,6 +292,11 @@ class AsyncClient:
     async def status(self) -> dict[str, Any]:
         """The daemon's status, as ``status --json`` shows it."""
         return cast(dict[str, Any], await self.call("status"))
+
+    async def stop(self, *, drain: bool = True) -> int:
+        """Ask the daemon to stop (``drain``: after finishing what it accepted, within its
+        ``shutdown_timeout``; else at once); return its pid."""
+        return int((await self.call("stop", drain=drain))["pid"])
 
     async def schedules(self) -> list[ScheduleInfo]:
         """The daemon's schedules."""

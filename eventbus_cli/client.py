@@ -218,6 +218,11 @@ class Client:
         """The daemon's status, as ``status --json`` shows it."""
         return cast("dict[str, Any]", self.call("status"))
 
+    def stop(self, *, drain: bool = True) -> int:
+        """Ask the daemon to stop (``drain``: after finishing what it accepted, within its
+        ``shutdown_timeout``; else at once); return its pid, to wait for its exit."""
+        return int(self.call("stop", drain=drain)["pid"])
+
     def emit_many(self, events: Iterable[Mapping[str, Any]]) -> BulkResult:
         """Emit events given as ``{"event", "args", "kwargs"}`` mappings, in batches."""
         lines = [json.dumps(dict(event), separators=(",", ":")).encode() for event in events]

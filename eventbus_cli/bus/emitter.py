@@ -121,6 +121,8 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         self._workers: list[Worker] = []
         self._state = _NEW
         self._task_group: anyio.abc.TaskGroup | None = None
+        self._drain: anyio.CancelScope | None = None
+        self._drain_cut = False
         self.unfinished: list[Delivery] = []
         """Deliveries that did not finish by the shutdown timeout (filled on exit)."""
 
@@ -163,8 +165,8 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         self.broker.stop_taking()
         self.broker.wake_all()
         try:
-            if not isinstance(exc, anyio.get_cancelled_exc_class()):
-                with anyio.move_on_after(self._shutdown_timeout):
+            if not isinstance(exc, anyio.get_cancelled_exc_class()) and not self._drain_cut:
+                with anyio.move_on_after(self._shutdown_timeout) as self._drain:
                     await self.broker.join()
         finally:
             held = list(self.broker.deliveries())
@@ -179,6 +181,14 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
             self._task_group.cancel_scope.cancel()
             await self._task_group.__aexit__(None, None, None)
             self._state = _CLOSED
+
+    def cut_drain(self) -> None:
+        """Leave without waiting for what was accepted: on leaving the ``async with`` (or at
+        once, if it is already draining), what is unfinished is handled as at the end of
+        ``shutdown_timeout``: logged and kept in :attr:`unfinished`, running calls cancelled."""
+        self._drain_cut = True
+        if self._drain is not None:
+            self._drain.cancel()
 
     def _log_unfinished(self) -> None:
         listed = ", ".join(f"{d.id} ({d.event} -> {d.listener})" for d in self.unfinished[:20])

@@ -138,21 +138,10 @@ def stop(
 
     Example: eventbus stop   (or: eventbus stop --no-drain)
     """
-    import signal
     import time
 
     with reported(), client_for(ctx) as client:
-        pid = int(client.status()["pid"])
-    try:
-        os.kill(pid, signal.SIGTERM)
-        if no_drain:  # a signal after the first one stops without draining
-            os.kill(pid, signal.SIGINT)
-    except ProcessLookupError:
-        typer.echo(f"stopped (pid {pid} had already exited)")
-        return
-    except PermissionError:
-        typer.echo(f"error: pid {pid} belongs to another user; stop it as that user", err=True)
-        raise typer.Exit(1) from None
+        pid = client.stop(drain=not no_drain)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not _alive(pid):

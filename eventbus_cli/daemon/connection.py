@@ -201,6 +201,7 @@ async def _serve_lines(stream: anyio.abc.SocketStream, ops: Operations,
             line = line.strip()
             if not line:
                 continue
+            asked = ops.stop_asked
             answer = await ops.answer(line, flush)
             if isinstance(answer, Subscription):  # the connection serves it alone from now on
                 try:
@@ -214,6 +215,12 @@ async def _serve_lines(stream: anyio.abc.SocketStream, ops: Operations,
             if wrote:
                 writes.append(len(replies))
             replies.append(reply)
+            if ops.stop_asked and not asked:  # this was the stop: reply, close, then stop
+                try:
+                    await flush()
+                finally:
+                    ops.stopping.set()
+                return
         if splitter.too_large:
             refusal = splitter.too_large_error()
             replies.append(encode_error(None, refusal.code, refusal.problem))

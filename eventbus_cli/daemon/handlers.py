@@ -78,6 +78,13 @@ class Operations:
         self.monitor = Monitor(emitter)
         self.health = Health(emitter)
         self.started = time.monotonic()
+        self.stop_asked = False
+        """Whether a ``stop`` op came; its connection sends the reply, closes, and sets
+        :attr:`stopping`."""
+        self.stopping = anyio.Event()
+        """The server shuts down once this is set, as on its shutdown trigger."""
+        self.drain = True
+        """False once a ``stop`` op said not to drain."""
         self._reloading = anyio.Lock()
         self.metrics = metrics
         """What ``/metrics`` serves, with ``[metrics]`` set."""
@@ -290,6 +297,17 @@ class Operations:
         }
 
     # -- changing ----------------------------------------------------------------------------
+
+    @_handles("stop")
+    async def _stop(self, request: Request, flush: Flush) -> dict[str, Any]:
+        if not request.drain:
+            self.drain = False
+            self.emitter.cut_drain()
+        if not self.stop_asked:
+            logger.info("stop requested by a client (%s)", "draining first" if request.drain
+                        else "without draining: what runs is cut short")
+            self.stop_asked = True  # its connection sets stopping once the reply is sent
+        return {"stopping": True, "drain": request.drain, "pid": os.getpid()}
 
     @_handles("retry")
     async def _retry(self, request: Request, flush: Flush) -> dict[str, Any]:

@@ -131,7 +131,7 @@ class Server:
                 _log_banner(ops)
                 task_status.started(Ready(ops.socket_path, len(ops.emitter.listeners),
                                           ops.reload))
-                await (shutdown_trigger or anyio.sleep_forever)()
+                await _first(shutdown_trigger or anyio.sleep_forever, ops.stopping.wait)
                 self.shutdown(ops)
             connections.cancel_scope.cancel()  # the drain is over: close every connection
 
@@ -139,6 +139,10 @@ class Server:
         """Refuse new emits; leaving the emitter then drains, within ``shutdown_timeout``."""
         ops.intake.draining = True
         stats = ops.emitter.stats()
+        if not ops.drain:
+            logger.info("shutting down without draining: cutting short %s",
+                        counted(stats.pending + stats.running + stats.retrying, "delivery"))
+            return
         logger.info("shutting down: draining %s (at most %gs)",
                     counted(stats.pending + stats.running + stats.retrying, "delivery"),
                     self.config.daemon.shutdown_timeout)
@@ -173,6 +177,17 @@ async def serve(
         await server.main_loop(ops, shutdown_trigger, task_status)
     finally:
         server.close()
+
+
+async def _first(*waits: Callable[[], Awaitable[object]]) -> None:
+    """Return once the first of ``waits`` returns (the others are cancelled)."""
+    async with anyio.create_task_group() as group:
+        async def until(wait: Callable[[], Awaitable[object]]) -> None:
+            await wait()
+            group.cancel_scope.cancel()
+
+        for wait in waits:
+            group.start_soon(until, wait)
 
 
 async def _start_metrics(group: anyio.abc.TaskGroup, config: Config, metrics: Metrics) -> None:

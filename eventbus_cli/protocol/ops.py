@@ -59,6 +59,7 @@ class Request(NamedTuple):
     event: str | None = None  # schema: the event id
     due_at: float | None = None  # emit: time.time() to run it at (from "delay" or "at")
     size: int = 0  # bytes of the request line, shared out among its events for max_queue_bytes
+    drain: bool = True  # stop: finish what was accepted first (within shutdown_timeout)
 
 
 class _Bad(Exception):
@@ -287,6 +288,11 @@ OPS: dict[str, Op] = {
                     '`{"subscribed": true}`, then one record a line (as `tail --json`) until '
                     "the client closes"),
     "status": Op((), "as `status --json`"),
+    "stop": Op((Field("drain", _bool, "false: stop at once, cutting short what runs (default "
+                      "true: refuse new emits, finish what was accepted within "
+                      "`shutdown_timeout`)"),),
+               '`{"stopping": true, "drain", "pid"}`; the daemon then closes this connection, '
+               "shuts down and closes the others"),
 }
 _NAMES = {op: frozenset(field.name for field in spec.fields) | {"id", "op"}
           for op, spec in OPS.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import anyio
@@ -62,3 +63,39 @@ async def test_async_client_without_a_daemon(short_dir: Path) -> None:
     with pytest.raises(NoDaemonError, match="eventbus serve"):
         async with AsyncClient(short_dir / "none.sock"):
             pass
+
+
+HUNG = '''
+import anyio
+from eventbus_cli import listener
+
+STARTED = anyio.Event()
+
+@listener("hang")
+async def hang():
+    STARTED.set()
+    await anyio.sleep_forever()
+'''
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("drain", [True, False])
+async def test_the_stop_op_ends_serve_with_or_without_draining(short_dir: Path,
+                                                               drain: bool) -> None:
+    (short_dir / "listeners.d").mkdir()
+    (short_dir / "listeners.d" / "hung.py").write_text(HUNG)
+    socket_path = short_dir / "eb.sock"
+    # With drain, the hung call holds the daemon for shutdown_timeout; without, not at all.
+    daemon = DaemonConfig(socket=socket_path, listeners_dir=short_dir / "listeners.d",
+                          shutdown_timeout=0.5 if drain else 3600)
+    async with anyio.create_task_group() as group:
+        await group.start(lambda task_status: serve(Config(daemon=daemon),
+                                                    task_status=task_status))
+        import sys
+
+        started = sys.modules["eventbus_listeners.hung"].STARTED
+        async with AsyncClient(socket_path) as client:
+            assert await client.emit("hang") == 1
+            await started.wait()
+            assert await client.stop(drain=drain) == os.getpid()
+    assert not socket_path.exists()  # serve() returned: the task group ended

@@ -11,6 +11,8 @@ import stat
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.harness import EVENTBUS, Daemon, wait_for
 
 
@@ -215,6 +217,41 @@ def test_eventbus_stop_no_drain_stops_at_once(daemon: Daemon) -> None:
     result = daemon.cli("stop", "--no-drain")
     assert result.returncode == 0, result.stderr
     assert "1 delivery unfinished at shutdown" in daemon.logs()
+
+
+HUNG = '''
+import os, pathlib, time
+import anyio
+from eventbus_cli import listener
+
+@listener("hang")
+async def hang_async():
+    pathlib.Path(os.environ["EVENTBUS_TEST_OUT"] + ".async").touch()
+    await anyio.sleep_forever()
+
+@listener("hang")
+def hang_sync():
+    pathlib.Path(os.environ["EVENTBUS_TEST_OUT"] + ".sync").touch()
+    time.sleep(3600)
+'''
+
+
+@pytest.mark.parametrize("run", range(3))  # the same every time, not by the signals' order
+def test_stop_no_drain_with_hung_listeners_exits_within_5_seconds(
+    short_dir: Path, run: int,
+) -> None:
+    daemon = Daemon(short_dir, listeners=HUNG)
+    daemon.start()
+    try:
+        assert daemon.cli("emit", "hang").returncode == 0
+        wait_for(lambda: all(Path(f"{daemon.out}.{kind}").exists() for kind in ("async", "sync")))
+        result = daemon.cli("stop", "--no-drain", "--timeout", "5")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("stopped (pid ")
+        assert "shutting down without draining: cutting short 2 deliveries" in daemon.logs()
+        assert not daemon.socket.exists()
+    finally:
+        daemon.kill()
 
 
 STUBBORN = '''
