@@ -60,20 +60,48 @@ class Intake:
         self.metrics = metrics
         self.draining = False
         """Set when the daemon shuts down: from then on every emit is refused."""
+        self._on_its_way: dict[str, anyio.Event] = {}
+        """Dedupe keys of emits accepted for checking but still waiting for room, each
+        with an event set once that emit is answered."""
 
     async def emit(self, request: Request, flush: Flush) -> dict[str, Any]:
         """The reply to an ``emit``: one event, now or for later, waited on with ``wait``; a
         dedupe key seen lately answers as its first emit did."""
         message = request.events[0]
-        if message.key is not None and (first := self.broker.answer_for(message.key)):
+        key = message.key
+        if key is None or request.dry_run:
+            return await self._emit_once(request, message, flush)
+        if first := await self._answered(key):
             return {**first, "duplicate": True}  # answered as the first was; nothing queued
-        result = await self._emit_once(request, message, flush)
-        if self.metrics is not None and not request.dry_run:
+        self._on_its_way[key] = anyio.Event()  # no await since the check above
+        try:
+            return await self._emit_once(request, message, flush)
+        finally:
+            self._settle(key)  # refused (accepted, _accepted settled it)
+
+    async def _answered(self, key: str) -> dict[str, Any] | None:
+        """The first answer for dedupe ``key``, if an emit with it was accepted lately. An
+        emit with the key still on its way (waiting for room) is waited for first: accepted,
+        it answers the repeat; refused, the key is free again."""
+        while (on_its_way := self._on_its_way.get(key)) is not None:
+            await on_its_way.wait()
+        return self.broker.answer_for(key)
+
+    def _accepted(self, message: EventMessage, result: dict[str, Any]) -> None:
+        """The event is queued: count it, and keep its answer under its dedupe key from now
+        on, before any wait for its outcome, so a repeat meanwhile is a duplicate."""
+        if self.metrics is not None:
             self.metrics.count_emitted(message.event, result["deliveries"])
         if message.key is not None:
             self.broker.remember(message.key, {name: result[name] for name in
                                                ("event_id", "deliveries", "due") if name in result})
-        return result
+            self._settle(message.key)
+
+    def _settle(self, key: str) -> None:
+        """The emit with ``key`` is answered (accepted or refused): wake its repeats."""
+        settled = self._on_its_way.pop(key, None)
+        if settled is not None:
+            settled.set()
 
     async def _emit_once(self, request: Request, message: EventMessage,
                          flush: Flush) -> dict[str, Any]:
@@ -92,8 +120,10 @@ class Intake:
                                     due_at=request.due_at, key=message.key)
             if message.trace is not None:  # the emit path pays one test, not a call
                 _carry_trace(made, message.trace)
-            return {"event_id": message.event, "deliveries": len(made),
-                    "due": iso_time(request.due_at)}
+            later = {"event_id": message.event, "deliveries": len(made),
+                     "due": iso_time(request.due_at)}
+            self._accepted(message, later)
+            return later
         try:  # the common case, without another coroutine
             made = self._submit_now(message, request.size, request.check)
         except (QueueFullError, EmitterNotRunningError):
@@ -101,6 +131,7 @@ class Intake:
         if message.trace is not None:
             _carry_trace(made, message.trace)
         result: dict[str, Any] = {"event_id": message.event, "deliveries": len(made)}
+        self._accepted(message, result)
         if request.wait is not None:
             # No await since the submit: none of its deliveries can have ended unseen.
             self.broker.follow(made)
@@ -120,19 +151,27 @@ class Intake:
                                       f"batch: {exc}; the batch was not accepted", 0,
                                       index=index, deliveries=0, unrouted=0) from None
         broker = self.broker
+        on_its_way = self._on_its_way
         for message in request.events:
-            if message.key is not None and broker.answer_for(message.key) is not None:
+            key = message.key
+            if key is not None and (await self._answered(key) if key in on_its_way
+                                    else broker.answer_for(key)) is not None:
                 accepted += 1
                 duplicates += 1
                 continue
             try:  # the common case, without a coroutine per event
                 made = self._submit_now(message, size, False)
             except (QueueFullError, EmitterNotRunningError):
+                if key is not None:
+                    on_its_way[key] = anyio.Event()
                 try:
                     made = await self._submit(message, size, flush, accepted, False)
                 except EmitFailed as exc:  # say what the events before it made
                     raise EmitFailed(exc.code, exc.message, accepted, deliveries=deliveries,
                                       unrouted=unrouted, duplicates=duplicates) from None
+                finally:
+                    if key is not None:
+                        self._settle(key)
             except BackendError as exc:  # Redis went away: the events before it may stand
                 raise EmitFailed(ErrorCode.BACKEND, str(exc), accepted, deliveries=deliveries,
                                   unrouted=unrouted, duplicates=duplicates) from None
