@@ -1,0 +1,295 @@
+"""The promises eventbus makes about deliveries, each tested once, against every store.
+
+Every test here runs once per store of :data:`tests.stores.conftest.STORES` (a test marked
+``stores(...)`` only for those: durable ones for what outlives a daemon, shared ones for what
+several daemons share). A store is done when this suite passes on it.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import anyio
+import pytest
+
+from eventbus_cli import AsyncClient
+from eventbus_cli.errors import RemoteError
+from tests.stores import probe
+from tests.stores.conftest import Daemons, Store, known_defect
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
+
+_REDIS_DUPLICATES = ("issue #29: under Redis a dedupe key has two owners; a repeat this "
+                     "daemon answers from its own keys is not counted in the bus's counters")
+
+
+async def _drained(client: AsyncClient) -> None:
+    assert await client.join(30), "the deliveries did not finish"
+
+
+def _n(run: probe.Run) -> int:
+    n = run.kwargs["n"]
+    assert isinstance(n, int)
+    return n
+
+
+# -- appending ------------------------------------------------------------------------------
+
+
+async def test_an_emit_that_does_not_fit_queues_none_of_its_deliveries(daemons: Daemons) -> None:
+    async with daemons.run(queue_size=1) as client:
+        with pytest.raises(RemoteError) as refused:
+            await client.emit("fan")  # two listeners: two deliveries, room for one
+        assert refused.value.code == "queue_full"
+        assert await client.emit("work", n=1) == 1
+        await _drained(client)
+        counts = await client.queue()
+    assert [run.listener for run in probe.runs] == ["work"]
+    assert (counts["succeeded"], counts["pending"], counts["failed"]) == (1, 0, 0)
+
+
+async def test_each_listener_gets_one_delivery_of_an_event_and_runs_it_once(
+    daemons: Daemons,
+) -> None:
+    async with daemons.run() as client:
+        for n in range(20):
+            assert await client.emit("fan", n=n) == 2
+        await _drained(client)
+    for name in ("fan_a", "fan_b"):
+        assert sorted(_n(run) for run in probe.of(name)) == list(range(20))
+    ids = [run.delivery for run in probe.runs]
+    assert len(ids) == len(set(ids)) == 40
+
+
+# -- dedupe keys ----------------------------------------------------------------------------
+
+
+async def test_a_repeated_key_queues_nothing_and_gets_the_first_answer(
+    daemons: Daemons, store: Store, request: pytest.FixtureRequest,
+) -> None:
+    known_defect(request, store, "redis", why=_REDIS_DUPLICATES)
+    async with daemons.run() as client:
+        first = await client.submit("fan", key="order-1")
+        again = await client.submit("fan", key="order-1")
+        many = await client.emit_many([{"event": "fan", "key": "order-1"},
+                                       {"event": "fan", "key": "order-2"}])
+        await _drained(client)
+        counts = await client.queue()
+    assert first == {"event_id": "fan", "deliveries": 2}
+    assert again == {**first, "duplicate": True}
+    assert (many.accepted, many.duplicates, many.deliveries) == (2, 1, 2)
+    assert len(probe.runs) == 4
+    assert counts["duplicates"] == 2
+
+
+async def test_one_key_sent_by_many_clients_at_once_runs_once(daemons: Daemons) -> None:
+    answers: list[dict[str, object]] = []
+    async with daemons.run() as client:
+
+        async def send() -> None:
+            async with AsyncClient(client.socket_path) as own:
+                answers.append(dict(await own.submit("work", key="same")))
+
+        async with anyio.create_task_group() as group:
+            for _ in range(10):
+                group.start_soon(send)
+        await _drained(client)
+    assert sum(not answer.get("duplicate") for answer in answers) == 1
+    assert len(probe.of("work")) == 1
+
+
+async def test_a_repeat_while_the_first_emit_still_waits_is_a_duplicate(
+    daemons: Daemons,
+) -> None:
+    first: dict[str, object] = {}
+    async with daemons.run() as client, anyio.create_task_group() as group:
+
+        async def wait_for_outcome() -> None:
+            first.update(await client.submit("held", key="k", wait=30))
+
+        group.start_soon(wait_for_outcome)
+        await probe.wait_runs(1, "held")  # the first runs, and its sender waits on it
+        async with AsyncClient(client.socket_path) as resend:  # as after a lost connection
+            again = await resend.submit("held", key="k")
+        probe.open_gate()
+    assert again == {"event_id": "held", "deliveries": 1, "duplicate": True}
+    assert first["deliveries"] == 1
+    assert "duplicate" not in first
+    assert len(probe.of("held")) == 1
+
+
+async def test_a_refused_emit_gives_its_key_back(daemons: Daemons) -> None:
+    async with daemons.run(queue_size=1) as client:
+        with pytest.raises(RemoteError) as refused:
+            await client.submit("fan", key="k")  # never fits: refused
+        assert refused.value.code == "queue_full"
+        assert await client.submit("work", key="k") == {"event_id": "work", "deliveries": 1}
+        await _drained(client)
+    assert len(probe.of("work")) == 1
+
+
+# -- delivery ids ---------------------------------------------------------------------------
+
+
+@pytest.mark.stores("sqlite", "redis")
+async def test_ids_are_never_handed_out_again_after_a_restart(daemons: Daemons) -> None:
+    async with daemons.run() as client:
+        for _ in range(5):
+            await client.emit("work")
+        await _drained(client)
+    first = {run.delivery for run in probe.runs}
+    async with daemons.run() as client:
+        for _ in range(5):
+            await client.emit("work")
+        await _drained(client)
+    second = {run.delivery for run in probe.runs} - first
+    assert len(second) == 5
+    assert min(second) > max(first)
+
+
+# -- the failed list ------------------------------------------------------------------------
+
+
+async def test_a_failure_is_kept_shown_retried_and_purged(daemons: Daemons) -> None:
+    async with daemons.run() as client:
+        await client.emit("broken", n=1)
+        await _drained(client)
+        [failed] = await client.deliveries("failed")
+        assert (failed["event"], failed["listener"]) == ("broken", "contract:broken")
+        assert "broken on purpose" in (failed["error"] or "")
+        shown = await client.delivery(failed["id"])
+        assert "ValueError: broken on purpose" in (shown.get("traceback") or "")
+        assert shown["kwargs"] == {"n": 1}
+        probe.fixed = True
+        assert await client.retry([failed["id"]]) == [failed["id"]]
+        await _drained(client)
+        assert await client.deliveries("failed") == []
+        probe.fixed = False
+        await client.emit("broken", n=2)
+        await client.emit("broken", n=3)
+        await _drained(client)
+        assert (await client.queue())["failed_list"] == 2
+        assert await client.purge("failed") == 2
+        assert await client.deliveries("failed") == []
+        with pytest.raises(RemoteError) as missing:
+            await client.retry([failed["id"]])
+        assert missing.value.code == "not_found"
+    assert [run.kwargs["n"] for run in probe.of("broken")] == [1, 1, 2, 3]
+
+
+# -- due work -------------------------------------------------------------------------------
+
+
+async def test_a_retry_waits_out_its_backoff(daemons: Daemons) -> None:
+    async with daemons.run() as client:
+        await client.emit("flaky")
+        await probe.wait_runs(2, "flaky")
+        await _drained(client)
+        counts = await client.queue()
+    first, second = probe.of("flaky")
+    assert (first.delivery, first.attempt, second.attempt) == (second.delivery, 1, 2)
+    assert second.at - first.at >= 0.3 - 0.02  # the listener's backoff (clock granularity)
+    assert (counts["succeeded"], counts["failed"]) == (1, 0)
+
+
+async def test_a_delayed_emit_runs_when_due_and_not_before(daemons: Daemons) -> None:
+    async with daemons.run() as client:
+        answer = await client.submit("work", delay=0.5)
+        sent = anyio.current_time()
+        assert answer["deliveries"] == 1
+        assert "due" in answer
+        counts = await client.queue()
+        assert counts["scheduled"] == 1
+        await probe.wait_runs(1, "work")
+        waited = anyio.current_time() - sent
+    assert waited >= 0.5 - 0.1  # the answer came after the due time was set
+    assert len(probe.runs) == 1
+
+
+async def test_scheduled_deliveries_are_bounded_by_max_scheduled(
+    daemons: Daemons, store: Store, request: pytest.FixtureRequest,
+) -> None:
+    known_defect(request, store, "redis", why="issue #29: Redis checks max_scheduled against "
+                 "the bus's count as it read it last (every 2 s), not what was just added")
+    async with daemons.run(max_scheduled=2) as client:
+        for _ in range(2):
+            await client.submit("work", delay=60)
+        with pytest.raises(RemoteError) as refused:
+            await client.submit("work", delay=60)
+        assert refused.value.code == "queue_full"
+        assert (await client.queue())["scheduled"] == 2
+        assert await client.purge("scheduled") == 2
+        assert (await client.queue())["scheduled"] == 0
+
+
+# -- counters -------------------------------------------------------------------------------
+
+
+async def test_the_counters_count_each_outcome_once(
+    daemons: Daemons, store: Store, request: pytest.FixtureRequest,
+) -> None:
+    known_defect(request, store, "redis", why=_REDIS_DUPLICATES)
+    async with daemons.run() as client:
+        for n in range(3):
+            await client.emit("work", n=n)
+        await client.emit("broken")
+        await client.emit("nobody.listens")
+        await client.submit("work", key="k")
+        await client.submit("work", key="k")
+        await _drained(client)
+        counts = await client.queue()
+    assert {name: counts[name] for name in ("succeeded", "failed", "unrouted", "duplicates",
+                                             "pending", "running", "retrying", "failed_list")
+            } == {"succeeded": 4, "failed": 1, "unrouted": 1, "duplicates": 1, "pending": 0,
+                  "running": 0, "retrying": 0, "failed_list": 1}
+    assert counts["listeners"]["contract:work"]["succeeded"] == 4
+
+
+# -- several daemons on one store -----------------------------------------------------------
+
+
+@pytest.mark.stores("redis")
+async def test_a_schedule_fires_once_per_due_time_across_daemons(daemons: Daemons) -> None:
+    tick = {"schedule": [{"name": "tick", "event": "work", "every": "1s",
+                          "kwargs": {"tick": True}}]}
+    daemons.extra = tick
+    async with daemons.run("a") as first, daemons.run("b"):
+        await probe.wait_runs(3, "work")
+        await _drained(first)
+    times = sorted(run.at for run in probe.of("work"))
+    assert all(later - earlier > 0.5 for earlier, later in itertools.pairwise(times))
+
+
+@pytest.mark.stores("redis")
+async def test_each_delivery_runs_once_on_a_bus_of_two_daemons(daemons: Daemons) -> None:
+    async with daemons.run("a") as first, daemons.run("b") as second:
+        for n in range(50):
+            await (first if n % 2 else second).emit("fan", n=n)
+        await _drained(first)
+    ids = [run.delivery for run in probe.runs]
+    assert len(ids) == len(set(ids)) == 100
+
+
+@pytest.mark.stores("redis")
+async def test_ids_are_never_handed_out_again_after_the_store_comes_back_empty(
+    daemons: Daemons, store: Store, request: pytest.FixtureRequest,
+) -> None:
+    known_defect(request, store, "redis", why="issue #29: the id counter restarts at 1 when "
+                 "Redis comes back without it (no persistence, FLUSHALL, an older RDB)")
+    import redis.asyncio
+
+    async with daemons.run() as client:
+        for _ in range(5):
+            await client.emit("work")
+        await _drained(client)
+    first = {run.delivery for run in probe.runs}
+    assert store.server is not None
+    async with redis.asyncio.Redis(unix_socket_path=str(store.server.socket)) as server:
+        await server.flushall()
+    async with daemons.run() as client:
+        for _ in range(5):
+            await client.emit("work")
+        await _drained(client)
+    second = {run.delivery for run in probe.runs} - first
+    assert len(second) == 5
+    assert min(second) > max(first)
