@@ -1,10 +1,11 @@
-"""``JournalBroker``: the memory broker, written through to SQLite so a restart resumes it.
+"""``SqliteJournal``: the SQLite store, which a memory broker writes every change through to,
+so a restart resumes it.
 
 Every change the broker makes (a delivery queued, an attempt ended, a delivery dropped) is
 noted on the event loop at the cost of a dict write; a writer task commits the changes noted
 so far as one transaction in a worker thread, while new ones gather for the next (group
 commit). A delivery that succeeds before its group is written is never written at all. The
-daemon answers an emit only once :meth:`JournalBroker.settled` returns, so an acknowledged
+daemon answers an emit only once :meth:`SqliteJournal.settled` returns, so an acknowledged
 event is on disk or already handled.
 
 The file is opened in WAL mode with ``synchronous=FULL`` and an exclusive lock, so a second
@@ -26,13 +27,10 @@ from typing import Any
 import anyio
 
 from ..bus.delivery import Delivery, DeliveryState
-from ..bus.memory import MemoryBroker
-from ..bus.routing import Slot
 from ..bus.timings import Histogram
-from ..config import DaemonConfig, DeliveryConfig
 from ..errors import JournalError
 
-__all__ = ("JournalBroker",)
+__all__ = ("SqliteJournal",)
 
 logger = logging.getLogger("eventbus.journal")
 
@@ -68,25 +66,16 @@ _NOT_LOADED = "is not loaded any more, so this delivery cannot run"
 _MOVE_ASIDE = "move the file aside (the daemon then starts an empty journal), or restore a backup"
 
 
-class JournalBroker(MemoryBroker):
-    """A :class:`MemoryBroker` whose every change is also committed to a SQLite file.
+class SqliteJournal:
+    """Every change of a :class:`~eventbus_cli.bus.memory.MemoryBroker`, committed to a
+    SQLite file (the broker's ``journal``).
 
-    Opening it reads what the file holds; the deliveries come back when :meth:`serve` is
-    first called: failed ones into the failed list, the rest queued again, those of a
-    listener that is not loaded failed with that reason.
+    Opening it reads what the file holds; the broker takes the deliveries back at its first
+    :meth:`take_loaded`: failed ones into the failed list, the rest queued again, those of
+    a listener that is not loaded failed with that reason.
     """
 
-    durable = True
-    _writes_through = True
-
-    def __init__(self, path: Path, *, queue_size: int = DaemonConfig.queue_size,
-                 keep_failed: int = DeliveryConfig.keep_failed, max_bytes: int | None = None,
-                 max_scheduled: int = DaemonConfig.max_scheduled,
-                 dedupe_window: float = DaemonConfig.dedupe_window,
-                 max_dedupe_keys: int = DaemonConfig.max_dedupe_keys) -> None:
-        super().__init__(queue_size=queue_size, keep_failed=keep_failed, max_bytes=max_bytes,
-                         max_scheduled=max_scheduled, dedupe_window=dedupe_window,
-                         max_dedupe_keys=max_dedupe_keys)
+    def __init__(self, path: Path) -> None:
         self.path = path
         self.commit_times = Histogram()
         """How long each commit took (for metrics)."""
@@ -101,9 +90,6 @@ class JournalBroker(MemoryBroker):
         # commit names the journal's problem.
         with contextlib.suppress(sqlite3.Error), self._db:
             self._db.execute("DELETE FROM keys WHERE expires <= ?", (time.time(),))
-        for key, expires, answer in self._db.execute(
-                "SELECT key, expires, answer FROM keys ORDER BY expires"):
-            self.keys.remember(key, json.loads(answer), expires)
         self._sent_max = next_id - 1  # ids above this were never handed to the writer
         self._top = next_id - 1  # the highest id given out, written or not
         self._noted = 0  # changes noted, ever
@@ -112,6 +98,22 @@ class JournalBroker(MemoryBroker):
         self._wakeup_writer: anyio.Event | None = None
         self._failure: JournalError | None = None
         self._limiter = anyio.CapacityLimiter(1)
+
+    def describe(self) -> str:
+        return f"journal {self.path}"
+
+    def status(self) -> dict[str, Any]:
+        return {"journal": {"path": str(self.path), "bytes": self.size_on_disk(),
+                            "writable": self._failure is None,
+                            "error": None if self._failure is None else str(self._failure)},
+                "backend": None}
+
+    def problems(self) -> list[str]:
+        return [] if self._failure is None else [f"emits are refused: {self._failure}"]
+
+    def dedupe_keys(self) -> list[tuple[str, float, dict[str, Any]]]:
+        return [(key, expires, json.loads(answer)) for key, expires, answer in self._db.execute(
+            "SELECT key, expires, answer FROM keys ORDER BY expires")]
 
     def _read(self) -> list[Delivery]:
         found = []
@@ -151,10 +153,10 @@ class JournalBroker(MemoryBroker):
     def fires(self) -> dict[str, float]:
         return dict(self._fired)
 
-    def remember(self, key: str, answer: dict[str, Any]) -> None:
-        expires = self.keys.remember(key, answer)
+    def remember(self, key: str, expires: float, answer: dict[str, Any],
+                 dropped: Sequence[str]) -> None:
         self._key_rows[key] = (expires, _ENCODER.encode(answer))
-        for gone in self.keys.prune():
+        for gone in dropped:
             self._key_rows[gone] = None
         self._note(1)
 
@@ -163,16 +165,15 @@ class JournalBroker(MemoryBroker):
         self._fires[name] = when
         self._note(1)
 
-    def serve(self, slots: Sequence[Slot], *, reason: str) -> int:
-        failed = super().serve(slots, reason=reason)
-        if self._loaded is not None:
-            loaded, self._loaded = self._loaded, None
-            _rename_bare(loaded, [slot.name for slot in slots])
-            self._restore(loaded, self._next_id, reason=_NOT_LOADED)
-            kept = sum(delivery.state is DeliveryState.FAILED for delivery in loaded)
-            logger.info("journal %s: %d deliveries to resume, %d failed kept", self.path,
-                        len(loaded) - kept, kept)
-        return failed
+    def take_loaded(self, served: Sequence[str]) -> tuple[list[Delivery], int, str] | None:
+        if self._loaded is None:
+            return None
+        loaded, self._loaded = self._loaded, None
+        _rename_bare(loaded, served)
+        kept = sum(delivery.state is DeliveryState.FAILED for delivery in loaded)
+        logger.info("journal %s: %d deliveries to resume, %d failed kept", self.path,
+                    len(loaded) - kept, kept)
+        return loaded, self._next_id, _NOT_LOADED
 
     @property
     def failure(self) -> JournalError | None:
@@ -186,7 +187,7 @@ class JournalBroker(MemoryBroker):
 
     # -- write-through: called by the memory broker on the event loop ------------------------
 
-    def _kept(self, deliveries: Sequence[Delivery]) -> None:
+    def kept(self, deliveries: Sequence[Delivery]) -> None:
         changes = self._changes
         for delivery in deliveries:
             changes[delivery.id] = delivery
@@ -194,7 +195,7 @@ class JournalBroker(MemoryBroker):
             self._top = max(self._top, deliveries[-1].id)
         self._note(len(deliveries))
 
-    def _forgotten(self, deliveries: Sequence[Delivery]) -> None:
+    def forgotten(self, deliveries: Sequence[Delivery]) -> None:
         for delivery in deliveries:
             if delivery.id > self._sent_max:  # never written: nothing to delete
                 self._changes.pop(delivery.id, None)
@@ -223,13 +224,7 @@ class JournalBroker(MemoryBroker):
             raise self._failure
 
     async def run(self) -> None:
-        """Move due deliveries back (as the memory broker does) and commit the changes as
-        they are noted, a group at a time; until cancelled."""
-        async with anyio.create_task_group() as group:
-            group.start_soon(super().run)
-            await self._write_changes()
-
-    async def _write_changes(self) -> None:
+        """Commit the changes as they are noted, a group at a time; until cancelled."""
         while True:
             self._wakeup_writer = anyio.Event()
             if self._written >= self._noted:

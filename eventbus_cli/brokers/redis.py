@@ -3,8 +3,8 @@
 Each listener is a stream with one consumer group; a daemon's name is its consumer. An emit
 adds one entry per matching listener (routed by the bus-wide table of listeners, so a
 listener loaded on another host gets its deliveries too), all or none, in one script. A
-daemon reads the streams of the listeners it loads into its local lanes (the memory broker's:
-fair, capped), and reports each outcome in one script: acked and deleted on success, parked
+daemon reads the streams of the listeners it loads into its local lanes (fair, capped:
+``bus.lanes``), and reports each outcome in one script: acked and deleted on success, parked
 in a sorted set on Redis's clock for a retry, moved to the shared failed list at the last.
 Entries a daemon holds stay pending in its name; it renews them while it lives, and another
 daemon takes over those not renewed for ``claim_after`` seconds (XAUTOCLAIM).
@@ -26,10 +26,12 @@ from typing import Any
 
 import anyio
 
+from ..bus.broker import Broker
+from ..bus.dedupe import DedupeKeys
 from ..bus.delivery import Delivery, DeliveryState, EmitterStats
-from ..bus.memory import MemoryBroker
+from ..bus.lanes import LocalLanes
 from ..bus.routing import Router, Slot
-from ..config import BackendConfig, DaemonConfig
+from ..config import BackendConfig, DaemonConfig, DeliveryConfig
 from ..errors import BackendError, DeliveryError
 from .redis_codec import decode_failed, decode_payload, encode_payload
 from .redis_link import Link, masked, open_link
@@ -55,7 +57,7 @@ def default_name(socket_path: Path) -> str:
     return f"{socket.gethostname()}:{digest}"
 
 
-class RedisBroker(MemoryBroker):
+class RedisBroker(Broker):
     """Deliveries in Redis Streams, shared by every daemon with the same ``url`` and
     ``prefix``. The local lanes hold only what this daemon has read and not finished."""
 
@@ -64,11 +66,19 @@ class RedisBroker(MemoryBroker):
     store = "Redis"
     rerun = "on the next start of this daemon, or on another after claim_after"
 
-    def __init__(self, backend: BackendConfig, *, socket_path: Path, **bounds: Any) -> None:
-        """``bounds`` are the memory broker's (``queue_size``, ``keep_failed``, ...): here
-        they bound what this daemon holds, and the failed list and dedupe keys bus-wide."""
-        super().__init__(**bounds)
-        dedupe_window = bounds.get("dedupe_window", DaemonConfig.dedupe_window)
+    def __init__(self, backend: BackendConfig, *, socket_path: Path,
+                 queue_size: int = DaemonConfig.queue_size,
+                 keep_failed: int = DeliveryConfig.keep_failed, max_bytes: int | None = None,
+                 max_scheduled: int = DaemonConfig.max_scheduled,
+                 dedupe_window: float = DaemonConfig.dedupe_window,
+                 max_dedupe_keys: int = DaemonConfig.max_dedupe_keys) -> None:
+        """The bounds are the memory broker's: here they bound what this daemon holds, and
+        the failed list and dedupe keys bus-wide."""
+        self.lanes = LocalLanes(size=queue_size, max_bytes=max_bytes,
+                                max_scheduled=max_scheduled)
+        self.lanes.on_done = self._acked
+        self.keys = DedupeKeys(dedupe_window, max_dedupe_keys)
+        self._keep_failed = keep_failed
         self.url = masked(backend.url)
         self.name = backend.name or default_name(socket_path)
         self.claim_after = backend.claim_after
@@ -108,15 +118,16 @@ class RedisBroker(MemoryBroker):
         hands what this daemon read of it back to the bus; once no daemon loads it, what
         waits for it fails with ``reason`` (the writer does that, so 0 is returned)."""
         served = {slot.name for slot in slots}
-        for name in [name for name in self._lanes if name not in served]:
-            lane = self._lanes.pop(name)
+        lanes = self.lanes
+        for name in [name for name in lanes.by_name if name not in served]:
+            lane = lanes.by_name.pop(name)
             lane.retired = True
-            for delivery in self._take_waiting(lane, scheduled=False):
+            for delivery in lanes.withdraw(lane, scheduled=False):
                 held = self._held.pop(delivery.id, None)
                 if held is not None:
                     self._out.handbacks.append(held[:2])
             self._out.leaves.add(name)
-        super().serve(slots, reason=reason)  # lanes for the new, the kept get their slot
+        lanes.serve(slots)  # lanes for the new, the kept get their slot
         self._out.leaves -= served
         self._local = {slot.name: tuple(sorted(slot.listener.event_ids)) for slot in slots}
         self._out.joins = set(self._local)
@@ -162,9 +173,15 @@ class RedisBroker(MemoryBroker):
                 delivery.due_at = due_at
         self._out.emit(key, made, None if due_at is None else int(due_at * 1000))
         self._wake()
-        if self._observers:
-            self._tell("emitted", event_id, made)
+        if self.lanes.observers:
+            self.lanes.tell("emitted", event_id, made)
         return made
+
+    def answer_for(self, key: str) -> dict[str, Any] | None:
+        return self.keys.answer_for(key)
+
+    def remember(self, key: str, answer: dict[str, Any]) -> None:
+        self.keys.remember(key, answer)
 
     def unavailable(self) -> BackendError:
         """The error for a request that needs Redis while it does not answer."""
@@ -198,27 +215,26 @@ class RedisBroker(MemoryBroker):
     def _take_in(self, name: str, entry_id: bytes, data: bytes) -> None:
         """An entry read from the stream of ``name`` joins its lane."""
         delivery, reply_to = decode_payload(data, name)
-        lane = self._lanes.get(name)
+        lane = self.lanes.by_name.get(name)
         if lane is None or self._draining or delivery.id in self._held:
             if delivery.id not in self._held:
                 self._out.handbacks.append((name, entry_id))
             return
         self._held[delivery.id] = (name, entry_id, reply_to)
         delivery.queued_at = time.monotonic()
-        self._make_ready_with(lane, delivery)
-        self._waiting += 1
-        self._bytes += delivery.size
+        self.lanes.add(delivery, lane)
 
-    def _forgotten(self, deliveries: Sequence[Delivery]) -> None:
+    def _acked(self, deliveries: Sequence[Delivery]) -> None:
+        """These deliveries succeeded: ack and delete them in Redis (the lanes' ``on_done``)."""
         for delivery in deliveries:
             held = self._held.pop(delivery.id, None)
-            if held is not None and delivery.state is DeliveryState.SUCCEEDED:
+            if held is not None:
                 self._out.acks.append((held[0], held[1], delivery, held[2]))
         self._wake()
 
     def failed(self, delivery: Delivery, error: str, traceback: str | None, *,
                retry_in: float | None) -> None:
-        lane = self._release(delivery)
+        lane = self.lanes.release(delivery)
         delivery.error, delivery.traceback = error, traceback
         name, entry_id, reply_to = self._held.pop(delivery.id, (delivery.listener, b"", ""))
         lane.failed += 1  # local only, for the reader's pace: the bus counts in Redis
@@ -230,16 +246,16 @@ class RedisBroker(MemoryBroker):
             delivery.failed_at = time.time()
             self._out.fails.append((name, entry_id, delivery, reply_to))
         self._wake()
-        if self._observers:
-            self._tell("finished", delivery)
-        self._check_joined()
+        if self.lanes.observers:
+            self.lanes.tell("finished", delivery)
+        self.lanes.check_joined()
 
     def stop_taking(self) -> None:
         """Shutting down: read nothing more, and hand back what was read but not started."""
         self._draining = True
         self._listed = []  # from here on deliveries() is what this daemon still runs
-        for lane in self._lanes.values():
-            for delivery in self._take_waiting(lane, scheduled=False):
+        for lane in self.lanes.by_name.values():
+            for delivery in self.lanes.withdraw(lane, scheduled=False):
                 held = self._held.pop(delivery.id, None)
                 if held is not None:
                     self._out.handbacks.append(held[:2])
@@ -257,10 +273,29 @@ class RedisBroker(MemoryBroker):
     # -- inspection --------------------------------------------------------------------------
 
     def stats(self) -> EmitterStats:
-        return self._view if self._view is not None else super().stats()
+        """The bus's counters as last read (every 2 s, and before each inspection); before
+        the first read, what this daemon holds."""
+        if self._view is not None:
+            return self._view
+        lanes = self.lanes
+        return EmitterStats(pending=lanes.waiting, running=len(lanes.running), retrying=0,
+                            succeeded=0, failed=0, unrouted=0, listeners=lanes.listener_stats())
+
+    def find(self, delivery_id: int) -> Delivery:
+        for delivery in self.deliveries():
+            if delivery.id == delivery_id:
+                return delivery
+        raise DeliveryError(delivery_id, "no such delivery: it succeeded, was purged, or never "
+                            "existed (`eventbus queue list` shows the current ones)", missing=True)
+
+    def retry(self, delivery_ids: Iterable[int] | None) -> list[Delivery]:
+        raise NotImplementedError("the failed list lives in Redis: use aretry")
+
+    def purge(self, state: DeliveryState) -> int:
+        raise NotImplementedError("the deliveries live in Redis: use apurge")
 
     def deliveries(self, state: DeliveryState | None = None) -> Iterator[Delivery]:
-        running = [entry[0] for entry in self._running.values()]
+        running = [entry[0] for entry in self.lanes.running.values()]
         seen = {delivery.id for delivery in running}
         for delivery in running + [d for d in self._listed if d.id not in seen]:
             if state is None or delivery.state is state:
@@ -299,8 +334,8 @@ class RedisBroker(MemoryBroker):
                                 if kind == "missing" else "its listener is not loaded by any "
                                 "daemon, so it cannot run; load it, then retry",
                                 missing=kind == "missing")
-        if chosen and self._observers:
-            self._tell("requeued", chosen)
+        if chosen and self.lanes.observers:
+            self.lanes.tell("requeued", chosen)
         return chosen
 
     async def apurge(self, state: DeliveryState) -> int:
@@ -311,9 +346,9 @@ class RedisBroker(MemoryBroker):
             raise ValueError(f"purge takes failed, pending or scheduled, not {state.value}")
         mine = []
         if state is DeliveryState.PENDING:
-            for lane in self._lanes.values():
-                mine += [self._held.pop(d.id)[:2] for d in self._take_waiting(lane, scheduled=False)
-                         if d.id in self._held]
+            for lane in self.lanes.by_name.values():
+                mine += [self._held.pop(d.id)[:2]
+                         for d in self.lanes.withdraw(lane, scheduled=False) if d.id in self._held]
         dropped = await link.purge_waiting(state.value, sorted({*self._routes, *self._local}),
                                            mine)
         if dropped:
@@ -322,7 +357,7 @@ class RedisBroker(MemoryBroker):
 
     async def join(self) -> None:
         if self._draining:  # this daemon's work only: what runs, and its outcomes sent
-            while self._running or self._out.outcomes:
+            while self.lanes.running or self._out.outcomes:
                 self._sent = self._sent or anyio.Event()
                 await self._sent.wait()
             return
@@ -350,7 +385,7 @@ class RedisBroker(MemoryBroker):
         # A listener this daemon ran before it stopped, and does not load now, leaves too.
         gone = await self._link.hosted_here(set(await self._link.routes()) - set(self._local))
         self._routes = await self._link.join(self._local, set(self._local), gone,
-                                             keep=self._failed.keep, reason=_REMOVED)
+                                             keep=self._keep_failed, reason=_REMOVED)
         self._out.joins.clear()
         self._route()
         self.available = True
@@ -397,13 +432,13 @@ class RedisBroker(MemoryBroker):
                 await self._reserve_ids(link)
                 if taken.joins or taken.leaves or taken.handbacks:
                     self._routes = await link.join(self._local, taken.joins, taken.leaves,
-                                                   taken.handbacks, keep=self._failed.keep,
+                                                   taken.handbacks, keep=self._keep_failed,
                                                    reason=_REMOVED)
                     self._route()
                 if taken.followed:  # who waits must hear the outcome: listen first
                     await link.views.tail_ready()
                 await link.send(taken.emits, taken.followed, taken.acks, taken.parks,
-                                taken.fails, taken.fired, self._window_ms, self._failed.keep)
+                                taken.fails, taken.fired, self._window_ms, self._keep_failed)
             except link.errors as exc:
                 self._out.give_back(taken, BackendError(
                     self.url, f"Redis did not take the request ({exc}); it was not "
@@ -420,8 +455,8 @@ class RedisBroker(MemoryBroker):
                     self._sent.set()
                     self._sent = None
                 self._out.finish(taken)
-                if self._room_waiters:
-                    self.wake_all()
+                if self.lanes.waiting_for_room:
+                    self.lanes.wake_all()
 
     async def _reserve_ids(self, link: Link) -> None:
         if self._spare is None and not self._block_plenty():
@@ -442,13 +477,14 @@ class RedisBroker(MemoryBroker):
         while not self._draining:
             if time.monotonic() - sampled >= _PACE_SECONDS:
                 sampled = time.monotonic()
-                for name, lane in self._lanes.items():
+                for name, lane in self.lanes.by_name.items():
                     now_ended = lane.succeeded + lane.failed + lane.retried
                     pace[name] = now_ended - ended.get(name, now_ended)
                     ended[name] = now_ended
-            room = self.size - self._waiting
+            room = self.lanes.size - self.lanes.waiting
             wanted = {name: max(2 * lane.slot.limit, pace.get(name, 0)) - len(lane.queue)
-                      - lane.running for name, lane in self._lanes.items() if not lane.retired}
+                      - lane.running for name, lane in self.lanes.by_name.items()
+                      if not lane.retired}
             names = [name for name, want in wanted.items() if want > 0]
             capacity = self._capacity = anyio.Event()  # set by any call that ends from now
             if room <= 0 or not names or not self.available:
@@ -476,7 +512,7 @@ class RedisBroker(MemoryBroker):
         renewed = swept = counted = 0.0
         while True:
             try:
-                running = {name: lane.running for name, lane in self._lanes.items()}
+                running = {name: lane.running for name, lane in self.lanes.by_name.items()}
                 routes, fires = await link.beat(running, len(self._held))
                 if time.monotonic() - renewed >= renew_every:
                     renewed = time.monotonic()
@@ -484,7 +520,7 @@ class RedisBroker(MemoryBroker):
                     self._log_lost(lost)
                 if time.monotonic() - swept >= sweep_every and not self._draining:
                     swept = time.monotonic()
-                    for name, taken in (await link.take_over(list(self._lanes),
+                    for name, taken in (await link.take_over(list(self.lanes.by_name),
                                                              self.claim_after)).items():
                         for entry_id, data in taken:
                             self._take_in(name, entry_id, data)
@@ -545,7 +581,7 @@ class RedisBroker(MemoryBroker):
         """As the memory broker's ``_tell``, leaving out the views that publish: a record
         from another daemon goes back to no daemon."""
         views = self._link.views if self._link is not None else None
-        for observer in self._observers:
+        for observer in self.lanes.observers:
             if observer is views:
                 continue
             try:
@@ -557,7 +593,19 @@ class RedisBroker(MemoryBroker):
     def wants_records(self) -> bool:
         """Whether a live view here listens (so the other daemons' records are wanted)."""
         views = self._link.views if self._link is not None else None
-        return any(observer is not views for observer in self._observers)
+        return any(observer is not views for observer in self.lanes.observers)
+
+    def describe(self) -> str:
+        return f"Redis {self.url} as {self.name}"
+
+    def status(self) -> dict[str, Any]:
+        return {"journal": None, "backend": self.backend_status()}
+
+    def problems(self) -> list[str]:
+        return [] if self.available else [f"emits are refused: {self.unavailable()}"]
+
+    def link_state(self) -> tuple[int, bool] | None:
+        return self.errors, self.available
 
     def backend_status(self) -> dict[str, Any]:
         """The ``status`` document's ``backend``."""

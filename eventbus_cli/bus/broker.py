@@ -1,43 +1,85 @@
-"""``Broker``: the one owner of every unfinished delivery, its state and every counter.
+"""``Broker``: the contract of the one owner of every unfinished delivery, its state and
+every counter; ``Journal``: what a durable store does for a broker that writes through.
 
-An emitter routes an event to its listeners and hands the broker one delivery per listener;
-workers take deliveries from the broker and report each attempt's outcome to it; inspection,
-retry, purge and reload ask it. Nothing else changes a delivery's state.
+An emitter routes an event to its listeners and hands the broker one delivery per listener.
+Every broker composes :class:`~.lanes.LocalLanes`, what this process holds: workers take
+from ``broker.lanes`` and report a success to it, a failure to the broker (retry, or the
+failed list). Inspection, retry, purge and reload ask the broker. Nothing else changes a
+delivery's state.
 
 The contract is shaped for brokers that keep deliveries elsewhere, too (SQLite, Redis
-Streams): what runs on the hot path (:meth:`put`, :meth:`take`, :meth:`succeeded`,
-:meth:`failed`) records locally and returns, and :meth:`settled` is the one place that waits
-for the store — the daemon calls it before it acknowledges an emit.
+Streams): what runs on the hot path (:meth:`Broker.put`, the lanes' ``take`` and
+``succeeded``, :meth:`Broker.failed`) records locally and returns, and :meth:`Broker.settled`
+is the one place that waits for the store — the daemon calls it before it acknowledges an
+emit. What a broker is and how healthy it is, it says itself (:meth:`Broker.describe`,
+:meth:`Broker.status`, :meth:`Broker.problems`), so nothing outside it asks which it is.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import QueueFullError
 from .delivery import Delivery, DeliveryObserver, DeliveryState, EmitterStats
 
 if TYPE_CHECKING:
+    from .lanes import LocalLanes
     from .routing import Slot
+    from .timings import Histogram
 
-__all__ = ("Broker",)
+__all__ = ("Broker", "Journal")
 
 
 class Broker(ABC):
     """Where deliveries live between an emit and their last attempt."""
 
-    size: int
-    """How many deliveries may wait (pending, or waiting for their time) at once."""
-    max_bytes: int | None = None
-    """How many bytes of encoded events those may carry at once; None: no such bound."""
+    lanes: LocalLanes
+    """What this process holds: the lanes workers take from."""
     durable = False
     """Whether an accepted delivery outlives this process (a journal, Redis)."""
-    store = "the journal"
-    """Where a durable broker keeps deliveries, as a log line names it."""
+    store = "memory"
+    """Where the deliveries are kept, as a log line names it."""
     rerun = "on the next start"
     """When a durable broker's deliveries left unfinished at shutdown run again."""
+
+    @property
+    def size(self) -> int:
+        """How many deliveries may wait (pending, or waiting for their time) at once."""
+        return self.lanes.size
+
+    @property
+    def max_bytes(self) -> int | None:
+        """How many bytes of encoded events those may carry at once; None: no such bound."""
+        return self.lanes.max_bytes
+
+    @property
+    def max_scheduled(self) -> int:
+        """How many deliveries may wait for a due time at once."""
+        return self.lanes.max_scheduled
+
+    # -- what it is ------------------------------------------------------------------------
+
+    def describe(self) -> str:
+        """Where deliveries are kept, for the daemon's banner."""
+        return "memory (a restart loses what waits)"
+
+    def status(self) -> dict[str, Any]:
+        """Its part of the ``status`` document: ``{"journal": ..., "backend": ...}``."""
+        return {"journal": None, "backend": None}
+
+    def problems(self) -> list[str]:
+        """What keeps it from taking emits now (for health); empty when healthy."""
+        return []
+
+    commit_times: Histogram | None = None
+    """How long each write to its store took, where it writes one (for metrics)."""
+
+    def link_state(self) -> tuple[int, bool] | None:
+        """For a store reached over a network: how many calls to it failed, and whether it
+        answers now (for metrics); None for the others."""
+        return None
 
     # -- listeners ---------------------------------------------------------------------------
 
@@ -55,13 +97,10 @@ class Broker(ABC):
 
     # -- emitting ----------------------------------------------------------------------------
 
-    @abstractmethod
     def has_room(self, needed: int, size: int = 0, *, later: bool = False) -> bool:
         """Whether ``needed`` more deliveries, each carrying ``size`` bytes, fit now; with
         ``later``, whether that many more may be scheduled (``max_scheduled``)."""
-
-    max_scheduled: int = 0
-    """How many deliveries may wait for a due time at once."""
+        return self.lanes.has_room(needed, size, later=later)
 
     def answer_for(self, key: str) -> dict[str, Any] | None:
         """The answer an emit with dedupe ``key`` got, if one was accepted lately."""
@@ -89,13 +128,13 @@ class Broker(ABC):
             return QueueFullError(event_id, needed * size, self.max_bytes, unit="bytes")
         return QueueFullError(event_id, needed, self.size)
 
-    @abstractmethod
     async def wait_for_room(self) -> None:
         """Return once room may have been made (drained to half full), or on :meth:`wake_all`."""
+        await self.lanes.wait_for_room()
 
-    @abstractmethod
     def wake_all(self) -> None:
         """Wake every task waiting for room, to check again (the emitter is closing)."""
+        self.lanes.wake_all()
 
     @abstractmethod
     def put(self, event_id: str, slots: Sequence[Slot], args: tuple[Any, ...],
@@ -116,20 +155,7 @@ class Broker(ABC):
         """Someone here waits for these deliveries' outcomes (``emit --wait``): a shared
         broker then tells this daemon of them wherever they run."""
 
-    # -- workers -----------------------------------------------------------------------------
-
-    @abstractmethod
-    async def take(self) -> tuple[Delivery, Slot]:
-        """Wait for the next delivery due to run, across listeners, fairly; it is running
-        from now on, as its ``attempts``-th attempt, on the returned slot."""
-
-    @abstractmethod
-    def take_nowait(self) -> tuple[Delivery, Slot] | None:
-        """As :meth:`take`, but None at once where no delivery is due."""
-
-    @abstractmethod
-    def succeeded(self, delivery: Delivery) -> None:
-        """The attempt succeeded: the delivery is done."""
+    # -- outcomes ----------------------------------------------------------------------------
 
     @abstractmethod
     def failed(self, delivery: Delivery, error: str, traceback: str | None, *,
@@ -189,13 +215,13 @@ class Broker(ABC):
         """The emitter is closing: take no more work from a shared store, and give back
         what was taken but not started, for another daemon to run."""
 
-    @abstractmethod
     def add_observer(self, observer: DeliveryObserver) -> None:
         """Tell ``observer`` of every change from now on."""
+        self.lanes.add_observer(observer)
 
-    @abstractmethod
     def remove_observer(self, observer: DeliveryObserver) -> None:
         """Stop telling ``observer``."""
+        self.lanes.remove_observer(observer)
 
     @abstractmethod
     async def run(self) -> None:
@@ -213,3 +239,55 @@ class Broker(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release what the broker holds (a file, a connection)."""
+
+
+class Journal(Protocol):
+    """A durable store that a :class:`~.memory.MemoryBroker` writes every change through
+    to (SQLite: ``stores/sqlite.py``). Each method but :meth:`run`, :meth:`settled` and
+    :meth:`close` runs on the hot path: it records and returns."""
+
+    def kept(self, deliveries: Sequence[Delivery]) -> None:
+        """These deliveries were queued, or changed state but stay held."""
+
+    def forgotten(self, deliveries: Sequence[Delivery]) -> None:
+        """These deliveries are no longer held: done, purged, or pushed out of the list."""
+
+    def remember(self, key: str, expires: float, answer: dict[str, Any],
+                 dropped: Sequence[str]) -> None:
+        """Keep dedupe ``key`` with its ``answer`` until ``expires``; forget ``dropped``."""
+
+    def dedupe_keys(self) -> Iterable[tuple[str, float, dict[str, Any]]]:
+        """The dedupe keys kept at the last stop: key, expiry, answer."""
+
+    def note_fire(self, name: str, when: float) -> None:
+        """Keep that the schedule ``name`` fired at ``when``."""
+
+    def fires(self) -> dict[str, float]:
+        """When each schedule last fired."""
+
+    def take_loaded(self, served: Sequence[str],
+                    ) -> tuple[list[Delivery], int, str] | None:
+        """Once, at the first serve: the deliveries the store held at its last stop (renamed
+        for ``served``), the next id to give out, and why those of a listener no longer
+        loaded fail; None after that."""
+
+    commit_times: Histogram
+    """How long each write took (for metrics)."""
+
+    def describe(self) -> str:
+        """Where it keeps the deliveries, for the daemon's banner."""
+
+    def status(self) -> dict[str, Any]:
+        """Its part of the ``status`` document (see :meth:`Broker.status`)."""
+
+    def problems(self) -> list[str]:
+        """What keeps it from taking emits now (for health)."""
+
+    async def run(self) -> None:
+        """Write what was recorded, until cancelled."""
+
+    async def settled(self) -> None:
+        """Return once everything recorded so far is written."""
+
+    def close(self) -> None:
+        """Write what is left and close."""

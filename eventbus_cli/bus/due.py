@@ -9,13 +9,16 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterator
 from itertools import chain
+from typing import TYPE_CHECKING
 
 from .delivery import Delivery
-from .lanes import Lane
+
+if TYPE_CHECKING:
+    from .lanes import Lane
 
 __all__ = ("HANDED_OUT", "DueHeap")
 
-Entry = tuple[float, int, Delivery, Lane]
+Entry = tuple[float, int, Delivery, "Lane"]
 """(due time, delivery id, delivery, its lane): ordered by time, then by id."""
 
 _POPPED = 32

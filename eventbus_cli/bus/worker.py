@@ -72,13 +72,13 @@ class Worker:
             self._scope.cancel()
 
     async def _run_deliveries(self) -> None:
-        broker, burst, monotonic = self._broker, 0, time.monotonic
-        take_nowait, tracing, set_current = broker.take_nowait, self._tracing, CURRENT.set
+        lanes, burst, monotonic = self._broker.lanes, 0, time.monotonic
+        take_nowait, tracing, set_current = lanes.take_nowait, self._tracing, CURRENT.set
         unfolded = self._unfolded
         finished = monotonic()  # when the last attempt ended: back to back, the next began
         while not self._late:  # a listener that swallowed its cancellation ends here
             if (taken := take_nowait()) is None:
-                taken = await broker.take()
+                taken = await lanes.take()
                 finished = monotonic()
             start = finished
             delivery, slot = self._current = taken
@@ -99,7 +99,7 @@ class Worker:
                 self.report(delivery, slot, exc)
             else:
                 self._current, self.deadline = None, _NO_DEADLINE
-                broker.succeeded(delivery)
+                lanes.succeeded(delivery)
             finished = monotonic()
             if (timings := slot.timings) is not None:  # kept for metrics, counted later
                 samples = timings.samples

@@ -18,8 +18,6 @@ from typing import Any
 import anyio
 
 from .._version import __version__
-from ..brokers.journal import JournalBroker
-from ..brokers.redis import RedisBroker
 from ..bus.delivery import Delivery, DeliveryState, iso_time
 from ..bus.emitter import SimpleEventEmitter
 from ..bus.schedules import Schedule
@@ -280,11 +278,7 @@ class Operations:
             "config": str(self.config.path) if self.config.path else None,
             "listeners_dir": str(daemon.listeners_dir),
             "listeners": len(self.emitter.listeners),
-            "journal": {"path": str(broker.path), "bytes": broker.size_on_disk(),
-                        "writable": broker.failure is None,
-                        "error": None if broker.failure is None else str(broker.failure)}
-            if isinstance(broker, JournalBroker) else None,
-            "backend": broker.backend_status() if isinstance(broker, RedisBroker) else None,
+            **broker.status(),  # "journal" and "backend"
             "metrics": (f"http://{self.config.metrics.listen}/metrics"
                         if self.config.metrics is not None else None),
             "threads": {"max": self.emitter.threads.max_threads,

@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..brokers.journal import JournalBroker
-from ..brokers.redis import RedisBroker
 from ..bus.emitter import SimpleEventEmitter
 from ..plural import counted
 
@@ -42,10 +40,7 @@ class Health:
         if stuck := self._threads.stuck:
             problems.append(f"{stuck} sync calls ran past their timeout and still hold "
                             f"{stuck} of the {self._threads.max_threads} threads (max_threads)")
-        if isinstance(self._broker, JournalBroker) and self._broker.failure is not None:
-            problems.append(f"emits are refused: {self._broker.failure}")
-        if isinstance(self._broker, RedisBroker) and not self._broker.available:
-            problems.append(f"emits are refused: {self._broker.unavailable()}")
+        problems += self._broker.problems()
         if draining:
             problems.append("shutting down")
         return {"healthy": not problems, "problems": problems, "failed_recently": failed}

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
-from ..brokers.redis import RedisBroker
 from ..bus.timings import BOUNDS, Histogram
 from ..errors import BackendError, ConfigError
 from ..names import EVENT_ID
@@ -127,12 +126,12 @@ class Metrics:
         for name, count in sorted(self.fires.items()):
             fires.add_metric([name], count)
         yield fires
-        broker = self.emitter.broker
-        if isinstance(broker, RedisBroker):
+        if (link := self.emitter.broker.link_state()) is not None:
+            errors, up = link
             yield CounterFamily("eventbus_backend_errors", "Calls to Redis that failed (a "
-                                "lost connection, a refusing server).", value=broker.errors)
+                                "lost connection, a refusing server).", value=errors)
             yield GaugeFamily("eventbus_backend_up", "1 while Redis answers, else 0 (emits "
-                              "are refused meanwhile).", value=int(broker.available))
+                              "are refused meanwhile).", value=int(up))
         if self.journal_commits is not None:
             yield _histogram("eventbus_journal_commit_seconds", "Time to commit a batch of "
                              "changes to the journal (SQLite, synchronous=FULL).", [],

@@ -25,10 +25,8 @@ import anyio
 import anyio.abc
 
 from .._version import __version__
-from ..brokers.journal import JournalBroker
-from ..brokers.redis import RedisBroker
+from ..brokers import open_broker
 from ..bus.emitter import SimpleEventEmitter
-from ..bus.memory import MemoryBroker
 from ..bus.schedules import Schedule
 from ..config import Config
 from ..errors import ConfigError, EventbusError
@@ -84,13 +82,7 @@ class Server:
         loaded = load_modules(daemon.listeners_dir)
         # The socket first: "another daemon runs here" is the clearest error there is.
         self._sock, self._inode = bind_socket(self.socket_path)
-        make: Callable[..., MemoryBroker] = (
-            partial(RedisBroker, config.backend, socket_path=self.socket_path)
-            if config.backend is not None else
-            MemoryBroker if config.journal is None else partial(JournalBroker, config.journal.path))
-        broker = make(queue_size=daemon.queue_size, max_bytes=daemon.max_queue_bytes,
-                      max_scheduled=daemon.max_scheduled, keep_failed=config.delivery.keep_failed,
-                      dedupe_window=daemon.dedupe_window, max_dedupe_keys=daemon.max_dedupe_keys)
+        broker = open_broker(config, self.socket_path)
         emitter = SimpleEventEmitter(
             loaded.listeners,
             concurrency=daemon.concurrency,
@@ -103,8 +95,7 @@ class Server:
         )
         metrics = None
         if config.metrics is not None:
-            commits = broker.commit_times if isinstance(broker, JournalBroker) else None
-            metrics = Metrics(emitter, lambda: 0, commits)
+            metrics = Metrics(emitter, lambda: 0, broker.commit_times)
         self.ops = Operations(config, emitter, self.socket_path, metrics=metrics)
         self._schedules = loaded.schedules
         return self.ops
@@ -204,11 +195,8 @@ async def _start_metrics(group: anyio.abc.TaskGroup, config: Config, metrics: Me
 def _log_banner(ops: Operations) -> None:
     """What was loaded and where it serves, as huey's consumer says it at start."""
     config, emitter = ops.config, ops.emitter
-    broker = ops.broker
-    where = (f"journal {broker.path}" if isinstance(broker, JournalBroker)
-             else f"Redis {broker.url} as {broker.name}" if isinstance(broker, RedisBroker)
-             else "memory (a restart loses what waits)")
-    lines = [f"eventbus {__version__} listening on {ops.socket_path}; deliveries in {where}",
+    lines = [f"eventbus {__version__} listening on {ops.socket_path}; deliveries in "
+             f"{ops.broker.describe()}",
              f"{counted(len(emitter.listeners), 'listener')} from "
              f"{config.daemon.listeners_dir}:"]
     for item, options in emitter.listener_options():

@@ -15,11 +15,17 @@ import anyio
 import pytest
 
 from eventbus_cli import Client, SimpleEventEmitter, listener
-from eventbus_cli.brokers.journal import JournalBroker
+from eventbus_cli.brokers.journal import SqliteJournal
 from eventbus_cli.bus.delivery import DeliveryState
+from eventbus_cli.bus.memory import MemoryBroker
 from eventbus_cli.errors import EventbusError, JournalError
 from tests.harness import Daemon, wait_for
 from tests.waiting import wait_until
+
+
+def journal_broker(path: Path) -> MemoryBroker:
+    """The daemon's broker with ``[journal]`` set: the memory broker written through."""
+    return MemoryBroker(journal=SqliteJournal(path))
 
 
 def _rows(path: Path) -> list[tuple[int, str, str, str]]:
@@ -44,7 +50,7 @@ async def waits(**kwargs: object) -> None:
 
 def _read_back(path: Path) -> list[tuple[int, str, DeliveryState, dict[str, Any]]]:
     """What a broker opened on ``path`` restores, serving the listeners of this module."""
-    broker = JournalBroker(path)
+    broker = journal_broker(path)
     try:
         emitter = SimpleEventEmitter([fine, broken, waits], broker=broker)
         return [(d.id, d.listener, d.state, d.kwargs) for d in emitter.deliveries()]
@@ -55,7 +61,7 @@ def _read_back(path: Path) -> list[tuple[int, str, DeliveryState, dict[str, Any]
 @pytest.mark.anyio
 async def test_accepted_deliveries_are_committed_and_finished_ones_leave(short_dir: Path) -> None:
     path = short_dir / "j.db"
-    broker = JournalBroker(path)
+    broker = journal_broker(path)
     emitter = SimpleEventEmitter([fine, broken, waits], shutdown_timeout=0, broker=broker)
     async with emitter:
         emitter.emit("wait", n=1)
@@ -87,7 +93,7 @@ async def test_restore_queues_the_kept_deliveries_again_and_keeps_the_failed(
             "'E', NULL), (8, 'x', 'gone', '[]', '{}', 'pending', 0, NULL, NULL),"
             "(9, 'bad', 'broken', '[]', '{}', 'failed', 3, 'E', 'T');"
         )
-    broker = JournalBroker(path)
+    broker = journal_broker(path)
     emitter = SimpleEventEmitter([fine, broken], broker=broker)
     async with emitter:
         await wait_until(lambda: emitter.stats().succeeded == 1)
@@ -105,7 +111,7 @@ def test_a_corrupt_journal_is_a_clear_error(short_dir: Path) -> None:
     path = short_dir / "j.db"
     path.write_bytes(b"this is not a database, just some text " * 200)
     with pytest.raises(JournalError) as caught:
-        JournalBroker(path)
+        journal_broker(path)
     assert str(path) in str(caught.value)
     assert "corrupt" in str(caught.value)
     assert "move the file aside" in str(caught.value)
@@ -113,18 +119,18 @@ def test_a_corrupt_journal_is_a_clear_error(short_dir: Path) -> None:
 
 def test_a_journal_another_process_holds_is_refused_as_locked(short_dir: Path) -> None:
     path = short_dir / "j.db"
-    JournalBroker(path).close()
+    journal_broker(path).close()
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
         with pytest.raises(JournalError, match="locked by another process"):
-            JournalBroker(path)
+            journal_broker(path)
     finally:
         holder.close()
-    first = JournalBroker(path)  # one daemon holds it for as long as it runs
+    first = journal_broker(path)  # one daemon holds it for as long as it runs
     try:
         with pytest.raises(JournalError, match="locked"):
-            JournalBroker(path)
+            journal_broker(path)
     finally:
         first.close()
 
@@ -240,13 +246,13 @@ def test_a_row_that_cannot_be_read_is_named_with_a_fix_that_loses_nothing(
     short_dir: Path,
 ) -> None:
     path = short_dir / "j.db"
-    JournalBroker(path).close()
+    journal_broker(path).close()
     with contextlib.closing(sqlite3.connect(path)) as db:
         db.execute("INSERT INTO deliveries VALUES (5, 'ok', 'fine', 'not json', '{}', "
                    "'pending', 0, NULL, NULL, NULL, NULL, NULL)")
         db.commit()
     with pytest.raises(JournalError) as caught:
-        JournalBroker(path)
+        journal_broker(path)
     message = str(caught.value)
     assert "delivery 5 cannot be read" in message
     assert "DELETE FROM deliveries WHERE id = 5" in message
@@ -265,7 +271,7 @@ def test_a_journal_of_the_first_schema_gains_the_time_columns_and_keeps_its_rows
             "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
             "INSERT INTO deliveries VALUES (3, 'ok', 'fine', '[1]', '{}', 'failed', 2, "
             "'ValueError: x', NULL);")
-    broker = JournalBroker(path)
+    broker = journal_broker(path)
     try:
         broker.serve([], reason="gone")
         (delivery,) = broker.failed_list
@@ -279,8 +285,8 @@ def test_a_journal_of_the_first_schema_gains_the_time_columns_and_keeps_its_rows
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes read-only files anyway")
 def test_a_read_only_journal_is_told_apart_from_a_corrupt_one(short_dir: Path) -> None:
     path = short_dir / "j.db"
-    JournalBroker(path).close()
+    journal_broker(path).close()
     path.chmod(0o444)
     with pytest.raises(JournalError, match="cannot be written") as caught:
-        JournalBroker(path)
+        journal_broker(path)
     assert "the deliveries in it are kept" in str(caught.value)

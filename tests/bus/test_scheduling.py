@@ -49,7 +49,7 @@ async def test_scheduling_checks_arguments_and_bounds_at_emit() -> None:
             emitter.emit_in(60, "reminder", nope=1)
         with pytest.raises(ValueError, match="seconds must be"):
             emitter.emit_in(-1, "reminder", text="x")
-        emitter.broker.max_scheduled = 1
+        emitter.broker.lanes.max_scheduled = 1
         emitter.emit_in(60, "reminder", text="x")
         with pytest.raises(QueueFullError, match="max_scheduled"):
             emitter.emit_in(60, "reminder", text="y")
@@ -83,7 +83,7 @@ async def test_a_burst_come_due_does_not_take_the_room_of_ready_emits() -> None:
             emitter.emit("ready")  # would raise QueueFullError if the due ones took the room
         with anyio.fail_after(10):
             await ready.wait()
-        emitter.broker.max_scheduled = 40  # yet the 48 not started still count against it
+        emitter.broker.lanes.max_scheduled = 40  # yet the 48 not started still count against it
         with pytest.raises(QueueFullError, match="max_scheduled"):
             emitter.emit_in(60, "due")
         gate.set()
@@ -107,7 +107,7 @@ async def test_purging_deliveries_that_came_due_gives_back_their_room() -> None:
         with anyio.fail_after(10):
             await started.wait()
         await wait_until(lambda: emitter.stats().scheduled == 0)  # all 20 came due
-        emitter.broker.max_scheduled = 19
+        emitter.broker.lanes.max_scheduled = 19
         with pytest.raises(QueueFullError, match="max_scheduled"):
             emitter.emit_in(60, "due")  # the 19 not started still hold all of it
         assert emitter.broker.purge(DeliveryState.PENDING) == 19
