@@ -25,12 +25,12 @@ import anyio
 import anyio.abc
 
 from .._version import __version__
-from ..brokers import open_broker
 from ..bus.emitter import SimpleEventEmitter
 from ..bus.schedules import Schedule
 from ..config import Config
 from ..errors import ConfigError, EventbusError
 from ..plural import counted
+from ..stores import open_broker
 from .connection import Connections
 from .handlers import Operations
 from .loader import load_modules

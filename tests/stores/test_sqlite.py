@@ -15,10 +15,10 @@ import anyio
 import pytest
 
 from eventbus_cli import Client, SimpleEventEmitter, listener
-from eventbus_cli.brokers.journal import SqliteJournal
 from eventbus_cli.bus.delivery import DeliveryState
 from eventbus_cli.bus.memory import MemoryBroker
 from eventbus_cli.errors import EventbusError, JournalError
+from eventbus_cli.stores.sqlite import SqliteJournal
 from tests.harness import Daemon, wait_for
 from tests.waiting import wait_until
 

@@ -18,12 +18,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 
-from ..bus.delivery import Delivery, DeliveryState, EmitterStats, ListenerStats
-from ..config import BackendConfig
-from ..errors import BackendError
-from . import redis_scripts as lua
-from .redis_codec import decode_failed, decode_payload, encode_failed, encode_payload, encode_record
-from .redis_views import Views
+from ...bus.delivery import Delivery, DeliveryState, EmitterStats, ListenerStats
+from ...config import BackendConfig
+from ...errors import BackendError
+from . import scripts as lua
+from .codec import decode_failed, decode_payload, encode_failed, encode_payload, encode_record
+from .views import Views
 
 __all__ = ("Link", "masked", "open_link")
 

@@ -14,8 +14,8 @@ from contextvars import ContextVar
 
 import anyio
 
-from ..bus.delivery import Delivery
-from ..errors import BackendError
+from ...bus.delivery import Delivery
+from ...errors import BackendError
 
 __all__ = ("Outbound", "Round")
 

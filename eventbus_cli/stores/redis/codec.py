@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from ..bus.delivery import Delivery, DeliveryState
+from ...bus.delivery import Delivery, DeliveryState
 
 __all__ = ("decode_failed", "decode_payload", "decode_record", "encode_failed",
            "encode_payload", "encode_record")

@@ -26,16 +26,16 @@ from typing import Any
 
 import anyio
 
-from ..bus.broker import Broker
-from ..bus.dedupe import DedupeKeys
-from ..bus.delivery import Delivery, DeliveryState, EmitterStats
-from ..bus.lanes import LocalLanes
-from ..bus.routing import Router, Slot
-from ..config import BackendConfig, DaemonConfig, DeliveryConfig
-from ..errors import BackendError, DeliveryError
-from .redis_codec import decode_failed, decode_payload, encode_payload
-from .redis_link import Link, masked, open_link
-from .redis_outbound import Outbound
+from ...bus.broker import Broker
+from ...bus.dedupe import DedupeKeys
+from ...bus.delivery import Delivery, DeliveryState, EmitterStats
+from ...bus.lanes import LocalLanes
+from ...bus.routing import Router, Slot
+from ...config import BackendConfig, DaemonConfig, DeliveryConfig
+from ...errors import BackendError, DeliveryError
+from .codec import decode_failed, decode_payload, encode_payload
+from .link import Link, masked, open_link
+from .outbound import Outbound
 
 __all__ = ("RedisBroker", "default_name")
 

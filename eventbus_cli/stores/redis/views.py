@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 import anyio
 
-from ..bus.delivery import Delivery, DeliveryObserver
-from .redis_codec import decode_record, encode_record
+from ...bus.delivery import Delivery, DeliveryObserver
+from .codec import decode_record, encode_record
 
 __all__ = ("Served", "Views")
 

@@ -26,7 +26,7 @@ def open_broker(config: Config, socket_path: Path) -> Broker:
                            max_dedupe_keys=daemon.max_dedupe_keys)
     journal = None
     if config.journal is not None:
-        from .journal import SqliteJournal
+        from .sqlite import SqliteJournal
 
         journal = SqliteJournal(config.journal.path)
     return MemoryBroker(queue_size=daemon.queue_size, max_bytes=daemon.max_queue_bytes,
