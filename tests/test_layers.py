@@ -20,7 +20,7 @@ FLOORS: dict[str, int] = {
     "codec": 2, "config": 2, "peers": 2,
     "protocol": 3, "calls": 3,
     "bus": 4,
-    "brokers": 5,
+    "stores": 5,
     "daemon": 6, "client": 6,
     "async_client": 7,
     "outbox": 8, "testing": 8,
@@ -30,7 +30,7 @@ FLOORS: dict[str, int] = {
 }
 LIGHT = ("client", "calls", "protocol.ops", "protocol.event", "protocol.codes", "codec", "names",
          "checks", "errors", "config", "peers", "remote", "results")
-"""Modules on the `eventbus emit` path: no anyio, nothing of bus/, brokers/ or daemon/."""
+"""Modules on the `eventbus emit` path: no anyio, nothing of bus/, stores/ or daemon/."""
 
 
 def _modules() -> dict[str, Path]:
@@ -102,7 +102,7 @@ def test_the_emit_path_imports_no_anyio_and_nothing_of_the_daemon(name: str) -> 
     for target, eager in _imports(name, MODULES[name]):
         if eager:
             assert target.split(".")[0] != "anyio", f"{name} imports anyio at module level"
-        assert not target.startswith(("eventbus_cli.bus", "eventbus_cli.brokers",
+        assert not target.startswith(("eventbus_cli.bus", "eventbus_cli.stores",
                                       "eventbus_cli.daemon")), f"{name} imports {target}"
 
 
@@ -135,9 +135,35 @@ def test_emit_loads_only_what_sending_needs() -> None:
         "from eventbus_cli.cli.app import main\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "loaded = [m for m in sys.modules if m.split('.')[0] in ('anyio', 'rich') or "
-        "m.startswith(('eventbus_cli.daemon', 'eventbus_cli.brokers'))]\n"
+        "m.startswith(('eventbus_cli.daemon', 'eventbus_cli.stores'))]\n"
         "print(','.join(loaded))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=30, check=True)
     assert result.stdout.strip().splitlines()[-1:] in ([], [""]), result.stdout
+
+
+def _classes(path: Path) -> list[ast.ClassDef]:
+    tree = ast.parse(path.read_text())
+    return [node for node in ast.walk(tree) if isinstance(node, ast.ClassDef)]
+
+
+def test_stores_are_composed_never_subclassed() -> None:
+    """A broker derives from the ``Broker`` contract alone: none from another broker."""
+    brokers = [(name, node) for name, path in MODULES.items()
+               if name.startswith(("stores", "bus")) for node in _classes(path)
+               if any(ast.unparse(base).endswith("Broker") for base in node.bases)]
+    assert {node.name for _, node in brokers} >= {"MemoryBroker", "RedisBroker"}
+    for name, node in brokers:
+        assert [ast.unparse(base) for base in node.bases] == ["Broker"], f"{name}.{node.name}"
+
+
+def test_nothing_outside_stores_asks_which_store_it_is() -> None:
+    """Outside ``stores/`` only the server names the package, for ``open_broker``; no module
+    there imports a store's own module."""
+    for name, path in MODULES.items():
+        if name.startswith("stores"):
+            continue
+        for target, _ in _imports(name, path):
+            if target.startswith("eventbus_cli.stores"):
+                assert (name, target) == ("daemon.server", "eventbus_cli.stores"), name
