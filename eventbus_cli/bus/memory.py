@@ -56,6 +56,8 @@ class MemoryBroker(Broker):
         self._unrouted = 0
         self._duplicates = 0
         self._ids = count(1)
+        # The hot path asks the lanes itself, without a call through Broker.has_room.
+        self.has_room = self.lanes.has_room  # type: ignore[method-assign]
         self.journal = journal
         if journal is not None:
             self.durable = True
@@ -103,18 +105,14 @@ class MemoryBroker(Broker):
             if lanes.observers and due_at is None:
                 lanes.tell("emitted", event_id, ())
             return ()
-        now, ids = time.time(), self._ids
-        if due_at is not None:
+        if due_at is None:
+            made = lanes.queue(event_id, slots, args, kwargs, size, self._ids)
+        else:
+            now, ids, by_name = time.time(), self._ids, lanes.by_name
             made = [Delivery(next(ids), event_id, args, kwargs, slot.name, 0.0, size, now)
                     for slot in slots]
-            by_name = lanes.by_name
             for delivery in made:
                 lanes.schedule(delivery, by_name[delivery.listener], due_at)
-        else:
-            queued_at = time.monotonic() if lanes.observers else 0.0  # for tail's waited time
-            made = [Delivery(next(ids), event_id, args, kwargs, slot.name, queued_at, size, now)
-                    for slot in slots]
-            lanes.queue(made, size)
         if self.journal is not None:
             self.journal.kept(made)
         if lanes.observers:
