@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ import anyio
 from ..bus.delivery import Delivery, DeliveryState
 from ..bus.timings import Histogram
 from ..errors import JournalError
+from .writer import WriteBehind
 
 __all__ = ("SqliteJournal",)
 
@@ -92,10 +92,7 @@ class SqliteJournal:
             self._db.execute("DELETE FROM keys WHERE expires <= ?", (time.time(),))
         self._sent_max = next_id - 1  # ids above this were never handed to the writer
         self._top = next_id - 1  # the highest id given out, written or not
-        self._noted = 0  # changes noted, ever
-        self._written = 0  # changes committed, ever
-        self._waiters: list[tuple[int, anyio.Event]] = []
-        self._wakeup_writer: anyio.Event | None = None
+        self._rounds = WriteBehind()
         self._failure: JournalError | None = None
         self._limiter = anyio.CapacityLimiter(1)
 
@@ -204,39 +201,29 @@ class SqliteJournal:
         self._note(len(deliveries))
 
     def _note(self, count: int) -> None:
-        self._noted += count
-        if self._wakeup_writer is not None:
-            self._wakeup_writer.set()
+        self._rounds.noted()
 
     # -- writing ----------------------------------------------------------------------------
 
     async def settled(self) -> None:
-        """Return once every change noted so far is committed; raise :class:`JournalError`
-        if the journal cannot be written."""
+        """Return once every change the current task noted is committed; raise
+        :class:`JournalError` if the journal cannot be written."""
         if self._failure is not None:
             raise self._failure
-        if self._written >= self._noted:
-            return
-        done = anyio.Event()
-        self._waiters.append((self._noted, done))
-        await done.wait()
-        if self._failure is not None:
-            raise self._failure
+        await self._rounds.settled()
 
     async def run(self) -> None:
         """Commit the changes as they are noted, a group at a time; until cancelled."""
+        rounds = self._rounds
         while True:
-            self._wakeup_writer = anyio.Event()
-            if self._written >= self._noted:
-                await self._wakeup_writer.wait()
+            await rounds.wait_for_work()
             # Linger a moment: deliveries that finish meanwhile need never be written.
             await anyio.sleep(LINGER_SECONDS)
-            noted, changes, fires = self._noted, self._changes, self._fires
+            number, changes, fires = rounds.begin(), self._changes, self._fires
             keys, self._key_rows = self._key_rows, {}
             self._changes, self._fires = {}, {}
             if not changes and not fires and not keys:  # all cancelled out (done, unwritten)
-                self._written = noted
-                self._wake(noted)
+                rounds.end(number)
                 continue
             if changes:
                 self._sent_max = max(self._sent_max, max(changes))
@@ -257,18 +244,12 @@ class SqliteJournal:
                 self._changes = {**changes, **self._changes}
                 self._fires = {**fires, **self._fires}
                 self._key_rows = {**keys, **self._key_rows}
-                self._wake(math.inf)
+                rounds.end(number, exc)
+                rounds.again()
                 await anyio.sleep(1)
                 continue
             self._failure = None
-            self._written = noted
-            self._wake(noted)
-
-    def _wake(self, upto: float) -> None:
-        due = [done for target, done in self._waiters if target <= upto]
-        self._waiters = [item for item in self._waiters if item[0] > upto]
-        for done in due:
-            done.set()
+            rounds.end(number)
 
     def _write(self, changes: dict[int, Delivery | None], next_id: int,
                fires: dict[str, float] | None = None,
