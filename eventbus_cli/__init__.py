@@ -42,54 +42,33 @@ if TYPE_CHECKING:
     from .outbox import DaemonEmitter as DaemonEmitter
 
 
-__all__ = (
-    "AsyncClient",
-    "BadArgumentsError",
-    "BaseEventEmitterBackend",
-    "Client",
-    "Config",
-    "ConfigError",
-    "DaemonEmitter",
-    "Delivery",
-    "DeliveryOptions",
-    "DeliveryState",
-    "EmitterNotRunningError",
-    "EmitterStats",
-    "EventListener",
-    "EventbusError",
-    "InvalidEventIdError",
-    "ListenerError",
-    "ListenerStats",
-    "LoaderError",
-    "NoDaemonError",
-    "QueueFullError",
-    "RemoteError",
-    "Schedule",
-    "ScheduleError",
-    "SimpleEventEmitter",
-    "__version__",
-    "cron",
-    "current_delivery",
-    "every",
-    "listener",
-    "load_config",
-    "load_listeners",
-)
+def _lazy_names() -> dict[str, str]:
+    """Each public name of the ``if TYPE_CHECKING:`` block above, with its module: read from
+    this file, so that every public name is written once (the block serves the type
+    checker, and this map the imports at run time)."""
+    import ast
+    from pathlib import Path
 
-_LAZY = {
-    "EventListener": "bus.listener", "listener": "bus.listener",
-    "DeliveryOptions": "config",
-    "AsyncClient": "async_client", "Client": "client",
-    "Config": "config", "load_config": "config",
-    "Delivery": "bus.delivery", "DeliveryState": "bus.delivery", "EmitterStats": "bus.delivery",
-    "ListenerStats": "bus.delivery", "current_delivery": "bus.current",
-    "BaseEventEmitterBackend": "bus.emitter", "SimpleEventEmitter": "bus.emitter",
-    "load_listeners": "daemon.loader", "DaemonEmitter": "outbox",
-    "Schedule": "bus.schedules", "cron": "bus.schedules", "every": "bus.schedules",
-}
+    tree = ast.parse(Path(__file__).read_text())
+    block = next(node for node in tree.body if isinstance(node, ast.If)
+                 and ast.unparse(node.test) == "TYPE_CHECKING")
+    return {alias.asname or alias.name: (node.module or "")
+            for node in block.body if isinstance(node, ast.ImportFrom)
+            for alias in node.names}
+
+
+_EAGER = ("__version__", *(name for name, value in list(globals().items())
+                           if isinstance(value, type) and issubclass(value, EventbusError)))
+"""What loads with the package: the version and the errors imported above."""
+_LAZY: dict[str, str] = {}
+"""Filled from :func:`_lazy_names` on the first lazy name asked for."""
 
 
 def __getattr__(name: str) -> Any:
+    if not _LAZY:
+        _LAZY.update(_lazy_names())
+    if name == "__all__":
+        return tuple(sorted((*_EAGER, *_LAZY)))
     if name in _LAZY:
         return getattr(import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'eventbus_cli' has no attribute {name!r}")

@@ -3,8 +3,8 @@ clients, and the clients, checking the daemon, ask."""
 
 from __future__ import annotations
 
-# _socket, the C module under `socket`: socket.py builds its enums on import, 3 ms of the
-# start of `eventbus emit`, which needs none of them (a `socket.socket` is one of its sockets).
+# _socket, the C module under `socket`: socket.py builds its enums on import, a cost the start
+# of `eventbus emit` shows and needs none of (a `socket.socket` is one of its sockets).
 import _socket
 import os
 from collections.abc import Iterable

@@ -19,9 +19,8 @@ since a no-op listener runs in a few, to 5 minutes."""
 
 FOLD_AT = 512
 """Samples (two an attempt) a listener gathers before a worker counts them. A count costs a
-part for each batch besides its part for each figure: batches of 256 attempts cost about
-60 ns an attempt, of 100 about 100 ns, of 33 (three listeners sharing a worker's hundred)
-about 155 ns."""
+part for each batch besides its part for each figure, so bigger batches cost less an attempt
+(the README's *Decisions* give the measured figures)."""
 
 
 def bucket(seconds: float) -> int:
