@@ -32,8 +32,8 @@ import anyio
 from daemon import start_daemon  # bench/daemon.py: this script's folder is on sys.path
 
 from eventbus_cli import SimpleEventEmitter, cron, listener
-from eventbus_cli.async_client import AsyncClient
 from eventbus_cli.client import Client
+from eventbus_cli.client.aio import AsyncClient
 from eventbus_cli.daemon.scheduler import Scheduler
 
 BURST = 100_000

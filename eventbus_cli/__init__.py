@@ -21,7 +21,6 @@ from .errors import RemoteError as RemoteError
 from .errors import ScheduleError as ScheduleError
 
 if TYPE_CHECKING:
-    from .async_client import AsyncClient as AsyncClient
     from .bus.current import current_delivery as current_delivery
     from .bus.delivery import Delivery as Delivery
     from .bus.delivery import DeliveryState as DeliveryState
@@ -35,11 +34,12 @@ if TYPE_CHECKING:
     from .bus.schedules import cron as cron
     from .bus.schedules import every as every
     from .client import Client as Client
+    from .client.aio import AsyncClient as AsyncClient
+    from .client.outbox import DaemonEmitter as DaemonEmitter
     from .config import Config as Config
     from .config import DeliveryOptions as DeliveryOptions
     from .config import load_config as load_config
     from .daemon.loader import load_listeners as load_listeners
-    from .outbox import DaemonEmitter as DaemonEmitter
 
 
 def _lazy_names() -> dict[str, str]:

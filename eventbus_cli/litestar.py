@@ -21,7 +21,7 @@ from litestar.plugins import InitPlugin
 
 from .bus.emitter import SimpleEventEmitter as _InProcess
 from .bus.listener import as_listener
-from .outbox import DaemonEmitter
+from .client.outbox import DaemonEmitter
 
 __all__ = ("DaemonEmitterBackend", "EventbusPlugin", "SimpleEventEmitter")
 

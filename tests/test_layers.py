@@ -17,18 +17,18 @@ PACKAGE = Path(eventbus_cli.__file__).parent
 FLOORS: dict[str, int] = {
     "_version": 0, "errors": 0,
     "checks": 1, "names": 1, "plural": 1, "remote": 1, "results": 1,
-    "codec": 2, "config": 2, "peers": 2,
-    "protocol": 3, "calls": 3,
+    "config": 2, "peers": 2,
+    "protocol": 3,
     "bus": 4,
     "stores": 5,
     "daemon": 6, "client": 6,
-    "async_client": 7,
-    "outbox": 8, "testing": 8,
+    "testing": 8,
     "litestar": 9,
     "cli": 10,
     "__init__": 11, "__main__": 11,
 }
-LIGHT = ("client", "calls", "protocol.ops", "protocol.event", "protocol.codes", "codec", "names",
+LIGHT = ("client", "client.sync", "client.calls", "protocol.ops", "protocol.event",
+         "protocol.codes", "protocol.codec", "names",
          "checks", "errors", "config", "peers", "remote", "results")
 """Modules on the `eventbus emit` path: no anyio, nothing of bus/, stores/ or daemon/."""
 
@@ -167,3 +167,14 @@ def test_nothing_outside_stores_asks_which_store_it_is() -> None:
         for target, _ in _imports(name, path):
             if target.startswith("eventbus_cli.stores"):
                 assert (name, target) == ("daemon.server", "eventbus_cli.stores"), name
+
+
+def test_the_client_side_never_imports_the_engine_stores_or_daemon() -> None:
+    """``client/`` sits beside ``daemon/`` on the protocol: an app that only sends events
+    loads nothing of what runs them."""
+    for name, path in MODULES.items():
+        if not name.startswith("client"):
+            continue
+        for target, _ in _imports(name, path):
+            assert not target.startswith(("eventbus_cli.bus", "eventbus_cli.stores",
+                                          "eventbus_cli.daemon")), f"{name} imports {target}"

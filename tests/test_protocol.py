@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from eventbus_cli.codec import (
+from eventbus_cli.errors import ProtocolError
+from eventbus_cli.protocol.codec import (
     LineSplitter,
     decode_reply,
     encode_error,
     encode_request,
     encode_result,
 )
-from eventbus_cli.errors import ProtocolError
 from eventbus_cli.protocol.event import EventMessage, decode_event
 from eventbus_cli.protocol.ops import OPS, Request, decode_request, ops_table
 

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..client import DEFAULT_TIMEOUT, read_event_lines
-from ..codec import DEFAULT_WAIT, MAX_DELAY
 from ..errors import EventbusError, InvalidEventIdError
 from ..names import validate_event_id
 from ..plural import counted
+from ..protocol.codec import DEFAULT_WAIT, MAX_DELAY
 from .app import JsonOption, app, client_for, complete_events, reported
 from .values import parse_arg, parse_kw
 

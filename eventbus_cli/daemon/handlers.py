@@ -21,7 +21,6 @@ from .._version import __version__
 from ..bus.delivery import Delivery, DeliveryState, iso_time
 from ..bus.emitter import SimpleEventEmitter
 from ..bus.schedules import Schedule
-from ..codec import encode_error, encode_result
 from ..config import Config
 from ..errors import (
     BackendError,
@@ -33,6 +32,7 @@ from ..errors import (
     QueueFullError,
     ScheduleError,
 )
+from ..protocol.codec import encode_error, encode_result
 from ..protocol.codes import ErrorCode
 from ..protocol.ops import OPS, PROTOCOL_VERSION, Request, decode_request
 from .catalog import event_catalog, event_schema

@@ -21,7 +21,7 @@ import anyio
 
 from ..bus.delivery import Delivery, DeliveryState, iso_time
 from ..bus.emitter import SimpleEventEmitter
-from ..codec import encode_line
+from ..protocol.codec import encode_line
 
 __all__ = ("BUFFER_RECORDS", "Monitor", "Subscription")
 

@@ -12,6 +12,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Self, cast
 
+from ..errors import EventbusError, EventFileError, ProtocolError, RemoteError
+from ..peers import check_server
+from ..protocol.codec import Reply, decode_reply, encode_request
 from .calls import (
     BulkResult,
     ReplyLines,
@@ -21,14 +24,11 @@ from .calls import (
     result_of,
     retry_fields,
 )
-from .codec import Reply, decode_reply, encode_request
-from .errors import EventbusError, EventFileError, ProtocolError, RemoteError
-from .peers import check_server
 
 if TYPE_CHECKING:  # types only: `eventbus emit` starts without building them
     from datetime import datetime
 
-    from .results import (
+    from ..results import (
         DeliveryInfo,
         EmitResult,
         EventInfo,
@@ -52,7 +52,7 @@ def read_event_lines(stream: IO[bytes], source: str) -> tuple[list[bytes], list[
     Blank lines are skipped. All lines are checked before any is sent, so a bad line sends
     nothing: :class:`EventFileError` names the line and what is wrong with it.
     """
-    from .protocol.event import decode_event  # only here: a single emit need not load it
+    from ..protocol.event import decode_event  # only here: a single emit need not load it
 
     lines: list[bytes] = []
     numbers: list[int] = []
@@ -267,7 +267,7 @@ class Client:
                 details = dict(reply.details) if isinstance(reply.details, dict) else {}
                 if isinstance(index := details.get("index"), int):
                     details["index"] = start + index  # in the lines given, not the batch
-                from .remote import remote_error
+                from ..remote import remote_error
 
                 error = error or remote_error(reply.code, reply.message, details)
                 rejected.append((start + taken, stop))

@@ -17,20 +17,10 @@ from typing import Any, Self, cast
 import anyio
 import anyio.abc
 
-from .calls import (
-    BulkResult,
-    ReplyLines,
-    emit_fields,
-    list_fields,
-    no_daemon,
-    result_of,
-    retry_fields,
-)
-from .client import DEFAULT_TIMEOUT
-from .codec import Reply, decode_reply, encode_request
-from .errors import EventbusError, RemoteError
-from .peers import check_server
-from .results import (
+from ..errors import EventbusError, RemoteError
+from ..peers import check_server
+from ..protocol.codec import Reply, decode_reply, encode_request
+from ..results import (
     DeliveryInfo,
     EmitResult,
     EventInfo,
@@ -40,6 +30,16 @@ from .results import (
     ReloadResult,
     ScheduleInfo,
 )
+from .calls import (
+    BulkResult,
+    ReplyLines,
+    emit_fields,
+    list_fields,
+    no_daemon,
+    result_of,
+    retry_fields,
+)
+from .sync import DEFAULT_TIMEOUT
 
 __all__ = ("AsyncClient",)
 

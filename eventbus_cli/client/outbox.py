@@ -22,19 +22,19 @@ import anyio
 import anyio.abc
 import msgspec
 
-from .async_client import AsyncClient
-from .calls import trace_fields
-from .config import resolve_config
-from .errors import EmitterNotRunningError, EventbusError, QueueFullError, RemoteError
-from .names import validate_event_id
-from .plural import counted
-from .remote import (
+from ..config import resolve_config
+from ..errors import EmitterNotRunningError, EventbusError, QueueFullError, RemoteError
+from ..names import validate_event_id
+from ..plural import counted
+from ..remote import (
     RemoteBadArgumentsError,
     RemoteBadRequestError,
     RemoteInvalidEventError,
     RemoteTooLargeError,
     RemoteUnroutedError,
 )
+from .aio import AsyncClient
+from .calls import trace_fields
 
 __all__ = ("DaemonEmitter",)
 

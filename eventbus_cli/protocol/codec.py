@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from .errors import ProtocolError
+from ..errors import ProtocolError
 
 __all__ = (
     "DEFAULT_WAIT",
