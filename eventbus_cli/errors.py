@@ -1,7 +1,10 @@
 """Every error eventbus raises derives from :class:`EventbusError`.
 
 Each class takes the facts as fields and builds its own message from them, so a message
-always names what was wrong and what to do about it.
+always names what was wrong and what to do about it. An error a daemon answers a request
+with carries its wire code (:class:`ErrorCode`) as ``code`` and its extra fields as
+:meth:`EventbusError.error_fields`, as Litestar's exceptions carry their status code: the
+daemon renders them all in one place.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ __all__ = (
     "DaemonRunningError",
     "DeliveryError",
     "EmitterNotRunningError",
+    "ErrorCode",
     "EventFileError",
     "EventbusError",
     "InvalidEventIdError",
@@ -34,13 +38,46 @@ __all__ = (
 EVENT_ID_RULE = "1 to 200 characters of letters, digits and _ . : -"
 
 
+class ErrorCode:
+    """The ``error.code`` values a daemon sends: what a client can tell apart in a refusal."""
+
+    BAD_JSON = "bad_json"  # the line is not a JSON object in UTF-8
+    BAD_REQUEST = "bad_request"  # a field is missing, unknown, or of the wrong type
+    UNKNOWN_OP = "unknown_op"
+    UNROUTED = "unrouted"  # an emit with "require_listener" that no listener matches
+    INVALID_EVENT = "invalid_event"  # an event id breaks the naming rule
+    TOO_LARGE = "too_large"  # the line is over max_message_bytes; the connection is closed
+    QUEUE_FULL = "queue_full"
+    SHUTTING_DOWN = "shutting_down"
+    BUSY = "busy"  # max_connections are open; the connection is closed
+    IDLE = "idle"  # no complete request within idle_timeout; the connection is closed
+    NOT_ALLOWED = "not_allowed"  # the peer's uid/gid may not use the socket
+    NOT_FOUND = "not_found"  # no delivery has that id
+    CONFLICT = "conflict"  # the delivery cannot be retried: not failed, or its listener is gone
+    RELOAD_FAILED = "reload_failed"  # a listener file failed; details name "file" and "line"
+    BAD_ARGUMENTS = "bad_arguments"  # a listener cannot take the emit's arguments; nothing queued
+    JOURNAL = "journal"  # the journal could not be written; the request was not acknowledged
+    BACKEND = "backend_unavailable"  # Redis cannot be reached; the request was not acknowledged
+    INTERNAL = "internal"
+
+
 class EventbusError(Exception):
     """Base class of every error eventbus raises."""
+
+    code: str | None = None
+    """The wire code a daemon answers a request with when a handler raises this; None for
+    errors that never cross the wire (an internal error, if one does)."""
+
+    def error_fields(self) -> dict[str, object]:
+        """The error object's fields besides ``code`` and ``message``."""
+        return {}
 
 
 class BadArgumentsError(EventbusError, TypeError):
     """An emit's arguments do not fit some listener of the event: nothing was queued.
     ``refusals`` holds, per such listener, its name, its signature and what does not fit."""
+
+    code = ErrorCode.BAD_ARGUMENTS
 
     def __init__(self, event_id: str, refusals: list[tuple[str, str, str]]) -> None:
         self.event_id = event_id
@@ -48,10 +85,17 @@ class BadArgumentsError(EventbusError, TypeError):
         super().__init__(f"{event_id}: " + "; ".join(
             f"{name}{signature}{problem}" for name, signature, problem in refusals))
 
+    def error_fields(self) -> dict[str, object]:
+        return {"event": self.event_id, "listeners": [
+            {"listener": name, "signature": signature, "problem": f"{name}{signature}{problem}"}
+            for name, signature, problem in self.refusals]}
+
 
 class ScheduleError(EventbusError, ValueError):
     """A ``cron`` or ``every`` schedule is wrong: ``problem`` names the value and what is
     accepted instead."""
+
+    code = ErrorCode.RELOAD_FAILED  # a daemon meets it loading listener files
 
     def __init__(self, problem: str) -> None:
         self.problem = problem
@@ -61,6 +105,8 @@ class ScheduleError(EventbusError, ValueError):
 class ListenerError(EventbusError, TypeError, ValueError):
     """``@listener`` was used wrongly; raised when the module is imported."""
 
+    code = ErrorCode.RELOAD_FAILED
+
     def __init__(self, target: str, problem: str) -> None:
         self.target = target
         self.problem = problem
@@ -69,6 +115,8 @@ class ListenerError(EventbusError, TypeError, ValueError):
 
 class InvalidEventIdError(EventbusError, ValueError):
     """An event id (or a listener's pattern) breaks the naming rule."""
+
+    code = ErrorCode.INVALID_EVENT
 
     def __init__(self, event_id: object, *, pattern: bool = False) -> None:
         self.event_id = event_id
@@ -82,6 +130,8 @@ class InvalidEventIdError(EventbusError, ValueError):
 class QueueFullError(EventbusError):
     """A non-waiting emit found no room in the bounded queue: ``needed`` deliveries (or
     bytes, as ``unit`` says) where at most ``limit`` may wait."""
+
+    code = ErrorCode.QUEUE_FULL
 
     def __init__(self, event_id: str, needed: int, limit: int, *,
                  unit: str = "deliveries") -> None:
@@ -120,6 +170,8 @@ class QueueFullError(EventbusError):
 class EmitterNotRunningError(EventbusError, RuntimeError):
     """An emit came before the emitter started or after it began to close."""
 
+    code = ErrorCode.SHUTTING_DOWN
+
     def __init__(self, state: str, emitter: str = "SimpleEventEmitter") -> None:
         self.state = state
         super().__init__(f"the emitter is {state}: emit only inside `async with {emitter}(...)`")
@@ -141,6 +193,8 @@ class ConfigError(EventbusError):
 class LoaderError(EventbusError):
     """A listener file could not be imported, or the loaded set is inconsistent."""
 
+    code = ErrorCode.RELOAD_FAILED
+
     def __init__(
         self, file: Path | str, problem: str, *, line: int | None = None,
         hint: str = "fix the file, or rename it to start with _ so it is skipped",
@@ -151,9 +205,14 @@ class LoaderError(EventbusError):
         where = f"{file}, line {line}" if line is not None else str(file)
         super().__init__(f"cannot load listeners from {where}: {problem} ({hint})")
 
+    def error_fields(self) -> dict[str, object]:
+        return {"file": str(self.file), "line": self.line}
+
 
 class ProtocolError(EventbusError):
     """A message broke the wire protocol; ``code`` is the error code sent back for it."""
+
+    code: str
 
     def __init__(self, code: str, problem: str, *, request_id: object = None) -> None:
         self.code = code
@@ -189,6 +248,8 @@ class UntrustedDaemonError(EventbusError):
 
 class RemoteError(EventbusError):
     """The daemon answered a request with an error reply."""
+
+    code: str
 
     def __init__(self, code: str, message: str, details: dict[str, object] | None = None) -> None:
         self.code = code
@@ -241,17 +302,24 @@ class DaemonRunningError(EventbusError):
 
 
 class DeliveryError(EventbusError):
-    """A delivery named by id cannot be found, or cannot be given what was asked of it."""
+    """A delivery named by id cannot be found (``not_found``), or cannot be given what was
+    asked of it (``conflict``)."""
 
     def __init__(self, delivery_id: int, problem: str, *, missing: bool = False) -> None:
         self.delivery_id = delivery_id
         self.problem = problem
         self.missing = missing  # no delivery has the id, as opposed to one that cannot do it
+        self.code = ErrorCode.NOT_FOUND if missing else ErrorCode.CONFLICT
         super().__init__(f"delivery {delivery_id}: {problem}")
+
+    def error_fields(self) -> dict[str, object]:
+        return {"delivery": self.delivery_id}
 
 
 class JournalError(EventbusError):
     """The journal file cannot be opened, read or written."""
+
+    code = ErrorCode.JOURNAL
 
     def __init__(self, path: Path, problem: str, hint: str = "") -> None:
         self.path = path
@@ -262,6 +330,8 @@ class JournalError(EventbusError):
 
 class BackendError(EventbusError):
     """The Redis backend at ``url`` (its password left out) cannot be reached or used."""
+
+    code = ErrorCode.BACKEND
 
     def __init__(self, url: str, problem: str, hint: str = "") -> None:
         self.url = url

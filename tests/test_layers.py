@@ -28,8 +28,7 @@ FLOORS: dict[str, int] = {
     "__init__": 11, "__main__": 11,
 }
 LIGHT = ("client", "client.sync", "client.calls", "protocol.ops", "protocol.event",
-         "protocol.codes", "protocol.codec", "names",
-         "checks", "errors", "config", "peers", "remote", "results")
+         "protocol.codec", "names", "checks", "errors", "config", "peers", "remote", "results")
 """Modules on the `eventbus emit` path: no anyio, nothing of bus/, stores/ or daemon/."""
 
 

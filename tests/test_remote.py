@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from eventbus_cli.errors import RemoteError
-from eventbus_cli.protocol.codes import ErrorCode
+from eventbus_cli.errors import ErrorCode, RemoteError
 from eventbus_cli.remote import RemoteQueueFullError, remote_error
 
 
@@ -26,3 +25,20 @@ def test_a_code_this_client_does_not_know_stays_a_remote_error() -> None:
     error = remote_error("from_the_future", "new")
     assert type(error) is RemoteError
     assert error.code == "from_the_future"
+
+
+def _subclasses(cls: type[Exception]) -> list[type[Exception]]:
+    children: list[type[Exception]] = cls.__subclasses__()
+    return [cls, *(sub for child in children for sub in _subclasses(child))]
+
+
+def test_every_error_a_handler_may_raise_carries_a_code_the_protocol_knows() -> None:
+    import eventbus_cli.daemon.handlers  # noqa: F401 - loads the daemon's own error classes
+    from eventbus_cli.errors import EventbusError
+
+    codes = {value for name, value in vars(ErrorCode).items() if name.isupper()}
+    coded = {cls.__name__: cls.__dict__["code"] for cls in _subclasses(EventbusError)
+             if isinstance(cls.__dict__.get("code"), str)}
+    assert {"QueueFullError", "BadArgumentsError", "LoaderError", "JournalError",
+            "BackendError", "UnknownScheduleError", "InvalidEventIdError"} <= set(coded)
+    assert set(coded.values()) <= codes, coded

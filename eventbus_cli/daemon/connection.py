@@ -12,10 +12,9 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from ..errors import BackendError, JournalError
+from ..errors import BackendError, ErrorCode, JournalError
 from ..peers import peer_of
 from ..protocol.codec import LineSplitter, decode_reply, encode_error, encode_result
-from ..protocol.codes import ErrorCode
 from .handlers import Operations
 from .monitor import Subscription
 

@@ -23,9 +23,9 @@ from ..bus.emitter import SimpleEventEmitter
 from ..bus.schedules import Schedule
 from ..config import Config
 from ..errors import (
-    BackendError,
     BadArgumentsError,
-    DeliveryError,
+    ErrorCode,
+    EventbusError,
     ListenerError,
     LoaderError,
     ProtocolError,
@@ -33,7 +33,6 @@ from ..errors import (
     ScheduleError,
 )
 from ..protocol.codec import encode_error, encode_result
-from ..protocol.codes import ErrorCode
 from ..protocol.ops import OPS, PROTOCOL_VERSION, Request, decode_request
 from .catalog import event_catalog, event_schema
 from .health import Health
@@ -41,7 +40,7 @@ from .intake import Intake, Refused
 from .loader import MODULE_PREFIX, load_modules
 from .metrics import Metrics
 from .monitor import Monitor, Subscription
-from .scheduler import Scheduler, UnknownScheduleError, config_schedules
+from .scheduler import Scheduler, config_schedules
 
 __all__ = ("LIST_REPLY_BYTES", "Operations")
 
@@ -125,32 +124,20 @@ class Operations:
             if self.metrics is not None:
                 self._count_refused(request, exc)
             return encode_error(request_id, exc.code, exc.message, **exc.details)
-        except BadArgumentsError as exc:
-            if self.metrics is not None:
-                self.metrics.count_refused(exc.event_id, ErrorCode.BAD_ARGUMENTS)
-            return encode_error(request_id, ErrorCode.BAD_ARGUMENTS, str(exc),
-                                **_refusal_details(exc))
-        except DeliveryError as exc:
-            code = ErrorCode.NOT_FOUND if exc.missing else ErrorCode.CONFLICT
-            return encode_error(request_id, code, str(exc), delivery=exc.delivery_id)
-        except QueueFullError as exc:
-            if self.metrics is not None:
-                self.metrics.count_refused(exc.event_id, ErrorCode.QUEUE_FULL)
-            return encode_error(request_id, ErrorCode.QUEUE_FULL, str(exc))
-        except BackendError as exc:
-            return encode_error(request_id, ErrorCode.BACKEND, str(exc))
-        except LoaderError as exc:
-            return encode_error(request_id, ErrorCode.RELOAD_FAILED, str(exc),
-                                file=str(exc.file), line=exc.line)
-        except (ListenerError, ScheduleError) as exc:
-            return encode_error(request_id, ErrorCode.RELOAD_FAILED, str(exc))
-        except UnknownScheduleError as exc:
-            return encode_error(request_id, ErrorCode.NOT_FOUND, str(exc), schedules=exc.known)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             raise  # the client left while an emit waited: the connection ends, quietly
+        except EventbusError as exc:  # each that crosses the wire carries its code
+            if exc.code is None:
+                return self._internal(request, exc)
+            if self.metrics is not None and isinstance(exc, BadArgumentsError | QueueFullError):
+                self.metrics.count_refused(exc.event_id, exc.code)
+            return encode_error(request_id, exc.code, str(exc), **exc.error_fields())
         except Exception as exc:  # a bug here must cost one reply, never the daemon
-            logger.exception("request %r failed", request[:2])
-            return encode_error(request_id, ErrorCode.INTERNAL, f"internal error: {exc!r}")
+            return self._internal(request, exc)
+
+    def _internal(self, request: Request, exc: Exception) -> bytes:
+        logger.error("request %r failed", request[:2], exc_info=exc)
+        return encode_error(request.id, ErrorCode.INTERNAL, f"internal error: {exc!r}")
 
     def _count_refused(self, request: Request, exc: Refused) -> None:
         """Count a refused emit for metrics: the event at its ``index``, or the first one it
@@ -343,12 +330,6 @@ class Operations:
                     if changes.failed else "")
         return {"listeners": len(self.emitter.listeners), **changes._asdict(),
                 "schedules": len(schedules)}
-
-
-def _refusal_details(exc: BadArgumentsError) -> dict[str, Any]:
-    return {"event": exc.event_id, "listeners": [
-        {"listener": name, "signature": signature, "problem": f"{name}{signature}{problem}"}
-        for name, signature, problem in exc.refusals]}
 
 
 def _by_id(delivery: Delivery) -> int:

@@ -14,8 +14,13 @@ import anyio
 
 from ..bus.delivery import Delivery, iso_time
 from ..bus.emitter import SimpleEventEmitter
-from ..errors import BackendError, BadArgumentsError, EmitterNotRunningError, QueueFullError
-from ..protocol.codes import ErrorCode
+from ..errors import (
+    BackendError,
+    BadArgumentsError,
+    EmitterNotRunningError,
+    ErrorCode,
+    QueueFullError,
+)
 from ..protocol.event import EventMessage
 from ..protocol.ops import Request
 from .catalog import dry_run

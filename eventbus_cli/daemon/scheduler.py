@@ -21,7 +21,7 @@ from ..bus.delivery import Delivery, iso_time
 from ..bus.emitter import SimpleEventEmitter
 from ..bus.schedules import Schedule, cron, every
 from ..config import Config
-from ..errors import ConfigError, EventbusError, ScheduleError
+from ..errors import ConfigError, ErrorCode, EventbusError, ScheduleError
 from ..plural import counted
 
 __all__ = ("Scheduler", "UnknownScheduleError", "config_schedules")
@@ -32,11 +32,16 @@ logger = logging.getLogger("eventbus.schedule")
 class UnknownScheduleError(EventbusError, LookupError):
     """``schedule run`` named no schedule that is loaded."""
 
+    code = ErrorCode.NOT_FOUND
+
     def __init__(self, name: str, known: Sequence[str]) -> None:
         self.name = name
         self.known = list(known)
         listed = ", ".join(self.known) or "none is loaded"
         super().__init__(f"no schedule is named {name!r}; the schedules: {listed}")
+
+    def error_fields(self) -> dict[str, object]:
+        return {"schedules": self.known}
 
 
 class _Entry:

@@ -7,10 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from ..errors import InvalidEventIdError, ProtocolError
+from ..errors import ErrorCode, InvalidEventIdError, ProtocolError
 from ..names import validate_event_id
 from .codec import MAX_DEPTH, TOO_DEEP, loads
-from .codes import ErrorCode
 
 __all__ = ("EVENT_FIELDS", "MAX_KEY", "EventMessage", "check_event", "decode_event")
 

@@ -14,10 +14,9 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from ..checks import is_whole, number_problem
-from ..errors import InvalidEventIdError, ProtocolError
+from ..errors import ErrorCode, InvalidEventIdError, ProtocolError
 from ..names import validate_event_id, validate_pattern
 from .codec import DEFAULT_WAIT, MAX_DELAY, loads
-from .codes import ErrorCode
 from .event import EVENT_FIELDS, EventMessage, check_event
 
 __all__ = (

@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eventbus_cli.protocol.codes import ErrorCode
+from eventbus_cli.errors import ErrorCode
 from eventbus_cli.protocol.ops import OPS
 from tests.harness import running
 
