@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, cast
@@ -20,25 +19,14 @@ import anyio.abc
 from ..errors import EventbusError, RemoteError
 from ..peers import check_server
 from ..protocol.codec import Reply, decode_reply, encode_request
-from ..results import (
-    DeliveryInfo,
-    EmitResult,
-    EventInfo,
-    Hello,
-    ListenerInfo,
-    QueueCounts,
-    ReloadResult,
-    ScheduleInfo,
-)
+from . import ops
 from .calls import (
     BulkResult,
     ReplyLines,
-    emit_fields,
-    list_fields,
     no_daemon,
     result_of,
-    retry_fields,
 )
+from .ops import async_op
 from .sync import DEFAULT_TIMEOUT
 
 __all__ = ("AsyncClient",)
@@ -197,6 +185,29 @@ class AsyncClient:
             waiter.reply = reply
             waiter.done.set()
 
+    # -- the ops, each written once in ops.py ----------------------------------------------
+
+    submit = async_op(ops.submit)
+    emit = async_op(ops.emit)
+    emit_in = async_op(ops.emit_in)
+    emit_at = async_op(ops.emit_at)
+    wait = async_op(ops.wait)
+    join = async_op(ops.join)
+    hello = async_op(ops.hello)
+    listeners = async_op(ops.listeners)
+    queue = async_op(ops.queue)
+    deliveries = async_op(ops.deliveries)
+    delivery = async_op(ops.delivery)
+    status = async_op(ops.status)
+    schedules = async_op(ops.schedules)
+    events = async_op(ops.events)
+    schema = async_op(ops.schema)
+    fire = async_op(ops.fire)
+    retry = async_op(ops.retry)
+    purge = async_op(ops.purge)
+    reload = async_op(ops.reload)
+    stop = async_op(ops.stop)
+
     async def subscribe(self, patterns: Sequence[str] = ()) -> AsyncIterator[dict[str, Any]]:
         """Subscribe to the daemon's live records (see :meth:`Client.subscribe`); the
         iterator returned yields each as it comes, until the daemon goes away."""
@@ -204,34 +215,6 @@ class AsyncClient:
         self._records, self._subscription = send, receive
         await self.call("subscribe", patterns=list(patterns))
         return receive
-
-    async def emit(self, event_id: str, /, *args: Any, **kwargs: Any) -> int:
-        """Emit one event; return how many deliveries the daemon queued (0: unrouted)."""
-        return int((await self.submit(event_id, args, kwargs))["deliveries"])
-
-    async def emit_in(self, seconds: float, event_id: str, /, *args: Any, **kwargs: Any) -> int:
-        """Emit one event whose deliveries run in ``seconds``; return how many."""
-        return int((await self.submit(event_id, args, kwargs, delay=seconds))["deliveries"])
-
-    async def emit_at(self, when: datetime, event_id: str, /, *args: Any, **kwargs: Any) -> int:
-        """Emit one event whose deliveries run at ``when`` (naive: local time)."""
-        return int((await self.submit(event_id, args, kwargs, at=when))["deliveries"])
-
-    async def wait(self, seconds: float, event_id: str, /, *args: Any,
-                   **kwargs: Any) -> EmitResult:
-        """Emit one event and wait up to ``seconds`` for its deliveries to finish."""
-        return await self.submit(event_id, args, kwargs, wait=seconds)
-
-    async def submit(self, event_id: str, args: Sequence[Any] = (),
-                     kwargs: Mapping[str, Any] | None = None, *, wait: float | None = None,
-                     require_listener: bool = False, check: bool = True,
-                     dry_run: bool = False, delay: float | None = None,
-                     at: datetime | None = None, key: str | None = None) -> EmitResult:
-        """Emit one event and return the daemon's whole answer (see
-        :meth:`Client.submit`)."""
-        return cast(EmitResult, await self.call("emit", **emit_fields(
-            event_id, args, kwargs, wait=wait, require_listener=require_listener, check=check,
-            dry_run=dry_run, delay=delay, at=at, key=key)))
 
     async def emit_many(self, events: Iterable[Mapping[str, Any]]) -> BulkResult:
         """Emit events given as ``{"event", "args", "kwargs", "key"}`` mappings, in batches
@@ -251,65 +234,3 @@ class AsyncClient:
             unrouted += int(counts["unrouted"])
             duplicates += int(counts.get("duplicates", 0))
         return BulkResult(len(items), accepted, deliveries, unrouted, None, (), duplicates)
-
-    async def join(self, seconds: float = 60.0) -> bool:
-        """Wait until the daemon is idle, as :meth:`Client.join` does."""
-        return bool((await self.call("join", timeout=seconds))["idle"])
-
-    async def hello(self) -> Hello:
-        """The daemon's protocol version, version, pid and ``max_message_bytes``."""
-        return cast(Hello, await self.call("hello"))
-
-    async def listeners(self) -> list[ListenerInfo]:
-        """The listeners the daemon runs."""
-        return cast(list[ListenerInfo], await self.call("listeners"))
-
-    async def queue(self) -> QueueCounts:
-        """The counters, as ``queue --json`` shows them."""
-        return cast(QueueCounts, await self.call("queue"))
-
-    async def deliveries(self, state: str | None = None,
-                         limit: int | None = None) -> list[DeliveryInfo]:
-        """The deliveries held (of one state), newest first."""
-        return cast(list[DeliveryInfo], await self.call("list", **list_fields(state, limit)))
-
-    async def delivery(self, delivery_id: int) -> DeliveryInfo:
-        """One delivery with its traceback."""
-        return cast(DeliveryInfo, await self.call("show", delivery=delivery_id))
-
-    async def retry(self, delivery_ids: Sequence[int] | None = None) -> list[int]:
-        """Queue failed deliveries again (every one for None); return their ids."""
-        return list((await self.call("retry", **retry_fields(delivery_ids)))["retried"])
-
-    async def purge(self, state: str) -> int:
-        """Drop the ``failed``, ``pending`` or ``scheduled`` deliveries; return how many."""
-        return int((await self.call("purge", state=state))["purged"])
-
-    async def reload(self) -> ReloadResult:
-        """Import the listeners afresh; what changed."""
-        return cast(ReloadResult, await self.call("reload"))
-
-    async def status(self) -> dict[str, Any]:
-        """The daemon's status, as ``status --json`` shows it."""
-        return cast(dict[str, Any], await self.call("status"))
-
-    async def stop(self, *, drain: bool = True) -> int:
-        """Ask the daemon to stop (``drain``: after finishing what it accepted, within its
-        ``shutdown_timeout``; else at once); return its pid."""
-        return int((await self.call("stop", drain=drain))["pid"])
-
-    async def schedules(self) -> list[ScheduleInfo]:
-        """The daemon's schedules."""
-        return cast(list[ScheduleInfo], await self.call("schedules"))
-
-    async def fire(self, name: str) -> ScheduleInfo:
-        """Fire the schedule ``name`` now."""
-        return cast(ScheduleInfo, await self.call("fire", name=name))
-
-    async def events(self) -> list[EventInfo]:
-        """The event catalog."""
-        return cast(list[EventInfo], await self.call("events"))
-
-    async def schema(self, event_id: str) -> dict[str, Any]:
-        """The JSON Schema of what every listener of ``event_id`` takes together."""
-        return cast(dict[str, Any], await self.call("schema", event=event_id))

@@ -10,34 +10,23 @@ import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Self, cast
+from typing import IO, TYPE_CHECKING, Any, Self
 
 from ..errors import EventbusError, EventFileError, ProtocolError, RemoteError
 from ..peers import check_server
 from ..protocol.codec import Reply, decode_reply, encode_request
+from . import ops
 from .calls import (
     BulkResult,
     ReplyLines,
-    emit_fields,
-    list_fields,
     no_daemon,
     result_of,
-    retry_fields,
 )
+from .ops import sync_op
 
 if TYPE_CHECKING:  # types only: `eventbus emit` starts without building them
-    from datetime import datetime
 
-    from ..results import (
-        DeliveryInfo,
-        EmitResult,
-        EventInfo,
-        Hello,
-        ListenerInfo,
-        QueueCounts,
-        ReloadResult,
-        ScheduleInfo,
-    )
+    pass
 
 __all__ = ("Client", "read_event_lines")
 
@@ -127,101 +116,28 @@ class Client:
             return result_of(reply)
         return result_of(self._receive())
 
-    def emit(self, event_id: str, /, *args: Any, **kwargs: Any) -> int:
-        """Emit one event; return how many deliveries the daemon queued (0: unrouted)."""
-        return int(self.submit(event_id, args, kwargs)["deliveries"])
+    # -- the ops, each written once in ops.py ----------------------------------------------
 
-    def emit_in(self, seconds: float, event_id: str, /, *args: Any, **kwargs: Any) -> int:
-        """Emit one event whose deliveries run in ``seconds``; return how many."""
-        return int(self.submit(event_id, args, kwargs, delay=seconds)["deliveries"])
-
-    def emit_at(self, when: datetime, event_id: str, /, *args: Any, **kwargs: Any) -> int:
-        """Emit one event whose deliveries run at ``when`` (naive: local time)."""
-        return int(self.submit(event_id, args, kwargs, at=when)["deliveries"])
-
-    def wait(self, seconds: float, event_id: str, /, *args: Any, **kwargs: Any) -> EmitResult:
-        """Emit one event and wait up to ``seconds`` for its deliveries to finish; the
-        answer's ``results`` say how each ended (``ok`` None: not finished in time)."""
-        return self.submit(event_id, args, kwargs, wait=seconds)
-
-    def submit(self, event_id: str, args: Sequence[Any] = (),
-               kwargs: Mapping[str, Any] | None = None, *, wait: float | None = None,
-               require_listener: bool = False, check: bool = True,
-               dry_run: bool = False, delay: float | None = None,
-               at: datetime | None = None, key: str | None = None) -> EmitResult:
-        """Emit one event and return the daemon's whole answer: ``{"event_id",
-        "deliveries"}``, and with ``wait`` (seconds) the ``results`` of its deliveries.
-        ``check=False`` skips the argument check; ``dry_run`` queues nothing and answers
-        which listeners would get the event and whether each takes its arguments; ``delay``
-        (seconds) or ``at`` schedule the deliveries for later. With a dedupe ``key``, a
-        repeat within the daemon's ``dedupe_window`` is answered as the first was, with
-        ``"duplicate": true``, and queues nothing."""
-        return cast("EmitResult", self.call("emit", **emit_fields(
-            event_id, args, kwargs, wait=wait, require_listener=require_listener,
-            check=check, dry_run=dry_run, delay=delay, at=at, key=key)))
-
-    def join(self, seconds: float = 60.0) -> bool:
-        """Wait until nothing is pending, running or retrying in the daemon (scheduled
-        deliveries aside); return False if ``seconds`` passed first."""
-        return bool(self.call("join", timeout=seconds)["idle"])
-
-    def schedules(self) -> list[ScheduleInfo]:
-        """The daemon's schedules, as ``schedule list --json`` shows them."""
-        return cast("list[ScheduleInfo]", self.call("schedules"))
-
-    def fire(self, name: str) -> ScheduleInfo:
-        """Fire the schedule ``name`` now; return it as ``schedule list`` shows it."""
-        return cast("ScheduleInfo", self.call("fire", name=name))
-
-    def events(self) -> list[EventInfo]:
-        """The event catalog, as ``events --json`` shows it."""
-        return cast("list[EventInfo]", self.call("events"))
-
-    def schema(self, event_id: str) -> dict[str, Any]:
-        """The JSON Schema of what every listener of ``event_id`` takes together."""
-        return cast("dict[str, Any]", self.call("schema", event=event_id))
-
-    def hello(self) -> Hello:
-        """The daemon's protocol version, version, pid and ``max_message_bytes``."""
-        return cast("Hello", self.call("hello"))
-
-    def listeners(self) -> list[ListenerInfo]:
-        """The listeners the daemon runs, as ``listeners list --json`` shows them."""
-        return cast("list[ListenerInfo]", self.call("listeners"))
-
-    def queue(self) -> QueueCounts:
-        """The counters, as ``queue --json`` shows them."""
-        return cast("QueueCounts", self.call("queue"))
-
-    def deliveries(self, state: str | None = None,
-                   limit: int | None = None) -> list[DeliveryInfo]:
-        """The deliveries held (of one state), newest first, as ``queue list --json``."""
-        return cast("list[DeliveryInfo]", self.call("list", **list_fields(state, limit)))
-
-    def delivery(self, delivery_id: int) -> DeliveryInfo:
-        """One delivery with its traceback, as ``queue show --json`` shows it."""
-        return cast("DeliveryInfo", self.call("show", delivery=delivery_id))
-
-    def retry(self, delivery_ids: Sequence[int] | None = None) -> list[int]:
-        """Queue failed deliveries again (every one for None); return their ids."""
-        return list(self.call("retry", **retry_fields(delivery_ids))["retried"])
-
-    def purge(self, state: str) -> int:
-        """Drop the ``failed``, ``pending`` or ``scheduled`` deliveries; return how many."""
-        return int(self.call("purge", state=state)["purged"])
-
-    def reload(self) -> ReloadResult:
-        """Import the listeners afresh; what changed, as ``listeners reload --json``."""
-        return cast("ReloadResult", self.call("reload"))
-
-    def status(self) -> dict[str, Any]:
-        """The daemon's status, as ``status --json`` shows it."""
-        return cast("dict[str, Any]", self.call("status"))
-
-    def stop(self, *, drain: bool = True) -> int:
-        """Ask the daemon to stop (``drain``: after finishing what it accepted, within its
-        ``shutdown_timeout``; else at once); return its pid, to wait for its exit."""
-        return int(self.call("stop", drain=drain)["pid"])
+    submit = sync_op(ops.submit)
+    emit = sync_op(ops.emit)
+    emit_in = sync_op(ops.emit_in)
+    emit_at = sync_op(ops.emit_at)
+    wait = sync_op(ops.wait)
+    join = sync_op(ops.join)
+    hello = sync_op(ops.hello)
+    listeners = sync_op(ops.listeners)
+    queue = sync_op(ops.queue)
+    deliveries = sync_op(ops.deliveries)
+    delivery = sync_op(ops.delivery)
+    status = sync_op(ops.status)
+    schedules = sync_op(ops.schedules)
+    events = sync_op(ops.events)
+    schema = sync_op(ops.schema)
+    fire = sync_op(ops.fire)
+    retry = sync_op(ops.retry)
+    purge = sync_op(ops.purge)
+    reload = sync_op(ops.reload)
+    stop = sync_op(ops.stop)
 
     def emit_many(self, events: Iterable[Mapping[str, Any]]) -> BulkResult:
         """Emit events given as ``{"event", "args", "kwargs"}`` mappings, in batches."""
