@@ -45,16 +45,16 @@ if TYPE_CHECKING:
 def _lazy_names() -> dict[str, str]:
     """Each public name of the ``if TYPE_CHECKING:`` block above, with its module: read from
     this file, so that every public name is written once (the block serves the type
-    checker, and this map the imports at run time)."""
-    import ast
+    checker, and this map the imports at run time). Read as text, not parsed: this may run
+    deep in a caller's stack, where building an AST could run out of recursion."""
+    import re
     from pathlib import Path
 
-    tree = ast.parse(Path(__file__).read_text())
-    block = next(node for node in tree.body if isinstance(node, ast.If)
-                 and ast.unparse(node.test) == "TYPE_CHECKING")
-    return {alias.asname or alias.name: (node.module or "")
-            for node in block.body if isinstance(node, ast.ImportFrom)
-            for alias in node.names}
+    text = Path(__file__).read_text()
+    start = text.index("\nif TYPE_CHECKING:\n")
+    block = text[start:text.index("\n\n\n", start)]
+    return {name: module for module, name in
+            re.findall(r"^    from \.([\w.]+) import (\w+) as \2$", block, re.MULTILINE)}
 
 
 _EAGER = ("__version__", *(name for name, value in list(globals().items())
