@@ -85,10 +85,10 @@ def test_the_journal_keeps_the_last_fire_and_a_missed_one_is_caught_up_once(
 ) -> None:
     config = '[journal]\npath = "journal.db"\n'
     listeners = RECORDER + ('\nfrom eventbus_cli import every\n'
-                            'minutely = every("1m", "user_created", kwargs={"email": "m"})\n')
+                            'hourly = every("1h", "user_created", kwargs={"email": "m"})\n')
     daemon = Daemon(short_dir, listeners=listeners, config=config).start()
     try:
-        assert daemon.cli("schedule", "run", "minutely").returncode == 0
+        assert daemon.cli("schedule", "run", "hourly").returncode == 0
         daemon.wait_for_records(1)
         [listed] = daemon.json("schedule", "list")
         assert listed["last"] is not None
@@ -103,11 +103,11 @@ def test_the_journal_keeps_the_last_fire_and_a_missed_one_is_caught_up_once(
     import sqlite3
 
     with contextlib.closing(sqlite3.connect(short_dir / "journal.db")) as db:
-        db.execute("UPDATE meta SET value = value - 3600000 WHERE key = 'fire:minutely'")
+        db.execute("UPDATE meta SET value = value - 3600000 WHERE key = 'fire:hourly'")
         db.commit()
     daemon.start()
     try:
-        daemon.wait_for_log("schedule minutely missed a fire while no daemon ran")
+        daemon.wait_for_log("schedule hourly missed a fire while no daemon ran")
         wait_for(lambda: len(daemon.records()) == 2)
     finally:
         daemon.kill()
