@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import QueueFullError
+from ..errors import DeliveryError, QueueFullError
 from .delivery import Delivery, DeliveryObserver, DeliveryState, EmitterStats
 
 if TYPE_CHECKING:
@@ -174,9 +174,14 @@ class Broker(ABC):
         """Unfinished and failed deliveries, of one state or all: pending, running,
         retrying, then failed."""
 
-    @abstractmethod
     def find(self, delivery_id: int) -> Delivery:
-        """The delivery with this id; :class:`DeliveryError` (missing) if none is held."""
+        """The delivery with this id, among :meth:`deliveries`; :class:`DeliveryError`
+        (missing) if none is held."""
+        for delivery in self.deliveries():
+            if delivery.id == delivery_id:
+                return delivery
+        raise DeliveryError(delivery_id, "no such delivery: it succeeded, was purged, or never "
+                            "existed (`eventbus queue list` shows the current ones)", missing=True)
 
     async def refresh(self, *, listing: bool = False) -> None:  # noqa: B027 - optional
         """Bring what :meth:`stats` (and with ``listing``, :meth:`deliveries`, :meth:`find`,

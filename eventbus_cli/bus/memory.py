@@ -196,13 +196,6 @@ class MemoryBroker(Broker):
         found = [*self.lanes.held(), *self._failed]
         return (d for d in found if state is None or d.state is state)
 
-    def find(self, delivery_id: int) -> Delivery:
-        for delivery in self.deliveries():
-            if delivery.id == delivery_id:
-                return delivery
-        raise DeliveryError(delivery_id, "no such delivery: it succeeded, was purged, or never "
-                            "existed (`eventbus queue list` shows the current ones)", missing=True)
-
     # -- the failed list ---------------------------------------------------------------------
 
     @property

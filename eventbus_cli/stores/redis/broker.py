@@ -281,13 +281,6 @@ class RedisBroker(Broker):
         return EmitterStats(pending=lanes.waiting, running=len(lanes.running), retrying=0,
                             succeeded=0, failed=0, unrouted=0, listeners=lanes.listener_stats())
 
-    def find(self, delivery_id: int) -> Delivery:
-        for delivery in self.deliveries():
-            if delivery.id == delivery_id:
-                return delivery
-        raise DeliveryError(delivery_id, "no such delivery: it succeeded, was purged, or never "
-                            "existed (`eventbus queue list` shows the current ones)", missing=True)
-
     def retry(self, delivery_ids: Iterable[int] | None) -> list[Delivery]:
         raise NotImplementedError("the failed list lives in Redis: use aretry")
 
