@@ -122,7 +122,8 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         self._state = _NEW
         self._task_group: anyio.abc.TaskGroup | None = None
         self._drain: anyio.CancelScope | None = None
-        self._drain_cut = False
+        self.drain_cut = False
+        """Whether :meth:`cut_drain` was called: leaving will not wait for what was accepted."""
         self.unfinished: list[Delivery] = []
         """Deliveries that did not finish by the shutdown timeout (filled on exit)."""
 
@@ -165,7 +166,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         self.broker.stop_taking()
         self.broker.wake_all()
         try:
-            if not isinstance(exc, anyio.get_cancelled_exc_class()) and not self._drain_cut:
+            if not isinstance(exc, anyio.get_cancelled_exc_class()) and not self.drain_cut:
                 with anyio.move_on_after(self._shutdown_timeout) as self._drain:
                     await self.broker.join()
         finally:
@@ -186,7 +187,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         """Leave without waiting for what was accepted: on leaving the ``async with`` (or at
         once, if it is already draining), what is unfinished is handled as at the end of
         ``shutdown_timeout``: logged and kept in :attr:`unfinished`, running calls cancelled."""
-        self._drain_cut = True
+        self.drain_cut = True
         if self._drain is not None:
             self._drain.cancel()
 

@@ -80,8 +80,6 @@ class Operations:
         :attr:`stopping`."""
         self.stopping = anyio.Event()
         """The server shuts down once this is set, as on its shutdown trigger."""
-        self.drain = True
-        """False once a ``stop`` op said not to drain."""
         self._reloading = anyio.Lock()
         self.metrics = metrics
         """What ``/metrics`` serves, with ``[metrics]`` set."""
@@ -282,7 +280,6 @@ class Operations:
     @_handles("stop")
     async def _stop(self, request: Request, flush: Flush) -> dict[str, Any]:
         if not request.drain:
-            self.drain = False
             self.emitter.cut_drain()
         if not self.stop_asked:
             logger.info("stop requested by a client (%s)", "draining first" if request.drain

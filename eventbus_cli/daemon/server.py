@@ -130,7 +130,7 @@ class Server:
         """Refuse new emits; leaving the emitter then drains, within ``shutdown_timeout``."""
         ops.intake.draining = True
         stats = ops.emitter.stats()
-        if not ops.drain:
+        if ops.emitter.drain_cut:
             logger.info("shutting down without draining: cutting short %s",
                         counted(stats.pending + stats.running + stats.retrying, "delivery"))
             return
