@@ -131,18 +131,20 @@ async def test_a_refused_emit_gives_its_key_back(daemons: Daemons) -> None:
 # -- delivery ids ---------------------------------------------------------------------------
 
 
+async def _five_runs(daemons: Daemons) -> set[int]:
+    """Start a daemon, run five deliveries on it, stop it; the ids of those five."""
+    before = {run.delivery for run in probe.runs}
+    async with daemons.run() as client:
+        for _ in range(5):
+            await client.emit("work")
+        await _drained(client)
+    return {run.delivery for run in probe.runs} - before
+
+
 @pytest.mark.stores("sqlite", "redis")
 async def test_ids_are_never_handed_out_again_after_a_restart(daemons: Daemons) -> None:
-    async with daemons.run() as client:
-        for _ in range(5):
-            await client.emit("work")
-        await _drained(client)
-    first = {run.delivery for run in probe.runs}
-    async with daemons.run() as client:
-        for _ in range(5):
-            await client.emit("work")
-        await _drained(client)
-    second = {run.delivery for run in probe.runs} - first
+    first = await _five_runs(daemons)
+    second = await _five_runs(daemons)
     assert len(second) == 5
     assert min(second) > max(first)
 
@@ -285,18 +287,10 @@ async def test_ids_are_never_handed_out_again_after_the_store_comes_back_empty(
                  "Redis comes back without it (no persistence, FLUSHALL, an older RDB)")
     import redis.asyncio
 
-    async with daemons.run() as client:
-        for _ in range(5):
-            await client.emit("work")
-        await _drained(client)
-    first = {run.delivery for run in probe.runs}
+    first = await _five_runs(daemons)
     assert store.server is not None
     async with redis.asyncio.Redis(unix_socket_path=str(store.server.socket)) as server:
         await server.flushall()
-    async with daemons.run() as client:
-        for _ in range(5):
-            await client.emit("work")
-        await _drained(client)
-    second = {run.delivery for run in probe.runs} - first
+    second = await _five_runs(daemons)
     assert len(second) == 5
     assert min(second) > max(first)
