@@ -29,10 +29,29 @@ __all__ = (
     "NoDaemonError",
     "ProtocolError",
     "QueueFullError",
+    "RemoteBackendError",
+    "RemoteBadArgumentsError",
+    "RemoteBadJsonError",
+    "RemoteBadRequestError",
+    "RemoteBusyError",
+    "RemoteConflictError",
     "RemoteError",
+    "RemoteIdleError",
+    "RemoteInternalError",
+    "RemoteInvalidEventError",
+    "RemoteJournalError",
+    "RemoteNotAllowedError",
+    "RemoteNotFoundError",
+    "RemoteQueueFullError",
+    "RemoteReloadFailedError",
+    "RemoteShuttingDownError",
+    "RemoteTooLargeError",
+    "RemoteUnknownOpError",
+    "RemoteUnroutedError",
     "ScheduleError",
     "SocketFileError",
     "UntrustedDaemonError",
+    "remote_error",
 )
 
 EVENT_ID_RULE = "1 to 200 characters of letters, digits and _ . : -"
@@ -247,7 +266,9 @@ class UntrustedDaemonError(EventbusError):
 
 
 class RemoteError(EventbusError):
-    """The daemon answered a request with an error reply."""
+    """The daemon answered a request with an error reply: :func:`remote_error` makes the
+    subclass of its code (``except RemoteQueueFullError``), or this class for a code this
+    client does not know yet. Each keeps the daemon's ``code``, ``message`` and ``details``."""
 
     code: str
 
@@ -256,6 +277,95 @@ class RemoteError(EventbusError):
         self.message = message
         self.details = details or {}
         super().__init__(f"{message} [{code}]")
+
+    def __init_subclass__(cls, *, answers: str = "", **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if answers:
+            _REMOTE_BY_CODE[answers] = cls
+
+
+_REMOTE_BY_CODE: dict[str, type[RemoteError]] = {}
+
+
+def remote_error(code: str, message: str,
+                 details: dict[str, object] | None = None) -> RemoteError:
+    """The error an error reply of ``code`` stands for."""
+    return _REMOTE_BY_CODE.get(code, RemoteError)(code, message, details)
+
+
+class RemoteBadJsonError(RemoteError, answers=ErrorCode.BAD_JSON):
+    """A request line was not a JSON object in UTF-8."""
+
+
+class RemoteBadRequestError(RemoteError, answers=ErrorCode.BAD_REQUEST):
+    """A request field was missing, unknown or of the wrong type."""
+
+
+class RemoteUnknownOpError(RemoteError, answers=ErrorCode.UNKNOWN_OP):
+    """The daemon does not know the op: it may be older than this client."""
+
+
+class RemoteUnroutedError(RemoteError, answers=ErrorCode.UNROUTED):
+    """An emit that required a listener matched none: it was not emitted."""
+
+
+class RemoteInvalidEventError(RemoteError, answers=ErrorCode.INVALID_EVENT):
+    """An event id broke the naming rule: nothing was queued."""
+
+
+class RemoteTooLargeError(RemoteError, answers=ErrorCode.TOO_LARGE):
+    """A request line was over the daemon's ``max_message_bytes``; the connection is closed."""
+
+
+class RemoteQueueFullError(RemoteError, answers=ErrorCode.QUEUE_FULL):
+    """The daemon's queue had no room for every delivery of the event: nothing was queued."""
+
+
+class RemoteShuttingDownError(RemoteError, answers=ErrorCode.SHUTTING_DOWN):
+    """The daemon is stopping and takes no new events."""
+
+
+class RemoteBusyError(RemoteError, answers=ErrorCode.BUSY):
+    """The daemon has ``max_connections`` open; this one was closed."""
+
+
+class RemoteIdleError(RemoteError, answers=ErrorCode.IDLE):
+    """No complete request came within the daemon's ``idle_timeout``; the connection closed."""
+
+
+class RemoteNotAllowedError(RemoteError, answers=ErrorCode.NOT_ALLOWED):
+    """The daemon does not let this user use its socket."""
+
+
+class RemoteNotFoundError(RemoteError, answers=ErrorCode.NOT_FOUND):
+    """No delivery (or schedule, or event) has the id or name asked for."""
+
+
+class RemoteConflictError(RemoteError, answers=ErrorCode.CONFLICT):
+    """The delivery cannot be retried: it is not failed, or its listener is gone."""
+
+
+class RemoteReloadFailedError(RemoteError, answers=ErrorCode.RELOAD_FAILED):
+    """A listener file failed to load; ``details`` name its ``file`` and ``line``. The
+    listeners that ran before still run."""
+
+
+class RemoteBadArgumentsError(RemoteError, answers=ErrorCode.BAD_ARGUMENTS):
+    """A listener of the event cannot take the emit's arguments: nothing was queued.
+    ``details["listeners"]`` names each one, its signature and what does not fit."""
+
+
+class RemoteJournalError(RemoteError, answers=ErrorCode.JOURNAL):
+    """The daemon's journal could not be written: the request was not acknowledged."""
+
+
+class RemoteBackendError(RemoteError, answers=ErrorCode.BACKEND):
+    """The daemon's shared store cannot be reached: the request was not acknowledged, and
+    the daemon goes on once it is back."""
+
+
+class RemoteInternalError(RemoteError, answers=ErrorCode.INTERNAL):
+    """The daemon failed on a bug of its own; its log holds the traceback."""
 
 
 class EventFileError(EventbusError):

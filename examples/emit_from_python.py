@@ -22,14 +22,14 @@ def emit_from_python(env: dict[str, str]) -> None:
         queued = client.emit("user_created", email="ada@example.com")
         print(f"Client.emit queued {queued} delivery")
         result = client.wait(10, "user_created", email="bob@example.com")
-        print(f"waited: {result['results']}")
+        print(f"waited: {result.results}")
 
     async def emit_async() -> None:
         async with AsyncClient(socket_path) as client:
             queued = await client.emit("user_created", email="eve@example.com")
             print(f"AsyncClient.emit queued {queued} delivery")
             queue = await client.queue()
-            print(f"the daemon has run {queue['succeeded']} deliveries so far")
+            print(f"the daemon has run {queue.succeeded} deliveries so far")
 
     anyio.run(emit_async)
 

@@ -54,7 +54,7 @@ def main() -> int:
             print(client.delete("/users/ada@example.com",
                                 params={"reason": "moved to a cabin"}).text)
         bus.client.join(30)
-        print(f"the daemon ran {bus.client.queue()['succeeded']} deliveries:")
+        print(f"the daemon ran {bus.client.queue().succeeded} deliveries:")
         for line in bus.logs().splitlines():
             if "eventbus_listeners." in line:
                 print("  " + line.split(" ", 2)[2])

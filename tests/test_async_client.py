@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from eventbus_cli import AsyncClient, EventbusError
-from eventbus_cli.remote import (
+from eventbus_cli.errors import (
     RemoteBadArgumentsError,
     RemoteInvalidEventError,
     RemoteNotFoundError,
@@ -57,13 +57,13 @@ async def test_replies_find_their_callers_among_many_tasks(bus: RunningDaemon) -
         async def ask(n: int) -> None:
             kind = n % 4
             if kind == 0:
-                assert (await client.hello())["protocol"] == 1
+                assert (await client.hello()).protocol == 1
             elif kind == 1:
-                names = [item["name"] for item in await client.listeners()]
+                names = [item.name for item in await client.listeners()]
                 assert names == ["gates:gate", "gates:opener", "gates:count"]
             elif kind == 2:
-                assert (await client.submit("count", kwargs={"n": n}, dry_run=True)
-                        )["listeners"][0]["listener"] == "gates:count"
+                dry_run = await client.submit("count", kwargs={"n": n}, dry_run=True)
+                assert [item.listener for item in dry_run.listeners or ()] == ["gates:count"]
             else:
                 schema = await client.schema("count")
                 assert schema["allOf"][0]["properties"]["kwargs"]["required"] == ["n"]
@@ -85,7 +85,7 @@ async def test_fifty_tasks_share_one_client(bus: RunningDaemon) -> None:
         assert await client.join(30)
         queue = await client.queue()
     assert counts == [1] * 1000
-    assert queue["listeners"]["gates:count"]["succeeded"] == 1000
+    assert queue.listeners["gates:count"].succeeded == 1000
 
 
 async def test_each_error_code_raises_its_own_class(bus: RunningDaemon) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -160,3 +161,21 @@ def test_a_subscription_takes_a_bounded_number_of_valid_patterns(patterns: list[
         decode_request(json.dumps({"id": 1, "op": "subscribe", "patterns": patterns}))
     assert caught.value.code == "bad_request"
     assert decode_request(json.dumps({"id": 1, "op": "subscribe", "patterns": ["user_*"] * 64}))
+
+
+def test_each_handler_returns_the_result_its_op_names() -> None:
+    """The op table, the handlers and the clients speak of one result type per op (mypy
+    then checks that each handler returns it)."""
+    from typing import get_type_hints
+
+    from eventbus_cli.daemon import handlers
+    from eventbus_cli.daemon.monitor import Subscription
+    from eventbus_cli.protocol import results
+
+    names = {**vars(results), "Any": Any}
+    for op, spec in OPS.items():
+        returned = get_type_hints(handlers._HANDLERS[op], vars(handlers))["return"]
+        if op == "subscribe":  # the connection streams it, after a `Subscribed` reply
+            assert returned is Subscription
+            continue
+        assert returned == eval(spec.returns, names), op

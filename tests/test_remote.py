@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from eventbus_cli.errors import ErrorCode, RemoteError
-from eventbus_cli.remote import RemoteQueueFullError, remote_error
+from eventbus_cli.errors import ErrorCode, RemoteError, RemoteQueueFullError, remote_error
 
 
 def test_every_error_code_has_a_class_of_its_own() -> None:

@@ -25,6 +25,7 @@ from ..errors import DeliveryError, QueueFullError
 from .delivery import Delivery, DeliveryObserver, DeliveryState, EmitterStats
 
 if TYPE_CHECKING:
+    from ..protocol.results import BackendStatus, JournalStatus
     from .lanes import LocalLanes
     from .routing import Slot
     from .timings import Histogram
@@ -65,9 +66,10 @@ class Broker(ABC):
         """Where deliveries are kept, for the daemon's banner."""
         return "memory (a restart loses what waits)"
 
-    def status(self) -> dict[str, Any]:
-        """Its part of the ``status`` document: ``{"journal": ..., "backend": ...}``."""
-        return {"journal": None, "backend": None}
+    def status(self) -> tuple[JournalStatus | None, BackendStatus | None]:
+        """Its part of the ``status`` document: its journal and its shared backend, each
+        None where it has none."""
+        return None, None
 
     def problems(self) -> list[str]:
         """What keeps it from taking emits now (for health); empty when healthy."""
@@ -282,7 +284,7 @@ class Journal(Protocol):
     def describe(self) -> str:
         """Where it keeps the deliveries, for the daemon's banner."""
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> tuple[JournalStatus | None, BackendStatus | None]:
         """Its part of the ``status`` document (see :meth:`Broker.status`)."""
 
     def problems(self) -> list[str]:

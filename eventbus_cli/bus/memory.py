@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import count
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -26,6 +26,9 @@ from .delivery import Delivery, DeliveryState, EmitterStats
 from .failed_list import FailedList
 from .lanes import Lane, LocalLanes
 from .routing import Slot
+
+if TYPE_CHECKING:
+    from ..protocol.results import BackendStatus, JournalStatus
 
 __all__ = ("MemoryBroker",)
 
@@ -70,7 +73,7 @@ class MemoryBroker(Broker):
     def describe(self) -> str:
         return super().describe() if self.journal is None else self.journal.describe()
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> tuple[JournalStatus | None, BackendStatus | None]:
         return super().status() if self.journal is None else self.journal.status()
 
     def problems(self) -> list[str]:

@@ -168,7 +168,7 @@ def _listener_ids(ctx: typer.Context, incomplete: str) -> list[str]:
             listeners = client.listeners()
     except Exception:  # a completion offers nothing rather than a traceback
         return []
-    ids = {event for item in listeners for event in item["events"]}
+    ids = {event for item in listeners for event in item.events}
     return sorted(event for event in ids if event.startswith(incomplete))
 
 
@@ -187,8 +187,17 @@ def client_for(ctx: typer.Context, timeout: float = DEFAULT_TIMEOUT) -> Client:
     return Client(socket_path, timeout=timeout, trusted_uids=_trusted_uids)
 
 
-def show(document: Any, as_json: bool, printer: str, **options: Any) -> None:
-    """Print ``document`` as JSON, or with ``render``'s function ``printer`` (and options)."""
+def wire(result: Any) -> Any:
+    """A client's result (a Struct of ``protocol.results``, or a list of them) as the
+    document the daemon sent: what ``--json`` prints and the renderers read."""
+    from msgspec import to_builtins
+
+    return to_builtins(result)
+
+
+def show(result: Any, as_json: bool, printer: str, **options: Any) -> None:
+    """Print ``result`` as JSON, or with ``render``'s function ``printer`` (and options)."""
+    document = wire(result)
     if as_json:
         typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
         return

@@ -85,13 +85,13 @@ def listeners_reload(ctx: typer.Context, as_json: JsonOption = False) -> None:
     with reported(as_json), client_for(ctx) as client:
         changes = client.reload()
     if as_json:
-        typer.echo(json.dumps(changes))
+        show(changes, True, "")
         return
-    typer.echo(f"reloaded {counted(changes['listeners'], 'listener')}; added: "
-               f"{', '.join(changes['added']) or 'none'}; removed: "
-               f"{', '.join(changes['removed']) or 'none'}")
-    if changes["failed"]:
-        failed = counted(changes["failed"], "waiting delivery", "waiting deliveries")
+    typer.echo(f"reloaded {counted(changes.listeners, 'listener')}; added: "
+               f"{', '.join(changes.added) or 'none'}; removed: "
+               f"{', '.join(changes.removed) or 'none'}")
+    if changes.failed:
+        failed = counted(changes.failed, "waiting delivery", "waiting deliveries")
         typer.echo(f"warning: {failed} of removed listeners moved to the failed list", err=True)
 
 
@@ -112,16 +112,16 @@ def status(
     if not check:
         show(document, as_json, "print_status")
         return
-    health, queue = document["health"], document["queue"]
+    health, queue = document.health, document.queue
     if as_json:
-        typer.echo(json.dumps(health))
-    elif health["healthy"]:
-        listeners = counted(document["listeners"], "listener")
-        typer.echo(f"healthy: {listeners}, {queue['pending']} pending, "
-                   f"{queue['running']} running, no failures in the last minute")
+        show(health, True, "")
+    elif health.healthy:
+        listeners = counted(document.listeners, "listener")
+        typer.echo(f"healthy: {listeners}, {queue.pending} pending, "
+                   f"{queue.running} running, no failures in the last minute")
     else:
-        typer.echo("unhealthy: " + "; ".join(health["problems"]))
-    raise typer.Exit(0 if health["healthy"] else 1)
+        typer.echo("unhealthy: " + "; ".join(health.problems))
+    raise typer.Exit(0 if health.healthy else 1)
 
 
 @app.command()

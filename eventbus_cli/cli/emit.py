@@ -2,11 +2,12 @@
 
 import json
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ..client import DEFAULT_TIMEOUT, read_event_lines
+from ..client.calls import emit_fields
 from ..errors import EventbusError, InvalidEventIdError
 from ..names import validate_event_id
 from ..plural import counted
@@ -16,8 +17,6 @@ from .values import parse_arg, parse_kw
 
 if TYPE_CHECKING:
     from datetime import datetime
-
-    from ..results import EmitResult
 
 
 @app.command()
@@ -92,9 +91,12 @@ def emit(
         kwargs = dict(parse_kw(value) for value in [*(kw or ()), *(items or ())])
         seconds = timeout or DEFAULT_WAIT
         with client_for(ctx, seconds + 30 if wait else DEFAULT_TIMEOUT) as client:
-            result = client.submit(event, args, kwargs, wait=seconds if wait else None,
-                                   require_listener=require_listener, check=not no_check,
-                                   dry_run=dry_run, delay=seconds_later, at=when, key=key)
+            # The wire document, not EmitResult: decoding would load msgspec, which costs
+            # this command's start-up more than the whole reply.
+            result: dict[str, Any] = client.call("emit", **emit_fields(
+                event, args, kwargs, wait=seconds if wait else None,
+                require_listener=require_listener, check=not no_check, dry_run=dry_run,
+                delay=seconds_later, at=when, key=key))
     if dry_run:
         _show_dry_run(result, as_json)
         return
@@ -153,7 +155,7 @@ def _time(text: str) -> "datetime":
     return moment if moment.tzinfo is not None else moment.astimezone()
 
 
-def _show_dry_run(result: "EmitResult", as_json: bool) -> None:
+def _show_dry_run(result: dict[str, Any], as_json: bool) -> None:
     found = result["listeners"]
     if as_json:
         typer.echo(json.dumps(result))

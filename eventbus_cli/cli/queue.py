@@ -9,10 +9,10 @@ import typer
 
 from ..client import Client
 from ..plural import counted
-from .app import JsonOption, State, client_for, queue_app, refuse, reported, show
+from .app import JsonOption, State, client_for, queue_app, refuse, reported, show, wire
 
 if TYPE_CHECKING:
-    from ..results import QueueCounts
+    from ..protocol.results import QueueCounts
 
 
 @queue_app.callback(invoke_without_command=True)
@@ -56,7 +56,7 @@ def _watch_lines(client: Client, interval: float, as_json: bool) -> None:
 
     try:
         while True:
-            queue = client.queue()
+            queue = wire(client.queue())
             if as_json:
                 typer.echo(json.dumps(queue))
             else:
@@ -95,9 +95,8 @@ def queue_list(
 
 def _held(queue: "QueueCounts", state: str | None) -> int:
     """How many deliveries of ``state`` (any, for None) the counters say are held."""
-    counts = {"pending": queue["pending"], "running": queue["running"],
-              "retrying": queue["retrying"], "scheduled": queue.get("scheduled", 0),
-              "failed": queue["failed_list"]}
+    counts = {"pending": queue.pending, "running": queue.running, "retrying": queue.retrying,
+              "scheduled": queue.scheduled, "failed": queue.failed_list}
     return sum(counts.values()) if state is None else counts[state]
 
 

@@ -16,9 +16,10 @@ from rich.table import Table
 from rich.text import Text
 
 from ..plural import counted
+from .app import wire
 
 if TYPE_CHECKING:
-    from ..results import QueueCounts
+    from ..protocol.results import QueueCounts
 
 __all__ = (
     "print_deliveries",
@@ -286,7 +287,7 @@ def watch_queue(fetch: Callable[[], QueueCounts], interval: float) -> None:
     with Live(console=Console(), transient=True, auto_refresh=False) as live:
         try:
             while True:
-                queue, now = fetch(), time.monotonic()
+                queue, now = wire(fetch()), time.monotonic()
                 done = {name: stats["succeeded"] + stats["failed"]
                         for name, stats in queue["listeners"].items()}
                 rates = {name: (count - before.get(name, count)) / max(now - then, 1e-9)

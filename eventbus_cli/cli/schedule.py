@@ -33,4 +33,4 @@ def schedule_run(
     if as_json:
         show(fired, True, "")
         return
-    typer.echo(f"{fired['name']}: {fired['event']} {fired['outcome']}")
+    typer.echo(f"{fired.name}: {fired.event} {fired.outcome}")

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..errors import NoDaemonError, RemoteError
+from ..errors import NoDaemonError, RemoteError, remote_error
 from ..protocol.codec import LineSplitter, Reply
 
 if TYPE_CHECKING:  # types only: `eventbus emit` starts without building them
@@ -53,8 +53,6 @@ class ReplyLines:
 def result_of(reply: Reply) -> Any:
     """The result of ``reply``; its :class:`RemoteError` subclass if it is an error."""
     if not reply.ok:
-        from ..remote import remote_error  # only on an error: a plain emit need not load it
-
         raise remote_error(reply.code, reply.message, reply.details)
     return reply.result
 

@@ -24,7 +24,8 @@ from .calls import emit_fields, list_fields, retry_fields
 if TYPE_CHECKING:  # types only: `eventbus emit` starts without building them
     from datetime import datetime
 
-    from ..results import (
+    from ..protocol.results import (
+        DeliveryDetail,
         DeliveryInfo,
         EmitResult,
         EventInfo,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:  # types only: `eventbus emit` starts without building them
         QueueCounts,
         ReloadResult,
         ScheduleInfo,
+        Status,
     )
 
 __all__ = ("Call", "async_op", "sync_op")
@@ -53,6 +55,21 @@ class Call(NamedTuple, Generic[T_co]):
 
 def _as_is(result: Any) -> Any:
     return result
+
+
+def _decoded(name: str, *, many: bool = False) -> Callable[[Any], Any]:
+    """A reader that decodes a result into the Struct ``name`` of
+    :mod:`~eventbus_cli.protocol.results` (a list of them with ``many``). msgspec loads on
+    the first such result: `eventbus emit` never needs it."""
+    def read(result: Any) -> Any:
+        from msgspec import convert
+
+        from ..protocol import results
+
+        kind = getattr(results, name)
+        return convert(result, list[kind] if many else kind)  # type: ignore[valid-type]
+
+    return read
 
 
 class _SyncTransport(Protocol):
@@ -136,7 +153,8 @@ def submit(event_id: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | 
     queues nothing."""
     return Call("emit", emit_fields(event_id, args, kwargs, wait=wait,
                                     require_listener=require_listener, check=check,
-                                    dry_run=dry_run, delay=delay, at=at, key=key), _as_is)
+                                    dry_run=dry_run, delay=delay, at=at, key=key),
+                _decoded("EmitResult"))
 
 
 def emit(event_id: str, /, *args: Any, **kwargs: Any) -> Call[int]:
@@ -157,7 +175,8 @@ def emit_at(when: datetime, event_id: str, /, *args: Any, **kwargs: Any) -> Call
 def wait(seconds: float, event_id: str, /, *args: Any, **kwargs: Any) -> Call[EmitResult]:
     """Emit one event and wait up to ``seconds`` for its deliveries to finish; the answer's
     ``results`` say how each ended (``ok`` None: not finished in time)."""
-    return Call("emit", emit_fields(event_id, args, kwargs, wait=seconds), _as_is)
+    return Call("emit", emit_fields(event_id, args, kwargs, wait=seconds),
+                _decoded("EmitResult"))
 
 
 def join(seconds: float = 60.0) -> Call[bool]:
@@ -171,42 +190,42 @@ def join(seconds: float = 60.0) -> Call[bool]:
 
 def hello() -> Call[Hello]:
     """The daemon's protocol version, version, pid and ``max_message_bytes``."""
-    return Call("hello", {}, _as_is)
+    return Call("hello", {}, _decoded("Hello"))
 
 
 def listeners() -> Call[list[ListenerInfo]]:
     """The listeners the daemon runs, as ``listeners list --json`` shows them."""
-    return Call("listeners", {}, _as_is)
+    return Call("listeners", {}, _decoded("ListenerInfo", many=True))
 
 
 def queue() -> Call[QueueCounts]:
     """The counters, as ``queue --json`` shows them."""
-    return Call("queue", {}, _as_is)
+    return Call("queue", {}, _decoded("QueueCounts"))
 
 
 def deliveries(state: str | None = None, limit: int | None = None) -> Call[list[DeliveryInfo]]:
     """The deliveries held (of one state), newest first, as ``queue list --json``."""
-    return Call("list", list_fields(state, limit), _as_is)
+    return Call("list", list_fields(state, limit), _decoded("DeliveryInfo", many=True))
 
 
-def delivery(delivery_id: int) -> Call[DeliveryInfo]:
+def delivery(delivery_id: int) -> Call[DeliveryDetail]:
     """One delivery with its traceback, as ``queue show --json`` shows it."""
-    return Call("show", {"delivery": delivery_id}, _as_is)
+    return Call("show", {"delivery": delivery_id}, _decoded("DeliveryDetail"))
 
 
-def status() -> Call[dict[str, Any]]:
+def status() -> Call[Status]:
     """The daemon's status, as ``status --json`` shows it."""
-    return Call("status", {}, _as_is)
+    return Call("status", {}, _decoded("Status"))
 
 
 def schedules() -> Call[list[ScheduleInfo]]:
     """The daemon's schedules, as ``schedule list --json`` shows them."""
-    return Call("schedules", {}, _as_is)
+    return Call("schedules", {}, _decoded("ScheduleInfo", many=True))
 
 
 def events() -> Call[list[EventInfo]]:
     """The event catalog, as ``events --json`` shows it."""
-    return Call("events", {}, _as_is)
+    return Call("events", {}, _decoded("EventInfo", many=True))
 
 
 def schema(event_id: str) -> Call[dict[str, Any]]:
@@ -219,7 +238,7 @@ def schema(event_id: str) -> Call[dict[str, Any]]:
 
 def fire(name: str) -> Call[ScheduleInfo]:
     """Fire the schedule ``name`` now; return it as ``schedule list`` shows it."""
-    return Call("fire", {"name": name}, _as_is)
+    return Call("fire", {"name": name}, _decoded("ScheduleInfo"))
 
 
 def retry(delivery_ids: Sequence[int] | None = None) -> Call[list[int]]:
@@ -234,7 +253,7 @@ def purge(state: str) -> Call[int]:
 
 def reload() -> Call[ReloadResult]:
     """Import the listeners afresh; what changed, as ``listeners reload --json``."""
-    return Call("reload", {}, _as_is)
+    return Call("reload", {}, _decoded("ReloadResult"))
 
 
 def stop(*, drain: bool = True) -> Call[int]:

@@ -23,16 +23,19 @@ import anyio.abc
 import msgspec
 
 from ..config import resolve_config
-from ..errors import EmitterNotRunningError, EventbusError, QueueFullError, RemoteError
-from ..names import validate_event_id
-from ..plural import counted
-from ..remote import (
+from ..errors import (
+    EmitterNotRunningError,
+    EventbusError,
+    QueueFullError,
     RemoteBadArgumentsError,
     RemoteBadRequestError,
+    RemoteError,
     RemoteInvalidEventError,
     RemoteTooLargeError,
     RemoteUnroutedError,
 )
+from ..names import validate_event_id
+from ..plural import counted
 from .aio import AsyncClient
 from .calls import trace_fields
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Self
 
-from ..errors import EventbusError, EventFileError, ProtocolError, RemoteError
+from ..errors import EventbusError, EventFileError, ProtocolError, RemoteError, remote_error
 from ..peers import check_server
 from ..protocol.codec import Reply, decode_reply, encode_request
 from . import ops
@@ -154,7 +154,7 @@ class Client:
         error, the batches already sent are answered and the rest are not sent.
         """
         tail = b"" if check else b',"check":false'
-        limit = int(self.hello()["max_message_bytes"]) - 64
+        limit = int(self.call("hello")["max_message_bytes"]) - 64  # raw: no msgspec to load
         pending = _batches(lines, limit)
         sent: list[tuple[int, int]] = []  # (start, stop) of each batch awaiting its reply
         accepted = deliveries = unrouted = duplicates = 0
@@ -183,8 +183,6 @@ class Client:
                 details = dict(reply.details) if isinstance(reply.details, dict) else {}
                 if isinstance(index := details.get("index"), int):
                     details["index"] = start + index  # in the lines given, not the batch
-                from ..remote import remote_error
-
                 error = error or remote_error(reply.code, reply.message, details)
                 rejected.append((start + taken, stop))
             if progress is not None and taken:

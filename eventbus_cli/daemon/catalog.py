@@ -7,26 +7,27 @@ from typing import Any
 
 from ..bus.emitter import SimpleEventEmitter
 from ..names import is_pattern
+from ..protocol.results import CatalogListener, DryRunListener, EmitResult, EventInfo
 
 __all__ = ("dry_run", "event_catalog", "event_schema")
 
 _SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
-def event_catalog(emitter: SimpleEventEmitter) -> list[dict[str, Any]]:
+def event_catalog(emitter: SimpleEventEmitter) -> list[EventInfo]:
     """Each event id or pattern a loaded listener takes, sorted, with its listeners and the
     parameters each accepts."""
-    events: dict[str, list[dict[str, Any]]] = {}
+    events: dict[str, list[CatalogListener]] = {}
     for slot in emitter.slots:
         arguments = slot.arguments
         for event_id in slot.listener.event_ids:
-            events.setdefault(event_id, []).append({
-                "listener": slot.name,
-                "signature": arguments.text if arguments is not None else None,
-                "parameters": arguments.describe() if arguments is not None else None,
-                "check": slot.options.check,
-            })
-    return [{"event": event_id, "pattern": is_pattern(event_id), "listeners": events[event_id]}
+            events.setdefault(event_id, []).append(CatalogListener(
+                listener=slot.name,
+                signature=arguments.text if arguments is not None else None,
+                parameters=arguments.describe() if arguments is not None else None,
+                check=slot.options.check,
+            ))
+    return [EventInfo(event_id, is_pattern(event_id), events[event_id])
             for event_id in sorted(events)]
 
 
@@ -48,16 +49,15 @@ def event_schema(emitter: SimpleEventEmitter, event_id: str) -> dict[str, Any] |
 
 
 def dry_run(emitter: SimpleEventEmitter, event_id: str, args: list[Any],
-            kwargs: dict[str, Any]) -> dict[str, Any]:
+            kwargs: dict[str, Any]) -> EmitResult:
     """Which listeners an emit would reach and whether each takes its arguments; nothing is
     queued."""
     found = []
     for slot in emitter.slots_for(event_id):
         problem = (slot.arguments.problem(args, kwargs)
                    if slot.arguments is not None and not slot.arguments.trivial else None)
-        found.append({"listener": slot.name,
-                      "signature": slot.arguments.text if slot.arguments is not None else None,
-                      "takes": problem is None, "check": slot.options.check,
-                      "problem": None if problem is None
-                      else f"{slot.name}{slot.arguments.text if slot.arguments else ''}{problem}"})
-    return {"event_id": event_id, "listeners": found}
+        text = slot.arguments.text if slot.arguments is not None else None
+        found.append(DryRunListener(
+            listener=slot.name, signature=text, takes=problem is None, check=slot.options.check,
+            problem=None if problem is None else f"{slot.name}{text or ''}{problem}"))
+    return EmitResult(event_id, 0, listeners=found)

@@ -15,6 +15,7 @@ import anyio.lowlevel
 from ..errors import BackendError, ErrorCode, JournalError
 from ..peers import peer_of
 from ..protocol.codec import LineSplitter, decode_reply, encode_error, encode_result
+from ..protocol.results import Subscribed
 from .handlers import Operations
 from .monitor import Subscription
 
@@ -204,7 +205,7 @@ async def _serve_lines(stream: anyio.abc.SocketStream, ops: Operations,
             answer = await ops.answer(line, flush)
             if isinstance(answer, Subscription):  # the connection serves it alone from now on
                 try:
-                    replies.append(encode_result(answer.request_id, {"subscribed": True}))
+                    replies.append(encode_result(answer.request_id, Subscribed()))
                     await flush()
                     await _stream(stream, answer)
                 finally:

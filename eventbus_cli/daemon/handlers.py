@@ -34,6 +34,26 @@ from ..errors import (
 )
 from ..protocol.codec import encode_error, encode_result
 from ..protocol.ops import OPS, PROTOCOL_VERSION, Request, decode_request
+from ..protocol.results import (
+    DeliveryDetail,
+    DeliveryInfo,
+    EmitManyResult,
+    EmitResult,
+    EventInfo,
+    Hello,
+    Idle,
+    ListenerCounts,
+    ListenerInfo,
+    Purged,
+    QueueCounts,
+    ReloadResult,
+    Retried,
+    ScheduleInfo,
+    SchedulesStatus,
+    Status,
+    Stopping,
+    ThreadsStatus,
+)
 from .catalog import event_catalog, event_schema
 from .health import Health
 from .intake import Intake, Refused
@@ -148,11 +168,11 @@ class Operations:
     # -- emitting ----------------------------------------------------------------------------
 
     @_handles("emit")
-    async def _emit(self, request: Request, flush: Flush) -> dict[str, Any]:
+    async def _emit(self, request: Request, flush: Flush) -> EmitResult:
         return await self.intake.emit(request, flush)
 
     @_handles("emit_many")
-    async def _emit_many(self, request: Request, flush: Flush) -> dict[str, Any]:
+    async def _emit_many(self, request: Request, flush: Flush) -> EmitManyResult:
         return await self.intake.emit_many(request, flush)
 
     @_handles("subscribe")
@@ -162,31 +182,31 @@ class Operations:
     # -- reading -----------------------------------------------------------------------------
 
     @_handles("hello")
-    async def _hello(self, request: Request, flush: Flush) -> dict[str, Any]:
-        return {"protocol": PROTOCOL_VERSION, "version": __version__, "pid": os.getpid(),
-                "max_message_bytes": self.config.daemon.max_message_bytes}
+    async def _hello(self, request: Request, flush: Flush) -> Hello:
+        return Hello(PROTOCOL_VERSION, __version__, os.getpid(),
+                     self.config.daemon.max_message_bytes)
 
     @_handles("listeners")
-    async def _listeners(self, request: Request, flush: Flush) -> list[dict[str, Any]]:
+    async def _listeners(self, request: Request, flush: Flush) -> list[ListenerInfo]:
         return [
-            {
-                "name": item.name,
-                "module": item.module.removeprefix(MODULE_PREFIX),
-                "file": getattr(getattr(item.fn, "__code__", None), "co_filename", None),
-                "events": sorted(item.event_ids),
-                "retries": options.retries,
-                "backoff": float(options.backoff),
-                "timeout": None if math.isinf(options.timeout) else float(options.timeout),
-                "async": item.is_async,
-                "signature": slot.arguments.text if slot.arguments is not None else None,
-                "check": options.check,
-            }
+            ListenerInfo(
+                name=item.name,
+                module=item.module.removeprefix(MODULE_PREFIX),
+                file=getattr(getattr(item.fn, "__code__", None), "co_filename", None),
+                events=sorted(item.event_ids),
+                retries=options.retries,
+                backoff=float(options.backoff),
+                timeout=None if math.isinf(options.timeout) else float(options.timeout),
+                is_async=item.is_async,
+                signature=slot.arguments.text if slot.arguments is not None else None,
+                check=options.check,
+            )
             for slot in self.emitter.slots
             for item, options in ((slot.listener, slot.options),)
         ]
 
     @_handles("events")
-    async def _events(self, request: Request, flush: Flush) -> list[dict[str, Any]]:
+    async def _events(self, request: Request, flush: Flush) -> list[EventInfo]:
         return event_catalog(self.emitter)
 
     @_handles("schema")
@@ -199,110 +219,113 @@ class Operations:
         return schema
 
     @_handles("join")
-    async def _join(self, request: Request, flush: Flush) -> dict[str, Any]:
+    async def _join(self, request: Request, flush: Flush) -> Idle:
         with anyio.move_on_after(request.wait):
             await self.emitter.join()
-            return {"idle": True}
-        return {"idle": False}
+            return Idle(True)
+        return Idle(False)
 
     @_handles("schedules")
-    async def _schedules(self, request: Request, flush: Flush) -> list[dict[str, Any]]:
+    async def _schedules(self, request: Request, flush: Flush) -> list[ScheduleInfo]:
         return self.scheduler.listing()
 
     @_handles("fire")
-    async def _fire(self, request: Request, flush: Flush) -> dict[str, Any]:
+    async def _fire(self, request: Request, flush: Flush) -> ScheduleInfo:
         assert request.event is not None  # the schedule's name
         return self.scheduler.run_now(request.event)
 
     @_handles("queue")
-    async def _queue(self, request: Request, flush: Flush) -> dict[str, Any]:
+    async def _queue(self, request: Request, flush: Flush) -> QueueCounts:
         await self.broker.refresh()
         return self.queue()
 
-    def queue(self) -> dict[str, Any]:
-        """The ``queue --json`` document."""
+    def queue(self) -> QueueCounts:
+        """The ``queue`` document."""
         stats = self.broker.stats().to_dict()
-        return {**stats, "next_due": iso_time(stats["next_due"]), "queue_size": self.broker.size,
-                "max_queue_bytes": self.broker.max_bytes,
-                "max_scheduled": self.broker.max_scheduled}
+        listeners = {name: ListenerCounts(**counts) for name, counts in
+                     stats.pop("listeners").items()}
+        return QueueCounts(**stats | {"next_due": iso_time(stats["next_due"])},
+                           listeners=listeners, queue_size=self.broker.size,
+                           max_queue_bytes=self.broker.max_bytes,
+                           max_scheduled=self.broker.max_scheduled)
 
     @_handles("list")
-    async def _list(self, request: Request, flush: Flush) -> list[dict[str, Any]]:
+    async def _list(self, request: Request, flush: Flush) -> list[DeliveryInfo]:
         state = DeliveryState(request.state) if request.state else None
         await self.broker.refresh(listing=True)
         held = self.broker.deliveries(state)
         newest = (heapq.nlargest(request.limit, held, key=_by_id) if request.limit is not None
                   else sorted(held, key=_by_id, reverse=True))
-        found: list[dict[str, Any]] = []
+        found: list[DeliveryInfo] = []
         budget = LIST_REPLY_BYTES
         for delivery in newest:
             budget -= delivery.size + len(delivery.error or "") + 256
             if budget < 0 and found:
                 break
-            found.append(delivery.to_dict())
+            found.append(DeliveryInfo(**delivery.to_dict()))
         return found
 
     @_handles("show")
-    async def _show(self, request: Request, flush: Flush) -> dict[str, Any]:
+    async def _show(self, request: Request, flush: Flush) -> DeliveryDetail:
         assert request.deliveries
         await self.broker.refresh(listing=True)
         delivery = self.broker.find(request.deliveries[0])
-        return {**delivery.to_dict(), "traceback": delivery.traceback}
+        return DeliveryDetail(**delivery.to_dict(), traceback=delivery.traceback)
 
     @_handles("status")
-    async def _status(self, request: Request, flush: Flush) -> dict[str, Any]:
+    async def _status(self, request: Request, flush: Flush) -> Status:
         daemon = self.config.daemon
         broker = self.broker
         await broker.refresh(listing=True)
-        return {
-            "pid": os.getpid(),
-            "version": __version__,
-            "protocol": PROTOCOL_VERSION,
-            "uptime_s": round(time.monotonic() - self.started, 3),
-            "socket": str(self.socket_path),
-            "config": str(self.config.path) if self.config.path else None,
-            "listeners_dir": str(daemon.listeners_dir),
-            "listeners": len(self.emitter.listeners),
-            **broker.status(),  # "journal" and "backend"
-            "metrics": (f"http://{self.config.metrics.listen}/metrics"
-                        if self.config.metrics is not None else None),
-            "threads": {"max": self.emitter.threads.max_threads,
-                        "stuck": self.emitter.threads.stuck},
-            "schedules": {"count": len(self.scheduler),
-                          "next": iso_time(self.scheduler.next_fire)},
-            "draining": self.intake.draining,
-            "health": self.health.report(draining=self.intake.draining),
-            "queue": self.queue(),
-        }
+        journal, backend = broker.status()
+        return Status(
+            pid=os.getpid(),
+            version=__version__,
+            protocol=PROTOCOL_VERSION,
+            uptime_s=round(time.monotonic() - self.started, 3),
+            socket=str(self.socket_path),
+            config=str(self.config.path) if self.config.path else None,
+            listeners_dir=str(daemon.listeners_dir),
+            listeners=len(self.emitter.listeners),
+            journal=journal,
+            backend=backend,
+            metrics=(f"http://{self.config.metrics.listen}/metrics"
+                     if self.config.metrics is not None else None),
+            threads=ThreadsStatus(self.emitter.threads.max_threads, self.emitter.threads.stuck),
+            schedules=SchedulesStatus(len(self.scheduler), iso_time(self.scheduler.next_fire)),
+            draining=self.intake.draining,
+            health=self.health.report(draining=self.intake.draining),
+            queue=self.queue(),
+        )
 
     # -- changing ----------------------------------------------------------------------------
 
     @_handles("stop")
-    async def _stop(self, request: Request, flush: Flush) -> dict[str, Any]:
+    async def _stop(self, request: Request, flush: Flush) -> Stopping:
         if not request.drain:
             self.emitter.cut_drain()
         if not self.stop_asked:
             logger.info("stop requested by a client (%s)", "draining first" if request.drain
                         else "without draining: what runs is cut short")
             self.stop_asked = True  # its connection sets stopping once the reply is sent
-        return {"stopping": True, "drain": request.drain, "pid": os.getpid()}
+        return Stopping(stopping=True, drain=request.drain, pid=os.getpid())
 
     @_handles("retry")
-    async def _retry(self, request: Request, flush: Flush) -> dict[str, Any]:
+    async def _retry(self, request: Request, flush: Flush) -> Retried:
         retried = await self.broker.aretry(request.deliveries)
-        return {"retried": [delivery.id for delivery in retried]}
+        return Retried([delivery.id for delivery in retried])
 
     @_handles("purge")
-    async def _purge(self, request: Request, flush: Flush) -> dict[str, Any]:
+    async def _purge(self, request: Request, flush: Flush) -> Purged:
         assert request.state is not None
         purged = await self.broker.apurge(DeliveryState(request.state))
-        return {"purged": purged, "state": request.state}
+        return Purged(purged, request.state)
 
     @_handles("reload")
-    async def _reload(self, request: Request, flush: Flush) -> dict[str, Any]:
+    async def _reload(self, request: Request, flush: Flush) -> ReloadResult:
         return await self.reload()
 
-    async def reload(self) -> dict[str, Any]:
+    async def reload(self) -> ReloadResult:
         """Import the listeners directory afresh, in a worker thread so that a slow file
         does not hold up other clients, and swap the new set in, at once.
 
@@ -325,8 +348,9 @@ class Operations:
                     ", ".join(changes.added) or "none", ", ".join(changes.removed) or "none",
                     f"; {changes.failed} waiting deliveries of removed listeners failed"
                     if changes.failed else "")
-        return {"listeners": len(self.emitter.listeners), **changes._asdict(),
-                "schedules": len(schedules)}
+        return ReloadResult(len(self.emitter.listeners), list(changes.added),
+                            list(changes.removed), list(changes.kept), changes.failed,
+                            len(schedules))
 
 
 def _by_id(delivery: Delivery) -> int:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from ..bus.emitter import SimpleEventEmitter
 from ..plural import counted
+from ..protocol.results import HealthReport
 
 __all__ = ("WINDOW_SECONDS", "Health")
 
@@ -24,8 +24,8 @@ class Health:
         self._broker = emitter.broker
         self._threads = emitter.threads
 
-    def report(self, *, draining: bool) -> dict[str, Any]:
-        """``{"healthy", "problems", "failed_recently"}``: problems say what is wrong."""
+    def report(self, *, draining: bool) -> HealthReport:
+        """Whether it is healthy; ``problems`` say what is wrong."""
         since = time.time() - WINDOW_SECONDS
         failed = sum(1 for delivery in self._broker.failed_list
                      if delivery.failed_at is not None and delivery.failed_at >= since)
@@ -43,4 +43,4 @@ class Health:
         problems += self._broker.problems()
         if draining:
             problems.append("shutting down")
-        return {"healthy": not problems, "problems": problems, "failed_recently": failed}
+        return HealthReport(not problems, problems, failed)

@@ -23,6 +23,7 @@ from ..errors import (
 )
 from ..protocol.event import EventMessage
 from ..protocol.ops import Request
+from ..protocol.results import EmitManyResult, EmitResult
 from .catalog import dry_run
 from .metrics import Metrics
 from .monitor import Monitor
@@ -69,7 +70,7 @@ class Intake:
         """Dedupe keys of emits accepted for checking but still waiting for room, each
         with an event set once that emit is answered."""
 
-    async def emit(self, request: Request, flush: Flush) -> dict[str, Any]:
+    async def emit(self, request: Request, flush: Flush) -> EmitResult:
         """The reply to an ``emit``: one event, now or for later, waited on with ``wait``; a
         dedupe key seen lately answers as its first emit did."""
         message = request.events[0]
@@ -77,7 +78,7 @@ class Intake:
         if key is None or request.dry_run:
             return await self._emit_once(request, message, flush)
         if first := await self._answered(key):
-            return {**first, "duplicate": True}  # answered as the first was; nothing queued
+            return EmitResult(**first, duplicate=True)  # as the first was; nothing queued
         self._on_its_way[key] = anyio.Event()  # no await since the check above
         try:
             return await self._emit_once(request, message, flush)
@@ -92,14 +93,17 @@ class Intake:
             await on_its_way.wait()
         return self.broker.answer_for(key)
 
-    def _accepted(self, message: EventMessage, result: dict[str, Any]) -> None:
+    def _accepted(self, message: EventMessage, result: EmitResult) -> None:
         """The event is queued: count it, and keep its answer under its dedupe key from now
         on, before any wait for its outcome, so a repeat meanwhile is a duplicate."""
         if self.metrics is not None:
-            self.metrics.count_emitted(message.event, result["deliveries"])
+            self.metrics.count_emitted(message.event, result.deliveries)
         if message.key is not None:
-            self.broker.remember(message.key, {name: result[name] for name in
-                                               ("event_id", "deliveries", "due") if name in result})
+            first: dict[str, Any] = {"event_id": result.event_id,
+                                     "deliveries": result.deliveries}
+            if result.due is not None:
+                first["due"] = result.due
+            self.broker.remember(message.key, first)
             self._settle(message.key)
 
     def _settle(self, key: str) -> None:
@@ -109,7 +113,7 @@ class Intake:
             settled.set()
 
     async def _emit_once(self, request: Request, message: EventMessage,
-                         flush: Flush) -> dict[str, Any]:
+                         flush: Flush) -> EmitResult:
         if request.dry_run:
             return dry_run(self.emitter, message.event, message.args, message.kwargs)
         if request.require_listener and not self.broker.targets(
@@ -125,8 +129,7 @@ class Intake:
                                     due_at=request.due_at, key=message.key)
             if message.trace is not None:  # the emit path pays one test, not a call
                 _carry_trace(made, message.trace)
-            later = {"event_id": message.event, "deliveries": len(made),
-                     "due": iso_time(request.due_at)}
+            later = EmitResult(message.event, len(made), due=iso_time(request.due_at))
             self._accepted(message, later)
             return later
         try:  # the common case, without another coroutine
@@ -135,15 +138,15 @@ class Intake:
             made = await self._submit(message, request.size, flush, 0, request.check)
         if message.trace is not None:
             _carry_trace(made, message.trace)
-        result: dict[str, Any] = {"event_id": message.event, "deliveries": len(made)}
+        result = EmitResult(message.event, len(made))
         self._accepted(message, result)
         if request.wait is not None:
             # No await since the submit: none of its deliveries can have ended unseen.
             self.broker.follow(made)
-            result["results"] = await self.monitor.wait(made, request.wait)
+            result.results = await self.monitor.wait(made, request.wait)
         return result
 
-    async def emit_many(self, request: Request, flush: Flush) -> dict[str, Any]:
+    async def emit_many(self, request: Request, flush: Flush) -> EmitManyResult:
         """The reply to an ``emit_many``: its events in order, checked as a whole first."""
         accepted = deliveries = unrouted = duplicates = 0
         size = request.size // len(request.events)  # what each holds of the line, on average
@@ -190,8 +193,7 @@ class Intake:
             if message.key is not None:
                 broker.remember(message.key, {"event_id": message.event,
                                               "deliveries": len(made)})
-        return {"accepted": accepted, "deliveries": deliveries, "unrouted": unrouted,
-                "duplicates": duplicates}
+        return EmitManyResult(accepted, deliveries, unrouted, duplicates)
 
     def _submit_now(self, message: EventMessage, size: int, check: bool) -> Sequence[Delivery]:
         """Queue one event of ``size`` bytes if there is room now; raise for anything else,

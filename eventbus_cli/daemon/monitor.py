@@ -22,6 +22,7 @@ import anyio
 from ..bus.delivery import Delivery, DeliveryState, iso_time
 from ..bus.emitter import SimpleEventEmitter
 from ..protocol.codec import encode_line
+from ..protocol.results import DeliveryOutcome
 
 __all__ = ("BUFFER_RECORDS", "Monitor", "Subscription")
 
@@ -100,7 +101,8 @@ class Monitor:
         self._subscriptions.remove(subscription)
         self._detach_if_idle()
 
-    async def wait(self, deliveries: Sequence[Delivery], seconds: float) -> list[dict[str, Any]]:
+    async def wait(self, deliveries: Sequence[Delivery],
+                   seconds: float) -> list[DeliveryOutcome]:
         """Wait until every one of ``deliveries`` has succeeded or failed for good, or
         ``seconds`` pass; one result per delivery (``ok`` None: not finished)."""
         waiter = _Waiter(deliveries)
@@ -116,11 +118,12 @@ class Monitor:
                 self._waiters.pop(delivery_id, None)
             self._detach_if_idle()
         return [
-            {"listener": d.listener, "delivery": d.id,
-             "ok": None if d.id in waiter.open else waiter.errors[d.id] is None,
-             "error": f"not finished within {seconds:g}s (it goes on: `eventbus queue show "
+            DeliveryOutcome(
+                listener=d.listener, delivery=d.id,
+                ok=None if d.id in waiter.open else waiter.errors[d.id] is None,
+                error=f"not finished within {seconds:g}s (it goes on: `eventbus queue show "
                       f"{d.id}` shows it until it ends, and `eventbus tail` shows how it ends)"
-                      if d.id in waiter.open else waiter.errors[d.id]}
+                      if d.id in waiter.open else waiter.errors[d.id])
             for d in waiter.deliveries
         ]
 

@@ -13,7 +13,6 @@ import heapq
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import anyio
 
@@ -23,6 +22,7 @@ from ..bus.schedules import Schedule, cron, every
 from ..config import Config
 from ..errors import ConfigError, ErrorCode, EventbusError, ScheduleError
 from ..plural import counted
+from ..protocol.results import ScheduleInfo
 
 __all__ = ("Scheduler", "UnknownScheduleError", "config_schedules")
 
@@ -133,7 +133,7 @@ class Scheduler:
             seen.add(schedule.name)
         return [schedule for group in groups for schedule in group]
 
-    def run_now(self, name: str) -> dict[str, Any]:
+    def run_now(self, name: str) -> ScheduleInfo:
         """Fire the schedule ``name`` now, as ``schedule run`` does; its timer is unchanged."""
         entry = self._entries.get(name)
         if entry is None:
@@ -164,20 +164,20 @@ class Scheduler:
         if self._on_fire is not None:
             self._on_fire(schedule.name, schedule.event_id, entry.outcome, len(made))
 
-    def listing(self) -> list[dict[str, Any]]:
+    def listing(self) -> list[ScheduleInfo]:
         """Each schedule: its name, spec, time zone, event, next and last fire, outcome."""
         fired = self._broker.fires()  # where daemons share a broker: fires on any of them
         return [self._listed(name, entry, fired) for name, entry in sorted(self._entries.items())]
 
     def _listed(self, name: str, entry: _Entry,
-                fired: dict[str, float] | None = None) -> dict[str, Any]:
+                fired: dict[str, float] | None = None) -> ScheduleInfo:
         schedule = entry.schedule
         last = max(entry.last or 0.0, (fired or {}).get(name, 0.0)) or None
-        return {"name": name, "spec": schedule.spec, "every": schedule.interval,
-                "text": schedule.text, "tz": schedule.tz, "event": schedule.event_id,
-                "args": list(schedule.args), "kwargs": schedule.kwargs,
-                "catch_up": schedule.catch_up, "next": iso_time(entry.due),
-                "last": iso_time(last), "outcome": entry.outcome}
+        return ScheduleInfo(
+            name=name, spec=schedule.spec, every=schedule.interval, text=schedule.text,
+            tz=schedule.tz, event=schedule.event_id, args=list(schedule.args),
+            kwargs=schedule.kwargs, catch_up=schedule.catch_up, next=iso_time(entry.due),
+            last=iso_time(last), outcome=entry.outcome)
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -30,6 +30,7 @@ from ..bus.schedules import Schedule
 from ..config import Config
 from ..errors import ConfigError, EventbusError
 from ..plural import counted
+from ..protocol.results import ReloadResult
 from ..stores import open_broker
 from .connection import Connections
 from .handlers import Operations
@@ -57,7 +58,7 @@ class Ready:
 
     socket: Path
     listeners: int
-    reload: Callable[[], Awaitable[dict[str, Any]]]
+    reload: Callable[[], Awaitable[ReloadResult]]
 
 
 class Server:

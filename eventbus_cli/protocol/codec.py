@@ -32,7 +32,19 @@ DEFAULT_WAIT = 60.0
 MAX_DEPTH = 64
 """How deep the lists and objects inside an event's args and kwargs may nest."""
 TOO_DEEP = f"values nest more than {MAX_DEPTH} deep; send flatter ones"
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=repr)
+
+
+def _plain(value: Any) -> Any:
+    """What the encoder writes for a value JSON has no form for: a result Struct as its
+    document; anything else as its repr."""
+    if hasattr(type(value), "__struct_fields__"):  # msgspec, imported only once one comes
+        from msgspec import to_builtins
+
+        return to_builtins(value, enc_hook=repr)
+    return repr(value)
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_plain)
 # The error codes of the codec's own failures; the rest are in protocol.ErrorCode.
 BAD_JSON, TOO_LARGE, INTERNAL = "bad_json", "too_large", "internal"
 MAX_DELAY = 366 * 86_400.0
@@ -161,7 +173,8 @@ def _finite(text: str) -> float:
 
 
 def encode_result(request_id: object, result: Any) -> bytes:
-    """The reply line for a request that succeeded."""
+    """The reply line for a request that succeeded: ``result`` is a Struct of
+    :mod:`.results` (or a plain document)."""
     return _utf8(_ENCODER.encode({"id": request_id, "ok": True, "result": result}))
 
 

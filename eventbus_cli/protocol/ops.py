@@ -82,6 +82,8 @@ class Op(NamedTuple):
     """One op: its fields, how their values make a :class:`Request`, and its result."""
 
     fields: tuple[Field, ...]
+    returns: str
+    """The type of its result, of :mod:`.results` (its handler returns it, checked by a test)."""
     result: str
     build: Callable[[dict[str, Any]], dict[str, Any]] = dict
     """Turns the values of the fields given into :class:`Request` fields."""
@@ -230,7 +232,7 @@ def _build_show(values: dict[str, Any]) -> dict[str, Any]:
 
 
 OPS: dict[str, Op] = {
-    "hello": Op((), '`{"protocol": 1, "version", "pid", "max_message_bytes"}`'),
+    "hello": Op((), "Hello", '`{"protocol": 1, "version", "pid", "max_message_bytes"}`'),
     "emit": Op((
         Field("event", _any, "the event id", required=True),
         Field("args", _any, "a list (optional)"),
@@ -250,46 +252,51 @@ OPS: dict[str, Op] = {
         Field("traceparent", _any, "the caller's W3C trace context (optional): each "
               "delivery's span is its child"),
         Field("tracestate", _any, "W3C tracestate, with `traceparent` (optional)"),
-    ), '`{"event_id", "deliveries"}`; with `wait`, `results` too; with `delay` or `at`, '
-       '`due` too; with `dry_run`, '
-       '`{"event_id", "listeners": [{"listener", "signature", "takes", "problem"}]}`',
+    ), "EmitResult", '`{"event_id", "deliveries"}`; with `wait`, `results` too; with `delay` '
+       'or `at`, `due` too; with `dry_run`, `{"event_id", "deliveries": 0, "listeners": '
+       '[{"listener", "signature", "takes", "check", "problem"}]}`',
        _build_emit, writes=True),
     "emit_many": Op((Field("events", _event_list,
                            'a list of `{"event", "args", "kwargs", "key", "traceparent", '
                            '"tracestate"}` (all but `event` optional)',
                            required=True),
                      Field("check", _bool, "false: skip the argument check (default true)")),
+                    "EmitManyResult",
                     '`{"accepted", "deliveries", "unrouted", "duplicates"}`', writes=True),
-    "events": Op((), "as `events --json`"),
+    "events": Op((), "list[EventInfo]", "as `events --json`"),
     "join": Op((Field("timeout", _seconds, "give up after this many seconds (default 60)"),),
+               "Idle",
                '`{"idle": true}` once nothing is pending, running or retrying (scheduled '
                'deliveries aside); `{"idle": false}` if the timeout came first', _build_join),
-    "schedules": Op((), "as `schedule list --json`"),
-    "fire": Op((Field("name", _any, "a schedule's name", required=True),),
+    "schedules": Op((), "list[ScheduleInfo]", "as `schedule list --json`"),
+    "fire": Op((Field("name", _any, "a schedule's name", required=True),), "ScheduleInfo",
                "the schedule, as `schedule list --json` shows it, after firing",
                _build_fire, writes=True),
-    "schema": Op((Field("event", _any, "an event id", required=True),),
+    "schema": Op((Field("event", _any, "an event id", required=True),), "dict[str, Any]",
                  "as `events schema EVENT`", _build_schema),
-    "listeners": Op((), "as `listeners list --json`"),
-    "queue": Op((), "as `queue --json`"),
+    "listeners": Op((), "list[ListenerInfo]", "as `listeners list --json`"),
+    "queue": Op((), "QueueCounts", "as `queue --json`"),
     "list": Op((Field("state", _one_of(LIST_STATES), "a state (optional)"),
                 Field("limit", _whole_from_1, "at most this many (optional, >= 1)")),
+               "list[DeliveryInfo]",
                "as `queue list --json`: the newest first, at most about 16 MiB"),
     "show": Op((Field("delivery", _delivery_id, "a delivery id", required=True),),
+               "DeliveryDetail",
                "as `queue show --json`", _build_show),
     "retry": Op((Field("deliveries", _delivery_ids, "a list of delivery ids"),
                  Field("all", _bool, "true: every failed delivery (instead of `deliveries`)")),
+                "Retried",
                 '`{"retried": [ids]}`', _build_retry, writes=True),
     "purge": Op((Field("state", _one_of(PURGE_STATES), "`failed`, `pending` or `scheduled`",
-                       required=True),), '`{"purged": N, "state"}`', writes=True),
-    "reload": Op((), "as `listeners reload --json`", writes=True),
-    "subscribe": Op((Field("patterns", _patterns, "event-id globs (optional)"),),
+                       required=True),), "Purged", '`{"purged": N, "state"}`', writes=True),
+    "reload": Op((), "ReloadResult", "as `listeners reload --json`", writes=True),
+    "subscribe": Op((Field("patterns", _patterns, "event-id globs (optional)"),), "Subscribed",
                     '`{"subscribed": true}`, then one record a line (as `tail --json`) until '
                     "the client closes"),
-    "status": Op((), "as `status --json`"),
+    "status": Op((), "Status", "as `status --json`"),
     "stop": Op((Field("drain", _bool, "false: stop at once, cutting short what runs (default "
                       "true: refuse new emits, finish what was accepted within "
-                      "`shutdown_timeout`)"),),
+                      "`shutdown_timeout`)"),), "Stopping",
                '`{"stopping": true, "drain", "pid"}`; the daemon then closes this connection, '
                "shuts down and closes the others"),
 }
@@ -339,5 +346,5 @@ def ops_table() -> str:
     rows = ["| op | fields | result |", "| --- | --- | --- |"]
     for op, spec in OPS.items():
         fields = "; ".join(f"`{field.name}`: {field.doc}" for field in spec.fields)
-        rows.append(f"| `{op}` | {fields} | {spec.result} |")
+        rows.append(f"| `{op}` | {fields} | `{spec.returns}`: {spec.result} |")
     return "\n".join(rows) + "\n"

@@ -28,6 +28,7 @@ import anyio
 from ..bus.delivery import Delivery, DeliveryState
 from ..bus.timings import Histogram
 from ..errors import JournalError
+from ..protocol.results import BackendStatus, JournalStatus
 from .writer import WriteBehind
 
 __all__ = ("SqliteJournal",)
@@ -99,11 +100,9 @@ class SqliteJournal:
     def describe(self) -> str:
         return f"journal {self.path}"
 
-    def status(self) -> dict[str, Any]:
-        return {"journal": {"path": str(self.path), "bytes": self.size_on_disk(),
-                            "writable": self._failure is None,
-                            "error": None if self._failure is None else str(self._failure)},
-                "backend": None}
+    def status(self) -> tuple[JournalStatus | None, BackendStatus | None]:
+        failure = None if self._failure is None else str(self._failure)
+        return JournalStatus(str(self.path), self.size_on_disk(), failure is None, failure), None
 
     def problems(self) -> list[str]:
         return [] if self._failure is None else [f"emits are refused: {self._failure}"]

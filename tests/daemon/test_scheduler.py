@@ -38,9 +38,9 @@ async def test_a_fire_missed_while_down_is_caught_up_once_or_skipped(
     scheduler = Scheduler(emitter, clock=lambda: 3 * 3600 + 60)  # missed 7200 and 10800
     scheduler.replace([hourly])
     [listed] = scheduler.listing()
-    assert (listed["next"] == "1970-01-01T03:01:00.000Z") is due_now
+    assert (listed.next == "1970-01-01T03:01:00.000Z") is due_now
     if not due_now:
-        assert listed["next"] == "1970-01-01T04:00:00.000Z"
+        assert listed.next == "1970-01-01T04:00:00.000Z"
 
 
 async def test_a_new_schedule_waits_for_its_first_time_and_a_reload_keeps_the_last_fire(
@@ -50,12 +50,12 @@ async def test_a_new_schedule_waits_for_its_first_time_and_a_reload_keeps_the_la
     async with SimpleEventEmitter([tick], broker=broker) as emitter:
         scheduler = Scheduler(emitter, clock=lambda: 100.0)
         scheduler.replace([every("1m", "tick", name="minutely")])
-        assert scheduler.listing()[0]["next"] == "1970-01-01T00:02:00.000Z"
+        assert scheduler.listing()[0].next == "1970-01-01T00:02:00.000Z"
         fired = scheduler.run_now("minutely")
-        assert fired["outcome"] == "emitted: 1 delivery queued"
+        assert fired.outcome == "emitted: 1 delivery queued"
         assert broker.fires() == {"minutely": 100.0}
         scheduler.replace([every("1m", "tick", name="minutely", kwargs={"n": 2})])
-        assert scheduler.listing()[0]["last"] == "1970-01-01T00:01:40.000Z"
+        assert scheduler.listing()[0].last == "1970-01-01T00:01:40.000Z"
         with pytest.raises(UnknownScheduleError, match="the schedules: minutely"):
             scheduler.run_now("nightly")
 
@@ -67,5 +67,5 @@ async def test_a_refused_fire_is_kept_as_its_outcome(tmp_path: Path) -> None:
     async with SimpleEventEmitter([strict], broker=_keeps_fires(tmp_path, {})) as emitter:
         scheduler = Scheduler(emitter, clock=lambda: 10.0)
         scheduler.replace([every("1m", "strict", name="bad", kwargs={"n": "x"})])
-        outcome = scheduler.run_now("bad")["outcome"]
-    assert outcome.startswith(f"refused: strict: {strict.name}(n: int):")
+        outcome = scheduler.run_now("bad").outcome
+    assert (outcome or "").startswith(f"refused: strict: {strict.name}(n: int):")

@@ -37,7 +37,7 @@ async def test_serve_reports_ready_and_stops_on_its_trigger(short_dir: Path) -> 
         ready: Ready = await group.start(lambda task_status: serve(
             config, shutdown_trigger=stop.wait, task_status=task_status))
         assert (ready.socket, ready.listeners) == (socket_path, 1)
-        assert (await ready.reload())["kept"] == ("orders:remember",)
+        assert (await ready.reload()).kept == ["orders:remember"]
         import sys
 
         seen = sys.modules["eventbus_listeners.orders"].SEEN

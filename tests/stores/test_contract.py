@@ -14,6 +14,7 @@ import pytest
 
 from eventbus_cli import AsyncClient
 from eventbus_cli.errors import RemoteError
+from eventbus_cli.protocol.results import EmitResult
 from tests.stores import probe
 from tests.stores.conftest import Daemons, Store, known_defect
 
@@ -45,7 +46,7 @@ async def test_an_emit_that_does_not_fit_queues_none_of_its_deliveries(daemons: 
         await _drained(client)
         counts = await client.queue()
     assert [run.listener for run in probe.runs] == ["work"]
-    assert (counts["succeeded"], counts["pending"], counts["failed"]) == (1, 0, 0)
+    assert (counts.succeeded, counts.pending, counts.failed) == (1, 0, 0)
 
 
 async def test_each_listener_gets_one_delivery_of_an_event_and_runs_it_once(
@@ -75,46 +76,45 @@ async def test_a_repeated_key_queues_nothing_and_gets_the_first_answer(
                                        {"event": "fan", "key": "order-2"}])
         await _drained(client)
         counts = await client.queue()
-    assert first == {"event_id": "fan", "deliveries": 2}
-    assert again == {**first, "duplicate": True}
+    assert first == EmitResult("fan", 2)
+    assert again == EmitResult("fan", 2, duplicate=True)
     assert (many.accepted, many.duplicates, many.deliveries) == (2, 1, 2)
     assert len(probe.runs) == 4
-    assert counts["duplicates"] == 2
+    assert counts.duplicates == 2
 
 
 async def test_one_key_sent_by_many_clients_at_once_runs_once(daemons: Daemons) -> None:
-    answers: list[dict[str, object]] = []
+    answers: list[EmitResult] = []
     async with daemons.run() as client:
 
         async def send() -> None:
             async with AsyncClient(client.socket_path) as own:
-                answers.append(dict(await own.submit("work", key="same")))
+                answers.append(await own.submit("work", key="same"))
 
         async with anyio.create_task_group() as group:
             for _ in range(10):
                 group.start_soon(send)
         await _drained(client)
-    assert sum(not answer.get("duplicate") for answer in answers) == 1
+    assert sum(not answer.duplicate for answer in answers) == 1
     assert len(probe.of("work")) == 1
 
 
 async def test_a_repeat_while_the_first_emit_still_waits_is_a_duplicate(
     daemons: Daemons,
 ) -> None:
-    first: dict[str, object] = {}
+    first: list[EmitResult] = []
     async with daemons.run() as client, anyio.create_task_group() as group:
 
         async def wait_for_outcome() -> None:
-            first.update(await client.submit("held", key="k", wait=30))
+            first.append(await client.submit("held", key="k", wait=30))
 
         group.start_soon(wait_for_outcome)
         await probe.wait_runs(1, "held")  # the first runs, and its sender waits on it
         async with AsyncClient(client.socket_path) as resend:  # as after a lost connection
             again = await resend.submit("held", key="k")
         probe.open_gate()
-    assert again == {"event_id": "held", "deliveries": 1, "duplicate": True}
-    assert first["deliveries"] == 1
-    assert "duplicate" not in first
+    assert again == EmitResult("held", 1, duplicate=True)
+    assert (first[0].deliveries, first[0].duplicate) == (1, False)
     assert len(probe.of("held")) == 1
 
 
@@ -123,7 +123,7 @@ async def test_a_refused_emit_gives_its_key_back(daemons: Daemons) -> None:
         with pytest.raises(RemoteError) as refused:
             await client.submit("fan", key="k")  # never fits: refused
         assert refused.value.code == "queue_full"
-        assert await client.submit("work", key="k") == {"event_id": "work", "deliveries": 1}
+        assert await client.submit("work", key="k") == EmitResult("work", 1)
         await _drained(client)
     assert len(probe.of("work")) == 1
 
@@ -157,24 +157,24 @@ async def test_a_failure_is_kept_shown_retried_and_purged(daemons: Daemons) -> N
         await client.emit("broken", n=1)
         await _drained(client)
         [failed] = await client.deliveries("failed")
-        assert (failed["event"], failed["listener"]) == ("broken", "contract:broken")
-        assert "broken on purpose" in (failed["error"] or "")
-        shown = await client.delivery(failed["id"])
-        assert "ValueError: broken on purpose" in (shown.get("traceback") or "")
-        assert shown["kwargs"] == {"n": 1}
+        assert (failed.event, failed.listener) == ("broken", "contract:broken")
+        assert "broken on purpose" in (failed.error or "")
+        shown = await client.delivery(failed.id)
+        assert "ValueError: broken on purpose" in (shown.traceback or "")
+        assert shown.kwargs == {"n": 1}
         probe.fixed = True
-        assert await client.retry([failed["id"]]) == [failed["id"]]
+        assert await client.retry([failed.id]) == [failed.id]
         await _drained(client)
         assert await client.deliveries("failed") == []
         probe.fixed = False
         await client.emit("broken", n=2)
         await client.emit("broken", n=3)
         await _drained(client)
-        assert (await client.queue())["failed_list"] == 2
+        assert (await client.queue()).failed_list == 2
         assert await client.purge("failed") == 2
         assert await client.deliveries("failed") == []
         with pytest.raises(RemoteError) as missing:
-            await client.retry([failed["id"]])
+            await client.retry([failed.id])
         assert missing.value.code == "not_found"
     assert [run.kwargs["n"] for run in probe.of("broken")] == [1, 1, 2, 3]
 
@@ -191,17 +191,17 @@ async def test_a_retry_waits_out_its_backoff(daemons: Daemons) -> None:
     first, second = probe.of("flaky")
     assert (first.delivery, first.attempt, second.attempt) == (second.delivery, 1, 2)
     assert second.at - first.at >= 0.3 - 0.02  # the listener's backoff (clock granularity)
-    assert (counts["succeeded"], counts["failed"]) == (1, 0)
+    assert (counts.succeeded, counts.failed) == (1, 0)
 
 
 async def test_a_delayed_emit_runs_when_due_and_not_before(daemons: Daemons) -> None:
     async with daemons.run() as client:
         answer = await client.submit("work", delay=0.5)
         sent = anyio.current_time()
-        assert answer["deliveries"] == 1
-        assert "due" in answer
+        assert answer.deliveries == 1
+        assert answer.due is not None
         counts = await client.queue()
-        assert counts["scheduled"] == 1
+        assert counts.scheduled == 1
         await probe.wait_runs(1, "work")
         waited = anyio.current_time() - sent
     assert waited >= 0.5 - 0.1  # the answer came after the due time was set
@@ -223,9 +223,9 @@ async def test_scheduled_deliveries_are_bounded_by_max_scheduled(
             await client.submit("work", delay=60)
         except RemoteError as exc:
             refused = exc
-        scheduled = (await client.queue())["scheduled"]
+        scheduled = (await client.queue()).scheduled
         purged = await client.purge("scheduled")
-        left = (await client.queue())["scheduled"]
+        left = (await client.queue()).scheduled
     assert refused is not None
     assert refused.code == "queue_full"
     assert (scheduled, purged, left) == (2, 2, 0)
@@ -247,11 +247,12 @@ async def test_the_counters_count_each_outcome_once(
         await client.submit("work", key="k")
         await _drained(client)
         counts = await client.queue()
-    assert {name: counts[name] for name in ("succeeded", "failed", "unrouted", "duplicates",
-                                             "pending", "running", "retrying", "failed_list")
-            } == {"succeeded": 4, "failed": 1, "unrouted": 1, "duplicates": 1, "pending": 0,
-                  "running": 0, "retrying": 0, "failed_list": 1}
-    assert counts["listeners"]["contract:work"]["succeeded"] == 4
+    names = ("succeeded", "failed", "unrouted", "duplicates", "pending", "running", "retrying",
+             "failed_list")
+    assert {name: getattr(counts, name) for name in names} == {
+        "succeeded": 4, "failed": 1, "unrouted": 1, "duplicates": 1, "pending": 0, "running": 0,
+        "retrying": 0, "failed_list": 1}
+    assert counts.listeners["contract:work"].succeeded == 4
 
 
 # -- several daemons on one store -----------------------------------------------------------

@@ -33,6 +33,7 @@ from ...bus.lanes import LocalLanes
 from ...bus.routing import Router, Slot
 from ...config import BackendConfig, DaemonConfig, DeliveryConfig
 from ...errors import BackendError, DeliveryError
+from ...protocol.results import BackendStatus, JournalStatus
 from .codec import decode_failed, decode_payload, encode_payload
 from .link import Link, masked, open_link
 from .outbound import Outbound
@@ -591,8 +592,8 @@ class RedisBroker(Broker):
     def describe(self) -> str:
         return f"Redis {self.url} as {self.name}"
 
-    def status(self) -> dict[str, Any]:
-        return {"journal": None, "backend": self.backend_status()}
+    def status(self) -> tuple[JournalStatus | None, BackendStatus | None]:
+        return None, self.backend_status()
 
     def problems(self) -> list[str]:
         return [] if self.available else [f"emits are refused: {self.unavailable()}"]
@@ -600,11 +601,12 @@ class RedisBroker(Broker):
     def link_state(self) -> tuple[int, bool] | None:
         return self.errors, self.available
 
-    def backend_status(self) -> dict[str, Any]:
+    def backend_status(self) -> BackendStatus:
         """The ``status`` document's ``backend``."""
         link = self._link
-        return {"url": self.url, "name": self.name, "prefix": self._config.prefix,
-                "available": self.available, "problem": None if self.available else
-                self._problem, "redis_version": link.version if link else None,
-                "daemons": link.daemons if link else [], "claim_after": self.claim_after}
+        return BackendStatus(
+            url=self.url, name=self.name, prefix=self._config.prefix, available=self.available,
+            problem=None if self.available else self._problem,
+            redis_version=link.version if link else None,
+            daemons=link.daemons if link else [], claim_after=self.claim_after)
 
