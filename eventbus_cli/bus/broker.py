@@ -197,21 +197,15 @@ class Broker(ABC):
         """The kept failed deliveries, oldest first."""
 
     @abstractmethod
-    def retry(self, delivery_ids: Iterable[int] | None) -> list[Delivery]:
+    async def retry(self, delivery_ids: Iterable[int] | None) -> list[Delivery]:
         """Queue failed deliveries again (all for None), attempts counted afresh, or raise
-        and change nothing if one is not failed, its listener is not served or room lacks."""
+        and change nothing if one is not failed, its listener is not served or room lacks.
+        Async, as the failed list may live in a shared store."""
 
     @abstractmethod
-    def purge(self, state: DeliveryState) -> int:
-        """Drop every FAILED delivery, or every waiting (PENDING and RETRYING) one."""
-
-    async def aretry(self, delivery_ids: Iterable[int] | None) -> list[Delivery]:
-        """:meth:`retry`, for brokers whose failed list lives elsewhere."""
-        return self.retry(delivery_ids)
-
-    async def apurge(self, state: DeliveryState) -> int:
-        """:meth:`purge`, for brokers whose deliveries live elsewhere."""
-        return self.purge(state)
+    async def purge(self, state: DeliveryState) -> int:
+        """Drop every FAILED delivery, every waiting (PENDING and RETRYING) one, or every
+        SCHEDULED one; return how many."""
 
     # -- life --------------------------------------------------------------------------------
 

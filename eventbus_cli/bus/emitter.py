@@ -371,19 +371,19 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
 
     # -- changing the deliveries and the listeners -----------------------------------------
 
-    def retry(self, delivery_ids: Iterable[int] | None = None) -> list[Delivery]:
+    async def retry(self, delivery_ids: Iterable[int] | None = None) -> list[Delivery]:
         """Queue failed deliveries again (every one when ``delivery_ids`` is None), each with
         its attempts counted afresh, to the listener of that name now loaded.
 
         Checks them all first: an id that is not failed, a listener no longer loaded or a
         queue without room raises, and nothing is retried.
         """
-        return self.broker.retry(delivery_ids)
+        return await self.broker.retry(delivery_ids)
 
-    def purge(self, state: DeliveryState) -> int:
+    async def purge(self, state: DeliveryState) -> int:
         """Drop every FAILED delivery, or every PENDING one (those waiting out a retry
         backoff too); running calls are left to finish. Returns how many were dropped."""
-        return self.broker.purge(state)
+        return await self.broker.purge(state)
 
     def replace_listeners(self, listeners: Sequence[ListenerLike]) -> ListenerChanges:
         """Swap in a new set of listeners, at once.

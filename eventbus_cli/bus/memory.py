@@ -205,7 +205,7 @@ class MemoryBroker(Broker):
     def failed_list(self) -> list[Delivery]:
         return list(self._failed)
 
-    def retry(self, delivery_ids: Iterable[int] | None) -> list[Delivery]:
+    async def retry(self, delivery_ids: Iterable[int] | None) -> list[Delivery]:
         lanes = self.lanes
         chosen = self._failed.select(delivery_ids, self._state_of)
         for delivery in chosen:
@@ -230,7 +230,7 @@ class MemoryBroker(Broker):
     def _state_of(self, delivery_id: int) -> DeliveryState | None:
         return next((d.state for d in self.deliveries() if d.id == delivery_id), None)
 
-    def purge(self, state: DeliveryState) -> int:
+    async def purge(self, state: DeliveryState) -> int:
         lanes = self.lanes
         if state is DeliveryState.FAILED:
             dropped = self._failed.clear()

@@ -312,13 +312,13 @@ class Operations:
 
     @_handles("retry")
     async def _retry(self, request: Request, flush: Flush) -> Retried:
-        retried = await self.broker.aretry(request.deliveries)
+        retried = await self.broker.retry(request.deliveries)
         return Retried([delivery.id for delivery in retried])
 
     @_handles("purge")
     async def _purge(self, request: Request, flush: Flush) -> Purged:
         assert request.state is not None
-        purged = await self.broker.apurge(DeliveryState(request.state))
+        purged = await self.broker.purge(DeliveryState(request.state))
         return Purged(purged, request.state)
 
     @_handles("reload")

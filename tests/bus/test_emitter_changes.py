@@ -35,13 +35,13 @@ async def test_retry_requeues_failed_deliveries_on_the_listener_of_that_name_now
         emitter.emit("job", 2)
         await wait_until(lambda: len(emitter.failed) == 2)
         with pytest.raises(DeliveryError, match="no such delivery"):
-            emitter.retry([99])
+            await emitter.retry([99])
         emitter.replace_listeners([_recording("job-v2", seen)])
         one = next(d for d in emitter.failed if d.args == (1,))  # trio runs tasks in any order
-        [first] = emitter.retry([one.id])
+        [first] = await emitter.retry([one.id])
         assert (first.attempts, first.state) == (0, DeliveryState.PENDING)
         await wait_until(lambda: seen == [("job-v2", 1)])
-        assert len(emitter.retry()) == 1
+        assert len(await emitter.retry()) == 1
         await wait_until(lambda: sorted(seen) == [("job-v2", 1), ("job-v2", 2)])
         assert emitter.failed == []
         assert emitter.stats().listeners["job"].failed == 2  # counters survive the swap
@@ -60,11 +60,11 @@ async def test_retry_refuses_what_is_not_failed_and_a_full_queue_and_changes_not
         await wait_until(lambda: emitter.stats().running == 1)
         running = next(emitter.deliveries(DeliveryState.RUNNING))
         with pytest.raises(DeliveryError, match="is running, not failed"):
-            emitter.retry([emitter.failed[0].id, running.id])
+            await emitter.retry([emitter.failed[0].id, running.id])
         with pytest.raises(QueueFullError):
-            emitter.retry()
+            await emitter.retry()
         assert len(emitter.failed) == 3
-        assert emitter.purge(DeliveryState.FAILED) == 3
+        assert await emitter.purge(DeliveryState.FAILED) == 3
         assert emitter.failed == []
 
 
@@ -75,7 +75,7 @@ async def test_purge_pending_drops_what_waits_and_the_drain_does_not_wait_for_it
         for n in range(5):
             emitter.emit("slow", n)
         await wait_until(lambda: emitter.stats().running == 1)
-        assert emitter.purge(DeliveryState.PENDING) == 4
+        assert await emitter.purge(DeliveryState.PENDING) == 4
         assert emitter.stats().pending == 0
     assert seen == [("slow", 0)]
     assert emitter.unfinished == []

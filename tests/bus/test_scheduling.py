@@ -53,7 +53,7 @@ async def test_scheduling_checks_arguments_and_bounds_at_emit() -> None:
         emitter.emit_in(60, "reminder", text="x")
         with pytest.raises(QueueFullError, match="max_scheduled"):
             emitter.emit_in(60, "reminder", text="y")
-        assert emitter.broker.purge(DeliveryState.SCHEDULED) == 1
+        assert await emitter.broker.purge(DeliveryState.SCHEDULED) == 1
 
 
 async def test_a_burst_come_due_does_not_take_the_room_of_ready_emits() -> None:
@@ -110,12 +110,12 @@ async def test_purging_deliveries_that_came_due_gives_back_their_room() -> None:
         emitter.broker.lanes.max_scheduled = 19
         with pytest.raises(QueueFullError, match="max_scheduled"):
             emitter.emit_in(60, "due")  # the 19 not started still hold all of it
-        assert emitter.broker.purge(DeliveryState.PENDING) == 19
+        assert await emitter.broker.purge(DeliveryState.PENDING) == 19
         for _ in range(19):
             emitter.emit_in(60, "due")  # room again for 19
         with pytest.raises(QueueFullError, match="max_scheduled"):
             emitter.emit_in(60, "due")
-        assert emitter.broker.purge(DeliveryState.SCHEDULED) == 19
+        assert await emitter.broker.purge(DeliveryState.SCHEDULED) == 19
         for _ in range(10):
             emitter.emit("due")  # the ready bound is whole again: the purged took none of it
         with pytest.raises(QueueFullError, match="queue_size"):

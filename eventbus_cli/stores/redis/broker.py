@@ -282,12 +282,6 @@ class RedisBroker(Broker):
         return EmitterStats(pending=lanes.waiting, running=len(lanes.running), retrying=0,
                             succeeded=0, failed=0, unrouted=0, listeners=lanes.listener_stats())
 
-    def retry(self, delivery_ids: Iterable[int] | None) -> list[Delivery]:
-        raise NotImplementedError("the failed list lives in Redis: use aretry")
-
-    def purge(self, state: DeliveryState) -> int:
-        raise NotImplementedError("the deliveries live in Redis: use apurge")
-
     def deliveries(self, state: DeliveryState | None = None) -> Iterator[Delivery]:
         running = [entry[0] for entry in self.lanes.running.values()]
         seen = {delivery.id for delivery in running}
@@ -310,7 +304,7 @@ class RedisBroker(Broker):
     async def _count(self, link: Link) -> None:
         self._view = await link.stats(sorted({*self._routes, *self._local}), self._out.unsent)
 
-    async def aretry(self, delivery_ids: Iterable[int] | None) -> list[Delivery]:
+    async def retry(self, delivery_ids: Iterable[int] | None) -> list[Delivery]:
         link = self._ready_link()
         chosen = []
         for delivery_id, record in await link.failed_records(delivery_ids):
@@ -332,7 +326,7 @@ class RedisBroker(Broker):
             self.lanes.tell("requeued", chosen)
         return chosen
 
-    async def apurge(self, state: DeliveryState) -> int:
+    async def purge(self, state: DeliveryState) -> int:
         link = self._ready_link()
         if state is DeliveryState.FAILED:
             return await link.purge_failed()
