@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from tests import harness
 from tests.harness import Daemon, short_directory, started
 from tests.redis_server import RedisServer, find_server
 
@@ -25,6 +26,15 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture(autouse=True)
+def _daemon_mode(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Daemons of tests/harness.py serve in this process, unless the test is marked
+    ``process``: it needs signals, exit codes, kill -9 or rlimits of a process."""
+    harness.IN_PROCESS = request.node.get_closest_marker("process") is None
+    yield
+    harness.IN_PROCESS = True
 
 
 @pytest.fixture

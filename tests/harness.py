@@ -1,4 +1,5 @@
-"""The real daemon as a subprocess, on a short socket path, driven by the real `eventbus`."""
+"""The real daemon on a short socket path, driven by the real `eventbus`: served in this
+process (see tests/inprocess.py), or as a subprocess for a test marked ``process``."""
 
 from __future__ import annotations
 
@@ -17,9 +18,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from eventbus_cli.config import resolve_config
+from tests.inprocess import ServedDaemon, run_cli
 from tests.waiting import replies
 
 EVENTBUS = str(Path(sys.executable).parent / "eventbus")
+IN_PROCESS = True
+"""Whether a new :class:`Daemon` is served in this process; a test marked ``process`` sets
+it False (tests/conftest.py)."""
 
 RECORDER = '''
 import json, os, time
@@ -71,7 +77,8 @@ def short_directory() -> Path:
 
 
 class Daemon:
-    """An `eventbus serve` process in its own directory, with the recorder listeners."""
+    """An `eventbus serve` in its own directory, with the recorder listeners: in this
+    process unless :data:`IN_PROCESS` is False or it needs rlimits of its own."""
 
     def __init__(self, root: Path, *, listeners: str = RECORDER, config: str | None = None,
                  extra_args: tuple[str, ...] = (), max_files: int | None = None,
@@ -93,6 +100,8 @@ class Daemon:
         self.max_files = max_files  # RLIMIT_NOFILE for the daemon, to run it out of descriptors
         self.max_file_bytes = max_file_bytes  # RLIMIT_FSIZE: a disk that fills up, per file
         self.process: subprocess.Popen[bytes] | None = None
+        self.in_process = IN_PROCESS and max_files is None and max_file_bytes is None
+        self.served: ServedDaemon | None = None
 
     def _limits(self) -> None:
         if self.max_files is not None:
@@ -104,6 +113,8 @@ class Daemon:
             resource.setrlimit(resource.RLIMIT_FSIZE, (self.max_file_bytes, self.max_file_bytes))
 
     def start(self, *, wait: bool = True) -> Daemon:
+        if self.in_process:
+            return self._serve()
         args = [EVENTBUS, "serve", "--listeners-dir", str(self.listeners_dir), *self.extra_args]
         if self.config.exists():
             args[1:1] = ["--config", str(self.config)]
@@ -114,7 +125,38 @@ class Daemon:
             self.wait_ready()
         return self
 
+    @property
+    def pid(self) -> int:
+        """The daemon's process id (this process's, served in it)."""
+        if self.in_process:
+            return os.getpid()
+        assert self.process is not None
+        return self.process.pid
+
+    @property
+    def alive(self) -> bool:
+        """Whether the daemon still runs."""
+        if self.in_process:
+            return self.served is not None and self.served.running
+        return self.process is not None and self.process.poll() is None
+
+    def _serve(self) -> Daemon:
+        flags = dict(zip(self.extra_args[::2], self.extra_args[1::2], strict=True))
+        assert set(flags) <= {"--log-level"}, f"{flags}: mark the test process"
+        config = resolve_config(self.config if self.config.exists() else None,
+                                socket=self.socket, listeners_dir=self.listeners_dir,
+                                log_level=flags.get("--log-level"), environ=self.env)
+        self.served = ServedDaemon(config, self.log, {"EVENTBUS_TEST_OUT": str(self.out)})
+        try:
+            self.served.start()
+        except Exception as exc:
+            self.served = None
+            raise AssertionError(f"the daemon did not start: {exc!r}\n{self.logs()}") from exc
+        return self
+
     def wait_ready(self, seconds: float = 15.0) -> None:
+        if self.in_process:
+            return
         deadline = time.monotonic() + seconds
         assert self.process is not None
         while time.monotonic() < deadline:
@@ -145,6 +187,8 @@ class Daemon:
 
     def cli(self, *args: str, input: str | None = None,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        if self.in_process and "serve" not in args:  # a daemon of its own is a process
+            return run_cli(list(args), input=input, env=env or self.env, cwd=self.root)
         return subprocess.run([EVENTBUS, *args], input=input, capture_output=True, text=True,
                               timeout=60, env=env or self.env, cwd=self.root, check=False)
 
@@ -198,12 +242,28 @@ class Daemon:
             (gates / f"{name}.open").touch()
 
     def stop(self, signum: int = signal.SIGTERM, seconds: float = 30.0) -> int:
+        """Stop it as ``signum`` would (SIGTERM: drain first); its exit status."""
+        if self.in_process:
+            assert signum in (signal.SIGTERM, signal.SIGINT), "mark the test process"
+            if self.served is not None:
+                self.served.stop(drain=True, seconds=seconds)
+                self.served = None
+            return 0
         assert self.process is not None
         if self.process.poll() is None:
             self.process.send_signal(signum)
         return self.process.wait(timeout=seconds)
 
     def kill(self) -> None:
+        """kill -9: only a process can be killed so (mark the test ``process``)."""
+        assert not self.in_process, "kill -9 needs a daemon process: mark the test process"
+        self.dispose()
+
+    def dispose(self) -> None:
+        """Make sure it is gone: stopped without draining, or killed."""
+        if self.served is not None:
+            self.served.stop(drain=False)
+            self.served = None
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
@@ -215,7 +275,7 @@ def started(root: Path, **options: Any) -> Iterator[Daemon]:
     try:
         yield daemon
     finally:
-        daemon.kill()
+        daemon.dispose()
         shutil.rmtree(root, ignore_errors=True)
 
 

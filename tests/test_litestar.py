@@ -50,7 +50,7 @@ def test_a_route_that_emits_reaches_a_listener_in_the_daemon(short_dir: Path) ->
                 assert client.get(f"/signup/{name}").text == "welcome"
         wait_for(lambda: sorted(_mails(daemon)) == ["ada@example.com", "bob@example.com"])
     finally:
-        daemon.kill()
+        daemon.dispose()
 
 
 def test_a_daemon_restarted_amid_5000_emits_of_an_app_runs_each_exactly_once(
@@ -75,7 +75,7 @@ def test_a_daemon_restarted_amid_5000_emits_of_an_app_runs_each_exactly_once(
         wait_for(lambda: len(_mails(daemon)) >= 5000, seconds=60)
         assert sorted(_mails(daemon)) == sorted(f"{n}@example.com" for n in range(5000))
     finally:
-        daemon.kill()
+        daemon.dispose()
 
 
 def test_no_daemon_at_start_then_one_starts_and_gets_every_event(short_dir: Path) -> None:
@@ -89,7 +89,7 @@ def test_no_daemon_at_start_then_one_starts_and_gets_every_event(short_dir: Path
         wait_for(lambda: len(_mails(daemon)) == 3)
         assert sorted(_mails(daemon)) == [f"{n}@example.com" for n in ("ada", "bob", "eve")]
     finally:
-        daemon.kill()
+        daemon.dispose()
 
 
 def test_without_a_daemon_the_app_serves_and_a_full_buffer_raises(

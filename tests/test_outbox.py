@@ -47,7 +47,7 @@ async def test_a_daemon_restarted_amid_5000_emits_runs_each_event_exactly_once(
         wait_for(lambda: len(_numbers(daemon)) >= 5000, seconds=60)
         assert sorted(_numbers(daemon)) == list(range(5000))
     finally:
-        daemon.kill()
+        daemon.dispose()
 
 
 async def test_events_wait_for_a_daemon_that_is_not_there_yet(
@@ -63,7 +63,7 @@ async def test_events_wait_for_a_daemon_that_is_not_there_yet(
         wait_for(lambda: len(_numbers(daemon)) == 10)
         assert sorted(_numbers(daemon)) == list(range(10))
     finally:
-        daemon.kill()
+        daemon.dispose()
     # however many tries the wait took, it is said once, and so is the end of it
     assert caplog.text.count("cannot send events to the daemon") == 1
     assert caplog.text.count(f"sending events to the daemon on {daemon.socket} again") == 1
@@ -100,7 +100,7 @@ async def test_an_event_the_daemon_refuses_is_logged_and_the_rest_go_on(
         assert 'n expects int, got the string "two"' in caplog.text
         wait_for(lambda: sorted(_numbers(daemon)) == [1, 3])
     finally:
-        daemon.kill()
+        daemon.dispose()
 
 
 async def test_an_emit_outside_the_context_says_where_emits_go(short_dir: Path) -> None:

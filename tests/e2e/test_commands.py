@@ -126,7 +126,7 @@ def test_queue_list_limit(daemon: Daemon) -> None:
 
 def test_status_json_document(daemon: Daemon) -> None:
     status = daemon.json("status")
-    assert status["pid"] == daemon.process.pid  # type: ignore[union-attr]
+    assert status["pid"] == daemon.pid
     assert status["socket"] == str(daemon.socket)
     assert status["config"] is None
     assert status["listeners"] == 4
@@ -294,7 +294,7 @@ def test_a_refused_batch_between_accepted_ones_gets_exact_resend_advice(
         handled = {item["n"] for item in daemon.wait_for_records(3000)}
         assert handled == set(range(1000)) | set(range(2000, 4000))
     finally:
-        daemon.kill()
+        daemon.dispose()
 
 
 def test_keyword_items_need_no_kw_flag(daemon: Daemon) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from eventbus_cli import Client
 from tests.harness import Daemon, running, wait_for
 
@@ -34,6 +36,7 @@ def test_keys_in_an_events_file_and_in_a_batch_count_duplicates(daemon: Daemon) 
     assert daemon.json("queue")["duplicates"] == 4  # the daemon counts them too
 
 
+@pytest.mark.process  # kill -9
 def test_the_journal_keeps_keys_across_a_restart(short_dir: Path) -> None:
     config = '[journal]\npath = "journal.db"\n'
     daemon = Daemon(short_dir, config=config).start()
@@ -43,7 +46,7 @@ def test_the_journal_keeps_keys_across_a_restart(short_dir: Path) -> None:
         daemon.start()
         assert daemon.json("emit", "user_created", "--key", "k").get("duplicate") is True
     finally:
-        daemon.kill()
+        daemon.dispose()
 
 
 def test_a_key_is_forgotten_after_the_window(short_dir: Path) -> None:

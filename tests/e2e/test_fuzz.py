@@ -96,8 +96,7 @@ def test_malformed_frames_get_errors_and_the_daemon_stays_up(short_dir: Path) ->
                     assert reply["error"]["message"]
 
         exchange()
-        assert daemon.process is not None
-        assert daemon.process.poll() is None
+        assert daemon.alive
         assert daemon.cli("emit", "ping", "--kw", "n=checked").returncode == 0
         assert daemon.wait_for_records(1) == [{"n": "checked"}]
         assert daemon.cli("queue", "list", "--state", "failed", "--json").returncode == 0

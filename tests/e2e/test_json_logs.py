@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.harness import Daemon, running, wait_for
 
 LISTENERS = '''
@@ -27,6 +29,7 @@ def _lines(daemon: Daemon) -> list[dict[str, object]]:
     return [json.loads(line) for line in daemon.logs().splitlines()]
 
 
+@pytest.mark.process
 def test_each_line_is_json_with_the_delivery_facts(short_dir: Path) -> None:
     config = '[daemon]\nlog_format = "json"\n'
     with running(short_dir, listeners=LISTENERS, config=config) as daemon:

@@ -15,6 +15,8 @@ import pytest
 
 from tests.harness import EVENTBUS, Daemon, wait_for
 
+pytestmark = pytest.mark.process  # signals, exit codes, kill -9, daemons side by side
+
 
 def test_socket_is_0600_in_a_directory_of_0700(daemon: Daemon) -> None:
     assert stat.S_IMODE(os.stat(daemon.socket).st_mode) == 0o600
@@ -88,7 +90,7 @@ def test_a_stale_socket_file_is_replaced(short_dir: Path) -> None:
         assert daemon.cli("emit", "user_created").returncode == 0
         daemon.wait_for_records(1)
     finally:
-        daemon.kill()
+        daemon.dispose()
 
 
 def test_a_file_that_is_not_a_socket_is_left_alone(short_dir: Path) -> None:
@@ -150,7 +152,7 @@ def test_config_file_settings_reach_the_daemon(short_dir: Path) -> None:
         assert daemon.stop() == 0
         assert "DEBUG" in daemon.logs()
     finally:
-        daemon.kill()
+        daemon.dispose()
 
 
 def test_log_level_flag_beats_the_config(short_dir: Path) -> None:
@@ -160,7 +162,7 @@ def test_log_level_flag_beats_the_config(short_dir: Path) -> None:
         assert daemon.stop() == 0
         assert "INFO" not in daemon.logs()
     finally:
-        daemon.kill()
+        daemon.dispose()
 
 
 def test_serve_with_a_bad_log_level_is_a_usage_error(short_dir: Path) -> None:
@@ -195,7 +197,7 @@ def test_a_full_queue_holds_a_bulk_emit_back_until_there_is_room(short_dir: Path
         assert len(daemon.wait_for_records(300)) == 300
         assert daemon.json("queue")["succeeded"] == 300
     finally:
-        daemon.kill()
+        daemon.dispose()
 
 
 def test_eventbus_stop_drains_and_waits_for_the_daemon_to_exit(daemon: Daemon) -> None:
@@ -251,7 +253,7 @@ def test_stop_no_drain_with_hung_listeners_exits_within_5_seconds(
         assert "shutting down without draining: cutting short 2 deliveries" in daemon.logs()
         assert not daemon.socket.exists()
     finally:
-        daemon.kill()
+        daemon.dispose()
 
 
 STUBBORN = '''
@@ -281,7 +283,7 @@ def test_a_second_sigint_ends_the_process_even_when_a_listener_ignores_cancellat
         assert daemon.stop(signal.SIGINT, seconds=30) == 130
         assert "ignored its cancellation" in daemon.logs()
     finally:
-        daemon.kill()
+        daemon.dispose()
 
 
 def test_paths_are_fixed_at_start_so_status_survives_its_working_directory(
@@ -307,4 +309,4 @@ def test_paths_are_fixed_at_start_so_status_survives_its_working_directory(
         assert daemon.cli("emit", "user_created", "--kw", "email=a@b").returncode == 0
         daemon.wait_for_records(1)
     finally:
-        daemon.kill()
+        daemon.dispose()

@@ -49,6 +49,7 @@ def test_an_empty_list_says_what_is_empty(daemon: Daemon) -> None:
     assert daemon.cli("queue", "list", "--state", "failed").stdout == "no failed deliveries\n"
 
 
+@pytest.mark.process
 def test_a_bad_listener_id_is_named_at_the_listener_files_line(short_dir: Path) -> None:
     daemon = Daemon(short_dir)
     (daemon.listeners_dir / "bad.py").write_text(
@@ -78,6 +79,7 @@ def test_a_socket_path_that_is_no_socket_says_what_it_is(
     assert "(refused)" not in result.stderr
 
 
+@pytest.mark.process
 def test_sigterm_logs_what_a_sigint_would_do(daemon: Daemon) -> None:
     daemon.signal_and_wait_for_log(signal.SIGTERM, "SIGTERM received")
     assert daemon.process is not None

@@ -82,6 +82,7 @@ def test_only_get_metrics_is_answered(short_dir: Path) -> None:
         assert _scrape(port)  # and the daemon goes on
 
 
+@pytest.mark.process
 def test_a_port_in_use_stops_start_up_naming_the_key(short_dir: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

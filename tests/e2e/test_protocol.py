@@ -288,7 +288,7 @@ def test_allow_uids_lets_another_uid_in(short_dir: Path) -> None:
         assert reply == {"id": 1, "ok": True,
                          "result": {"event_id": "user_created", "deliveries": 1}}
     finally:
-        daemon.kill()
+        daemon.dispose()
 
 
 def test_keyword_names_that_emit_itself_uses_reach_the_listener(

@@ -21,7 +21,7 @@ import pytest
 from tests.harness import EVENTBUS, Daemon, short_directory, wait_for
 from tests.redis_server import RedisServer, find_server, new_prefix
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.process]  # daemons side by side, kill -9
 
 NOTE = '''
 import json, os, time

@@ -160,6 +160,7 @@ def test_reload_with_a_broken_file_keeps_the_listeners_that_were_running(bus: Da
     wait_for(lambda: _of(bus, "work") == [{"event": "work", "n": 1}])
 
 
+@pytest.mark.process
 def test_sighup_loads_a_new_file_and_fails_what_waited_for_a_removed_listener(
     short_dir: Path,
 ) -> None:
@@ -316,6 +317,7 @@ async def work(n):
 RAISED = ("cancelled", "interrupt", "interrupt_async", "generator_exit", "custom")
 
 
+@pytest.mark.process
 def test_a_listener_that_raises_any_base_exception_fails_only_its_delivery(
     short_dir: Path,
 ) -> None:
@@ -419,6 +421,7 @@ def test_a_connection_with_no_complete_request_is_closed_after_idle_timeout(
                 received += chunk
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("raised", ["KeyboardInterrupt", "SystemExit(3)", "GeneratorExit"])
 def test_a_listener_file_that_raises_at_import_is_a_failed_reload(
     bus: Daemon, raised: str
@@ -475,6 +478,7 @@ def _threads_of(pid: int) -> int:
                     if line.startswith("Threads:")))
 
 
+@pytest.mark.process
 def test_hung_sync_listeners_cannot_pile_up_threads(short_dir: Path) -> None:
     config = "[daemon]\nmax_threads = 3\n"
     with running(short_dir, listeners=HUNG, config=config) as daemon:
@@ -493,6 +497,7 @@ def test_hung_sync_listeners_cannot_pile_up_threads(short_dir: Path) -> None:
         assert daemon.stop() == 0
 
 
+@pytest.mark.process
 def test_sigterm_ends_the_process_within_shutdown_timeout_despite_a_hung_thread(
     short_dir: Path,
 ) -> None:
@@ -578,4 +583,4 @@ def test_a_journal_that_cannot_be_written_still_answers_and_says_so(short_dir: P
         text = daemon.cli("status")
         assert "cannot be written" in text.stdout or "not writable" in text.stdout, text.stdout
     finally:
-        daemon.kill()
+        daemon.dispose()

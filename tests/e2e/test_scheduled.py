@@ -86,6 +86,7 @@ def test_clients_schedule_too(daemon: Daemon) -> None:
     assert daemon.json("queue")["scheduled"] == 2
 
 
+@pytest.mark.process  # kill -9
 def test_the_journal_keeps_scheduled_deliveries_across_kill_9_and_fires_them_once_late(
     short_dir: Path,
 ) -> None:
@@ -109,4 +110,4 @@ def test_the_journal_keeps_scheduled_deliveries_across_kill_9_and_fires_them_onc
         assert [item["kwargs"]["email"] for item in left] == ["far"]
         assert len(daemon.records()) == 1  # not fired again
     finally:
-        daemon.kill()
+        daemon.dispose()

@@ -97,7 +97,7 @@ def test_the_journal_keeps_the_last_fire_and_a_missed_one_is_caught_up_once(
         [kept] = daemon.json("schedule", "list")
         assert kept["last"] == listed["last"]  # from the journal
     finally:
-        daemon.kill()
+        daemon.dispose()
     # A fire missed while down: make the last one an hour old in the journal, then start.
     import contextlib
     import sqlite3
@@ -110,7 +110,7 @@ def test_the_journal_keeps_the_last_fire_and_a_missed_one_is_caught_up_once(
         daemon.wait_for_log("schedule hourly missed a fire while no daemon ran")
         wait_for(lambda: len(daemon.records()) == 2)
     finally:
-        daemon.kill()
+        daemon.dispose()
 
 
 def test_tail_shows_scheduled_due_and_fired_records(short_dir: Path) -> None:

@@ -180,7 +180,7 @@ def test_check_warn_in_the_config_queues_and_logs(short_dir: Path) -> None:
         daemon.wait_for_log('check = "warn": queued anyway')
         wait_for(lambda: daemon.json("queue")["failed_list"] == 1)
     finally:
-        daemon.kill()
+        daemon.dispose()
 
 
 def test_an_unresolvable_annotation_is_a_warning_at_load_naming_the_listener(
@@ -195,4 +195,4 @@ def test_an_unresolvable_annotation_is_a_warning_at_load_naming_the_listener(
         assert daemon.cli("emit", "e", "user=anything", "n:=1").returncode == 0
         assert daemon.cli("emit", "e", "user=anything", "n=1").returncode == 1
     finally:
-        daemon.kill()
+        daemon.dispose()

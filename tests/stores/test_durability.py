@@ -16,6 +16,7 @@ from tests.stores.conftest import Store
 pytestmark = [pytest.mark.stores("sqlite", "redis"), pytest.mark.timeout(90)]
 
 
+@pytest.mark.process  # kill -9
 def test_an_accepted_delivery_runs_at_least_once_across_kill_9(store: Store,
                                                                short_dir: Path) -> None:
     config = tomli_w.dumps(store.tables(short_dir, "a"))
@@ -30,4 +31,4 @@ def test_an_accepted_delivery_runs_at_least_once_across_kill_9(store: Store,
         wait_for(lambda: len(daemon.records()) >= 2, 30, daemon.logs)
         assert sorted(item["gate"] for item in daemon.records()) == ["one", "two"]
     finally:
-        daemon.kill()
+        daemon.dispose()

@@ -135,6 +135,7 @@ def test_a_journal_another_process_holds_is_refused_as_locked(short_dir: Path) -
         first.close()
 
 
+@pytest.mark.process  # the exit status
 def test_serve_with_a_corrupt_journal_stops_with_one_error_line(short_dir: Path) -> None:
     (short_dir / "eventbus.db").write_bytes(b"garbage" * 1000)
     daemon = Daemon(short_dir, config="[journal]\n").start(wait=False)
@@ -163,6 +164,7 @@ def bad():
 '''
 
 
+@pytest.mark.process  # kill -9
 def test_kill_9_during_a_load_then_restart_handles_every_accepted_event(short_dir: Path) -> None:
     config = '[daemon]\nconcurrency = 16\n[journal]\npath = "state/journal.db"\n'
     daemon = Daemon(short_dir, listeners=WORK, config=config).start()
@@ -198,7 +200,7 @@ def test_kill_9_during_a_load_then_restart_handles_every_accepted_event(short_di
         assert "resume" in daemon.logs()
         assert daemon.stop() == 0
     finally:
-        daemon.kill()
+        daemon.dispose()
 
 
 def test_a_drain_cut_short_keeps_the_rest_in_the_journal_for_the_next_start(
@@ -217,7 +219,7 @@ def test_a_drain_cut_short_keeps_the_rest_in_the_journal_for_the_next_start(
         wait_for(lambda: {item["n"] for item in daemon.records()} == set(range(100)), 30)
         assert daemon.stop() == 0
     finally:
-        daemon.kill()
+        daemon.dispose()
 
 
 def test_a_lone_surrogate_from_a_client_is_kept_and_comes_back_intact(short_dir: Path) -> None:
@@ -239,7 +241,7 @@ def test_a_lone_surrogate_from_a_client_is_kept_and_comes_back_intact(short_dir:
         assert "a\\ud800b" in daemon.cli("queue", "list").stdout
         assert daemon.stop() == 0
     finally:
-        daemon.kill()
+        daemon.dispose()
 
 
 def test_a_row_that_cannot_be_read_is_named_with_a_fix_that_loses_nothing(
