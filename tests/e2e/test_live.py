@@ -106,6 +106,7 @@ def test_tail_patterns_filter_events(daemon: Daemon) -> None:
         follower.close()
 
 
+@pytest.mark.process  # a load: the clients and the daemon each need a core
 def test_a_stalled_tail_loses_records_not_speed_and_is_told_how_many(daemon: Daemon) -> None:
     reader = socket.socket(socket.AF_UNIX)
     reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

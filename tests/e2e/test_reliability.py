@@ -221,6 +221,7 @@ def test_sigterm_during_a_load_runs_every_accepted_event_then_exits_0(short_dir:
         assert "unfinished" not in daemon.logs()
 
 
+@pytest.mark.process  # a load: the clients and the daemon each need a core
 def test_16_clients_pipelining_2000_emits_each_make_exactly_32000_deliveries(
     bus: Daemon,
 ) -> None:
