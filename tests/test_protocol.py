@@ -17,14 +17,14 @@ from eventbus_cli.protocol.codec import (
     encode_result,
 )
 from eventbus_cli.protocol.event import EventMessage, decode_event
-from eventbus_cli.protocol.ops import OPS, Request, decode_request, ops_table
+from eventbus_cli.protocol.ops import OPS, decode_request, ops_table
+from eventbus_cli.protocol.requests import EmitManyRequest, EmitRequest, ListRequest
 
 
 def test_emit_request_with_defaults() -> None:
     line = b'{"id": 7, "op": "emit", "event": "user_created"}'
-    assert decode_request(line) == Request(
-        7, "emit", (EventMessage("user_created", [], {}),), size=len(line)
-    )
+    assert decode_request(line) == EmitRequest(
+        id=7, op="emit", event=EventMessage("user_created", [], {}), size=len(line))
 
 
 def test_emit_many_and_list_requests() -> None:
@@ -32,9 +32,10 @@ def test_emit_many_and_list_requests() -> None:
         b'{"id": "x", "op": "emit_many", "events": [{"event": "a", "args": [1]}, '
         b'{"event": "b", "kwargs": {"k": null}}]}'
     )
+    assert isinstance(request, EmitManyRequest)
     assert request.events == (EventMessage("a", [1], {}), EventMessage("b", [], {"k": None}))
     line = '{"id": 1, "op": "list", "state": "failed", "limit": 3}'
-    assert decode_request(line) == Request(1, "list", state="failed", limit=3, size=len(line))
+    assert decode_request(line) == ListRequest(id=1, op="list", state="failed", limit=3)
 
 
 @pytest.mark.parametrize(
@@ -79,7 +80,8 @@ def test_bad_requests_name_the_problem(
 def test_values_nested_64_deep_pass() -> None:
     nested = b"[" * 64 + b"]" * 64
     request = decode_request(b'{"id": 1, "op": "emit", "event": "x", "kwargs": {"v": %s}}' % nested)
-    assert request.events[0].kwargs["v"] == json.loads(nested)
+    assert isinstance(request, EmitRequest)
+    assert request.event.kwargs["v"] == json.loads(nested)
 
 
 def test_line_splitter_handles_partial_lines() -> None:
@@ -152,7 +154,8 @@ def test_nan_and_infinities_are_refused(value: bytes) -> None:
 def test_big_integers_and_lone_surrogates_arrive_exactly() -> None:
     request = decode_request(b'{"id": 1, "op": "emit", "event": "x", '
                              b'"args": [123456789012345678901234567890, "a\\ud800b", 1.5]}')
-    assert request.events[0].args == [123456789012345678901234567890, "a\ud800b", 1.5]
+    assert isinstance(request, EmitRequest)
+    assert request.event.args == [123456789012345678901234567890, "a\ud800b", 1.5]
 
 
 @pytest.mark.parametrize("patterns", [["x"] * 65, ["a" * 201], ["no spaces"], [""]])
@@ -163,9 +166,9 @@ def test_a_subscription_takes_a_bounded_number_of_valid_patterns(patterns: list[
     assert decode_request(json.dumps({"id": 1, "op": "subscribe", "patterns": ["user_*"] * 64}))
 
 
-def test_each_handler_returns_the_result_its_op_names() -> None:
-    """The op table, the handlers and the clients speak of one result type per op (mypy
-    then checks that each handler returns it)."""
+def test_each_handler_takes_the_request_and_returns_the_result_its_op_names() -> None:
+    """The op table, the handlers and the clients speak of one request and one result type
+    per op (mypy then checks that each handler keeps to them)."""
     from typing import get_type_hints
 
     from eventbus_cli.daemon import handlers
@@ -174,7 +177,9 @@ def test_each_handler_returns_the_result_its_op_names() -> None:
 
     names = {**vars(results), "Any": Any}
     for op, spec in OPS.items():
-        returned = get_type_hints(handlers._HANDLERS[op], vars(handlers))["return"]
+        hints = get_type_hints(handlers._HANDLERS[op], vars(handlers))
+        assert hints["request"] is spec.request, op
+        returned = hints["return"]
         if op == "subscribe":  # the connection streams it, after a `Subscribed` reply
             assert returned is Subscription
             continue

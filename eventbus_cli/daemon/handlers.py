@@ -33,7 +33,21 @@ from ..errors import (
     ScheduleError,
 )
 from ..protocol.codec import encode_error, encode_result
-from ..protocol.ops import OPS, PROTOCOL_VERSION, Request, decode_request
+from ..protocol.ops import OPS, PROTOCOL_VERSION, decode_request
+from ..protocol.requests import (
+    EmitManyRequest,
+    EmitRequest,
+    FireRequest,
+    JoinRequest,
+    ListRequest,
+    PurgeRequest,
+    Request,
+    RetryRequest,
+    SchemaRequest,
+    ShowRequest,
+    StopRequest,
+    SubscribeRequest,
+)
 from ..protocol.results import (
     DeliveryDetail,
     DeliveryInfo,
@@ -70,7 +84,8 @@ LIST_REPLY_BYTES = 16 << 20
 """About how many bytes a ``list`` reply holds at most: the newest deliveries that fit."""
 
 Flush = Callable[[], Awaitable[None]]
-Handler = Callable[["Operations", Request, Flush], Awaitable[Any]]
+Handler = Callable[["Operations", Any, Flush], Awaitable[Any]]
+"""A method of :class:`Operations` taking its op's request Struct (see ``OPS``)."""
 _HANDLERS: dict[str, Handler] = {}
 
 
@@ -154,29 +169,30 @@ class Operations:
             return self._internal(request, exc)
 
     def _internal(self, request: Request, exc: Exception) -> bytes:
-        logger.error("request %r failed", request[:2], exc_info=exc)
+        logger.error("request %r failed", (request.id, request.op), exc_info=exc)
         return encode_error(request.id, ErrorCode.INTERNAL, f"internal error: {exc!r}")
 
     def _count_refused(self, request: Request, exc: Refused) -> None:
         """Count a refused emit for metrics: the event at its ``index``, or the first one it
         did not accept."""
         index = exc.details.get("index", exc.details.get("accepted", 0))
-        events = request.events
+        events = (request.events if isinstance(request, EmitManyRequest)
+                  else (request.event,) if isinstance(request, EmitRequest) else ())
         if self.metrics is not None and isinstance(index, int) and 0 <= index < len(events):
             self.metrics.count_refused(events[index].event, exc.code)
 
     # -- emitting ----------------------------------------------------------------------------
 
     @_handles("emit")
-    async def _emit(self, request: Request, flush: Flush) -> EmitResult:
+    async def _emit(self, request: EmitRequest, flush: Flush) -> EmitResult:
         return await self.intake.emit(request, flush)
 
     @_handles("emit_many")
-    async def _emit_many(self, request: Request, flush: Flush) -> EmitManyResult:
+    async def _emit_many(self, request: EmitManyRequest, flush: Flush) -> EmitManyResult:
         return await self.intake.emit_many(request, flush)
 
     @_handles("subscribe")
-    async def _subscribe(self, request: Request, flush: Flush) -> Subscription:
+    async def _subscribe(self, request: SubscribeRequest, flush: Flush) -> Subscription:
         return self.monitor.subscribe(request.patterns, request.id)
 
     # -- reading -----------------------------------------------------------------------------
@@ -210,8 +226,7 @@ class Operations:
         return event_catalog(self.emitter)
 
     @_handles("schema")
-    async def _schema(self, request: Request, flush: Flush) -> dict[str, Any]:
-        assert request.event is not None
+    async def _schema(self, request: SchemaRequest, flush: Flush) -> dict[str, Any]:
         schema = event_schema(self.emitter, request.event)
         if schema is None:
             raise Refused(ErrorCode.UNROUTED, f"no listener takes event {request.event!r} "
@@ -219,7 +234,7 @@ class Operations:
         return schema
 
     @_handles("join")
-    async def _join(self, request: Request, flush: Flush) -> Idle:
+    async def _join(self, request: JoinRequest, flush: Flush) -> Idle:
         with anyio.move_on_after(request.wait):
             await self.emitter.join()
             return Idle(True)
@@ -230,9 +245,8 @@ class Operations:
         return self.scheduler.listing()
 
     @_handles("fire")
-    async def _fire(self, request: Request, flush: Flush) -> ScheduleInfo:
-        assert request.event is not None  # the schedule's name
-        return self.scheduler.run_now(request.event)
+    async def _fire(self, request: FireRequest, flush: Flush) -> ScheduleInfo:
+        return self.scheduler.run_now(request.name)
 
     @_handles("queue")
     async def _queue(self, request: Request, flush: Flush) -> QueueCounts:
@@ -250,7 +264,7 @@ class Operations:
                            max_scheduled=self.broker.max_scheduled)
 
     @_handles("list")
-    async def _list(self, request: Request, flush: Flush) -> list[DeliveryInfo]:
+    async def _list(self, request: ListRequest, flush: Flush) -> list[DeliveryInfo]:
         state = DeliveryState(request.state) if request.state else None
         await self.broker.refresh(listing=True)
         held = self.broker.deliveries(state)
@@ -266,10 +280,9 @@ class Operations:
         return found
 
     @_handles("show")
-    async def _show(self, request: Request, flush: Flush) -> DeliveryDetail:
-        assert request.deliveries
+    async def _show(self, request: ShowRequest, flush: Flush) -> DeliveryDetail:
         await self.broker.refresh(listing=True)
-        delivery = self.broker.find(request.deliveries[0])
+        delivery = self.broker.find(request.delivery)
         return DeliveryDetail(**delivery.to_dict(), traceback=delivery.traceback)
 
     @_handles("status")
@@ -301,7 +314,7 @@ class Operations:
     # -- changing ----------------------------------------------------------------------------
 
     @_handles("stop")
-    async def _stop(self, request: Request, flush: Flush) -> Stopping:
+    async def _stop(self, request: StopRequest, flush: Flush) -> Stopping:
         if not request.drain:
             self.emitter.cut_drain()
         if not self.stop_asked:
@@ -311,13 +324,12 @@ class Operations:
         return Stopping(stopping=True, drain=request.drain, pid=os.getpid())
 
     @_handles("retry")
-    async def _retry(self, request: Request, flush: Flush) -> Retried:
+    async def _retry(self, request: RetryRequest, flush: Flush) -> Retried:
         retried = await self.broker.retry(request.deliveries)
         return Retried([delivery.id for delivery in retried])
 
     @_handles("purge")
-    async def _purge(self, request: Request, flush: Flush) -> Purged:
-        assert request.state is not None
+    async def _purge(self, request: PurgeRequest, flush: Flush) -> Purged:
         purged = await self.broker.purge(DeliveryState(request.state))
         return Purged(purged, request.state)
 

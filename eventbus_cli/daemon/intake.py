@@ -22,7 +22,7 @@ from ..errors import (
     QueueFullError,
 )
 from ..protocol.event import EventMessage
-from ..protocol.ops import Request
+from ..protocol.requests import EmitManyRequest, EmitRequest
 from ..protocol.results import EmitManyResult, EmitResult
 from .catalog import dry_run
 from .metrics import Metrics
@@ -70,10 +70,10 @@ class Intake:
         """Dedupe keys of emits accepted for checking but still waiting for room, each
         with an event set once that emit is answered."""
 
-    async def emit(self, request: Request, flush: Flush) -> EmitResult:
+    async def emit(self, request: EmitRequest, flush: Flush) -> EmitResult:
         """The reply to an ``emit``: one event, now or for later, waited on with ``wait``; a
         dedupe key seen lately answers as its first emit did."""
-        message = request.events[0]
+        message = request.event
         key = message.key
         if key is None or request.dry_run:
             return await self._emit_once(request, message, flush)
@@ -112,7 +112,7 @@ class Intake:
         if settled is not None:
             settled.set()
 
-    async def _emit_once(self, request: Request, message: EventMessage,
+    async def _emit_once(self, request: EmitRequest, message: EventMessage,
                          flush: Flush) -> EmitResult:
         if request.dry_run:
             return dry_run(self.emitter, message.event, message.args, message.kwargs)
@@ -146,7 +146,7 @@ class Intake:
             result.results = await self.monitor.wait(made, request.wait)
         return result
 
-    async def emit_many(self, request: Request, flush: Flush) -> EmitManyResult:
+    async def emit_many(self, request: EmitManyRequest, flush: Flush) -> EmitManyResult:
         """The reply to an ``emit_many``: its events in order, checked as a whole first."""
         accepted = deliveries = unrouted = duplicates = 0
         size = request.size // len(request.events)  # what each holds of the line, on average

@@ -1,6 +1,6 @@
 """The wire protocol's ops, each defined once in :data:`OPS`: its fields with their types and
-limits, and its result. Decoding requests, the daemon's dispatch and the README's table all
-follow from it. No I/O.
+limits, the Struct it is checked into (:mod:`.requests`) and its result (:mod:`.results`).
+Decoding requests, the daemon's dispatch and the README's table all follow from it. No I/O.
 
 A request is one JSON object on one line, ``{"id": 1, "op": "emit", ...}``; each gets one reply
 line with the same ``id``: ``{"id": 1, "ok": true, "result": ...}`` or
@@ -18,6 +18,20 @@ from ..errors import ErrorCode, InvalidEventIdError, ProtocolError
 from ..names import validate_event_id, validate_pattern
 from .codec import DEFAULT_WAIT, MAX_DELAY, loads
 from .event import EVENT_FIELDS, EventMessage, check_event
+from .requests import (
+    EmitManyRequest,
+    EmitRequest,
+    FireRequest,
+    JoinRequest,
+    ListRequest,
+    PurgeRequest,
+    Request,
+    RetryRequest,
+    SchemaRequest,
+    ShowRequest,
+    StopRequest,
+    SubscribeRequest,
+)
 
 __all__ = (
     "LIST_STATES",
@@ -26,7 +40,6 @@ __all__ = (
     "PURGE_STATES",
     "Field",
     "Op",
-    "Request",
     "decode_request",
     "ops_table",
 )
@@ -37,28 +50,6 @@ MAX_PATTERNS = 64
 """How many event-id globs one subscription may give."""
 LIST_STATES = ("pending", "running", "retrying", "scheduled", "failed")
 PURGE_STATES = ("pending", "scheduled", "failed")
-
-
-# NamedTuples rather than dataclasses: they are made at import, and `eventbus emit` imports
-# this module on a path where every millisecond of start-up shows.
-class Request(NamedTuple):
-    """A checked request. ``events`` holds the events of ``emit`` (one) and ``emit_many``."""
-
-    id: int | str
-    op: str
-    events: tuple[EventMessage, ...] = ()
-    state: str | None = None
-    limit: int | None = None
-    deliveries: tuple[int, ...] | None = None  # show: one id; retry: the ids, None for all
-    patterns: tuple[str, ...] = ()  # subscribe: event-id globs, none for every event
-    wait: float | None = None  # emit: seconds to wait for the deliveries to finish
-    require_listener: bool = False  # emit: refuse an event that no listener matches
-    check: bool = True  # emit, emit_many: check the arguments against the listeners
-    dry_run: bool = False  # emit: queue nothing, say who would get it and whether they take it
-    event: str | None = None  # schema: the event id
-    due_at: float | None = None  # emit: time.time() to run it at (from "delay" or "at")
-    size: int = 0  # bytes of the request line, shared out among its events for max_queue_bytes
-    drain: bool = True  # stop: finish what was accepted first (within shutdown_timeout)
 
 
 class _Bad(Exception):
@@ -79,14 +70,15 @@ class Field(NamedTuple):
 
 
 class Op(NamedTuple):
-    """One op: its fields, how their values make a :class:`Request`, and its result."""
+    """One op: its fields, how their values make its request Struct, and its result."""
 
+    request: type[Request]
     fields: tuple[Field, ...]
     returns: str
     """The type of its result, of :mod:`.results` (its handler returns it, checked by a test)."""
     result: str
     build: Callable[[dict[str, Any]], dict[str, Any]] = dict
-    """Turns the values of the fields given into :class:`Request` fields."""
+    """Turns the values of the fields given into the fields of :attr:`request`."""
     writes: bool = False
     """Whether it changes what the broker holds, so that its reply waits for the store."""
 
@@ -117,9 +109,9 @@ def _delivery_ids(value: object) -> tuple[int, ...]:
     raise _Bad("a list of delivery ids (whole numbers >= 1)")
 
 
-def _delivery_id(value: object) -> tuple[int, ...]:
+def _delivery_id(value: object) -> int:
     if is_whole(value) and value >= 1:
-        return (value,)
+        return value
     raise _Bad("a delivery id (a whole number >= 1)")
 
 
@@ -179,7 +171,7 @@ def _any(value: object) -> object:
 
 def _build_emit(values: dict[str, Any]) -> dict[str, Any]:
     data = {key: values[key] for key in EVENT_FIELDS if key in values}
-    fields: dict[str, Any] = {"events": (check_event(data, None),)}
+    fields: dict[str, Any] = {"event": check_event(data, None)}
     wait, timeout = values.get("wait", False), values.get("timeout")
     if timeout is not None and not wait:
         raise ProtocolError(ErrorCode.BAD_REQUEST, '"timeout" goes with "wait": true')
@@ -210,7 +202,7 @@ def _build_join(values: dict[str, Any]) -> dict[str, Any]:
 def _build_fire(values: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(name := values["name"], str) or not name:
         raise ProtocolError(ErrorCode.BAD_REQUEST, '"name" must be a schedule\'s name')
-    return {"event": name}
+    return {"name": name}
 
 
 def _build_schema(values: dict[str, Any]) -> dict[str, Any]:
@@ -227,13 +219,9 @@ def _build_retry(values: dict[str, Any]) -> dict[str, Any]:
     return {"deliveries": values.get("deliveries")}
 
 
-def _build_show(values: dict[str, Any]) -> dict[str, Any]:
-    return {"deliveries": values["delivery"]}
-
-
 OPS: dict[str, Op] = {
-    "hello": Op((), "Hello", '`{"protocol": 1, "version", "pid", "max_message_bytes"}`'),
-    "emit": Op((
+    "hello": Op(Request, (), "Hello", '`{"protocol": 1, "version", "pid", "max_message_bytes"}`'),
+    "emit": Op(EmitRequest, (
         Field("event", _any, "the event id", required=True),
         Field("args", _any, "a list (optional)"),
         Field("kwargs", _any, "an object (optional)"),
@@ -256,52 +244,62 @@ OPS: dict[str, Op] = {
        'or `at`, `due` too; with `dry_run`, `{"event_id", "deliveries": 0, "listeners": '
        '[{"listener", "signature", "takes", "check", "problem"}]}`',
        _build_emit, writes=True),
-    "emit_many": Op((Field("events", _event_list,
+    "emit_many": Op(EmitManyRequest, (Field("events", _event_list,
                            'a list of `{"event", "args", "kwargs", "key", "traceparent", '
                            '"tracestate"}` (all but `event` optional)',
                            required=True),
                      Field("check", _bool, "false: skip the argument check (default true)")),
                     "EmitManyResult",
                     '`{"accepted", "deliveries", "unrouted", "duplicates"}`', writes=True),
-    "events": Op((), "list[EventInfo]", "as `events --json`"),
-    "join": Op((Field("timeout", _seconds, "give up after this many seconds (default 60)"),),
+    "events": Op(Request, (), "list[EventInfo]", "as `events --json`"),
+    "join": Op(JoinRequest,
+               (Field("timeout", _seconds, "give up after this many seconds (default 60)"),),
                "Idle",
                '`{"idle": true}` once nothing is pending, running or retrying (scheduled '
                'deliveries aside); `{"idle": false}` if the timeout came first', _build_join),
-    "schedules": Op((), "list[ScheduleInfo]", "as `schedule list --json`"),
-    "fire": Op((Field("name", _any, "a schedule's name", required=True),), "ScheduleInfo",
-               "the schedule, as `schedule list --json` shows it, after firing",
+    "schedules": Op(Request, (), "list[ScheduleInfo]", "as `schedule list --json`"),
+    "fire": Op(FireRequest, (Field("name", _any, "a schedule's name", required=True),),
+               "ScheduleInfo", "the schedule, as `schedule list --json` shows it, after firing",
                _build_fire, writes=True),
-    "schema": Op((Field("event", _any, "an event id", required=True),), "dict[str, Any]",
-                 "as `events schema EVENT`", _build_schema),
-    "listeners": Op((), "list[ListenerInfo]", "as `listeners list --json`"),
-    "queue": Op((), "QueueCounts", "as `queue --json`"),
-    "list": Op((Field("state", _one_of(LIST_STATES), "a state (optional)"),
+    "schema": Op(SchemaRequest, (Field("event", _any, "an event id", required=True),),
+                 "dict[str, Any]", "as `events schema EVENT`", _build_schema),
+    "listeners": Op(Request, (), "list[ListenerInfo]", "as `listeners list --json`"),
+    "queue": Op(Request, (), "QueueCounts", "as `queue --json`"),
+    "list": Op(ListRequest,
+               (Field("state", _one_of(LIST_STATES), "a state (optional)"),
                 Field("limit", _whole_from_1, "at most this many (optional, >= 1)")),
                "list[DeliveryInfo]",
                "as `queue list --json`: the newest first, at most about 16 MiB"),
-    "show": Op((Field("delivery", _delivery_id, "a delivery id", required=True),),
-               "DeliveryDetail",
-               "as `queue show --json`", _build_show),
-    "retry": Op((Field("deliveries", _delivery_ids, "a list of delivery ids"),
+    "show": Op(ShowRequest, (Field("delivery", _delivery_id, "a delivery id", required=True),),
+               "DeliveryDetail", "as `queue show --json`"),
+    "retry": Op(RetryRequest,
+                (Field("deliveries", _delivery_ids, "a list of delivery ids"),
                  Field("all", _bool, "true: every failed delivery (instead of `deliveries`)")),
-                "Retried",
-                '`{"retried": [ids]}`', _build_retry, writes=True),
-    "purge": Op((Field("state", _one_of(PURGE_STATES), "`failed`, `pending` or `scheduled`",
-                       required=True),), "Purged", '`{"purged": N, "state"}`', writes=True),
-    "reload": Op((), "ReloadResult", "as `listeners reload --json`", writes=True),
-    "subscribe": Op((Field("patterns", _patterns, "event-id globs (optional)"),), "Subscribed",
+                "Retried", '`{"retried": [ids]}`', _build_retry, writes=True),
+    "purge": Op(PurgeRequest,
+                (Field("state", _one_of(PURGE_STATES), "`failed`, `pending` or `scheduled`",
+                       required=True),),
+                "Purged", '`{"purged": N, "state"}`', writes=True),
+    "reload": Op(Request, (), "ReloadResult", "as `listeners reload --json`", writes=True),
+    "subscribe": Op(SubscribeRequest,
+                    (Field("patterns", _patterns, "event-id globs (optional)"),), "Subscribed",
                     '`{"subscribed": true}`, then one record a line (as `tail --json`) until '
                     "the client closes"),
-    "status": Op((), "Status", "as `status --json`"),
-    "stop": Op((Field("drain", _bool, "false: stop at once, cutting short what runs (default "
+    "status": Op(Request, (), "Status", "as `status --json`"),
+    "stop": Op(StopRequest,
+               (Field("drain", _bool, "false: stop at once, cutting short what runs (default "
                       "true: refuse new emits, finish what was accepted within "
-                      "`shutdown_timeout`)"),), "Stopping",
+                      "`shutdown_timeout`)"),),
+               "Stopping",
                '`{"stopping": true, "drain", "pid"}`; the daemon then closes this connection, '
                "shuts down and closes the others"),
 }
+_SIZED = frozenset(op for op, spec in OPS.items() if "size" in spec.request.__struct_fields__)
+"""The ops whose request carries its line's size (for ``max_queue_bytes``)."""
 _NAMES = {op: frozenset(field.name for field in spec.fields) | {"id", "op"}
           for op, spec in OPS.items()}
+
+
 def decode_request(line: bytes | str) -> Request:
     """Parse and check one request line; raise :class:`ProtocolError` naming the problem."""
     data = loads(line)
@@ -317,7 +315,10 @@ def decode_request(line: bytes | str) -> Request:
         raise ProtocolError(ErrorCode.UNKNOWN_OP, f"unknown op {op!r}; the ops are "
                             f"{', '.join(OPS)}", request_id=request_id)
     try:
-        return Request(request_id, op, **spec.build(_values(op, spec, data)), size=len(line))
+        fields = spec.build(_values(op, spec, data))
+        if op in _SIZED:
+            fields["size"] = len(line)
+        return spec.request(id=request_id, op=op, **fields)
     except ProtocolError as exc:
         raise ProtocolError(exc.code, exc.problem, request_id=request_id) from None
 
