@@ -98,7 +98,8 @@ class MetricsConfig:
 def listen_problem(value: str) -> str | None:
     """What is wrong with a ``host:port`` to listen on, if anything."""
     host, colon, port = value.rpartition(":")
-    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not colon or not host or not (port.isascii() and port.isdigit()) \
+            or not 0 < int(port) < 65536:
         return f'expected "host:port" with a port from 1 to 65535, got {value!r}'
     return None
 
@@ -328,12 +329,31 @@ def _section(cls: type[Any], name: str, table: Mapping[str, Any], path: Path | N
 
 def backend_problem(key: str, value: str) -> str | None:
     """What is wrong with a ``[backend]`` string setting, if anything."""
-    if key == "url" and not value.startswith(("redis://", "rediss://", "unix://")):
-        return f'expected a Redis URL such as "redis://127.0.0.1:6379/0", got {value!r}'
+    if key == "url":
+        return _redis_url_problem(value)
     if key == "prefix" and (not value or any(c in value for c in "{} \t\n")):
         return f"expected a non-empty name without braces or spaces, got {value!r}"
     if key == "name" and any(c in value for c in " \t\n"):
         return f"expected a name without spaces, got {value!r}"
+    return None
+
+
+def _redis_url_problem(url: str) -> str | None:
+    """What is wrong with a Redis URL, if anything: its scheme, port or database number."""
+    from urllib.parse import parse_qs, urlsplit
+
+    want = 'expected a Redis URL such as "redis://127.0.0.1:6379/0"'
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return f"{want}, got {url!r}"
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - it raises for a port out of range or not a number
+    except ValueError:
+        return f"{want}, with a port from 1 to 65535, got {url!r}"
+    database = (parts.path.strip("/") if parts.scheme != "unix"
+                else parse_qs(parts.query).get("db", [""])[0])
+    if database and not (database.isascii() and database.isdigit()):
+        return f"{want}, with a database number (0, 1, ...) after the port, got {url!r}"
     return None
 
 

@@ -105,6 +105,11 @@ def test_the_default_config_writes_no_socket_so_the_default_is_decided_at_start(
         ('[delivery]\ntimeout = "soon"\n', "delivery.timeout", "expected a number"),
         ("[journal]\npath = 1\n", "journal.path", "expected a path"),
         ("[journal]\nfile = 'x.db'\n", "journal.file", "unknown key; [journal] takes path"),
+        ('[backend]\nurl = "redis://h:99999/0"\n', "backend.url", "port from 1 to 65535"),
+        ('[backend]\nurl = "redis://h:6379/zero"\n', "backend.url", "a database number"),
+        ('[backend]\nurl = "redis://h:x/0"\n', "backend.url", "port from 1 to 65535"),
+        ('[metrics]\nlisten = "127.0.0.1:\uff19\uff10"\n', "metrics.listen",
+         "a port from 1 to 65535"),
     ],
 )
 def test_bad_keys_and_values_name_the_key_and_the_file(

@@ -51,6 +51,10 @@ def test_emit_many_and_list_requests() -> None:
         (b'{"id": 3, "op": "emit_many", "events": [{"event": "a", "x": 1}]}', "bad_request", 3,
          "events[0]: unknown field 'x'"),
         (b'{"id": 3, "op": "list", "limit": true}', "bad_request", 3, '"limit"'),
+        (b'{"id": 3, "op": "emit", "event": "a", "at": "0001-01-01T00:00"}', "bad_request", 3,
+         "within a year from now"),  # the calendar's edge, where no time zone reaches
+        (b'{"id": 3, "op": "emit", "event": "a", "at": "9999-12-31T23:59:59-05:00"}',
+         "bad_request", 3, '"at" must be'),
         (b'{"id": "", "op": []}', "unknown_op", "", "unknown op []"),  # found by test_fuzz
         (b"[" * 100_000, "bad_json", None, "nest more than 64 deep"),
         (b'{"id": 1, "op": "emit", "event": "x", "kwargs": {"v": %s}}' % (b"[" * 65 + b"]" * 65),

@@ -132,6 +132,13 @@ def _cron_kind(spec: str) -> int:
     if fields not in (5, 6) or not croniter.is_valid(spec, second_at_beginning=fields == 6):
         raise ScheduleError(f"{spec!r} is not a cron spec: give 5 fields (minute hour day "
                             "month weekday, e.g. '0 9 * * 1-5') or 6 with seconds first")
+    from croniter import CroniterError
+
+    try:  # a spec may be well formed and still name no time at all ('0 0 30 2 *')
+        croniter(spec, datetime(2000, 1, 1), second_at_beginning=fields == 6).get_next(float)
+    except CroniterError:
+        raise ScheduleError(f"{spec!r} never fires: no date matches it; check its day and "
+                            "month fields (April has no 31st, February no 30th)") from None
     return fields
 
 

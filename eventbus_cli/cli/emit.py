@@ -134,7 +134,8 @@ def _delay(text: str) -> float:
     """``90s``, ``10m``, ``2h``, ``1d`` (or ``1.5h``) in seconds; a usage error otherwise."""
     number, unit = text[:-1], text[-1:]
     try:
-        seconds = float(number) * _UNITS[unit] if unit in _UNITS and number else -1.0
+        seconds = (float(number) * _UNITS[unit] if unit in _UNITS and number.isascii()
+                   and number else -1.0)
     except ValueError:
         seconds = -1.0
     if not 0 <= seconds <= MAX_DELAY:
@@ -152,7 +153,11 @@ def _time(text: str) -> "datetime":
         raise typer.BadParameter(f"{text!r} is not a time: give ISO 8601, such as "
                                  "2026-12-02T09:00 (local time) or 2026-12-02T09:00+01:00",
                                  param_hint="--at") from None
-    return moment if moment.tzinfo is not None else moment.astimezone()
+    try:
+        return moment if moment.tzinfo is not None else moment.astimezone()
+    except (ValueError, OverflowError):  # the edge of the calendar: no time zone there
+        raise typer.BadParameter(f"{text!r} is out of range: give a time within a year from "
+                                 "now", param_hint="--at") from None
 
 
 def _show_dry_run(result: dict[str, Any], as_json: bool) -> None:

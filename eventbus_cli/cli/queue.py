@@ -101,7 +101,7 @@ def _held(queue: "QueueCounts", state: str | None) -> int:
 
 
 def _delivery_id(text: str) -> int:
-    if text.isdigit() and int(text) >= 1:
+    if text.isascii() and text.isdigit() and int(text) >= 1:
         return int(text)
     raise typer.BadParameter(f"{text!r} is not a delivery id: ids are whole numbers from 1 "
                              "(`eventbus queue list` shows them)")

@@ -137,14 +137,15 @@ class Operations:
         what the broker holds (its reply then waits for the store); or for ``subscribe`` the
         new subscription (the caller streams it, then unsubscribes). ``flush`` sends the
         replies owed so far; it is called before an emit waits for room."""
-        writes = False
         try:
             request = decode_request(line)
-            writes = OPS[request.op].writes
-            reply = await self._answer(request, flush)
-            return reply if isinstance(reply, Subscription) else (reply, writes)
         except ProtocolError as exc:
-            return encode_error(exc.request_id, exc.code, exc.problem), writes
+            return encode_error(exc.request_id, exc.code, exc.problem), False
+        except Exception as exc:  # a bug of the reader: one reply lost, not the connection
+            logger.error("a request line could not be read: %r", line[:200], exc_info=exc)
+            return encode_error(None, ErrorCode.INTERNAL, f"internal error: {exc!r}"), False
+        reply = await self._answer(request, flush)
+        return reply if isinstance(reply, Subscription) else (reply, OPS[request.op].writes)
 
     async def _answer(self, request: Request, flush: Flush) -> bytes | Subscription:
         request_id = request.id

@@ -210,6 +210,7 @@ class Intake:
         if self.draining:
             raise EmitFailed(ErrorCode.SHUTTING_DOWN, SHUTTING_DOWN, accepted)
         event, args, kwargs, key = message.event, message.args, message.kwargs, message.key
+        bound = "queue_size"
         try:
             try:
                 return self.emitter.put(event, tuple(args), kwargs, size=size, check=check,
@@ -217,13 +218,14 @@ class Intake:
             except QueueFullError as exc:
                 if exc.never_fits:
                     raise EmitFailed(ErrorCode.QUEUE_FULL, str(exc), accepted) from None
+                bound = "max_queue_bytes" if exc.unit == "bytes" else bound
             await flush()
             with anyio.fail_after(QUEUE_WAIT_SECONDS):
                 return await self.emitter.aput(event, tuple(args), kwargs, size=size,
                                                check=check, key=key)
         except TimeoutError:
             problem = (f"queue full: event {event!r} found no room within {QUEUE_WAIT_SECONDS:g}s "
-                       "and was not accepted; emit it again later, or raise queue_size")
+                       f"and was not accepted; emit it again later, or raise {bound}")
             raise EmitFailed(ErrorCode.QUEUE_FULL, problem, accepted) from None
         except EmitterNotRunningError:
             raise EmitFailed(ErrorCode.SHUTTING_DOWN, SHUTTING_DOWN, accepted) from None

@@ -146,7 +146,10 @@ def _time(value: object) -> float:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise _Bad(want) from None
-    due = moment.timestamp()  # a naive time is taken as local time
+    try:
+        due = moment.timestamp()  # a naive time is taken as local time
+    except (ValueError, OverflowError, OSError):  # the calendar's edge, in no time zone
+        raise _Bad(f"{want}, within a year from now") from None
     if due > time.time() + MAX_DELAY:
         raise _Bad(f"{want}, at most a year ahead")
     return due

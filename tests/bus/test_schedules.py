@@ -60,6 +60,8 @@ def test_every_lands_on_its_grid_for_a_thousand_fires() -> None:
 @pytest.mark.parametrize(("make", "words"), [
     (lambda: cron("61 * * * *", "x"), "'61 * * * *' is not a cron spec"),
     (lambda: cron("* * *", "x"), "give 5 fields"),
+    (lambda: cron("0 0 30 2 *", "x"), "'0 0 30 2 *' never fires: no date matches it"),
+    (lambda: cron("0 0 0 31 4 *", "x"), "never fires"),
     (lambda: cron("0 9 * * *", "x", tz="Mars/Olympus"), "unknown time zone 'Mars/Olympus'"),
     (lambda: every(0.5, "x"), "an interval is 1 s to a year"),
     (lambda: every("400d", "x"), "not '400d'"),

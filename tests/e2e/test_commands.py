@@ -347,3 +347,22 @@ def test_queue_list_limit_shows_the_newest_with_their_times(daemon: Daemon) -> N
     assert shown["failed"] == newest[0]["failed"]
     text = daemon.cli("queue", "show", str(newest[0]["id"])).stdout
     assert "last attempt" in text
+
+
+@pytest.mark.parametrize(("option", "value", "words"), [
+    ("--at", "0001-01-01T00:00", "out of range"),
+    ("--delay", "\uff11\uff10s", "is not a delay"),  # full-width digits are no number
+])
+def test_a_time_or_delay_out_of_reach_is_a_usage_error(daemon: Daemon, option: str,
+                                                      value: str, words: str) -> None:
+    result = daemon.cli("emit", "user_created", "email=x", option, value)
+    assert result.returncode == 2, result.stderr
+    assert words in result.stderr
+    assert "Traceback" not in result.stderr
+    assert daemon.json("queue")["scheduled"] == 0
+
+
+def test_full_width_digits_are_no_delivery_id(daemon: Daemon) -> None:
+    result = daemon.cli("queue", "show", "\uff11")
+    assert result.returncode == 2
+    assert "is not a delivery id" in result.stderr

@@ -544,6 +544,25 @@ def test_waiting_events_are_bounded_by_bytes_too(short_dir: Path) -> None:
         assert daemon.json("queue")["queued_bytes"] == 0
 
 
+def test_an_emit_that_waited_for_bytes_in_vain_names_max_queue_bytes(
+    short_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("eventbus_cli.daemon.intake.QUEUE_WAIT_SECONDS", 0.2)  # in-process
+    config = "[daemon]\nmax_queue_bytes = 65536\nconcurrency = 1\n"
+    listeners = Daemon(short_dir).listeners_dir
+    (listeners / "big.py").write_text(BIG)
+    (short_dir / "20k.txt").write_text("x" * 20_000)
+    with running(short_dir, config=config) as daemon:
+        daemon.emit_gates("held")
+        for _ in range(3):
+            assert daemon.cli("emit", "big", "body=@20k.txt").returncode == 0
+        refused = daemon.cli("emit", "big", "body=@20k.txt")  # fits alone: waits, in vain
+        assert refused.returncode == 1
+        assert "found no room within 0.2s" in refused.stderr
+        assert "raise max_queue_bytes" in refused.stderr
+        daemon.open_gate("held")
+
+
 def test_a_list_reply_is_bounded_by_bytes_and_says_what_it_left_out(short_dir: Path) -> None:
     config = "[daemon]\nconcurrency = 1\n"
     listeners = Daemon(short_dir).listeners_dir

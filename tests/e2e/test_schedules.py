@@ -61,6 +61,13 @@ def test_a_reload_adds_changes_and_removes_schedules_and_a_bad_spec_changes_noth
         assert "schedules.py, line 3" in failed.stderr
         assert "'99 * * * *' is not a cron spec" in failed.stderr
         assert [item["text"] for item in daemon.json("schedule", "list")] == ["every 1h"]
+        schedules.write_text("from eventbus_cli import cron\n\n"
+                             "tick = cron('0 0 30 2 *', 'user_created')\n")
+        failed = daemon.cli("listeners", "reload")
+        assert failed.returncode == 1
+        assert "schedules.py, line 3" in failed.stderr
+        assert "never fires" in failed.stderr
+        assert [item["text"] for item in daemon.json("schedule", "list")] == ["every 1h"]
         schedules.unlink()
         assert daemon.json("listeners", "reload")["schedules"] == 0
 
