@@ -355,7 +355,19 @@ def _open(path: Path) -> tuple[sqlite3.Connection, int]:
     except JournalError:
         db.close()
         raise
-    return db, max(row[0] if row else 1, top + 1)
+    next_id = max(row[0] if row else 1, top + 1)
+    if next_id > _LAST_ID - _ID_HEADROOM:  # SQLite's integers end at 2**63 - 1
+        db.close()
+        raise JournalError(path, f"its delivery ids are used up (the next would be {next_id}, "
+                           f"and SQLite's last is {_LAST_ID})", "let it drain, then move the "
+                           "file aside (the daemon then starts an empty journal, ids from 1)")
+    return db, next_id
+
+
+_LAST_ID = 2**63 - 1
+_ID_HEADROOM = 2**32
+"""Ids kept in reserve: a daemon that starts this close to the end is refused, as one that
+ran out mid-emit would refuse every emit from then on."""
 
 
 def _rename_bare(deliveries: Sequence[Delivery], served: Sequence[str]) -> None:

@@ -117,6 +117,18 @@ def test_a_corrupt_journal_is_a_clear_error(short_dir: Path) -> None:
     assert "move the file aside" in str(caught.value)
 
 
+def test_a_journal_whose_ids_are_used_up_is_refused_with_what_to_do(short_dir: Path) -> None:
+    path = short_dir / "j.db"
+    journal_broker(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('next_id', ?)", (2**63 - 1,))
+    db.close()
+    with pytest.raises(JournalError) as caught:
+        journal_broker(path)
+    assert "its delivery ids are used up" in str(caught.value)
+    assert "move the file aside" in str(caught.value)
+
+
 def test_a_journal_another_process_holds_is_refused_as_locked(short_dir: Path) -> None:
     path = short_dir / "j.db"
     journal_broker(path).close()
