@@ -242,7 +242,9 @@ class Daemon:
             (gates / f"{name}.open").touch()
 
     def stop(self, signum: int = signal.SIGTERM, seconds: float = 30.0) -> int:
-        """Stop it as ``signum`` would (SIGTERM: drain first); its exit status."""
+        """Stop it as ``signum`` would (SIGTERM: drain first); its exit status. Served in
+        this process it has none: 0 once ``serve()`` returned, and what it raised is raised
+        here (a test of the status itself is marked ``process``)."""
         if self.in_process:
             assert signum in (signal.SIGTERM, signal.SIGINT), "mark the test process"
             if self.served is not None:
