@@ -20,8 +20,6 @@ from tests.stores.conftest import Daemons, Store, known_defect
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
-_REDIS_DUPLICATES = ("issue #29: under Redis a dedupe key has two owners; a repeat this "
-                     "daemon answers from its own keys is not counted in the bus's counters")
 
 
 async def _drained(client: AsyncClient) -> None:
@@ -65,10 +63,7 @@ async def test_each_listener_gets_one_delivery_of_an_event_and_runs_it_once(
 # -- dedupe keys ----------------------------------------------------------------------------
 
 
-async def test_a_repeated_key_queues_nothing_and_gets_the_first_answer(
-    daemons: Daemons, store: Store, request: pytest.FixtureRequest,
-) -> None:
-    known_defect(request, store, "redis", why=_REDIS_DUPLICATES)
+async def test_a_repeated_key_queues_nothing_and_gets_the_first_answer(daemons: Daemons) -> None:
     async with daemons.run() as client:
         first = await client.submit("fan", key="order-1")
         again = await client.submit("fan", key="order-1")
@@ -234,10 +229,7 @@ async def test_scheduled_deliveries_are_bounded_by_max_scheduled(
 # -- counters -------------------------------------------------------------------------------
 
 
-async def test_the_counters_count_each_outcome_once(
-    daemons: Daemons, store: Store, request: pytest.FixtureRequest,
-) -> None:
-    known_defect(request, store, "redis", why=_REDIS_DUPLICATES)
+async def test_the_counters_count_each_outcome_once(daemons: Daemons) -> None:
     async with daemons.run() as client:
         for n in range(3):
             await client.emit("work", n=n)

@@ -179,7 +179,11 @@ class RedisBroker(Broker):
         return made
 
     def answer_for(self, key: str) -> dict[str, Any] | None:
-        return self.keys.answer_for(key)
+        answer = self.keys.answer_for(key)
+        if answer is not None:  # answered here, not by the emit script: count it bus-wide
+            self._out.duplicate()
+            self._wake()
+        return answer
 
     def remember(self, key: str, answer: dict[str, Any]) -> None:
         self.keys.remember(key, answer)
@@ -426,7 +430,8 @@ class RedisBroker(Broker):
                 if taken.followed:  # who waits must hear the outcome: listen first
                     await link.views.tail_ready()
                 await link.send(taken.emits, taken.followed, taken.acks, taken.parks,
-                                taken.fails, taken.fired, self._window_ms, self._keep_failed)
+                                taken.fails, taken.fired, self._window_ms, self._keep_failed,
+                                taken.duplicates)
             except link.errors as exc:
                 self._out.give_back(taken, BackendError(
                     self.url, f"Redis did not take the request ({exc}); it was not "

@@ -215,9 +215,10 @@ class Link:
                    followed: set[int], acks: Sequence[tuple[str, bytes, Delivery, str]],
                    parks: Sequence[tuple[str, bytes, Delivery, float]],
                    fails: Sequence[tuple[str, bytes, Delivery, str]], fired: dict[str, float],
-                   window_ms: str, keep: int) -> None:
-        """One pipeline: the emits, the outcomes, and the records for the live views."""
-        if not (emits or acks or parks or fails or self.views.records or fired):
+                   window_ms: str, keep: int, duplicates: int = 0) -> None:
+        """One pipeline: the emits, the outcomes, the duplicates answered here, and the
+        records for the live views."""
+        if not (emits or acks or parks or fails or self.views.records or fired or duplicates):
             return
         pipe = self._redis.pipeline(transaction=False)
         p, scripts, me = self.p, self._scripts, self.name
@@ -252,6 +253,8 @@ class Link:
             await scripts["FAIL"](args=args, client=pipe)
         if fired:
             pipe.hset(f"{p}:fires", mapping={name: repr(when) for name, when in fired.items()})
+        if duplicates:
+            pipe.hincrby(f"{p}:stats", "duplicates", duplicates)
         records, self.views.records = self.views.records, []
         if not self.views.publishing:  # those who wait for these outcomes hear of them anyway
             records += [encode_record(me, "finished", None, [delivery])

@@ -24,8 +24,8 @@ Emit = tuple[str | None, Sequence[Delivery], int | None]
 class Round:
     """What one round trip of the writer sends."""
 
-    __slots__ = ("acks", "emits", "error", "fails", "fired", "followed", "handbacks", "joins",
-                 "leaves", "number", "parks")
+    __slots__ = ("acks", "duplicates", "emits", "error", "fails", "fired", "followed",
+                 "handbacks", "joins", "leaves", "number", "parks")
 
     def __init__(self, out: Outbound, number: int) -> None:
         self.number = number
@@ -34,6 +34,7 @@ class Round:
         self.acks, self.parks, self.fails = out.acks, out.parks, out.fails
         self.handbacks, self.joins, self.leaves = out.handbacks, out.joins, out.leaves
         self.fired, self.followed = out.fired, out.followed
+        self.duplicates = out.duplicates
 
 
 class Outbound:
@@ -49,6 +50,7 @@ class Outbound:
         self.leaves: set[str] = set()  # and stops serving
         self.fired: dict[str, float] = {}  # schedule name -> when it fired here
         self.followed: set[int] = set()  # delivery ids an `emit --wait` follows
+        self.duplicates = 0  # emits answered here as duplicates, for the bus's counter
         self.unsent = 0
         """Deliveries emitted here that Redis does not have yet."""
         self._rounds = WriteBehind()
@@ -64,11 +66,18 @@ class Outbound:
         self.unsent += len(made)
         self._rounds.noted()
 
+    def duplicate(self) -> None:
+        """Count an emit answered as a duplicate here, in the open round: the bus's counter
+        has it before the answer goes."""
+        self.duplicates += 1
+        self._rounds.noted()
+
     def take(self) -> Round:
         """Everything recorded so far, for one round trip; recording starts afresh."""
         taken = Round(self, self._rounds.begin())
         self.emits, self.acks, self.parks, self.fails, self.handbacks = [], [], [], [], []
         self.joins, self.leaves, self.fired, self.followed = set(), set(), {}, set()
+        self.duplicates = 0
         return taken
 
     def give_back(self, taken: Round, error: BackendError) -> None:
@@ -79,6 +88,7 @@ class Outbound:
         self.joins |= taken.joins
         self.leaves |= taken.leaves
         self.fired = {**taken.fired, **self.fired}
+        self.duplicates += taken.duplicates
         taken.error = error
 
     def finish(self, taken: Round) -> None:
