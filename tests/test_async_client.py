@@ -59,8 +59,10 @@ async def test_replies_find_their_callers_among_many_tasks(bus: RunningDaemon) -
             if kind == 0:
                 assert (await client.hello()).protocol == 1
             elif kind == 1:
-                names = [item.name for item in await client.listeners()]
-                assert names == ["gates:gate", "gates:opener", "gates:count"]
+                listed = await client.listeners()
+                assert [item.name for item in listed] == ["gates:gate", "gates:opener",
+                                                           "gates:count"]
+                assert all(item.is_async for item in listed)  # the wire's "async" key
             elif kind == 2:
                 dry_run = await client.submit("count", kwargs={"n": n}, dry_run=True)
                 assert [item.listener for item in dry_run.listeners or ()] == ["gates:count"]
