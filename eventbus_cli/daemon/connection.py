@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import socket
 import time
@@ -16,6 +15,7 @@ from ..errors import BackendError, ErrorCode, JournalError
 from ..peers import peer_of
 from ..protocol.codec import LineSplitter, decode_reply, encode_error, encode_result
 from ..protocol.results import Subscribed
+from .accepting import accept_forever
 from .handlers import Operations
 from .monitor import Subscription
 
@@ -26,9 +26,6 @@ logger = logging.getLogger("eventbus.daemon")
 _READ_SIZE = 256 * 1024
 _REFUSED_LINGER = 5.0  # seconds a refused peer has to read its refusal and close
 _REFUSED_READS = 16  # reads of a refused peer's input, at most, before it is cut off
-# Accept errors that pass: out of descriptors or memory, or a peer gone before we took it.
-_PASSING = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM,
-                      errno.ECONNABORTED, errno.EPROTO})
 _GONE = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError)
 
 
@@ -67,26 +64,15 @@ class Connections:
 
     async def serve(self, listener: anyio.abc.SocketListener, ops: Operations,
                     group: anyio.abc.TaskGroup) -> None:
-        """Accept connections forever. An accept that fails (out of file descriptors, say)
-        is logged and tried again after a pause, never fatal."""
-        pause = 0.0
-        while True:
-            try:
-                stream = await listener.accept()
-            except (OSError, anyio.BrokenResourceError) as exc:
-                cause = exc if isinstance(exc, OSError) else exc.__cause__
-                if not isinstance(cause, OSError) or cause.errno not in _PASSING:
-                    raise
-                pause = min(max(pause * 2, 0.05), 1.0)
-                logger.error("cannot accept a connection (%s); trying again in %.2gs",
-                             cause.strerror, pause)
-                await anyio.sleep(pause)
-                continue
-            pause = 0.0
+        """Accept connections forever (see :func:`accept_forever`: an accept that fails for
+        want of descriptors is never fatal); one past ``max_connections`` is told busy."""
+        def take(stream: anyio.abc.SocketStream) -> None:
             if len(self._open) >= self.max_connections:
                 group.start_soon(self._refuse_busy, stream)
             else:
                 group.start_soon(self._serve, stream, ops)
+
+        await accept_forever(listener, "the socket", take)
 
     async def _serve(self, stream: anyio.abc.SocketStream, ops: Operations) -> None:
         connection = Connection(stream, self.idle_timeout)

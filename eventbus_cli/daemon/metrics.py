@@ -22,6 +22,7 @@ import anyio.abc
 from ..bus.timings import BOUNDS, Histogram
 from ..errors import BackendError, ConfigError
 from ..names import EVENT_ID
+from .accepting import accept_forever
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -200,14 +201,39 @@ async def serve_metrics(config: MetricsConfig, metrics: Metrics, *,
     listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
     logger.info("metrics on http://%s/metrics", config.listen)
     task_status.started()
-    async with listener:
-        await listener.serve(lambda stream: _answer(stream, metrics))
+    answering = 0
+
+    async def answer(stream: anyio.abc.SocketStream) -> None:
+        nonlocal answering
+        try:
+            await _answer(stream, metrics)
+        finally:
+            answering -= 1
+
+    def take(stream: anyio.abc.SocketStream) -> None:
+        nonlocal answering
+        if answering >= MAX_SCRAPES:  # any local user may connect: hold few, close the rest
+            group.start_soon(stream.aclose)
+            return
+        answering += 1
+        group.start_soon(answer, stream)
+
+    async with listener, anyio.create_task_group() as group:
+        for each in listener.listeners:  # one per address family the host resolves to
+            assert isinstance(each, anyio.abc.SocketListener)  # TCP: it accepts one by one
+            group.start_soon(accept_forever, each, f"the metrics port {config.listen}", take)
+
+
+MAX_SCRAPES = 16
+"""Connections to the metrics port answered at once; more are closed as they come."""
+_REQUEST_SECONDS = 5.0
+"""How long a connection to the metrics port may take to send its request."""
 
 
 async def _answer(stream: anyio.abc.ByteStream, metrics: Metrics) -> None:
     async with stream:
         request = b""
-        with anyio.move_on_after(5):
+        with anyio.move_on_after(_REQUEST_SECONDS):
             while b"\r\n\r\n" not in request and len(request) < _REQUEST_BYTES:
                 try:
                     request += await stream.receive(_REQUEST_BYTES)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import urllib.error
 import urllib.request
@@ -121,3 +122,34 @@ def test_a_schedule_fire_counts_as_an_emit_of_its_event(short_dir: Path) -> None
         found = _scrape(port)
     assert found[("eventbus_schedule_fires_total", (("schedule", "new_year"),))] == 1
     assert found[("eventbus_events_emitted_total", (("event", "user_created"),))] == 2
+
+
+@pytest.mark.process  # its own descriptor limit
+def test_a_flood_of_connections_to_the_metrics_port_is_survived(short_dir: Path) -> None:
+    """Any local user may connect to the metrics port: idle connections by the hundred,
+    past the daemon's descriptors, cost scrapes for a while, never the daemon."""
+    port = _free_port()
+    config = f'[metrics]\nlisten = "127.0.0.1:{port}"\n'
+    with running(short_dir, listeners=LISTENERS, config=config, max_files=64) as daemon:
+        held = []
+        try:
+            for _ in range(120):  # more than the daemon has descriptors for
+                with contextlib.suppress(OSError):
+                    held.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            assert len(held) == 120
+            assert daemon.cli("emit", "user_created", "email=held@b").returncode == 0
+            assert daemon.alive  # the scrapes past the few answered at once were closed
+        finally:
+            for sock in held:
+                sock.close()
+        assert daemon.alive
+        wait_for(lambda: daemon.cli("emit", "user_created", "email=a@b").returncode == 0)
+        wait_for(lambda: bool(_scrape_or_none(port)))
+        assert daemon.alive
+
+
+def _scrape_or_none(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
+    try:
+        return _scrape(port)
+    except OSError:
+        return None
