@@ -14,6 +14,7 @@ import ipaddress
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -21,7 +22,7 @@ import anyio.abc
 
 from ..bus.timings import BOUNDS, Histogram
 from ..errors import BackendError, ConfigError
-from ..names import EVENT_ID
+from ..names import EVENT_ID, is_pattern
 from .accepting import accept_forever
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ __all__ = ("Metrics", "serve_metrics")
 logger = logging.getLogger("eventbus.daemon")
 
 _REQUEST_BYTES = 8192
+_LABELS_KEPT = 4096  # event ids whose label is remembered; more start the memory afresh
 
 
 class Metrics:
@@ -51,16 +53,34 @@ class Metrics:
         self.emitted: Counter[str] = Counter()
         self.refused: Counter[tuple[str, str]] = Counter()
         self.fires: Counter[str] = Counter()
+        self._labels: dict[str, str] = {}
+        """The ``event`` label of each event id seen lately (see :meth:`label`)."""
+
+    def label(self, event_id: str) -> str:
+        """The ``event`` label of ``event_id``: the id itself where a listener names it
+        exactly; else the first glob of a listener that matches it (``bulk.*``), so that
+        made-up ids never grow the series; empty where no listener takes it."""
+        label = self._labels.get(event_id)
+        if label is None:
+            listeners = self.emitter.listeners_for(event_id) if _is_id(event_id) else ()
+            if any(event_id in item.event_ids for item in listeners):
+                label = event_id
+            else:
+                label = min((glob for item in listeners for glob in item.event_ids
+                             if is_pattern(glob) and fnmatchcase(event_id, glob)), default="")
+            if len(self._labels) >= _LABELS_KEPT:
+                self._labels.clear()
+            self._labels[event_id] = label
+        return label
 
     def count_emitted(self, event_id: str, deliveries: int) -> None:
         """An event accepted with ``deliveries`` (0: unrouted, which the broker counts)."""
         if deliveries:
-            self.emitted[event_id] += 1
+            self.emitted[self.label(event_id)] += 1
 
     def count_refused(self, event_id: str, code: str) -> None:
-        """An emit refused with error ``code``; its id is a label only if a listener takes it."""
-        routed = bool(self.emitter.listeners_for(event_id)) if _is_id(event_id) else False
-        self.refused[(event_id if routed else "", code)] += 1
+        """An emit refused with error ``code``, labelled as :meth:`label` says."""
+        self.refused[(self.label(event_id), code)] += 1
 
     def count_fire(self, name: str, event_id: str, deliveries: int) -> None:
         """A schedule fired (the scheduler's ``on_fire``), an emit like a client's."""
@@ -69,6 +89,7 @@ class Metrics:
 
     def collect(self) -> Iterator[Any]:
         """The metric families, as prometheus-client's collectors give them."""
+        self._labels.clear()  # a reload may have changed them: ask afresh from now on
         from prometheus_client.core import CounterMetricFamily as CounterFamily
         from prometheus_client.core import GaugeMetricFamily as GaugeFamily
 

@@ -23,6 +23,10 @@ async def welcome(email: str) -> None:
 @listener("boom", retries=1, backoff=0)
 def explode() -> None:
     raise RuntimeError("on purpose")
+
+@listener("made.*", "made.exact")
+async def glob(n: int) -> None:
+    pass
 '''
 
 
@@ -153,3 +157,19 @@ def _scrape_or_none(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], 
         return _scrape(port)
     except OSError:
         return None
+
+
+def test_made_up_ids_a_glob_takes_are_counted_under_the_glob(short_dir: Path) -> None:
+    port = _free_port()
+    config = f'[metrics]\nlisten = "127.0.0.1:{port}"\n'
+    with running(short_dir, listeners=LISTENERS, config=config) as daemon:
+        for n in range(20):  # each a new id: one series, the glob's
+            assert daemon.cli("emit", f"made.up{n}", "n:=1").returncode == 0
+        assert daemon.cli("emit", "made.exact", "n:=1").returncode == 0
+        assert daemon.cli("emit", "made.up99", "n=x").returncode == 1  # refused: same label
+        found = _scrape(port)
+    emitted = {labels: value for (name, labels), value in found.items()
+               if name == "eventbus_events_emitted_total"}
+    assert emitted == {(("event", "made.*"),): 20, (("event", "made.exact"),): 1}
+    assert found[("eventbus_events_refused_total",
+                  (("code", "bad_arguments"), ("event", "made.*")))] == 1
