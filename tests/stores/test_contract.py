@@ -203,11 +203,7 @@ async def test_a_delayed_emit_runs_when_due_and_not_before(daemons: Daemons) -> 
     assert len(probe.runs) == 1
 
 
-async def test_scheduled_deliveries_are_bounded_by_max_scheduled(
-    daemons: Daemons, store: Store, request: pytest.FixtureRequest,
-) -> None:
-    known_defect(request, store, "redis", why="issue #29: Redis checks max_scheduled against "
-                 "the bus's count as it read it last (every 2 s), not what was just added")
+async def test_scheduled_deliveries_are_bounded_by_max_scheduled(daemons: Daemons) -> None:
     # What the daemon answered is checked once it stopped: a test that fails inside the
     # daemon's task group leaves asyncio a task whose error nobody retrieves.
     refused: RemoteError | None = None

@@ -36,7 +36,7 @@ from ...errors import BackendError, DeliveryError
 from ...protocol.results import BackendStatus, JournalStatus
 from .codec import decode_failed, decode_payload, encode_payload
 from .link import Link, masked, open_link
-from .outbound import Outbound
+from .outbound import Outbound, scheduled
 
 __all__ = ("RedisBroker", "default_name")
 
@@ -105,6 +105,9 @@ class RedisBroker(Broker):
         self._sent: anyio.Event | None = None  # set after the writer's next round trip
         self._capacity: anyio.Event | None = None  # set when a call ends: lanes have room
         self._view: EmitterStats | None = None
+        self._scheduled_sent = 0  # deliveries for later this daemon's writer sent, ever
+        self._scheduled_counted = 0  # how many of those the bus's last count had seen
+        self._sending = anyio.Lock()  # held by a round trip of the writer, and by a count
         self._listed: list[Delivery] = []
 
     @property
@@ -154,9 +157,11 @@ class RedisBroker(Broker):
     # -- emitting ----------------------------------------------------------------------------
 
     def has_room(self, needed: int, size: int = 0, *, later: bool = False) -> bool:
-        if later:
-            view = self._view
-            return (view.scheduled if view else 0) + needed <= self.max_scheduled
+        if later:  # the bus's count as last read, what this daemon sent since, and unsent
+            counted = self._view.scheduled if self._view else 0
+            since = self._scheduled_sent - self._scheduled_counted
+            return (counted + since + self._out.scheduled_unsent + needed
+                    <= self.max_scheduled)
         return self._out.unsent + needed <= self.size
 
     def put(self, event_id: str, slots: Sequence[Slot], args: tuple[Any, ...],
@@ -306,7 +311,11 @@ class RedisBroker(Broker):
             self._listed = await link.listing(sorted({*self._routes, *self._local}), _LISTED)
 
     async def _count(self, link: Link) -> None:
-        self._view = await link.stats(sorted({*self._routes, *self._local}), self._out.unsent)
+        async with self._sending:  # no round lands during the read: it is counted, or not yet
+            sent = self._scheduled_sent
+            self._view = await link.stats(sorted({*self._routes, *self._local}),
+                                          self._out.unsent)
+        self._scheduled_counted = max(self._scheduled_counted, sent)
 
     async def retry(self, delivery_ids: Iterable[int] | None) -> list[Delivery]:
         link = self._ready_link()
@@ -429,9 +438,11 @@ class RedisBroker(Broker):
                     self._route()
                 if taken.followed:  # who waits must hear the outcome: listen first
                     await link.views.tail_ready()
-                await link.send(taken.emits, taken.followed, taken.acks, taken.parks,
-                                taken.fails, taken.fired, self._window_ms, self._keep_failed,
-                                taken.duplicates)
+                async with self._sending:
+                    await link.send(taken.emits, taken.followed, taken.acks, taken.parks,
+                                    taken.fails, taken.fired, self._window_ms,
+                                    self._keep_failed, taken.duplicates)
+                    self._scheduled_sent += scheduled(taken)
             except link.errors as exc:
                 self._out.give_back(taken, BackendError(
                     self.url, f"Redis did not take the request ({exc}); it was not "

@@ -15,7 +15,7 @@ from ...bus.delivery import Delivery
 from ...errors import BackendError
 from ..writer import WriteBehind
 
-__all__ = ("Outbound", "Round")
+__all__ = ("Outbound", "Round", "scheduled")
 
 Emit = tuple[str | None, Sequence[Delivery], int | None]
 """(dedupe key, the deliveries made, due time in ms or None)."""
@@ -53,6 +53,8 @@ class Outbound:
         self.duplicates = 0  # emits answered here as duplicates, for the bus's counter
         self.unsent = 0
         """Deliveries emitted here that Redis does not have yet."""
+        self.scheduled_unsent = 0
+        """Of those, the ones emitted for later (they count against ``max_scheduled``)."""
         self._rounds = WriteBehind()
 
     @property
@@ -64,6 +66,8 @@ class Outbound:
         """Record the deliveries of one emit, in the open round."""
         self.emits.append((key, made, due_ms))
         self.unsent += len(made)
+        if due_ms is not None:
+            self.scheduled_unsent += len(made)
         self._rounds.noted()
 
     def duplicate(self) -> None:
@@ -94,9 +98,15 @@ class Outbound:
     def finish(self, taken: Round) -> None:
         """The round trip of ``taken`` is over, taken or not: its emits' replies may go."""
         self.unsent -= sum(len(made) for _, made, _ in taken.emits)
+        self.scheduled_unsent -= scheduled(taken)
         self._rounds.end(taken.number, taken.error)
 
     async def settled(self) -> None:
         """Return once every emit this task recorded is sent; raise the error of a round
         that held one of them and failed (it was not acknowledged)."""
         await self._rounds.settled()
+
+
+def scheduled(taken: Round) -> int:
+    """How many of the deliveries ``taken`` sends are emitted for later."""
+    return sum(len(made) for _, made, due in taken.emits if due is not None)
