@@ -22,6 +22,13 @@ from eventbus_cli.stores.sqlite import SqliteJournal
 from tests.harness import Daemon, wait_for
 from tests.waiting import wait_until
 
+FIRST_SCHEMA = (
+    "CREATE TABLE deliveries (id INTEGER PRIMARY KEY, event TEXT NOT NULL, listener TEXT "
+    "NOT NULL, args TEXT NOT NULL, kwargs TEXT NOT NULL, state TEXT NOT NULL, attempts "
+    "INTEGER NOT NULL, error TEXT, traceback TEXT);"
+)
+"""The deliveries table as the journal's first release wrote it, before the time columns."""
+
 
 def journal_broker(path: Path) -> MemoryBroker:
     """The daemon's broker with ``[journal]`` set: the memory broker written through."""
@@ -86,9 +93,7 @@ async def test_restore_queues_the_kept_deliveries_again_and_keeps_the_failed(
     path = short_dir / "j.db"
     with contextlib.closing(sqlite3.connect(path)) as db:
         db.executescript(
-            "CREATE TABLE deliveries (id INTEGER PRIMARY KEY, event TEXT NOT NULL, listener TEXT "
-            "NOT NULL, args TEXT NOT NULL, kwargs TEXT NOT NULL, state TEXT NOT NULL, attempts "
-            "INTEGER NOT NULL, error TEXT, traceback TEXT);"
+            FIRST_SCHEMA +
             "INSERT INTO deliveries VALUES (7, 'ok', 'fine', '[]', '{\"n\": 7}', 'retrying', 1, "
             "'E', NULL), (8, 'x', 'gone', '[]', '{}', 'pending', 0, NULL, NULL),"
             "(9, 'bad', 'broken', '[]', '{}', 'failed', 3, 'E', 'T');"
@@ -279,9 +284,7 @@ def test_a_journal_of_the_first_schema_gains_the_time_columns_and_keeps_its_rows
     path = short_dir / "j.db"
     with contextlib.closing(sqlite3.connect(path)) as db:
         db.executescript(
-            "CREATE TABLE deliveries (id INTEGER PRIMARY KEY, event TEXT NOT NULL, listener TEXT "
-            "NOT NULL, args TEXT NOT NULL, kwargs TEXT NOT NULL, state TEXT NOT NULL, attempts "
-            "INTEGER NOT NULL, error TEXT, traceback TEXT);"
+            FIRST_SCHEMA +
             "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
             "INSERT INTO deliveries VALUES (3, 'ok', 'fine', '[1]', '{}', 'failed', 2, "
             "'ValueError: x', NULL);")
