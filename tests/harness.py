@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from eventbus_cli.cli.app import _command_name
 from eventbus_cli.config import resolve_config
 from tests.inprocess import ServedDaemon, run_cli
 from tests.waiting import replies
@@ -187,7 +188,7 @@ class Daemon:
 
     def cli(self, *args: str, input: str | None = None,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        if self.in_process and "serve" not in args:  # a daemon of its own is a process
+        if self.in_process and _command_name(list(args)) != "serve":  # a daemon is a process
             return run_cli(list(args), input=input, env=env or self.env, cwd=self.root)
         return subprocess.run([EVENTBUS, *args], input=input, capture_output=True, text=True,
                               timeout=60, env=env or self.env, cwd=self.root, check=False)
