@@ -44,6 +44,9 @@ class Broker(ABC):
     """Where the deliveries are kept, as a log line names it."""
     rerun = "on the next start"
     """When a durable broker's deliveries left unfinished at shutdown run again."""
+    keys_shared = False
+    """Whether other daemons take dedupe keys in the same store: then a key is known to be
+    this emit's only once it is stored (:meth:`claimed_elsewhere`)."""
 
     @property
     def size(self) -> int:
@@ -110,6 +113,12 @@ class Broker(ABC):
 
     def remember(self, key: str, answer: dict[str, Any]) -> None:  # noqa: B027 - optional
         """Keep that an emit with dedupe ``key`` was accepted, with its ``answer``."""
+
+    def claimed_elsewhere(self, key: str) -> dict[str, Any] | None:
+        """Where :attr:`keys_shared`, after :meth:`settled`: the answer another daemon gave
+        an emit with ``key`` that the store had already, if the one put here with it found
+        it so (and so queued nothing); None: the key was this emit's."""
+        return None
 
     def fires(self) -> dict[str, float]:
         """When each schedule, by name, last fired, as far as this broker keeps it (the

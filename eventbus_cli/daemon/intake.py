@@ -121,30 +121,48 @@ class Intake:
             problem = (f"no listener matches event {message.event!r}, so it was not emitted "
                        "(`eventbus listeners list` shows what is loaded)")
             raise EmitFailed(ErrorCode.UNROUTED, problem, 0)
+        due = None
         if request.due_at is not None:  # for later: no waiting for room, its bound is its own
             if self.draining:
                 raise EmitFailed(ErrorCode.SHUTTING_DOWN, SHUTTING_DOWN, 0)
             made = self.emitter.put(message.event, tuple(message.args), message.kwargs,
                                     size=request.size, check=request.check,
                                     due_at=request.due_at, key=message.key)
-            if message.trace is not None:  # the emit path pays one test, not a call
-                _carry_trace(made, message.trace)
-            later = EmitResult(message.event, len(made), due=iso_time(request.due_at))
-            self._accepted(message, later)
-            return later
-        try:  # the common case, without another coroutine
-            made = self._submit_now(message, request.size, request.check)
-        except (QueueFullError, EmitterNotRunningError):
-            made = await self._submit(message, request.size, flush, 0, request.check)
-        if message.trace is not None:
+            due = iso_time(request.due_at)
+        else:
+            try:  # the common case, without another coroutine
+                made = self._submit_now(message, request.size, request.check)
+            except (QueueFullError, EmitterNotRunningError):
+                made = await self._submit(message, request.size, flush, 0, request.check)
+        if message.trace is not None:  # the emit path pays one test, not a call
             _carry_trace(made, message.trace)
-        result = EmitResult(message.event, len(made))
-        self._accepted(message, result)
-        if request.wait is not None:
+        watch = None
+        if request.wait is not None and due is None:
             # No await since the submit: none of its deliveries can have ended unseen.
             self.broker.follow(made)
-            result.results = await self.monitor.wait(made, request.wait)
-        return result
+            watch = self.monitor.watch(made)
+        try:
+            if message.key is not None and (first := await self._elsewhere(message.key)):
+                return EmitResult(**first, duplicate=True)  # nothing was queued
+            result = EmitResult(message.event, len(made), due=due)
+            self._accepted(message, result)
+            if watch is not None and request.wait is not None:
+                result.results = await self.monitor.wait(watch, request.wait)
+            return result
+        finally:
+            if watch is not None:
+                self.monitor.unwatch(watch)
+
+    async def _elsewhere(self, key: str) -> dict[str, Any] | None:
+        """Where daemons share dedupe keys: once the emit just put with ``key`` is stored,
+        the answer another emit with that key got first, if any (this one queued nothing)."""
+        if not self.broker.keys_shared:
+            return None
+        await self.broker.settled()
+        first = self.broker.claimed_elsewhere(key)
+        if first is not None:
+            self.broker.remember(key, first)
+        return first
 
     async def emit_many(self, request: EmitManyRequest, flush: Flush) -> EmitManyResult:
         """The reply to an ``emit_many``: its events in order, checked as a whole first."""
@@ -160,6 +178,7 @@ class Intake:
                                       index=index, deliveries=0, unrouted=0) from None
         broker = self.broker
         on_its_way = self._on_its_way
+        claims: list[tuple[EventMessage, Sequence[Delivery]]] = []  # keyed, on a shared store
         for message in request.events:
             key = message.key
             if key is not None and (await self._answered(key) if key in on_its_way
@@ -184,16 +203,30 @@ class Intake:
                 raise EmitFailed(ErrorCode.BACKEND, str(exc), accepted, deliveries=deliveries,
                                   unrouted=unrouted, duplicates=duplicates) from None
             accepted += 1
-            deliveries += len(made)
-            unrouted += not made
             if message.trace is not None:  # the emit path pays one test, not a call
                 _carry_trace(made, message.trace)
-            if self.metrics is not None:
-                self.metrics.count_emitted(message.event, len(made))
-            if message.key is not None:
-                broker.remember(message.key, {"event_id": message.event,
-                                              "deliveries": len(made)})
+            if key is not None and broker.keys_shared:  # the store says whose the key is
+                claims.append((message, made))
+                continue
+            deliveries += len(made)
+            unrouted += not made
+            self._count_accepted(message, made)
+        for message, made in claims:  # the first waits for the store, the rest do not
+            if await self._elsewhere(message.key or "") is not None:
+                duplicates += 1
+            else:
+                deliveries += len(made)
+                unrouted += not made
+                self._count_accepted(message, made)
         return EmitManyResult(accepted, deliveries, unrouted, duplicates)
+
+    def _count_accepted(self, message: EventMessage, made: Sequence[Delivery]) -> None:
+        """An event of a batch is queued: count it, and keep its answer under its key."""
+        if self.metrics is not None:
+            self.metrics.count_emitted(message.event, len(made))
+        if message.key is not None:
+            self.broker.remember(message.key, {"event_id": message.event,
+                                               "deliveries": len(made)})
 
     def _submit_now(self, message: EventMessage, size: int, check: bool) -> Sequence[Delivery]:
         """Queue one event of ``size`` bytes if there is room now; raise for anything else,

@@ -24,7 +24,7 @@ from ..bus.emitter import SimpleEventEmitter
 from ..protocol.codec import encode_line
 from ..protocol.results import DeliveryOutcome
 
-__all__ = ("BUFFER_RECORDS", "Monitor", "Subscription")
+__all__ = ("BUFFER_RECORDS", "Monitor", "Subscription", "Watch")
 
 BUFFER_RECORDS = 10_000
 """Records a subscriber may have waiting; more are dropped and counted as skipped."""
@@ -73,7 +73,9 @@ class Subscription:
         return lines
 
 
-class _Waiter:
+class Watch:
+    """Deliveries an ``emit --wait`` follows, and how each ended."""
+
     def __init__(self, deliveries: Sequence[Delivery]) -> None:
         self.deliveries = list(deliveries)
         self.open = {delivery.id for delivery in deliveries}
@@ -87,7 +89,7 @@ class Monitor:
     def __init__(self, emitter: SimpleEventEmitter) -> None:
         self._emitter = emitter
         self._subscriptions: list[Subscription] = []
-        self._waiters: dict[int, _Waiter] = {}
+        self._waiters: dict[int, Watch] = {}
         self._starts: dict[int, float] = {}
         self._attached = False
 
@@ -101,30 +103,33 @@ class Monitor:
         self._subscriptions.remove(subscription)
         self._detach_if_idle()
 
-    async def wait(self, deliveries: Sequence[Delivery],
-                   seconds: float) -> list[DeliveryOutcome]:
-        """Wait until every one of ``deliveries`` has succeeded or failed for good, or
-        ``seconds`` pass; one result per delivery (``ok`` None: not finished)."""
-        waiter = _Waiter(deliveries)
+    def watch(self, deliveries: Sequence[Delivery]) -> Watch:
+        """Follow ``deliveries`` from now on, for :meth:`wait`; :meth:`unwatch` ends it."""
+        watch = Watch(deliveries)
         for delivery in deliveries:
-            self._waiters[delivery.id] = waiter
+            self._waiters[delivery.id] = watch
         self._attach()
-        try:
-            with anyio.move_on_after(seconds):
-                if waiter.open:
-                    await waiter.done.wait()
-        finally:
-            for delivery_id in waiter.open:
-                self._waiters.pop(delivery_id, None)
-            self._detach_if_idle()
+        return watch
+
+    def unwatch(self, watch: Watch) -> None:
+        for delivery_id in watch.open:
+            self._waiters.pop(delivery_id, None)
+        self._detach_if_idle()
+
+    async def wait(self, watch: Watch, seconds: float) -> list[DeliveryOutcome]:
+        """Wait until every delivery of ``watch`` has succeeded or failed for good, or
+        ``seconds`` pass; one result per delivery (``ok`` None: not finished)."""
+        with anyio.move_on_after(seconds):
+            if watch.open:
+                await watch.done.wait()
         return [
             DeliveryOutcome(
                 listener=d.listener, delivery=d.id,
-                ok=None if d.id in waiter.open else waiter.errors[d.id] is None,
+                ok=None if d.id in watch.open else watch.errors[d.id] is None,
                 error=f"not finished within {seconds:g}s (it goes on: `eventbus queue show "
                       f"{d.id}` shows it until it ends, and `eventbus tail` shows how it ends)"
-                      if d.id in waiter.open else waiter.errors[d.id])
-            for d in waiter.deliveries
+                      if d.id in watch.open else watch.errors[d.id])
+            for d in watch.deliveries
         ]
 
     def _attach(self) -> None:

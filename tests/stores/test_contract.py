@@ -123,6 +123,32 @@ async def test_a_refused_emit_gives_its_key_back(daemons: Daemons) -> None:
     assert len(probe.of("work")) == 1
 
 
+async def test_a_key_pushed_out_by_max_dedupe_keys_is_new_again(
+    daemons: Daemons, store: Store,
+) -> None:
+    async with daemons.run(max_dedupe_keys=2) as client:
+        for key in ("a", "b", "c"):
+            await client.submit("work", key=key)
+        again = await client.submit("work", key="a")  # the oldest went
+        kept = await client.submit("work", key="c")
+        await _drained(client)
+        held = await _redis_keys(store, daemons, ":key:*")
+    assert (again.duplicate, kept.duplicate) == (False, True)
+    assert len(probe.of("work")) == 4
+    assert held is None or held <= 2
+
+
+async def _redis_keys(store: Store, daemons: Daemons, pattern: str) -> int | None:
+    """How many keys of this test's prefix match ``pattern`` on Redis; None elsewhere."""
+    if store.server is None:
+        return None
+    import redis.asyncio
+
+    prefix = "{" + daemons.config("a", {}, {}).backend.prefix + "}"
+    async with redis.asyncio.Redis(unix_socket_path=str(store.server.socket)) as server:
+        return len([key async for key in server.scan_iter(match=prefix + pattern)])
+
+
 # -- delivery ids ---------------------------------------------------------------------------
 
 
@@ -266,6 +292,26 @@ async def test_each_delivery_runs_once_on_a_bus_of_two_daemons(daemons: Daemons)
         await _drained(first)
     ids = [run.delivery for run in probe.runs]
     assert len(ids) == len(set(ids)) == 100
+
+
+@pytest.mark.stores("redis")
+async def test_a_key_taken_on_one_daemon_is_a_duplicate_on_another(daemons: Daemons) -> None:
+    async with daemons.run("a") as first, daemons.run("b") as second:
+        answer = await first.submit("fan", key="k")
+        again = await second.submit("fan", key="k", wait=10)
+        many = await second.emit_many([{"event": "fan", "key": "k"},
+                                       {"event": "fan", "key": "j"}])
+        later = await first.submit("work", key="w", delay=0.2)
+        later_again = await second.submit("work", key="w", delay=0.2)
+        await probe.wait_runs(5)
+        await _drained(first)
+        counts = await first.queue()
+    assert answer == EmitResult("fan", 2)
+    assert again == EmitResult("fan", 2, duplicate=True)
+    assert (many.accepted, many.duplicates, many.deliveries) == (2, 1, 2)
+    assert later_again == EmitResult("work", 1, due=later.due, duplicate=True)
+    assert len(probe.runs) == 5
+    assert counts.duplicates == 3
 
 
 @pytest.mark.stores("redis")

@@ -16,7 +16,9 @@ Everything that talks to Redis runs in the tasks of :meth:`RedisBroker.run`; the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import logging
 import socket
 import time
@@ -28,7 +30,7 @@ import anyio
 
 from ...bus.broker import Broker
 from ...bus.dedupe import DedupeKeys
-from ...bus.delivery import Delivery, DeliveryState, EmitterStats
+from ...bus.delivery import Delivery, DeliveryState, EmitterStats, iso_time
 from ...bus.lanes import LocalLanes
 from ...bus.routing import Router, Slot
 from ...config import BackendConfig, DaemonConfig, DeliveryConfig
@@ -36,7 +38,7 @@ from ...errors import BackendError, DeliveryError
 from ...protocol.results import BackendStatus, JournalStatus
 from .codec import decode_failed, decode_payload, encode_payload
 from .link import Link, masked, open_link
-from .outbound import Outbound, scheduled
+from .outbound import Outbound, Round, scheduled
 
 __all__ = ("RedisBroker", "default_name")
 
@@ -48,6 +50,7 @@ _PACE_SECONDS = 0.1  # a lane holds what it ended in this long, or twice its lim
 _BEAT = 0.5  # seconds between heartbeats (and counts for `queue` on other hosts)
 _COUNT_EVERY = 2.0  # seconds between the bus's counts kept for metrics and max_scheduled
 _LISTED = 1000  # most deliveries of each kind `queue list` fetches from Redis
+_TAKEN_KEPT = 10_000  # most first answers kept for emits whose asker has not come for them
 _REMOVED = "is not loaded by any daemon any more (removed by a reload)"
 
 
@@ -63,6 +66,7 @@ class RedisBroker(Broker):
     ``prefix``. The local lanes hold only what this daemon has read and not finished."""
 
     durable = True
+    keys_shared = True
     _writes_through = True
     store = "Redis"
     rerun = "on the next start of this daemon, or on another after claim_after"
@@ -109,6 +113,7 @@ class RedisBroker(Broker):
         self._scheduled_counted = 0  # how many of those the bus's last count had seen
         self._sending = anyio.Lock()  # held by a round trip of the writer, and by a count
         self._listed: list[Delivery] = []
+        self._taken: dict[str, dict[str, Any]] = {}  # key -> first answer, found by the writer
 
     @property
     def prefix(self) -> str:
@@ -177,7 +182,12 @@ class RedisBroker(Broker):
             for delivery in made:
                 delivery.state = DeliveryState.SCHEDULED
                 delivery.due_at = due_at
-        self._out.emit(key, made, None if due_at is None else int(due_at * 1000))
+        answer = None
+        if key is not None:  # what a repeat of it gets, from Redis, on any daemon
+            answer = {"event_id": event_id, "deliveries": len(made)}
+            if due_at is not None:
+                answer["due"] = iso_time(due_at)
+        self._out.emit(key, made, None if due_at is None else int(due_at * 1000), answer)
         self._wake()
         if self.lanes.observers:
             self.lanes.tell("emitted", event_id, made)
@@ -192,6 +202,9 @@ class RedisBroker(Broker):
 
     def remember(self, key: str, answer: dict[str, Any]) -> None:
         self.keys.remember(key, answer)
+
+    def claimed_elsewhere(self, key: str) -> dict[str, Any] | None:
+        return self._taken.pop(key, None)
 
     def unavailable(self) -> BackendError:
         """The error for a request that needs Redis while it does not answer."""
@@ -305,10 +318,36 @@ class RedisBroker(Broker):
 
     async def refresh(self, *, listing: bool = False) -> None:
         """Fetch the bus-wide counters (and with ``listing`` the deliveries) from Redis."""
+        with self._asking() as link:
+            await self._count(link)
+            if listing:
+                self._listed = await link.listing(sorted({*self._routes, *self._local}),
+                                                  _LISTED)
+
+    @contextlib.contextmanager
+    def _asking(self) -> Iterator[Link]:
+        """The link, for a client's request: what Redis raises becomes a BackendError that
+        says what went wrong (never an internal error)."""
         link = self._ready_link()
-        await self._count(link)
-        if listing:
-            self._listed = await link.listing(sorted({*self._routes, *self._local}), _LISTED)
+        try:
+            yield link
+        except link.errors as exc:
+            raise self._refusal(exc, sent=False) from None
+
+    def _refusal(self, exc: BaseException, *, sent: bool) -> BackendError:
+        """The error for a request Redis did not take (``sent``: one that carried changes)."""
+        text = str(exc)
+        if text.startswith("FOREIGN ") or "WRONGTYPE" in text:
+            found = text.removeprefix("FOREIGN ")
+            return BackendError(self.url, f"foreign data under the prefix {self.prefix}: "
+                                f"{found}, so nothing of this request was stored",
+                                "remove or rename that key, or give this bus a [backend] "
+                                "prefix of its own")
+        if not sent:
+            return BackendError(self.url, f"Redis did not answer the request ({text})",
+                                "try again once Redis answers (`eventbus status` shows it)")
+        return BackendError(self.url, f"Redis did not take the request ({text}); it was not "
+                            "acknowledged: it may or may not take effect")
 
     async def _count(self, link: Link) -> None:
         async with self._sending:  # no round lands during the read: it is counted, or not yet
@@ -318,7 +357,10 @@ class RedisBroker(Broker):
         self._scheduled_counted = max(self._scheduled_counted, sent)
 
     async def retry(self, delivery_ids: Iterable[int] | None) -> list[Delivery]:
-        link = self._ready_link()
+        with self._asking() as link:
+            return await self._retry(link, delivery_ids)
+
+    async def _retry(self, link: Link, delivery_ids: Iterable[int] | None) -> list[Delivery]:
         chosen = []
         for delivery_id, record in await link.failed_records(delivery_ids):
             if record is None:
@@ -340,7 +382,10 @@ class RedisBroker(Broker):
         return chosen
 
     async def purge(self, state: DeliveryState) -> int:
-        link = self._ready_link()
+        with self._asking() as link:
+            return await self._purge(link, state)
+
+    async def _purge(self, link: Link, state: DeliveryState) -> int:
         if state is DeliveryState.FAILED:
             return await link.purge_failed()
         if state not in (DeliveryState.PENDING, DeliveryState.SCHEDULED):
@@ -439,14 +484,14 @@ class RedisBroker(Broker):
                 if taken.followed:  # who waits must hear the outcome: listen first
                     await link.views.tail_ready()
                 async with self._sending:
-                    await link.send(taken.emits, taken.followed, taken.acks, taken.parks,
-                                    taken.fails, taken.fired, self._window_ms,
-                                    self._keep_failed, taken.duplicates)
+                    firsts = await link.send(taken.emits, taken.followed, taken.acks,
+                                             taken.parks, taken.fails, taken.fired,
+                                             self._window_ms, self._keep_failed,
+                                             taken.duplicates, self.keys.max_keys)
                     self._scheduled_sent += scheduled(taken)
+                    self._note_taken(taken, firsts)
             except link.errors as exc:
-                self._out.give_back(taken, BackendError(
-                    self.url, f"Redis did not take the request ({exc}); it was not "
-                    "acknowledged: it may or may not take effect"))
+                self._out.give_back(taken, self._refusal(exc, sent=True))
                 self._lost(exc)
                 await anyio.sleep(pause)
                 pause = min(pause * 2, 2.0)
@@ -461,6 +506,23 @@ class RedisBroker(Broker):
                 self._out.finish(taken)
                 if self.lanes.waiting_for_room:
                     self.lanes.wake_all()
+
+    def _note_taken(self, taken: Round, firsts: dict[int, bytes]) -> None:
+        """Keep, for :meth:`claimed_elsewhere`, the first answers of the emits whose keys
+        another emit had taken (on this daemon or another)."""
+        for index, first in firsts.items():
+            key, made, due, answer = taken.emits[index]
+            assert key is not None
+            assert answer is not None
+            try:
+                kept = json.loads(first)
+            except ValueError:  # a key kept by an older eventbus: its answer is unknown
+                kept = {"event_id": answer["event_id"], "deliveries": 0}
+            self._taken[key] = kept
+            if due is not None:  # sent, but not scheduled: not in the bus's count to come
+                self._scheduled_sent -= len(made)
+        while len(self._taken) > _TAKEN_KEPT:  # answers nobody asked for (the client left)
+            del self._taken[next(iter(self._taken))]
 
     async def _reserve_ids(self, link: Link) -> None:
         if self._spare is None and not self._block_plenty():

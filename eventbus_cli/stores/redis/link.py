@@ -23,6 +23,7 @@ from ...config import BackendConfig
 from ...errors import BackendError
 from . import scripts as lua
 from .codec import decode_failed, decode_payload, encode_failed, encode_payload, encode_record
+from .outbound import Emit
 from .views import Views
 
 __all__ = ("Link", "masked", "open_link")
@@ -211,26 +212,30 @@ class Link:
 
     # -- the hot path's records --------------------------------------------------------------
 
-    async def send(self, emits: Sequence[tuple[str | None, Sequence[Delivery], int | None]],
-                   followed: set[int], acks: Sequence[tuple[str, bytes, Delivery, str]],
+    async def send(self, emits: Sequence[Emit], followed: set[int],
+                   acks: Sequence[tuple[str, bytes, Delivery, str]],
                    parks: Sequence[tuple[str, bytes, Delivery, float]],
                    fails: Sequence[tuple[str, bytes, Delivery, str]], fired: dict[str, float],
-                   window_ms: str, keep: int, duplicates: int = 0) -> None:
+                   window_ms: str, keep: int, duplicates: int = 0, max_keys: int = 0,
+                   ) -> dict[int, bytes]:
         """One pipeline: the emits, the outcomes, the duplicates answered here, and the
-        records for the live views."""
+        records for the live views. Returns, by index in ``emits``, the first answer of
+        each emit whose dedupe key another emit had taken (those queued nothing)."""
         if not (emits or acks or parks or fails or self.views.records or fired or duplicates):
-            return
+            return {}
         pipe = self._redis.pipeline(transaction=False)
         p, scripts, me = self.p, self._scripts, self.name
-        for start in range(0, len(emits), 500):
+        if emits:  # one script for all: it checks every key it writes before it writes
             lines: list[bytes] = []
-            for key, made, due in emits[start:start + 500]:
+            for key, made, due, answer in emits:
                 if key is not None and "\n" in key:  # a line each: a digest stands in
                     key = "sha1:" + hashlib.sha1(key.encode()).hexdigest()
-                lines.append(f"{len(made)}|{'' if due is None else due}|{key or ''}".encode())
+                claim = "" if key is None else json.dumps(answer) + "\t" + key
+                lines.append(f"{len(made)}|{'' if due is None else due}|{claim}".encode())
                 lines += [b"%s\t%s" % (delivery.listener.encode(), encode_payload(
                     delivery, me if delivery.id in followed else "")) for delivery in made]
-            await scripts["EMIT"](args=[p, window_ms, b"\n".join(lines)], client=pipe)
+            await scripts["EMIT"](args=[p, window_ms, max_keys, b"\n".join(lines)],
+                                  client=pipe)
         if acks:
             by_name: dict[str, list[bytes]] = {}
             for name, entry_id, _, _ in acks:
@@ -262,9 +267,11 @@ class Link:
                         if reply_to and reply_to != me]
         for record in records:
             pipe.publish(f"{p}:tail", record)
-        await _execute(pipe)
-        if parks or any(due is not None for _, _, due in emits):
+        replies = await _execute(pipe)
+        if parks or any(due is not None for _, _, due, _ in emits):
             self._sooner.set()  # the mover looks again: one of these may be due first
+        return {index: first for index, first in enumerate(replies[0] if emits else ())
+                if first != 0}
 
     async def read(self, names: Sequence[str], count: int, *,
                    block: bool = True) -> list[tuple[str, bytes, bytes]]:

@@ -10,6 +10,7 @@ failed.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from ...bus.delivery import Delivery
 from ...errors import BackendError
@@ -17,8 +18,8 @@ from ..writer import WriteBehind
 
 __all__ = ("Outbound", "Round", "scheduled")
 
-Emit = tuple[str | None, Sequence[Delivery], int | None]
-"""(dedupe key, the deliveries made, due time in ms or None)."""
+Emit = tuple[str | None, Sequence[Delivery], int | None, dict[str, Any] | None]
+"""(dedupe key, the deliveries made, due time in ms or None, the answer kept under the key)."""
 
 
 class Round:
@@ -62,9 +63,11 @@ class Outbound:
         """Whether outcomes or hand-backs wait to be sent."""
         return bool(self.acks or self.parks or self.fails or self.handbacks)
 
-    def emit(self, key: str | None, made: Sequence[Delivery], due_ms: int | None) -> None:
-        """Record the deliveries of one emit, in the open round."""
-        self.emits.append((key, made, due_ms))
+    def emit(self, key: str | None, made: Sequence[Delivery], due_ms: int | None,
+             answer: dict[str, Any] | None = None) -> None:
+        """Record the deliveries of one emit, in the open round (with a dedupe key, the
+        ``answer`` a repeat of it gets)."""
+        self.emits.append((key, made, due_ms, answer))
         self.unsent += len(made)
         if due_ms is not None:
             self.scheduled_unsent += len(made)
@@ -97,7 +100,7 @@ class Outbound:
 
     def finish(self, taken: Round) -> None:
         """The round trip of ``taken`` is over, taken or not: its emits' replies may go."""
-        self.unsent -= sum(len(made) for _, made, _ in taken.emits)
+        self.unsent -= sum(len(made) for _, made, _, _ in taken.emits)
         self.scheduled_unsent -= scheduled(taken)
         self._rounds.end(taken.number, taken.error)
 
@@ -109,4 +112,4 @@ class Outbound:
 
 def scheduled(taken: Round) -> int:
     """How many of the deliveries ``taken`` sends are emitted for later."""
-    return sum(len(made) for _, made, due in taken.emits if due is not None)
+    return sum(len(made) for _, made, due, _ in taken.emits if due is not None)

@@ -6,8 +6,10 @@ read by the consumer group ``eventbus``; ``P:due`` a sorted set of delivery ids 
 (ms, Redis's clock) with ``P:due:data`` holding ``state TAB listener TAB payload``;
 ``P:waiting`` counts what waits there by ``listener:state``; ``P:failed`` (id -> JSON) and
 ``P:failed:order`` (id by failure time) the failed list; ``P:stats`` the counters;
-``P:key:<key>`` a dedupe key, expiring after the window; ``P:hosts:<listener>`` the daemons
-that load a listener; ``P:routes`` listener -> its event patterns.
+``P:key:<key>`` a dedupe key holding its first answer, expiring after the window
+(``P:keys`` orders them by expiry, to keep at most ``max_dedupe_keys``);
+``P:hosts:<listener>`` the daemons that load a listener; ``P:routes`` listener -> its event
+patterns.
 """
 
 from __future__ import annotations
@@ -20,33 +22,69 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-EMIT = """
--- ARGV: prefix, dedupe window ms, and the events as lines: per event a head line
--- 'k|due ms or empty|key or empty' and k lines 'listener TAB payload'. All deliveries of an
--- event or none. Returns 1 per event dropped as a duplicate of one taken lately, else 0.
-local p, window, blob, out = ARGV[1], ARGV[2], ARGV[3], {}
-local pos, last = 1, #blob
+EMIT = _NOW + """
+-- ARGV: prefix, dedupe window ms, most dedupe keys, and the events as lines: per event a
+-- head line 'k|due ms or empty|answer TAB key' (nothing after the second '|' without a key)
+-- and k lines 'listener TAB payload'. All or nothing: the type of every key it writes is
+-- checked first, and foreign data under the prefix fails it before it writes anything.
+-- Per event it returns 0 (queued) or, for a key taken lately, the answer kept under that
+-- key (nothing queued). Keys past the most kept go, oldest first (P:keys orders them).
+local p, window, most, blob = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local pos, last, out, keyed = 1, #blob, {}, false
 local function line()
   local stop = string.find(blob, '\\n', pos, true) or (last + 1)
   local text = string.sub(blob, pos, stop - 1)
   pos = stop + 1
   return text
 end
+local function head()
+  local text = line()
+  local a = string.find(text, '|', 1, true)
+  local b = string.find(text, '|', a + 1, true)
+  local rest, answer, key = string.sub(text, b + 1), nil, nil
+  if rest ~= '' then
+    local tab = string.find(rest, '\\t', 1, true)
+    answer, key = string.sub(rest, 1, tab - 1), string.sub(rest, tab + 1)
+  end
+  return tonumber(string.sub(text, 1, a - 1)), string.sub(text, a + 1, b - 1), answer, key
+end
+local kinds = {[p .. ':stats'] = 'hash', [p .. ':due'] = 'zset', [p .. ':due:data'] = 'hash',
+  [p .. ':waiting'] = 'hash', [p .. ':keys'] = 'zset'}
 while pos <= last do
-  local head = line()
-  local a = string.find(head, '|', 1, true)
-  local b = string.find(head, '|', a + 1, true)
-  local k, due, key = tonumber(string.sub(head, 1, a - 1)), string.sub(head, a + 1, b - 1),
-    string.sub(head, b + 1)
-  if key ~= '' and not redis.call('SET', p .. ':key:' .. key, '1', 'NX', 'PX', window) then
+  local k, _, _, key = head()
+  if key then kinds[p .. ':key:' .. key] = 'string' end
+  for _ = 1, k do
+    local item = line()
+    kinds[p .. ':l:' .. string.sub(item, 1, string.find(item, '\\t', 1, true) - 1)] = 'stream'
+  end
+end
+for name, kind in pairs(kinds) do
+  local found = redis.call('TYPE', name)['ok']
+  if found ~= 'none' and found ~= kind then
+    return redis.error_reply('FOREIGN ' .. name .. ' is a ' .. found .. ' where eventbus keeps a '
+      .. kind)
+  end
+end
+pos = 1
+while pos <= last do
+  local k, due, answer, key = head()
+  local first = false
+  if key then
+    first = redis.call('SET', p .. ':key:' .. key, answer, 'NX', 'GET', 'PX', window)
+    if not first then
+      redis.call('ZADD', p .. ':keys', now + window, key)
+      keyed = true
+    end
+  end
+  if first then
     redis.call('HINCRBY', p .. ':stats', 'duplicates', 1)
     for _ = 1, k do line() end
-    table.insert(out, 1)
+    table.insert(out, first)
   else
     if k == 0 then redis.call('HINCRBY', p .. ':stats', 'unrouted', 1) end
     for _ = 1, k do
       local item = line()
-      local tab = string.find(item, '\t', 1, true)
+      local tab = string.find(item, '\\t', 1, true)
       local l, payload = string.sub(item, 1, tab - 1), string.sub(item, tab + 1)
       if due == '' then
         redis.call('XADD', p .. ':l:' .. l, '*', 'd', payload)
@@ -58,6 +96,14 @@ while pos <= last do
       end
     end
     table.insert(out, 0)
+  end
+end
+if keyed then
+  redis.call('ZREMRANGEBYSCORE', p .. ':keys', '-inf', now)
+  local extra = redis.call('ZCARD', p .. ':keys') - most
+  if extra > 0 then
+    local gone = redis.call('ZPOPMIN', p .. ':keys', extra)
+    for j = 1, #gone, 2 do redis.call('DEL', p .. ':key:' .. gone[j]) end
   end
 end
 return out
