@@ -216,6 +216,11 @@ class Broker(ABC):
         """Drop every FAILED delivery, every waiting (PENDING and RETRYING) one, or every
         SCHEDULED one; return how many."""
 
+    def acknowledge(self) -> list[str]:
+        """An operator saw the problems that keep the broker unhealthy until someone does
+        (a shared store that lost data): clear them, and return them."""
+        return []
+
     # -- life --------------------------------------------------------------------------------
 
     async def open(self) -> None:  # noqa: B027 - optional

@@ -101,6 +101,9 @@ def status(
     check: Annotated[bool, typer.Option(
         "--check", help="One line; exit 0 healthy, 1 unhealthy (says why), 3 no daemon.")
     ] = False,
+    acknowledge: Annotated[bool, typer.Option(
+        "--acknowledge", help="First clear the problems that stay until an operator has "
+        "seen them (data Redis lost), and print them.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Show the daemon's pid, version, uptime, socket, config, listeners and queue.
@@ -108,6 +111,9 @@ def status(
     Example: eventbus status --check   (a health probe)
     """
     with reported(as_json), client_for(ctx) as client:
+        if acknowledge:
+            for problem in client.acknowledge():
+                typer.echo(f"acknowledged: {problem}", err=True)
         document = client.status()
     if not check:
         show(document, as_json, "print_status")

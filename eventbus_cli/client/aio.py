@@ -199,6 +199,7 @@ class AsyncClient:
     deliveries = async_op(ops.deliveries)
     delivery = async_op(ops.delivery)
     status = async_op(ops.status)
+    acknowledge = async_op(ops.acknowledge)
     schedules = async_op(ops.schedules)
     events = async_op(ops.events)
     schema = async_op(ops.schema)

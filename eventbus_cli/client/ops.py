@@ -218,6 +218,12 @@ def status() -> Call[Status]:
     return Call("status", {}, _decoded("Status"))
 
 
+def acknowledge() -> Call[list[str]]:
+    """Clear the problems that keep the daemon unhealthy until an operator has seen them
+    (data a shared store lost); return them."""
+    return Call("acknowledge", {}, lambda result: list(result["acknowledged"]))
+
+
 def schedules() -> Call[list[ScheduleInfo]]:
     """The daemon's schedules, as ``schedule list --json`` shows them."""
     return Call("schedules", {}, _decoded("ScheduleInfo", many=True))

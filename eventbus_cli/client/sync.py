@@ -130,6 +130,7 @@ class Client:
     deliveries = sync_op(ops.deliveries)
     delivery = sync_op(ops.delivery)
     status = sync_op(ops.status)
+    acknowledge = sync_op(ops.acknowledge)
     schedules = sync_op(ops.schedules)
     events = sync_op(ops.events)
     schema = sync_op(ops.schema)

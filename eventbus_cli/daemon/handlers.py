@@ -49,6 +49,7 @@ from ..protocol.requests import (
     SubscribeRequest,
 )
 from ..protocol.results import (
+    Acknowledged,
     DeliveryDetail,
     DeliveryInfo,
     EmitManyResult,
@@ -285,6 +286,13 @@ class Operations:
         await self.broker.refresh(listing=True)
         delivery = self.broker.find(request.delivery)
         return DeliveryDetail(**delivery.to_dict(), traceback=delivery.traceback)
+
+    @_handles("acknowledge")
+    async def _acknowledge(self, request: Request, flush: Flush) -> Acknowledged:
+        acknowledged = self.broker.acknowledge()
+        for problem in acknowledged:
+            logger.warning("an operator acknowledged: %s", problem)
+        return Acknowledged(acknowledged)
 
     @_handles("status")
     async def _status(self, request: Request, flush: Flush) -> Status:

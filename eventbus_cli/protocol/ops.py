@@ -289,6 +289,10 @@ OPS: dict[str, Op] = {
                     '`{"subscribed": true}`, then one record a line (as `tail --json`) until '
                     "the client closes"),
     "status": Op(Request, (), "Status", "as `status --json`"),
+    "acknowledge": Op(Request, (), "Acknowledged",
+                      '`{"acknowledged": [problems]}`: the problems that keep the daemon '
+                      "unhealthy until an operator has seen them (data a shared store lost), "
+                      "now cleared"),
     "stop": Op(StopRequest,
                (Field("drain", _bool, "false: stop at once, cutting short what runs (default "
                       "true: refuse new emits, finish what was accepted within "

@@ -12,31 +12,11 @@ from typing import Any
 from msgspec import Struct
 
 __all__ = (
-    "BackendStatus",
-    "CatalogListener",
-    "DeliveryDetail",
-    "DeliveryInfo",
-    "DeliveryOutcome",
-    "DryRunListener",
-    "EmitManyResult",
-    "EmitResult",
-    "EventInfo",
-    "HealthReport",
-    "Hello",
-    "Idle",
-    "JournalStatus",
-    "ListenerCounts",
-    "ListenerInfo",
-    "Purged",
-    "QueueCounts",
-    "ReloadResult",
-    "Retried",
-    "ScheduleInfo",
-    "SchedulesStatus",
-    "Status",
-    "Stopping",
-    "Subscribed",
-    "ThreadsStatus",
+    "Acknowledged", "BackendStatus", "CatalogListener", "DeliveryDetail", "DeliveryInfo",
+    "DeliveryOutcome", "DryRunListener", "EmitManyResult", "EmitResult", "EventInfo",
+    "HealthReport", "Hello", "Idle", "JournalStatus", "ListenerCounts", "ListenerInfo", "Purged",
+    "QueueCounts", "ReloadResult", "Retried", "ScheduleInfo", "SchedulesStatus", "Status",
+    "Stopping", "Subscribed", "ThreadsStatus",
 )
 
 
@@ -304,6 +284,12 @@ class ReloadResult(Struct):
     kept: list[str]
     failed: int
     schedules: int
+
+
+class Acknowledged(Struct):
+    """The problems an ``acknowledge`` cleared (a shared store's lost data, say)."""
+
+    acknowledged: list[str]
 
 
 class Stopping(Struct):

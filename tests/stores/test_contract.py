@@ -16,7 +16,7 @@ from eventbus_cli import AsyncClient
 from eventbus_cli.errors import RemoteError
 from eventbus_cli.protocol.results import EmitResult
 from tests.stores import probe
-from tests.stores.conftest import Daemons, Store, known_defect
+from tests.stores.conftest import Daemons, Store
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -316,10 +316,8 @@ async def test_a_key_taken_on_one_daemon_is_a_duplicate_on_another(daemons: Daem
 
 @pytest.mark.stores("redis")
 async def test_ids_are_never_handed_out_again_after_the_store_comes_back_empty(
-    daemons: Daemons, store: Store, request: pytest.FixtureRequest,
+    daemons: Daemons, store: Store,
 ) -> None:
-    known_defect(request, store, "redis", why="issue #29: the id counter restarts at 1 when "
-                 "Redis comes back without it (no persistence, FLUSHALL, an older RDB)")
     import redis.asyncio
 
     first = await _five_runs(daemons)

@@ -44,7 +44,7 @@ __all__ = ("RedisBroker", "default_name")
 
 logger = logging.getLogger("eventbus.redis")
 
-_ID_BLOCK = 1_000_000  # delivery ids a daemon reserves at a time: unique bus-wide
+_ID_BLOCK = 100_000  # delivery ids a daemon reserves at a time: unique bus-wide
 _READ_COUNT = 500  # most entries one read takes from one stream
 _PACE_SECONDS = 0.1  # a lane holds what it ended in this long, or twice its limit if more
 _BEAT = 0.5  # seconds between heartbeats (and counts for `queue` on other hosts)
@@ -93,6 +93,8 @@ class RedisBroker(Broker):
         self.available = False
         """Whether Redis answers; while it does not, emits are refused."""
         self._problem = "not connected yet"
+        self.loss: str | None = None
+        """What Redis lost while this daemon ran, until an operator acknowledges it."""
         self.errors = 0
         """How many calls to Redis failed (for metrics)."""
         self._out = Outbound()
@@ -103,6 +105,7 @@ class RedisBroker(Broker):
         self._router: Router[str] = Router(())
         self._block: Iterator[int] = iter(())
         self._spare: range | None = None
+        self._half = 0  # the id half way through the block: time to reserve the next
         self._draining = False
         self._work: anyio.Event | None = None  # made in run(), inside the loop
         self._woken = False  # whether _work is set already
@@ -214,14 +217,17 @@ class RedisBroker(Broker):
 
     def _next_id(self) -> int:
         for delivery_id in self._block:
-            if self._spare is None and delivery_id % _ID_BLOCK == _ID_BLOCK // 2:
+            if delivery_id == self._half and self._spare is None:
                 self._wake()  # the writer reserves the next block meanwhile
             return delivery_id
         if self._spare is None:
             raise BackendError(self.url, "no delivery ids are reserved yet",
                                "emit again in a moment")
-        self._block, self._spare = iter(self._spare), None
+        self._use_block(self._spare)
         return next(self._block)
+
+    def _use_block(self, block: range) -> None:
+        self._block, self._spare, self._half = iter(block), None, block[len(block) // 2]
 
     def follow(self, deliveries: Sequence[Delivery]) -> None:
         self._out.followed.update(delivery.id for delivery in deliveries)
@@ -337,10 +343,11 @@ class RedisBroker(Broker):
     def _refusal(self, exc: BaseException, *, sent: bool) -> BackendError:
         """The error for a request Redis did not take (``sent``: one that carried changes)."""
         text = str(exc)
-        if text.startswith("FOREIGN ") or "WRONGTYPE" in text:
-            found = text.removeprefix("FOREIGN ")
+        if "FOREIGN " in text or "WRONGTYPE" in text:  # the first names the key
+            found = text.partition("FOREIGN ")[2] or text
+            outcome = "nothing of this request was stored" if sent else "Redis refused it"
             return BackendError(self.url, f"foreign data under the prefix {self.prefix}: "
-                                f"{found}, so nothing of this request was stored",
+                                f"{found}, so {outcome}",
                                 "remove or rename that key, or give this bus a [backend] "
                                 "prefix of its own")
         if not sent:
@@ -352,8 +359,11 @@ class RedisBroker(Broker):
     async def _count(self, link: Link) -> None:
         async with self._sending:  # no round lands during the read: it is counted, or not yet
             sent = self._scheduled_sent
-            self._view = await link.stats(sorted({*self._routes, *self._local}),
-                                          self._out.unsent)
+            view = await link.stats(sorted({*self._routes, *self._local}), self._out.unsent)
+        if view is None:  # the count from before stays, to say what may be lost
+            self._emptied("the bus's keys were gone")
+            return
+        self._view = view
         self._scheduled_counted = max(self._scheduled_counted, sent)
 
     async def retry(self, delivery_ids: Iterable[int] | None) -> list[Delivery]:
@@ -426,8 +436,9 @@ class RedisBroker(Broker):
         """Connect, check the server and this daemon's name, join the listeners, and take
         back what this daemon held when it last stopped."""
         self._link = await open_link(self._config, self.name, self.prefix)
+        await self._link.mark()
         self._fired = await self._link.fires()
-        self._block = iter(await self._link.reserve_ids(_ID_BLOCK))
+        self._use_block(await self._link.reserve_ids(_ID_BLOCK))
         # A listener this daemon ran before it stopped, and does not load now, leaves too.
         gone = await self._link.hosted_here(set(await self._link.routes()) - set(self._local))
         self._routes = await self._link.join(self._local, set(self._local), gone,
@@ -562,6 +573,10 @@ class RedisBroker(Broker):
             block = len(names) == len(wanted)
             try:
                 read = await link.read(names, count, block=block)
+                if link.regrouped:
+                    link.regrouped = False
+                    if any(name in self._local for name in names):
+                        self._emptied("a stream or group of a listener it reads was gone")
                 for name, entry_id, data in read:
                     self._take_in(name, entry_id, data)
                 if not read and not block:
@@ -579,7 +594,9 @@ class RedisBroker(Broker):
         while True:
             try:
                 running = {name: lane.running for name, lane in self.lanes.by_name.items()}
-                routes, fires = await link.beat(running, len(self._held))
+                routes, fires, present = await link.beat(running, len(self._held))
+                if not present:
+                    self._emptied("the bus's keys were gone")
                 if time.monotonic() - renewed >= renew_every:
                     renewed = time.monotonic()
                     lost = await link.renew([held[:2] for held in self._held.values()])
@@ -616,6 +633,28 @@ class RedisBroker(Broker):
             logger.warning("%d deliveries this daemon held were taken over by another daemon "
                            "(it did not renew them within claim_after); both may run them",
                            len(still))
+
+    def _emptied(self, what: str) -> None:
+        """Redis lost the bus's keys (restarted without persistence, flushed, evicted):
+        say so loudly, stay unhealthy until an operator acknowledges it, and hand out ids
+        from a block reserved afresh."""
+        if self.loss is not None:  # told already: the count it names is the one from before
+            return
+        view = self._view
+        known = ("none were counted yet" if view is None else
+                 f"{view.pending} were pending, {view.retrying} retrying, {view.scheduled} "
+                 f"scheduled and {view.failed_list} in the failed list at the last count")
+        self.loss = (f"Redis at {self.url} lost this bus's data ({what}: Redis restarted "
+                     f"without persistence, or was flushed): deliveries may have been lost; "
+                     f"{known}")
+        logger.error("%s. Health stays unhealthy until an operator acknowledges it "
+                     "(`eventbus status --acknowledge`)", self.loss)
+        self._block, self._spare = iter(()), None  # the writer reserves above the clock
+        self._wake()
+
+    def acknowledge(self) -> list[str]:
+        loss, self.loss = self.loss, None
+        return [] if loss is None else [loss]
 
     def _lost(self, exc: BaseException) -> None:
         self.errors += 1
@@ -668,7 +707,8 @@ class RedisBroker(Broker):
         return None, self.backend_status()
 
     def problems(self) -> list[str]:
-        return [] if self.available else [f"emits are refused: {self.unavailable()}"]
+        found = [] if self.available else [f"emits are refused: {self.unavailable()}"]
+        return found if self.loss is None else [*found, self.loss]
 
     def link_state(self) -> tuple[int, bool] | None:
         return self.errors, self.available

@@ -79,6 +79,17 @@ async def open_link(config: BackendConfig, name: str, prefix: str) -> Link:
         await client.aclose()
         raise BackendError(url, f"Redis {version} is too old", "eventbus needs Redis 7.0 or "
                            "later (or Valkey 7.2 or later)")
+    try:
+        policy = str((await client.info("memory")).get("maxmemory_policy", "noeviction"))
+    except (RedisError, OSError):
+        policy = "noeviction"  # INFO memory refused (a managed Redis): nothing to check
+    if policy != "noeviction":
+        await client.aclose()
+        raise BackendError(url, f"Redis evicts keys under memory pressure (maxmemory-policy "
+                           f"{policy}), which would lose acknowledged deliveries without a "
+                           "word", "set maxmemory-policy noeviction in redis.conf (or CONFIG "
+                           "SET maxmemory-policy noeviction): Redis then refuses writes when "
+                           "full, and eventbus refuses emits with backend_unavailable")
     link = Link(client, url, name, prefix, version)
     try:
         await link.check_name()
@@ -111,6 +122,8 @@ class Link:
         """Records of the live views (tail, emit --wait) between this daemon and others."""
         self._started = time.time()
         self._sooner = anyio.Event()  # set when this daemon adds to P:due
+        self.regrouped = False
+        """Set when a read found a listener's stream or group gone (and made it again)."""
 
     # -- start and stop ----------------------------------------------------------------------
 
@@ -132,11 +145,15 @@ class Link:
             await _execute(pipe)
         await self._redis.aclose()
 
+    async def mark(self) -> None:
+        """Mark the bus as known to this daemon: the mark gone later means Redis lost it."""
+        await self._redis.set(f"{self.p}:since", repr(time.time()), nx=True)
+
     async def fires(self) -> dict[str, float]:
         return _fires(await self._redis.hgetall(f"{self.p}:fires"))
 
     async def reserve_ids(self, count: int) -> range:
-        end = int(await self._redis.incrby(f"{self.p}:seq", count))
+        end = int(await self._scripts["RESERVE"](args=[self.p, count]))
         return range(end - count + 1, end + 1)
 
     # -- listeners ---------------------------------------------------------------------------
@@ -285,7 +302,7 @@ class Link:
         except self.errors[0] as exc:
             if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
                 raise
-            logger.warning("a listener's stream was gone from Redis (flushed?): made again")
+            self.regrouped = True
             await self.create_groups(names)
             return []
         return [(stream.decode()[skip:], entry_id, fields[b"d"])
@@ -294,20 +311,22 @@ class Link:
     # -- keeping up --------------------------------------------------------------------------
 
     async def beat(self, running: dict[str, int], held: int,
-                   ) -> tuple[dict[str, tuple[str, ...]], dict[str, float]]:
+                   ) -> tuple[dict[str, tuple[str, ...]], dict[str, float], bool]:
         """Say this daemon lives, and how many calls of each listener it runs; returns the
-        bus's routes and schedule fires, read in the same round trip."""
+        bus's routes and schedule fires, read in the same round trip, and whether the bus's
+        keys are still there (False: Redis lost them since the last beat)."""
         p = self.p
         pipe = self._redis.pipeline(transaction=False)
         pipe.hgetall(f"{p}:routes")
         pipe.hgetall(f"{p}:fires")
+        pipe.set(f"{p}:since", repr(time.time()), nx=True)
         pipe.hset(f"{p}:daemon:{self.name}", mapping={
             "host": socket.gethostname(), "pid": os.getpid(), "started": self._started,
             "running": json.dumps(running), "held": held})
         pipe.pexpire(f"{p}:daemon:{self.name}", _ALIVE_MS * 2)
         pipe.zadd(f"{p}:daemons", {self.name: int(time.time() * 1000)})
-        routes, fires, *_ = await _execute(pipe)
-        return _routes(routes), _fires(fires)
+        routes, fires, made, *_ = await _execute(pipe)
+        return _routes(routes), _fires(fires), not made
 
     async def renew(self, held: Sequence[tuple[str, bytes]]) -> set[bytes]:
         """Reset the idle time of what this daemon holds, so no other takes it over; returns
@@ -361,10 +380,12 @@ class Link:
 
     # -- inspection --------------------------------------------------------------------------
 
-    async def stats(self, names: Sequence[str], unsent: int) -> EmitterStats:
-        """The bus's counters: every listener's, every daemon's calls running."""
+    async def stats(self, names: Sequence[str], unsent: int) -> EmitterStats | None:
+        """The bus's counters: every listener's, every daemon's calls running; None when
+        the bus's mark is gone (Redis lost the bus since the last beat)."""
         p = self.p
         pipe = self._redis.pipeline(transaction=False)
+        pipe.exists(f"{p}:since")
         pipe.hgetall(f"{p}:stats")
         pipe.hgetall(f"{p}:waiting")
         pipe.zcard(f"{p}:failed:order")
@@ -372,7 +393,9 @@ class Link:
         pipe.zrangebyscore(f"{p}:daemons", int(time.time() * 1000) - _ALIVE_MS, "+inf")
         for name in names:
             pipe.xlen(f"{p}:l:{name}")
-        counts, waiting, failed_list, first, live, *lengths = await _execute(pipe)
+        marked, counts, waiting, failed_list, first, live, *lengths = await _execute(pipe)
+        if not marked:
+            return None
         pipe = self._redis.pipeline(transaction=False)
         for daemon in live:
             pipe.hgetall(f"{p}:daemon:{daemon.decode()}")

@@ -15,7 +15,7 @@ patterns.
 from __future__ import annotations
 
 __all__ = ("ACK", "EMIT", "FAIL", "MOVE_DUE", "PARK", "PURGE_WAITING", "REFRESH", "REQUEUE",
-           "RETIRE")
+           "RESERVE", "RETIRE")
 
 _NOW = """
 local t = redis.call('TIME')
@@ -107,6 +107,16 @@ if keyed then
   end
 end
 return out
+"""
+
+RESERVE = _NOW + r"""
+-- ARGV: prefix, how many. Reserves that many delivery ids bus-wide and returns the last.
+-- The counter P:seq never stands below Redis's clock in ms times 1000, so the ids stay above
+-- every id handed out before even when Redis comes back without the counter.
+local seq = ARGV[1] .. ':seq'
+local last = math.max(tonumber(redis.call('GET', seq) or '0'), now * 1000) + tonumber(ARGV[2])
+redis.call('SET', seq, string.format('%d', last))
+return last
 """
 
 ACK = """
