@@ -248,7 +248,7 @@ class Operations:
 
     @_handles("fire")
     async def _fire(self, request: FireRequest, flush: Flush) -> ScheduleInfo:
-        return self.scheduler.run_now(request.name)
+        return await self.scheduler.run_now(request.name)
 
     @_handles("queue")
     async def _queue(self, request: Request, flush: Flush) -> QueueCounts:

@@ -20,13 +20,16 @@ from ..bus.delivery import Delivery, iso_time
 from ..bus.emitter import SimpleEventEmitter
 from ..bus.schedules import Schedule, cron, every
 from ..config import Config
-from ..errors import ConfigError, ErrorCode, EventbusError, ScheduleError
+from ..errors import BadArgumentsError, ConfigError, ErrorCode, EventbusError, ScheduleError
 from ..plural import counted
 from ..protocol.results import ScheduleInfo
 
-__all__ = ("Scheduler", "UnknownScheduleError", "config_schedules")
+__all__ = ("RETRY_SECONDS", "Scheduler", "UnknownScheduleError", "config_schedules")
 
 logger = logging.getLogger("eventbus.schedule")
+
+RETRY_SECONDS = 5.0
+"""How soon a fire the store refused (Redis away, the journal failing) is sent again."""
 
 
 class UnknownScheduleError(EventbusError, LookupError):
@@ -45,13 +48,26 @@ class UnknownScheduleError(EventbusError, LookupError):
 
 
 class _Entry:
-    __slots__ = ("due", "last", "outcome", "schedule")
+    __slots__ = ("due", "key_at", "last", "outcome", "schedule")
 
     def __init__(self, schedule: Schedule, due: float, last: float | None) -> None:
         self.schedule = schedule
         self.due = due
+        self.key_at: float | None = None
+        """The due time this fire stands for, when not ``due``: a fire caught up at start,
+        or sent again after a refusal (so every daemon keys it alike)."""
         self.last = last
         self.outcome: str | None = None
+
+
+class _Fire:
+    """One fire put into the broker, waiting to be known stored."""
+
+    __slots__ = ("due", "entry", "key", "made")
+
+    def __init__(self, entry: _Entry, due: float, key: str | None,
+                 made: Sequence[Delivery]) -> None:
+        self.entry, self.due, self.key, self.made = entry, due, key, made
 
 
 class Scheduler:
@@ -84,13 +100,13 @@ class Scheduler:
             kept = self._entries.get(schedule.name)
             last = kept.last if kept is not None else fired.get(schedule.name)
             due = schedule.next_after(now)
+            entry = entries[schedule.name] = _Entry(schedule, due, last)
             if kept is None and not self._started and last is not None:
-                missed = schedule.next_after(last) <= now
-                if missed and schedule.catch_up == "once":
-                    due = now
+                missed = schedule.next_after(last)
+                if missed <= now and schedule.catch_up == "once":
+                    entry.due, entry.key_at = now, missed
                     logger.info("schedule %s missed a fire while no daemon ran; firing it "
                                 "once now (catch_up = \"once\")", schedule.name)
-            entry = entries[schedule.name] = _Entry(schedule, due, last)
             if kept is not None:
                 entry.outcome = kept.outcome
         self._entries = entries
@@ -106,17 +122,28 @@ class Scheduler:
         heapq.heappush(self._heap, (entry.due, self._count, name))
 
     async def run(self) -> None:
-        """Fire each schedule when it is due; until cancelled."""
+        """Fire each schedule when it is due; until cancelled. A fire the store refused is
+        sent again every :data:`RETRY_SECONDS` until its schedule's next due time, then
+        logged as lost."""
         while True:
             now = self._clock()
+            fires = []
             while self._heap and self._heap[0][0] <= now:
                 due, _, name = heapq.heappop(self._heap)
                 entry = self._entries.get(name)
                 if entry is None or entry.due != due:
                     continue  # replaced by a reload, or fired by hand: a stale timer
-                self._fire(entry, now, key=f"fire:{name}:{int(due * 1000)}")
+                stands_for = entry.key_at if entry.key_at is not None else due
+                entry.key_at = None
                 entry.due = entry.schedule.next_after(max(due, now))
-                self._push(name, entry)
+                self._push(name, entry)  # a refusal below times a retry before it
+                fire = self._put(entry, stands_for, f"fire:{name}:{int(stands_for * 1000)}",
+                                 again=True)
+                if fire is not None:
+                    fires.append(fire)
+            if fires:
+                await self._settle(fires, now)
+                continue
             self._wakeup = anyio.Event()
             wait = self._heap[0][0] - self._clock() if self._heap else None
             with anyio.move_on_after(wait):
@@ -133,36 +160,78 @@ class Scheduler:
             seen.add(schedule.name)
         return [schedule for group in groups for schedule in group]
 
-    def run_now(self, name: str) -> ScheduleInfo:
+    async def run_now(self, name: str) -> ScheduleInfo:
         """Fire the schedule ``name`` now, as ``schedule run`` does; its timer is unchanged."""
         entry = self._entries.get(name)
         if entry is None:
             raise UnknownScheduleError(name, sorted(self._entries))
-        self._fire(entry, self._clock())
+        now = self._clock()
+        fire = self._put(entry, now, None, again=False)
+        if fire is not None:
+            await self._settle([fire], now, again=False)
         return self._listed(name, entry)
 
-    def _fire(self, entry: _Entry, now: float, key: str | None = None) -> None:
+    def _put(self, entry: _Entry, due: float, key: str | None, *,
+             again: bool) -> _Fire | None:
         """Emit the schedule's event; ``key`` makes it one fire bus-wide where daemons
-        share a broker and each fires the same schedule at the same due time."""
+        share a broker and each fires the same schedule at the same due time. None if
+        refused at once (the outcome says why)."""
         schedule = entry.schedule
-        assert schedule.name is not None
-        made: Sequence[Delivery] = ()
         try:
-            made = self._emitter.put(schedule.event_id, schedule.args, schedule.kwargs,
-                                     key=key)
+            made = self._emitter.put(schedule.event_id, schedule.args, schedule.kwargs, key=key)
+        except EventbusError as exc:  # bad arguments would be refused on every try
+            retried = again and not isinstance(exc, BadArgumentsError)
+            self._refused(entry, due, exc, again=retried)
+            return None
+        return _Fire(entry, due, key, made)
+
+    async def _settle(self, fires: Sequence[_Fire], now: float, *, again: bool = True) -> None:
+        """Wait until the store has these fires; keep each one's outcome."""
+        broker = self._broker
+        try:
+            await broker.settled()
         except EventbusError as exc:
-            entry.outcome = f"refused: {exc}"
-            logger.error("schedule %s could not emit %r: %s", schedule.name,
-                         schedule.event_id, exc)
-        else:
-            entry.outcome = (f"emitted: {counted(len(made), 'delivery')} queued" if made
-                             else "emitted: unrouted (no listener matches)")
+            for fire in fires:
+                self._refused(fire.entry, fire.due, exc, again=again)
+            return
+        for fire in fires:
+            entry, schedule = fire.entry, fire.entry.schedule
+            assert schedule.name is not None
+            made = fire.made
+            if fire.key is not None and broker.claimed_elsewhere(fire.key) is not None:
+                entry.outcome, made = "fired by another daemon", ()
+            elif made:
+                entry.outcome = f"emitted: {counted(len(made), 'delivery')} queued"
+            else:
+                entry.outcome = "emitted: unrouted (no listener matches)"
             logger.info("schedule %s fired: %s %s", schedule.name, schedule.event_id,
                         entry.outcome)
-        entry.last = now
-        self._broker.note_fire(schedule.name, now)
-        if self._on_fire is not None:
-            self._on_fire(schedule.name, schedule.event_id, entry.outcome, len(made))
+            entry.last = now
+            broker.note_fire(schedule.name, now)
+            self._told(entry, len(made))
+
+    def _refused(self, entry: _Entry, due: float, exc: EventbusError, *, again: bool) -> None:
+        """The fire due at ``due`` was not taken: send it again soon while its schedule's
+        next due time is later (``again``), else it is lost; either way, say so."""
+        schedule = entry.schedule
+        assert schedule.name is not None
+        retry_at = self._clock() + RETRY_SECONDS
+        if again and retry_at < schedule.next_after(due):
+            entry.outcome = f"refused: {exc}; sent again at {iso_time(retry_at)}"
+            entry.due, entry.key_at = retry_at, due
+            self._push(schedule.name, entry)
+        else:
+            entry.outcome = f"refused: {exc}"
+            if again:
+                entry.outcome += f"; the fire due at {iso_time(due)} is lost"
+        logger.error("schedule %s could not emit %r: %s", schedule.name, schedule.event_id,
+                     entry.outcome)
+        self._told(entry, 0)
+
+    def _told(self, entry: _Entry, deliveries: int) -> None:
+        if self._on_fire is not None and entry.schedule.name is not None:
+            self._on_fire(entry.schedule.name, entry.schedule.event_id, entry.outcome or "",
+                          deliveries)
 
     def listing(self) -> list[ScheduleInfo]:
         """Each schedule: its name, spec, time zone, event, next and last fire, outcome."""

@@ -51,13 +51,13 @@ async def test_a_new_schedule_waits_for_its_first_time_and_a_reload_keeps_the_la
         scheduler = Scheduler(emitter, clock=lambda: 100.0)
         scheduler.replace([every("1m", "tick", name="minutely")])
         assert scheduler.listing()[0].next == "1970-01-01T00:02:00.000Z"
-        fired = scheduler.run_now("minutely")
+        fired = await scheduler.run_now("minutely")
         assert fired.outcome == "emitted: 1 delivery queued"
         assert broker.fires() == {"minutely": 100.0}
         scheduler.replace([every("1m", "tick", name="minutely", kwargs={"n": 2})])
         assert scheduler.listing()[0].last == "1970-01-01T00:01:40.000Z"
         with pytest.raises(UnknownScheduleError, match="the schedules: minutely"):
-            scheduler.run_now("nightly")
+            await scheduler.run_now("nightly")
 
 
 async def test_a_refused_fire_is_kept_as_its_outcome(tmp_path: Path) -> None:
@@ -67,5 +67,5 @@ async def test_a_refused_fire_is_kept_as_its_outcome(tmp_path: Path) -> None:
     async with SimpleEventEmitter([strict], broker=_keeps_fires(tmp_path, {})) as emitter:
         scheduler = Scheduler(emitter, clock=lambda: 10.0)
         scheduler.replace([every("1m", "strict", name="bad", kwargs={"n": "x"})])
-        outcome = scheduler.run_now("bad").outcome
+        outcome = (await scheduler.run_now("bad")).outcome
     assert (outcome or "").startswith(f"refused: strict: {strict.name}(n: int):")

@@ -8,6 +8,7 @@ several daemons share). A store is done when this suite passes on it.
 from __future__ import annotations
 
 import itertools
+import time
 
 import anyio
 import pytest
@@ -282,6 +283,32 @@ async def test_a_schedule_fires_once_per_due_time_across_daemons(daemons: Daemon
         await _drained(first)
     times = sorted(run.at for run in probe.of("work"))
     assert all(later - earlier > 0.5 for earlier, later in itertools.pairwise(times))
+
+
+@pytest.mark.stores("redis")
+async def test_a_fire_missed_while_every_daemon_was_down_is_caught_up_once(
+    daemons: Daemons, store: Store,
+) -> None:
+    import redis.asyncio
+
+    daemons.extra = {"schedule": [{"name": "hourly", "event": "work", "every": "1h"}]}
+    prefix = "{" + daemons.config("a", {}, {}).backend.prefix + "}"
+    assert store.server is not None
+    async with redis.asyncio.Redis(unix_socket_path=str(store.server.socket)) as server:
+        await server.hset(f"{prefix}:fires", "hourly", repr(time.time() - 3 * 3600))
+    async with daemons.run("a") as first, daemons.run("b") as second:
+        await probe.wait_runs(1, "work")
+
+        async def outcome_of(client: AsyncClient) -> str | None:
+            with anyio.fail_after(10):  # each daemon fires at its start: asked until it has
+                while (outcome := (await client.schedules())[0].outcome) is None:  # noqa: ASYNC110
+                    await anyio.sleep(0.02)
+            return outcome
+
+        outcomes = sorted([await outcome_of(first) or "", await outcome_of(second) or ""])
+        await _drained(first)
+    assert len(probe.of("work")) == 1
+    assert outcomes == ["emitted: 1 delivery queued", "fired by another daemon"]
 
 
 @pytest.mark.stores("redis")
