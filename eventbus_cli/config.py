@@ -119,13 +119,16 @@ class BackendConfig:
     password as ``redis://:secret@host``); ``prefix`` names the bus's keys, so several buses
     may share a server; ``name`` is this daemon's consumer name (default: the host name and a
     hash of the socket path), under which a restart resumes what it held; a delivery whose
-    daemon has not renewed it for ``claim_after`` seconds is taken over by another.
+    daemon has not renewed it for ``claim_after`` seconds is taken over by another; a command
+    Redis has not answered within ``command_timeout`` seconds fails, and the emits it carried
+    are answered ``backend_unavailable``.
     """
 
     url: str = "redis://127.0.0.1:6379/0"
     prefix: str = "eventbus"
     name: str = ""
     claim_after: float = 30.0
+    command_timeout: float = 5.0
 
 
 class DeliveryOptions(NamedTuple):
@@ -176,6 +179,7 @@ _RANGE: dict[str, tuple[float, float]] = {
     "max_connections": (1, 1_000_000), "idle_timeout": (0.1, 86_400 * 7),
     "retries": (0, 1000), "backoff": (0, 86_400), "timeout": (0.001, math.inf),
     "keep_failed": (0, 10_000_000), "claim_after": (1, 86_400),
+    "command_timeout": (0.5, 600),
 }
 _SCHEDULE_KEYS: dict[str, type | tuple[type, ...]] = {
     "name": str, "event": str, "cron": str, "every": (str, int, float),

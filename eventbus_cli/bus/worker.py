@@ -27,6 +27,7 @@ __all__ = ("Worker", "describe_failure")
 logger = logging.getLogger("eventbus.emitter")
 
 _NO_DEADLINE = math.inf
+_IGNORED_AFTER = 1.0  # seconds a cancelled call may go on before the log says it ignores it
 _YIELD_EVERY = 100  # deliveries a worker runs back to back before letting other tasks in
 _OWN_DIRS = tuple(str(Path(module).parent) + os.sep for module in (anyio.__file__, __file__))
 
@@ -48,6 +49,7 @@ class Worker:
         self._tracing = tracing
         self._scope: anyio.CancelScope | None = None
         self._late = False  # the watchdog cancelled the scope: the current call ran late
+        self._told = False  # the log says the current call ignores its cancellation
         self._current: tuple[Delivery, Slot] | None = None
         self.deadline = math.inf
         """When the call running now must end (``time.monotonic()``); inf when idle."""
@@ -55,7 +57,7 @@ class Worker:
     async def run(self) -> None:
         while True:
             with anyio.CancelScope() as scope:
-                self._scope, self._late = scope, False
+                self._scope, self._late, self._told = scope, False, False
                 await self._run_deliveries()
             late, self._current, self.deadline = self._current, None, math.inf
             if late is not None:
@@ -66,10 +68,22 @@ class Worker:
                 ))
 
     def cancel_if_late(self, now: float) -> None:
-        if now >= self.deadline:
+        if now < self.deadline:
+            return
+        if not self._late:
             assert self._scope is not None
             self._late = True
             self._scope.cancel()
+        elif not self._told and now >= self.deadline + _IGNORED_AFTER and self._current:
+            self._told = True  # once per call: it may go on for as long as it likes
+            delivery, slot = self._current
+            logger.error(
+                "listener %s caught the cancellation of its call for delivery %d (past its "
+                "%gs timeout) and goes on: its worker runs nothing else until it returns, "
+                "and the cancellation is delivered again at each of its awaits, which costs "
+                "CPU; let CancelledError through (re-raise it) in the listener",
+                slot.listener.name, delivery.id, slot.options.timeout,
+                extra={"listener": slot.listener.name, "delivery": delivery.id})
 
     async def _run_deliveries(self) -> None:
         lanes, burst, monotonic = self._broker.lanes, 0, time.monotonic

@@ -34,13 +34,14 @@ class Connection:
     complete request (None while it is answered, streams a subscription, or waits for an
     emit's deliveries), and how long it may."""
 
-    __slots__ = ("expired", "limit", "socket", "waiting_since")
+    __slots__ = ("expired", "limit", "socket", "streaming", "waiting_since")
 
     def __init__(self, stream: anyio.abc.SocketStream, limit: float) -> None:
         self.socket = stream.extra(anyio.abc.SocketAttribute.raw_socket)
         self.limit = limit
         self.waiting_since: float | None = time.monotonic()
         self.expired = False
+        self.streaming = False
 
     def expire(self) -> None:
         """End the wait for a request: its pending read returns at once, as at the end of
@@ -88,6 +89,14 @@ class Connections:
                        "max_connections; try again shortly, or raise [daemon] max_connections")
             with contextlib.suppress(*_GONE, OSError):
                 await stream.send(encode_error(None, ErrorCode.BUSY, message))
+
+    async def answered(self, seconds: float) -> None:
+        """Return once no connection is answering a request (a subscription aside), or
+        after ``seconds``: at shutdown, the replies owed go out before connections close."""
+        with anyio.move_on_after(seconds):
+            while any(connection.waiting_since is None and not connection.streaming  # noqa: ASYNC110 - once, at shutdown
+                      for connection in self._open):
+                await anyio.sleep(0.01)
 
     async def sweep(self) -> None:
         """Expire connections that waited too long for a request; forever."""
@@ -190,6 +199,7 @@ async def _serve_lines(stream: anyio.abc.SocketStream, ops: Operations,
             asked = ops.stop_asked
             answer = await ops.answer(line, flush)
             if isinstance(answer, Subscription):  # the connection serves it alone from now on
+                connection.streaming = True
                 try:
                     replies.append(encode_result(answer.request_id, Subscribed()))
                     await flush()

@@ -92,6 +92,7 @@ class Monitor:
         self._waiters: dict[int, Watch] = {}
         self._starts: dict[int, float] = {}
         self._attached = False
+        self._cut: str | None = None  # why every wait ends now (the daemon shuts down)
 
     def subscribe(self, patterns: Sequence[str], request_id: object = None) -> Subscription:
         subscription = Subscription(patterns, request_id)
@@ -118,19 +119,28 @@ class Monitor:
 
     async def wait(self, watch: Watch, seconds: float) -> list[DeliveryOutcome]:
         """Wait until every delivery of ``watch`` has succeeded or failed for good, or
-        ``seconds`` pass; one result per delivery (``ok`` None: not finished)."""
+        ``seconds`` pass, or the daemon shuts down (:meth:`cut_short`); one result per
+        delivery (``ok`` None: not finished, and ``error`` says why)."""
         with anyio.move_on_after(seconds):
-            if watch.open:
+            if watch.open and self._cut is None:
                 await watch.done.wait()
+        unfinished = self._cut or (
+            f"not finished within {seconds:g}s (it goes on: `eventbus queue show ID` shows it "
+            "until it ends, and `eventbus tail` shows how it ends)")
         return [
             DeliveryOutcome(
                 listener=d.listener, delivery=d.id,
                 ok=None if d.id in watch.open else watch.errors[d.id] is None,
-                error=f"not finished within {seconds:g}s (it goes on: `eventbus queue show "
-                      f"{d.id}` shows it until it ends, and `eventbus tail` shows how it ends)"
-                      if d.id in watch.open else watch.errors[d.id])
+                error=unfinished.replace("ID", str(d.id)) if d.id in watch.open
+                else watch.errors[d.id])
             for d in watch.deliveries
         ]
+
+    def cut_short(self, why: str) -> None:
+        """End every wait now, each answering what it knows and ``why`` for the rest."""
+        self._cut = why
+        for watch in set(self._waiters.values()):
+            watch.done.set()
 
     def _attach(self) -> None:
         if not self._attached:

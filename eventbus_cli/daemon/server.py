@@ -125,7 +125,15 @@ class Server:
                                           ops.reload))
                 await _first(shutdown_trigger or anyio.sleep_forever, ops.stopping.wait)
                 self.shutdown(ops)
-            connections.cancel_scope.cancel()  # the drain is over: close every connection
+            # The drain is over: the waits still open answer, then every connection closes.
+            ops.monitor.cut_short(f"not finished when the daemon shut down: the event was "
+                                  f"accepted and the wait cut short; what did not run runs "
+                                  f"{ops.broker.rerun}" if ops.broker.durable else
+                                  "not finished when the daemon shut down: the event was "
+                                  "accepted, the wait cut short, and what did not run is lost "
+                                  "with the in-memory queue")
+            await accepted.answered(_ANSWER_SECONDS)
+            connections.cancel_scope.cancel()
 
     def shutdown(self, ops: Operations) -> None:
         """Refuse new emits; leaving the emitter then drains, within ``shutdown_timeout``."""
@@ -148,6 +156,10 @@ class Server:
             if self._sock is not None:
                 self._sock.close()
                 remove(self.socket_path, self._inode)
+
+
+_ANSWER_SECONDS = 2.0
+"""How long, at shutdown, the replies still owed have to go out before connections close."""
 
 
 async def serve(

@@ -135,3 +135,30 @@ async def test_a_listener_that_swallows_its_timeout_does_not_fail_the_next_deliv
         emitter.emit("next")
     assert after == ["done"]
     assert emitter.stats().listeners[next_one.name].failed == 0
+
+
+async def test_a_listener_that_goes_on_after_its_cancellation_is_named_in_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    told = anyio.Event()
+    swallowed = 0
+
+    @listener("stubborn", timeout=0.05)
+    async def stubborn() -> None:
+        nonlocal swallowed
+        while not told.is_set():  # it goes on until the log has named it
+            try:
+                await anyio.sleep(1)
+            except anyio.get_cancelled_exc_class():
+                swallowed += 1
+                if any("caught the cancellation" in r.getMessage() for r in caplog.records):
+                    told.set()
+
+    async with SimpleEventEmitter([stubborn]) as emitter:
+        emitter.emit("stubborn")
+        with anyio.fail_after(10):
+            await told.wait()
+    [record] = [r for r in caplog.records if "caught the cancellation" in r.getMessage()]
+    assert record.levelname == "ERROR"
+    assert stubborn.name in record.getMessage()
+    assert swallowed > 0

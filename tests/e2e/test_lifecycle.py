@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import EVENTBUS, Daemon, wait_for
+from tests.harness import EVENTBUS, Daemon, running, wait_for
 
 pytestmark = pytest.mark.process  # signals, exit codes, kill -9, daemons side by side
 
@@ -310,3 +310,19 @@ def test_paths_are_fixed_at_start_so_status_survives_its_working_directory(
         daemon.wait_for_records(1)
     finally:
         daemon.dispose()
+
+
+def test_a_wait_cut_short_by_sigterm_is_answered_not_dropped(short_dir: Path) -> None:
+    with running(short_dir, config="[daemon]\nshutdown_timeout = 0.5\n") as daemon:
+        waiting = subprocess.Popen([EVENTBUS, "emit", "gate", "--kw", "name=w", "--wait",
+                                    "--timeout", "60"], cwd=daemon.root, env=daemon.env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        gates = daemon.out.with_name("gates")
+        wait_for(lambda: (gates / "w.started").exists() or waiting.poll() is not None,
+                 explain=daemon.logs)
+        assert daemon.stop(signal.SIGTERM) == 0  # the gate never opens: the drain is cut
+        out, err = waiting.communicate(timeout=10)
+    assert waiting.returncode == 1, err
+    assert "gate: 1 delivery" in out
+    assert "unfinished: not finished when the daemon shut down" in out
+    assert "the wait cut short" in out

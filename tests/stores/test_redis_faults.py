@@ -4,7 +4,10 @@ in-process daemons on the session's real redis-server (the contract suite's fixt
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -108,3 +111,56 @@ async def test_a_redis_that_may_evict_keys_is_refused_at_start(
         finally:
             await server.config_set("maxmemory-policy", "noeviction")
     assert "noeviction" in str(refused.value)
+
+
+async def test_a_fire_redis_did_not_take_is_reported_refused_never_emitted(
+    daemons: Daemons, store: Store, caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert store.server is not None
+    caplog.set_level(logging.INFO, "eventbus.schedule")
+    daemons.extra = {"schedule": [{"name": "tick", "event": "work", "every": "1s"}]}
+    async with daemons.run("a") as client:
+        await probe.wait_runs(1, "work")
+        store.server.kill()
+        try:
+            async def refused() -> bool:
+                return ((await client.schedules())[0].outcome or "").startswith("refused")
+
+            await _until(refused)
+            outcome = (await client.schedules())[0].outcome
+        finally:
+            store.server.start()
+    assert outcome is not None
+    assert "is lost" in outcome  # every 1s: the next fire comes before a retry would
+    refusals = [r for r in caplog.records if r.name == "eventbus.schedule"
+                and r.levelno == logging.ERROR]
+    assert refusals
+    fired = [r.getMessage() for r in caplog.records if "fired" in r.getMessage()]
+    assert len(fired) == len(probe.of("work"))  # every "fired" line ran: none dropped
+
+
+async def test_a_stalled_redis_refuses_an_emit_within_command_timeout(
+    daemons: Daemons, store: Store,
+) -> None:
+    server = store.server
+    assert server is not None
+    assert server.process is not None
+    daemons.store.tables = _with_command_timeout(daemons.store.tables, 1.0)
+    async with daemons.run("a") as client:
+        await client.emit("work")
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            with anyio.fail_after(4), pytest.raises(RemoteError) as refused:
+                await client.emit("work")  # redis-py's own timeout would take 10 s
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+    assert refused.value.code == "backend_unavailable"
+
+
+def _with_command_timeout(tables: Callable[[Path, str], dict[str, Any]],
+                          seconds: float) -> Callable[[Path, str], dict[str, Any]]:
+    def made(root: Path, name: str) -> dict[str, Any]:
+        found = tables(root, name)
+        return {**found, "backend": {**found["backend"], "command_timeout": seconds}}
+
+    return made

@@ -64,8 +64,8 @@ async def open_link(config: BackendConfig, name: str, prefix: str) -> Link:
     except ImportError:
         raise BackendError(url, "redis-py is not installed",
                            "pip install 'eventbus-cli[redis]'") from None
-    client = from_url(config.url, socket_connect_timeout=2, socket_timeout=10,
-                                    health_check_interval=5)
+    client = from_url(config.url, socket_connect_timeout=2,
+                      socket_timeout=config.command_timeout, health_check_interval=5)
     try:
         info = await client.info("server")
     except (RedisError, OSError) as exc:
