@@ -142,7 +142,7 @@ class Scheduler:
                 if fire is not None:
                     fires.append(fire)
             if fires:
-                await self._settle(fires, now)
+                await self._settle(fires)
                 continue
             self._wakeup = anyio.Event()
             wait = self._heap[0][0] - self._clock() if self._heap else None
@@ -168,7 +168,7 @@ class Scheduler:
         now = self._clock()
         fire = self._put(entry, now, None, again=False)
         if fire is not None:
-            await self._settle([fire], now, again=False)
+            await self._settle([fire], again=False)
         return self._listed(name, entry)
 
     def _put(self, entry: _Entry, due: float, key: str | None, *,
@@ -183,9 +183,14 @@ class Scheduler:
             retried = again and not isinstance(exc, BadArgumentsError)
             self._refused(entry, due, exc, again=retried)
             return None
+        # Kept in the same write as the deliveries: a journal commits both or neither, so a
+        # fire cut by kill -9 is caught up at the next start, or has its deliveries kept.
+        entry.last = self._clock()
+        assert schedule.name is not None
+        self._broker.note_fire(schedule.name, entry.last)
         return _Fire(entry, due, key, made)
 
-    async def _settle(self, fires: Sequence[_Fire], now: float, *, again: bool = True) -> None:
+    async def _settle(self, fires: Sequence[_Fire], *, again: bool = True) -> None:
         """Wait until the store has these fires; keep each one's outcome."""
         broker = self._broker
         try:
@@ -206,8 +211,6 @@ class Scheduler:
                 entry.outcome = "emitted: unrouted (no listener matches)"
             logger.info("schedule %s fired: %s %s", schedule.name, schedule.event_id,
                         entry.outcome)
-            entry.last = now
-            broker.note_fire(schedule.name, now)
             self._told(entry, len(made))
 
     def _refused(self, entry: _Entry, due: float, exc: EventbusError, *, again: bool) -> None:

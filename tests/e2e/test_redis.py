@@ -8,6 +8,7 @@ so the tests count losses and duplicates exactly.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -354,3 +355,26 @@ def test_retries_wait_out_their_backoff_on_any_daemon(bus: Bus) -> None:
     queue = b.json("queue")
     assert (queue["succeeded"], queue["retrying"]) == (1, 0)
     assert queue["listeners"]["recorder:flaky"]["retried"] == 2
+
+
+def test_a_daemon_frozen_past_claim_after_leaves_what_it_had_not_started(bus: Bus) -> None:
+    a = bus.daemon("a", claim_after=1, config="[daemon]\nconcurrency = 1\n")
+    for n in range(4):
+        assert a.cli("emit", "long", "--kw", "seconds:=1.5", "--kw", f"n:={n}").returncode == 0
+    wait_for(lambda: a.json("queue")["running"] == 1)
+    assert a.process is not None
+    a.process.send_signal(signal.SIGSTOP)
+    try:
+        b = bus.daemon("b", claim_after=1)
+        b.wait_for_log("took over")
+    finally:
+        a.process.send_signal(signal.SIGCONT)
+    a.wait_for_log("were taken over by another daemon")
+    found = re.search(r"(\d+) that were running here, or ended here while it was cut off, may "
+                      r"run on both; (\d+) not started", a.logs())
+    assert found is not None, a.logs()
+    both = int(found[1])
+    wait_for(lambda: len({r["id"] for r in bus.records()}) == 4, 30,
+             lambda: str(bus.records()))
+    twice = sum(count - 1 for count in Counter(r["id"] for r in bus.records()).values())
+    assert twice <= both

@@ -591,6 +591,7 @@ class RedisBroker(Broker):
         keep the bus-wide counts and routes fresh."""
         renew_every, sweep_every = self.claim_after / 3, min(1.0, self.claim_after / 3)
         renewed = swept = counted = 0.0
+        renewed_entries: set[bytes] = set()  # what the last renewal covered
         while True:
             try:
                 running = {name: lane.running for name, lane in self.lanes.by_name.items()}
@@ -598,9 +599,15 @@ class RedisBroker(Broker):
                 if not present:
                     self._emptied("the bus's keys were gone")
                 if time.monotonic() - renewed >= renew_every:
+                    # Frozen or cut off past claim_after, what ended here since the last
+                    # renewal may have been taken over as well (an upper bound: so it says).
+                    cut_off = bool(renewed) and time.monotonic() - renewed > self.claim_after
                     renewed = time.monotonic()
-                    lost = await link.renew([held[:2] for held in self._held.values()])
-                    self._log_lost(lost)
+                    holding = [held[:2] for held in self._held.values()]
+                    lost = await link.renew(holding)
+                    now_held = {entry_id for _, entry_id in holding}
+                    self._log_lost(lost, len(renewed_entries - now_held) if cut_off else 0)
+                    renewed_entries = now_held
                 if time.monotonic() - swept >= sweep_every and not self._draining:
                     swept = time.monotonic()
                     for name, taken in (await link.take_over(list(self.lanes.by_name),
@@ -625,14 +632,27 @@ class RedisBroker(Broker):
                 self._lost(exc)
             await anyio.sleep(_BEAT)
 
-    def _log_lost(self, lost: set[bytes]) -> None:
-        """Entries that were no longer this daemon's when it renewed them: another daemon
-        took them over, unless they ended here meanwhile."""
-        still = [held for held in self._held.values() if held[1] in lost]
-        if still:
-            logger.warning("%d deliveries this daemon held were taken over by another daemon "
-                           "(it did not renew them within claim_after); both may run them",
-                           len(still))
+    def _log_lost(self, lost: set[bytes], ended: int) -> None:
+        """Entries that were no longer this daemon's when it renewed them (it was frozen,
+        or cut off, past claim_after): another daemon took them over. Those not started here
+        are left to it; those running here, and the ``ended`` here while it was cut off, may
+        run on both, and the log counts them."""
+        gone = {delivery_id for delivery_id, held in self._held.items() if held[1] in lost}
+        if not gone and not ended:
+            return
+        lanes = self.lanes
+        for lane in lanes.by_name.values():
+            if any(delivery.id in gone for delivery in lane.queue):
+                for delivery in lanes.withdraw(lane, scheduled=False):
+                    if delivery.id in gone:
+                        del self._held[delivery.id]
+                    else:
+                        lanes.add(delivery, lane)
+        running = sum(1 for entry in lanes.running.values() if entry[0].id in gone)
+        logger.warning("deliveries this daemon held were taken over by another daemon (it did "
+                       "not renew them within claim_after): %d that were running here, or "
+                       "ended here while it was cut off, may run on both; %d not started here "
+                       "are left to it", running + ended, len(gone) - running)
 
     def _emptied(self, what: str) -> None:
         """Redis lost the bus's keys (restarted without persistence, flushed, evicted):
