@@ -50,7 +50,7 @@ def test_a_scheduled_emit_waits_for_its_time(client: Any) -> None:
     p = "{" + new_prefix() + "}"
     later = int(time.time() * 1000) + 60_000
     emit = client.register_script(lua.EMIT)
-    emit(args=[p, 1000, 10, f"1|{later}|\nwork\t[9]".encode()])
+    emit(args=[p, 1000, 10, f"1|{later}|\nwork\t[9]".encode(), "swork"])
     assert client.zscore(f"{p}:due", "9") == later
     moved, first, _ = client.register_script(lua.MOVE_DUE)(args=[p, 100])
     assert (moved, int(first)) == (0, later)
@@ -60,8 +60,9 @@ def test_a_scheduled_emit_waits_for_its_time(client: Any) -> None:
 def test_an_emit_with_a_dedupe_key_is_taken_once_bus_wide(client: Any) -> None:
     p = "{" + new_prefix() + "}"
     emit = client.register_script(lua.EMIT)
-    assert emit(args=[p, 60_000, 10, b'1||{"n":1}\tk1\nwork\t[1]']) == [0]
-    assert emit(args=[p, 60_000, 10, b'1||{"n":2}\tk1\nwork\t[2]\n1||\nwork\t[3]']) == [
+    assert emit(args=[p, 60_000, 10, b'1||{"n":1}\tk1\nwork\t[1]', "swork\nkk1"]) == [0]
+    assert emit(args=[p, 60_000, 10, b'1||{"n":2}\tk1\nwork\t[2]\n1||\nwork\t[3]',
+                      "swork\nkk1"]) == [
         b'{"n":1}', 0]  # the first answer, and nothing queued
     assert client.xlen(f"{p}:l:work") == 2
     assert client.hget(f"{p}:stats", "duplicates") == b"1"
@@ -71,7 +72,7 @@ def test_dedupe_keys_past_the_most_kept_go_oldest_first(client: Any) -> None:
     p = "{" + new_prefix() + "}"
     emit = client.register_script(lua.EMIT)
     for n in range(5):
-        emit(args=[p, 60_000, 3, f"0||{{}}\tk{n}".encode()])
+        emit(args=[p, 60_000, 3, f"0||{{}}\tk{n}".encode(), f"kk{n}"])
     assert sorted(client.keys(f"{p}:key:*")) == [f"{p}:key:k{n}".encode() for n in (2, 3, 4)]
     assert client.zcard(f"{p}:keys") == 3
 
@@ -81,7 +82,7 @@ def test_foreign_data_under_the_prefix_fails_an_emit_before_it_writes(client: An
     client.set(f"{p}:l:other", "not a stream")
     emit = client.register_script(lua.EMIT)
     with pytest.raises(ResponseError, match=r"FOREIGN .*:l:other is a string"):
-        emit(args=[p, 60_000, 10, b"1||\nwork\t[1]\n1||\nother\t[2]"])
+        emit(args=[p, 60_000, 10, b"1||\nwork\t[1]\n1||\nother\t[2]", "swork\nsother"])
     assert client.exists(f"{p}:l:work", f"{p}:stats") == 0
 
 

@@ -242,17 +242,29 @@ class Link:
             return {}
         pipe = self._redis.pipeline(transaction=False)
         p, scripts, me = self.p, self._scripts, self.name
-        if emits:  # one script for all: it checks every key it writes before it writes
+        chunks: list[bytes] = []
+        if emits:  # scripts of 500 emits; the first checks every key the round writes
             lines: list[bytes] = []
-            for key, made, due, answer in emits:
-                if key is not None and "\n" in key:  # a line each: a digest stands in
-                    key = "sha1:" + hashlib.sha1(key.encode()).hexdigest()
-                claim = "" if key is None else json.dumps(answer) + "\t" + key
+            streams: set[str] = set()
+            keys: list[str] = []
+            for index, (key, made, due, answer) in enumerate(emits):
+                if index and not index % 500:
+                    chunks.append(b"\n".join(lines))
+                    lines = []
+                claim = ""
+                if key is not None:
+                    if "\n" in key:  # a line each: a digest stands in
+                        key = "sha1:" + hashlib.sha1(key.encode()).hexdigest()
+                    claim = json.dumps(answer) + "\t" + key
+                    keys.append("k" + key)
                 lines.append(f"{len(made)}|{'' if due is None else due}|{claim}".encode())
                 lines += [b"%s\t%s" % (delivery.listener.encode(), encode_payload(
                     delivery, me if delivery.id in followed else "")) for delivery in made]
-            await scripts["EMIT"](args=[p, window_ms, max_keys, b"\n".join(lines)],
-                                  client=pipe)
+                streams.update([delivery.listener for delivery in made])
+            chunks.append(b"\n".join(lines))
+            checked = "\n".join(["s" + name for name in streams] + keys)
+            for chunk in chunks:
+                await scripts["EMIT"](args=[p, window_ms, max_keys, chunk, checked], client=pipe)
         if acks:
             by_name: dict[str, list[bytes]] = {}
             for name, entry_id, _, _ in acks:
@@ -287,8 +299,8 @@ class Link:
         replies = await _execute(pipe)
         if parks or any(due is not None for _, _, due, _ in emits):
             self._sooner.set()  # the mover looks again: one of these may be due first
-        return {index: first for index, first in enumerate(replies[0] if emits else ())
-                if first != 0}
+        answers = [first for reply in replies[:len(chunks)] for first in reply] if emits else []
+        return {index: first for index, first in enumerate(answers) if first != 0}
 
     async def read(self, names: Sequence[str], count: int, *,
                    block: bool = True) -> list[tuple[str, bytes, bytes]]:

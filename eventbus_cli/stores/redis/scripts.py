@@ -23,10 +23,11 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
 EMIT = _NOW + """
--- ARGV: prefix, dedupe window ms, most dedupe keys, and the events as lines: per event a
--- head line 'k|due ms or empty|answer TAB key' (nothing after the second '|' without a key)
--- and k lines 'listener TAB payload'. All or nothing: the type of every key it writes is
--- checked first, and foreign data under the prefix fails it before it writes anything.
+-- ARGV: prefix, dedupe window ms, most dedupe keys, the events as lines: per event a head
+-- line 'k|due ms or empty|answer TAB key' (nothing after the second '|' without a key) and k
+-- lines 'listener TAB payload'; and the names it writes under, a line each: 's' and a
+-- listener (its stream), 'k' and a dedupe key. All or nothing: the type of every key it
+-- writes is checked first, and foreign data under the prefix fails it before it writes.
 -- Per event it returns 0 (queued) or, for a key taken lately, the answer kept under that
 -- key (nothing queued). Keys past the most kept go, oldest first (P:keys orders them).
 local p, window, most, blob = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
@@ -50,12 +51,11 @@ local function head()
 end
 local kinds = {[p .. ':stats'] = 'hash', [p .. ':due'] = 'zset', [p .. ':due:data'] = 'hash',
   [p .. ':waiting'] = 'hash', [p .. ':keys'] = 'zset'}
-while pos <= last do
-  local k, _, _, key = head()
-  if key then kinds[p .. ':key:' .. key] = 'string' end
-  for _ = 1, k do
-    local item = line()
-    kinds[p .. ':l:' .. string.sub(item, 1, string.find(item, '\\t', 1, true) - 1)] = 'stream'
+for item in string.gmatch(ARGV[5], '[^\\n]+') do
+  if string.sub(item, 1, 1) == 's' then
+    kinds[p .. ':l:' .. string.sub(item, 2)] = 'stream'
+  else
+    kinds[p .. ':key:' .. string.sub(item, 2)] = 'string'
   end
 end
 for name, kind in pairs(kinds) do
@@ -65,7 +65,6 @@ for name, kind in pairs(kinds) do
       .. kind)
   end
 end
-pos = 1
 while pos <= last do
   local k, due, answer, key = head()
   local first = false
