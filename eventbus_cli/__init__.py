@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from .client import Client as Client
     from .client.aio import AsyncClient as AsyncClient
     from .client.outbox import DaemonEmitter as DaemonEmitter
+    from .client.relay import Relay as Relay
+    from .client.transactional import Outbox as Outbox
     from .config import Config as Config
     from .config import DeliveryOptions as DeliveryOptions
     from .config import load_config as load_config

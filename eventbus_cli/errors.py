@@ -185,6 +185,9 @@ class QueueFullError(EventbusError):
         """Whether the event is over the bound even with the queue empty."""
         return self.needed > self.limit
 
+    def error_fields(self) -> dict[str, object]:
+        return {"never_fits": True} if self.never_fits else {}
+
 
 class EmitterNotRunningError(EventbusError, RuntimeError):
     """An emit came before the emitter started or after it began to close."""

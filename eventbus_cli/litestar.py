@@ -22,6 +22,7 @@ from litestar.plugins import InitPlugin
 from .bus.emitter import SimpleEventEmitter as _InProcess
 from .bus.listener import as_listener
 from .client.outbox import DaemonEmitter
+from .client.relay import Relay
 
 __all__ = ("DaemonEmitterBackend", "EventbusPlugin", "SimpleEventEmitter")
 
@@ -77,16 +78,18 @@ class EventbusPlugin(InitPlugin):
     """Send the app's events to the eventbus daemon: ``Litestar(plugins=[EventbusPlugin()])``.
 
     ``socket`` defaults to the one the ``eventbus`` command would use (EVENTBUS_SOCKET, or
-    the nearest ``eventbus.toml``); the other settings are :class:`DaemonEmitter`'s.
+    the nearest ``eventbus.toml``); the other settings are :class:`DaemonEmitter`'s: with
+    ``relay``, the app also forwards its transactional outbox (:class:`Relay`) while it runs.
     """
 
     __slots__ = ("settings",)
 
     def __init__(self, socket: Path | str | None = None, *, buffer_size: int = 10_000,
-                 buffer_bytes: int = 64 << 20, flush_timeout: float = 10.0) -> None:
+                 buffer_bytes: int = 64 << 20, flush_timeout: float = 10.0,
+                 relay: Relay | None = None) -> None:
         self.settings: dict[str, Any] = {"socket": socket, "buffer_size": buffer_size,
                                          "buffer_bytes": buffer_bytes,
-                                         "flush_timeout": flush_timeout}
+                                         "flush_timeout": flush_timeout, "relay": relay}
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         """Make the app's emitter backend send to the daemon."""

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from itertools import count
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 import anyio.abc
@@ -31,6 +31,7 @@ from ..errors import (
     RemoteBadRequestError,
     RemoteError,
     RemoteInvalidEventError,
+    RemoteQueueFullError,
     RemoteTooLargeError,
     RemoteUnroutedError,
 )
@@ -38,6 +39,9 @@ from ..names import validate_event_id
 from ..plural import counted
 from .aio import AsyncClient
 from .calls import trace_fields
+
+if TYPE_CHECKING:
+    from .relay import Relay
 
 __all__ = ("DaemonEmitter",)
 
@@ -75,7 +79,8 @@ class DaemonEmitter:
     """
 
     def __init__(self, socket: Path | str | None = None, *, buffer_size: int = 10_000,
-                 buffer_bytes: int = 64 << 20, flush_timeout: float = 10.0) -> None:
+                 buffer_bytes: int = 64 << 20, flush_timeout: float = 10.0,
+                 relay: Relay | None = None) -> None:
         if socket is None:
             config = resolve_config()
             self.socket_path, self._trusted = config.daemon.socket_path, config.daemon.allow_uids
@@ -104,11 +109,15 @@ class DaemonEmitter:
         """Events the daemon refused for good; each was logged."""
         self.unsent: list[bytes] = []
         """Events still unsent when the flush timeout ran out on exit, as JSON lines."""
+        self.relay = relay
+        """The outbox relay this emitter runs while it runs (see :class:`Relay`)."""
 
     async def __aenter__(self) -> Self:
         self._tasks = anyio.create_task_group()
         await self._tasks.__aenter__()
         self._tasks.start_soon(self._send_forever)
+        if self.relay is not None:
+            await self._tasks.start(self.relay.run)
         self._running = True
         return self
 
@@ -228,11 +237,14 @@ class DaemonEmitter:
                 done = int(outcome.details.get("accepted", 0))  # type: ignore[call-overload]
                 self.duplicates += int(outcome.details.get("duplicates", 0))  # type: ignore[call-overload]
                 index = outcome.details.get("index")
-                if isinstance(outcome, _EVENT_REFUSED) and isinstance(index, int):
+                for_good = isinstance(outcome, _EVENT_REFUSED) or bool(
+                    isinstance(outcome, RemoteQueueFullError)
+                    and outcome.details.get("never_fits"))
+                if for_good and isinstance(index, int):
                     self._log_refused(lines[index], outcome)
                     lines = lines[:index] + lines[index + 1:]
                     done = min(done, index)
-                elif isinstance(outcome, _EVENT_REFUSED) and len(lines) == 1:
+                elif for_good and len(lines) == 1:
                     self._log_refused(lines[0], outcome)
                     lines = []
                 else:

@@ -50,8 +50,8 @@ class EmitFailed(Refused):
     """An emit that was refused after ``accepted`` events of its request; ``counts`` adds
     the deliveries and unrouted events of those, for emit_many."""
 
-    def __init__(self, code: str, message: str, accepted: int, **counts: int) -> None:
-        super().__init__(code, message, accepted=accepted, **counts)
+    def __init__(self, code: str, message: str, accepted: int, **details: object) -> None:
+        super().__init__(code, message, accepted=accepted, **details)
 
 
 class Intake:
@@ -210,7 +210,10 @@ class Intake:
                 continue
             deliveries += len(made)
             unrouted += not made
-            self._count_accepted(message, made)
+            if self.metrics is not None:
+                self.metrics.count_emitted(message.event, len(made))
+            if key is not None:
+                broker.remember(key, {"event_id": message.event, "deliveries": len(made)})
         for message, made in claims:  # the first waits for the store, the rest do not
             if await self._elsewhere(message.key or "") is not None:
                 duplicates += 1
@@ -249,8 +252,9 @@ class Intake:
                 return self.emitter.put(event, tuple(args), kwargs, size=size, check=check,
                                         key=key)
             except QueueFullError as exc:
-                if exc.never_fits:
-                    raise EmitFailed(ErrorCode.QUEUE_FULL, str(exc), accepted) from None
+                if exc.never_fits:  # sending it again cannot help: the client is told so
+                    raise EmitFailed(ErrorCode.QUEUE_FULL, str(exc), accepted,
+                                     never_fits=True) from None
                 bound = "max_queue_bytes" if exc.unit == "bytes" else bound
             await flush()
             with anyio.fail_after(QUEUE_WAIT_SECONDS):

@@ -134,6 +134,13 @@ class Daemons:
                        "listeners_dir": str(self.listeners_dir), **daemon},
             "delivery": delivery, **self.store.tables(self.root, name), **self.extra})
 
+    @property
+    def prefix(self) -> str:
+        """The Redis keys' prefix of this test's bus, in braces as the broker writes it."""
+        backend = self.config("a", {}, {}).backend
+        assert backend is not None, "a Redis store's daemons have a [backend]"
+        return "{" + backend.prefix + "}"
+
     @contextlib.asynccontextmanager
     async def run(self, name: str = "a", *, delivery: dict[str, Any] | None = None,
                   **daemon: Any) -> AsyncIterator[AsyncClient]:

@@ -169,7 +169,7 @@ async def _redis_keys(store: Store, daemons: Daemons, pattern: str) -> int | Non
         return None
     import redis.asyncio
 
-    prefix = "{" + daemons.config("a", {}, {}).backend.prefix + "}"
+    prefix = daemons.prefix
     async with redis.asyncio.Redis(unix_socket_path=str(store.server.socket)) as server:
         return len([key async for key in server.scan_iter(match=prefix + pattern)])
 
@@ -316,7 +316,7 @@ async def test_a_fire_missed_while_every_daemon_was_down_is_caught_up_once(
     import redis.asyncio
 
     daemons.extra = {"schedule": [{"name": "hourly", "event": "work", "every": "1h"}]}
-    prefix = "{" + daemons.config("a", {}, {}).backend.prefix + "}"
+    prefix = daemons.prefix
     assert store.server is not None
     async with redis.asyncio.Redis(unix_socket_path=str(store.server.socket)) as server:
         await server.hset(f"{prefix}:fires", "hourly", repr(time.time() - 3 * 3600))

@@ -35,10 +35,6 @@ def _redis(store: Store):  # type: ignore[no-untyped-def]
     return redis.asyncio.Redis(unix_socket_path=str(store.server.socket))
 
 
-def _prefix(daemons: Daemons) -> str:
-    return "{" + daemons.config("a", {}, {}).backend.prefix + "}"
-
-
 async def test_a_bus_redis_lost_is_an_error_and_unhealthy_until_acknowledged(
     daemons: Daemons, store: Store, caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -78,7 +74,7 @@ async def test_foreign_data_under_the_prefix_refuses_what_it_touches_with_a_clea
     refused: list[RemoteError] = []
     async with daemons.run("a") as client:
         async with _redis(store) as server:
-            stream = _prefix(daemons) + ":l:contract:fan_b"
+            stream = daemons.prefix + ":l:contract:fan_b"
             await server.delete(stream)
             await server.set(stream, "not a stream")
             async with AsyncClient(client.socket_path) as other:
