@@ -120,9 +120,11 @@ def emit(
             outcome = "ok" if item["ok"] else f"failed: {item['error']}" if item["ok"] is False \
                 else f"unfinished: {item['error']}"
             typer.echo(f"  {item['listener']}: {outcome}")
-    if not deliveries:
-        typer.echo(f"warning: no listener matches {event!r}; the daemon counted it as unrouted",
-                   err=True)
+    if not deliveries and not result.get("duplicate"):
+        close = result.get("suggestion")
+        hint = f"; did you mean {close!r}?" if close else ""
+        typer.echo(f"warning: no listener matches {event!r}; the daemon counted it as "
+                   f"unrouted{hint}", err=True)
     if results is not None and not all(item["ok"] for item in results):
         raise typer.Exit(1)
 

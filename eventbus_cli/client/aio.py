@@ -107,13 +107,16 @@ class AsyncClient:
         return await self._request(lambda request_id: encode_request(request_id, op, **fields),
                                    extra)
 
-    async def emit_batch(self, lines: Sequence[bytes], *, check: bool = True) -> dict[str, int]:
+    async def emit_batch(self, lines: Sequence[bytes], *, check: bool = True,
+                         require_listener: bool = False) -> dict[str, int]:
         """Send events given as JSON lines (``{"event", "args", "kwargs", "key"}``) in one
         ``emit_many`` request; return its counts (``accepted``, ``deliveries``,
         ``unrouted``, ``duplicates``). The batch must fit the daemon's
         ``max_message_bytes``. A refusal raises its RemoteError, whose ``details`` say how
-        many events were ``accepted`` before it (and the ``index`` of one that does not fit)."""
-        tail = b"" if check else b',"check":false'
+        many events were ``accepted`` before it (and the ``index`` of one that does not fit;
+        with ``require_listener``, of one no listener takes)."""
+        tail = (b"" if check else b',"check":false') + (
+            b',"require_listener":true' if require_listener else b"")
         body = b",".join(lines)
         return cast(dict[str, int], await self._request(
             lambda request_id: b'{"id":%d,"op":"emit_many","events":[%s]%s}\n'

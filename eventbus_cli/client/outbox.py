@@ -80,7 +80,7 @@ class DaemonEmitter:
 
     def __init__(self, socket: Path | str | None = None, *, buffer_size: int = 10_000,
                  buffer_bytes: int = 64 << 20, flush_timeout: float = 10.0,
-                 relay: Relay | None = None) -> None:
+                 relay: Relay | None = None, require_listener: bool = False) -> None:
         if socket is None:
             config = resolve_config()
             self.socket_path, self._trusted = config.daemon.socket_path, config.daemon.allow_uids
@@ -111,6 +111,9 @@ class DaemonEmitter:
         """Events still unsent when the flush timeout ran out on exit, as JSON lines."""
         self.relay = relay
         """The outbox relay this emitter runs while it runs (see :class:`Relay`)."""
+        self.require_listener = require_listener
+        """Whether the daemon refuses (and this emitter logs and drops) an event no listener
+        takes, rather than counting it as unrouted."""
 
     async def __aenter__(self) -> Self:
         self._tasks = anyio.create_task_group()
@@ -190,7 +193,8 @@ class DaemonEmitter:
             outcomes: list[BaseException | dict[str, int] | None] = [None] * len(batches)
             async with anyio.create_task_group() as tasks:
                 for index, batch in enumerate(batches):
-                    tasks.start_soon(_send, client, batch, outcomes, index)
+                    tasks.start_soon(_send, client, batch, outcomes, index,
+                                     self.require_listener)
             lost = self._settle(batches, outcomes)
             if lost is not None:
                 raise lost
@@ -269,9 +273,10 @@ class DaemonEmitter:
 
 
 async def _send(client: AsyncClient, batch: list[bytes],
-                outcomes: list[BaseException | dict[str, int] | None], index: int) -> None:
+                outcomes: list[BaseException | dict[str, int] | None], index: int,
+                require_listener: bool) -> None:
     """Send one batch; put its counts, or why it failed, in ``outcomes[index]``."""
     try:
-        outcomes[index] = await client.emit_batch(batch)
+        outcomes[index] = await client.emit_batch(batch, require_listener=require_listener)
     except EventbusError as exc:  # RemoteError included
         outcomes[index] = exc

@@ -360,6 +360,7 @@ class Operations:
             schedules = self.scheduler.check_names(loaded.schedules, self.config_schedules)
             changes = self.emitter.replace_listeners(loaded.listeners)
             self.scheduler.replace(schedules)
+            self.intake.unrouted.forget()
         except (LoaderError, ListenerError, ScheduleError) as exc:
             logger.error("reload failed; the %d listeners loaded before keep running: %s",
                          len(self.emitter.listeners), exc)

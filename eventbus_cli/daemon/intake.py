@@ -27,6 +27,7 @@ from ..protocol.results import EmitManyResult, EmitResult
 from .catalog import dry_run
 from .metrics import Metrics
 from .monitor import Monitor
+from .unrouted import Unrouted
 
 __all__ = ("QUEUE_WAIT_SECONDS", "SHUTTING_DOWN", "EmitFailed", "Intake", "Refused")
 
@@ -66,6 +67,9 @@ class Intake:
         self.metrics = metrics
         self.draining = False
         """Set when the daemon shuts down: from then on every emit is refused."""
+        self.unrouted = Unrouted(lambda: (event_id for listener in emitter.listeners
+                                          for event_id in listener.event_ids))
+        """Emits no listener takes: logged once per id, with a did-you-mean."""
         self._on_its_way: dict[str, anyio.Event] = {}
         """Dedupe keys of emits accepted for checking but still waiting for room, each
         with an event set once that emit is answered."""
@@ -118,8 +122,10 @@ class Intake:
             return dry_run(self.emitter, message.event, message.args, message.kwargs)
         if request.require_listener and not self.broker.targets(
                 message.event, self.emitter.slots_for(message.event)):
-            problem = (f"no listener matches event {message.event!r}, so it was not emitted "
-                       "(`eventbus listeners list` shows what is loaded)")
+            close = self.unrouted.seen(message.event, refused=True)
+            hint = (f"did you mean {close!r}?" if close
+                    else "`eventbus listeners list` shows what is loaded")
+            problem = f"no listener matches event {message.event!r}, so it was not emitted ({hint})"
             raise EmitFailed(ErrorCode.UNROUTED, problem, 0)
         due = None
         if request.due_at is not None:  # for later: no waiting for room, its bound is its own
@@ -145,6 +151,8 @@ class Intake:
             if message.key is not None and (first := await self._elsewhere(message.key)):
                 return EmitResult(**first, duplicate=True)  # nothing was queued
             result = EmitResult(message.event, len(made), due=due)
+            if not made:
+                result.suggestion = self.unrouted.seen(message.event)
             self._accepted(message, result)
             if watch is not None and request.wait is not None:
                 result.results = await self.monitor.wait(watch, request.wait)
@@ -179,8 +187,18 @@ class Intake:
         broker = self.broker
         on_its_way = self._on_its_way
         claims: list[tuple[EventMessage, Sequence[Delivery]]] = []  # keyed, on a shared store
-        for message in request.events:
+        for index, message in enumerate(request.events):
             key = message.key
+            if request.require_listener and not broker.targets(
+                    message.event, self.emitter.slots_for(message.event)):
+                close = self.unrouted.seen(message.event, refused=True)
+                hint = f"; did you mean {close!r}?" if close else ""
+                problem = (f"event {index + 1} of the batch: no listener matches "
+                           f"{message.event!r}, so it was not emitted, nor those after "
+                           f"it{hint}")
+                raise EmitFailed(ErrorCode.UNROUTED, problem, accepted, index=index,
+                                 deliveries=deliveries, unrouted=unrouted,
+                                 duplicates=duplicates)
             if key is not None and (await self._answered(key) if key in on_its_way
                                     else broker.answer_for(key)) is not None:
                 accepted += 1
@@ -209,7 +227,9 @@ class Intake:
                 claims.append((message, made))
                 continue
             deliveries += len(made)
-            unrouted += not made
+            if not made:
+                unrouted += 1
+                self.unrouted.seen(message.event)
             if self.metrics is not None:
                 self.metrics.count_emitted(message.event, len(made))
             if key is not None:

@@ -251,7 +251,10 @@ OPS: dict[str, Op] = {
                            'a list of `{"event", "args", "kwargs", "key", "traceparent", '
                            '"tracestate"}` (all but `event` optional)',
                            required=True),
-                     Field("check", _bool, "false: skip the argument check (default true)")),
+                     Field("check", _bool, "false: skip the argument check (default true)"),
+                     Field("require_listener", _bool,
+                           "true: refuse an event no listener takes (`unrouted`, with its "
+                           "`index`); the events before it stand")),
                     "EmitManyResult",
                     '`{"accepted", "deliveries", "unrouted", "duplicates"}`', writes=True),
     "events": Op(Request, (), "list[EventInfo]", "as `events --json`"),

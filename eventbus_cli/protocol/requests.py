@@ -54,6 +54,7 @@ class EmitManyRequest(Request, frozen=True, kw_only=True):
 
     events: tuple[EventMessage, ...]
     check: bool = True
+    require_listener: bool = False
     size: int = 0
 
 

@@ -54,12 +54,14 @@ class DryRunListener(Struct):
 class EmitResult(Struct, omit_defaults=True):
     """The answer to one emit: ``deliveries`` queued (0: unrouted, or a dry run), with
     ``due`` for one emitted for later, ``duplicate`` for a repeated dedupe key (answered as
-    the first was), ``results`` after a wait, ``listeners`` for a dry run."""
+    the first was), ``results`` after a wait, ``listeners`` for a dry run, ``suggestion``
+    for an unrouted one: the known event id closest to it (a typo?)."""
 
     event_id: str
     deliveries: int
     due: str | None = None
     duplicate: bool = False
+    suggestion: str | None = None
     results: list[DeliveryOutcome] | None = None
     listeners: list[DryRunListener] | None = None
 
