@@ -86,11 +86,12 @@ class EventbusPlugin(InitPlugin):
 
     def __init__(self, socket: Path | str | None = None, *, buffer_size: int = 10_000,
                  buffer_bytes: int = 64 << 20, flush_timeout: float = 10.0,
-                 relay: Relay | None = None, require_listener: bool = False) -> None:
+                 relay: Relay | None = None, require_listener: bool = False,
+                 spill: Path | str | None = None) -> None:
         self.settings: dict[str, Any] = {"socket": socket, "buffer_size": buffer_size,
                                          "buffer_bytes": buffer_bytes,
                                          "flush_timeout": flush_timeout, "relay": relay,
-                                         "require_listener": require_listener}
+                                         "require_listener": require_listener, "spill": spill}
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         """Make the app's emitter backend send to the daemon."""

@@ -208,7 +208,10 @@ def _emit_file(ctx: typer.Context, file: str, as_json: bool, *, check: bool) -> 
                    f"{repeats}")
     if result.error is not None:
         error, index = result.error, result.error.details.get("index")
-        said = (f"line {numbers[index]}: {error.message.partition(': ')[2]} [{error.code}]"
+        message = error.message
+        if message.startswith("event ") and " of the batch: " in message:
+            message = message.partition(" of the batch: ")[2]  # the line number says which
+        said = (f"line {numbers[index]}: {message} [{error.code}]"
                 if isinstance(index, int) and 0 <= index < len(numbers) else str(error))
         keyed = any(b'"key"' in line for line in lines)
         again = (" (lines that carry a key may simply all be sent again: repeats are answered "

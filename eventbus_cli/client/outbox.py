@@ -39,6 +39,7 @@ from ..names import validate_event_id
 from ..plural import counted
 from .aio import AsyncClient
 from .calls import trace_fields
+from .spill import Spill
 
 if TYPE_CHECKING:
     from .relay import Relay
@@ -48,7 +49,8 @@ __all__ = ("DaemonEmitter",)
 logger = logging.getLogger("eventbus.outbox")
 
 _BATCH_EVENTS = 500
-_BATCH_BYTES = 512 * 1024  # well under the daemon's max_message_bytes (1 MiB by default)
+_BATCH_BYTES = 512 * 1024  # at most; half the daemon's max_message_bytes where that is less
+_ENVELOPE = 128  # bytes of an emit_many line around its one event, at most
 _WINDOW = 4  # batches in flight at once
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.05, 2.0
 # Refusals of one event that sending it again cannot change: it is logged and dropped.
@@ -72,15 +74,21 @@ class DaemonEmitter:
     The socket is ``socket`` if given, else the one the CLI would use (EVENTBUS_SOCKET, or the
     ``eventbus.toml`` of the working directory or a parent). ``emit`` raises
     :class:`QueueFullError` when ``buffer_size`` events (or ``buffer_bytes``) wait to be sent:
-    while the daemon is down the buffer fills, and nothing is dropped silently. An event the
-    daemon refuses (its arguments do not fit a listener, say) is logged with its id and why.
-    Leaving the context sends what is left, for at most ``flush_timeout`` seconds, and logs
-    how many events could not be sent; :attr:`unsent` holds them.
+    while the daemon is down the buffer fills, and nothing is dropped silently. Batches are
+    sized from the daemon's ``max_message_bytes``, and once it is known an event larger than
+    it raises ``ValueError`` at ``emit``. An event the daemon refuses for good (its arguments
+    do not fit a listener, it can never fit the queue; with ``require_listener``, no listener
+    takes it) is logged at ERROR with its id and why, and the rest go on. Leaving the context
+    sends what is left, for at most ``flush_timeout`` seconds; with ``spill`` (a file path)
+    every buffered event is also in that file, and what is left there is sent at the next
+    start, even after a crash; without it, what is left is logged at ERROR, an event a line,
+    and :attr:`unsent` holds it.
     """
 
     def __init__(self, socket: Path | str | None = None, *, buffer_size: int = 10_000,
                  buffer_bytes: int = 64 << 20, flush_timeout: float = 10.0,
-                 relay: Relay | None = None, require_listener: bool = False) -> None:
+                 relay: Relay | None = None, require_listener: bool = False,
+                 spill: Path | str | None = None) -> None:
         if socket is None:
             config = resolve_config()
             self.socket_path, self._trusted = config.daemon.socket_path, config.daemon.allow_uids
@@ -111,11 +119,20 @@ class DaemonEmitter:
         """Events still unsent when the flush timeout ran out on exit, as JSON lines."""
         self.relay = relay
         """The outbox relay this emitter runs while it runs (see :class:`Relay`)."""
+        self.spill = Spill(spill) if spill is not None else None
+        """Where the buffer is kept as well, so a stop or a crash loses none of it."""
+        self._limit = _BATCH_BYTES
+        """The most bytes a batch may hold: from the daemon's max_message_bytes, once known."""
+        self._max_event: int | None = None  # the largest event the daemon takes, once known
         self.require_listener = require_listener
         """Whether the daemon refuses (and this emitter logs and drops) an event no listener
         takes, rather than counting it as unrouted."""
 
     async def __aenter__(self) -> Self:
+        if self.spill is not None:
+            for line in self.spill.open():
+                self._buffer.append(line)
+                self._bytes += len(line)
         self._tasks = anyio.create_task_group()
         await self._tasks.__aenter__()
         self._tasks.start_soon(self._send_forever)
@@ -134,11 +151,21 @@ class DaemonEmitter:
                 await self._emptied.wait()
         self._tasks.cancel_scope.cancel()
         await self._tasks.__aexit__(None, None, None)
-        if self._buffer:
-            self.unsent = list(self._buffer)
-            logger.error("%s not sent to the daemon on %s within the flush timeout of %gs "
-                         "(lost)", counted(len(self.unsent), "event"), self.socket_path,
-                         self.flush_timeout)
+        if self.spill is not None:
+            self.spill.close()
+        if not self._buffer:
+            return
+        self.unsent = list(self._buffer)
+        if self.spill is not None:
+            logger.warning("%s not sent to the daemon on %s within the flush timeout of %gs: "
+                           "kept in %s, sent at the next start", counted(len(self.unsent),
+                           "event"), self.socket_path, self.flush_timeout, self.spill.path)
+            return
+        logger.error("%s not sent to the daemon on %s within the flush timeout of %gs, "
+                     "and lost (a spill file would keep them); each follows",
+                     counted(len(self.unsent), "event"), self.socket_path, self.flush_timeout)
+        for line in self.unsent:
+            logger.error("lost: %s", line[:2000].decode(errors="replace"))
 
     @property
     def pending(self) -> int:
@@ -160,11 +187,17 @@ class DaemonEmitter:
                             ) from None
         if len(self._buffer) >= self.buffer_size:
             raise QueueFullError(event_id, 1, self.buffer_size, unit="buffered events")
+        if self._max_event is not None and len(line) > self._max_event:
+            raise ValueError(f"event {event_id!r} takes {len(line)} bytes encoded, and the "
+                             f"daemon takes at most {self._max_event} (its max_message_bytes); "
+                             "send less, or raise max_message_bytes")
         if self._bytes + len(line) > self.buffer_bytes:
             raise QueueFullError(event_id, self._bytes + len(line), self.buffer_bytes,
                                  unit="buffered bytes")
         self._buffer.append(line)
         self._bytes += len(line)
+        if self.spill is not None:
+            self.spill.add(line)
         self._wake.set()
 
     async def _send_forever(self) -> None:
@@ -174,6 +207,9 @@ class DaemonEmitter:
                 await self._wake.wait()
             try:
                 async with AsyncClient(self.socket_path, trusted_uids=self._trusted) as client:
+                    limit = (await client.hello()).max_message_bytes
+                    self._limit = min(_BATCH_BYTES, limit // 2)
+                    self._max_event = limit - _ENVELOPE
                     await self._send_while_connected(client)
             except EventbusError as exc:
                 if self._pause is None:  # the first failure of a run of them: said once
@@ -205,7 +241,7 @@ class DaemonEmitter:
         batch: list[bytes] = []
         size = 0
         for line in self._buffer:
-            if batch and (len(batch) >= _BATCH_EVENTS or size + len(line) > _BATCH_BYTES):
+            if batch and (len(batch) >= _BATCH_EVENTS or size + len(line) > self._limit):
                 batches.append(batch)
                 if len(batches) == _WINDOW:
                     return batches
@@ -259,6 +295,8 @@ class DaemonEmitter:
             keep += lines[done:]
         self._buffer.extendleft(reversed(keep))
         self._bytes -= sum(map(len, head)) - sum(map(len, keep))
+        if self.spill is not None:
+            self.spill.sent(self._buffer, self._bytes)
         if not self._buffer:
             self._emptied.set()
         return reconnect

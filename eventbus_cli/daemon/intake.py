@@ -211,9 +211,11 @@ class Intake:
                     on_its_way[key] = anyio.Event()
                 try:
                     made = await self._submit(message, size, flush, accepted, False)
-                except EmitFailed as exc:  # say what the events before it made
-                    raise EmitFailed(exc.code, exc.message, accepted, deliveries=deliveries,
-                                      unrouted=unrouted, duplicates=duplicates) from None
+                except EmitFailed as exc:  # say what the events before it made, and which
+                    never = {"never_fits": True} if exc.details.get("never_fits") else {}
+                    raise EmitFailed(exc.code, exc.message, accepted, index=index,
+                                     deliveries=deliveries, unrouted=unrouted,
+                                     duplicates=duplicates, **never) from None
                 finally:
                     if key is not None:
                         self._settle(key)
