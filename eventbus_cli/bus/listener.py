@@ -4,9 +4,11 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
+import logging
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from fnmatch import fnmatchcase
 from typing import Any, Protocol
 
@@ -41,7 +43,8 @@ def _check_options(target: str, retries: object, backoff: object, timeout: objec
 class EventListener:
     """A function registered for one or more event ids, made by :func:`listener`.
 
-    ``fn`` is the function as written (sync or async); ``event_ids`` the ids and patterns it
+    ``func`` is the function as written (sync or async), and ``fn`` the same as Litestar's
+    own emitter calls a listener (see :attr:`fn`); ``event_ids`` the ids and patterns it
     handles; ``options`` its :class:`DeliveryOptions`, where options it did not set show the
     built-in defaults and yield to an emitter's defaults (see :meth:`options_with`).
 
@@ -51,7 +54,8 @@ class EventListener:
     reloads and restarts.
     """
 
-    __slots__ = ("_explicit", "event_ids", "fn", "is_async", "module", "name", "options")
+    __slots__ = ("_explicit", "_for_litestar", "event_ids", "func", "is_async", "module", "name",
+                 "options")
 
     def __init__(
         self,
@@ -77,7 +81,8 @@ class EventListener:
             raise ListenerError(target, f"name must be a non-empty string, not {name!r}")
         given = {"retries": retries, "backoff": backoff, "timeout": timeout, "check": check}
         self._explicit: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
-        self.fn = fn
+        self.func = fn
+        self._for_litestar: Callable[..., Awaitable[None]] | None = None
         self.event_ids = frozenset(ids)
         self.options = DeliveryOptions()._replace(**self._explicit)
         self.module: str = getattr(fn, "__module__", None) or "?"
@@ -112,7 +117,18 @@ class EventListener:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the function directly, as if it were not decorated."""
-        return self.fn(*args, **kwargs)
+        return self.func(*args, **kwargs)
+
+    @property
+    def fn(self) -> Callable[..., Awaitable[None]]:
+        """The listener as Litestar's ``SimpleEventEmitter`` calls it, so that swapping the
+        import of ``listener`` keeps a Litestar app working: an async function that runs a
+        sync one in a worker thread, and logs what the listener raises rather than raising
+        it (Litestar's emitter would end its task group on it). eventbus's emitters call
+        :attr:`func`, and retry or keep the failure."""
+        if self._for_litestar is None:
+            self._for_litestar = _for_litestar(self)
+        return self._for_litestar
 
     def __repr__(self) -> str:
         ids = ", ".join(sorted(self.event_ids))
@@ -121,8 +137,27 @@ class EventListener:
     @property
     def where(self) -> str:
         """The file and line its function was defined at, or its module if not known."""
-        code = getattr(inspect.unwrap(self.fn), "__code__", None)
+        code = getattr(inspect.unwrap(self.func), "__code__", None)
         return f"{code.co_filename}:{code.co_firstlineno}" if code is not None else self.module
+
+
+def _for_litestar(listener: EventListener) -> Callable[..., Awaitable[None]]:
+    func, name, is_async = listener.func, listener.name, listener.is_async
+
+    async def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            if is_async:
+                await func(*args, **kwargs)
+            else:
+                import anyio.to_thread
+
+                await anyio.to_thread.run_sync(functools.partial(func, *args, **kwargs))
+        except Exception:
+            logging.getLogger("eventbus.listener").exception(
+                "listener %s failed (run by Litestar's emitter, which neither retries nor "
+                "keeps the failure: eventbus's emitter does)", name)
+
+    return run
 
 
 def _checked_ids(target: str, event_ids: Iterable[object]) -> list[str]:

@@ -63,14 +63,14 @@ class Slot:
     def __init__(self, listener: EventListener, options: DeliveryOptions, limit: int) -> None:
         self.listener = listener
         self.name = listener.name
-        self.fn = listener.fn
+        self.fn = listener.func
         self.is_async = listener.is_async
         self.options = options
         self.timeout = options.timeout  # read for every call, so kept at hand
         self.limit = limit
         self.timings: DeliveryTimings | None = None
         """Where its attempts' times go, when the emitter keeps them (for metrics)."""
-        self.arguments = arguments_of(listener.name, listener.fn)
+        self.arguments = arguments_of(listener.name, listener.func)
         """What its function takes (None if its signature cannot be read)."""
         self.checked = (self.arguments if self.arguments is not None
                         and not self.arguments.trivial and options.check != "off" else None)

@@ -210,7 +210,7 @@ class Operations:
             ListenerInfo(
                 name=item.name,
                 module=item.module.removeprefix(MODULE_PREFIX),
-                file=getattr(getattr(item.fn, "__code__", None), "co_filename", None),
+                file=getattr(getattr(item.func, "__code__", None), "co_filename", None),
                 events=sorted(item.event_ids),
                 retries=options.retries,
                 backoff=float(options.backoff),

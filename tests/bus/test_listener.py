@@ -28,7 +28,7 @@ def test_listener_returns_event_listener_with_fn_ids_options_name_module() -> No
         on_user
     )
     assert isinstance(made, EventListener)
-    assert made.fn is on_user
+    assert made.func is on_user
     assert made.event_ids == frozenset({"user_created", "password_changed"})
     assert (made.retries, made.backoff, made.timeout) == (3, 0.25, 10)
     assert made.name == f"{__name__}:on_user"
