@@ -21,7 +21,7 @@ def relay(
         help="Create the table where it is missing (on PostgreSQL with its NOTIFY trigger).")
     ] = True,
     batch: Annotated[int, typer.Option(
-        "--batch", min=1, help="Rows a round takes and sends at most.")] = 500,
+        "--batch", min=1, help="Rows a round takes and sends at most.")] = 1000,
     once: Annotated[bool, typer.Option(
         "--once", help="Forward the rows waiting now, then exit.")] = False,
 ) -> None:

@@ -67,7 +67,7 @@ class Relay:
     one the CLI would use). ``create_table`` creates the table where it is missing."""
 
     def __init__(self, db: str | Engine, socket: Path | str | None = None, *,
-                 outbox: Outbox | None = None, table: str = TABLE, batch: int = 500,
+                 outbox: Outbox | None = None, table: str = TABLE, batch: int = 1000,
                  poll: float = 0.1, create_table: bool = True) -> None:
         self.outbox = outbox or Outbox(table)
         self._db = db
