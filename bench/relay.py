@@ -40,7 +40,8 @@ def main() -> None:
     users = f"bench_users_{os.getpid()}"
     process, sock = start_daemon(root / "daemon", config="[daemon]\nqueue_size = 100000\n")
     try:
-        plain, with_event = [], []
+        plain: list[float] = []
+        with_event: list[float] = []
         for n in range(2000):
             for timings, emit in ((plain, False), (with_event, True)):
                 start = time.perf_counter()
