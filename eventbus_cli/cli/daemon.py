@@ -49,17 +49,20 @@ def serve(
     log_level: Annotated[LogLevel | None, typer.Option(
         "--log-level", case_sensitive=False,
         help="Log this and above to stderr (default: from the config).")] = None,
+    reload: Annotated[bool, typer.Option(
+        "--reload", help="Reload the listeners when their files change (development; needs "
+        "the reload extra: watchfiles).")] = False,
 ) -> None:
     """Run the daemon in the foreground until SIGTERM or Ctrl-C.
 
-    Example: eventbus serve --listeners-dir listeners.d
+    Example: eventbus serve --listeners-dir listeners.d --reload
     """
     from ..daemon.server import run
 
     with reported():
         settings = config_for(ctx, listeners_dir=listeners_dir,
                            log_level=log_level.value if log_level else None)
-        code = run(settings)
+        code = run(settings, watch=reload)
     raise typer.Exit(code)
 
 

@@ -39,6 +39,7 @@ from .logs import configure_logging
 from .metrics import Metrics, check_listen, serve_metrics
 from .socketfile import bind_socket, remove
 from .systemd import notify, reloading
+from .watching import reload_on_change
 
 __all__ = ("FORCED_EXIT", "Ready", "run", "serve")
 
@@ -65,8 +66,10 @@ class Server:
     """One daemon's life in named phases: :meth:`startup`, :meth:`main_loop`, :meth:`shutdown`
     (the drain), then :meth:`close`."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, watch: bool = False) -> None:
         self.config = config = config.absolute()
+        self.watch = watch
+        """Whether listener files are watched and reloaded when they change (--reload)."""
         self.socket_path = config.daemon.socket_path
         self._sock: socket.socket | None = None
         self._inode = 0
@@ -120,6 +123,8 @@ class Server:
             async with ops.emitter:
                 connections.start_soon(accepted.serve, socket_listener, ops, connections)
                 connections.start_soon(ops.scheduler.run)
+                if self.watch:
+                    connections.start_soon(reload_on_change, ops)
                 _log_banner(ops)
                 task_status.started(Ready(ops.socket_path, len(ops.emitter.listeners),
                                           ops.reload))
@@ -167,15 +172,17 @@ async def serve(
     *,
     shutdown_trigger: Callable[[], Awaitable[object]] | None = None,
     task_status: anyio.abc.TaskStatus[Ready] = anyio.TASK_STATUS_IGNORED,
+    watch: bool = False,
 ) -> None:
     """Run the daemon until ``shutdown_trigger`` returns (forever without one).
 
     Start-up loads the listeners (a :class:`LoaderError` names the bad file) and binds the
     socket (refused where a daemon answers). Shutdown refuses new emits with
     ``shutting_down``, drains the queue within ``shutdown_timeout``, closes every
-    connection and removes the socket.
+    connection and removes the socket. ``watch`` reloads the listeners when their files
+    change (``eventbus serve --reload``).
     """
-    server = Server(config)
+    server = Server(config, watch=watch)
     try:
         ops = server.startup()
         await server.main_loop(ops, shutdown_trigger, task_status)
@@ -221,7 +228,7 @@ def _log_banner(ops: Operations) -> None:
     logger.info("%s", "\n".join(lines))
 
 
-async def _serve_until_signalled(config: Config) -> int:
+async def _serve_until_signalled(config: Config, watch: bool) -> int:
     stop = anyio.Event()
     forced = False
     ready: Ready | None = None
@@ -249,7 +256,7 @@ async def _serve_until_signalled(config: Config) -> int:
     async def serve_until_stopped(
         group: anyio.abc.TaskGroup, *, task_status: anyio.abc.TaskStatus[Ready]
     ) -> None:
-        await serve(config, shutdown_trigger=stop.wait, task_status=task_status)
+        await serve(config, shutdown_trigger=stop.wait, task_status=task_status, watch=watch)
         group.cancel_scope.cancel()  # the signal watcher's work is done
 
     try:
@@ -295,13 +302,14 @@ async def _reload_on_signal(ready: Ready | None) -> None:
     notify("READY=1")
 
 
-def run(config: Config) -> int:
-    """Serve in the foreground until SIGTERM or SIGINT; return the process's exit status.
+def run(config: Config, *, watch: bool = False) -> int:
+    """Serve in the foreground until SIGTERM or SIGINT; return the process's exit status
+    (``watch``: reload the listeners when their files change).
 
     Logs go to stderr at the config's ``log_level``, as its ``log_format`` says.
     """
     configure_logging(config.daemon.log_level, config.daemon.log_format)
-    status = anyio.run(_serve_until_signalled, config, backend_options=_loop_options())
+    status = anyio.run(_serve_until_signalled, config, watch, backend_options=_loop_options())
     hung = [thread for thread in threading.enumerate()
             if thread.is_alive() and not thread.daemon and thread is not threading.current_thread()]
     deadline = time.monotonic() + 1.0  # idle worker threads end as the loop closes
