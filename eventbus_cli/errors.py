@@ -286,8 +286,17 @@ class RemoteError(EventbusError):
         if answers:
             _REMOTE_BY_CODE[answers] = cls
 
+    @property
+    def for_good(self) -> bool:
+        """Whether the same event sent again would be refused again: its arguments, its id,
+        its size, or more deliveries than the daemon's queue can ever hold."""
+        return self.code in _FOR_GOOD or (self.code == ErrorCode.QUEUE_FULL
+                                          and bool(self.details.get("never_fits")))
+
 
 _REMOTE_BY_CODE: dict[str, type[RemoteError]] = {}
+_FOR_GOOD = frozenset({ErrorCode.BAD_ARGUMENTS, ErrorCode.INVALID_EVENT, ErrorCode.BAD_REQUEST,
+                       ErrorCode.UNROUTED, ErrorCode.TOO_LARGE})
 
 
 def remote_error(code: str, message: str,

@@ -27,13 +27,7 @@ from ..errors import (
     EmitterNotRunningError,
     EventbusError,
     QueueFullError,
-    RemoteBadArgumentsError,
-    RemoteBadRequestError,
     RemoteError,
-    RemoteInvalidEventError,
-    RemoteQueueFullError,
-    RemoteTooLargeError,
-    RemoteUnroutedError,
 )
 from ..names import validate_event_id
 from ..plural import counted
@@ -53,9 +47,6 @@ _BATCH_BYTES = 512 * 1024  # at most; half the daemon's max_message_bytes where 
 _ENVELOPE = 128  # bytes of an emit_many line around its one event, at most
 _WINDOW = 4  # batches in flight at once
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.05, 2.0
-# Refusals of one event that sending it again cannot change: it is logged and dropped.
-_EVENT_REFUSED = (RemoteBadArgumentsError, RemoteInvalidEventError, RemoteBadRequestError,
-                  RemoteUnroutedError, RemoteTooLargeError)
 
 
 class _Event(msgspec.Struct, omit_defaults=True):
@@ -277,9 +268,7 @@ class DaemonEmitter:
                 done = int(outcome.details.get("accepted", 0))  # type: ignore[call-overload]
                 self.duplicates += int(outcome.details.get("duplicates", 0))  # type: ignore[call-overload]
                 index = outcome.details.get("index")
-                for_good = isinstance(outcome, _EVENT_REFUSED) or bool(
-                    isinstance(outcome, RemoteQueueFullError)
-                    and outcome.details.get("never_fits"))
+                for_good = outcome.for_good  # logged and dropped: the rest go on
                 if for_good and isinstance(index, int):
                     self._log_refused(lines[index], outcome)
                     lines = lines[:index] + lines[index + 1:]

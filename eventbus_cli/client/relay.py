@@ -25,14 +25,7 @@ import anyio.abc
 
 from ..config import resolve_config
 from ..errors import (
-    EventbusError,
-    RemoteBadArgumentsError,
-    RemoteBadRequestError,
     RemoteError,
-    RemoteInvalidEventError,
-    RemoteQueueFullError,
-    RemoteTooLargeError,
-    RemoteUnroutedError,
 )
 from .sync import Client
 from .transactional import CHANNEL, TABLE, Outbox
@@ -44,8 +37,6 @@ __all__ = ("Relay", "sync_url")
 
 logger = logging.getLogger("eventbus.relay")
 
-_FOR_GOOD = (RemoteBadArgumentsError, RemoteInvalidEventError, RemoteBadRequestError,
-             RemoteUnroutedError, RemoteTooLargeError)
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.05, 2.0
 
 
@@ -134,7 +125,7 @@ class Relay:
             if error is None:
                 return len(taken)
             index = result.accepted + _index(error)
-            if not _for_good(error) or index >= len(rows):
+            if not error.for_good or index >= len(rows):
                 raise error
             row = rows[index]
             connection.execute(update(table).where(columns.id == row.id).values(
@@ -216,13 +207,6 @@ class Relay:
 def _index(error: RemoteError) -> int:
     index = error.details.get("index", 0)
     return index if isinstance(index, int) else 0
-
-
-def _for_good(error: EventbusError) -> bool:
-    """Whether the daemon will refuse this event however often it is sent."""
-    if isinstance(error, RemoteQueueFullError):
-        return bool(error.details.get("never_fits"))
-    return isinstance(error, _FOR_GOOD)
 
 
 def relay_until_stopped(relay: Relay, *, once: bool = False) -> int:

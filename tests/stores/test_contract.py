@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import anyio
@@ -80,17 +81,25 @@ async def test_a_repeated_key_queues_nothing_and_gets_the_first_answer(daemons: 
     assert counts.duplicates == 2
 
 
+async def _ten_send_one_key(client: AsyncClient, answers: list[EmitResult],
+                            when_waiting: Callable[[], None] = lambda: None) -> None:
+    """Ten clients of their own emit ``work`` with one key at once; ``when_waiting`` runs
+    once all of them wait for their answers (the daemon is in-process)."""
+    async def send() -> None:
+        async with AsyncClient(client.socket_path) as own:
+            answers.append(await own.submit("work", key="same"))
+
+    async with anyio.create_task_group() as group:
+        for _ in range(10):
+            group.start_soon(send)
+        await anyio.wait_all_tasks_blocked()
+        when_waiting()
+
+
 async def test_one_key_sent_by_many_clients_at_once_runs_once(daemons: Daemons) -> None:
     answers: list[EmitResult] = []
     async with daemons.run() as client:
-
-        async def send() -> None:
-            async with AsyncClient(client.socket_path) as own:
-                answers.append(await own.submit("work", key="same"))
-
-        async with anyio.create_task_group() as group:
-            for _ in range(10):
-                group.start_soon(send)
+        await _ten_send_one_key(client, answers)
         await _drained(client)
     assert sum(not answer.duplicate for answer in answers) == 1
     assert len(probe.of("work")) == 1
@@ -104,16 +113,7 @@ async def test_one_key_sent_by_many_clients_into_a_full_queue_runs_once(
         await client.emit("held")
         await probe.wait_runs(1, "held")  # it runs and holds the only worker
         await client.emit("held")  # and this one fills the queue
-
-        async def send() -> None:
-            async with AsyncClient(client.socket_path) as own:
-                answers.append(await own.submit("work", key="same"))
-
-        async with anyio.create_task_group() as group:
-            for _ in range(10):
-                group.start_soon(send)
-            await anyio.wait_all_tasks_blocked()  # the ten wait for room (the daemon is in-process)
-            probe.open_gate()
+        await _ten_send_one_key(client, answers, probe.open_gate)  # room comes as they wait
         await _drained(client)
     assert sum(not answer.duplicate for answer in answers) == 1
     assert len(probe.of("work")) == 1
