@@ -128,3 +128,24 @@ def test_an_app_killed_while_the_daemon_is_down_sends_its_spill_at_its_next_star
         assert spill.read_bytes() == b""
     finally:
         daemon.dispose()
+
+
+async def test_an_event_refused_for_good_is_set_aside_beside_the_spill_for_an_operator(
+    short_dir: Path,
+) -> None:
+    daemon = Daemon(short_dir, listeners=LISTENERS).start()
+    spill = short_dir / "spill.jsonl"
+    try:
+        async with DaemonEmitter(daemon.socket, spill=spill) as bus:
+            bus.emit("numbered", n="not a number")
+            bus.emit("numbered", n=2)
+            await wait_until(lambda: bus.sent + bus.refused == 2, seconds=30)
+        wait_for(lambda: daemon.written() == [2])
+        [line] = (short_dir / "spill.jsonl.refused").read_bytes().splitlines()
+        assert b'"kwargs":{"n":"not a number"}' in line
+        assert b'"key":' in line  # resent with `eventbus emit --file`, it runs at most once
+        resent = daemon.cli("emit", "--file", str(short_dir / "spill.jsonl.refused"))
+        assert resent.returncode == 1  # the listener still takes ints only
+        assert "line 1:" in resent.stderr
+    finally:
+        daemon.dispose()

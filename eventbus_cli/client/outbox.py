@@ -296,7 +296,13 @@ class DaemonEmitter:
         why = error.message.removesuffix("; the batch was not accepted")
         if why.startswith("event ") and " of the batch: " in why:
             why = why.partition(" of the batch: ")[2]
-        logger.error("the daemon refused event %r (dropped; the others go on): %s", event, why)
+        if self.spill is not None:  # kept for an operator: `eventbus emit --file` resends it
+            kept = self.spill.set_aside(line)
+            logger.error("the daemon refused event %r (set aside in %s; the others go on): "
+                         "%s", event, kept, why)
+            return
+        logger.error("the daemon refused event %r (dropped; the others go on): %s; the event: "
+                     "%s", event, why, line[:2000].decode(errors="replace"))
 
 
 async def _send(client: AsyncClient, batch: list[bytes],

@@ -68,6 +68,21 @@ class Spill:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
             self._written = os.fstat(self._fd).st_size
 
+    @property
+    def refused_path(self) -> Path:
+        """Where events the daemon refused for good are set aside, a JSON line each."""
+        return self.path.with_name(self.path.name + ".refused")
+
+    def set_aside(self, line: bytes) -> Path:
+        """Keep an event the daemon refused for good, for an operator to resend once the
+        cause is fixed (``eventbus emit --file``: its dedupe key comes along); return where."""
+        fd = os.open(self.refused_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, line + b"\n")
+        finally:
+            os.close(fd)
+        return self.refused_path
+
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
