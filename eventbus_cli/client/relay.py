@@ -25,6 +25,7 @@ import anyio.abc
 
 from ..config import resolve_config
 from ..errors import (
+    EventbusError,
     RemoteError,
 )
 from .sync import Client
@@ -85,18 +86,37 @@ class Relay:
                 try:
                     from sqlalchemy import create_engine
                 except ImportError:
-                    raise ImportError("the relay needs SQLAlchemy 2: pip install "
-                                      "'eventbus-cli[outbox]'") from None
-                self._engine = create_engine(sync_url(self._db))
+                    raise EventbusError("the outbox relay needs SQLAlchemy 2: pip install "
+                                        "'eventbus-cli[outbox]'") from None
+                try:
+                    self._engine = create_engine(sync_url(self._db))
+                except Exception as exc:  # a malformed URL, a driver that is not installed
+                    raise EventbusError(f"the outbox relay cannot use --db {self._db!r}: {exc} "
+                                        "(a SQLAlchemy URL, as postgresql+psycopg://user@host/"
+                                        "db or sqlite:///app.db, whose driver is installed)"
+                                        ) from None
             else:
                 self._engine = self._db
         return self._engine
 
     def prepare(self) -> None:
-        """Check the database answers, and create (or check) the table."""
-        with self.engine.begin() as connection:
-            if self.create_table:
-                self.outbox.create(connection)
+        """Check the database answers, and create (or check) the table; an
+        :class:`EventbusError` says what is wrong."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        where = self.engine.url.render_as_string(hide_password=True)
+        try:
+            with self.engine.begin() as connection:
+                if self.create_table:
+                    self.outbox.create(connection)
+        except SQLAlchemyError as exc:
+            problem = str(getattr(exc, "orig", None) or exc).strip()
+            raise EventbusError(f"the outbox relay cannot use the database {where}: "
+                                f"{problem.splitlines()[0] if problem else type(exc).__name__}"
+                                "; check the URL (--db), that the database runs, and that this "
+                                "user may create and use the outbox table") from None
+        except ValueError as exc:  # a table without the outbox's columns
+            raise EventbusError(str(exc)) from None
 
     def forward(self) -> int:
         """One round: send the oldest rows, delete those the daemon took; return how many
@@ -215,8 +235,8 @@ def relay_until_stopped(relay: Relay, *, once: bool = False) -> int:
     import signal
 
     async def main() -> None:
+        await anyio.to_thread.run_sync(relay.prepare)  # its error stands alone, not in a group
         if once:
-            await anyio.to_thread.run_sync(relay.prepare)
             while await anyio.to_thread.run_sync(relay.forward) >= relay.batch:
                 pass
             relay.close()

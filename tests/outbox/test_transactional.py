@@ -230,3 +230,21 @@ def test_a_relay_killed_at_any_point_sends_each_committed_row_once(
     assert len(emails) == len(set(emails)) == 400
     assert {f"{n}@example.com" for n in range(600) if n % 3 != 2} == set(emails)
     engine.dispose()
+
+
+def test_the_relay_command_names_a_database_it_cannot_use(daemon: Daemon,
+                                                          tmp_path: Path) -> None:
+    unreachable = daemon.cli("relay", "--db", f"postgresql+psycopg://nobody@/none?host={tmp_path}")
+    assert unreachable.returncode == 1
+    assert "the outbox relay cannot use the database" in unreachable.stderr
+    assert "check the URL (--db)" in unreachable.stderr
+    malformed = daemon.cli("relay", "--db", "not a url")
+    assert malformed.returncode == 1
+    assert "cannot use --db 'not a url'" in malformed.stderr
+    engine = create_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE eventbus_outbox (id INTEGER)"))
+    wrong = daemon.cli("relay", "--db", f"sqlite:///{tmp_path / 'app.db'}", "--once")
+    assert wrong.returncode == 1
+    assert "exists without the outbox's columns" in wrong.stderr
+    engine.dispose()
