@@ -186,7 +186,8 @@ class Intake:
                                       index=index, deliveries=0, unrouted=0) from None
         broker = self.broker
         on_its_way = self._on_its_way
-        claims: list[tuple[EventMessage, Sequence[Delivery]]] = []  # keyed, on a shared store
+        claims: dict[str, tuple[EventMessage, Sequence[Delivery]]] = {}  # on a shared store
+        repeats: list[str] = []  # keys of this batch's claims, met again in it
         for index, message in enumerate(request.events):
             key = message.key
             if request.require_listener and not broker.targets(
@@ -203,6 +204,10 @@ class Intake:
                                     else broker.answer_for(key)) is not None:
                 accepted += 1
                 duplicates += 1
+                continue
+            if key is not None and key in claims:  # a duplicate of an event before it
+                accepted += 1
+                repeats.append(key)
                 continue
             try:  # the common case, without a coroutine per event
                 made = self._submit_now(message, size, False)
@@ -226,7 +231,7 @@ class Intake:
             if message.trace is not None:  # the emit path pays one test, not a call
                 _carry_trace(made, message.trace)
             if key is not None and broker.keys_shared:  # the store says whose the key is
-                claims.append((message, made))
+                claims[key] = (message, made)
                 continue
             deliveries += len(made)
             if not made:
@@ -236,13 +241,18 @@ class Intake:
                 self.metrics.count_emitted(message.event, len(made))
             if key is not None:
                 broker.remember(key, {"event_id": message.event, "deliveries": len(made)})
-        for message, made in claims:  # the first waits for the store, the rest do not
-            if await self._elsewhere(message.key or "") is not None:
+        for key, (message, made) in claims.items():  # the first waits for the store
+            if await self._elsewhere(key) is not None:
                 duplicates += 1
             else:
                 deliveries += len(made)
-                unrouted += not made
+                if not made:
+                    unrouted += 1
+                    self.unrouted.seen(message.event)
                 self._count_accepted(message, made)
+        for key in repeats:  # answered now as the first was: counted bus-wide as duplicates
+            broker.answer_for(key)
+            duplicates += 1
         return EmitManyResult(accepted, deliveries, unrouted, duplicates)
 
     def _count_accepted(self, message: EventMessage, made: Sequence[Delivery]) -> None:

@@ -72,13 +72,17 @@ async def test_a_repeated_key_queues_nothing_and_gets_the_first_answer(daemons: 
         again = await client.submit("fan", key="order-1")
         many = await client.emit_many([{"event": "fan", "key": "order-1"},
                                        {"event": "fan", "key": "order-2"}])
+        twice = await client.emit_many([{"event": "work", "key": "order-3", "kwargs": {"n": 1}},
+                                        {"event": "work", "key": "order-3", "kwargs": {"n": 2}}])
         await _drained(client)
         counts = await client.queue()
     assert first == EmitResult("fan", 2)
     assert again == EmitResult("fan", 2, duplicate=True)
     assert (many.accepted, many.duplicates, many.deliveries) == (2, 1, 2)
-    assert len(probe.runs) == 4
-    assert counts.duplicates == 2
+    assert (twice.accepted, twice.duplicates, twice.deliveries) == (2, 1, 1)
+    assert [run.kwargs for run in probe.of("work")] == [{"n": 1}]  # the first of a batch wins
+    assert len(probe.runs) == 5
+    assert counts.duplicates == 3
 
 
 async def _ten_send_one_key(client: AsyncClient, answers: list[EmitResult],
