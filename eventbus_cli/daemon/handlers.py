@@ -6,6 +6,7 @@ checks at import that the handlers and the op table name the same ops.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 import math
@@ -23,6 +24,7 @@ from ..bus.emitter import SimpleEventEmitter
 from ..bus.schedules import Schedule
 from ..config import Config
 from ..errors import (
+    BackendError,
     BadArgumentsError,
     ErrorCode,
     EventbusError,
@@ -298,7 +300,9 @@ class Operations:
     async def _status(self, request: Request, flush: Flush) -> Status:
         daemon = self.config.daemon
         broker = self.broker
-        await broker.refresh(listing=True)
+        # A shared store that does not answer leaves the counts last read; health says why.
+        with contextlib.suppress(BackendError):
+            await broker.refresh(listing=True)
         journal, backend = broker.status()
         return Status(
             pid=os.getpid(),

@@ -93,6 +93,7 @@ class RedisBroker(Broker):
         self.available = False
         """Whether Redis answers; while it does not, emits are refused."""
         self._problem = "not connected yet"
+        self._refusals: dict[str, str] = {}  # writes, reads, upkeep -> what Redis said
         self.loss: str | None = None
         """What Redis lost while this daemon ran, until an operator acknowledges it."""
         self.errors = 0
@@ -338,7 +339,10 @@ class RedisBroker(Broker):
         try:
             yield link
         except link.errors as exc:
+            if not isinstance(exc, link.lost_errors):  # health says so until one succeeds
+                self._refusals["commands"] = str(exc)
             raise self._refusal(exc, sent=False) from None
+        self._refusals.pop("commands", None)
 
     def _refusal(self, exc: BaseException, *, sent: bool) -> BackendError:
         """The error for a request Redis did not take (``sent``: one that carried changes)."""
@@ -503,13 +507,13 @@ class RedisBroker(Broker):
                     self._note_taken(taken, firsts)
             except link.errors as exc:
                 self._out.give_back(taken, self._refusal(exc, sent=True))
-                self._lost(exc)
+                self._lost(exc, "writes")
                 await anyio.sleep(pause)
                 pause = min(pause * 2, 2.0)
                 self._wake()
             else:
                 pause = 0.05
-                self._back()
+                self._back("writes")
             finally:
                 if self._sent is not None:
                     self._sent.set()
@@ -579,11 +583,12 @@ class RedisBroker(Broker):
                         self._emptied("a stream or group of a listener it reads was gone")
                 for name, entry_id, data in read:
                     self._take_in(name, entry_id, data)
+                self._back("reads")
                 if not read and not block:
                     with anyio.move_on_after(0.05):
                         await capacity.wait()
             except link.errors as exc:
-                self._lost(exc)
+                self._lost(exc, "reads")
                 await anyio.sleep(0.2)
 
     async def _keep_up(self, link: Link) -> None:
@@ -627,9 +632,9 @@ class RedisBroker(Broker):
                 if time.monotonic() - counted >= _COUNT_EVERY:  # commands count afresh anyway
                     counted = time.monotonic()
                     await self._count(link)
-                self._back()
+                self._back("upkeep")
             except link.errors as exc:
-                self._lost(exc)
+                self._lost(exc, "upkeep")
             await anyio.sleep(_BEAT)
 
     def _log_lost(self, lost: set[bytes], ended: int) -> None:
@@ -676,10 +681,14 @@ class RedisBroker(Broker):
         loss, self.loss = self.loss, None
         return [] if loss is None else [loss]
 
-    def _lost(self, exc: BaseException) -> None:
+    def _lost(self, exc: BaseException, work: str) -> None:
+        """A command of the daemon's ``work`` (writes, reads, upkeep) failed."""
         self.errors += 1
         if self._link is not None and not isinstance(exc, self._link.lost_errors):
-            logger.error("Redis at %s refused a command: %s", self.url, exc)
+            if self._refusals.get(work) != str(exc):  # said once while it lasts
+                logger.error("Redis at %s refused a command of this daemon's %s: %s",
+                             self.url, work, exc)
+            self._refusals[work] = str(exc)
             return
         if self.available:
             logger.error("lost Redis at %s (%s): emits are refused with backend_unavailable "
@@ -687,7 +696,9 @@ class RedisBroker(Broker):
         self.available = False
         self._problem = str(exc) or type(exc).__name__
 
-    def _back(self) -> None:
+    def _back(self, work: str) -> None:
+        if self._refusals.pop(work, None) is not None:
+            logger.info("Redis at %s takes this daemon's %s again", self.url, work)
         if not self.available and self._link is not None:
             logger.info("Redis at %s is back: emits are accepted again", self.url)
             self.available = True
@@ -728,6 +739,8 @@ class RedisBroker(Broker):
 
     def problems(self) -> list[str]:
         found = [] if self.available else [f"emits are refused: {self.unavailable()}"]
+        found += [f"Redis refuses this daemon's {work}: {text}"
+                  for work, text in sorted(self._refusals.items())]
         return found if self.loss is None else [*found, self.loss]
 
     def link_state(self) -> tuple[int, bool] | None:
