@@ -31,6 +31,8 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
     ("litestar_app.py", ["created ada@example.com", "deleted ada@example.com",
                          "the daemon ran 4 deliveries:",
                          "would tell customer support why a user left: moved to a cabin"]),
+    ("outbox_app.py", ["POST /users ada@example.com: 409", "the daemon ran 4 deliveries:",
+                       "would send a welcome mail to bob@example.com"]),
     ("two_hosts.py", ["ran by host: host-a ", ", host-b ", "300 deliveries, each run once: True"]),
     ("emit_from_python.py", ["Client.emit queued 1 delivery", "AsyncClient.emit queued 1",
                              "would send a welcome mail to eve@example.com"]),
