@@ -39,7 +39,7 @@ class Unrouted:
             return self._seen[event_id]
         if len(self._seen) >= REMEMBERED:
             self._seen.clear()
-        exact = [name for name in self._known() if not is_pattern(name)]
+        exact = sorted({name for name in self._known() if not is_pattern(name)})
         close = difflib.get_close_matches(event_id, exact, n=3, cutoff=0.75)
         self._seen[event_id] = close[0] if close else None
         now = time.monotonic()
