@@ -15,6 +15,7 @@ import pytest
 from eventbus_cli import AsyncClient
 from eventbus_cli.daemon.server import serve
 from eventbus_cli.errors import BackendError, RemoteError
+from eventbus_cli.protocol.results import EmitResult
 from tests.stores import probe
 from tests.stores.conftest import Daemons, Store
 
@@ -161,3 +162,18 @@ def _with_command_timeout(tables: Callable[[Path, str], dict[str, Any]],
         return {**found, "backend": {**found["backend"], "command_timeout": seconds}}
 
     return made
+
+
+async def test_a_key_that_holds_no_answer_we_can_read_is_still_a_duplicate(
+    daemons: Daemons, store: Store,
+) -> None:
+    async with daemons.run("a") as client:
+        async with _redis(store) as server:  # as an older eventbus kept it, or a stranger
+            await server.set(daemons.prefix + ":key:old", "1", px=60_000)
+            await server.set(daemons.prefix + ":key:odd", '{"deliveries": "x"}', px=60_000)
+        old = await client.submit("work", key="old")
+        odd = await client.submit("work", key="odd")
+        assert await client.join(30)
+    assert old == EmitResult("work", 0, duplicate=True)
+    assert odd == EmitResult("work", 0, duplicate=True)
+    assert probe.runs == []

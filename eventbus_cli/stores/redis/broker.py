@@ -54,6 +54,20 @@ _TAKEN_KEPT = 10_000  # most first answers kept for emits whose asker has not co
 _REMOVED = "is not loaded by any daemon any more (removed by a reload)"
 
 
+def _first_answer(kept: bytes, event_id: str) -> dict[str, Any]:
+    """The answer kept under a dedupe key, as an emit's answer; a key an older eventbus (or
+    anything else) wrote holds no answer we can read: the event and 0 deliveries stand in."""
+    try:
+        found = json.loads(kept)
+    except ValueError:
+        found = None
+    if (isinstance(found, dict) and isinstance(found.get("event_id"), str)
+            and isinstance(found.get("deliveries"), int)):
+        return {name: found[name] for name in ("event_id", "deliveries", "due") if name in found
+                and (name != "due" or isinstance(found[name], str))}
+    return {"event_id": event_id, "deliveries": 0}
+
+
 def default_name(socket_path: Path) -> str:
     """This daemon's consumer name when ``[backend] name`` is not set: the host and a hash
     of the socket path, stable across restarts, so a restart resumes what it held."""
@@ -529,11 +543,7 @@ class RedisBroker(Broker):
             key, made, due, answer = taken.emits[index]
             assert key is not None
             assert answer is not None
-            try:
-                kept = json.loads(first)
-            except ValueError:  # a key kept by an older eventbus: its answer is unknown
-                kept = {"event_id": answer["event_id"], "deliveries": 0}
-            self._taken[key] = kept
+            self._taken[key] = _first_answer(first, answer["event_id"])
             if due is not None:  # sent, but not scheduled: not in the bus's count to come
                 self._scheduled_sent -= len(made)
         while len(self._taken) > _TAKEN_KEPT:  # answers nobody asked for (the client left)
