@@ -119,8 +119,10 @@ class Relay:
             raise EventbusError(str(exc)) from None
 
     def forward(self) -> int:
-        """One round: send the oldest rows, delete those the daemon took; return how many
-        it took. Raises what stops the round (the daemon away, the database away)."""
+        """One round: send the oldest rows, delete those the daemon took (and mark one it
+        refused for good); return how many rows the round settled. Raises what stops the
+        round (the daemon away or refusing for now, the database away), once the rows the
+        daemon took are deleted."""
         from sqlalchemy import delete, select, update
 
         table = self.outbox.table
@@ -137,24 +139,25 @@ class Relay:
                        "key": f"outbox:{self.outbox.name}:{row.id}:{int(row.created * 1e6)}"}
                       for row in rows]
             result = self._daemon().emit_many(events)
-            taken = [row.id for row in rows[:result.accepted]]
+            # Batches go pipelined: the rows taken are those of no rejected range.
+            rejected = {index for start, stop in result.rejected for index in range(start, stop)}
+            taken = [row.id for index, row in enumerate(rows) if index not in rejected]
             if taken:
                 connection.execute(delete(table).where(columns.id.in_(taken)))
             self.sent += len(taken)
-            error = result.error
-            if error is None:
-                return len(taken)
-            index = result.accepted + _index(error)
-            if not error.for_good or index >= len(rows):
-                raise error
-            row = rows[index]
-            connection.execute(update(table).where(columns.id == row.id).values(
-                error=str(error)))
-            self.refused += 1
-            logger.error("the daemon refused outbox row %d (event %r) for good; it stays in "
-                         "%s with the reason in `error`, skipped until that is cleared: %s",
-                         row.id, row.event, self.outbox.qualified, error)
-            return len(taken) + 1
+            error, index = result.error, _index(result.error)
+            if error is not None and error.for_good and index is not None and index < len(rows):
+                row = rows[index]
+                connection.execute(update(table).where(columns.id == row.id).values(
+                    error=str(error)))
+                self.refused += 1
+                logger.error("the daemon refused outbox row %d (event %r) for good; it stays "
+                             "in %s with the reason in `error`, skipped until that is "
+                             "cleared: %s", row.id, row.event, self.outbox.qualified, error)
+                return len(taken) + 1
+        if error is not None:
+            raise error  # the rows it took are deleted: the rest go again after a pause
+        return len(taken)
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
                   ) -> None:
@@ -224,9 +227,10 @@ class Relay:
         return f"Relay({self.outbox.qualified} -> {self.socket_path}, sent {self.sent})"
 
 
-def _index(error: RemoteError) -> int:
-    index = error.details.get("index", 0)
-    return index if isinstance(index, int) else 0
+def _index(error: RemoteError | None) -> int | None:
+    """The index, among the rows sent, of the event ``error`` refused, if it names one."""
+    index = error.details.get("index") if error is not None else None
+    return index if isinstance(index, int) else None
 
 
 def relay_until_stopped(relay: Relay, *, once: bool = False) -> int:

@@ -248,3 +248,29 @@ def test_the_relay_command_names_a_database_it_cannot_use(daemon: Daemon,
     assert wrong.returncode == 1
     assert "exists without the outbox's columns" in wrong.stderr
     engine.dispose()
+
+
+def test_a_refusal_amid_pipelined_batches_deletes_exactly_the_rows_the_daemon_took(
+    short_dir: Path, tmp_path: Path,
+) -> None:
+    outbox = Outbox()
+    engine = _engine(f"sqlite:///{tmp_path / 'app.db'}", outbox)
+    with engine.begin() as connection:  # ~60 rows a batch under a 64 KiB message limit
+        for n in range(300):
+            if n == 150:
+                outbox.emit(connection, "strict", n="not a number")
+            else:
+                outbox.emit(connection, "user_created", email=f"{n}@example.com", pad="x" * 900)
+    with running(short_dir, listeners=LISTENERS,
+                 config="[daemon]\nmax_message_bytes = 65536\n") as daemon:
+        relay = Relay(engine, daemon.socket, outbox=outbox)
+        while relay.forward():
+            pass
+        daemon.wait_for_records(299)
+        emails = _emails(daemon)
+        relay.close()
+    assert len(emails) == len(set(emails)) == 299
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT event FROM eventbus_outbox")).scalars().all() == [
+            "strict"]
+    engine.dispose()
