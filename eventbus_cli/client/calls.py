@@ -18,8 +18,8 @@ from ..protocol.codec import LineSplitter, Reply
 if TYPE_CHECKING:  # types only: `eventbus emit` starts without building them
     from datetime import datetime
 
-__all__ = ("BulkResult", "ReplyLines", "emit_fields", "list_fields", "no_daemon", "result_of",
-           "retry_fields", "trace_fields")
+__all__ = ("BulkResult", "ReplyLines", "daemon_socket", "emit_fields", "list_fields",
+           "no_daemon", "result_of", "retry_fields", "trace_fields")
 
 
 class BulkResult(NamedTuple):
@@ -109,6 +109,18 @@ def retry_fields(delivery_ids: Sequence[int] | None) -> dict[str, Any]:
 def _timestamp(when: datetime) -> str:
     """``when`` as the protocol's ISO 8601, with this machine's offset if it had none."""
     return (when if when.tzinfo is not None else when.astimezone()).isoformat()
+
+
+def daemon_socket(socket: Path | str | None) -> tuple[Path, tuple[int, ...]]:
+    """The socket an app-side sender uses, and the uids it trusts there besides its own:
+    ``socket`` if given (trusting none), else the one the CLI would use (EVENTBUS_SOCKET, or
+    the nearest ``eventbus.toml``) with that config's ``allow_uids``."""
+    if socket is not None:
+        return Path(socket), ()
+    from ..config import resolve_config
+
+    daemon = resolve_config().daemon
+    return daemon.socket_path, daemon.allow_uids
 
 
 def no_daemon(path: Path, exc: OSError) -> NoDaemonError:

@@ -22,7 +22,6 @@ import anyio
 import anyio.abc
 import msgspec
 
-from ..config import resolve_config
 from ..errors import (
     EmitterNotRunningError,
     EventbusError,
@@ -32,7 +31,7 @@ from ..errors import (
 from ..names import validate_event_id
 from ..plural import counted
 from .aio import AsyncClient
-from .calls import trace_fields
+from .calls import daemon_socket, trace_fields
 from .spill import Spill
 
 if TYPE_CHECKING:
@@ -80,11 +79,7 @@ class DaemonEmitter:
                  buffer_bytes: int = 64 << 20, flush_timeout: float = 10.0,
                  relay: Relay | None = None, require_listener: bool = False,
                  spill: Path | str | None = None) -> None:
-        if socket is None:
-            config = resolve_config()
-            self.socket_path, self._trusted = config.daemon.socket_path, config.daemon.allow_uids
-        else:
-            self.socket_path, self._trusted = Path(socket), ()
+        self.socket_path, self._trusted = daemon_socket(socket)
         self.buffer_size = buffer_size
         self.buffer_bytes = buffer_bytes
         self.flush_timeout = flush_timeout

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
-from ..config import resolve_config
 from ..errors import (
     EventbusError,
     RemoteError,
 )
+from .calls import daemon_socket
 from .sync import Client
 from .transactional import CHANNEL, TABLE, Outbox
 
@@ -63,11 +63,7 @@ class Relay:
                  poll: float = 0.1, create_table: bool = True) -> None:
         self.outbox = outbox or Outbox(table)
         self._db = db
-        if socket is None:
-            config = resolve_config()
-            self.socket_path, self._trusted = config.daemon.socket_path, config.daemon.allow_uids
-        else:
-            self.socket_path, self._trusted = Path(socket), ()
+        self.socket_path, self._trusted = daemon_socket(socket)
         self.batch = batch
         self.poll = poll
         self.create_table = create_table
