@@ -95,15 +95,16 @@ def trace_fields() -> dict[str, str]:
     return {name: carrier[name] for name in ("traceparent", "tracestate") if name in carrier}
 
 
-def list_fields(state: str | None, limit: int | None) -> dict[str, Any]:
-    """The fields of a ``list`` request."""
-    return {key: value for key, value in (("state", state), ("limit", limit))
-            if value is not None}
+def list_fields(**values: Any) -> dict[str, Any]:
+    """The fields of a ``list`` or ``retry`` request: the values given, Nones left out."""
+    return {key: value for key, value in values.items() if value is not None}
 
 
-def retry_fields(delivery_ids: Sequence[int] | None) -> dict[str, Any]:
-    """The fields of a ``retry`` request: every failed delivery for None."""
-    return {"all": True} if delivery_ids is None else {"deliveries": list(delivery_ids)}
+def retry_fields(delivery_ids: Sequence[int] | None, **matching: str | None) -> dict[str, Any]:
+    """The fields of a ``retry`` request: every failed delivery (that ``matching`` admits)
+    for None; the daemon refuses ids with ``matching``."""
+    chosen = {"all": True} if delivery_ids is None else {"deliveries": list(delivery_ids)}
+    return chosen | list_fields(**matching)
 
 
 def _timestamp(when: datetime) -> str:

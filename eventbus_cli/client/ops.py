@@ -203,9 +203,15 @@ def queue() -> Call[QueueCounts]:
     return Call("queue", {}, _decoded("QueueCounts"))
 
 
-def deliveries(state: str | None = None, limit: int | None = None) -> Call[list[DeliveryInfo]]:
-    """The deliveries held (of one state), newest first, as ``queue list --json``."""
-    return Call("list", list_fields(state, limit), _decoded("DeliveryInfo", many=True))
+def deliveries(state: str | None = None, limit: int | None = None, *,
+               before: int | None = None, listener: str | None = None,
+               event: str | None = None, text: str | None = None) -> Call[list[DeliveryInfo]]:
+    """The deliveries held (of one state), newest first, as ``queue list --json``; only ids
+    below ``before`` (the next page), of ``listener``, of events matching the glob
+    ``event``, whose error holds ``text`` (any case), where given."""
+    fields = list_fields(state=state, limit=limit, before=before, listener=listener,
+                         event=event, text=text)
+    return Call("list", fields, _decoded("DeliveryInfo", many=True))
 
 
 def delivery(delivery_id: int) -> Call[DeliveryDetail]:
@@ -247,9 +253,13 @@ def fire(name: str) -> Call[ScheduleInfo]:
     return Call("fire", {"name": name}, _decoded("ScheduleInfo"))
 
 
-def retry(delivery_ids: Sequence[int] | None = None) -> Call[list[int]]:
-    """Queue failed deliveries again (every one for None); return their ids."""
-    return Call("retry", retry_fields(delivery_ids), lambda result: list(result["retried"]))
+def retry(delivery_ids: Sequence[int] | None = None, *, listener: str | None = None,
+          event: str | None = None, text: str | None = None) -> Call[list[int]]:
+    """Queue failed deliveries again: these, or (None) every one, or every one of
+    ``listener``, of events matching ``event``, whose error holds ``text``; return their
+    ids."""
+    fields = retry_fields(delivery_ids, listener=listener, event=event, text=text)
+    return Call("retry", fields, lambda result: list(result["retried"]))
 
 
 def purge(state: str) -> Call[int]:

@@ -12,7 +12,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from ..protocol.requests import (
     FireRequest,
     JoinRequest,
     ListRequest,
+    Matching,
     PurgeRequest,
     Request,
     RetryRequest,
@@ -271,7 +272,9 @@ class Operations:
     async def _list(self, request: ListRequest, flush: Flush) -> list[DeliveryInfo]:
         state = DeliveryState(request.state) if request.state else None
         await self.broker.refresh(listing=True)
-        held = self.broker.deliveries(state)
+        held: Iterable[Delivery] = self.broker.deliveries(state)
+        if request.before is not None or request.matching:
+            held = _chosen(held, request.before, request.matching)
         newest = (heapq.nlargest(request.limit, held, key=_by_id) if request.limit is not None
                   else sorted(held, key=_by_id, reverse=True))
         found: list[DeliveryInfo] = []
@@ -338,7 +341,14 @@ class Operations:
 
     @_handles("retry")
     async def _retry(self, request: RetryRequest, flush: Flush) -> Retried:
-        retried = await self.broker.retry(request.deliveries)
+        chosen = request.deliveries
+        if request.matching:
+            await self.broker.refresh(listing=True)
+            chosen = tuple(delivery.id for delivery in
+                           _chosen(self.broker.failed_list, None, request.matching))
+            if not chosen:
+                return Retried([])
+        retried = await self.broker.retry(chosen)
         return Retried([delivery.id for delivery in retried])
 
     @_handles("purge")
@@ -377,6 +387,14 @@ class Operations:
         return ReloadResult(len(self.emitter.listeners), list(changes.added),
                             list(changes.removed), list(changes.kept), changes.failed,
                             len(schedules))
+
+
+def _chosen(deliveries: Iterable[Delivery], before: int | None,
+            matching: Matching) -> Iterator[Delivery]:
+    for delivery in deliveries:
+        if (before is None or delivery.id < before) and matching.admits(
+                delivery.listener, delivery.event, delivery.error):
+            yield delivery
 
 
 def _by_id(delivery: Delivery) -> int:

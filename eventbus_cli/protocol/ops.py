@@ -24,6 +24,7 @@ from .requests import (
     FireRequest,
     JoinRequest,
     ListRequest,
+    Matching,
     PurgeRequest,
     Request,
     RetryRequest,
@@ -215,11 +216,51 @@ def _build_schema(values: dict[str, Any]) -> dict[str, Any]:
         raise ProtocolError(ErrorCode.INVALID_EVENT, str(exc)) from None
 
 
+def _text(value: object) -> str:
+    if isinstance(value, str) and 1 <= len(value) <= 200:
+        return value
+    raise _Bad("a text of 1 to 200 characters")
+
+
+def _listener_name(value: object) -> str:
+    if isinstance(value, str) and 1 <= len(value) <= 200:
+        return value
+    raise _Bad("a listener's name, as `listeners list` shows it")
+
+
+def _pattern(value: object) -> str:
+    try:
+        return validate_pattern(value)
+    except InvalidEventIdError as exc:
+        raise _Bad(f"an event id or glob ({exc})") from None
+
+
+_MATCHING = (
+    Field("listener", _listener_name, "only deliveries of this listener"),
+    Field("event", _pattern, "only deliveries of events matching this id or glob"),
+    Field("text", _text, "only deliveries whose error holds this text (any case)"),
+)
+
+
+def _matching(values: dict[str, Any]) -> Matching:
+    return Matching(**{field.name: values.pop(field.name) for field in _MATCHING
+                       if field.name in values})
+
+
+def _build_list(values: dict[str, Any]) -> dict[str, Any]:
+    matching = _matching(values)
+    return values | {"matching": matching} if matching else values
+
+
 def _build_retry(values: dict[str, Any]) -> dict[str, Any]:
+    matching = _matching(values)
     if values.get("all", False) == ("deliveries" in values):
         raise ProtocolError(ErrorCode.BAD_REQUEST,
                             'give "deliveries" (a list of ids) or "all": true, not both')
-    return {"deliveries": values.get("deliveries")}
+    if matching and "deliveries" in values:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, '"listener", "event" and "text" go with '
+                            '"all": true (every failed delivery they match), not with ids')
+    return {"deliveries": values.get("deliveries"), "matching": matching}
 
 
 OPS: dict[str, Op] = {
@@ -273,14 +314,20 @@ OPS: dict[str, Op] = {
     "queue": Op(Request, (), "QueueCounts", "as `queue --json`"),
     "list": Op(ListRequest,
                (Field("state", _one_of(LIST_STATES), "a state (optional)"),
-                Field("limit", _whole_from_1, "at most this many (optional, >= 1)")),
+                Field("limit", _whole_from_1, "at most this many (optional, >= 1)"),
+                Field("before", _delivery_id, "only ids below this one: the next page "
+                      "after a page ending at it (optional)"),
+                *_MATCHING),
                "list[DeliveryInfo]",
-               "as `queue list --json`: the newest first, at most about 16 MiB"),
+               "as `queue list --json`: the newest first, at most about 16 MiB",
+               _build_list),
     "show": Op(ShowRequest, (Field("delivery", _delivery_id, "a delivery id", required=True),),
                "DeliveryDetail", "as `queue show --json`"),
     "retry": Op(RetryRequest,
                 (Field("deliveries", _delivery_ids, "a list of delivery ids"),
-                 Field("all", _bool, "true: every failed delivery (instead of `deliveries`)")),
+                 Field("all", _bool, "true: every failed delivery (instead of `deliveries`), "
+                       "or every one `listener`, `event` and `text` match"),
+                 *_MATCHING),
                 "Retried", '`{"retried": [ids]}`', _build_retry, writes=True),
     "purge": Op(PurgeRequest,
                 (Field("state", _one_of(PURGE_STATES), "`failed`, `pending` or `scheduled`",

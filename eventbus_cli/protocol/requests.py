@@ -9,6 +9,8 @@ limits, in :data:`~.ops.OPS`.
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
+
 from msgspec import Struct
 
 from .event import EventMessage
@@ -19,6 +21,7 @@ __all__ = (
     "FireRequest",
     "JoinRequest",
     "ListRequest",
+    "Matching",
     "PurgeRequest",
     "Request",
     "RetryRequest",
@@ -76,11 +79,33 @@ class SchemaRequest(Request, frozen=True, kw_only=True):
     event: str
 
 
+class Matching(Struct, frozen=True, kw_only=True):
+    """Which deliveries a ``list`` or ``retry`` means: of one ``listener``, of events that
+    match the glob ``event``, whose error holds ``text`` (any case); None admits any."""
+
+    listener: str | None = None
+    event: str | None = None
+    text: str | None = None
+
+    def __bool__(self) -> bool:
+        return any(value is not None for value in (self.listener, self.event, self.text))
+
+    def admits(self, listener: str, event: str, error: str | None) -> bool:
+        """Whether a delivery of ``listener`` for ``event`` that failed with ``error``
+        matches."""
+        return ((self.listener is None or listener == self.listener)
+                and (self.event is None or fnmatchcase(event, self.event))
+                and (self.text is None or self.text.casefold() in (error or "").casefold()))
+
+
 class ListRequest(Request, frozen=True, kw_only=True):
-    """The deliveries held, of ``state`` (all for None), the newest ``limit`` of them."""
+    """The deliveries held, of ``state`` (all for None) that ``matching`` admits, with ids
+    below ``before`` (a page's end), the newest ``limit`` of them."""
 
     state: str | None = None
     limit: int | None = None
+    before: int | None = None
+    matching: Matching = Matching()
 
 
 class ShowRequest(Request, frozen=True, kw_only=True):
@@ -90,9 +115,10 @@ class ShowRequest(Request, frozen=True, kw_only=True):
 
 
 class RetryRequest(Request, frozen=True, kw_only=True):
-    """Queue failed deliveries again: these, or every one for None."""
+    """Queue failed deliveries again: these, or (None) every one ``matching`` admits."""
 
     deliveries: tuple[int, ...] | None
+    matching: Matching = Matching()
 
 
 class PurgeRequest(Request, frozen=True, kw_only=True):

@@ -229,6 +229,31 @@ async def test_a_failure_is_kept_shown_retried_and_purged(daemons: Daemons) -> N
     assert [run.kwargs["n"] for run in probe.of("broken")] == [1, 1, 2, 3]
 
 
+async def test_the_failed_list_pages_filters_and_retries_what_matches(
+        daemons: Daemons) -> None:
+    async with daemons.run() as client:
+        for n in range(5):
+            await client.emit("broken", n=n)
+        await _drained(client)
+        newest = await client.deliveries("failed", limit=2)
+        assert [d.kwargs["n"] for d in newest] == [4, 3]
+        rest = await client.deliveries("failed", before=newest[-1].id)
+        assert [d.kwargs["n"] for d in rest] == [2, 1, 0]
+        assert len(await client.deliveries("failed", listener="contract:broken")) == 5
+        assert await client.deliveries("failed", listener="contract:work") == []
+        assert len(await client.deliveries("failed", event="bro*", text="ON PURPOSE")) == 5
+        assert await client.deliveries("failed", text="no such error") == []
+        assert await client.retry(text="no such error") == []
+        probe.fixed = True
+        retried = await client.retry(listener="contract:broken", event="broken")
+        assert sorted(retried) == sorted(d.id for d in newest + rest)
+        await _drained(client)
+        assert await client.deliveries("failed") == []
+        with pytest.raises(RemoteError, match="go with"):
+            await client.retry([1], text="x")
+    assert sorted(_n(run) for run in probe.of("broken")) == sorted([*range(5)] * 2)
+
+
 # -- due work -------------------------------------------------------------------------------
 
 
