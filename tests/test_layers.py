@@ -23,7 +23,7 @@ FLOORS: dict[str, int] = {
     "stores": 5,
     "daemon": 6, "client": 6,
     "testing": 8,
-    "litestar": 9,
+    "litestar": 9, "dashboard": 9,
     "cli": 10,
     "__init__": 11, "__main__": 11,
 }

@@ -274,7 +274,8 @@ def _global_option_after_command(args: list[str]) -> tuple[str, str] | None:
 
 _COMMAND_MODULES = {"init": "daemon", "serve": "daemon", "status": "daemon", "stop": "daemon",
                     "tail": "daemon", "listeners": "daemon", "emit": "emit", "events": "events",
-                    "queue": "queue", "schedule": "schedule", "relay": "relay"}
+                    "queue": "queue", "schedule": "schedule", "relay": "relay",
+                    "dashboard": "dashboard"}
 """Which module of cli/ registers each command (on ``app`` or its sub-apps) when imported."""
 
 
