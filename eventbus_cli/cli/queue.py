@@ -69,23 +69,35 @@ def _watch_lines(client: Client, interval: float, as_json: bool) -> None:
         return
 
 
+ListenerFilter = Annotated[str | None, typer.Option(
+    "--listener", help="Only deliveries of this listener (as `listeners list` names it).")]
+EventFilter = Annotated[str | None, typer.Option(
+    "--event", help="Only deliveries of events matching this id or glob ('user_*').")]
+ErrorFilter = Annotated[str | None, typer.Option(
+    "--grep", help="Only deliveries whose error holds this text (any case).")]
+
+
 @queue_app.command("list")
 def queue_list(
     ctx: typer.Context,
     state: Annotated[State | None, typer.Option("--state", help="Only deliveries in this state.")
                      ] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Show at most N.")] = None,
+    listener: ListenerFilter = None,
+    event: EventFilter = None,
+    grep: ErrorFilter = None,
     as_json: JsonOption = False,
 ) -> None:
     """List deliveries, newest first: pending, running, retrying and failed (or one state).
 
-    Example: eventbus queue list --state failed --limit 20
+    Example: eventbus queue list --state failed --limit 20 --grep Timeout
     """
     with reported(as_json), client_for(ctx) as client:
-        deliveries = client.deliveries(state.value if state else None, limit)
+        deliveries = client.deliveries(state.value if state else None, limit,
+                                       listener=listener, event=event, text=grep)
         held = _held(client.queue(), state.value if state else None)
     show(deliveries, as_json, "print_deliveries", state=state.value if state else None)
-    if len(deliveries) < held:
+    if len(deliveries) < held and not (listener or event or grep):
         why = ("--limit" if limit is not None and len(deliveries) == limit
                else "a reply holds about 16 MiB; --state or --limit choose what to see")
         kind = f"{state.value} " if state else ""
@@ -131,19 +143,28 @@ def queue_retry(
     deliveries: Annotated[list[int] | None, typer.Argument(
         help="Ids of failed deliveries.", parser=_delivery_id, metavar="IDS...",
         show_default=False)] = None,
-    every: Annotated[bool, typer.Option("--all", help="Retry every failed delivery.")] = False,
+    every: Annotated[bool, typer.Option(
+        "--all", help="Retry every failed delivery (that --listener, --event, --grep match)."
+    )] = False,
+    listener: ListenerFilter = None,
+    event: EventFilter = None,
+    grep: ErrorFilter = None,
 ) -> None:
     """Queue failed deliveries again, attempts counted afresh.
 
-    Example: eventbus queue retry 41 42   (or: eventbus queue retry --all)
+    Example: eventbus queue retry 41 42   (or: eventbus queue retry --all --grep Timeout)
     """
     if every and deliveries:
         refuse("give delivery ids or --all, not both")
     if not every and not deliveries:
         refuse("say which failed deliveries to retry: their ids (`eventbus "
                                "queue list --state failed` shows them), or --all")
+    if deliveries and (listener or event or grep):
+        refuse("--listener, --event and --grep choose among all failed deliveries: "
+               "use them with --all, not with ids")
     with reported(), client_for(ctx) as client:
-        retried = client.retry(None if every else deliveries)
+        retried = client.retry(None if every else deliveries, listener=listener, event=event,
+                               text=grep)
     typer.echo(f"{counted(len(retried), 'delivery')} queued again")
 
 

@@ -52,6 +52,14 @@ class Board:
     timeout: float = 10.0
     history: deque[Sample] = field(default_factory=deque)
 
+    # Litestar copies a router's opt into each route it registers: every route must still
+    # share this one board (its settings, its history), so copying gives the board itself.
+    def __copy__(self) -> Board:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Board:
+        return self
+
     @property
     def actions(self) -> bool:
         """Whether this dashboard lets anyone change anything."""

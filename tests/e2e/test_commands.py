@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from eventbus_cli import Client
 from tests.harness import EVENTBUS, Daemon, wait_for
 
 
@@ -122,6 +123,21 @@ def test_queue_list_limit(daemon: Daemon) -> None:
     daemon.open_gate("a", "b", "c")
     assert daemon.cli("queue", "list", "--limit", "0").returncode == 2
     assert daemon.cli("queue", "list", "--state", "lost").returncode == 2
+
+
+def test_queue_list_and_retry_choose_by_listener_event_and_error(daemon: Daemon) -> None:
+    with Client(daemon.socket) as client:
+        client.emit("boom", why=1)
+        client.emit("user_created", email="x")
+        assert client.join(30)
+    assert len(daemon.json("queue", "list", "--state", "failed", "--grep", "EXPLODED")) == 1
+    assert daemon.json("queue", "list", "--event", "user_*", "--state", "failed") == []
+    assert daemon.json("queue", "list", "--listener", "recorder:record") == []
+    assert daemon.cli("queue", "retry", "1", "--grep", "x").returncode == 2
+    retried = daemon.cli("queue", "retry", "--all", "--grep", "no such error")
+    assert "0 deliveries queued again" in retried.stdout
+    retried = daemon.cli("queue", "retry", "--all", "--listener", "recorder:explode")
+    assert "1 delivery queued again" in retried.stdout
 
 
 def test_status_json_document(daemon: Daemon) -> None:
