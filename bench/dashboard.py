@@ -76,7 +76,7 @@ def main() -> None:
             listener.bind(("127.0.0.1", 0))
             listener.listen(128)
             server = uvicorn.Server(uvicorn.Config(dashboard_app(board), log_config=None,
-                                                   access_log=False, lifespan="off"))
+                                                   access_log=False))
             threading.Thread(target=server.run, kwargs={"sockets": [listener]},
                              daemon=True).start()
             url = f"http://127.0.0.1:{listener.getsockname()[1]}"

@@ -4,6 +4,7 @@ restarts between two pages is simply found again."""
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import time
 from collections import deque
@@ -12,7 +13,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import anyio
+
 from ..client.aio import AsyncClient
+from ..errors import EventbusError
 from ..protocol.results import QueueCounts
 
 __all__ = ("HISTORY_SECONDS", "Board", "Sample")
@@ -76,6 +80,17 @@ class Board:
         async with AsyncClient(self.socket_path, timeout=self.timeout,
                                trusted_uids=self.trusted_uids) as client:
             yield client
+
+    async def sample(self, every: float = 2.0) -> None:
+        """Record the queue's depth every ``every`` seconds, forever (a standalone dashboard
+        runs it, so its chart covers the minutes before a page was opened too)."""
+        while True:
+            with contextlib.suppress(EventbusError):
+                async with self.client() as client:
+                    while True:
+                        self.record(await client.queue())
+                        await anyio.sleep(every)
+            await anyio.sleep(every)
 
     def record(self, counts: QueueCounts) -> None:
         """Keep the depth ``counts`` show (at most one sample a second), forgetting what is

@@ -11,6 +11,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from litestar import MediaType, Request, Response
 
 from ..errors import EventbusError, InvalidEventIdError, NoDaemonError, RemoteError
+from ..plural import counted
 from .access import CSRF_COOKIE, Forbidden, csrf_value
 from .board import Board
 
@@ -41,6 +42,7 @@ def _templates() -> Environment:
                               trim_blocks=True, lstrip_blocks=True)
     environment.filters["ago"] = _ago
     environment.filters["as_json"] = _as_json
+    environment.filters["counted"] = counted
     return environment
 
 

@@ -7,9 +7,11 @@ import ipaddress
 import os
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
 from litestar import Litestar
 
 from ..errors import EventbusError
@@ -50,15 +52,22 @@ def standalone_board(socket_path: Path, trusted_uids: tuple[int, ...], *,
 
 
 def dashboard_app(board: Board) -> Litestar:
-    """A Litestar app serving the dashboard at ``/``."""
+    """A Litestar app serving the dashboard at ``/``, sampling the queue's depth while it
+    runs."""
+    @asynccontextmanager
+    async def sampling(app: Litestar) -> AsyncIterator[None]:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(board.sample)
+            yield
+            tasks.cancel_scope.cancel()
+
     return Litestar(route_handlers=[EventbusDashboard("/", board=board)], debug=False,
-                    openapi_config=None, logging_config=None)
+                    openapi_config=None, logging_config=None, lifespan=[sampling])
 
 
 def serve_dashboard(board: Board, listen: Listen, *,
                     ready: Callable[[str], None] = lambda url: None) -> None:
     """Serve the dashboard until interrupted; ``ready(url)`` once it accepts connections."""
-    import anyio
     import uvicorn
 
     host, port = listen
@@ -75,6 +84,6 @@ def serve_dashboard(board: Board, listen: Listen, *,
     bound = listener.getsockname()[1]
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     config = uvicorn.Config(dashboard_app(board), log_config=None, access_log=False,
-                            lifespan="off", timeout_graceful_shutdown=1)
+                            timeout_graceful_shutdown=1)
     ready(f"http://{shown}:{bound}/")
     anyio.run(uvicorn.Server(config).serve, [listener])

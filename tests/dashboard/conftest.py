@@ -78,7 +78,7 @@ def served(short_dir: Path) -> Iterator[Served]:
         listener.bind(("127.0.0.1", 0))
         listener.listen(128)
         config = uvicorn.Config(dashboard_app(board), log_config=None, access_log=False,
-                                lifespan="off", timeout_graceful_shutdown=1)
+                                timeout_graceful_shutdown=1)
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]},
                                   daemon=True)

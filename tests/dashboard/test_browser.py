@@ -138,7 +138,7 @@ def test_the_pages_show_schedules_listeners_catalog_and_the_tail(
     expect(page.locator("[data-outcome]")).to_contain_text("email")
     page.get_by_label("kwargs (a JSON object)").fill('{"email": "ada@example.com"}')
     page.get_by_role("button", name="Emit").click()
-    expect(page.locator("[data-outcome]")).to_contain_text("Emitted: 1 deliveries queued")
+    expect(page.locator("[data-outcome]")).to_contain_text("Emitted: 1 delivery queued")
 
     page.goto(served.url + "/tail?pattern=user_*")
     expect(page.locator("table.tail")).to_have_attribute("data-following", "yes")
