@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import TypeGuard
 
-__all__ = ("is_whole", "number_problem")
+__all__ = ("is_whole", "number_problem", "rate_per_second")
 
 
 def is_whole(value: object) -> TypeGuard[int]:
@@ -41,3 +41,25 @@ def number_problem(
     if maximum is not None and number > maximum:
         return want
     return None
+
+
+_PER = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
+        "h": 3600.0, "hour": 3600.0}
+
+
+def rate_per_second(text: object) -> float:
+    """A rate such as ``"10/s"``, ``"100/min"`` or ``"500/hour"`` as calls per second;
+    ValueError saying what a rate looks like otherwise."""
+    want = ('a rate such as "10/s", "100/min" or "500/h": a number above 0, then /s, /min '
+            "or /h")
+    if not isinstance(text, str):
+        raise ValueError(f"{want}, not {text!r}")
+    count, _, unit = text.replace(" ", "").partition("/")
+    seconds = _PER.get(unit.lower().removesuffix("s") if len(unit) > 3 else unit.lower())
+    try:
+        number = float(count)
+    except ValueError:
+        number = math.nan
+    if seconds is None or not math.isfinite(number) or number <= 0:
+        raise ValueError(f"{want}, not {text!r}")
+    return number / seconds

@@ -137,13 +137,15 @@ class DeliveryOptions(NamedTuple):
     ``retries`` further attempts after the first failure, waiting ``backoff`` seconds before
     the first retry and twice as long before each next one; each call may take ``timeout``
     seconds (``math.inf`` for no limit). ``check`` is what an emit whose arguments the
-    listener cannot take gets: one of :data:`CHECKS`.
+    listener cannot take gets: one of :data:`CHECKS`. ``rate`` (``"10/s"``, ``"100/min"``)
+    spaces the starts of its calls evenly, at most that many per interval; None: no limit.
     """
 
     retries: int = 0
     backoff: float = 0.5
     timeout: float = 60.0
     check: str = "reject"
+    rate: str | None = None
 
     def delay_before(self, attempt: int) -> float:
         """Seconds to wait before attempt number ``attempt`` (2 for the first retry)."""
@@ -210,6 +212,40 @@ def _schedule_tables(tables: object, path: Path | None) -> tuple[dict[str, Any],
     return tuple(dict(table) for table in tables)
 
 
+_LISTENER_KEYS = ("retries", "backoff", "timeout", "check", "rate")
+
+
+def _listener_tables(tables: object, path: Path | None) -> dict[str, dict[str, Any]]:
+    """``[listeners."module:name"]`` tables, each key checked as the decorator checks it."""
+    from .checks import rate_per_second
+
+    if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
+        raise ConfigError(path, "listeners", 'must be tables, each written [listeners."NAME"] '
+                          "with the listener's name as `eventbus listeners list` shows it")
+    found: dict[str, dict[str, Any]] = {}
+    for name, table in tables.items():
+        where = f'listeners."{name}"'
+        for key, value in table.items():
+            if key not in _LISTENER_KEYS:
+                raise ConfigError(path, f"{where}.{key}", "unknown key; a listener's table "
+                                  "takes " + ", ".join(_LISTENER_KEYS))
+            if key == "rate":
+                try:
+                    rate_per_second(value)
+                except ValueError as exc:
+                    raise ConfigError(path, f"{where}.rate", f"expected {exc}") from None
+            elif key == "check":
+                if value not in CHECKS:
+                    raise ConfigError(path, f"{where}.check",
+                                      f"expected one of {', '.join(CHECKS)}, got {value!r}")
+            elif (want := number_problem(value, whole=key == "retries", minimum=0,
+                                         above=key == "timeout")) is not None:
+                raise ConfigError(path, f"{where}.{key}", f"expected {want}, got {value!r}")
+        found[name] = {key: float(value) if key in ("backoff", "timeout") else value
+                       for key, value in table.items()}
+    return found
+
+
 _ID_RANGE = (0, 2**32 - 2)  # a uid or gid; 2**32 - 1 is (uid_t) -1, "no one"
 _SECTIONS: dict[str, type[Any]] = {
     "daemon": DaemonConfig, "journal": JournalConfig, "delivery": DeliveryConfig,
@@ -229,6 +265,9 @@ class Config:
     path: Path | None = None
     schedules: tuple[dict[str, Any], ...] = ()
     """The ``[[schedule]]`` tables, their keys checked (the daemon makes them schedules)."""
+    listeners: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The ``[listeners."NAME"]`` tables: options for one listener, over what its
+    ``@listener(...)`` says (``retries``, ``backoff``, ``timeout``, ``check``, ``rate``)."""
 
     @classmethod
     def from_toml(cls, path: Path | str) -> Config:
@@ -254,6 +293,9 @@ class Config:
         for name, table in data.items():
             if name == "schedule":
                 sections["schedules"] = _schedule_tables(table, path)
+                continue
+            if name == "listeners":
+                sections["listeners"] = _listener_tables(table, path)
                 continue
             if name not in _SECTIONS:
                 known = ", ".join(f"[{key}]" for key in _SECTIONS)

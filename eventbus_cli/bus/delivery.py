@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from ..protocol.event import NORMAL, PRIORITIES
+
 __all__ = ("Delivery", "DeliveryObserver", "DeliveryState", "EmitterStats", "ListenerStats",
            "iso_time")
 
@@ -89,6 +91,8 @@ class Delivery:
         "id",
         "kwargs",
         "listener",
+        "order_key",
+        "priority",
         "queued_at",
         "size",
         "started_at",
@@ -117,6 +121,8 @@ class Delivery:
         self.started_at = 0.0  # time.time() its last attempt began; 0.0 before the first
         self.failed_at: float | None = None  # time.time() it last failed its final attempt
         self.trace: dict[str, str] | None = None  # the emit's W3C trace context, if it had one
+        self.priority = NORMAL  # an index of PRIORITIES: higher runs first in its lane
+        self.order_key: str | None = None  # deliveries of one key run one at a time, in order
 
     def to_dict(self) -> dict[str, Any]:
         """The ``queue list --json`` item; ``args`` and ``kwargs`` as given to emit."""
@@ -133,6 +139,8 @@ class Delivery:
             "due": iso_time(self.due_at),
             "args": list(self.args),
             "kwargs": dict(self.kwargs),
+            "priority": PRIORITIES[self.priority],
+            "order_key": self.order_key,
         }
 
     def __repr__(self) -> str:

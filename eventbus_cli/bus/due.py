@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from .delivery import Delivery
 
 if TYPE_CHECKING:
-    from .lanes import Lane
+    from .lane import Lane
 
 __all__ = ("HANDED_OUT", "DueHeap")
 

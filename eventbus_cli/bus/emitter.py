@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from types import TracebackType
@@ -23,9 +23,10 @@ import anyio.abc
 
 from ..checks import number_problem
 from ..config import DaemonConfig, DeliveryConfig, DeliveryOptions
-from ..errors import BadArgumentsError, EmitterNotRunningError
+from ..errors import BadArgumentsError, EmitterNotRunningError, ProtocolError
 from ..names import validate_event_id
 from ..plural import counted
+from ..protocol.event import Ordering, ordering_of
 from .broker import Broker
 from .delivery import Delivery, DeliveryObserver, DeliveryState, EmitterStats
 from .listener import EventListener, ListenerLike
@@ -95,6 +96,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         broker: Broker | None = None,
         timings: bool = False,
         tracing: bool = False,
+        overrides: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         super().__init__(listeners)
         self._tracing = tracing
@@ -113,6 +115,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         self._defaults = defaults or DeliveryOptions()
         self._max_per_listener = max_per_listener
         self._concurrency = concurrency
+        self._overrides = overrides
         self._set = self._listener_set(self.listeners)
         self.broker.serve(self._set.slots, reason=_REMOVED_BY_RELOAD)
         self._shutdown_timeout = shutdown_timeout
@@ -134,7 +137,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
 
     def _listener_set(self, listeners: Sequence[ListenerLike]) -> ListenerSet:
         made = ListenerSet(listeners, defaults=self._defaults, concurrency=self._concurrency,
-                           max_per_listener=self._max_per_listener)
+                           max_per_listener=self._max_per_listener, overrides=self._overrides)
         if self.timings is not None:
             for slot in made.slots:
                 slot.timings = self.timings.of(slot.name)
@@ -203,48 +206,59 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         logger.warning("%s unfinished at shutdown %s%s: %s%s",
                        counted(len(self.unfinished), "delivery"), fate, how, listed, more)
 
-    def emit(self, event_id: str, /, *args: Any, **kwargs: Any) -> int:
+    def emit(self, event_id: str, /, *args: Any, priority: str | None = None,
+             order_key: str | None = None, **kwargs: Any) -> int:
         """Queue one delivery per listener of ``event_id``; raise if the queue lacks room.
 
-        Returns the number of deliveries queued (0 for an unrouted event, which is counted).
+        ``priority`` (``"high"``, ``"normal"``, ``"low"``) and ``order_key`` are ours, never
+        passed to listeners (see :meth:`put` to send kwargs of those names): higher priority
+        runs first within each listener's lane; the deliveries of one order key run one at a
+        time, in emit order, per listener. Returns the number of deliveries queued (0 for an
+        unrouted event, which is counted).
         """
-        return len(self.submit(event_id, *args, **kwargs))
+        return len(self.put(event_id, args, kwargs, ordering=_ordering(priority, order_key)))
 
-    def submit(self, event_id: str, /, *args: Any, **kwargs: Any) -> Sequence[Delivery]:
+    def submit(self, event_id: str, /, *args: Any, priority: str | None = None,
+               order_key: str | None = None, **kwargs: Any) -> Sequence[Delivery]:
         """Like :meth:`emit`, but return the deliveries queued, to follow them."""
-        return self.put(event_id, args, kwargs)
+        return self.put(event_id, args, kwargs, ordering=_ordering(priority, order_key))
 
-    def emit_in(self, seconds: float, event_id: str, /, *args: Any, **kwargs: Any) -> int:
+    def emit_in(self, seconds: float, event_id: str, /, *args: Any, priority: str | None = None,
+                order_key: str | None = None, **kwargs: Any) -> int:
         """Like :meth:`emit`, but the deliveries wait ``seconds`` before they run (routed,
         checked and counted now, as ``scheduled``); returns how many were scheduled."""
         if (want := number_problem(seconds, whole=False, minimum=0)) is not None:
             raise ValueError(f"emit_in: seconds must be {want}, not {seconds!r}")
-        return len(self.put(event_id, args, kwargs, due_at=time.time() + seconds))
+        return len(self.put(event_id, args, kwargs, due_at=time.time() + seconds,
+                            ordering=_ordering(priority, order_key)))
 
     def emit_at(self, when: datetime | float, event_id: str, /, *args: Any,
+                priority: str | None = None, order_key: str | None = None,
                 **kwargs: Any) -> int:
         """Like :meth:`emit_in`, for a time: an aware datetime (a naive one is local time)
         or a time.time() value; a time already past runs now."""
         due = when.timestamp() if isinstance(when, datetime) else when
         if (want := number_problem(due, whole=False, minimum=0)) is not None:
             raise ValueError(f"emit_at: when must be a datetime or {want}, not {when!r}")
-        return len(self.put(event_id, args, kwargs, due_at=float(due)))
+        return len(self.put(event_id, args, kwargs, due_at=float(due),
+                            ordering=_ordering(priority, order_key)))
 
     def put(self, event_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], *,
             size: int = 0, check: bool = True, due_at: float | None = None,
-            key: str | None = None) -> Sequence[Delivery]:
+            key: str | None = None, ordering: Ordering | None = None) -> Sequence[Delivery]:
         """Like :meth:`submit`, with the values as a tuple and a dict and, where known, the
         encoded event's ``size`` in bytes, which counts against the broker's ``max_bytes``
         (the daemon passes the size of the request it read). ``check=False`` skips the
         argument check for this one emit; ``due_at`` (a time.time() value) schedules it;
-        ``key`` is its dedupe key, for a broker that several daemons share."""
+        ``key`` is its dedupe key, for a broker that several daemons share; ``ordering``
+        its priority and order key."""
         slots = self._route(event_id)
         if due_at is not None and due_at > time.time():
             if check:
                 self.check_arguments(event_id, args, kwargs, slots)
             if slots and not self.broker.has_room(len(slots), later=True):
                 raise self.broker.full(event_id, len(slots), later=True)
-            return self.broker.put(event_id, slots, args, kwargs, size, due_at, key)
+            return self.broker.put(event_id, slots, args, kwargs, size, due_at, key, ordering)
         for slot in slots:
             checked = slot.checked
             if checked is not None and check and not checked.accepts(args, kwargs) \
@@ -253,7 +267,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
                 break
         if slots and not self.broker.has_room(len(slots), size):
             raise self.broker.full(event_id, len(slots), size)
-        return self.broker.put(event_id, slots, args, kwargs, size, None, key)
+        return self.broker.put(event_id, slots, args, kwargs, size, None, key, ordering)
 
     def check_arguments(self, event_id: str, args: tuple[Any, ...] | list[Any],
                         kwargs: dict[str, Any], slots: Sequence[Slot] | None = None) -> None:
@@ -273,14 +287,15 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         if refusals:
             raise BadArgumentsError(event_id, refusals)
 
-    async def aemit(self, event_id: str, /, *args: Any, **kwargs: Any) -> int:
+    async def aemit(self, event_id: str, /, *args: Any, priority: str | None = None,
+                    order_key: str | None = None, **kwargs: Any) -> int:
         """Like :meth:`emit`, but wait for room in the queue instead of raising.
 
         Once the queue is full it waits until the queue has drained to half full, so that a
         busy producer and the workers take turns in batches rather than one by one.
         """
-        if self._state is _RUNNING:  # the common case, without a second coroutine
-            slots = self._set.router.get(event_id)
+        if self._state is _RUNNING and priority is None and order_key is None:
+            slots = self._set.router.get(event_id)  # the common case, without a coroutine
             for slot in slots:
                 checked = slot.checked
                 if checked is not None and not checked.accepts(args, kwargs) \
@@ -289,15 +304,17 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
                     break
             if self.broker.has_room(len(slots)):
                 return len(self.broker.put(event_id, slots, args, kwargs))
-        return len(await self.asubmit(event_id, *args, **kwargs))
+        return len(await self.aput(event_id, args, kwargs,
+                                   ordering=_ordering(priority, order_key)))
 
-    async def asubmit(self, event_id: str, /, *args: Any, **kwargs: Any) -> Sequence[Delivery]:
+    async def asubmit(self, event_id: str, /, *args: Any, priority: str | None = None,
+                      order_key: str | None = None, **kwargs: Any) -> Sequence[Delivery]:
         """Like :meth:`aemit`, but return the deliveries queued, to follow them."""
-        return await self.aput(event_id, args, kwargs)
+        return await self.aput(event_id, args, kwargs, ordering=_ordering(priority, order_key))
 
     async def aput(self, event_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], *,
                    size: int = 0, check: bool = True, key: str | None = None,
-                   ) -> Sequence[Delivery]:
+                   ordering: Ordering | None = None) -> Sequence[Delivery]:
         """Like :meth:`put`, but wait for room instead of raising, as :meth:`aemit` does."""
         slots = self._route(event_id)
         if check:
@@ -309,7 +326,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
             await broker.wait_for_room()
             if self._state is not _RUNNING:
                 raise EmitterNotRunningError(self._state)
-        return broker.put(event_id, slots, args, kwargs, size, None, key)
+        return broker.put(event_id, slots, args, kwargs, size, None, key, ordering)
 
     def _route(self, event_id: str) -> tuple[Slot, ...]:
         if self._state is not _RUNNING:
@@ -398,6 +415,16 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         changes = new.changes_from(self._set, failed)
         self._set, self.listeners = new, new.listeners
         return changes
+
+
+def _ordering(priority: str | None, order_key: str | None) -> Ordering | None:
+    """The ordering of an in-process emit, or ValueError naming the value."""
+    if priority is None and order_key is None:
+        return None
+    try:
+        return ordering_of(priority, order_key)
+    except ProtocolError as exc:
+        raise ValueError(exc.problem) from None
 
 
 def _check_number(key: str, value: object, *, minimum: int, whole: bool) -> None:

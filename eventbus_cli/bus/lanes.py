@@ -1,15 +1,17 @@
-"""``LocalLanes``: the one owner of the deliveries this process holds; ``Lane``: one
-listener name's share of them.
+"""``LocalLanes``: the one owner of the deliveries this process holds, in one
+:class:`~.lane.Lane` per listener name.
 
 Invariants (kept by every method here, relied on by every broker that composes it):
 
-- Each served listener name has one :class:`Lane`: its pending deliveries in emit order,
-  the calls it runs, its counters. A name no longer served has its lane retired: its
-  waiting deliveries are handed back to the broker, its running calls finish and count in
-  :attr:`LocalLanes.gone`.
+- Each served listener name has one :class:`~.lane.Lane`: its pending deliveries (by
+  priority, order keys one at a time: see :mod:`.lane`), the calls it runs, its counters.
+  A name no longer served has its lane retired: its waiting deliveries are handed back to
+  the broker, its running calls finish and count in :attr:`LocalLanes.gone`.
 - Workers serve the lanes that have deliveries waiting in turn (round robin), and no lane
   runs more than its slot's ``limit`` calls at once, so a slow listener that fills the pool
-  still leaves a worker for the rest.
+  still leaves a worker for the rest. A paused lane starts nothing; a lane with a rate
+  starts its calls at least ``1 / rate`` seconds apart (``pace`` says when the next may
+  start: at once here, or when a shared store grants it).
 - Deliveries that wait for a time sit in one of two heaps, moved back into their lanes by
   :meth:`LocalLanes.run`: retries waiting out a backoff (``time.monotonic()``) and emits for
   later (``time.time()``: a due time is a date).
@@ -26,6 +28,7 @@ list: those are the broker's.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
 from collections import deque
@@ -35,36 +38,17 @@ from typing import Any
 
 import anyio
 
+from ..protocol.event import Ordering
 from .delivery import Delivery, DeliveryObserver, DeliveryState, ListenerStats
 from .due import DueHeap
+from .lane import Lane
 from .routing import Slot
 
-__all__ = ("Lane", "LocalLanes")
+__all__ = ("LocalLanes",)
 
 logger = logging.getLogger("eventbus.emitter")
 # Module globals: the hot path reads them for every delivery, quicker than class attributes.
 _RUNNING, _SUCCEEDED = DeliveryState.RUNNING, DeliveryState.SUCCEEDED
-
-
-class Lane:
-    """One listener name's deliveries: pending, running, and its counters."""
-
-    __slots__ = ("delayed", "failed", "queue", "ready", "retired", "retried", "running",
-                 "scheduled", "slot", "succeeded")
-
-    def __init__(self, slot: Slot) -> None:
-        self.slot = slot  # the listener of this name loaded now; a reload replaces it
-        self.queue: deque[Delivery] = deque()
-        self.running = 0  # calls of this lane running now
-        self.delayed = 0  # deliveries of this lane in the retry heap
-        self.scheduled = 0  # deliveries of this lane waiting for their due time
-        self.ready = False  # whether the lane stands in the round of lanes with work
-        self.retired = False  # no listener of this name is served any more
-        self.succeeded = self.failed = self.retried = 0
-
-    def stats(self) -> ListenerStats:
-        return ListenerStats(len(self.queue), self.running, self.delayed, self.succeeded,
-                             self.failed, self.retried, self.scheduled)
 
 
 class LocalLanes:
@@ -96,6 +80,10 @@ class LocalLanes:
         self._released_bytes = 0
         self._wakeup: anyio.Event | None = None  # made in run(), inside the loop
         self._joined: anyio.Event | None = None
+        self._paced: list[tuple[float, int, Lane]] = []  # lanes held back by their rate
+        self.pace: Callable[[Lane], float] | None = None
+        """Asked, as a call of a lane with a rate starts, when (time.monotonic()) the next
+        may start at the soonest: a shared store's grant, so the rate holds bus-wide."""
 
     # -- listeners ---------------------------------------------------------------------------
 
@@ -123,13 +111,15 @@ class LocalLanes:
     def withdraw(self, lane: Lane, *, scheduled: bool = True) -> list[Delivery]:
         """Remove and return the lane's pending and retrying deliveries, and (``scheduled``)
         those waiting for their due time."""
-        taken = list(lane.queue)
-        lane.queue.clear()
+        taken = lane.queue.clear()
         if lane.ready:
             self._ready.remove(lane)
             lane.ready = False
         if lane.delayed:
-            taken += self.delayed.take_lane(lane)
+            backing_off = self.delayed.take_lane(lane)
+            for delivery in backing_off:
+                lane.queue.forget(delivery)
+            taken += backing_off
             lane.delayed = 0
         self.waiting -= len(taken)
         self.queued_bytes -= sum(delivery.size for delivery in taken)
@@ -193,7 +183,8 @@ class LocalLanes:
     # -- queueing ----------------------------------------------------------------------------
 
     def queue(self, event_id: str, slots: Sequence[Slot], args: tuple[Any, ...],
-              kwargs: dict[str, Any], size: int, ids: Iterator[int]) -> list[Delivery]:
+              kwargs: dict[str, Any], size: int, ids: Iterator[int],
+              ordering: Ordering | None = None) -> list[Delivery]:
         """Make one delivery of the event per slot, numbered from ``ids``, and queue each in
         the lane of its listener (which must be served); return them. The hot path of every
         emit: one loop, no call per delivery."""
@@ -206,8 +197,15 @@ class LocalLanes:
                                 now)
             made.append(delivery)
             lane = lanes[slot.name]
-            lane.queue.append(delivery)
-            if not lane.ready and lane.running < slot.limit:
+            if ordering is None:
+                pending = lane.queue
+                pending.normal.append(delivery)
+                pending.count += 1
+            else:
+                delivery.priority, delivery.order_key = ordering
+                lane.queue.append(delivery)
+            if not lane.ready and lane.running < slot.limit and lane.open and (
+                    ordering is None or lane.queue.takeable):
                 lane.ready = True
                 ready.append(lane)
             if idle:
@@ -245,16 +243,55 @@ class LocalLanes:
 
     def _append(self, lane: Lane, delivery: Delivery) -> None:
         lane.queue.append(delivery)
-        if not lane.ready and lane.running < lane.slot.limit:
+        if not lane.ready and lane.may_start():
             lane.ready = True
             self._ready.append(lane)
 
     def _make_ready(self, lane: Lane) -> None:
-        if lane.queue and not lane.ready and lane.running < lane.slot.limit:
+        if not lane.ready and lane.may_start():
             lane.ready = True
             self._ready.append(lane)
             if self._idle:
                 self._idle.popleft().set()
+
+    def ended(self, delivery: Delivery, lane: Lane) -> None:
+        """``delivery`` of ``lane`` ended for good (succeeded, or failed at its last
+        attempt): its order key passes to the next delivery of that key."""
+        if delivery.order_key is not None and lane.queue.ended(delivery) is not None:
+            self._make_ready(lane)
+
+    # -- pausing and pacing ------------------------------------------------------------------
+
+    def pause(self, lane: Lane, paused: bool) -> None:
+        """Pause ``lane`` (nothing of it starts; what runs finishes) or resume it."""
+        lane.paused = paused
+        lane.open = not paused and not lane.paced
+        if not lane.open and lane.ready:
+            self._ready.remove(lane)
+            lane.ready = False
+        self._make_ready(lane)
+
+    def _pace(self, lane: Lane) -> None:
+        """A call of ``lane`` (which has a rate) starts: hold the next one back until its
+        rate allows it."""
+        now = time.monotonic()
+        lane.next_start = max(now, lane.next_start) + 1.0 / lane.slot.rate  # type: ignore[operator]
+        if self.pace is not None:
+            lane.next_start = max(lane.next_start, self.pace(lane))
+        if lane.next_start > now:
+            lane.paced, lane.open = True, False
+            heapq.heappush(self._paced, (lane.next_start, id(lane), lane))
+            if self._wakeup is not None:
+                self._wakeup.set()
+
+    def _unpace(self, now: float) -> None:
+        paced = self._paced
+        while paced and paced[0][0] <= now:
+            _, _, lane = heapq.heappop(paced)
+            if lane.paced and lane.next_start <= now:
+                lane.paced = False
+                lane.open = not lane.paused
+                self._make_ready(lane)
 
     # -- workers -----------------------------------------------------------------------------
 
@@ -278,7 +315,9 @@ class LocalLanes:
         delivery = lane.queue.popleft()
         lane.running += 1
         self.running[delivery.id] = (delivery, lane)
-        if lane.queue and lane.running < lane.slot.limit:
+        if lane.slot.rate is not None:
+            self._pace(lane)
+        if lane.may_start():
             ready.append(lane)
         else:
             lane.ready = False
@@ -300,7 +339,9 @@ class LocalLanes:
         """The attempt succeeded: the delivery is done."""
         lane = self.running.pop(delivery.id)[1]
         lane.running -= 1
-        if lane.queue and not lane.ready and not lane.retired and lane.running < lane.slot.limit:
+        if delivery.order_key is not None:
+            lane.queue.ended(delivery)
+        if not lane.ready and not lane.retired:
             self._make_ready(lane)
         if lane.retired:
             self.gone.succeeded += 1
@@ -334,14 +375,19 @@ class LocalLanes:
                 lane.delayed -= 1
                 lane.retried += 1
                 delivery.state = DeliveryState.PENDING
-                self._append(lane, delivery)
+                lane.queue.again(delivery)
+                self._make_ready(lane)
                 if self._idle:
                     self._idle.popleft().set()
+            if self._paced and self._paced[0][0] <= now:
+                self._unpace(now)
             today = time.time()
             if (due := scheduled.next_due) is not None and due <= today:
                 self._release_due(today)
+            paced = self._paced[0][0] if self._paced else None
             waits = [due - clock for due, clock in ((delayed.next_due, now),
-                                                    (scheduled.next_due, today))
+                                                    (scheduled.next_due, today),
+                                                    (paced, now))
                      if due is not None]
             if waits and min(waits) <= 0:  # more due than one slice: let the loop in first
                 await anyio.lowlevel.checkpoint()

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from fnmatch import fnmatchcase
 from typing import Any, Protocol
 
-from ..checks import number_problem
+from ..checks import number_problem, rate_per_second
 from ..config import CHECKS, DeliveryOptions
 from ..errors import InvalidEventIdError, ListenerError
 from ..names import LISTENER_MODULES, is_pattern, validate_pattern
@@ -28,7 +28,7 @@ __all__ = (
 
 
 def _check_options(target: str, retries: object, backoff: object, timeout: object,
-                   check: object = None) -> None:
+                   check: object = None, rate: object = None) -> None:
     for key, value, whole, above in (("retries", retries, True, False),
                                      ("backoff", backoff, False, False),
                                      ("timeout", timeout, False, True)):
@@ -38,6 +38,11 @@ def _check_options(target: str, retries: object, backoff: object, timeout: objec
     if check is not None and check not in CHECKS:
         raise ListenerError(target, f"check must be one of {', '.join(map(repr, CHECKS))}, "
                             f"not {check!r}")
+    if rate is not None:
+        try:
+            rate_per_second(rate)
+        except ValueError as exc:
+            raise ListenerError(target, f"rate must be {exc}") from None
 
 
 class EventListener:
@@ -67,6 +72,7 @@ class EventListener:
         timeout: float | None = None,
         name: str | None = None,
         check: str | None = None,
+        rate: str | None = None,
     ) -> None:
         target = getattr(fn, "__qualname__", None) or repr(fn)
         if not callable(fn):
@@ -76,10 +82,11 @@ class EventListener:
                 fn.name, "@listener is stacked; name every event id in one @listener('a', 'b')"
             )
         ids = _checked_ids(target, event_ids)
-        _check_options(target, retries, backoff, timeout, check)
+        _check_options(target, retries, backoff, timeout, check, rate)
         if name is not None and (not isinstance(name, str) or not name):
             raise ListenerError(target, f"name must be a non-empty string, not {name!r}")
-        given = {"retries": retries, "backoff": backoff, "timeout": timeout, "check": check}
+        given = {"retries": retries, "backoff": backoff, "timeout": timeout, "check": check,
+                 "rate": rate}
         self._explicit: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         self.func = fn
         self._for_litestar: Callable[..., Awaitable[None]] | None = None
@@ -179,6 +186,7 @@ def listener(
     timeout: float | None = None,
     name: str | None = None,
     check: str | None = None,
+    rate: str | None = None,
 ) -> Callable[[Callable[..., Any]], EventListener]:
     """Register the decorated function for ``event_ids`` (exact ids or glob patterns).
 
@@ -187,16 +195,18 @@ def listener(
     retry (doubling each time), ``timeout`` seconds per call; ``check`` says what an emit
     whose arguments this function cannot take gets (``"reject"``: refused, ``"warn"``: a
     warning, ``"off"``: nothing). ``name`` replaces the function's name in stats and
-    listings. Mistakes are raised here, when the module is imported.
+    listings. ``rate`` (``"10/s"``, ``"100/min"``, ``"500/h"``) spaces its calls' starts
+    evenly, at most that many per interval: bus-wide when daemons share a store. Mistakes are
+    raised here, when the module is imported.
     """
     target = "listener(" + ", ".join(repr(event_id) for event_id in event_ids) + ")"
     _checked_ids(target, event_ids)
-    _check_options(target, retries, backoff, timeout, check)
+    _check_options(target, retries, backoff, timeout, check, rate)
 
     def decorate(fn: Callable[..., Any]) -> EventListener:
         return EventListener(
             fn, event_ids, retries=retries, backoff=backoff, timeout=timeout, name=name,
-            check=check,
+            check=check, rate=rate,
         )
 
     return decorate

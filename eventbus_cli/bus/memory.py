@@ -24,10 +24,12 @@ from .broker import Broker, Journal
 from .dedupe import DedupeKeys
 from .delivery import Delivery, DeliveryState, EmitterStats
 from .failed_list import FailedList
-from .lanes import Lane, LocalLanes
+from .lane import Lane
+from .lanes import LocalLanes
 from .routing import Slot
 
 if TYPE_CHECKING:
+    from ..protocol.event import Ordering
     from ..protocol.results import BackendStatus, JournalStatus
 
 __all__ = ("MemoryBroker",)
@@ -100,7 +102,7 @@ class MemoryBroker(Broker):
 
     def put(self, event_id: str, slots: Sequence[Slot], args: tuple[Any, ...],
             kwargs: dict[str, Any], size: int = 0, due_at: float | None = None,
-            key: str | None = None) -> Sequence[Delivery]:
+            key: str | None = None, ordering: Ordering | None = None) -> Sequence[Delivery]:
         lanes = self.lanes
         if not slots:
             self._unrouted += 1
@@ -109,12 +111,14 @@ class MemoryBroker(Broker):
                 lanes.tell("emitted", event_id, ())
             return ()
         if due_at is None:
-            made = lanes.queue(event_id, slots, args, kwargs, size, self._ids)
+            made = lanes.queue(event_id, slots, args, kwargs, size, self._ids, ordering)
         else:
             now, ids, by_name = time.time(), self._ids, lanes.by_name
             made = [Delivery(next(ids), event_id, args, kwargs, slot.name, 0.0, size, now)
                     for slot in slots]
             for delivery in made:
+                if ordering is not None:
+                    delivery.priority, delivery.order_key = ordering
                 lanes.schedule(delivery, by_name[delivery.listener], due_at)
         if self.journal is not None:
             self.journal.kept(made)
@@ -168,6 +172,8 @@ class MemoryBroker(Broker):
             lanes.gone.failed += 1
         if self.journal is not None:
             self.journal.kept((delivery,))
+        if lane is not None:
+            lanes.ended(delivery, lane)
         if lanes.observers:  # before the list may push it out again (keep_failed 0)
             lanes.tell("finished", delivery)
         if pushed := self._failed.add(delivery):

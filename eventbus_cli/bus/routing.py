@@ -7,10 +7,11 @@ and the answer for each id is cached.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
-from typing import Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
+from ..checks import rate_per_second
 from ..config import DeliveryOptions
 from ..errors import ListenerError
 from ..names import is_pattern, validate_event_id
@@ -58,7 +59,7 @@ class Slot:
     many of its calls may run at once (``limit``)."""
 
     __slots__ = ("arguments", "checked", "fn", "is_async", "limit", "listener", "name",
-                 "options", "timeout", "timings")
+                 "options", "rate", "timeout", "timings")
 
     def __init__(self, listener: EventListener, options: DeliveryOptions, limit: int) -> None:
         self.listener = listener
@@ -68,6 +69,8 @@ class Slot:
         self.options = options
         self.timeout = options.timeout  # read for every call, so kept at hand
         self.limit = limit
+        self.rate = rate_per_second(options.rate) if options.rate is not None else None
+        """Calls it may start per second, if limited."""
         self.timings: DeliveryTimings | None = None
         """Where its attempts' times go, when the emitter keeps them (for metrics)."""
         self.arguments = arguments_of(listener.name, listener.func)
@@ -85,6 +88,8 @@ class ListenerSet:
 
     With more than one listener, none may take more than ``max_per_listener`` workers at
     once: by default as many as leaves every other listener a worker of its own.
+    ``overrides`` (the config's ``[listeners."NAME"]`` tables) win over a listener's own
+    options, by its name.
     """
 
     def __init__(
@@ -94,11 +99,14 @@ class ListenerSet:
         defaults: DeliveryOptions,
         concurrency: int,
         max_per_listener: int | None,
+        overrides: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.listeners = unique_listeners(listeners)
         others = len(self.listeners) - 1
         limit = max_per_listener or (max(1, (concurrency - 1) // others) if others else concurrency)
-        self.slots = [Slot(item, item.options_with(defaults), limit) for item in self.listeners]
+        overrides = overrides or {}
+        self.slots = [Slot(item, item.options_with(defaults)._replace(
+            **overrides.get(item.name, {})), limit) for item in self.listeners]
         self.by_name: dict[str, Slot] = {slot.listener.name: slot for slot in self.slots}
         self.router = Router((slot.listener.event_ids, slot) for slot in self.slots)
 

@@ -8,10 +8,11 @@ import typer
 
 from ..client import DEFAULT_TIMEOUT, read_event_lines
 from ..client.calls import emit_fields
-from ..errors import EventbusError, InvalidEventIdError
+from ..errors import EventbusError, InvalidEventIdError, ProtocolError
 from ..names import validate_event_id
 from ..plural import counted
 from ..protocol.codec import DEFAULT_WAIT, MAX_DELAY
+from ..protocol.event import ordering_of
 from .app import JsonOption, app, client_for, complete_events, reported
 from .values import parse_arg, parse_kw
 
@@ -55,6 +56,12 @@ def emit(
         "--key", help="A dedupe key: a repeat within the daemon's dedupe_window is answered "
         "as the first was and queues nothing, so a retried emit never runs twice.",
         show_default=False)] = None,
+    priority: Annotated[str | None, typer.Option(
+        "--priority", help="high, normal or low: within each listener's lane, higher runs "
+        "first.", show_default=False)] = None,
+    order_key: Annotated[str | None, typer.Option(
+        "--order-key", help="An order key (e.g. user:42): per listener, the deliveries of one "
+        "key run one at a time, in emit order.", show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Emit nothing: say which listeners would get the event and whether "
         "each takes its arguments (exit 1 if one would refuse them).")] = False,
@@ -64,10 +71,18 @@ def emit(
 
     Example: eventbus emit user_created email=ada@example.com admin:=true --wait
     """
+    if priority is not None or order_key is not None:
+        try:
+            ordering_of(priority, order_key)
+        except ProtocolError as exc:
+            hint = "--priority" if "priority" in exc.problem else "--order-key"
+            raise typer.BadParameter(exc.problem.replace('"', ""), param_hint=hint) from None
     if file is not None:
-        if event is not None or items or arg or kw or wait or require_listener or dry_run:
-            raise typer.BadParameter("give either EVENT with --arg/--kw/--wait/--dry-run, or "
-                                     "--file", param_hint="--file")
+        if (event is not None or items or arg or kw or wait or require_listener or dry_run
+                or priority or order_key):
+            raise typer.BadParameter("give either EVENT with --arg/--kw/--wait/--dry-run/"
+                                     "--priority/--order-key, or --file (each line may carry "
+                                     '"priority" and "order_key")', param_hint="--file")
         _emit_file(ctx, file, as_json, check=not no_check)
         return
     if timeout is not None and not wait:
@@ -96,7 +111,8 @@ def emit(
             result: dict[str, Any] = client.call("emit", **emit_fields(
                 event, args, kwargs, wait=seconds if wait else None,
                 require_listener=require_listener, check=not no_check, dry_run=dry_run,
-                delay=seconds_later, at=when, key=key))
+                delay=seconds_later, at=when, key=key, priority=priority,
+                order_key=order_key))
     if dry_run:
         _show_dry_run(result, as_json)
         return

@@ -61,7 +61,8 @@ def emit_fields(event_id: str, args: Sequence[Any] = (),
                 kwargs: Mapping[str, Any] | None = None, *, wait: float | None = None,
                 require_listener: bool = False, check: bool = True, dry_run: bool = False,
                 delay: float | None = None, at: datetime | None = None,
-                key: str | None = None) -> dict[str, Any]:
+                key: str | None = None, priority: str | None = None,
+                order_key: str | None = None) -> dict[str, Any]:
     """The fields of an ``emit`` request (see :meth:`Client.submit`), leaving out defaults."""
     fields: dict[str, Any] = {"event": event_id, "args": list(args),
                               "kwargs": dict(kwargs or {})}
@@ -76,6 +77,10 @@ def emit_fields(event_id: str, args: Sequence[Any] = (),
         fields["delay"] = delay
     if key is not None:
         fields["key"] = key
+    if priority is not None:
+        fields["priority"] = priority
+    if order_key is not None:
+        fields["order_key"] = order_key
     if at is not None:
         fields["at"] = _timestamp(at)
     fields.update(trace_fields())

@@ -143,40 +143,56 @@ def _deliveries(result: Any) -> int:
 def submit(event_id: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
            *, wait: float | None = None, require_listener: bool = False, check: bool = True,
            dry_run: bool = False, delay: float | None = None, at: datetime | None = None,
-           key: str | None = None) -> Call[EmitResult]:
+           key: str | None = None, priority: str | None = None,
+           order_key: str | None = None) -> Call[EmitResult]:
     """Emit one event and return the daemon's whole answer: ``{"event_id",
     "deliveries"}``, and with ``wait`` (seconds) the ``results`` of its deliveries.
     ``check=False`` skips the argument check; ``dry_run`` queues nothing and answers which
     listeners would get the event and whether each takes its arguments; ``delay`` (seconds)
     or ``at`` schedule the deliveries for later. With a dedupe ``key``, a repeat within the
     daemon's ``dedupe_window`` is answered as the first was, with ``"duplicate": true``, and
-    queues nothing."""
+    queues nothing. ``priority`` (``"high"``, ``"normal"``, ``"low"``) and ``order_key``
+    place the deliveries in their listeners' lanes (see :meth:`emit`); ``kwargs`` may hold
+    any names, those two included."""
     return Call("emit", emit_fields(event_id, args, kwargs, wait=wait,
                                     require_listener=require_listener, check=check,
-                                    dry_run=dry_run, delay=delay, at=at, key=key),
+                                    dry_run=dry_run, delay=delay, at=at, key=key,
+                                    priority=priority, order_key=order_key),
                 _decoded("EmitResult"))
 
 
-def emit(event_id: str, /, *args: Any, **kwargs: Any) -> Call[int]:
-    """Emit one event; return how many deliveries the daemon queued (0: unrouted)."""
-    return Call("emit", emit_fields(event_id, args, kwargs), _deliveries)
+def emit(event_id: str, /, *args: Any, priority: str | None = None,
+         order_key: str | None = None, **kwargs: Any) -> Call[int]:
+    """Emit one event; return how many deliveries the daemon queued (0: unrouted).
+
+    ``priority`` (``"high"``, ``"normal"``, ``"low"``) and ``order_key`` are ours, not the
+    listeners' (:meth:`submit` sends kwargs of those names): within each listener's lane
+    higher priority runs first, and the deliveries of one order key run one at a time, in
+    emit order."""
+    return Call("emit", emit_fields(event_id, args, kwargs, priority=priority,
+                                    order_key=order_key), _deliveries)
 
 
-def emit_in(seconds: float, event_id: str, /, *args: Any, **kwargs: Any) -> Call[int]:
+def emit_in(seconds: float, event_id: str, /, *args: Any, priority: str | None = None,
+            order_key: str | None = None, **kwargs: Any) -> Call[int]:
     """Emit one event whose deliveries run in ``seconds``; return how many."""
-    return Call("emit", emit_fields(event_id, args, kwargs, delay=seconds), _deliveries)
+    return Call("emit", emit_fields(event_id, args, kwargs, delay=seconds, priority=priority,
+                                    order_key=order_key), _deliveries)
 
 
-def emit_at(when: datetime, event_id: str, /, *args: Any, **kwargs: Any) -> Call[int]:
+def emit_at(when: datetime, event_id: str, /, *args: Any, priority: str | None = None,
+            order_key: str | None = None, **kwargs: Any) -> Call[int]:
     """Emit one event whose deliveries run at ``when`` (naive: local time)."""
-    return Call("emit", emit_fields(event_id, args, kwargs, at=when), _deliveries)
+    return Call("emit", emit_fields(event_id, args, kwargs, at=when, priority=priority,
+                                    order_key=order_key), _deliveries)
 
 
-def wait(seconds: float, event_id: str, /, *args: Any, **kwargs: Any) -> Call[EmitResult]:
+def wait(seconds: float, event_id: str, /, *args: Any, priority: str | None = None,
+         order_key: str | None = None, **kwargs: Any) -> Call[EmitResult]:
     """Emit one event and wait up to ``seconds`` for its deliveries to finish; the answer's
     ``results`` say how each ended (``ok`` None: not finished in time)."""
-    return Call("emit", emit_fields(event_id, args, kwargs, wait=seconds),
-                _decoded("EmitResult"))
+    return Call("emit", emit_fields(event_id, args, kwargs, wait=seconds, priority=priority,
+                                    order_key=order_key), _decoded("EmitResult"))
 
 
 def join(seconds: float = 60.0) -> Call[bool]:

@@ -25,11 +25,13 @@ import msgspec
 from ..errors import (
     EmitterNotRunningError,
     EventbusError,
+    ProtocolError,
     QueueFullError,
     RemoteError,
 )
 from ..names import validate_event_id
 from ..plural import counted
+from ..protocol.event import ordering_of
 from .aio import AsyncClient
 from .calls import daemon_socket, trace_fields
 from .spill import Spill
@@ -53,6 +55,8 @@ class _Event(msgspec.Struct, omit_defaults=True):
     args: Sequence[Any]
     kwargs: dict[str, Any]
     key: str
+    priority: str | None = None
+    order_key: str | None = None
     traceparent: str | None = None
     tracestate: str | None = None
 
@@ -158,16 +162,25 @@ class DaemonEmitter:
         """Events in the buffer, not yet accepted by the daemon."""
         return len(self._buffer)
 
-    def emit(self, event_id: str, /, *args: Any, **kwargs: Any) -> None:
+    def emit(self, event_id: str, /, *args: Any, priority: str | None = None,
+             order_key: str | None = None, **kwargs: Any) -> None:
         """Buffer one event for the daemon; return at once. Raises
         :class:`InvalidEventIdError` for a bad id, ``TypeError`` for arguments that are not
-        JSON values, and :class:`QueueFullError` when the buffer is full."""
+        JSON values, ``ValueError`` for a bad ``priority`` or ``order_key`` (ours, as on
+        :meth:`Client.emit`, never the listeners'), and :class:`QueueFullError` when the
+        buffer is full."""
         if not self._running:
             raise EmitterNotRunningError("not running", "DaemonEmitter")
         validate_event_id(event_id)
+        if priority is not None or order_key is not None:
+            try:
+                ordering_of(priority, order_key)
+            except ProtocolError as exc:
+                raise ValueError(f"event {event_id!r}: {exc.problem}") from None
         try:
             key = self._prefix + str(next(self._keys))
-            line = self._encode(_Event(event_id, args, kwargs, key, **trace_fields()))
+            line = self._encode(_Event(event_id, args, kwargs, key, priority, order_key,
+                                       **trace_fields()))
         except (TypeError, msgspec.EncodeError) as exc:
             raise TypeError(f"event {event_id!r}: the arguments must be JSON values ({exc})"
                             ) from None

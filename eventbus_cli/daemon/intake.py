@@ -133,7 +133,8 @@ class Intake:
                 raise EmitFailed(ErrorCode.SHUTTING_DOWN, SHUTTING_DOWN, 0)
             made = self.emitter.put(message.event, tuple(message.args), message.kwargs,
                                     size=request.size, check=request.check,
-                                    due_at=request.due_at, key=message.key)
+                                    due_at=request.due_at, key=message.key,
+                                    ordering=message.ordering)
             due = iso_time(request.due_at)
         else:
             try:  # the common case, without another coroutine
@@ -269,7 +270,7 @@ class Intake:
         if self.draining:
             raise EmitterNotRunningError("closing")
         return self.emitter.put(message.event, tuple(message.args), message.kwargs, size=size,
-                                check=check, key=message.key)
+                                check=check, key=message.key, ordering=message.ordering)
 
     async def _submit(self, message: EventMessage, size: int, flush: Flush,
                       accepted: int, check: bool) -> Sequence[Delivery]:
@@ -282,7 +283,7 @@ class Intake:
         try:
             try:
                 return self.emitter.put(event, tuple(args), kwargs, size=size, check=check,
-                                        key=key)
+                                        key=key, ordering=message.ordering)
             except QueueFullError as exc:
                 if exc.never_fits:  # sending it again cannot help: the client is told so
                     raise EmitFailed(ErrorCode.QUEUE_FULL, str(exc), accepted,
@@ -291,7 +292,7 @@ class Intake:
             await flush()
             with anyio.fail_after(QUEUE_WAIT_SECONDS):
                 return await self.emitter.aput(event, tuple(args), kwargs, size=size,
-                                               check=check, key=key)
+                                               check=check, key=key, ordering=message.ordering)
         except TimeoutError:
             problem = (f"queue full: event {event!r} found no room within {QUEUE_WAIT_SECONDS:g}s "
                        f"and was not accepted; emit it again later, or raise {bound}")

@@ -11,7 +11,45 @@ from ..errors import ErrorCode, InvalidEventIdError, ProtocolError
 from ..names import validate_event_id
 from .codec import MAX_DEPTH, TOO_DEEP, loads
 
-__all__ = ("EVENT_FIELDS", "MAX_KEY", "EventMessage", "check_event", "decode_event")
+__all__ = ("EVENT_FIELDS", "MAX_KEY", "NORMAL", "PRIORITIES", "EventMessage", "Ordering",
+           "check_event", "decode_event", "ordering_of")
+
+PRIORITIES = ("high", "normal", "low")
+"""The priorities an emit may ask for, highest first; a delivery holds its index."""
+NORMAL = 1
+
+
+class Ordering(NamedTuple):
+    """Where an emit's deliveries stand in their listeners' lanes: ``priority`` (an index of
+    :data:`PRIORITIES`; higher runs first, FIFO within one) and ``order_key`` (deliveries of
+    one key run one at a time, in emit order, per listener)."""
+
+    priority: int = NORMAL
+    order_key: str | None = None
+
+    @property
+    def priority_name(self) -> str:
+        return PRIORITIES[self.priority]
+
+
+def ordering_of(priority: object, order_key: object, where: str = "") -> Ordering | None:
+    """The :class:`Ordering` of an emit's ``priority`` (a name of :data:`PRIORITIES`) and
+    ``order_key`` (1 to 200 characters), None for the defaults; a :class:`ProtocolError`
+    naming the value otherwise."""
+    if priority is None and order_key is None:
+        return None
+    level = NORMAL
+    if priority is not None:
+        if priority not in PRIORITIES:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f'{where}"priority" must be one of '
+                                f"{', '.join(PRIORITIES)}, not {priority!r}")
+        level = PRIORITIES.index(priority)  # one of them, checked
+    if order_key is not None and not (type(order_key) is str and 0 < len(order_key) <= MAX_KEY):
+        shown = (f"one of {len(order_key)} characters" if isinstance(order_key, str)
+                 else repr(order_key))
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f'{where}"order_key" must be a string of 1 '
+                            f"to {MAX_KEY} characters, not {shown}")
+    return Ordering(level, order_key)  # a str or None, checked
 
 
 # A NamedTuple rather than a dataclass: made at import, on a path where start-up shows.
@@ -23,9 +61,11 @@ class EventMessage(NamedTuple):
     kwargs: dict[str, Any]
     key: str | None = None  # a dedupe key: a repeat within dedupe_window queues nothing
     trace: dict[str, str] | None = None  # the emitter's W3C trace context: traceparent, ...
+    ordering: Ordering | None = None  # a priority, an order key; None: normal, no key
 
 
-EVENT_FIELDS = frozenset({"event", "args", "kwargs", "key", "traceparent", "tracestate"})
+EVENT_FIELDS = frozenset({"event", "args", "kwargs", "key", "traceparent", "tracestate",
+                          "priority", "order_key"})
 _MAX_TRACE = 1024  # characters of a traceparent or tracestate (W3C: 55, and 512 members)
 _VALID_IDS: set[str] = set()  # event ids seen valid lately: most emits repeat a few ids
 _VALID_IDS_KEPT = 4096
@@ -56,9 +96,15 @@ def check_event(data: object, index: int | None) -> EventMessage:
         if key is not None and not (type(key) is str and 0 < len(key) <= MAX_KEY):
             raise ProtocolError(ErrorCode.BAD_REQUEST, f'{_where(index)}"key" must be a string '
                                 f"of 1 to {MAX_KEY} characters, not {key!r}")
-        if "traceparent" not in data:
+        ordering = None
+        if "priority" in data or "order_key" in data:
+            ordering = ordering_of(data.get("priority"), data.get("order_key"), _where(index))
+            if ordering is not None and ordering.priority == NORMAL and not ordering.order_key:
+                ordering = None
+        if "traceparent" not in data and ordering is None:
             return EventMessage(event, args, kwargs, key)
-        return EventMessage(event, args, kwargs, key, _trace(data, index))
+        trace = _trace(data, index) if "traceparent" in data else None
+        return EventMessage(event, args, kwargs, key, trace, ordering)
     raise ProtocolError(ErrorCode.BAD_REQUEST, _event_problem(data, _where(index)))
 
 
@@ -97,7 +143,7 @@ def _event_problem(data: object, where: str) -> str:
             return f'{where}"{name}" must be {wanted}, got {data.get(name)!r}'
     extra = sorted(set(data) - EVENT_FIELDS)[0]
     return (f"{where}unknown field {extra!r}; an event takes event, args, kwargs, key, "
-            "traceparent and tracestate")
+            "priority, order_key, traceparent and tracestate")
 
 
 def decode_event(line: bytes | str) -> EventMessage:

@@ -281,6 +281,10 @@ OPS: dict[str, Op] = {
         Field("delay", _delay, "seconds to wait before the deliveries run (at most a year)"),
         Field("at", _time, "when the deliveries run: an ISO 8601 time (local without an "
               "offset; one past runs now)"),
+        Field("priority", _any, "`high`, `normal` (the default) or `low`: within each "
+              "listener's lane, higher runs first, in emit order within one priority"),
+        Field("order_key", _any, "an order key (1 to 200 characters, e.g. `user:42`): per "
+              "listener, the deliveries of one key run one at a time, in emit order"),
         Field("traceparent", _any, "the caller's W3C trace context (optional): each "
               "delivery's span is its child"),
         Field("tracestate", _any, "W3C tracestate, with `traceparent` (optional)"),
@@ -289,8 +293,9 @@ OPS: dict[str, Op] = {
        '[{"listener", "signature", "takes", "check", "problem"}]}`',
        _build_emit, writes=True),
     "emit_many": Op(EmitManyRequest, (Field("events", _event_list,
-                           'a list of `{"event", "args", "kwargs", "key", "traceparent", '
-                           '"tracestate"}` (all but `event` optional)',
+                           'a list of `{"event", "args", "kwargs", "key", "priority", '
+                           '"order_key", "traceparent", "tracestate"}` (all but `event` '
+                           'optional)',
                            required=True),
                      Field("check", _bool, "false: skip the argument check (default true)"),
                      Field("require_listener", _bool,

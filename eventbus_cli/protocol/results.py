@@ -154,9 +154,13 @@ class DeliveryInfo(Struct):
     due: str | None
     args: list[Any]
     kwargs: dict[str, Any]
+    priority: str = "normal"
+    """``high``, ``normal`` or ``low``."""
+    order_key: str | None = None
+    """Its order key: the deliveries of one key run one at a time, in emit order."""
 
 
-class DeliveryDetail(DeliveryInfo):
+class DeliveryDetail(DeliveryInfo, kw_only=True):
     """One delivery with the traceback of its last failed attempt, as ``queue show``."""
 
     traceback: str | None

@@ -48,15 +48,18 @@ CREATE TABLE IF NOT EXISTS deliveries (
     traceback TEXT,
     created REAL,
     failed REAL,
-    due REAL
+    due REAL,
+    priority INTEGER,
+    order_key TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS keys (key TEXT PRIMARY KEY, expires REAL NOT NULL,
                                  answer TEXT NOT NULL);
 """
-_UPSERT = "INSERT OR REPLACE INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_UPSERT = "INSERT OR REPLACE INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # Columns added after the first release, with their type: older journals gain them on open.
-_ADDED = {"created": "REAL", "failed": "REAL", "due": "REAL"}
+_ADDED = {"created": "REAL", "failed": "REAL", "due": "REAL", "priority": "INTEGER",
+          "order_key": "TEXT"}
 _DELETE = "DELETE FROM deliveries WHERE id = ?"
 _NEXT_ID = "INSERT OR REPLACE INTO meta VALUES ('next_id', ?)"
 # ASCII JSON: lone surrogates, which a client may send and UTF-8 cannot hold, become escapes.
@@ -114,11 +117,12 @@ class SqliteJournal:
     def _read(self) -> list[Delivery]:
         found = []
         query = "SELECT id, event, listener, args, kwargs, state, attempts, error, traceback, " \
-                "created, failed, due FROM deliveries ORDER BY id"
+                "created, failed, due, priority, order_key FROM deliveries ORDER BY id"
         for row in self._db.execute(query):
             delivery_id, event, name, args, kwargs, state, attempts, error, trace = row[:9]
             created, failed_at, due = (value if isinstance(value, float) else None
-                                       for value in row[9:])
+                                       for value in row[9:12])
+            priority, order_key = row[12:]
             try:
                 values = json.loads(args), json.loads(kwargs)
                 if not (isinstance(values[0], list) and isinstance(values[1], dict)
@@ -139,6 +143,10 @@ class SqliteJournal:
             delivery.due_at = due
             delivery.attempts, delivery.error, delivery.traceback = attempts, error, trace
             delivery.failed_at = failed_at
+            if priority in (0, 2):
+                delivery.priority = priority
+            if isinstance(order_key, str):
+                delivery.order_key = order_key
             found.append(delivery)
         return found
 
@@ -301,7 +309,7 @@ def _row(delivery: Delivery) -> tuple[object, ...]:
     return (delivery.id, delivery.event, delivery.listener, _ENCODER.encode(delivery.args),
             _ENCODER.encode(delivery.kwargs), state.value, delivery.attempts,
             _text(delivery.error), _text(delivery.traceback), delivery.created_at,
-            delivery.failed_at, delivery.due_at)
+            delivery.failed_at, delivery.due_at, delivery.priority, _text(delivery.order_key))
 
 
 _KEPT_STATES = (DeliveryState.FAILED, DeliveryState.RETRYING, DeliveryState.SCHEDULED)

@@ -7,7 +7,7 @@ import random
 from eventbus_cli import listener
 from eventbus_cli.bus.delivery import Delivery
 from eventbus_cli.bus.due import HANDED_OUT, DueHeap
-from eventbus_cli.bus.lanes import Lane
+from eventbus_cli.bus.lane import Lane
 from eventbus_cli.bus.routing import ListenerSet, Slot
 from eventbus_cli.config import DeliveryOptions
 

@@ -254,6 +254,8 @@ async def test_with_the_check_off_a_kwargs_mismatch_fails_only_that_listener_unr
         "error": failed.error,
         "args": [],
         "kwargs": {"email": "ada@example.com", "reason": "moved away"},
+        "priority": "normal",
+        "order_key": None,
     }
     # ISO 8601 in UTC, in the order they happened
     assert all(value.endswith("Z") for value in times.values())

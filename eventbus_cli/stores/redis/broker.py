@@ -35,6 +35,7 @@ from ...bus.lanes import LocalLanes
 from ...bus.routing import Router, Slot
 from ...config import BackendConfig, DaemonConfig, DeliveryConfig
 from ...errors import BackendError, DeliveryError
+from ...protocol.event import Ordering
 from ...protocol.results import BackendStatus, JournalStatus
 from .codec import decode_failed, decode_payload, encode_payload
 from .link import Link, masked, open_link
@@ -189,13 +190,16 @@ class RedisBroker(Broker):
 
     def put(self, event_id: str, slots: Sequence[Slot], args: tuple[Any, ...],
             kwargs: dict[str, Any], size: int = 0, due_at: float | None = None,
-            key: str | None = None) -> Sequence[Delivery]:
+            key: str | None = None, ordering: Ordering | None = None) -> Sequence[Delivery]:
         if not self.available:
             raise self.unavailable()
         names = self._router.get(event_id)
         now = time.time()
         made = [Delivery(self._next_id(), event_id, args, kwargs, name, 0.0, size, now)
                 for name in names]
+        if ordering is not None:
+            for delivery in made:
+                delivery.priority, delivery.order_key = ordering
         if due_at is not None:
             for delivery in made:
                 delivery.state = DeliveryState.SCHEDULED
@@ -289,6 +293,7 @@ class RedisBroker(Broker):
             delivery.state = DeliveryState.FAILED
             delivery.failed_at = time.time()
             self._out.fails.append((name, entry_id, delivery, reply_to))
+            self.lanes.ended(delivery, lane)
         self._wake()
         if self.lanes.observers:
             self.lanes.tell("finished", delivery)

@@ -2,7 +2,7 @@
 
 A delivery travels as its *payload*, a JSON array: ``[id, event, args, kwargs, attempts,
 created, reply_to, trace, error]`` (``attempts`` made so far; ``reply_to`` the daemon that
-waits for its outcome, or ""). A failed one is kept as a JSON object ``{"l": listener, "at":
+waits for its outcome, or ""), then ``priority, order_key`` where either is not the default. A failed one is kept as a JSON object ``{"l": listener, "at":
 failed at, "err": error, "tb": traceback, "p": payload}``. Records of the live views
 (``tail``, ``emit --wait``) cross daemons as ``{"h": daemon, "c": change, "e": event,
 "d": [[id, event, listener, attempts, state, error, due], ...]}``.
@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from ...bus.delivery import Delivery, DeliveryState
+from ...protocol.event import NORMAL
 
 __all__ = ("decode_failed", "decode_payload", "decode_record", "encode_failed",
            "encode_payload", "encode_record")
@@ -26,20 +27,26 @@ _decode = msgspec.json.Decoder().decode
 
 def encode_payload(delivery: Delivery, reply_to: str = "") -> bytes:
     """The payload of ``delivery``, as its next reader gets it."""
+    if delivery.priority == NORMAL and delivery.order_key is None:
+        return _encode([delivery.id, delivery.event, delivery.args, delivery.kwargs,
+                        delivery.attempts, delivery.created_at, reply_to, delivery.trace,
+                        delivery.error])
     return _encode([delivery.id, delivery.event, delivery.args, delivery.kwargs,
                     delivery.attempts, delivery.created_at, reply_to, delivery.trace,
-                    delivery.error])
+                    delivery.error, delivery.priority, delivery.order_key])
 
 
 def decode_payload(data: bytes | str, listener: str) -> tuple[Delivery, str]:
     """The delivery a payload holds, and the daemon that waits for its outcome ("": none)."""
-    (delivery_id, event, args, kwargs, attempts, created, reply_to, trace,
-     error) = _decode(data)
+    values = _decode(data)
+    delivery_id, event, args, kwargs, attempts, created, reply_to, trace, error = values[:9]
     delivery = Delivery(delivery_id, event, tuple(args), kwargs, listener, 0.0, len(data),
                         created)
     delivery.attempts = attempts
     delivery.trace = trace
     delivery.error = error
+    if len(values) > 9:
+        delivery.priority, delivery.order_key = values[9:11]
     return delivery, reply_to
 
 
