@@ -2,10 +2,11 @@
 
 A delivery travels as its *payload*, a JSON array: ``[id, event, args, kwargs, attempts,
 created, reply_to, trace, error]`` (``attempts`` made so far; ``reply_to`` the daemon that
-waits for its outcome, or ""), then ``priority, order_key`` where either is not the default. A failed one is kept as a JSON object ``{"l": listener, "at":
-failed at, "err": error, "tb": traceback, "p": payload}``. Records of the live views
-(``tail``, ``emit --wait``) cross daemons as ``{"h": daemon, "c": change, "e": event,
-"d": [[id, event, listener, attempts, state, error, due], ...]}``.
+waits for its outcome, or ""), then ``priority, order_key`` where either is not the
+default. A failed one is kept as a JSON object ``{"l": listener, "at": failed at, "err":
+error, "tb": traceback, "p": payload}``. Records of the live views (``tail``, ``emit
+--wait``) cross daemons as ``{"h": daemon, "c": change, "e": event, "d": [[id, event,
+listener, attempts, state, error, due], ...]}``.
 """
 
 from __future__ import annotations
