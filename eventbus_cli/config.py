@@ -66,6 +66,7 @@ class DaemonConfig:
     dedupe_window: float = 600.0
     max_dedupe_keys: int = 100_000
     concurrency: int = 64
+    max_per_listener: int = 0  # calls of one listener at once, per daemon; 0: a fair share
     max_threads: int = 40
     max_message_bytes: int = 1_048_576
     max_connections: int = 512
@@ -176,7 +177,7 @@ _RANGE: dict[str, tuple[float, float]] = {
     "queue_size": (1, 10_000_000), "max_queue_bytes": (1024, 1 << 40),
     "max_scheduled": (0, 10_000_000), "dedupe_window": (1, 30 * 86_400),
     "max_dedupe_keys": (0, 10_000_000),
-    "concurrency": (1, 10_000), "max_threads": (1, 10_000),
+    "concurrency": (1, 10_000), "max_threads": (1, 10_000), "max_per_listener": (0, 10_000),
     "max_message_bytes": (1024, 1 << 30), "shutdown_timeout": (0, 86_400),
     "max_connections": (1, 1_000_000), "idle_timeout": (0.1, 86_400 * 7),
     "retries": (0, 1000), "backoff": (0, 86_400), "timeout": (0.001, math.inf),

@@ -9,6 +9,7 @@ daemon renders them all in one place.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 __all__ = (
@@ -50,6 +51,7 @@ __all__ = (
     "RemoteUnroutedError",
     "ScheduleError",
     "SocketFileError",
+    "UnknownListenerError",
     "UntrustedDaemonError",
     "remote_error",
 )
@@ -436,6 +438,22 @@ class DeliveryError(EventbusError):
 
     def error_fields(self) -> dict[str, object]:
         return {"delivery": self.delivery_id}
+
+
+class UnknownListenerError(EventbusError):
+    """No listener of the bus has this name (``not_found``); ``known`` lists those that do."""
+
+    code = ErrorCode.NOT_FOUND
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        self.name = name
+        self.known = sorted(known)
+        listed = ", ".join(self.known) or "none are loaded"
+        super().__init__(f"no listener is named {name!r}; the listeners are: {listed} "
+                         "(`eventbus listeners list`)")
+
+    def error_fields(self) -> dict[str, object]:
+        return {"listener": self.name, "known": self.known}
 
 
 class JournalError(EventbusError):

@@ -218,6 +218,25 @@ class Broker(ABC):
         """Drop every FAILED delivery, every waiting (PENDING and RETRYING) one, or every
         SCHEDULED one; return how many."""
 
+    async def pause(self, name: str, until: float | None = None) -> None:
+        """Pause the listener ``name`` bus-wide: its deliveries wait, nothing fails, what runs
+        finishes; until :meth:`resume`, or ``until`` (a time.time()). A durable store keeps
+        it across restarts. The caller checked that the bus knows the name."""
+        self.lanes.pause(name, until)
+
+    async def resume(self, name: str) -> None:
+        """Let the paused listener ``name`` run its deliveries again, bus-wide."""
+        self.lanes.resume(name)
+
+    def paused(self) -> dict[str, float | None]:
+        """The paused listeners of the bus, each with when it resumes (None: when told)."""
+        return dict(self.lanes.pauses)
+
+    def known_listeners(self) -> set[str]:
+        """The listener names the bus knows: this daemon's, and on a shared store every
+        daemon's."""
+        return set(self.lanes.by_name)
+
     def acknowledge(self) -> list[str]:
         """An operator saw the problems that keep the broker unhealthy until someone does
         (a shared store that lost data): clear them, and return them."""
@@ -281,6 +300,13 @@ class Journal(Protocol):
 
     def fires(self) -> dict[str, float]:
         """When each schedule last fired."""
+
+    def pauses(self) -> dict[str, float | None]:
+        """The listeners paused at the last stop, each with when it resumes (None: when
+        told)."""
+
+    async def keep_pause(self, name: str, paused: bool, until: float | None = None) -> None:
+        """Keep that ``name`` is paused (until ``until``) or not, before returning."""
 
     def take_loaded(self, served: Sequence[str],
                     ) -> tuple[list[Delivery], int, str] | None:

@@ -44,6 +44,7 @@ class ListenerStats:
     failed: int = 0
     retried: int = 0  # attempts after the first, over the emitter's life
     scheduled: int = 0
+    paused: bool = False  # an operator paused it: its deliveries wait
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,7 +56,8 @@ class Pending:
         self.count += 1
         key = delivery.order_key
         if key is not None:
-            if key in self.holder:
+            holder = self.holder.get(key)
+            if holder is not None and holder != delivery.id:  # (the holder back from a store)
                 self.blocked.setdefault(key, deque()).append(delivery)
                 return
             self.holder[key] = delivery.id
@@ -140,4 +141,4 @@ class Lane:
 
     def stats(self) -> ListenerStats:
         return ListenerStats(len(self.queue), self.running, self.delayed, self.succeeded,
-                             self.failed, self.retried, self.scheduled)
+                             self.failed, self.retried, self.scheduled, self.paused)

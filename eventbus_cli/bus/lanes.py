@@ -81,6 +81,8 @@ class LocalLanes:
         self._wakeup: anyio.Event | None = None  # made in run(), inside the loop
         self._joined: anyio.Event | None = None
         self._paced: list[tuple[float, int, Lane]] = []  # lanes held back by their rate
+        self.pauses: dict[str, float | None] = {}
+        """Paused listener names, with the time.time() each resumes at (None: when told)."""
         self.pace: Callable[[Lane], float] | None = None
         """Asked, as a call of a lane with a rate starts, when (time.monotonic()) the next
         may start at the soonest: a shared store's grant, so the rate holds bus-wide."""
@@ -101,7 +103,9 @@ class LocalLanes:
         for slot in slots:
             kept = self.by_name.get(slot.listener.name)
             if kept is None:
-                self.by_name[slot.listener.name] = Lane(slot)
+                lane = self.by_name[slot.listener.name] = Lane(slot)
+                if slot.listener.name in self.pauses:
+                    lane.paused, lane.open = True, False
             else:
                 kept.slot = slot
                 self._make_ready(kept)
@@ -262,14 +266,44 @@ class LocalLanes:
 
     # -- pausing and pacing ------------------------------------------------------------------
 
-    def pause(self, lane: Lane, paused: bool) -> None:
-        """Pause ``lane`` (nothing of it starts; what runs finishes) or resume it."""
+    def pause(self, name: str, until: float | None = None) -> None:
+        """Pause the listener ``name`` (served now or later): nothing of it starts, what runs
+        finishes, until :meth:`resume` or ``until`` (a time.time())."""
+        self.pauses[name] = until
+        if (lane := self.by_name.get(name)) is not None:
+            self._hold(lane, True)
+        if until is not None and self._wakeup is not None:
+            self._wakeup.set()
+
+    def resume(self, name: str) -> None:
+        """Let the listener ``name`` start its deliveries again."""
+        self.pauses.pop(name, None)
+        if (lane := self.by_name.get(name)) is not None:
+            self._hold(lane, False)
+
+    def set_pauses(self, pauses: dict[str, float | None]) -> None:
+        """Make these the paused listeners (a shared store's view of the bus)."""
+        for name in [name for name in self.pauses if name not in pauses]:
+            self.resume(name)
+        for name, until in pauses.items():
+            if self.pauses.get(name, 0.0) != until or name not in self.pauses:
+                self.pause(name, until)
+
+    def _hold(self, lane: Lane, paused: bool) -> None:
         lane.paused = paused
         lane.open = not paused and not lane.paced
         if not lane.open and lane.ready:
             self._ready.remove(lane)
             lane.ready = False
         self._make_ready(lane)
+
+    def _expire_pauses(self, today: float) -> float | None:
+        """Resume the pauses whose time is up; when the next one is, if any."""
+        due = [name for name, until in self.pauses.items() if until is not None and until <= today]
+        for name in due:
+            logger.info("listener %s resumes: its pause is over", name)
+            self.resume(name)
+        return min((until for until in self.pauses.values() if until is not None), default=None)
 
     def _pace(self, lane: Lane) -> None:
         """A call of ``lane`` (which has a rate) starts: hold the next one back until its
@@ -385,9 +419,10 @@ class LocalLanes:
             if (due := scheduled.next_due) is not None and due <= today:
                 self._release_due(today)
             paced = self._paced[0][0] if self._paced else None
+            resumes = self._expire_pauses(today) if self.pauses else None
             waits = [due - clock for due, clock in ((delayed.next_due, now),
                                                     (scheduled.next_due, today),
-                                                    (paced, now))
+                                                    (paced, now), (resumes, today))
                      if due is not None]
             if waits and min(waits) <= 0:  # more due than one slice: let the loop in first
                 await anyio.lowlevel.checkpoint()

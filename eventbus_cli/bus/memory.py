@@ -91,9 +91,21 @@ class MemoryBroker(Broker):
             self._fail(delivery, lane)
         if self.journal is not None and (loaded := self.journal.take_loaded(
                 [slot.name for slot in slots])) is not None:
+            for name, until in self.journal.pauses().items():
+                self.lanes.pause(name, until)
             deliveries, next_id, not_loaded = loaded
             self._restore(deliveries, next_id, reason=not_loaded)
         return len(orphans)
+
+    async def pause(self, name: str, until: float | None = None) -> None:
+        if self.journal is not None:
+            await self.journal.keep_pause(name, True, until)
+        self.lanes.pause(name, until)
+
+    async def resume(self, name: str) -> None:
+        if self.journal is not None:
+            await self.journal.keep_pause(name, False)
+        self.lanes.resume(name)
 
     def serves(self, name: str) -> bool:
         return name in self.lanes.by_name

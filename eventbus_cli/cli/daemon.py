@@ -22,6 +22,7 @@ from .app import (
     reported,
     show,
 )
+from .values import duration
 
 
 @app.command()
@@ -96,6 +97,49 @@ def listeners_reload(ctx: typer.Context, as_json: JsonOption = False) -> None:
     if changes.failed:
         failed = counted(changes.failed, "waiting delivery", "waiting deliveries")
         typer.echo(f"warning: {failed} of removed listeners moved to the failed list", err=True)
+
+
+@listeners_app.command("pause")
+def listeners_pause(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The listener, as `listeners list` names it.")],
+    seconds: Annotated[str | None, typer.Option(
+        "--for", help="Resume by itself after this long: 90s, 10m, 2h, 1d.",
+        show_default=False)] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Pause a listener bus-wide: its deliveries wait (none fails) until it is resumed.
+
+    Kept across restarts by a durable store.
+
+    Example: eventbus listeners pause app:webhook --for 10m
+    """
+    for_seconds = None if seconds is None else duration(seconds, "--for")
+    with reported(as_json), client_for(ctx) as client:
+        state = client.pause(name, for_seconds)
+    if as_json:
+        show(state, True, "")
+        return
+    until = f" until {state.until}" if state.until else " until `eventbus listeners resume`"
+    typer.echo(f"paused {state.listener}{until}: its deliveries wait, what runs finishes")
+
+
+@listeners_app.command("resume")
+def listeners_resume(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The paused listener.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Resume a paused listener: its waiting deliveries start again.
+
+    Example: eventbus listeners resume app:webhook
+    """
+    with reported(as_json), client_for(ctx) as client:
+        state = client.resume(name)
+    if as_json:
+        show(state, True, "")
+        return
+    typer.echo(f"resumed {state.listener}")
 
 
 @app.command()

@@ -11,10 +11,10 @@ from ..client.calls import emit_fields
 from ..errors import EventbusError, InvalidEventIdError, ProtocolError
 from ..names import validate_event_id
 from ..plural import counted
-from ..protocol.codec import DEFAULT_WAIT, MAX_DELAY
+from ..protocol.codec import DEFAULT_WAIT
 from ..protocol.event import ordering_of
 from .app import JsonOption, app, client_for, complete_events, reported
-from .values import parse_arg, parse_kw
+from .values import duration, parse_arg, parse_kw
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -93,7 +93,7 @@ def emit(
         raise typer.BadParameter("give --delay or --at, not both", param_hint="--at")
     if (delay is not None or at is not None) and wait:
         raise typer.BadParameter("--wait goes with an emit that runs now", param_hint="--wait")
-    seconds_later = None if delay is None else _delay(delay)
+    seconds_later = None if delay is None else duration(delay, "--delay")
     when = None if at is None else _time(at)
     if event is None:
         raise typer.BadParameter("give the event id to emit, or --file", param_hint="EVENT")
@@ -144,22 +144,6 @@ def emit(
     if results is not None and not all(item["ok"] for item in results):
         raise typer.Exit(1)
 
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
-
-
-def _delay(text: str) -> float:
-    """``90s``, ``10m``, ``2h``, ``1d`` (or ``1.5h``) in seconds; a usage error otherwise."""
-    number, unit = text[:-1], text[-1:]
-    try:
-        seconds = (float(number) * _UNITS[unit] if unit in _UNITS and number.isascii()
-                   and number else -1.0)
-    except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds <= MAX_DELAY:
-        raise typer.BadParameter(f"{text!r} is not a delay: give a number and a unit, s, m, h "
-                                 "or d (90s, 10m, 2h, 1d), at most a year", param_hint="--delay")
-    return seconds
 
 
 def _time(text: str) -> "datetime":

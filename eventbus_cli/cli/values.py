@@ -10,7 +10,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import typer
+
 from ..errors import ArgumentError
+from ..protocol.codec import MAX_DELAY
 
 __all__ = ("parse_arg", "parse_kw")
 
@@ -61,3 +64,21 @@ def _read(option: str, text: str, path: str) -> str:
         return Path(path).expanduser().read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ArgumentError(option, text, f"cannot read the file {path!r}: {exc}") from None
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def duration(text: str, option: str) -> float:
+    """``90s``, ``10m``, ``2h``, ``1d`` (or ``1.5h``) in seconds; a usage error otherwise."""
+    number, unit = text[:-1], text[-1:]
+    try:
+        seconds = (float(number) * _UNITS[unit] if unit in _UNITS and number.isascii()
+                   and number else -1.0)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= MAX_DELAY:
+        raise typer.BadParameter(f"{text!r} is not a duration: give a number and a unit, s, "
+                                 "m, h or d (90s, 10m, 2h, 1d), at most a year",
+                                 param_hint=option)
+    return seconds

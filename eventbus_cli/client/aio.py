@@ -209,6 +209,8 @@ class AsyncClient:
     fire = async_op(ops.fire)
     retry = async_op(ops.retry)
     purge = async_op(ops.purge)
+    pause = async_op(ops.pause)
+    resume = async_op(ops.resume)
     reload = async_op(ops.reload)
     stop = async_op(ops.stop)
 

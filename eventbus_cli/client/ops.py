@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # types only: `eventbus emit` starts without building them
         EventInfo,
         Hello,
         ListenerInfo,
+        PauseState,
         QueueCounts,
         ReloadResult,
         ScheduleInfo,
@@ -281,6 +282,20 @@ def retry(delivery_ids: Sequence[int] | None = None, *, listener: str | None = N
 def purge(state: str) -> Call[int]:
     """Drop the ``failed``, ``pending`` or ``scheduled`` deliveries; return how many."""
     return Call("purge", {"state": state}, lambda result: int(result["purged"]))
+
+
+def pause(listener: str, seconds: float | None = None) -> Call[PauseState]:
+    """Pause ``listener`` bus-wide (its deliveries wait, nothing fails), for ``seconds`` or
+    until :meth:`resume`; a durable store keeps it across restarts."""
+    fields: dict[str, Any] = {"listener": listener}
+    if seconds is not None:
+        fields["for"] = seconds
+    return Call("pause", fields, _decoded("PauseState"))
+
+
+def resume(listener: str) -> Call[PauseState]:
+    """Resume the paused ``listener``."""
+    return Call("resume", {"listener": listener}, _decoded("PauseState"))
 
 
 def reload() -> Call[ReloadResult]:

@@ -137,6 +137,8 @@ class Client:
     fire = sync_op(ops.fire)
     retry = sync_op(ops.retry)
     purge = sync_op(ops.purge)
+    pause = sync_op(ops.pause)
+    resume = sync_op(ops.resume)
     reload = sync_op(ops.reload)
     stop = sync_op(ops.stop)
 

@@ -33,6 +33,7 @@ from ..errors import (
     ProtocolError,
     QueueFullError,
     ScheduleError,
+    UnknownListenerError,
 )
 from ..protocol.codec import encode_error, encode_result
 from ..protocol.ops import OPS, PROTOCOL_VERSION, decode_request
@@ -43,8 +44,10 @@ from ..protocol.requests import (
     JoinRequest,
     ListRequest,
     Matching,
+    PauseRequest,
     PurgeRequest,
     Request,
+    ResumeRequest,
     RetryRequest,
     SchemaRequest,
     ShowRequest,
@@ -62,6 +65,7 @@ from ..protocol.results import (
     Idle,
     ListenerCounts,
     ListenerInfo,
+    PauseState,
     Purged,
     QueueCounts,
     ReloadResult,
@@ -261,12 +265,13 @@ class Operations:
     def queue(self) -> QueueCounts:
         """The ``queue`` document."""
         stats = self.broker.stats().to_dict()
-        listeners = {name: ListenerCounts(**counts) for name, counts in
-                     stats.pop("listeners").items()}
+        paused = {name: iso_time(until) for name, until in self.broker.paused().items()}
+        listeners = {name: ListenerCounts(**counts | {"paused": name in paused})
+                     for name, counts in stats.pop("listeners").items()}
         return QueueCounts(**stats | {"next_due": iso_time(stats["next_due"])},
                            listeners=listeners, queue_size=self.broker.size,
                            max_queue_bytes=self.broker.max_bytes,
-                           max_scheduled=self.broker.max_scheduled)
+                           max_scheduled=self.broker.max_scheduled, paused=paused)
 
     @_handles("list")
     async def _list(self, request: ListRequest, flush: Flush) -> list[DeliveryInfo]:
@@ -355,6 +360,27 @@ class Operations:
     async def _purge(self, request: PurgeRequest, flush: Flush) -> Purged:
         purged = await self.broker.purge(DeliveryState(request.state))
         return Purged(purged, request.state)
+
+    @_handles("pause")
+    async def _pause(self, request: PauseRequest, flush: Flush) -> PauseState:
+        self._known(request.listener)
+        await self.broker.pause(request.listener, request.until)
+        until = iso_time(request.until)
+        logger.warning("listener %s paused by a client%s: its deliveries wait",
+                       request.listener, f" until {until}" if until else "")
+        return PauseState(request.listener, True, until)
+
+    @_handles("resume")
+    async def _resume(self, request: ResumeRequest, flush: Flush) -> PauseState:
+        self._known(request.listener)
+        await self.broker.resume(request.listener)
+        logger.warning("listener %s resumed by a client", request.listener)
+        return PauseState(request.listener, False, None)
+
+    def _known(self, name: str) -> None:
+        known = self.broker.known_listeners()
+        if name not in known:
+            raise UnknownListenerError(name, known)
 
     @_handles("reload")
     async def _reload(self, request: Request, flush: Flush) -> ReloadResult:

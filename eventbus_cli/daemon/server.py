@@ -90,6 +90,8 @@ class Server:
         emitter = SimpleEventEmitter(
             loaded.listeners,
             concurrency=daemon.concurrency,
+            max_per_listener=daemon.max_per_listener or None,
+            overrides=config.listeners,
             max_threads=daemon.max_threads,
             shutdown_timeout=daemon.shutdown_timeout,
             defaults=config.delivery.options(),

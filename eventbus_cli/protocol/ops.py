@@ -25,8 +25,10 @@ from .requests import (
     JoinRequest,
     ListRequest,
     Matching,
+    PauseRequest,
     PurgeRequest,
     Request,
+    ResumeRequest,
     RetryRequest,
     SchemaRequest,
     ShowRequest,
@@ -263,6 +265,13 @@ def _build_retry(values: dict[str, Any]) -> dict[str, Any]:
     return {"deliveries": values.get("deliveries"), "matching": matching}
 
 
+def _build_pause(values: dict[str, Any]) -> dict[str, Any]:
+    fields: dict[str, Any] = {"listener": values["listener"]}
+    if "for" in values:
+        fields["until"] = time.time() + values["for"]
+    return fields
+
+
 OPS: dict[str, Op] = {
     "hello": Op(Request, (), "Hello", '`{"protocol": 1, "version", "pid", "max_message_bytes"}`'),
     "emit": Op(EmitRequest, (
@@ -339,6 +348,15 @@ OPS: dict[str, Op] = {
                        required=True),),
                 "Purged", '`{"purged": N, "state"}`', writes=True),
     "reload": Op(Request, (), "ReloadResult", "as `listeners reload --json`", writes=True),
+    "pause": Op(PauseRequest,
+                (Field("listener", _listener_name, "a listener's name", required=True),
+                 Field("for", _delay, "seconds until it resumes by itself (optional)")),
+                "PauseState", '`{"listener", "paused": true, "until"}`: its deliveries wait, '
+                "nothing fails, bus-wide; kept across restarts by a durable store",
+                _build_pause, writes=True),
+    "resume": Op(ResumeRequest,
+                 (Field("listener", _listener_name, "a listener's name", required=True),),
+                 "PauseState", '`{"listener", "paused": false, "until": null}`', writes=True),
     "subscribe": Op(SubscribeRequest,
                     (Field("patterns", _patterns, "event-id globs (optional)"),), "Subscribed",
                     '`{"subscribed": true}`, then one record a line (as `tail --json`) until '

@@ -22,8 +22,10 @@ __all__ = (
     "JoinRequest",
     "ListRequest",
     "Matching",
+    "PauseRequest",
     "PurgeRequest",
     "Request",
+    "ResumeRequest",
     "RetryRequest",
     "SchemaRequest",
     "ShowRequest",
@@ -138,3 +140,17 @@ class StopRequest(Request, frozen=True, kw_only=True):
     """Stop the daemon, draining first if ``drain``."""
 
     drain: bool = True
+
+
+class PauseRequest(Request, frozen=True, kw_only=True):
+    """Pause the listener ``listener`` bus-wide, until ``until`` (a time.time()) or
+    resumed."""
+
+    listener: str
+    until: float | None = None
+
+
+class ResumeRequest(Request, frozen=True, kw_only=True):
+    """Resume the paused listener ``listener``."""
+
+    listener: str

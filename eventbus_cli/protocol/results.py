@@ -12,11 +12,33 @@ from typing import Any
 from msgspec import Struct
 
 __all__ = (
-    "Acknowledged", "BackendStatus", "CatalogListener", "DeliveryDetail", "DeliveryInfo",
-    "DeliveryOutcome", "DryRunListener", "EmitManyResult", "EmitResult", "EventInfo",
-    "HealthReport", "Hello", "Idle", "JournalStatus", "ListenerCounts", "ListenerInfo", "Purged",
-    "QueueCounts", "ReloadResult", "Retried", "ScheduleInfo", "SchedulesStatus", "Status",
-    "Stopping", "Subscribed", "ThreadsStatus",
+    "Acknowledged",
+    "BackendStatus",
+    "CatalogListener",
+    "DeliveryDetail",
+    "DeliveryInfo",
+    "DeliveryOutcome",
+    "DryRunListener",
+    "EmitManyResult",
+    "EmitResult",
+    "EventInfo",
+    "HealthReport",
+    "Hello",
+    "Idle",
+    "JournalStatus",
+    "ListenerCounts",
+    "ListenerInfo",
+    "PauseState",
+    "Purged",
+    "QueueCounts",
+    "ReloadResult",
+    "Retried",
+    "ScheduleInfo",
+    "SchedulesStatus",
+    "Status",
+    "Stopping",
+    "Subscribed",
+    "ThreadsStatus",
 )
 
 
@@ -117,6 +139,8 @@ class ListenerCounts(Struct):
     failed: int
     retried: int
     scheduled: int
+    paused: bool = False
+    """Whether an operator paused it: its deliveries wait, nothing fails."""
 
 
 class QueueCounts(Struct):
@@ -137,6 +161,8 @@ class QueueCounts(Struct):
     queue_size: int
     max_queue_bytes: int | None
     max_scheduled: int
+    paused: dict[str, str | None] = {}
+    """The paused listeners of the bus, each with when it resumes (None: when told)."""
 
 
 class DeliveryInfo(Struct):
@@ -290,6 +316,15 @@ class ReloadResult(Struct):
     kept: list[str]
     failed: int
     schedules: int
+
+
+class PauseState(Struct):
+    """A listener after a ``pause`` or ``resume``: paused or not, and until when (None:
+    until resumed)."""
+
+    listener: str
+    paused: bool
+    until: str | None
 
 
 class Acknowledged(Struct):

@@ -157,6 +157,26 @@ class SqliteJournal:
     def fires(self) -> dict[str, float]:
         return dict(self._fired)
 
+    def pauses(self) -> dict[str, float | None]:
+        rows = self._db.execute("SELECT key, value FROM meta WHERE key LIKE 'paused:%'")
+        now = time.time()
+        return {key.removeprefix("paused:"): until / 1000 if until > 0 else None
+                for key, until in rows if until <= 0 or until / 1000 > now}
+
+    async def keep_pause(self, name: str, paused: bool, until: float | None = None) -> None:
+        def write() -> None:
+            try:
+                with self._db:
+                    if paused:
+                        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                         ("paused:" + name, int(until * 1000) if until else 0))
+                    else:
+                        self._db.execute("DELETE FROM meta WHERE key = ?", ("paused:" + name,))
+            except sqlite3.Error as exc:
+                raise JournalError(self.path, f"cannot write it: {exc}") from exc
+
+        await anyio.to_thread.run_sync(write, limiter=self._limiter)
+
     def remember(self, key: str, expires: float, answer: dict[str, Any],
                  dropped: Sequence[str]) -> None:
         self._key_rows[key] = (expires, _ENCODER.encode(answer))

@@ -56,6 +56,25 @@ async def broken(**kwargs):
     probe.ran("broken", **kwargs)
     if not probe.fixed:
         raise ValueError("broken on purpose")
+
+@listener("line", retries=1, backoff=0.2)
+async def line(**kwargs):
+    """Records its starts and ends; blocks on the gate when told, fails a first attempt
+    when told, and takes the time it is told."""
+    import anyio
+    from eventbus_cli import current_delivery
+    probe.ran("line", **kwargs)
+    if kwargs.get("block"):
+        await probe.gate()
+    await anyio.sleep(kwargs.get("work", 0))
+    if kwargs.get("fail") and current_delivery().attempts == 1:
+        probe.ended("line", **kwargs)
+        raise RuntimeError("the first attempt fails")
+    probe.ended("line", **kwargs)
+
+@listener("paced", rate="20/s")
+async def paced(**kwargs):
+    probe.ran("paced", **kwargs)
 '''
 
 

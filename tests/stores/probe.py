@@ -27,6 +27,8 @@ class Run:
 
 
 runs: list[Run] = []
+ends: list[Run] = []
+"""Attempts that ended, for listeners that say so (:func:`ended`)."""
 fixed = False
 """Whether the ``broken`` listener succeeds now (a fix deployed, for a retry)."""
 _changed: anyio.Event | None = None
@@ -36,6 +38,7 @@ _gate: anyio.Event | None = None
 def reset() -> None:
     global fixed, _changed, _gate
     runs.clear()
+    ends.clear()
     fixed = False
     _changed = _gate = None
 
@@ -48,6 +51,12 @@ def ran(listener: str, **kwargs: object) -> None:
     if _changed is not None:
         _changed.set()
         _changed = None
+
+
+def ended(listener: str, **kwargs: object) -> None:
+    delivery = current_delivery()
+    assert delivery is not None, "probe.ended() is for listeners"
+    ends.append(Run(listener, delivery.id, delivery.attempts, time.time(), kwargs))
 
 
 def of(listener: str) -> list[Run]:

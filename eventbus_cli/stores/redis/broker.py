@@ -346,6 +346,7 @@ class RedisBroker(Broker):
         """Fetch the bus-wide counters (and with ``listing`` the deliveries) from Redis."""
         with self._asking() as link:
             await self._count(link)
+            self.lanes.set_pauses(await link.read_pauses())
             if listing:
                 self._listed = await link.listing(sorted({*self._routes, *self._local}),
                                                   _LISTED)
@@ -388,6 +389,19 @@ class RedisBroker(Broker):
             return
         self._view = view
         self._scheduled_counted = max(self._scheduled_counted, sent)
+
+    async def pause(self, name: str, until: float | None = None) -> None:
+        with self._asking() as link:
+            await link.set_pause(name, True, until)
+        self.lanes.pause(name, until)
+
+    async def resume(self, name: str) -> None:
+        with self._asking() as link:
+            await link.set_pause(name, False)
+        self.lanes.resume(name)
+
+    def known_listeners(self) -> set[str]:
+        return {*self._routes, *self._local}
 
     async def retry(self, delivery_ids: Iterable[int] | None) -> list[Delivery]:
         with self._asking() as link:
@@ -461,6 +475,7 @@ class RedisBroker(Broker):
         self._link = await open_link(self._config, self.name, self.prefix)
         await self._link.mark()
         self._fired = await self._link.fires()
+        self.lanes.set_pauses(await self._link.read_pauses())  # before anything is read
         self._use_block(await self._link.reserve_ids(_ID_BLOCK))
         # A listener this daemon ran before it stopped, and does not load now, leaves too.
         gone = await self._link.hosted_here(set(await self._link.routes()) - set(self._local))
@@ -489,6 +504,7 @@ class RedisBroker(Broker):
                 group.start_soon(self._write, link)
                 group.start_soon(self._read, link)
                 group.start_soon(self._keep_up, link)
+                group.start_soon(self.lanes.run)  # paced lanes, pauses that end
                 group.start_soon(link.move_due)
                 group.start_soon(link.views.listen, self, link.routes, self._wake)
         finally:
@@ -618,6 +634,7 @@ class RedisBroker(Broker):
                 routes, fires, present = await link.beat(running, len(self._held))
                 if not present:
                     self._emptied("the bus's keys were gone")
+                self.lanes.set_pauses(link.pauses)
                 if time.monotonic() - renewed >= renew_every:
                     # Frozen or cut off past claim_after, what ended here since the last
                     # renewal may have been taken over as well (an upper bound: so it says).

@@ -124,6 +124,8 @@ class Link:
         self._sooner = anyio.Event()  # set when this daemon adds to P:due
         self.regrouped = False
         """Set when a read found a listener's stream or group gone (and made it again)."""
+        self.pauses: dict[str, float | None] = {}
+        """The paused listeners of the bus, as the last beat read them."""
 
     # -- start and stop ----------------------------------------------------------------------
 
@@ -337,8 +339,22 @@ class Link:
             "running": json.dumps(running), "held": held})
         pipe.pexpire(f"{p}:daemon:{self.name}", _ALIVE_MS * 2)
         pipe.zadd(f"{p}:daemons", {self.name: int(time.time() * 1000)})
-        routes, fires, made, *_ = await _execute(pipe)
+        pipe.hgetall(f"{p}:paused")
+        routes, fires, made, *_, paused = await _execute(pipe)
+        self.pauses = _pauses(paused)
         return _routes(routes), _fires(fires), not made
+
+    async def read_pauses(self) -> dict[str, float | None]:
+        """The paused listeners of the bus, now."""
+        self.pauses = _pauses(await self._redis.hgetall(f"{self.p}:paused"))
+        return self.pauses
+
+    async def set_pause(self, name: str, paused: bool, until: float | None = None) -> None:
+        """Pause ``name`` bus-wide (until ``until``, a time.time()), or resume it."""
+        if paused:
+            await self._redis.hset(f"{self.p}:paused", name, int(until * 1000) if until else 0)
+        else:
+            await self._redis.hdel(f"{self.p}:paused", name)
 
     async def renew(self, held: Sequence[tuple[str, bytes]]) -> set[bytes]:
         """Reset the idle time of what this daemon holds, so no other takes it over; returns
@@ -505,6 +521,17 @@ class Link:
 
 def _routes(table: dict[bytes, bytes]) -> dict[str, tuple[str, ...]]:
     return {name.decode(): tuple(json.loads(patterns)) for name, patterns in table.items()}
+
+
+def _pauses(table: dict[bytes, bytes]) -> dict[str, float | None]:
+    """The bus's paused listeners, each with when it resumes (None: when told), those whose
+    time is up left out."""
+    now, found = time.time(), {}
+    for name, until in table.items():
+        ms = int(until)
+        if ms <= 0 or ms / 1000 > now:
+            found[name.decode()] = ms / 1000 if ms > 0 else None
+    return found
 
 
 def _fires(table: dict[bytes, bytes]) -> dict[str, float]:
