@@ -93,7 +93,7 @@ def emit(
         raise typer.BadParameter("give --delay or --at, not both", param_hint="--at")
     if (delay is not None or at is not None) and wait:
         raise typer.BadParameter("--wait goes with an emit that runs now", param_hint="--wait")
-    seconds_later = None if delay is None else duration(delay, "--delay")
+    seconds_later = None if delay is None else duration(delay, "--delay", "delay")
     when = None if at is None else _time(at)
     if event is None:
         raise typer.BadParameter("give the event id to emit, or --file", param_hint="EVENT")

@@ -69,8 +69,9 @@ def _read(option: str, text: str, path: str) -> str:
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 
 
-def duration(text: str, option: str) -> float:
-    """``90s``, ``10m``, ``2h``, ``1d`` (or ``1.5h``) in seconds; a usage error otherwise."""
+def duration(text: str, option: str, what: str = "duration") -> float:
+    """``90s``, ``10m``, ``2h``, ``1d`` (or ``1.5h``) in seconds; a usage error naming
+    ``option`` and ``what`` it is otherwise."""
     number, unit = text[:-1], text[-1:]
     try:
         seconds = (float(number) * _UNITS[unit] if unit in _UNITS and number.isascii()
@@ -78,7 +79,7 @@ def duration(text: str, option: str) -> float:
     except ValueError:
         seconds = -1.0
     if not 0 <= seconds <= MAX_DELAY:
-        raise typer.BadParameter(f"{text!r} is not a duration: give a number and a unit, s, "
+        raise typer.BadParameter(f"{text!r} is not a {what}: give a number and a unit, s, "
                                  "m, h or d (90s, 10m, 2h, 1d), at most a year",
                                  param_hint=option)
     return seconds

@@ -91,8 +91,10 @@ def served(short_dir: Path) -> Iterator[Served]:
             listener.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one test module. Not longer: while Playwright's sync API runs, this
+    thread counts as running an event loop, and other tests' anyio.run() would refuse."""
     executable = chromium()
     if executable is None:
         if os.environ.get("CI"):
