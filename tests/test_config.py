@@ -124,6 +124,42 @@ def test_bad_keys_and_values_name_the_key_and_the_file(
     assert problem in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        ('[listeners."app:hook"]\nrate = "10/fortnight"\n', 'listeners."app:hook".rate',
+         'a rate such as "10/s"'),
+        ('[listeners."app:hook"]\nrate = "0/s"\n', 'listeners."app:hook".rate', "not '0/s'"),
+        ('[listeners."app:hook"]\nspeed = 1\n', 'listeners."app:hook".speed', "takes retries"),
+        ('[listeners."app:hook"]\nretries = -1\n', 'listeners."app:hook".retries', ">= 0"),
+        ("[listeners]\nrate = 3\n", "listeners", 'each written [listeners."NAME"]'),
+    ],
+)
+def test_a_listeners_table_is_checked_as_its_decorator(
+    tmp_path: Path, text: str, key: str, problem: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        Config.from_toml(path)
+    assert caught.value.key == key
+    assert problem in str(caught.value)
+
+
+def test_a_listeners_table_wins_over_the_decorator(tmp_path: Path) -> None:
+    from eventbus_cli import listener
+    from eventbus_cli.bus.routing import ListenerSet
+    from eventbus_cli.config import DeliveryOptions
+
+    @listener("a", rate="1/s", retries=2, name="app:hook")
+    def hook() -> None: ...
+
+    config = Config.from_toml(write(tmp_path, '[listeners."app:hook"]\nrate = "5/min"\n'))
+    [slot] = ListenerSet([hook], defaults=DeliveryOptions(), concurrency=4,
+                         max_per_listener=None, overrides=config.listeners).slots
+    assert (slot.options.rate, slot.options.retries) == ("5/min", 2)
+    assert slot.rate == pytest.approx(5 / 60)
+
+
 def test_invalid_toml_and_missing_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"not valid TOML: .*line 1"):
         Config.from_toml(write(tmp_path, "[daemon\n"))

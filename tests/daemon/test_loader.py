@@ -86,6 +86,10 @@ def test_the_repositorys_listeners_load_and_handle_the_seed_events() -> None:
         ("from eventbus_cli import listener\n@listener('bad id')\ndef f(): ...\n", 2,
          "invalid event pattern 'bad id'"),
         ("import sys\nsys.exit(1)\n", 2, "SystemExit: 1"),
+        ("from eventbus_cli import listener\n@listener('a', rate='10/fortnight')\n"
+         "def f(): ...\n", 2, "rate must be a rate such as \"10/s\""),
+        ("from eventbus_cli import listener\n@listener('a', rate='0/s')\ndef f(): ...\n", 2,
+         "not '0/s'"),
     ],
 )
 def test_a_broken_file_is_named_with_its_line(
