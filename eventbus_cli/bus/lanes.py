@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -83,9 +84,9 @@ class LocalLanes:
         self._paced: list[tuple[float, int, Lane]] = []  # lanes held back by their rate
         self.pauses: dict[str, float | None] = {}
         """Paused listener names, with the time.time() each resumes at (None: when told)."""
-        self.pace: Callable[[Lane], float] | None = None
-        """Asked, as a call of a lane with a rate starts, when (time.monotonic()) the next
-        may start at the soonest: a shared store's grant, so the rate holds bus-wide."""
+        self.pace: Callable[[Lane], None] | None = None
+        """Told, as a call of a lane with a rate starts, to have a shared store grant the
+        lane's next start (it answers with :meth:`grant`), so the rate holds bus-wide."""
 
     # -- listeners ---------------------------------------------------------------------------
 
@@ -106,6 +107,9 @@ class LocalLanes:
                 lane = self.by_name[slot.listener.name] = Lane(slot)
                 if slot.listener.name in self.pauses:
                     lane.paused, lane.open = True, False
+                if slot.rate is not None and self.pace is not None:  # its first start too
+                    lane.paced, lane.open, lane.next_start = True, False, math.inf
+                    self.pace(lane)
             else:
                 kept.slot = slot
                 self._make_ready(kept)
@@ -307,16 +311,30 @@ class LocalLanes:
 
     def _pace(self, lane: Lane) -> None:
         """A call of ``lane`` (which has a rate) starts: hold the next one back until its
-        rate allows it."""
+        rate allows it, here, or (with ``pace``) until a shared store grants it."""
+        if self.pace is not None:
+            lane.paced, lane.open, lane.next_start = True, False, math.inf
+            self.pace(lane)
+            return
         now = time.monotonic()
         lane.next_start = max(now, lane.next_start) + 1.0 / lane.slot.rate  # type: ignore[operator]
-        if self.pace is not None:
-            lane.next_start = max(lane.next_start, self.pace(lane))
+        self._hold_until(lane, now)
+
+    def grant(self, lane: Lane, when: float) -> None:
+        """A shared store granted ``lane``'s next start at ``when`` (a time.monotonic())."""
+        lane.next_start = when
+        self._hold_until(lane, time.monotonic())
+
+    def _hold_until(self, lane: Lane, now: float) -> None:
         if lane.next_start > now:
             lane.paced, lane.open = True, False
             heapq.heappush(self._paced, (lane.next_start, id(lane), lane))
             if self._wakeup is not None:
                 self._wakeup.set()
+        elif lane.paced:
+            lane.paced = False
+            lane.open = not lane.paused
+            self._make_ready(lane)
 
     def _unpace(self, now: float) -> None:
         paced = self._paced

@@ -115,6 +115,20 @@ async def test_a_rate_spaces_a_listeners_starts_evenly(daemons: Daemons) -> None
     assert min(gaps) >= 0.05 * 0.8, gaps  # smooth: no burst at the start of a second
 
 
+@pytest.mark.stores("redis")
+async def test_a_rate_holds_bus_wide_on_a_shared_store(daemons: Daemons) -> None:
+    async with daemons.run("a") as first, daemons.run("b") as second:
+        for n in range(21):
+            await (first if n % 2 else second).emit("paced", n=n)
+        await _drained(first)
+        await _drained(second)
+    starts = sorted(run.at for run in probe.of("paced"))
+    assert len(starts) == 21
+    # Two daemons at 20/s each would be done in half a second; the bus holds them to 20/s
+    # (each daemon's first start is its own: at most one more, at once).
+    assert starts[-1] - starts[0] >= 19 / 20 * 0.9, starts
+
+
 # -- pause and resume -----------------------------------------------------------------------
 
 

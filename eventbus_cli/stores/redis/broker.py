@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import socket
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -31,6 +32,7 @@ import anyio
 from ...bus.broker import Broker
 from ...bus.dedupe import DedupeKeys
 from ...bus.delivery import Delivery, DeliveryState, EmitterStats, iso_time
+from ...bus.lane import Lane
 from ...bus.lanes import LocalLanes
 from ...bus.routing import Router, Slot
 from ...config import BackendConfig, DaemonConfig, DeliveryConfig
@@ -97,6 +99,9 @@ class RedisBroker(Broker):
         self.lanes = LocalLanes(size=queue_size, max_bytes=max_bytes,
                                 max_scheduled=max_scheduled)
         self.lanes.on_done = self._acked
+        self.lanes.pace = self._ask_grant
+        self._grants_wanted: dict[str, Lane] = {}  # lanes whose next start awaits the bus
+        self._grant_asked: anyio.Event | None = None  # made in _grant(), inside the loop
         self.keys = DedupeKeys(dedupe_window, max_dedupe_keys)
         self._keep_failed = keep_failed
         self.url = masked(backend.url)
@@ -505,11 +510,41 @@ class RedisBroker(Broker):
                 group.start_soon(self._read, link)
                 group.start_soon(self._keep_up, link)
                 group.start_soon(self.lanes.run)  # paced lanes, pauses that end
+                group.start_soon(self._grant, link)
                 group.start_soon(link.move_due)
                 group.start_soon(link.views.listen, self, link.routes, self._wake)
         finally:
             with anyio.CancelScope(shield=True):
                 await link.close()
+
+    def _ask_grant(self, lane: Lane) -> None:
+        """The lanes' ``pace``: a listener with a rate started a call here; ask the bus when
+        its next may start (a rate holds bus-wide, not per daemon)."""
+        self._grants_wanted[lane.slot.name] = lane
+        if self._grant_asked is not None:
+            self._grant_asked.set()
+
+    async def _grant(self, link: Link) -> None:
+        failing = False
+        while True:
+            if not self._grants_wanted:
+                asked = self._grant_asked = anyio.Event()
+                await asked.wait()
+                continue
+            name, lane = next(iter(self._grants_wanted.items()))
+            try:
+                wait = await link.pace(name, 1.0 / (lane.slot.rate or math.inf))
+            except link.errors as exc:
+                if not failing:
+                    logger.warning("cannot have Redis grant the next start of %s (its rate): "
+                                   "%s; it waits and asks again", name, exc)
+                failing = True
+                await anyio.sleep(0.5)
+                continue
+            failing = False
+            if self._grants_wanted.get(name) is lane:
+                del self._grants_wanted[name]
+            self.lanes.grant(lane, time.monotonic() + wait)
 
     def close(self) -> None:
         """The connections close as :meth:`run` ends."""

@@ -344,6 +344,12 @@ class Link:
         self.pauses = _pauses(paused)
         return _routes(routes), _fires(fires), not made
 
+    async def pace(self, name: str, gap: float) -> float:
+        """Have the bus grant the next start of ``name``, ``gap`` seconds at least after the
+        one granted before; returns how many seconds from now it is."""
+        waited = await self._scripts["PACE"](args=[self.p, name, int(gap * 1_000_000)])
+        return int(waited) / 1_000_000
+
     async def read_pauses(self) -> dict[str, float | None]:
         """The paused listeners of the bus, now."""
         self.pauses = _pauses(await self._redis.hgetall(f"{self.p}:paused"))

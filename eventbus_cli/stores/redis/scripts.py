@@ -9,13 +9,14 @@ read by the consumer group ``eventbus``; ``P:due`` a sorted set of delivery ids 
 ``P:key:<key>`` a dedupe key holding its first answer, expiring after the window
 (``P:keys`` orders them by expiry, to keep at most ``max_dedupe_keys``);
 ``P:hosts:<listener>`` the daemons that load a listener; ``P:routes`` listener -> its event
-patterns.
+patterns; ``P:rate:<listener>`` the earliest next start a rate allows (us, Redis's clock);
+``P:paused`` listener -> when it resumes (ms; 0: when told).
 """
 
 from __future__ import annotations
 
-__all__ = ("ACK", "EMIT", "FAIL", "MOVE_DUE", "PARK", "PURGE_WAITING", "REFRESH", "REQUEUE",
-           "RESERVE", "RETIRE")
+__all__ = ("ACK", "EMIT", "FAIL", "MOVE_DUE", "PACE", "PARK", "PURGE_WAITING", "REFRESH",
+           "REQUEUE", "RESERVE", "RETIRE")
 
 _NOW = """
 local t = redis.call('TIME')
@@ -106,6 +107,20 @@ if keyed then
   end
 end
 return out
+"""
+
+PACE = r"""
+-- ARGV: prefix, listener, the gap its rate leaves between two starts (us). Grants the next
+-- start of the listener bus-wide, no sooner than a gap after the one granted before it (on
+-- any daemon): returns how many us from now that start is.
+local key = ARGV[1] .. ':rate:' .. ARGV[2]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local start = math.max(now, tonumber(redis.call('GET', key) or '0') or 0)
+local after = start + tonumber(ARGV[3])
+redis.call('SET', key, string.format('%.0f', after), 'PX',
+           math.floor((after - now) / 1000) + 60000)
+return math.floor(start - now)
 """
 
 RESERVE = _NOW + r"""
