@@ -118,8 +118,9 @@ class Lane:
     """One listener name's deliveries: pending, running, and its counters. It takes part in
     the round of lanes with work only while ``open``: not paused, not held back by its rate."""
 
-    __slots__ = ("delayed", "failed", "next_start", "open", "paced", "paused", "queue", "ready",
-                 "retired", "retried", "running", "scheduled", "slot", "succeeded")
+    __slots__ = ("delayed", "failed", "next_start", "open", "paced", "paused", "queue",
+                 "rate_waits", "ready", "retired", "retried", "running", "scheduled", "slot",
+                 "succeeded")
 
     def __init__(self, slot: Slot) -> None:
         self.slot = slot  # the listener of this name loaded now; a reload replaces it
@@ -133,6 +134,7 @@ class Lane:
         self.paced = False  # its rate allows no start before next_start
         self.open = True  # neither paused nor paced
         self.next_start = 0.0  # time.monotonic() its rate allows the next start at
+        self.rate_waits = 0  # times a delivery could have started but its rate held it back
         self.succeeded = self.failed = self.retried = 0
 
     def may_start(self) -> bool:

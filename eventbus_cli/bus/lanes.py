@@ -312,6 +312,8 @@ class LocalLanes:
     def _pace(self, lane: Lane) -> None:
         """A call of ``lane`` (which has a rate) starts: hold the next one back until its
         rate allows it, here, or (with ``pace``) until a shared store grants it."""
+        if lane.queue.takeable and lane.running < lane.slot.limit:
+            lane.rate_waits += 1
         if self.pace is not None:
             lane.paced, lane.open, lane.next_start = True, False, math.inf
             self.pace(lane)

@@ -163,13 +163,21 @@ def print_deliveries(deliveries: list[dict[str, Any]], *, state: str | None = No
         console.print(f"no {state} deliveries" if state else "no deliveries: nothing is "
                       "pending, running, retrying or in the failed list")
         return
-    rows = [(str(item["id"]), item["event"], item["listener"], item["state"],
+    rows = [(str(item["id"]), item["event"] + _ordering(item), item["listener"], item["state"],
              str(item["attempts"]), _local(item.get("created"), short=True),
              _local(item.get("due"), short=True), item["error"] or "",
              json.dumps(item["args"], ensure_ascii=False),
              json.dumps(item["kwargs"], ensure_ascii=False))
             for item in deliveries]
     _print_fitted(_DELIVERY_COLUMNS, rows)
+
+
+def _ordering(item: dict[str, Any]) -> str:
+    """`` [high, key user:42]`` for a delivery with a priority or an order key."""
+    marks = [item["priority"]] if item.get("priority", "normal") != "normal" else []
+    if item.get("order_key") is not None:
+        marks.append(f"key {item['order_key']}")
+    return f" [{', '.join(marks)}]" if marks else ""
 
 
 def _local(iso: str | None, *, short: bool = False) -> str:
@@ -190,6 +198,10 @@ def print_delivery(delivery: dict[str, Any]) -> None:
     table.add_column(overflow="fold")
     for key in ("id", "event", "listener", "state", "attempts", "error"):
         table.add_row(key, Text(str(delivery[key] if delivery[key] is not None else "")))
+    if delivery.get("priority", "normal") != "normal":
+        table.add_row("priority", delivery["priority"])
+    if delivery.get("order_key") is not None:
+        table.add_row("order key", Text(delivery["order_key"]))
     for key, label in (("created", "created"), ("due", "due"),
                        ("last_attempt", "last attempt"), ("failed", "failed")):
         if delivery.get(key) is not None:
@@ -275,7 +287,7 @@ def tail_line(record: dict[str, Any]) -> str:
     took = "" if latency is None else (
         f"  waited {latency * 1000:.3f} ms" if kind == "started" else f"  {latency * 1000:.3f} ms")
     error = f"  {record['error']}" if record.get("error") else ""
-    return (f"{when} {kind:<8} {record['event']} -> {record['listener']}  "
+    return (f"{when} {kind:<8} {record['event']}{_ordering(record)} -> {record['listener']}  "
             f"#{record['delivery']} attempt {record['attempt']}{took}{error}")
 
 
@@ -309,8 +321,12 @@ def _queue_totals(queue: Mapping[str, Any]) -> str:
     later = (f"  scheduled {queue['scheduled']} (next {_local(queue.get('next_due'))})"
              if queue.get("scheduled") else "")
     repeats = f"  duplicates {queue['duplicates']}" if queue.get("duplicates") else ""
+    paused = queue.get("paused") or {}
+    held = ("\npaused: " + ", ".join(f"{name} (until {_local(until)})" if until else name
+                                     for name, until in sorted(paused.items()))
+            if paused else "")
     return (f"queue ({queue['queue_size']} max): {totals}  failed list "
-            f"{queue.get('failed_list', 0)}{later}{repeats}")
+            f"{queue.get('failed_list', 0)}{later}{repeats}{held}")
 
 
 _QUEUE_RANKS = {"pending": 1, "running": 2, "failed": 3, "succeeded": 4, "retrying": 5,
@@ -323,7 +339,8 @@ def _queue_columns(queue: Mapping[str, Any], rates: dict[str, float] | None = No
     names = (*counters, "per second") if rates is not None else counters
     columns = [_Column("listener", 0),
                *(_Column(name, _QUEUE_RANKS[name], fixed=True, right=True) for name in names)]
-    rows = [(name, *(str(stats[key]) for key in counters),
+    rows = [(name + (" (paused)" if stats.get("paused") else ""),
+             *(str(stats[key]) for key in counters),
              *(() if rates is None else (f"{rates.get(name, 0.0):,.1f}",)))
             for name, stats in queue["listeners"].items()]
     return columns, rows

@@ -143,6 +143,19 @@ class Metrics:
                           "timeout.", value=threads.stuck)
         yield GaugeFamily("eventbus_connections_open", "Client connections open now.",
                           value=self.open_connections())
+        broker = self.emitter.broker
+        paused = GaugeFamily("eventbus_listener_paused", "1 for a listener an operator paused "
+                             "(its deliveries wait), by listener.", labels=["listener"])
+        for name in sorted(broker.paused()):
+            paused.add_metric([name], 1)
+        yield paused
+        waits = CounterFamily("eventbus_rate_limited_waits", "Times a listener's rate held "
+                              "back a delivery that could have started, by listener.",
+                              labels=["listener"])
+        for name, lane in sorted(broker.lanes.by_name.items()):
+            if lane.slot.rate is not None:
+                waits.add_metric([name], lane.rate_waits)
+        yield waits
         fires = CounterFamily("eventbus_schedule_fires", "Schedule fires, by schedule.",
                               labels=["schedule"])
         for name, count in sorted(self.fires.items()):

@@ -22,6 +22,7 @@ import anyio
 from ..bus.delivery import Delivery, DeliveryState, iso_time
 from ..bus.emitter import SimpleEventEmitter
 from ..protocol.codec import encode_line
+from ..protocol.event import NORMAL, PRIORITIES
 from ..protocol.results import DeliveryOutcome
 
 __all__ = ("BUFFER_RECORDS", "Monitor", "Subscription", "Watch")
@@ -232,9 +233,14 @@ def _publish(targets: list[Subscription], record: dict[str, Any]) -> None:
 
 
 def _about(delivery: Delivery, kind: str, latency: float = math.nan) -> dict[str, Any]:
-    return {"type": kind, "event": delivery.event, "delivery": delivery.id,
-            "listener": delivery.listener, "attempt": delivery.attempts,
-            "latency": None if math.isnan(latency) else round(latency, 6)}
+    record = {"type": kind, "event": delivery.event, "delivery": delivery.id,
+              "listener": delivery.listener, "attempt": delivery.attempts,
+              "latency": None if math.isnan(latency) else round(latency, 6)}
+    if delivery.priority != NORMAL:
+        record["priority"] = PRIORITIES[delivery.priority]
+    if delivery.order_key is not None:
+        record["order_key"] = delivery.order_key
+    return record
 
 
 def _skipped(count: int) -> bytes:

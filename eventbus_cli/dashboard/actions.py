@@ -107,6 +107,41 @@ async def run_schedule(request: AnyRequest) -> Redirect:
     return _back(request, "/schedules", f"Schedule {name} fired: {fired.outcome or 'done'}")
 
 
+@post("/listeners/{name:str}/pause", name="eventbus:pause")
+async def pause(request: AnyRequest) -> Redirect:
+    name: str = request.path_params["name"]
+    board = board_of(request)
+    form = await _acting(request)
+    seconds = _minutes(form.get("minutes"))
+    async with board.client() as client:
+        state = await client.pause(name, seconds)
+    until = f" until {state.until}" if state.until else ""
+    return _back(request, "/listeners", f"Paused {name}{until}: its deliveries wait")
+
+
+@post("/listeners/{name:str}/resume", name="eventbus:resume")
+async def resume(request: AnyRequest) -> Redirect:
+    name: str = request.path_params["name"]
+    board = board_of(request)
+    await _acting(request)
+    async with board.client() as client:
+        await client.resume(name)
+    return _back(request, "/listeners", f"Resumed {name}")
+
+
+def _minutes(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        minutes = float(text)
+    except ValueError:
+        minutes = -1.0
+    if not 0 < minutes <= 525_600:
+        raise ValueError(f"pause for {text!r} minutes: give a number of minutes above 0, "
+                         "or leave it empty to pause until resumed")
+    return minutes * 60
+
+
 def _arguments(form: FormMultiDict) -> tuple[list[Any], dict[str, Any]]:
     try:
         args = json.loads(form.get("args") or "[]")
@@ -178,5 +213,5 @@ async def logout(request: AnyRequest) -> Redirect:
     return response
 
 
-ACTIONS = (retry, retry_one, purge_confirm, purge, run_schedule, emit, login_page, login,
-           logout)
+ACTIONS = (retry, retry_one, purge_confirm, purge, run_schedule, pause, resume, emit,
+           login_page, login, logout)

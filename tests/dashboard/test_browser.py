@@ -127,7 +127,17 @@ def test_the_pages_show_schedules_listeners_catalog_and_the_tail(
     expect(page.get_by_role("status")).to_contain_text("Schedule hourly fired")
 
     page.goto(served.url + "/listeners")
-    expect(page.locator('tr[data-listener="recorder:webhook"]')).to_contain_text("(url: str)")
+    row = page.locator('tr[data-listener="recorder:webhook"]')
+    expect(row).to_contain_text("(url: str)")
+    row.get_by_role("button", name="Pause recorder:webhook").click()
+    expect(page.get_by_role("status")).to_contain_text("Paused recorder:webhook")
+    expect(row.locator("[data-paused]")).to_be_visible()
+    with served.client() as client:
+        assert list(client.queue().paused) == ["recorder:webhook"]
+    row.get_by_role("button", name="Resume recorder:webhook").click()
+    expect(page.get_by_role("status")).to_contain_text("Resumed recorder:webhook")
+    with served.client() as client:
+        assert client.queue().paused == {}
 
     page.goto(served.url + "/events")
     expect(page.locator('[data-event="user_created"] pre')).to_contain_text('"email"',

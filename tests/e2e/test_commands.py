@@ -140,6 +140,34 @@ def test_queue_list_and_retry_choose_by_listener_event_and_error(daemon: Daemon)
     assert "1 delivery queued again" in retried.stdout
 
 
+def test_pause_resume_priority_and_order_key_on_the_command_line(daemon: Daemon) -> None:
+    refused = daemon.cli("listeners", "pause", "recorder:nope")
+    assert refused.returncode == 1
+    assert "no listener is named 'recorder:nope'" in refused.stderr
+    assert "recorder:record" in refused.stderr
+    paused = daemon.cli("listeners", "pause", "recorder:record", "--for", "10m")
+    assert paused.returncode == 0
+    assert "paused recorder:record until" in paused.stdout
+    assert daemon.cli("listeners", "pause", "recorder:record", "--for", "soon").returncode == 2
+    emitted = daemon.cli("emit", "user_created", "email=x", "--priority", "high",
+                         "--order-key", "user:1")
+    assert emitted.returncode == 0
+    listed = daemon.cli("queue", "list", "--state", "pending")
+    assert "[high, key user:1]" in listed.stdout
+    queue = daemon.json("queue")
+    assert list(queue["paused"]) == ["recorder:record"]
+    assert queue["listeners"]["recorder:record"]["paused"] is True
+    assert "(paused)" in daemon.cli("queue").stdout
+    assert daemon.cli("listeners", "resume", "recorder:record").returncode == 0
+    with Client(daemon.socket) as client:
+        assert client.join(30)
+    assert daemon.written() == [{"args": [], "kwargs": {"email": "x"}}]
+    bad = daemon.cli("emit", "user_created", "--priority", "urgent")
+    assert bad.returncode == 2
+    assert "priority must be one of high, normal, low" in bad.stderr
+    assert daemon.cli("emit", "user_created", "--order-key", "k" * 201).returncode == 2
+
+
 def test_status_json_document(daemon: Daemon) -> None:
     status = daemon.json("status")
     assert status["pid"] == daemon.pid

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from eventbus_cli import Client
 from tests.harness import Daemon, running, wait_for
 
 LISTENERS = '''
@@ -26,6 +27,10 @@ def explode() -> None:
 
 @listener("made.*", "made.exact")
 async def glob(n: int) -> None:
+    pass
+
+@listener("paced", rate="50/s")
+async def paced() -> None:
     pass
 '''
 
@@ -113,6 +118,24 @@ from eventbus_cli import cron
 new_year = cron("0 3 1 1 *", "user_created", kwargs={"email": "ada@example.com"},
                 name="new_year")
 '''
+
+
+def test_a_paused_listener_and_rate_waits_are_scraped(short_dir: Path) -> None:
+    port = _free_port()
+    config = f'[metrics]\nlisten = "127.0.0.1:{port}"\n'
+    with running(short_dir, listeners=LISTENERS, config=config) as daemon:
+        assert daemon.cli("listeners", "pause", "recorder:welcome").returncode == 0
+        with _client(daemon) as client:
+            for _ in range(5):
+                client.emit("paced")
+            assert client.join(30)
+        found = _scrape(port)
+    assert found[("eventbus_listener_paused", (("listener", "recorder:welcome"),))] == 1
+    assert found[("eventbus_rate_limited_waits_total", (("listener", "recorder:paced"),))] >= 1
+
+
+def _client(daemon: Daemon) -> Client:
+    return Client(daemon.socket)
 
 
 def test_a_schedule_fire_counts_as_an_emit_of_its_event(short_dir: Path) -> None:
