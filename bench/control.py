@@ -4,7 +4,8 @@ holds across two daemons on Redis.
 Run: .venv/bin/pip install -e '.[test,bench]' && .venv/bin/python bench/control.py [EVENTS]
 
 - in-process: EVENTS events (default 100,000) into one no-op listener, emitted plain, with
-  ``priority="high"``, and with an ``order_key`` among 1,000; deliveries per second, the
+  ``priority="high"``, with an ``order_key`` of its own, and with one among 1,000 (each
+  then waits behind others of its key: the order is kept, at a price); deliveries per second, the
   median of five runs taken in turns, each against the plain run of its round.
 - rate: two daemons on one redis-server, a listener limited to ``rate="10/s"`` on both, 400
   events emitted; the starts counted over the 30 s after the first (the target: 300,
@@ -40,8 +41,17 @@ async def high(emitter: SimpleEventEmitter, n: int) -> int:
     return await emitter.aemit("e", n, priority="high")
 
 
+KEYS = [f"user:{n}" for n in range(100_000)]
+
+
 async def keyed(emitter: SimpleEventEmitter, n: int) -> int:
-    return await emitter.aemit("e", n, order_key=f"user:{n % 1000}")
+    """A key each emit: no delivery ever waits behind another of its key."""
+    return await emitter.aemit("e", n, order_key=KEYS[n % len(KEYS)])
+
+
+async def contended(emitter: SimpleEventEmitter, n: int) -> int:
+    """Keys among 1,000: with 10,000 deliveries queued, each waits behind others of its key."""
+    return await emitter.aemit("e", n, order_key=KEYS[n % 1000])
 
 
 async def run(emit: Emit, events: int) -> float:
@@ -57,13 +67,15 @@ async def run(emit: Emit, events: int) -> float:
 
 
 def in_process(events: int, rounds: int = 5) -> None:
-    ratios: dict[str, list[float]] = {"priority": [], "order key": []}
+    ratios: dict[str, list[float]] = {"priority": [], "order key": [],
+                                      "contended order key": []}
     rates: list[float] = []
     for _ in range(rounds):
         base = anyio.run(run, plain, events)
         rates.append(base)
         ratios["priority"].append(anyio.run(run, high, events) / base)
         ratios["order key"].append(anyio.run(run, keyed, events) / base)
+        ratios["contended order key"].append(anyio.run(run, contended, events) / base)
     print(f"in-process, {events:,} events into 1 listener: plain {statistics.median(rates):,.0f}"
           " deliveries/s")
     for name, values in ratios.items():

@@ -25,7 +25,7 @@ from ..errors import DeliveryError, QueueFullError
 from .delivery import Delivery, DeliveryObserver, DeliveryState, EmitterStats
 
 if TYPE_CHECKING:
-    from ..protocol.event import Ordering
+    from ..protocol.event import Placing
     from ..protocol.results import BackendStatus, JournalStatus
     from .lanes import LocalLanes
     from .routing import Slot
@@ -151,7 +151,7 @@ class Broker(ABC):
     @abstractmethod
     def put(self, event_id: str, slots: Sequence[Slot], args: tuple[Any, ...],
             kwargs: dict[str, Any], size: int = 0, due_at: float | None = None,
-            key: str | None = None, ordering: Ordering | None = None) -> Sequence[Delivery]:
+            key: str | None = None, ordering: Placing | None = None) -> Sequence[Delivery]:
         """Queue one delivery of the event per slot, all of them; the caller checked room.
         ``size`` is the encoded event's bytes, where known; with ``due_at`` (a time.time())
         the deliveries are scheduled for then; ``ordering`` gives them a priority and an

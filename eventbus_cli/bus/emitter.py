@@ -26,7 +26,7 @@ from ..config import DaemonConfig, DeliveryConfig, DeliveryOptions
 from ..errors import BadArgumentsError, EmitterNotRunningError, ProtocolError
 from ..names import validate_event_id
 from ..plural import counted
-from ..protocol.event import Ordering, ordering_of
+from ..protocol.event import MAX_KEY, NORMAL, PRIORITIES, Ordering, Placing, ordering_of
 from .broker import Broker
 from .delivery import Delivery, DeliveryObserver, DeliveryState, EmitterStats
 from .listener import EventListener, ListenerLike
@@ -245,7 +245,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
 
     def put(self, event_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], *,
             size: int = 0, check: bool = True, due_at: float | None = None,
-            key: str | None = None, ordering: Ordering | None = None) -> Sequence[Delivery]:
+            key: str | None = None, ordering: Placing | None = None) -> Sequence[Delivery]:
         """Like :meth:`submit`, with the values as a tuple and a dict and, where known, the
         encoded event's ``size`` in bytes, which counts against the broker's ``max_bytes``
         (the daemon passes the size of the request it read). ``check=False`` skips the
@@ -294,8 +294,10 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         Once the queue is full it waits until the queue has drained to half full, so that a
         busy producer and the workers take turns in batches rather than one by one.
         """
-        if self._state is _RUNNING and priority is None and order_key is None:
-            slots = self._set.router.get(event_id)  # the common case, without a coroutine
+        ordering = (None if priority is None and order_key is None
+                    else _ordering(priority, order_key))
+        if self._state is _RUNNING:  # the common case, without a second coroutine
+            slots = self._set.router.get(event_id)
             for slot in slots:
                 checked = slot.checked
                 if checked is not None and not checked.accepts(args, kwargs) \
@@ -303,9 +305,9 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
                     self.check_arguments(event_id, args, kwargs, slots)  # raises, or logs
                     break
             if self.broker.has_room(len(slots)):
-                return len(self.broker.put(event_id, slots, args, kwargs))
-        return len(await self.aput(event_id, args, kwargs,
-                                   ordering=_ordering(priority, order_key)))
+                return len(self.broker.put(event_id, slots, args, kwargs, 0, None, None,
+                                           ordering))
+        return len(await self.aput(event_id, args, kwargs, ordering=ordering))
 
     async def asubmit(self, event_id: str, /, *args: Any, priority: str | None = None,
                       order_key: str | None = None, **kwargs: Any) -> Sequence[Delivery]:
@@ -314,7 +316,7 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
 
     async def aput(self, event_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], *,
                    size: int = 0, check: bool = True, key: str | None = None,
-                   ordering: Ordering | None = None) -> Sequence[Delivery]:
+                   ordering: Placing | None = None) -> Sequence[Delivery]:
         """Like :meth:`put`, but wait for room instead of raising, as :meth:`aemit` does."""
         slots = self._route(event_id)
         if check:
@@ -417,10 +419,18 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
         return changes
 
 
-def _ordering(priority: str | None, order_key: str | None) -> Ordering | None:
-    """The ordering of an in-process emit, or ValueError naming the value."""
-    if priority is None and order_key is None:
-        return None
+_BY_PRIORITY = {name: Ordering(level) for level, name in enumerate(PRIORITIES)}
+
+
+def _ordering(priority: str | None, order_key: str | None) -> Placing | None:
+    """The placing of an in-process emit in its lanes, or ValueError naming the value."""
+    if order_key is None:
+        if priority is None:
+            return None
+        if (known := _BY_PRIORITY.get(priority)) is not None:
+            return known
+    elif priority is None and type(order_key) is str and 0 < len(order_key) <= MAX_KEY:
+        return (NORMAL, order_key)  # a plain tuple: made for every keyed emit, so cheaply
     try:
         return ordering_of(priority, order_key)
     except ProtocolError as exc:

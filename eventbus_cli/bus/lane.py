@@ -14,6 +14,7 @@ Order within a lane (the local lanes keep fairness *between* lanes):
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterator
 
@@ -118,9 +119,9 @@ class Lane:
     """One listener name's deliveries: pending, running, and its counters. It takes part in
     the round of lanes with work only while ``open``: not paused, not held back by its rate."""
 
-    __slots__ = ("delayed", "failed", "next_start", "open", "paced", "paused", "queue",
-                 "rate_waits", "ready", "retired", "retried", "running", "scheduled", "slot",
-                 "succeeded")
+    __slots__ = ("delayed", "failed", "last_start", "next_start", "open", "paced", "paused",
+                 "queue", "rate_waits", "ready", "retired", "retried", "running", "scheduled",
+                 "slot", "succeeded")
 
     def __init__(self, slot: Slot) -> None:
         self.slot = slot  # the listener of this name loaded now; a reload replaces it
@@ -134,6 +135,7 @@ class Lane:
         self.paced = False  # its rate allows no start before next_start
         self.open = True  # neither paused nor paced
         self.next_start = 0.0  # time.monotonic() its rate allows the next start at
+        self.last_start = -math.inf  # time.monotonic() of its last start, where it has a rate
         self.rate_waits = 0  # times a delivery could have started but its rate held it back
         self.succeeded = self.failed = self.retried = 0
 

@@ -39,13 +39,15 @@ from typing import Any
 
 import anyio
 
-from ..protocol.event import Ordering
+from ..protocol.event import Ordering, Placing
 from .delivery import Delivery, DeliveryObserver, DeliveryState, ListenerStats
 from .due import DueHeap
 from .lane import Lane
 from .routing import Slot
 
 __all__ = ("LocalLanes",)
+
+_PLAIN: Placing = Ordering()
 
 logger = logging.getLogger("eventbus.emitter")
 # Module globals: the hot path reads them for every delivery, quicker than class attributes.
@@ -192,28 +194,37 @@ class LocalLanes:
 
     def queue(self, event_id: str, slots: Sequence[Slot], args: tuple[Any, ...],
               kwargs: dict[str, Any], size: int, ids: Iterator[int],
-              ordering: Ordering | None = None) -> list[Delivery]:
+              ordering: Placing | None = None) -> list[Delivery]:
         """Make one delivery of the event per slot, numbered from ``ids``, and queue each in
         the lane of its listener (which must be served); return them. The hot path of every
         emit: one loop, no call per delivery."""
         queued_at = time.monotonic() if self.observers else 0.0  # for tail's waited time
         now = time.time()
         lanes, idle, ready = self.by_name, self._idle, self._ready
+        priority, key = ordering or _PLAIN
         made = []
         for slot in slots:
             delivery = Delivery(next(ids), event_id, args, kwargs, slot.name, queued_at, size,
                                 now)
             made.append(delivery)
             lane = lanes[slot.name]
-            if ordering is None:
-                pending = lane.queue
-                pending.normal.append(delivery)
+            pending = lane.queue
+            if key is None:
+                pending.levels[priority].append(delivery)
                 pending.count += 1
+                if ordering is not None:
+                    delivery.priority = priority
             else:
-                delivery.priority, delivery.order_key = ordering
-                lane.queue.append(delivery)
+                delivery.priority, delivery.order_key = priority, key
+                holder = pending.holder
+                if key in holder:  # behind the delivery that holds its key
+                    pending.append(delivery)
+                else:  # Pending.append's common case, inline: the hot path of keyed emits
+                    holder[key] = delivery.id
+                    pending.levels[priority].append(delivery)
+                    pending.count += 1
             if not lane.ready and lane.running < slot.limit and lane.open and (
-                    ordering is None or lane.queue.takeable):
+                    key is None or pending.takeable):
                 lane.ready = True
                 ready.append(lane)
             if idle:
@@ -314,6 +325,7 @@ class LocalLanes:
         rate allows it, here, or (with ``pace``) until a shared store grants it."""
         if lane.queue.takeable and lane.running < lane.slot.limit:
             lane.rate_waits += 1
+        lane.last_start = time.monotonic()
         if self.pace is not None:
             lane.paced, lane.open, lane.next_start = True, False, math.inf
             self.pace(lane)
@@ -323,8 +335,10 @@ class LocalLanes:
         self._hold_until(lane, now)
 
     def grant(self, lane: Lane, when: float) -> None:
-        """A shared store granted ``lane``'s next start at ``when`` (a time.monotonic())."""
-        lane.next_start = when
+        """A shared store granted ``lane``'s next start at ``when`` (a time.monotonic()); a
+        grant used late still keeps the next start a gap after the last one here."""
+        gap = 1.0 / lane.slot.rate if lane.slot.rate else 0.0
+        lane.next_start = max(when, lane.last_start + gap)
         self._hold_until(lane, time.monotonic())
 
     def _hold_until(self, lane: Lane, now: float) -> None:
@@ -366,12 +380,19 @@ class LocalLanes:
         if not ready:
             return None
         lane = ready.popleft()
-        delivery = lane.queue.popleft()
+        pending = lane.queue
+        high, normal = pending.levels[0], pending.normal
+        if high or normal:  # Pending.popleft's common cases, inline
+            delivery = (high or normal).popleft()
+            pending.count -= 1
+        else:
+            delivery = pending.popleft()
         lane.running += 1
         self.running[delivery.id] = (delivery, lane)
         if lane.slot.rate is not None:
             self._pace(lane)
-        if lane.may_start():
+        if lane.open and lane.running < lane.slot.limit and (
+                high or normal or pending.takeable):
             ready.append(lane)
         else:
             lane.ready = False
@@ -393,9 +414,13 @@ class LocalLanes:
         """The attempt succeeded: the delivery is done."""
         lane = self.running.pop(delivery.id)[1]
         lane.running -= 1
-        if delivery.order_key is not None:
-            lane.queue.ended(delivery)
-        if not lane.ready and not lane.retired:
+        if (key := delivery.order_key) is not None:
+            pending = lane.queue
+            if key in pending.blocked:
+                pending.ended(delivery)
+            elif pending.holder.get(key) == delivery.id:  # Pending.ended, inline: none waits
+                del pending.holder[key]
+        if not lane.ready and lane.queue.count and not lane.retired:
             self._make_ready(lane)
         if lane.retired:
             self.gone.succeeded += 1

@@ -29,7 +29,7 @@ from .lanes import LocalLanes
 from .routing import Slot
 
 if TYPE_CHECKING:
-    from ..protocol.event import Ordering
+    from ..protocol.event import Placing
     from ..protocol.results import BackendStatus, JournalStatus
 
 __all__ = ("MemoryBroker",)
@@ -114,7 +114,7 @@ class MemoryBroker(Broker):
 
     def put(self, event_id: str, slots: Sequence[Slot], args: tuple[Any, ...],
             kwargs: dict[str, Any], size: int = 0, due_at: float | None = None,
-            key: str | None = None, ordering: Ordering | None = None) -> Sequence[Delivery]:
+            key: str | None = None, ordering: Placing | None = None) -> Sequence[Delivery]:
         lanes = self.lanes
         if not slots:
             self._unrouted += 1

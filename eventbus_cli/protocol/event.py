@@ -12,7 +12,7 @@ from ..names import validate_event_id
 from .codec import MAX_DEPTH, TOO_DEEP, loads
 
 __all__ = ("EVENT_FIELDS", "MAX_KEY", "NORMAL", "PRIORITIES", "EventMessage", "Ordering",
-           "check_event", "decode_event", "ordering_of")
+           "Placing", "check_event", "decode_event", "ordering_of")
 
 PRIORITIES = ("high", "normal", "low")
 """The priorities an emit may ask for, highest first; a delivery holds its index."""
@@ -30,6 +30,11 @@ class Ordering(NamedTuple):
     @property
     def priority_name(self) -> str:
         return PRIORITIES[self.priority]
+
+
+Placing = tuple[int, str | None]
+"""What the lanes read of an :class:`Ordering`: a priority's index and an order key. The
+in-process emitter passes a plain tuple, cheaper to make for every keyed emit."""
 
 
 def ordering_of(priority: object, order_key: object, where: str = "") -> Ordering | None:

@@ -37,7 +37,7 @@ from ...bus.lanes import LocalLanes
 from ...bus.routing import Router, Slot
 from ...config import BackendConfig, DaemonConfig, DeliveryConfig
 from ...errors import BackendError, DeliveryError
-from ...protocol.event import Ordering
+from ...protocol.event import Placing
 from ...protocol.results import BackendStatus, JournalStatus
 from .codec import decode_failed, decode_payload, encode_payload
 from .link import Link, masked, open_link
@@ -195,7 +195,7 @@ class RedisBroker(Broker):
 
     def put(self, event_id: str, slots: Sequence[Slot], args: tuple[Any, ...],
             kwargs: dict[str, Any], size: int = 0, due_at: float | None = None,
-            key: str | None = None, ordering: Ordering | None = None) -> Sequence[Delivery]:
+            key: str | None = None, ordering: Placing | None = None) -> Sequence[Delivery]:
         if not self.available:
             raise self.unavailable()
         names = self._router.get(event_id)
