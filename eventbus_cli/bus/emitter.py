@@ -305,6 +305,8 @@ class SimpleEventEmitter(BaseEventEmitterBackend):
                     self.check_arguments(event_id, args, kwargs, slots)  # raises, or logs
                     break
             if self.broker.has_room(len(slots)):
+                if ordering is None:
+                    return len(self.broker.put(event_id, slots, args, kwargs))
                 return len(self.broker.put(event_id, slots, args, kwargs, 0, None, None,
                                            ordering))
         return len(await self.aput(event_id, args, kwargs, ordering=ordering))

@@ -29,17 +29,18 @@ class Pending:
     """A lane's deliveries waiting to start: takeable ones by priority, and those blocked
     behind the holder of their order key. ``len()`` counts both."""
 
-    __slots__ = ("blocked", "count", "holder", "levels", "normal")
+    __slots__ = ("blocked", "holder", "levels", "normal", "waiting_blocked")
 
     def __init__(self) -> None:
         self.levels: tuple[deque[Delivery], ...] = tuple(deque() for _ in PRIORITIES)
         self.normal = self.levels[NORMAL]
         self.holder: dict[str, int] = {}  # order key -> id of the delivery holding it
         self.blocked: dict[str, deque[Delivery]] = {}  # order key -> its later deliveries
-        self.count = 0
+        self.waiting_blocked = 0
 
     def __len__(self) -> int:
-        return self.count
+        high, normal, low = self.levels
+        return len(high) + len(normal) + len(low) + self.waiting_blocked
 
     def __iter__(self) -> Iterator[Delivery]:
         for level in self.levels:
@@ -50,30 +51,27 @@ class Pending:
     @property
     def takeable(self) -> bool:
         """Whether a delivery may start now."""
-        return bool(self.normal or (self.count and any(self.levels)))
+        high, normal, low = self.levels
+        return bool(normal or high or low)
 
     def append(self, delivery: Delivery) -> None:
         """Queue a delivery new to this lane (emitted, come due, restored or read)."""
-        self.count += 1
         key = delivery.order_key
         if key is not None:
             holder = self.holder.get(key)
             if holder is not None and holder != delivery.id:  # (the holder back from a store)
                 self.blocked.setdefault(key, deque()).append(delivery)
+                self.waiting_blocked += 1
                 return
             self.holder[key] = delivery.id
         self.levels[delivery.priority].append(delivery)
 
     def again(self, delivery: Delivery) -> None:
         """Queue a delivery back after its backoff: it still holds its key."""
-        self.count += 1
         self.levels[delivery.priority].append(delivery)
 
     def popleft(self) -> Delivery:
         """The next delivery to start (there must be one: see :attr:`takeable`)."""
-        self.count -= 1
-        if self.normal and not self.levels[0]:
-            return self.normal.popleft()
         for level in self.levels:
             if level:
                 return level.popleft()
@@ -90,6 +88,7 @@ class Pending:
             del self.holder[key]
             return None
         following = waiting.popleft()
+        self.waiting_blocked -= 1
         if not waiting:
             del self.blocked[key]
         self.holder[key] = following.id
@@ -103,7 +102,7 @@ class Pending:
         for level in self.levels:
             level.clear()
         self.blocked.clear()
-        self.count = 0
+        self.waiting_blocked = 0
         for delivery in taken:
             self.forget(delivery)
         return taken
@@ -117,7 +116,9 @@ class Pending:
 
 class Lane:
     """One listener name's deliveries: pending, running, and its counters. It takes part in
-    the round of lanes with work only while ``open``: not paused, not held back by its rate."""
+    the round of lanes with work only while ``open``: not paused, not held back by its rate.
+    A lane that is not open has ``ready`` set, though it is not in the round, so that the
+    hot path (which only adds lanes that are not ``ready``) never adds it."""
 
     __slots__ = ("delayed", "failed", "last_start", "next_start", "open", "paced", "paused",
                  "queue", "rate_waits", "ready", "retired", "retried", "running", "scheduled",

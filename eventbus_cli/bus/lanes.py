@@ -39,7 +39,7 @@ from typing import Any
 
 import anyio
 
-from ..protocol.event import Ordering, Placing
+from ..protocol.event import Placing
 from .delivery import Delivery, DeliveryObserver, DeliveryState, ListenerStats
 from .due import DueHeap
 from .lane import Lane
@@ -47,7 +47,6 @@ from .routing import Slot
 
 __all__ = ("LocalLanes",)
 
-_PLAIN: Placing = Ordering()
 
 logger = logging.getLogger("eventbus.emitter")
 # Module globals: the hot path reads them for every delivery, quicker than class attributes.
@@ -108,9 +107,11 @@ class LocalLanes:
             if kept is None:
                 lane = self.by_name[slot.listener.name] = Lane(slot)
                 if slot.listener.name in self.pauses:
-                    lane.paused, lane.open = True, False
+                    lane.paused = True
+                    self._set_open(lane, False)
                 if slot.rate is not None and self.pace is not None:  # its first start too
-                    lane.paced, lane.open, lane.next_start = True, False, math.inf
+                    lane.paced, lane.next_start = True, math.inf
+                    self._set_open(lane, False)
                     self.pace(lane)
             else:
                 kept.slot = slot
@@ -122,7 +123,7 @@ class LocalLanes:
         """Remove and return the lane's pending and retrying deliveries, and (``scheduled``)
         those waiting for their due time."""
         taken = lane.queue.clear()
-        if lane.ready:
+        if lane.ready and lane.open:  # (a closed lane is marked ready, out of the round)
             self._ready.remove(lane)
             lane.ready = False
         if lane.delayed:
@@ -194,36 +195,53 @@ class LocalLanes:
 
     def queue(self, event_id: str, slots: Sequence[Slot], args: tuple[Any, ...],
               kwargs: dict[str, Any], size: int, ids: Iterator[int],
-              ordering: Placing | None = None) -> list[Delivery]:
+              placing: Placing | None = None) -> list[Delivery]:
         """Make one delivery of the event per slot, numbered from ``ids``, and queue each in
-        the lane of its listener (which must be served); return them. The hot path of every
-        emit: one loop, no call per delivery."""
+        the lane of its listener (which must be served), at the priority and with the order
+        key of ``placing``; return them. The hot path of every emit: one loop, no call per
+        delivery."""
+        if placing is not None:
+            return self._queue_placed(event_id, slots, args, kwargs, size, ids, placing)
         queued_at = time.monotonic() if self.observers else 0.0  # for tail's waited time
         now = time.time()
         lanes, idle, ready = self.by_name, self._idle, self._ready
-        priority, key = ordering or _PLAIN
         made = []
         for slot in slots:
             delivery = Delivery(next(ids), event_id, args, kwargs, slot.name, queued_at, size,
                                 now)
             made.append(delivery)
             lane = lanes[slot.name]
+            lane.queue.normal.append(delivery)
+            if not lane.ready and lane.running < slot.limit:  # (a closed lane counts as ready)
+                lane.ready = True
+                ready.append(lane)
+            if idle:
+                idle.popleft().set()
+        self.waiting += len(made)
+        self.queued_bytes += size * len(made)
+        return made
+
+    def _queue_placed(self, event_id: str, slots: Sequence[Slot], args: tuple[Any, ...],
+                      kwargs: dict[str, Any], size: int, ids: Iterator[int],
+                      placing: Placing) -> list[Delivery]:
+        """:meth:`queue` for an emit with a priority or an order key."""
+        queued_at = time.monotonic() if self.observers else 0.0
+        now = time.time()
+        lanes, idle, ready = self.by_name, self._idle, self._ready
+        priority, key = placing
+        made = []
+        for slot in slots:
+            delivery = Delivery(next(ids), event_id, args, kwargs, slot.name, queued_at, size,
+                                now)
+            delivery.priority, delivery.order_key = priority, key
+            made.append(delivery)
+            lane = lanes[slot.name]
             pending = lane.queue
             if key is None:
                 pending.levels[priority].append(delivery)
-                pending.count += 1
-                if ordering is not None:
-                    delivery.priority = priority
             else:
-                delivery.priority, delivery.order_key = priority, key
-                holder = pending.holder
-                if key in holder:  # behind the delivery that holds its key
-                    pending.append(delivery)
-                else:  # Pending.append's common case, inline: the hot path of keyed emits
-                    holder[key] = delivery.id
-                    pending.levels[priority].append(delivery)
-                    pending.count += 1
-            if not lane.ready and lane.running < slot.limit and lane.open and (
+                pending.append(delivery)  # behind the holder of its key, maybe
+            if not lane.ready and lane.running < slot.limit and (
                     key is None or pending.takeable):
                 lane.ready = True
                 ready.append(lane)
@@ -306,11 +324,19 @@ class LocalLanes:
 
     def _hold(self, lane: Lane, paused: bool) -> None:
         lane.paused = paused
-        lane.open = not paused and not lane.paced
-        if not lane.open and lane.ready:
+        self._set_open(lane, not paused and not lane.paced)
+
+    def _set_open(self, lane: Lane, open_: bool) -> None:
+        """Open ``lane`` to the round of lanes with work, or close it (see :class:`Lane`)."""
+        if open_ == lane.open:
+            return
+        if open_:
+            lane.open, lane.ready = True, False
+            self._make_ready(lane)
+            return
+        if lane.ready:
             self._ready.remove(lane)
-            lane.ready = False
-        self._make_ready(lane)
+        lane.open, lane.ready = False, True
 
     def _expire_pauses(self, today: float) -> float | None:
         """Resume the pauses whose time is up; when the next one is, if any."""
@@ -327,7 +353,8 @@ class LocalLanes:
             lane.rate_waits += 1
         lane.last_start = time.monotonic()
         if self.pace is not None:
-            lane.paced, lane.open, lane.next_start = True, False, math.inf
+            lane.paced, lane.next_start = True, math.inf
+            self._set_open(lane, False)
             self.pace(lane)
             return
         now = time.monotonic()
@@ -343,14 +370,14 @@ class LocalLanes:
 
     def _hold_until(self, lane: Lane, now: float) -> None:
         if lane.next_start > now:
-            lane.paced, lane.open = True, False
+            lane.paced = True
+            self._set_open(lane, False)
             heapq.heappush(self._paced, (lane.next_start, id(lane), lane))
             if self._wakeup is not None:
                 self._wakeup.set()
         elif lane.paced:
             lane.paced = False
-            lane.open = not lane.paused
-            self._make_ready(lane)
+            self._set_open(lane, not lane.paused)
 
     def _unpace(self, now: float) -> None:
         paced = self._paced
@@ -358,8 +385,7 @@ class LocalLanes:
             _, _, lane = heapq.heappop(paced)
             if lane.paced and lane.next_start <= now:
                 lane.paced = False
-                lane.open = not lane.paused
-                self._make_ready(lane)
+                self._set_open(lane, not lane.paused)
 
     # -- workers -----------------------------------------------------------------------------
 
@@ -380,22 +406,17 @@ class LocalLanes:
         if not ready:
             return None
         lane = ready.popleft()
+        lane.ready = False
         pending = lane.queue
-        high, normal = pending.levels[0], pending.normal
-        if high or normal:  # Pending.popleft's common cases, inline
-            delivery = (high or normal).popleft()
-            pending.count -= 1
-        else:
-            delivery = pending.popleft()
+        normal = pending.normal
+        delivery = normal.popleft() if normal and not pending.levels[0] else pending.popleft()
         lane.running += 1
         self.running[delivery.id] = (delivery, lane)
         if lane.slot.rate is not None:
-            self._pace(lane)
-        if lane.open and lane.running < lane.slot.limit and (
-                high or normal or pending.takeable):
+            self._pace(lane)  # may close the lane: then it stays out of the round
+        if lane.open and lane.running < lane.slot.limit and (normal or pending.takeable):
+            lane.ready = True
             ready.append(lane)
-        else:
-            lane.ready = False
         self.waiting -= 1
         self.queued_bytes -= delivery.size
         if self._released and delivery.id in self._released:  # it came due: see release_due
@@ -414,13 +435,10 @@ class LocalLanes:
         """The attempt succeeded: the delivery is done."""
         lane = self.running.pop(delivery.id)[1]
         lane.running -= 1
-        if (key := delivery.order_key) is not None:
-            pending = lane.queue
-            if key in pending.blocked:
-                pending.ended(delivery)
-            elif pending.holder.get(key) == delivery.id:  # Pending.ended, inline: none waits
-                del pending.holder[key]
-        if not lane.ready and lane.queue.count and not lane.retired:
+        if delivery.order_key is not None:
+            lane.queue.ended(delivery)
+        if not lane.ready and not lane.retired and lane.running < lane.slot.limit and (
+                lane.queue.normal or lane.queue.takeable):
             self._make_ready(lane)
         if lane.retired:
             self.gone.succeeded += 1

@@ -123,7 +123,9 @@ class MemoryBroker(Broker):
                 lanes.tell("emitted", event_id, ())
             return ()
         if due_at is None:
-            made = lanes.queue(event_id, slots, args, kwargs, size, self._ids, ordering)
+            made = (lanes.queue(event_id, slots, args, kwargs, size, self._ids)
+                    if ordering is None else
+                    lanes.queue(event_id, slots, args, kwargs, size, self._ids, ordering))
         else:
             now, ids, by_name = time.time(), self._ids, lanes.by_name
             made = [Delivery(next(ids), event_id, args, kwargs, slot.name, 0.0, size, now)
