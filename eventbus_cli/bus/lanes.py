@@ -361,6 +361,18 @@ class LocalLanes:
         lane.next_start = max(now, lane.next_start) + 1.0 / lane.slot.rate  # type: ignore[operator]
         self._hold_until(lane, now)
 
+    def _stale(self, lane: Lane) -> bool:
+        """Whether ``lane``'s grant went unused for more than half a gap (it idled): then
+        it asks for a fresh one rather than start at once, so that daemons whose grants all
+        aged while the listener idled do not start together when work comes."""
+        gap = 1.0 / lane.slot.rate  # type: ignore[operator]  # a lane with a rate
+        if time.monotonic() <= lane.next_start + gap / 2:
+            return False
+        lane.paced, lane.next_start = True, math.inf
+        self._set_open(lane, False)
+        self.pace(lane)  # type: ignore[misc]  # set: the caller checked
+        return True
+
     def grant(self, lane: Lane, when: float) -> None:
         """A shared store granted ``lane``'s next start at ``when`` (a time.monotonic()); a
         grant used late still keeps the next start a gap after the last one here."""
@@ -392,12 +404,10 @@ class LocalLanes:
     async def take(self) -> tuple[Delivery, Slot]:
         """Wait for the next delivery due to run, across listeners, fairly; it is running
         from now on, as its ``attempts``-th attempt, on the returned slot."""
-        while not self._ready:
+        while (taken := self.take_nowait()) is None:
             work = anyio.Event()
             self._idle.append(work)
             await work.wait()
-        taken = self.take_nowait()
-        assert taken is not None
         return taken
 
     def take_nowait(self) -> tuple[Delivery, Slot] | None:
@@ -407,6 +417,8 @@ class LocalLanes:
             return None
         lane = ready.popleft()
         lane.ready = False
+        if lane.slot.rate is not None and self.pace is not None and self._stale(lane):
+            return self.take_nowait()
         pending = lane.queue
         normal = pending.normal
         delivery = normal.popleft() if normal and not pending.levels[0] else pending.popleft()
