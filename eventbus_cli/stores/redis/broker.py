@@ -102,6 +102,7 @@ class RedisBroker(Broker):
         self.lanes.pace = self._ask_grant
         self._grants_wanted: dict[str, Lane] = {}  # lanes whose next start awaits the bus
         self._grant_asked: anyio.Event | None = None  # made in _grant(), inside the loop
+        self._paused_at = 0.0  # time.monotonic() of the last pause or resume made here
         self.keys = DedupeKeys(dedupe_window, max_dedupe_keys)
         self._keep_failed = keep_failed
         self.url = masked(backend.url)
@@ -351,7 +352,8 @@ class RedisBroker(Broker):
         """Fetch the bus-wide counters (and with ``listing`` the deliveries) from Redis."""
         with self._asking() as link:
             await self._count(link)
-            self.lanes.set_pauses(await link.read_pauses())
+            asked = time.monotonic()
+            self._apply_pauses(await link.read_pauses(), asked)
             if listing:
                 self._listed = await link.listing(sorted({*self._routes, *self._local}),
                                                   _LISTED)
@@ -398,12 +400,20 @@ class RedisBroker(Broker):
     async def pause(self, name: str, until: float | None = None) -> None:
         with self._asking() as link:
             await link.set_pause(name, True, until)
+        self._paused_at = time.monotonic()
         self.lanes.pause(name, until)
 
     async def resume(self, name: str) -> None:
         with self._asking() as link:
             await link.set_pause(name, False)
+        self._paused_at = time.monotonic()
         self.lanes.resume(name)
+
+    def _apply_pauses(self, pauses: dict[str, float | None], asked: float) -> None:
+        """The bus's pauses as Redis told them, unless asked before a change made here (a
+        beat in flight then may not know of it yet)."""
+        if asked > self._paused_at:
+            self.lanes.set_pauses(pauses)
 
     def known_listeners(self) -> set[str]:
         return {*self._routes, *self._local}
@@ -666,10 +676,11 @@ class RedisBroker(Broker):
         while True:
             try:
                 running = {name: lane.running for name, lane in self.lanes.by_name.items()}
+                asked = time.monotonic()
                 routes, fires, present = await link.beat(running, len(self._held))
                 if not present:
                     self._emptied("the bus's keys were gone")
-                self.lanes.set_pauses(link.pauses)
+                self._apply_pauses(link.pauses, asked)
                 if time.monotonic() - renewed >= renew_every:
                     # Frozen or cut off past claim_after, what ended here since the last
                     # renewal may have been taken over as well (an upper bound: so it says).
