@@ -170,6 +170,28 @@ async def test_a_pause_outlives_a_restart(daemons: Daemons) -> None:
     assert [_n(run) for run in probe.of("work")] == [1]
 
 
+@pytest.mark.stores("sqlite", "redis")
+async def test_priorities_and_order_keys_outlive_a_restart(daemons: Daemons,
+                                                           store: Store) -> None:
+    async with daemons.run(max_per_listener=1) as client:
+        await client.pause("contract:line")
+        for n in range(3):
+            await client.emit("line", n=n, order_key="user:1")
+        await client.emit("line", n="low", priority="low")
+        await client.emit("line", n="high", priority="high")
+    async with daemons.run(max_per_listener=1) as client:
+        kept = {d.kwargs["n"]: (d.priority, d.order_key)
+                for d in await client.deliveries("pending")}
+        assert kept == {0: ("normal", "user:1"), 1: ("normal", "user:1"),
+                        2: ("normal", "user:1"), "low": ("low", None), "high": ("high", None)}
+        await client.resume("contract:line")
+        await _drained(client)
+    order = [_n(run) for run in probe.of("line")]
+    assert [n for n in order if isinstance(n, int)] == [0, 1, 2]
+    if store.kind != "redis":  # Redis orders by priority what a daemon has read ahead only
+        assert (order[0], order[-1]) == ("high", "low")
+
+
 @pytest.mark.stores("redis")
 async def test_a_pause_holds_on_every_daemon_of_the_bus(daemons: Daemons) -> None:
     async with daemons.run("a") as first, daemons.run("b") as second:
