@@ -90,6 +90,26 @@ async def test_deliveries_of_one_order_key_run_one_at_a_time_in_emit_order(
     assert len({run.kwargs["key"] for run in probe.of("line")[:3]}) == 3  # keys in parallel
 
 
+@pytest.mark.stores("redis")
+async def test_an_order_key_holds_across_the_daemons_of_a_bus(daemons: Daemons) -> None:
+    rng = random.Random(11)
+    keys = ["user:1", "user:2", "user:3"]
+    async with daemons.run("a", max_per_listener=16, concurrency=17) as first, \
+            daemons.run("b", max_per_listener=16, concurrency=17) as second:
+        for n in range(90):
+            key = keys[n % 3]
+            await (first, second)[n % 2].emit("line", n=n, key=key, order_key=key,
+                                              work=rng.choice([0, 0.002, 0.01]))
+        await _drained(first)
+        await _drained(second)
+    for key in keys:
+        starts = [run for run in probe.of("line") if run.kwargs["key"] == key]
+        ends = [run for run in probe.ends if run.kwargs["key"] == key]
+        assert [_n(run) for run in starts] == [n for n in range(90) if keys[n % 3] == key]
+        for before, after in itertools.pairwise(zip(starts, ends, strict=True)):
+            assert before[1].at <= after[0].at, f"two deliveries of {key} ran at once"
+
+
 async def test_a_retrying_delivery_holds_its_key_until_it_succeeds(daemons: Daemons) -> None:
     async with daemons.run(max_per_listener=8) as client:
         await client.emit("line", n=1, fail=True, order_key="order:9")

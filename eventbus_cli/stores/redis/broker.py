@@ -53,6 +53,7 @@ _PACE_SECONDS = 0.1  # a lane holds what it ended in this long, or twice its lim
 _BEAT = 0.5  # seconds between heartbeats (and counts for `queue` on other hosts)
 _COUNT_EVERY = 2.0  # seconds between the bus's counts kept for metrics and max_scheduled
 _LISTED = 1000  # most deliveries of each kind `queue list` fetches from Redis
+_GATE_EVERY = 0.005  # seconds between two looks at the heads of keys that deliveries wait for
 _TAKEN_KEPT = 10_000  # most first answers kept for emits whose asker has not come for them
 _REMOVED = "is not loaded by any daemon any more (removed by a reload)"
 
@@ -103,6 +104,9 @@ class RedisBroker(Broker):
         self._grants_wanted: dict[str, Lane] = {}  # lanes whose next start awaits the bus
         self._grant_asked: anyio.Event | None = None  # made in _grant(), inside the loop
         self._paused_at = 0.0  # time.monotonic() of the last pause or resume made here
+        self._gated: dict[tuple[str, str], dict[int, Delivery]] = {}
+        """Deliveries read with an order key, waiting to head it: by (listener, key), by id."""
+        self._gate_asked: anyio.Event | None = None
         self.keys = DedupeKeys(dedupe_window, max_dedupe_keys)
         self._keep_failed = keep_failed
         self.url = masked(backend.url)
@@ -276,7 +280,41 @@ class RedisBroker(Broker):
             return
         self._held[delivery.id] = (name, entry_id, reply_to)
         delivery.queued_at = time.monotonic()
+        if delivery.order_key is not None:  # it waits until it heads its key, bus-wide
+            self._gated.setdefault((name, delivery.order_key), {})[delivery.id] = delivery
+            if self._gate_asked is not None:
+                self._gate_asked.set()
+            return
         self.lanes.add(delivery, lane)
+
+    async def _gate(self, link: Link) -> None:
+        """Let deliveries with an order key into their lanes one at a time per key, bus-wide:
+        each when it heads its key's list in Redis (the ids of the key's unfinished
+        deliveries in emit order, kept by the scripts); asked again every few ms while any
+        waits, as the head may end on another daemon."""
+        while True:
+            if not self._gated:
+                asked = self._gate_asked = anyio.Event()
+                await asked.wait()
+                continue
+            keys = list(self._gated)
+            try:
+                heads = await link.heads(keys)
+            except link.errors:
+                await anyio.sleep(0.2)  # the reads say so, and reconnect
+                continue
+            for (name, key), head in zip(keys, heads, strict=True):
+                waiting = self._gated.get((name, key))
+                if not waiting:
+                    continue
+                # No list: the key was reset (a purge, a lost Redis): the oldest goes first,
+                # and the lane keeps the rest in order on this daemon.
+                delivery = waiting.pop(min(waiting) if head is None else head, None)
+                if not waiting:
+                    del self._gated[(name, key)]
+                if delivery is not None and (lane := self.lanes.by_name.get(name)) is not None:
+                    self.lanes.add(delivery, lane)
+            await anyio.sleep(_GATE_EVERY)
 
     def _acked(self, deliveries: Sequence[Delivery]) -> None:
         """These deliveries succeeded: ack and delete them in Redis (the lanes' ``on_done``)."""
@@ -295,6 +333,7 @@ class RedisBroker(Broker):
         if retry_in is not None and not lane.retired:
             delivery.state = DeliveryState.RETRYING
             self._out.parks.append((name, entry_id, delivery, retry_in))
+            lane.queue.forget(delivery)  # it holds its key in Redis; it may come back anywhere
         else:
             delivery.state = DeliveryState.FAILED
             delivery.failed_at = time.time()
@@ -309,11 +348,14 @@ class RedisBroker(Broker):
         """Shutting down: read nothing more, and hand back what was read but not started."""
         self._draining = True
         self._listed = []  # from here on deliveries() is what this daemon still runs
+        gated = [d for waiting in self._gated.values() for d in waiting.values()]
+        self._gated.clear()
         for lane in self.lanes.by_name.values():
-            for delivery in self.lanes.withdraw(lane, scheduled=False):
+            for delivery in [*self.lanes.withdraw(lane, scheduled=False), *gated]:
                 held = self._held.pop(delivery.id, None)
                 if held is not None:
                     self._out.handbacks.append(held[:2])
+            gated = []
         self._wake()
 
     def _wake(self) -> None:
@@ -432,7 +474,8 @@ class RedisBroker(Broker):
             delivery.attempts, delivery.error, delivery.traceback = 0, None, None
             delivery.state, delivery.failed_at = DeliveryState.PENDING, None
             chosen.append(delivery)
-        problem = await link.requeue([(d.id, d.listener, encode_payload(d)) for d in chosen])
+        problem = await link.requeue([(d.id, d.listener, encode_payload(d), d.order_key or "")
+                                      for d in chosen])
         if problem is not None:
             kind, delivery_id = problem
             raise DeliveryError(delivery_id, "left the failed list meanwhile"
@@ -521,6 +564,7 @@ class RedisBroker(Broker):
                 group.start_soon(self._keep_up, link)
                 group.start_soon(self.lanes.run)  # paced lanes, pauses that end
                 group.start_soon(self._grant, link)
+                group.start_soon(self._gate, link)
                 group.start_soon(link.move_due)
                 group.start_soon(link.views.listen, self, link.routes, self._wake)
         finally:
@@ -638,7 +682,7 @@ class RedisBroker(Broker):
                     now_ended = lane.succeeded + lane.failed + lane.retried
                     pace[name] = now_ended - ended.get(name, now_ended)
                     ended[name] = now_ended
-            room = self.lanes.size - self.lanes.waiting
+            room = self.lanes.size - self.lanes.waiting - sum(map(len, self._gated.values()))
             wanted = {name: max(2 * lane.slot.limit, pace.get(name, 0)) - len(lane.queue)
                       - lane.running for name, lane in self.lanes.by_name.items()
                       if not lane.retired}

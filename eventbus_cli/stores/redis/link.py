@@ -249,6 +249,7 @@ class Link:
             lines: list[bytes] = []
             streams: set[str] = set()
             keys: list[str] = []
+            orders: set[str] = set()
             for index, (key, made, due, answer) in enumerate(emits):
                 if index and not index % 500:
                     chunks.append(b"\n".join(lines))
@@ -260,20 +261,28 @@ class Link:
                     claim = json.dumps(answer) + "\t" + key
                     keys.append("k" + key)
                 lines.append(f"{len(made)}|{'' if due is None else due}|{claim}".encode())
-                lines += [b"%s\t%s" % (delivery.listener.encode(), encode_payload(
-                    delivery, me if delivery.id in followed else "")) for delivery in made]
+                for delivery in made:
+                    line = b"%s\t%s" % (delivery.listener.encode(), encode_payload(
+                        delivery, me if delivery.id in followed else ""))
+                    if delivery.order_key is not None:  # its id joins the key's list
+                        line = b"\x01%s\t%s" % (delivery.order_key.encode(), line)
+                        orders.add(f"o{delivery.listener}\t{delivery.order_key}")
+                    lines.append(line)
                 streams.update([delivery.listener for delivery in made])
             chunks.append(b"\n".join(lines))
-            checked = "\n".join(["s" + name for name in streams] + keys)
+            checked = "\n".join(["s" + name for name in streams] + keys + sorted(orders))
             for chunk in chunks:
                 await scripts["EMIT"](args=[p, window_ms, max_keys, chunk, checked], client=pipe)
         if acks:
-            by_name: dict[str, list[bytes]] = {}
-            for name, entry_id, _, _ in acks:
-                by_name.setdefault(name, []).append(entry_id)
+            by_name: dict[str, tuple[list[bytes], list[str]]] = {}
+            for name, entry_id, delivery, _ in acks:
+                ids, keyed = by_name.setdefault(name, ([], []))
+                ids.append(entry_id)
+                if delivery.order_key is not None:
+                    keyed.append(f"{delivery.id}\t{delivery.order_key}")
             args: list[Any] = [p]
-            for name, ids in by_name.items():
-                args += (name, b" ".join(ids))
+            for name, (ids, keyed) in by_name.items():
+                args += (name, b" ".join(ids), "\n".join(keyed))
             await scripts["ACK"](args=args, client=pipe)
         if parks:
             args = [p]
@@ -285,7 +294,7 @@ class Link:
             args = [p, keep]
             for name, entry_id, delivery, _ in fails:
                 args += (name, entry_id, delivery.id, int((delivery.failed_at or 0) * 1000),
-                         encode_failed(delivery))
+                         encode_failed(delivery), delivery.order_key or "")
             await scripts["FAIL"](args=args, client=pipe)
         if fired:
             pipe.hset(f"{p}:fires", mapping={name: repr(when) for name, when in fired.items()})
@@ -498,7 +507,16 @@ class Link:
         records = await self._redis.hmget(f"{self.p}:failed", ids) if ids else []
         return list(zip(ids, records, strict=True))
 
-    async def requeue(self, items: Sequence[tuple[int, str, bytes]]) -> tuple[str, int] | None:
+    async def heads(self, keys: Sequence[tuple[str, str]]) -> list[int | None]:
+        """The delivery that may run now of each (listener, order key): the first of the
+        key's list (None: no list, as after a purge)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for name, key in keys:
+            pipe.lindex(f"{self.p}:o:{name}:{key}", 0)
+        return [None if head is None else int(head) for head in await _execute(pipe)]
+
+    async def requeue(self, items: Sequence[tuple[int, str, bytes, str]],
+                      ) -> tuple[str, int] | None:
         if not items:
             return None
         reply = await self._scripts["REQUEUE"](

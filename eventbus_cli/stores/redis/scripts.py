@@ -10,13 +10,32 @@ read by the consumer group ``eventbus``; ``P:due`` a sorted set of delivery ids 
 (``P:keys`` orders them by expiry, to keep at most ``max_dedupe_keys``);
 ``P:hosts:<listener>`` the daemons that load a listener; ``P:routes`` listener -> its event
 patterns; ``P:rate:<listener>`` the earliest next start a rate allows (us, Redis's clock);
-``P:paused`` listener -> when it resumes (ms; 0: when told).
+``P:paused`` listener -> when it resumes (ms; 0: when told); ``P:o:<listener>:<order key>``
+the ids of the key's unfinished deliveries in emit order (the first may run; the others
+wait), with ``P:os:<listener>`` the listener's keys that have such a list.
 """
 
 from __future__ import annotations
 
 __all__ = ("ACK", "EMIT", "FAIL", "MOVE_DUE", "PACE", "PARK", "PURGE_WAITING", "REFRESH",
            "REQUEUE", "RESERVE", "RETIRE")
+
+_KEYS = """
+local function key_done(p, l, key, id)
+  local list = p .. ':o:' .. l .. ':' .. key
+  redis.call('LREM', list, 1, id)
+  if redis.call('LLEN', list) == 0 then
+    redis.call('DEL', list)
+    redis.call('SREM', p .. ':os:' .. l, key)
+  end
+end
+local function keys_dropped(p, l)
+  for _, key in ipairs(redis.call('SMEMBERS', p .. ':os:' .. l)) do
+    redis.call('DEL', p .. ':o:' .. l .. ':' .. key)
+  end
+  redis.call('DEL', p .. ':os:' .. l)
+end
+"""
 
 _NOW = """
 local t = redis.call('TIME')
@@ -26,9 +45,11 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 EMIT = _NOW + """
 -- ARGV: prefix, dedupe window ms, most dedupe keys, the events as lines: per event a head
 -- line 'k|due ms or empty|answer TAB key' (nothing after the second '|' without a key) and k
--- lines 'listener TAB payload'; and the names it writes under, a line each: 's' and a
--- listener (its stream), 'k' and a dedupe key. All or nothing: the type of every key it
--- writes is checked first, and foreign data under the prefix fails it before it writes.
+-- lines 'listener TAB payload' (led by byte 1, the order key and a TAB for a delivery with
+-- one: its id joins the end of the key's list); and the names it writes under, a line each:
+-- 's' and a listener (its stream), 'k' and a dedupe key, 'o' listener TAB order key. All
+-- or nothing: the type of every key it writes is checked first, and foreign data under the
+-- prefix fails it before it writes.
 -- Per event it returns 0 (queued) or, for a key taken lately, the answer kept under that
 -- key (nothing queued). Keys past the most kept go, oldest first (P:keys orders them).
 local p, window, most, blob = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
@@ -53,8 +74,14 @@ end
 local kinds = {[p .. ':stats'] = 'hash', [p .. ':due'] = 'zset', [p .. ':due:data'] = 'hash',
   [p .. ':waiting'] = 'hash', [p .. ':keys'] = 'zset'}
 for item in string.gmatch(ARGV[5], '[^\\n]+') do
-  if string.sub(item, 1, 1) == 's' then
+  local kind = string.sub(item, 1, 1)
+  if kind == 's' then
     kinds[p .. ':l:' .. string.sub(item, 2)] = 'stream'
+  elseif kind == 'o' then
+    local tab = string.find(item, '\\t', 1, true)
+    local l = string.sub(item, 2, tab - 1)
+    kinds[p .. ':o:' .. l .. ':' .. string.sub(item, tab + 1)] = 'list'
+    kinds[p .. ':os:' .. l] = 'set'
   else
     kinds[p .. ':key:' .. string.sub(item, 2)] = 'string'
   end
@@ -83,9 +110,17 @@ while pos <= last do
   else
     if k == 0 then redis.call('HINCRBY', p .. ':stats', 'unrouted', 1) end
     for _ = 1, k do
-      local item = line()
+      local item, order = line(), nil
+      if string.sub(item, 1, 1) == '\\1' then  -- '\\1' order key TAB, then as any other
+        local cut = string.find(item, '\\t', 1, true)
+        order, item = string.sub(item, 2, cut - 1), string.sub(item, cut + 1)
+      end
       local tab = string.find(item, '\\t', 1, true)
       local l, payload = string.sub(item, 1, tab - 1), string.sub(item, tab + 1)
+      if order then
+        redis.call('RPUSH', p .. ':o:' .. l .. ':' .. order, string.match(payload, '^%[(%d+)'))
+        redis.call('SADD', p .. ':os:' .. l, order)
+      end
       if due == '' then
         redis.call('XADD', p .. ':l:' .. l, '*', 'd', payload)
       else
@@ -133,13 +168,18 @@ redis.call('SET', seq, string.format('%d', last))
 return last
 """
 
-ACK = """
--- ARGV: prefix, then per listener: its name and its entry ids, joined by spaces. The
--- entries are acked and deleted; those that were still pending count as succeeded.
+ACK = _KEYS + """
+-- ARGV: prefix, then per listener: its name, its entry ids joined by spaces, and lines
+-- 'delivery id TAB order key' for those with a key. The entries are acked and deleted; those
+-- that were still pending count as succeeded; each key passes to its next delivery.
 local p, done = ARGV[1], 0
-for i = 2, #ARGV, 2 do
+for i = 2, #ARGV, 3 do
   local l, ids = ARGV[i], {}
   for id in string.gmatch(ARGV[i + 1], '%S+') do table.insert(ids, id) end
+  for keyed in string.gmatch(ARGV[i + 2], '[^\\n]+') do
+    local tab = string.find(keyed, '\\t', 1, true)
+    key_done(p, l, string.sub(keyed, tab + 1), string.sub(keyed, 1, tab - 1))
+  end
   local s, acked = p .. ':l:' .. l, 0
   for cut = 1, #ids, 1000 do
     local stop = math.min(cut + 999, #ids)
@@ -169,13 +209,15 @@ end
 return now
 """
 
-FAIL = """
--- ARGV: prefix, keep_failed, then (listener, entry id, delivery id, failed at ms, record):
--- the delivery goes to the failed list, the oldest beyond keep_failed drop out of it.
+FAIL = _KEYS + """
+-- ARGV: prefix, keep_failed, then (listener, entry id, delivery id, failed at ms, record,
+-- order key or ''): the delivery goes to the failed list, the oldest beyond keep_failed drop
+-- out of it; its order key passes to the next delivery of the key.
 local p, keep = ARGV[1], tonumber(ARGV[2])
-for i = 3, #ARGV, 5 do
+for i = 3, #ARGV, 6 do
   local l = ARGV[i]
   local s = p .. ':l:' .. l
+  if ARGV[i + 5] ~= '' then key_done(p, l, ARGV[i + 5], ARGV[i + 2]) end
   if ARGV[i + 1] == '' or redis.call('XACK', s, 'eventbus', ARGV[i + 1]) == 1 then
     if ARGV[i + 1] ~= '' then redis.call('XDEL', s, ARGV[i + 1]) end
     redis.call('HSET', p .. ':failed', ARGV[i + 2], ARGV[i + 4])
@@ -231,15 +273,20 @@ return lost
 """
 
 REQUEUE = """
--- ARGV: prefix, then (delivery id, listener, payload). Checks every one first: failed, and
--- its listener loaded by some daemon; changes nothing unless all are. Returns
--- {'ok'} or {'missing' | 'gone', id}.
+-- ARGV: prefix, then (delivery id, listener, payload, order key or ''). Checks every one
+-- first: failed, and its listener loaded by some daemon; changes nothing unless all are.
+-- One with an order key joins the end of the key's list. Returns {'ok'} or
+-- {'missing' | 'gone', id}.
 local p = ARGV[1]
-for i = 2, #ARGV, 3 do
+for i = 2, #ARGV, 4 do
   if redis.call('HEXISTS', p .. ':failed', ARGV[i]) == 0 then return {'missing', ARGV[i]} end
   if redis.call('SCARD', p .. ':hosts:' .. ARGV[i + 1]) == 0 then return {'gone', ARGV[i]} end
 end
-for i = 2, #ARGV, 3 do
+for i = 2, #ARGV, 4 do
+  if ARGV[i + 3] ~= '' then
+    redis.call('RPUSH', p .. ':o:' .. ARGV[i + 1] .. ':' .. ARGV[i + 3], ARGV[i])
+    redis.call('SADD', p .. ':os:' .. ARGV[i + 1], ARGV[i + 3])
+  end
   redis.call('XADD', p .. ':l:' .. ARGV[i + 1], '*', 'd', ARGV[i + 2])
   redis.call('HDEL', p .. ':failed', ARGV[i])
   redis.call('ZREM', p .. ':failed:order', ARGV[i])
@@ -247,13 +294,15 @@ end
 return {'ok'}
 """
 
-PURGE_WAITING = """
+PURGE_WAITING = _KEYS + """
 -- ARGV: prefix, state ('retrying' or 'scheduled'), then listeners. Drops the deliveries
 -- waiting in P:due in that state, and with 'retrying' also those no daemon has read yet
--- from the listeners' streams; returns how many.
+-- from the listeners' streams (and the listeners' order keys: what holds them is gone);
+-- returns how many.
 local p, state, dropped = ARGV[1], ARGV[2], 0
 if state == 'retrying' then
   for i = 3, #ARGV do
+    keys_dropped(p, ARGV[i])
     local s = p .. ':l:' .. ARGV[i]
     if redis.call('EXISTS', s) == 1 then
       local last = '0-0'
@@ -282,7 +331,7 @@ end
 return dropped
 """
 
-RETIRE = _NOW + """
+RETIRE = _NOW + _KEYS + """
 -- ARGV: prefix, listener, keep_failed, error. No daemon loads the listener any more: what
 -- waits for it goes to the failed list with the error, and its stream is deleted.
 local p, l, keep, err = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
@@ -314,6 +363,7 @@ for j = 1, #waiting, 2 do
   end
 end
 redis.call('HDEL', p .. ':routes', l)
+keys_dropped(p, l)
 local extra = redis.call('ZCARD', p .. ':failed:order') - keep
 if extra > 0 then
   local gone = redis.call('ZPOPMIN', p .. ':failed:order', extra)
