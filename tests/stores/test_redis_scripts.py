@@ -91,11 +91,12 @@ def test_requeue_checks_every_delivery_before_changing_any(client: Any) -> None:
     client.hset(f"{p}:failed", mapping={"1": b"{}", "2": b"{}"})
     client.sadd(f"{p}:hosts:work", "a")
     requeue = client.register_script(lua.REQUEUE)
-    assert requeue(args=[p, 1, "work", b"[1]", "", 2, "gone", b"[2]", ""]) == [b"gone", b"2"]
-    assert requeue(args=[p, 1, "work", b"[1]", "", 3, "work", b"[3]", ""]) == [b"missing",
-                                                                               b"3"]
+    assert requeue(args=[p, 1, "work", b"[1]", "", "work", 2, "gone", b"[2]", "", "gone"]
+                   ) == [b"gone", b"2"]
+    assert requeue(args=[p, 1, "work", b"[1]", "", "work", 3, "work", b"[3]", "", "work"]
+                   ) == [b"missing", b"3"]
     assert client.hlen(f"{p}:failed") == 2  # nothing changed
-    assert requeue(args=[p, 1, "work", b"[1]", "user:1"]) == [b"ok"]
+    assert requeue(args=[p, 1, "work", b"[1]", "user:1", "work"]) == [b"ok"]
     assert client.hlen(f"{p}:failed") == 1
     assert client.xlen(f"{p}:l:work") == 1
     assert client.lrange(f"{p}:o:work:user:1", 0, -1) == [b"1"]  # last in its key's order

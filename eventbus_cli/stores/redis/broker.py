@@ -39,7 +39,7 @@ from ...config import BackendConfig, DaemonConfig, DeliveryConfig
 from ...errors import BackendError, DeliveryError
 from ...protocol.event import Placing
 from ...protocol.results import BackendStatus, JournalStatus
-from .codec import decode_failed, decode_payload, encode_payload
+from .codec import decode_failed, decode_payload, encode_payload, listener_of, stream_of
 from .link import Link, masked, open_link
 from .outbound import Outbound, Round, scheduled
 
@@ -270,15 +270,16 @@ class RedisBroker(Broker):
 
     # -- workers -----------------------------------------------------------------------------
 
-    def _take_in(self, name: str, entry_id: bytes, data: bytes) -> None:
-        """An entry read from the stream of ``name`` joins its lane."""
+    def _take_in(self, stream: str, entry_id: bytes, data: bytes) -> None:
+        """An entry read from ``stream`` joins the lane of its listener."""
+        name = listener_of(stream)
         delivery, reply_to = decode_payload(data, name)
         lane = self.lanes.by_name.get(name)
         if lane is None or self._draining or delivery.id in self._held:
             if delivery.id not in self._held:
-                self._out.handbacks.append((name, entry_id))
+                self._out.handbacks.append((stream, entry_id))
             return
-        self._held[delivery.id] = (name, entry_id, reply_to)
+        self._held[delivery.id] = (stream, entry_id, reply_to)
         delivery.queued_at = time.monotonic()
         if delivery.order_key is not None:  # it waits until it heads its key, bus-wide
             self._gated.setdefault((name, delivery.order_key), {})[delivery.id] = delivery
@@ -474,8 +475,8 @@ class RedisBroker(Broker):
             delivery.attempts, delivery.error, delivery.traceback = 0, None, None
             delivery.state, delivery.failed_at = DeliveryState.PENDING, None
             chosen.append(delivery)
-        problem = await link.requeue([(d.id, d.listener, encode_payload(d), d.order_key or "")
-                                      for d in chosen])
+        problem = await link.requeue([(d.id, d.listener, encode_payload(d), d.order_key or "",
+                                       stream_of(d.listener, d.priority)) for d in chosen])
         if problem is not None:
             kind, delivery_id = problem
             raise DeliveryError(delivery_id, "left the failed list meanwhile"
@@ -543,8 +544,8 @@ class RedisBroker(Broker):
         self._route()
         self.available = True
         for name in self._local:
-            for entry_id, data in await self._link.own_pending(name):
-                self._take_in(name, entry_id, data)
+            for stream, entry_id, data in await self._link.own_pending(name):
+                self._take_in(stream, entry_id, data)
         if self._held:
             logger.info("resumed %d deliveries this daemon (%s) held when it stopped",
                         len(self._held), self.name)
@@ -701,8 +702,8 @@ class RedisBroker(Broker):
                     link.regrouped = False
                     if any(name in self._local for name in names):
                         self._emptied("a stream or group of a listener it reads was gone")
-                for name, entry_id, data in read:
-                    self._take_in(name, entry_id, data)
+                for stream, entry_id, data in read:
+                    self._take_in(stream, entry_id, data)
                 self._back("reads")
                 if not read and not block:
                     with anyio.move_on_after(0.05):
@@ -737,14 +738,14 @@ class RedisBroker(Broker):
                     renewed_entries = now_held
                 if time.monotonic() - swept >= sweep_every and not self._draining:
                     swept = time.monotonic()
-                    for name, taken in (await link.take_over(list(self.lanes.by_name),
-                                                             self.claim_after)).items():
+                    for stream, taken in (await link.take_over(list(self.lanes.by_name),
+                                                               self.claim_after)).items():
                         for entry_id, data in taken:
-                            self._take_in(name, entry_id, data)
+                            self._take_in(stream, entry_id, data)
                         if taken:
                             logger.warning("took over %d deliveries of %s that a daemon "
                                            "stopped renewing for %gs (claim_after)",
-                                           len(taken), name, self.claim_after)
+                                           len(taken), listener_of(stream), self.claim_after)
                 if missing := set(self._local) - set(routes):  # Redis lost them (flushed?)
                     self._out.joins |= missing
                     self._wake()

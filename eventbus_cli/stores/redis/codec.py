@@ -1,6 +1,8 @@
 """How the Redis broker writes a delivery into Redis and reads it back.
 
-A delivery travels as its *payload*, a JSON array: ``[id, event, args, kwargs, attempts,
+A listener's deliveries wait in three streams, one per priority (:func:`stream_of`), read
+highest first, so that a high-priority delivery overtakes a backlog of normal ones within
+one read. A delivery travels as its *payload*, a JSON array: ``[id, event, args, kwargs, attempts,
 created, reply_to, trace, error]`` (``attempts`` made so far; ``reply_to`` the daemon that
 waits for its outcome, or ""), then ``priority, order_key`` where either is not the
 default. A failed one is kept as a JSON object ``{"l": listener, "at": failed at, "err":
@@ -20,7 +22,25 @@ from ...bus.delivery import Delivery, DeliveryState
 from ...protocol.event import NORMAL
 
 __all__ = ("decode_failed", "decode_payload", "decode_record", "encode_failed",
-           "encode_payload", "encode_record")
+           "encode_payload", "encode_record", "listener_of", "stream_of", "streams_of")
+
+_SUFFIXES = ("\x1fhigh", "", "\x1flow")  # by priority: each listener has a stream of each
+
+
+def stream_of(listener: str, priority: int) -> str:
+    """The name of the stream (under ``P:l:``) that holds ``listener``'s deliveries of a
+    priority: its name for normal ones, so a bus of older daemons reads them alike."""
+    return listener + _SUFFIXES[priority]
+
+
+def streams_of(listener: str) -> tuple[str, ...]:
+    """Every stream of ``listener``, highest priority first (the order they are read in)."""
+    return tuple(listener + suffix for suffix in _SUFFIXES)
+
+
+def listener_of(stream: str) -> str:
+    """The listener whose deliveries the stream ``stream`` holds."""
+    return stream.partition("\x1f")[0]
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -60,7 +80,7 @@ def encode_failed(delivery: Delivery) -> bytes:
 def decode_failed(data: bytes) -> Delivery:
     """The failed delivery a failed list's record holds."""
     record = _decode(data)
-    delivery = decode_payload(record["p"], record["l"])[0]
+    delivery = decode_payload(record["p"], listener_of(record["l"]))[0]
     delivery.state = DeliveryState.FAILED
     delivery.failed_at = record.get("at")
     delivery.error = record.get("err") or delivery.error

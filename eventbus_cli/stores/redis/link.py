@@ -22,7 +22,16 @@ from ...bus.delivery import Delivery, DeliveryState, EmitterStats, ListenerStats
 from ...config import BackendConfig
 from ...errors import BackendError
 from . import scripts as lua
-from .codec import decode_failed, decode_payload, encode_failed, encode_payload, encode_record
+from .codec import (
+    decode_failed,
+    decode_payload,
+    encode_failed,
+    encode_payload,
+    encode_record,
+    listener_of,
+    stream_of,
+    streams_of,
+)
 from .outbound import Emit
 from .views import Views
 
@@ -177,8 +186,10 @@ class Link:
         await _execute(pipe)
         await self.hand_back(handbacks)
         for name in sorted(leaves):
-            moved = await self._scripts["RETIRE"](args=[p, name, keep, f"ListenerRemoved: "
-                                                        f"listener {name} {reason}"])
+            moved = 0
+            for stream in reversed(streams_of(name)):  # the listener's own name last: routes
+                moved += max(0, await self._scripts["RETIRE"](
+                    args=[p, stream, keep, f"ListenerRemoved: listener {name} {reason}"]))
             if moved > 0:
                 logger.warning("%d waiting deliveries of %s failed: %s", moved, name, reason)
         if joins or leaves:
@@ -188,9 +199,9 @@ class Link:
     async def create_groups(self, names: Iterable[str]) -> None:
         """Each listener's stream and group, where missing. At ``0``: whatever its stream
         holds is its backlog."""
-        for name in names:
+        for stream in (stream for name in names for stream in streams_of(name)):
             try:
-                await self._redis.xgroup_create(f"{self.p}:l:{name}", _GROUP, "0",
+                await self._redis.xgroup_create(f"{self.p}:l:{stream}", _GROUP, "0",
                                                 mkstream=True)
             except self.errors[0] as exc:
                 if "BUSYGROUP" not in str(exc):
@@ -216,18 +227,22 @@ class Link:
     async def routes(self) -> dict[str, tuple[str, ...]]:
         return _routes(await self._redis.hgetall(f"{self.p}:routes"))
 
-    async def own_pending(self, name: str) -> list[tuple[bytes, bytes]]:
-        """The entries of ``name`` this daemon read and did not finish before it stopped."""
-        found: list[tuple[bytes, bytes]] = []
-        start = "0"
-        while True:
-            reply = await self._redis.xreadgroup(_GROUP, self.name, {f"{self.p}:l:{name}":
-                                                                     start}, count=1000)
-            entries = reply[0][1] if reply else []
-            found += [(entry_id, fields[b"d"]) for entry_id, fields in entries if fields]
-            if len(entries) < 1000:
-                return found
-            start = entries[-1][0].decode()
+    async def own_pending(self, name: str) -> list[tuple[str, bytes, bytes]]:
+        """The entries of ``name`` this daemon read and did not finish before it stopped,
+        with their streams."""
+        found: list[tuple[str, bytes, bytes]] = []
+        for stream in streams_of(name):
+            start = "0"
+            while True:
+                reply = await self._redis.xreadgroup(
+                    _GROUP, self.name, {f"{self.p}:l:{stream}": start}, count=1000)
+                entries = reply[0][1] if reply else []
+                found += [(stream, entry_id, fields[b"d"]) for entry_id, fields in entries
+                          if fields]
+                if len(entries) < 1000:
+                    break
+                start = entries[-1][0].decode()
+        return found
 
     # -- the hot path's records --------------------------------------------------------------
 
@@ -262,13 +277,14 @@ class Link:
                     keys.append("k" + key)
                 lines.append(f"{len(made)}|{'' if due is None else due}|{claim}".encode())
                 for delivery in made:
-                    line = b"%s\t%s" % (delivery.listener.encode(), encode_payload(
+                    stream = stream_of(delivery.listener, delivery.priority)
+                    line = b"%s\t%s" % (stream.encode(), encode_payload(
                         delivery, me if delivery.id in followed else ""))
                     if delivery.order_key is not None:  # its id joins the key's list
                         line = b"\x01%s\t%s" % (delivery.order_key.encode(), line)
                         orders.add(f"o{delivery.listener}\t{delivery.order_key}")
                     lines.append(line)
-                streams.update([delivery.listener for delivery in made])
+                streams.update([stream_of(d.listener, d.priority) for d in made])
             chunks.append(b"\n".join(lines))
             checked = "\n".join(["s" + name for name in streams] + keys + sorted(orders))
             for chunk in chunks:
@@ -315,13 +331,13 @@ class Link:
 
     async def read(self, names: Sequence[str], count: int, *,
                    block: bool = True) -> list[tuple[str, bytes, bytes]]:
-        """New entries of these listeners' streams (``block``: waiting up to 250 ms for
-        some)."""
+        """New entries of these listeners' streams, with their streams, highest priority
+        first (``block``: waiting up to 250 ms for some)."""
         skip = len(self.p) + 3
+        streams = {f"{self.p}:l:{stream}": ">" for name in names for stream in streams_of(name)}
         try:
-            reply = await self._redis.xreadgroup(
-                _GROUP, self.name, {f"{self.p}:l:{name}": ">" for name in names}, count=count,
-                block=250 if block else None)
+            reply = await self._redis.xreadgroup(_GROUP, self.name, streams, count=count,
+                                                 block=250 if block else None)
         except self.errors[0] as exc:
             if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
                 raise
@@ -385,9 +401,10 @@ class Link:
     async def take_over(self, names: Sequence[str], claim_after: float,
                         ) -> dict[str, list[tuple[bytes, bytes]]]:
         """Entries of these listeners that their daemon has not renewed for
-        ``claim_after``, by listener; one round trip while no listener has more than 100."""
-        taken: dict[str, list[tuple[bytes, bytes]]] = {name: [] for name in names}
-        starts = dict.fromkeys(names, "0-0")
+        ``claim_after``, by stream; one round trip while no stream has more than 100."""
+        streams = [stream for name in names for stream in streams_of(name)]
+        taken: dict[str, list[tuple[bytes, bytes]]] = {stream: [] for stream in streams}
+        starts = dict.fromkeys(streams, "0-0")
         while starts:
             pipe = self._redis.pipeline(transaction=False)
             for name, start in starts.items():
@@ -435,8 +452,10 @@ class Link:
         pipe.zrange(f"{p}:due", 0, 0, withscores=True)
         pipe.zrangebyscore(f"{p}:daemons", int(time.time() * 1000) - _ALIVE_MS, "+inf")
         for name in names:
-            pipe.xlen(f"{p}:l:{name}")
-        marked, counts, waiting, failed_list, first, live, *lengths = await _execute(pipe)
+            for stream in streams_of(name):
+                pipe.xlen(f"{p}:l:{stream}")
+        marked, counts, waiting, failed_list, first, live, *each = await _execute(pipe)
+        lengths = [sum(each[i:i + 3]) for i in range(0, len(each), 3)]
         if not marked:
             return None
         pipe = self._redis.pipeline(transaction=False)
@@ -456,7 +475,11 @@ class Link:
                                  "held": int(held.get(b"held", 0))})
 
         def number(table: dict[bytes, bytes], key: str) -> int:
-            return int(table.get(key.encode(), 0))
+            name, _, what = key.rpartition(":")
+            if not name:
+                return int(table.get(key.encode(), 0))
+            return sum(int(table.get(f"{stream}:{what}".encode(), 0))
+                       for stream in streams_of(name))
 
         listeners = {
             name: ListenerStats(
@@ -489,15 +512,16 @@ class Link:
         for (_, score), value in zip(due, values, strict=True):
             if value is None:
                 continue
-            state, name, payload = value.split(b"\t", 2)
-            delivery = decode_payload(payload, name.decode())[0]
+            state, stream, payload = value.split(b"\t", 2)
+            delivery = decode_payload(payload, listener_of(stream.decode()))[0]
             delivery.state = DeliveryState(state.decode())
             delivery.due_at = score / 1000
             found.append(delivery)
         for name in names:
-            for _, fields in await self._redis.xrange(f"{p}:l:{name}", count=most):
-                if fields:
-                    found.append(decode_payload(fields[b"d"], name)[0])
+            for stream in streams_of(name):
+                for _, fields in await self._redis.xrange(f"{p}:l:{stream}", count=most):
+                    if fields:
+                        found.append(decode_payload(fields[b"d"], name)[0])
         return found
 
     async def failed_records(self, ids: Iterable[int] | None) -> list[tuple[int, bytes | None]]:
@@ -515,7 +539,7 @@ class Link:
             pipe.lindex(f"{self.p}:o:{name}:{key}", 0)
         return [None if head is None else int(head) for head in await _execute(pipe)]
 
-    async def requeue(self, items: Sequence[tuple[int, str, bytes, str]],
+    async def requeue(self, items: Sequence[tuple[int, str, bytes, str, str]],
                       ) -> tuple[str, int] | None:
         if not items:
             return None
@@ -540,8 +564,10 @@ class Link:
             pipe.xdel(f"{self.p}:l:{name}", entry_id)
             await _execute(pipe)
         kind = "retrying" if state == DeliveryState.PENDING.value else state
-        dropped = await self._scripts["PURGE_WAITING"](args=[self.p, kind, *names])
+        streams = [stream for name in names for stream in streams_of(name)]
+        dropped = await self._scripts["PURGE_WAITING"](args=[self.p, kind, *streams])
         return int(dropped) + len(mine)
+
 
 def _routes(table: dict[bytes, bytes]) -> dict[str, tuple[str, ...]]:
     return {name.decode(): tuple(json.loads(patterns)) for name, patterns in table.items()}

@@ -1,10 +1,11 @@
 """The Lua scripts of the Redis broker: each one atomic step on the shared bus.
 
 Keys (``P`` is the prefix in braces, a Redis Cluster hash tag, so one script's keys share a
-slot): ``P:l:<listener>`` a stream of the listener's deliveries (field ``d``: the payload),
-read by the consumer group ``eventbus``; ``P:due`` a sorted set of delivery ids by due time
-(ms, Redis's clock) with ``P:due:data`` holding ``state TAB listener TAB payload``;
-``P:waiting`` counts what waits there by ``listener:state``; ``P:failed`` (id -> JSON) and
+slot): ``P:l:<stream>`` a stream of the listener's deliveries of one priority (the
+listener's name for normal ones, then byte 31 and ``high`` or ``low``; field ``d``: the
+payload), read by the consumer group ``eventbus``; ``P:due`` a sorted set of delivery ids
+by due time (ms, Redis's clock) with ``P:due:data`` holding ``state TAB stream TAB
+payload``; ``P:waiting`` counts what waits there by ``stream:state``; ``P:failed`` (id -> JSON) and
 ``P:failed:order`` (id by failure time) the failed list; ``P:stats`` the counters;
 ``P:key:<key>`` a dedupe key holding its first answer, expiring after the window
 (``P:keys`` orders them by expiry, to keep at most ``max_dedupe_keys``);
@@ -22,6 +23,7 @@ __all__ = ("ACK", "EMIT", "FAIL", "MOVE_DUE", "PACE", "PARK", "PURGE_WAITING", "
 
 _KEYS = """
 local function key_done(p, l, key, id)
+  l = string.match(l, '^[^\31]*')  -- the listener of the stream l
   local list = p .. ':o:' .. l .. ':' .. key
   redis.call('LREM', list, 1, id)
   if redis.call('LLEN', list) == 0 then
@@ -30,6 +32,7 @@ local function key_done(p, l, key, id)
   end
 end
 local function keys_dropped(p, l)
+  l = string.match(l, '^[^\31]*')
   for _, key in ipairs(redis.call('SMEMBERS', p .. ':os:' .. l)) do
     redis.call('DEL', p .. ':o:' .. l .. ':' .. key)
   end
@@ -117,9 +120,11 @@ while pos <= last do
       end
       local tab = string.find(item, '\\t', 1, true)
       local l, payload = string.sub(item, 1, tab - 1), string.sub(item, tab + 1)
-      if order then
-        redis.call('RPUSH', p .. ':o:' .. l .. ':' .. order, string.match(payload, '^%[(%d+)'))
-        redis.call('SADD', p .. ':os:' .. l, order)
+      if order then  -- one list per listener and key, whatever the stream (the priority)
+        local base = string.match(l, '^[^\31]*')
+        redis.call('RPUSH', p .. ':o:' .. base .. ':' .. order,
+                   string.match(payload, '^%[(%d+)'))
+        redis.call('SADD', p .. ':os:' .. base, order)
       end
       if due == '' then
         redis.call('XADD', p .. ':l:' .. l, '*', 'd', payload)
@@ -273,21 +278,21 @@ return lost
 """
 
 REQUEUE = """
--- ARGV: prefix, then (delivery id, listener, payload, order key or ''). Checks every one
--- first: failed, and its listener loaded by some daemon; changes nothing unless all are.
--- One with an order key joins the end of the key's list. Returns {'ok'} or
+-- ARGV: prefix, then (delivery id, listener, payload, order key or '', stream). Checks
+-- every one first: failed, and its listener loaded by some daemon; changes nothing unless
+-- all are. One with an order key joins the end of the key's list. Returns {'ok'} or
 -- {'missing' | 'gone', id}.
 local p = ARGV[1]
-for i = 2, #ARGV, 4 do
+for i = 2, #ARGV, 5 do
   if redis.call('HEXISTS', p .. ':failed', ARGV[i]) == 0 then return {'missing', ARGV[i]} end
   if redis.call('SCARD', p .. ':hosts:' .. ARGV[i + 1]) == 0 then return {'gone', ARGV[i]} end
 end
-for i = 2, #ARGV, 4 do
+for i = 2, #ARGV, 5 do
   if ARGV[i + 3] ~= '' then
     redis.call('RPUSH', p .. ':o:' .. ARGV[i + 1] .. ':' .. ARGV[i + 3], ARGV[i])
     redis.call('SADD', p .. ':os:' .. ARGV[i + 1], ARGV[i + 3])
   end
-  redis.call('XADD', p .. ':l:' .. ARGV[i + 1], '*', 'd', ARGV[i + 2])
+  redis.call('XADD', p .. ':l:' .. ARGV[i + 4], '*', 'd', ARGV[i + 2])
   redis.call('HDEL', p .. ':failed', ARGV[i])
   redis.call('ZREM', p .. ':failed:order', ARGV[i])
 end
