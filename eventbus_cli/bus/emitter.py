@@ -431,7 +431,8 @@ def _ordering(priority: str | None, order_key: str | None) -> Placing | None:
             return None
         if (known := _BY_PRIORITY.get(priority)) is not None:
             return known
-    elif priority is None and type(order_key) is str and 0 < len(order_key) <= MAX_KEY:
+    elif (priority is None and type(order_key) is str and 0 < len(order_key) <= MAX_KEY
+          and order_key.isprintable()):
         return (NORMAL, order_key)  # a plain tuple: made for every keyed emit, so cheaply
     try:
         return ordering_of(priority, order_key)

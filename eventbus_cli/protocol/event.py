@@ -49,11 +49,13 @@ def ordering_of(priority: object, order_key: object, where: str = "") -> Orderin
             raise ProtocolError(ErrorCode.BAD_REQUEST, f'{where}"priority" must be one of '
                                 f"{', '.join(PRIORITIES)}, not {priority!r}")
         level = PRIORITIES.index(priority)  # one of them, checked
-    if order_key is not None and not (type(order_key) is str and 0 < len(order_key) <= MAX_KEY):
+    if order_key is not None and not (type(order_key) is str and 0 < len(order_key) <= MAX_KEY
+                                      and order_key.isprintable()):
         shown = (f"one of {len(order_key)} characters" if isinstance(order_key, str)
-                 else repr(order_key))
+                 and len(order_key) > MAX_KEY else repr(order_key))
         raise ProtocolError(ErrorCode.BAD_REQUEST, f'{where}"order_key" must be a string of 1 '
-                            f"to {MAX_KEY} characters, not {shown}")
+                            f"to {MAX_KEY} printable characters (no tab, no newline), not "
+                            f"{shown}")
     return Ordering(level, order_key)  # a str or None, checked
 
 

@@ -292,8 +292,9 @@ OPS: dict[str, Op] = {
               "offset; one past runs now)"),
         Field("priority", _any, "`high`, `normal` (the default) or `low`: within each "
               "listener's lane, higher runs first, in emit order within one priority"),
-        Field("order_key", _any, "an order key (1 to 200 characters, e.g. `user:42`): per "
-              "listener, the deliveries of one key run one at a time, in emit order"),
+        Field("order_key", _any, "an order key (1 to 200 printable characters, e.g. "
+              "`user:42`): per listener, the deliveries of one key run one at a time, in emit "
+              "order"),
         Field("traceparent", _any, "the caller's W3C trace context (optional): each "
               "delivery's span is its child"),
         Field("tracestate", _any, "W3C tracestate, with `traceparent` (optional)"),

@@ -67,6 +67,8 @@ async def test_priorities_are_listed_and_refused_when_unknown(daemons: Daemons) 
             await client.emit("line", priority="urgent")
         with pytest.raises(RemoteError, match='"order_key" must be a string of 1 to 200'):
             await client.emit("line", order_key="k" * 201)
+        with pytest.raises(RemoteError, match="no tab, no newline"):
+            await client.emit("line", order_key="user:1\nuser:2")
         probe.open_gate()
         await _drained(client)
 
