@@ -126,6 +126,22 @@ async def test_a_retrying_delivery_holds_its_key_until_it_succeeds(daemons: Daem
     assert key_runs == [(1, 1), (1, 2), (2, 1)]  # the retry first, then the next of the key
 
 
+async def test_purging_the_pending_drops_those_waiting_behind_their_key(
+        daemons: Daemons) -> None:
+    async with daemons.run(max_per_listener=4) as client:
+        await client.emit("line", n=0, block=True, order_key="user:1")
+        await probe.wait_runs(1, "line")
+        for n in range(1, 4):
+            await client.emit("line", n=n, order_key="user:1")
+        assert len(await client.deliveries("pending")) == 3
+        assert await client.purge("pending") == 3
+        probe.open_gate()
+        await _drained(client)
+        await client.emit("line", n=9, order_key="user:1")  # the key is free again
+        await _drained(client)
+    assert [_n(run) for run in probe.of("line")] == [0, 9]
+
+
 # -- rates ----------------------------------------------------------------------------------
 
 

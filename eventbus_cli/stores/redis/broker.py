@@ -498,9 +498,12 @@ class RedisBroker(Broker):
             raise ValueError(f"purge takes failed, pending or scheduled, not {state.value}")
         mine = []
         if state is DeliveryState.PENDING:
+            gated = [d for waiting in self._gated.values() for d in waiting.values()]
+            self._gated.clear()  # read, waiting for the head of their key: pending too
             for lane in self.lanes.by_name.values():
                 mine += [self._held.pop(d.id)[:2]
                          for d in self.lanes.withdraw(lane, scheduled=False) if d.id in self._held]
+            mine += [self._held.pop(d.id)[:2] for d in gated if d.id in self._held]
         dropped = await link.purge_waiting(state.value, sorted({*self._routes, *self._local}),
                                            mine)
         if dropped:
