@@ -313,8 +313,13 @@ class RedisBroker(Broker):
                 delivery = waiting.pop(min(waiting) if head is None else head, None)
                 if not waiting:
                     del self._gated[(name, key)]
-                if delivery is not None and (lane := self.lanes.by_name.get(name)) is not None:
+                if delivery is None:
+                    continue
+                if (lane := self.lanes.by_name.get(name)) is not None and not self._draining:
                     self.lanes.add(delivery, lane)
+                elif (held := self._held.pop(delivery.id, None)) is not None:
+                    self._out.handbacks.append(held[:2])  # not served here any more
+                    self._wake()
             await anyio.sleep(_GATE_EVERY)
 
     def _acked(self, deliveries: Sequence[Delivery]) -> None:
