@@ -117,6 +117,8 @@ class Operations:
         self.socket_path = socket_path
         self.monitor = Monitor(emitter)
         self.health = Health(emitter)
+        self.reload_failure: str | None = None
+        """What the last reload raised, until a reload succeeds (health says so)."""
         self.started = time.monotonic()
         self.stop_asked = False
         """Whether a ``stop`` op came; its connection sends the reply, closes, and sets
@@ -328,7 +330,8 @@ class Operations:
             threads=ThreadsStatus(self.emitter.threads.max_threads, self.emitter.threads.stuck),
             schedules=SchedulesStatus(len(self.scheduler), iso_time(self.scheduler.next_fire)),
             draining=self.intake.draining,
-            health=self.health.report(draining=self.intake.draining),
+            health=self.health.report(draining=self.intake.draining,
+                                      reload_failure=self.reload_failure),
             queue=self.queue(),
         )
 
@@ -404,7 +407,9 @@ class Operations:
         except (LoaderError, ListenerError, ScheduleError) as exc:
             logger.error("reload failed; the %d listeners loaded before keep running: %s",
                          len(self.emitter.listeners), exc)
+            self.reload_failure = str(exc)
             raise
+        self.reload_failure = None
         logger.info("reloaded %d listeners from %s (added: %s; removed: %s)%s",
                     len(self.emitter.listeners), directory,
                     ", ".join(changes.added) or "none", ", ".join(changes.removed) or "none",

@@ -146,6 +146,10 @@ def test_reload_with_a_broken_file_keeps_the_listeners_that_were_running(bus: Da
     assert "reload failed" in bus.logs()
     assert "broken.py" in bus.logs()
     assert bus.json("listeners", "list") == before
+    check = bus.cli("status", "--check")
+    assert check.returncode == 1  # unhealthy until a reload succeeds
+    assert "last reload failed" in check.stdout + check.stderr
+    assert "broken.py, line 3" in check.stdout + check.stderr
     (bus.listeners_dir / "broken.py").write_text("raise ImportError('no such thing')\n")
     assert "ImportError: no such thing" in bus.cli("listeners", "reload").stderr
     dup = ("from eventbus_cli import listener\n\n@listener('x', name='recorder:work')\n"
@@ -158,6 +162,9 @@ def test_reload_with_a_broken_file_keeps_the_listeners_that_were_running(bus: Da
     assert "broken.py:3" in clash.stderr
     bus.cli("emit", "work", "--kw", "n:=1")
     wait_for(lambda: _of(bus, "work") == [{"event": "work", "n": 1}])
+    (bus.listeners_dir / "broken.py").unlink()
+    assert bus.cli("listeners", "reload").returncode == 0
+    assert bus.cli("status", "--check").returncode == 0
 
 
 @pytest.mark.process
