@@ -187,6 +187,25 @@ def client_for(ctx: typer.Context, timeout: float = DEFAULT_TIMEOUT) -> Client:
     return Client(socket_path, timeout=timeout, trusted_uids=_trusted_uids)
 
 
+def reconnect(ctx: typer.Context, what: str) -> Client:
+    """The daemon went away (it stopped, or restarts): say so on stderr, and return a
+    client once it answers again, trying every half second until Ctrl-C, as ``tail -F``
+    follows a file that was replaced."""
+    import time
+
+    typer.echo(f"the daemon went away (stopped or restarting); {what} waits for it to come "
+               "back (Ctrl-C to stop)", err=True)
+    while True:
+        try:
+            client = client_for(ctx)
+        except EventbusError:
+            time.sleep(0.5)
+            continue
+        typer.echo(f"the daemon answers again on {client.socket_path}: {what} goes on",
+                   err=True)
+        return client
+
+
 def wire(result: Any) -> Any:
     """A client's result (a Struct of ``protocol.results``, or a list of them) as the
     document the daemon sent: what ``--json`` prints and the renderers read."""

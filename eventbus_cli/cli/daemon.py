@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import InvalidEventIdError
+from ..errors import EventbusError, InvalidEventIdError, RemoteError
 from ..names import validate_pattern
 from ..plural import counted
 from .app import (
@@ -19,6 +19,7 @@ from .app import (
     complete_patterns,
     config_for,
     listeners_app,
+    reconnect,
     reported,
     show,
 )
@@ -232,6 +233,7 @@ def tail(
 
     One line per record, until Ctrl-C; stderr says first what it follows. A reader that
     falls behind loses records, and a "skipped" line says how many; the bus never waits.
+    When the daemon stops or restarts, it says so and follows it again once it is back.
 
     Example: eventbus tail 'user_*' --json
     """
@@ -242,16 +244,26 @@ def tail(
             validate_pattern(pattern)
         except InvalidEventIdError as exc:
             raise typer.BadParameter(str(exc), param_hint="PATTERNS") from None
-    with reported(as_json), client_for(ctx) as client:
+    which = ("events matching " + " or ".join(repr(p) for p in patterns) if patterns
+             else "every event")
+    with reported(as_json):
+        client = client_for(ctx)  # no daemon at the start: exit 3 with the hint
+        said = False
         try:
-            records = client.subscribe(patterns or ())
-            which = ("events matching " + " or ".join(repr(p) for p in patterns) if patterns
-                     else "every event")
-            typer.echo(f"following {which} on {client.socket_path} (Ctrl-C to stop)", err=True)
-            for record in records:
-                typer.echo(json.dumps(record) if as_json else tail_line(record))
+            while True:
+                with client:
+                    try:
+                        records = client.subscribe(patterns or ())
+                        if not said:
+                            typer.echo(f"following {which} on {client.socket_path} (Ctrl-C "
+                                       "to stop)", err=True)
+                            said = True
+                        for record in records:
+                            typer.echo(json.dumps(record) if as_json else tail_line(record))
+                    except RemoteError:
+                        raise
+                    except EventbusError:
+                        pass  # the connection was lost: as the daemon stopping
+                client = reconnect(ctx, "tail")  # as tail -F
         except KeyboardInterrupt:
             return
-    typer.echo("error: the daemon closed the connection (it stopped); nothing more to tail",
-               err=True)
-    raise typer.Exit(1)

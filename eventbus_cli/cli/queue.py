@@ -3,13 +3,24 @@ purge."""
 
 import json
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..client import Client
+from ..errors import EventbusError, RemoteError
 from ..plural import counted
-from .app import JsonOption, State, client_for, queue_app, refuse, reported, show, wire
+from .app import (
+    JsonOption,
+    State,
+    client_for,
+    queue_app,
+    reconnect,
+    refuse,
+    reported,
+    show,
+    wire,
+)
 
 if TYPE_CHECKING:
     from ..protocol.results import QueueCounts
@@ -37,26 +48,49 @@ def queue(
     if interval is not None and not watch:
         raise typer.BadParameter("--interval goes with --watch", param_hint="--interval")
     if watch:
-        with reported(as_json), client_for(ctx) as client:
-            if as_json or not sys.stdout.isatty():
-                _watch_lines(client, interval or 1.0, as_json)
-            else:
-                from .render import watch_queue
+        with reported(as_json):
+            fetch = _Following(ctx)
+            try:
+                if as_json or not sys.stdout.isatty():
+                    _watch_lines(fetch, interval or 1.0, as_json)
+                else:
+                    from .render import watch_queue
 
-                watch_queue(client.queue, interval or 1.0)
+                    watch_queue(fetch, interval or 1.0)
+            finally:
+                fetch.client.close()
         return
     with reported(as_json), client_for(ctx) as client:
         counters = client.queue()
     show(counters, as_json, "print_queue")
 
 
-def _watch_lines(client: Client, interval: float, as_json: bool) -> None:
+class _Following:
+    """The queue's counters, from a client that connects again when the daemon comes back
+    after a stop or a restart (``queue --watch`` goes on, as ``tail`` does)."""
+
+    def __init__(self, ctx: typer.Context) -> None:
+        self.ctx = ctx
+        self.client = client_for(ctx)  # no daemon at the start: exit 3 with the hint
+
+    def __call__(self) -> "QueueCounts":
+        while True:
+            try:
+                return self.client.queue()
+            except RemoteError:
+                raise
+            except EventbusError:
+                self.client.close()
+                self.client = reconnect(self.ctx, "queue --watch")
+
+
+def _watch_lines(fetch: Callable[[], "QueueCounts"], interval: float, as_json: bool) -> None:
     """One line of counters per ``interval`` until Ctrl-C: for pipes, logs and scripts."""
     import time
 
     try:
         while True:
-            queue = wire(client.queue())
+            queue = wire(fetch())
             if as_json:
                 typer.echo(json.dumps(queue))
             else:

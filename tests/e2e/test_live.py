@@ -26,9 +26,10 @@ from tests.harness import EVENTBUS, Daemon, running, wait_for
 class Tail:
     """`eventbus tail --json` as a subprocess; a thread collects its records as they come."""
 
-    def __init__(self, daemon: Daemon, *patterns: str) -> None:
+    def __init__(self, daemon: Daemon, *patterns: str, stderr: Any = None) -> None:
         self.process = subprocess.Popen([EVENTBUS, "tail", *patterns, "--json"],
-                                        env=daemon.env, stdout=subprocess.PIPE, text=True)
+                                        env=daemon.env, stdout=subprocess.PIPE, stderr=stderr,
+                                        text=True)
         self.records: list[dict[str, Any]] = []
         self.probe: str | None = None
         self._reader = threading.Thread(target=self._collect)
@@ -288,11 +289,29 @@ def test_subscribe_spelled_with_a_json_escape_is_still_a_subscription(daemon: Da
             "emitted", "started", "ok"]
 
 
-def test_tail_exits_1_when_the_daemon_stops(daemon: Daemon) -> None:
-    follower = Tail(daemon).start(daemon, "probe")
-    assert daemon.stop() == 0
-    assert follower.process.wait(timeout=10) == 1
-    follower.close()
+def test_tail_and_queue_watch_follow_the_daemon_across_a_restart(daemon: Daemon) -> None:
+    errors = daemon.root / "tail.err"
+    with errors.open("w") as stderr:
+        follower = Tail(daemon, stderr=stderr).start(daemon, "probe")
+        watcher = subprocess.Popen([EVENTBUS, "queue", "--watch", "--interval", "0.1", "--json"],
+                                   env=daemon.env, stdout=subprocess.PIPE, stderr=stderr,
+                                   text=True)
+        assert watcher.stdout is not None
+        assert "queue_size" in json.loads(watcher.stdout.readline())
+        daemon.stop()
+        wait_for(lambda: errors.read_text().count("the daemon went away") == 2,
+                 explain=errors.read_text)
+        assert follower.process.poll() is None  # waiting for it, as tail -F
+        daemon.start()
+        wait_for(lambda: errors.read_text().count("the daemon answers again") == 2,
+                 explain=errors.read_text)
+        assert daemon.cli("emit", "user_created", "email=back@example.com").returncode == 0
+        wait_for(lambda: any(r.get("event") == "user_created" for r in follower.records))
+        assert "queue_size" in json.loads(watcher.stdout.readline())  # its lines go on
+        watcher.send_signal(signal.SIGINT)
+        assert watcher.wait(timeout=10) == 0
+        watcher.stdout.close()
+        assert follower.close() == 0
 
 
 def test_emit_wait_into_a_full_queue_waits_for_room_first(short_dir: Path) -> None:
