@@ -143,3 +143,16 @@ async def test_closing_the_client_fails_the_calls_still_waiting_at_once(
     assert "was closed" in str(errors[0])
     async with AsyncClient(bus.socket) as opener:
         assert await opener.emit("open") == 1
+
+
+async def test_without_a_path_the_clients_find_the_socket_as_the_cli_does(
+        bus: RunningDaemon, monkeypatch: pytest.MonkeyPatch) -> None:
+    from eventbus_cli import Client
+
+    monkeypatch.setenv("EVENTBUS_SOCKET", str(bus.socket))
+    async with AsyncClient() as client:
+        assert client.socket_path == bus.socket
+        assert (await client.hello()).protocol == 1
+    with Client() as sync:
+        assert sync.socket_path == bus.socket
+        assert sync.hello().protocol == 1

@@ -23,6 +23,7 @@ from . import ops
 from .calls import (
     BulkResult,
     ReplyLines,
+    daemon_socket,
     no_daemon,
     result_of,
 )
@@ -44,15 +45,19 @@ class _Waiter:
 
 
 class AsyncClient:
-    """A connection to a daemon: ``async with AsyncClient(path) as client``. Methods are
-    those of :class:`~eventbus_cli.Client`, awaited; many tasks may call them at once.
+    """A connection to a daemon: ``async with AsyncClient() as client`` (the socket found as
+    :class:`~eventbus_cli.Client` finds it, or a path). Methods are those of
+    :class:`~eventbus_cli.Client`, awaited; many tasks may call them at once.
 
     Each call waits at most ``timeout`` seconds for its reply. A lost connection fails every
     call waiting on it with :class:`EventbusError`; open a new client to go on.
     """
 
-    def __init__(self, socket_path: Path | str, *, timeout: float = DEFAULT_TIMEOUT,
-                 trusted_uids: Iterable[int] = ()) -> None:
+    def __init__(self, socket_path: Path | str | None = None, *,
+                 timeout: float = DEFAULT_TIMEOUT, trusted_uids: Iterable[int] = ()) -> None:
+        if socket_path is None:  # as the CLI finds it: EVENTBUS_SOCKET, else eventbus.toml
+            socket_path, found = daemon_socket(None)
+            trusted_uids = (*trusted_uids, *found)
         self.socket_path = Path(socket_path)
         self.timeout = timeout
         self._trusted = tuple(trusted_uids)

@@ -19,6 +19,7 @@ from . import ops
 from .calls import (
     BulkResult,
     ReplyLines,
+    daemon_socket,
     no_daemon,
     result_of,
 )
@@ -60,10 +61,16 @@ def read_event_lines(stream: IO[bytes], source: str) -> tuple[list[bytes], list[
 
 class Client:
     """A connection to a daemon; a context manager. Methods raise :class:`RemoteError` when
-    the daemon answers with an error, :class:`NoDaemonError` when none listens."""
+    the daemon answers with an error, :class:`NoDaemonError` when none listens.
 
-    def __init__(self, socket_path: Path | str, *, timeout: float = DEFAULT_TIMEOUT,
-                 trusted_uids: Iterable[int] = ()) -> None:
+    ``socket_path`` None finds the socket as the CLI does (EVENTBUS_SOCKET, else the nearest
+    ``eventbus.toml``), trusting that config's ``allow_uids`` too."""
+
+    def __init__(self, socket_path: Path | str | None = None, *,
+                 timeout: float = DEFAULT_TIMEOUT, trusted_uids: Iterable[int] = ()) -> None:
+        if socket_path is None:  # as the CLI finds it: EVENTBUS_SOCKET, else eventbus.toml
+            socket_path, found = daemon_socket(None)
+            trusted_uids = (*trusted_uids, *found)
         self.socket_path = Path(socket_path)
         self._sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         self._timeout = timeout
