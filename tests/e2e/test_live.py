@@ -296,22 +296,26 @@ def test_tail_and_queue_watch_follow_the_daemon_across_a_restart(daemon: Daemon)
         watcher = subprocess.Popen([EVENTBUS, "queue", "--watch", "--interval", "0.1", "--json"],
                                    env=daemon.env, stdout=subprocess.PIPE, stderr=stderr,
                                    text=True)
-        assert watcher.stdout is not None
-        assert "queue_size" in json.loads(watcher.stdout.readline())
-        daemon.stop()
-        wait_for(lambda: errors.read_text().count("the daemon went away") == 2,
-                 explain=errors.read_text)
-        assert follower.process.poll() is None  # waiting for it, as tail -F
-        daemon.start()
-        wait_for(lambda: errors.read_text().count("the daemon answers again") == 2,
-                 explain=errors.read_text)
-        assert daemon.cli("emit", "user_created", "email=back@example.com").returncode == 0
-        wait_for(lambda: any(r.get("event") == "user_created" for r in follower.records))
-        assert "queue_size" in json.loads(watcher.stdout.readline())  # its lines go on
-        watcher.send_signal(signal.SIGINT)
-        assert watcher.wait(timeout=10) == 0
-        watcher.stdout.close()
-        assert follower.close() == 0
+        try:
+            assert watcher.stdout is not None
+            assert "queue_size" in json.loads(watcher.stdout.readline())
+            daemon.stop()
+            wait_for(lambda: errors.read_text().count("the daemon went away") == 2,
+                     explain=errors.read_text)
+            assert follower.process.poll() is None  # waiting for it, as tail -F
+            daemon.start()
+            wait_for(lambda: errors.read_text().count("the daemon answers again") == 2,
+                     explain=errors.read_text)
+            # Connected is not yet subscribed: emit until the tail shows one.
+            wait_for(lambda: daemon.cli("emit", "user_created", "email=b@x").returncode == 0
+                     and any(r.get("event") == "user_created" for r in follower.records))
+            assert "queue_size" in json.loads(watcher.stdout.readline())  # its lines go on
+        finally:
+            watcher.send_signal(signal.SIGINT)
+            assert watcher.wait(timeout=10) == 0
+            assert watcher.stdout is not None
+            watcher.stdout.close()
+            assert follower.close() == 0
 
 
 def test_emit_wait_into_a_full_queue_waits_for_room_first(short_dir: Path) -> None:
