@@ -195,11 +195,16 @@ def stop(
     import time
 
     with reported(), client_for(ctx) as client:
-        pid = client.stop(drain=not no_drain)
+        answer = client.call("stop", drain=not no_drain)
+    pid, dropped = int(answer["pid"]), int(answer.get("dropped_scheduled", 0))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not _alive(pid):
             typer.echo(f"stopped (pid {pid})")
+            if dropped:
+                typer.echo(f"warning: {counted(dropped, 'delivery')} emitted for later "
+                           f"{'was' if dropped == 1 else 'were'} dropped: the daemon kept "
+                           "them in memory (a [journal] keeps them across restarts)", err=True)
             return
         time.sleep(0.05)
     typer.echo(f"error: pid {pid} is still running after {timeout:g}s (still draining? "

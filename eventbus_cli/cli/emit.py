@@ -128,6 +128,9 @@ def emit(
         due = datetime.fromisoformat(result["due"]).astimezone()
         typer.echo(f"{event}: {counted(deliveries, 'delivery')} scheduled for "
                    f"{due:%Y-%m-%d %H:%M:%S %z}")
+    if result.get("volatile"):
+        typer.echo("warning: this daemon keeps its queue in memory: a restart before then "
+                   "loses these deliveries (a [journal] in eventbus.toml keeps them)", err=True)
     elif results is None:
         typer.echo(f"{event}: {counted(deliveries, 'delivery')} queued")
     else:

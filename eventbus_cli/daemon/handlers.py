@@ -345,7 +345,9 @@ class Operations:
             logger.info("stop requested by a client (%s)", "draining first" if request.drain
                         else "without draining: what runs is cut short")
             self.stop_asked = True  # its connection sets stopping once the reply is sent
-        return Stopping(stopping=True, drain=request.drain, pid=os.getpid())
+        dropped = 0 if self.broker.durable else self.broker.stats().scheduled
+        return Stopping(stopping=True, drain=request.drain, pid=os.getpid(),
+                        dropped_scheduled=dropped)
 
     @_handles("retry")
     async def _retry(self, request: RetryRequest, flush: Flush) -> Retried:

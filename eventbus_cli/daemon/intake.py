@@ -152,6 +152,8 @@ class Intake:
             if message.key is not None and (first := await self._elsewhere(message.key)):
                 return EmitResult(**first, duplicate=True)  # nothing was queued
             result = EmitResult(message.event, len(made), due=due)
+            if due is not None and made and not self.broker.durable:
+                result.volatile = True
             if not made:
                 result.suggestion = self.unrouted.seen(message.event)
             self._accepted(message, result)

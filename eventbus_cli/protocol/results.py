@@ -82,6 +82,8 @@ class EmitResult(Struct, omit_defaults=True):
     event_id: str
     deliveries: int
     due: str | None = None
+    volatile: bool = False
+    """For later, on a daemon that keeps nothing on disk: a restart before ``due`` loses it."""
     duplicate: bool = False
     suggestion: str | None = None
     results: list[DeliveryOutcome] | None = None
@@ -333,9 +335,11 @@ class Acknowledged(Struct):
     acknowledged: list[str]
 
 
-class Stopping(Struct):
-    """The answer to ``stop``: the daemon's pid, to wait for its exit."""
+class Stopping(Struct, omit_defaults=True):
+    """The answer to ``stop``: the daemon's pid, to wait for its exit, and how many
+    deliveries emitted for later it drops (kept nowhere else: no journal, no shared store)."""
 
     stopping: bool
     drain: bool
     pid: int
+    dropped_scheduled: int = 0

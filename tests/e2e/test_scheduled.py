@@ -111,3 +111,24 @@ def test_the_journal_keeps_scheduled_deliveries_across_kill_9_and_fires_them_onc
         assert len(daemon.records()) == 1  # not fired again
     finally:
         daemon.dispose()
+
+
+@pytest.mark.process  # `stop` waits for the daemon's process to exit
+def test_a_daemon_without_a_journal_warns_that_a_restart_loses_what_waits_for_later(
+        short_dir: Path) -> None:
+    with running(short_dir) as daemon:
+        later = daemon.cli("emit", "user_created", "email=x", "--delay", "1h")
+        assert later.returncode == 0
+        assert "a restart before then loses these deliveries" in later.stderr
+        now = daemon.cli("emit", "user_created", "email=y")
+        assert "warning" not in now.stderr
+        stopped = daemon.cli("stop")
+        assert stopped.returncode == 0, stopped.stderr
+        assert "1 delivery emitted for later was dropped" in stopped.stderr
+
+
+def test_with_a_journal_a_delayed_emit_gives_no_warning(short_dir: Path) -> None:
+    with running(short_dir, config='[journal]\npath = "eventbus.db"\n') as daemon:
+        later = daemon.cli("emit", "user_created", "email=x", "--delay", "1h")
+        assert later.returncode == 0
+        assert "warning" not in later.stderr
