@@ -128,9 +128,6 @@ def emit(
         due = datetime.fromisoformat(result["due"]).astimezone()
         typer.echo(f"{event}: {counted(deliveries, 'delivery')} scheduled for "
                    f"{due:%Y-%m-%d %H:%M:%S %z}")
-    if result.get("volatile"):
-        typer.echo("warning: this daemon keeps its queue in memory: a restart before then "
-                   "loses these deliveries (a [journal] in eventbus.toml keeps them)", err=True)
     elif results is None:
         typer.echo(f"{event}: {counted(deliveries, 'delivery')} queued")
     else:
@@ -139,6 +136,9 @@ def emit(
             outcome = "ok" if item["ok"] else f"failed: {item['error']}" if item["ok"] is False \
                 else f"unfinished: {item['error']}"
             typer.echo(f"  {item['listener']}: {outcome}")
+    if result.get("volatile"):
+        typer.echo("warning: this daemon keeps its queue in memory: a restart before then "
+                   "loses these deliveries (a [journal] in eventbus.toml keeps them)", err=True)
     if not deliveries and not result.get("duplicate"):
         close = result.get("suggestion")
         hint = f"; did you mean {close!r}?" if close else ""
