@@ -153,7 +153,9 @@ async def test_a_rate_spaces_a_listeners_starts_evenly(daemons: Daemons) -> None
     starts = sorted(run.at for run in probe.of("paced"))
     gaps = [after - before for before, after in itertools.pairwise(starts)]
     assert 20 / 20 * 0.9 <= starts[-1] - starts[0] <= 20 / 20 * 1.5, gaps
-    assert min(gaps) >= 0.05 * 0.8, gaps  # smooth: no burst at the start of a second
+    # Smooth: no burst at the start of a second. (Half a gap: a start the loop took late
+    # may stand closer to the next one, which comes on time.)
+    assert min(gaps) >= 0.05 * 0.5, gaps
 
 
 @pytest.mark.stores("redis")
