@@ -16,18 +16,13 @@ from ..errors import RemoteError
 from ..plural import counted
 from .access import TOKEN_COOKIE, Forbidden, can_act, check_form, session_value
 from .pages import AnyRequest, board_of, catalog
-from .render import page
+from .render import page, root_of
 
 __all__ = ("ACTIONS",)
 
 
-def _root(request: AnyRequest) -> str:
-    path: str = request.route_handler.opt.get("eventbus_path", "")
-    return path.rstrip("/")
-
-
 def _back(request: AnyRequest, where: str, notice: str, **query: str) -> Redirect:
-    root = _root(request)
+    root = root_of(request)
     query = {name: value for name, value in query.items() if value} | {"notice": notice}
     return Redirect(f"{root}{where}?{urlencode(query)}", status_code=303)
 
@@ -201,7 +196,7 @@ def _login(request: AnyRequest, token: str) -> Response[Any]:
         return page(request, board, "login.html", 403, problem=problem)
     response = _back(request, "/", "Logged in: actions are on")
     response.set_cookie(TOKEN_COOKIE, session_value(board.token),
-                        path=_root(request) or "/", httponly=True, samesite="strict")
+                        path=root_of(request) or "/", httponly=True, samesite="strict")
     return response
 
 
@@ -209,7 +204,7 @@ def _login(request: AnyRequest, token: str) -> Response[Any]:
 async def logout(request: AnyRequest) -> Redirect:
     check_form(request.headers, dict(request.cookies), (await request.form()).get("csrf"))
     response = _back(request, "/", "Logged out")
-    response.delete_cookie(TOKEN_COOKIE, path=_root(request) or "/")
+    response.delete_cookie(TOKEN_COOKIE, path=root_of(request) or "/")
     return response
 
 

@@ -15,7 +15,7 @@ from ..plural import counted
 from .access import CSRF_COOKIE, Forbidden, csrf_value
 from .board import Board
 
-__all__ = ("error_page", "page")
+__all__ = ("error_page", "page", "root_of")
 
 _MISSING = {"not_found"}
 
@@ -50,7 +50,7 @@ def page(request: Request[Any, Any, Any], board: Board, template: str, code: int
          **context: Any) -> Response[str]:
     """The page ``template`` filled with ``context``, with the CSRF cookie its forms carry."""
     csrf = csrf_value(dict(request.cookies))
-    root = request.scope.get("root_path", "") + _mount(request)
+    root = root_of(request)
     html = _templates().get_template(template).render(
         request=request, root=root, board=board, csrf=csrf, **context)
     response = Response(html, status_code=code, media_type=MediaType.HTML,
@@ -68,10 +68,11 @@ _POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'se
            "frame-ancestors 'none'; form-action 'self'")
 
 
-def _mount(request: Request[Any, Any, Any]) -> str:
-    """The dashboard's own path (where its router is mounted)."""
-    board_path: str = request.route_handler.opt.get("eventbus_path", "")
-    return board_path.rstrip("/")
+def root_of(request: Request[Any, Any, Any]) -> str:
+    """Where this dashboard's pages are, for links, redirects and cookies: the app's own
+    root path (behind a proxy) and the path the dashboard is mounted at."""
+    mounted: str = request.route_handler.opt.get("eventbus_path", "")
+    return request.scope.get("root_path", "") + mounted.rstrip("/")
 
 
 def error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[str]:

@@ -27,10 +27,6 @@ class Ordering(NamedTuple):
     priority: int = NORMAL
     order_key: str | None = None
 
-    @property
-    def priority_name(self) -> str:
-        return PRIORITIES[self.priority]
-
 
 Placing = tuple[int, str | None]
 """What the lanes read of an :class:`Ordering`: a priority's index and an order key. The
