@@ -76,6 +76,18 @@ async def test_priorities_are_listed_and_refused_when_unknown(daemons: Daemons) 
 # -- order keys -----------------------------------------------------------------------------
 
 
+def _each_key_in_emit_order_one_at_a_time(keys: list[str], emitted: int) -> None:
+    """The ``line`` runs of event ``n`` (keyed ``keys[n % 3]``): per key, in emit order, and
+    never two at once."""
+    for key in keys:
+        starts = [run for run in probe.of("line") if run.kwargs["key"] == key]
+        ends = [run for run in probe.ends if run.kwargs["key"] == key]
+        assert [_n(run) for run in starts] == [n for n in range(emitted)
+                                               if keys[n % 3] == key]
+        for before, after in itertools.pairwise(zip(starts, ends, strict=True)):
+            assert before[1].at <= after[0].at, f"two deliveries of {key} ran at once"
+
+
 async def test_deliveries_of_one_order_key_run_one_at_a_time_in_emit_order(
         daemons: Daemons) -> None:
     rng = random.Random(7)
@@ -86,12 +98,7 @@ async def test_deliveries_of_one_order_key_run_one_at_a_time_in_emit_order(
             await client.emit("line", n=n, key=key, work=rng.choice([0, 0.001, 0.005]),
                               order_key=key)
         await _drained(client)
-    for key in keys:
-        starts = [run for run in probe.of("line") if run.kwargs["key"] == key]
-        ends = [run for run in probe.ends if run.kwargs["key"] == key]
-        assert [_n(run) for run in starts] == [n for n in range(60) if keys[n % 3] == key]
-        for before, after in itertools.pairwise(zip(starts, ends, strict=True)):
-            assert before[1].at <= after[0].at, f"two deliveries of {key} ran at once"
+    _each_key_in_emit_order_one_at_a_time(keys, 60)
     assert len({run.kwargs["key"] for run in probe.of("line")[:3]}) == 3  # keys in parallel
 
 
@@ -107,12 +114,7 @@ async def test_an_order_key_holds_across_the_daemons_of_a_bus(daemons: Daemons) 
                                               work=rng.choice([0, 0.002, 0.01]))
         await _drained(first)
         await _drained(second)
-    for key in keys:
-        starts = [run for run in probe.of("line") if run.kwargs["key"] == key]
-        ends = [run for run in probe.ends if run.kwargs["key"] == key]
-        assert [_n(run) for run in starts] == [n for n in range(90) if keys[n % 3] == key]
-        for before, after in itertools.pairwise(zip(starts, ends, strict=True)):
-            assert before[1].at <= after[0].at, f"two deliveries of {key} ran at once"
+    _each_key_in_emit_order_one_at_a_time(keys, 90)
 
 
 async def test_a_retrying_delivery_holds_its_key_until_it_succeeds(daemons: Daemons) -> None:
