@@ -238,8 +238,8 @@ def print_status(status: dict[str, Any]) -> None:
     if backend := status.get("backend"):
         daemons = ", ".join(f"{d['name']} ({d['host']}, pid {d['pid']})"
                             for d in backend["daemons"]) or "none seen yet"
-        rows["journal"] = "none: Redis keeps the deliveries"
-        rows["backend"] = (f"Redis {backend['redis_version']} at {backend['url']}, prefix "
+        rows["journal"] = f"none: {backend['store']} keeps the deliveries"
+        rows["backend"] = (f"{backend['store']} {backend['version']} at {backend['url']}, prefix "
                            f"{backend['prefix']}, this daemon {backend['name']}" + (
                                "" if backend["available"]
                                else f"; UNREACHABLE: {backend['problem']}"))

@@ -245,7 +245,10 @@ class BackendStatus(Struct):
     prefix: str
     available: bool
     problem: str | None
-    redis_version: str | None
+    store: str
+    """Which store: "Redis" or "PostgreSQL"."""
+    version: str | None
+    """The server's version, once connected."""
     daemons: list[dict[str, Any]]
     claim_after: float
 

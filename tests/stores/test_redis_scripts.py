@@ -15,7 +15,7 @@ from eventbus_cli.config import BackendConfig, Config, DaemonConfig
 from eventbus_cli.daemon.server import serve
 from eventbus_cli.errors import BackendError
 from eventbus_cli.stores.redis import scripts as lua
-from eventbus_cli.stores.redis.link import masked
+from eventbus_cli.stores.shared.link import masked
 from tests.redis_server import RedisServer, new_prefix
 
 

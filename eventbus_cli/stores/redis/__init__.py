@@ -1,7 +1,8 @@
-"""The Redis store: N daemons share one bus on Redis Streams (see ``broker.py``)."""
+"""The Redis store: N daemons share one bus on Redis Streams (``link.py``: its commands;
+the policy is the shared broker's, ``stores/shared``)."""
 
 from __future__ import annotations
 
-from .broker import RedisBroker, default_name
+from .link import open_link
 
-__all__ = ("RedisBroker", "default_name")
+__all__ = ("open_link",)

@@ -14,28 +14,26 @@ import socket
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 
 from ...bus.delivery import Delivery, DeliveryState, EmitterStats, ListenerStats
 from ...config import BackendConfig
 from ...errors import BackendError
-from . import scripts as lua
-from .codec import (
+from ..shared.codec import (
     decode_failed,
     decode_payload,
     encode_failed,
     encode_payload,
     encode_record,
-    listener_of,
-    stream_of,
-    streams_of,
 )
-from .outbound import Emit
+from ..shared.link import masked
+from ..shared.outbound import Emit
+from . import scripts as lua
+from .codec import listener_of, stream_of, streams_of
 from .views import Views
 
-__all__ = ("Link", "masked", "open_link")
+__all__ = ("Link", "open_link")
 
 logger = logging.getLogger("eventbus.redis")
 
@@ -44,22 +42,11 @@ _OLDEST = (7, 0)
 _ALIVE_MS = 3000  # a daemon whose heartbeat is older than this is not counted as live
 
 
-def masked(url: str) -> str:
-    """``url`` with its password left out, to show and log."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
-
-
-async def open_link(config: BackendConfig, name: str, prefix: str) -> Link:
+async def open_link(config: BackendConfig, name: str) -> Link:
     """Connect and check the server (Redis 7.0 or later) and that no live daemon has this
-    daemon's name; a :class:`BackendError` names the URL and what to do."""
-    url = masked(config.url)
+    daemon's name; a :class:`BackendError` names the URL and what to do. The bus's keys are
+    under its prefix in braces (a Redis Cluster hash tag)."""
+    url, prefix = masked(config.url), "{" + config.prefix + "}"
     try:
         import asyncio
 
@@ -109,7 +96,9 @@ async def open_link(config: BackendConfig, name: str, prefix: str) -> Link:
 
 
 class Link:
-    """One daemon's connection to the bus in Redis."""
+    """One daemon's connection to the bus in Redis (a :class:`~..shared.link.Link`)."""
+
+    store = "Redis"
 
     def __init__(self, client: Any, url: str, name: str, prefix: str, version: str) -> None:
         from redis.exceptions import ConnectionError as LostError
@@ -135,6 +124,16 @@ class Link:
         """Set when a read found a listener's stream or group gone (and made it again)."""
         self.pauses: dict[str, float | None] = {}
         """The paused listeners of the bus, as the last beat read them."""
+
+    stream_of = staticmethod(stream_of)
+    listener_of = staticmethod(listener_of)
+
+    def foreign(self, exc: BaseException) -> str | None:
+        """The key a script refused as foreign (FOREIGN), or a command's WRONGTYPE."""
+        text = str(exc)
+        if "FOREIGN " in text or "WRONGTYPE" in text:  # the first names the key
+            return text.partition("FOREIGN ")[2] or text
+        return None
 
     # -- start and stop ----------------------------------------------------------------------
 

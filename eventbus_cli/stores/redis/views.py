@@ -17,13 +17,13 @@ from typing import Any, Protocol
 import anyio
 
 from ...bus.delivery import Delivery, DeliveryObserver
-from .codec import decode_record, encode_record
+from ..shared.codec import decode_record, encode_record
 
 __all__ = ("Served", "Views")
 
 
 class Served(Protocol):
-    """What the views need of the broker they serve (a RedisBroker)."""
+    """What the views need of the broker they serve (a SharedBroker)."""
 
     def wants_records(self) -> bool: ...
     def routes_changed(self, routes: dict[str, tuple[str, ...]]) -> None: ...

@@ -1,17 +1,16 @@
-"""``RedisBroker``: N daemons share one bus on Redis Streams.
+"""``SharedBroker``: N daemons share one bus on a store of their own (Redis, PostgreSQL).
 
-Each listener is a stream with one consumer group; a daemon's name is its consumer. An emit
-adds one entry per matching listener (routed by the bus-wide table of listeners, so a
-listener loaded on another host gets its deliveries too), all or none, in one script. A
-daemon reads the streams of the listeners it loads into its local lanes (fair, capped:
-``bus.lanes``), and reports each outcome in one script: acked and deleted on success, parked
-in a sorted set on Redis's clock for a retry, moved to the shared failed list at the last.
-Entries a daemon holds stay pending in its name; it renews them while it lives, and another
-daemon takes over those not renewed for ``claim_after`` seconds (XAUTOCLAIM).
+The policy is written here once; each store's :class:`~.link.Link` only runs its commands.
+An emit adds one entry per matching listener (routed by the bus-wide table of listeners, so
+a listener loaded on another host gets its deliveries too), all or none. A daemon reads the
+queues of the listeners it loads into its local lanes (fair, capped: ``bus.lanes``), and
+reports each outcome: deleted on success, parked on the store's clock for a retry, moved to
+the shared failed list at the last. Entries a daemon read stay held in its name; it renews
+them while it lives, and another daemon takes over those not renewed for ``claim_after``.
 
-Everything that talks to Redis runs in the tasks of :meth:`RedisBroker.run`; the hot path
-(``put``, ``take``, ``succeeded``, ``failed``) records locally and wakes the writer, and
-:meth:`settled` waits for the writer, so an emit is answered once Redis has it.
+Everything that talks to the store runs in the tasks of :meth:`SharedBroker.run`; the hot
+path (``put``, ``take``, ``succeeded``, ``failed``) records locally and wakes the writer,
+and :meth:`settled` waits for the writer, so an emit is answered once the store has it.
 """
 
 from __future__ import annotations
@@ -39,20 +38,20 @@ from ...config import BackendConfig, DaemonConfig, DeliveryConfig
 from ...errors import BackendError, DeliveryError
 from ...protocol.event import Placing
 from ...protocol.results import BackendStatus, JournalStatus
-from .codec import decode_failed, decode_payload, encode_payload, listener_of, stream_of
-from .link import Link, masked, open_link
+from .codec import decode_failed, decode_payload, encode_payload
+from .link import Connect, Link, masked
 from .outbound import Outbound, Round, scheduled
 
-__all__ = ("RedisBroker", "default_name")
+__all__ = ("SharedBroker", "default_name")
 
-logger = logging.getLogger("eventbus.redis")
+logger = logging.getLogger("eventbus.backend")
 
 _ID_BLOCK = 100_000  # delivery ids a daemon reserves at a time: unique bus-wide
 _READ_COUNT = 500  # most entries one read takes from one stream
 _PACE_SECONDS = 0.1  # a lane holds what it ended in this long, or twice its limit if more
 _BEAT = 0.5  # seconds between heartbeats (and counts for `queue` on other hosts)
 _COUNT_EVERY = 2.0  # seconds between the bus's counts kept for metrics and max_scheduled
-_LISTED = 1000  # most deliveries of each kind `queue list` fetches from Redis
+_LISTED = 1000  # most deliveries of each kind `queue list` fetches
 _GATE_EVERY = 0.005  # seconds between two looks at the heads of keys that deliveries wait for
 _TAKEN_KEPT = 10_000  # most first answers kept for emits whose asker has not come for them
 _REMOVED = "is not loaded by any daemon any more (removed by a reload)"
@@ -79,24 +78,27 @@ def default_name(socket_path: Path) -> str:
     return f"{socket.gethostname()}:{digest}"
 
 
-class RedisBroker(Broker):
-    """Deliveries in Redis Streams, shared by every daemon with the same ``url`` and
+class SharedBroker(Broker):
+    """Deliveries in a shared store, shared by every daemon with the same ``url`` and
     ``prefix``. The local lanes hold only what this daemon has read and not finished."""
 
     durable = True
     keys_shared = True
     _writes_through = True
-    store = "Redis"
     rerun = "on the next start of this daemon, or on another after claim_after"
 
-    def __init__(self, backend: BackendConfig, *, socket_path: Path,
+    def __init__(self, backend: BackendConfig, store: str, connect: Connect, *,
+                 socket_path: Path,
                  queue_size: int = DaemonConfig.queue_size,
                  keep_failed: int = DeliveryConfig.keep_failed, max_bytes: int | None = None,
                  max_scheduled: int = DaemonConfig.max_scheduled,
                  dedupe_window: float = DaemonConfig.dedupe_window,
                  max_dedupe_keys: int = DaemonConfig.max_dedupe_keys) -> None:
-        """The bounds are the memory broker's: here they bound what this daemon holds, and
-        the failed list and dedupe keys bus-wide."""
+        """``store`` names the store as messages say it, ``connect`` opens its link. The
+        bounds are the memory broker's: here they bound what this daemon holds, and the
+        failed list and dedupe keys bus-wide."""
+        self.store = store
+        self._connect = connect
         self.lanes = LocalLanes(size=queue_size, max_bytes=max_bytes,
                                 max_scheduled=max_scheduled)
         self.lanes.on_done = self._acked
@@ -116,13 +118,13 @@ class RedisBroker(Broker):
         self._link: Link | None = None
         self._window_ms = str(int(dedupe_window * 1000))
         self.available = False
-        """Whether Redis answers; while it does not, emits are refused."""
+        """Whether the store answers; while it does not, emits are refused."""
         self._problem = "not connected yet"
-        self._refusals: dict[str, str] = {}  # writes, reads, upkeep -> what Redis said
+        self._refusals: dict[str, str] = {}  # writes, reads, upkeep -> what the store said
         self.loss: str | None = None
-        """What Redis lost while this daemon ran, until an operator acknowledges it."""
+        """What the store lost while this daemon ran, until an operator acknowledges it."""
         self.errors = 0
-        """How many calls to Redis failed (for metrics)."""
+        """How many calls to the store failed (for metrics)."""
         self._out = Outbound()
         self._fired: dict[str, float] = {}
         self._held: dict[int, tuple[str, bytes, str]] = {}  # id -> listener, entry id, reply_to
@@ -143,11 +145,6 @@ class RedisBroker(Broker):
         self._sending = anyio.Lock()  # held by a round trip of the writer, and by a count
         self._listed: list[Delivery] = []
         self._taken: dict[str, dict[str, Any]] = {}  # key -> first answer, found by the writer
-
-    @property
-    def prefix(self) -> str:
-        """The key prefix, in braces (a Redis Cluster hash tag)."""
-        return "{" + self._config.prefix + "}"
 
     # -- listeners ---------------------------------------------------------------------------
 
@@ -181,7 +178,7 @@ class RedisBroker(Broker):
         self._router = Router((patterns, name) for name, patterns in sorted(routes.items()))
 
     def routes_changed(self, routes: dict[str, tuple[str, ...]]) -> None:
-        """The bus's listeners, as Redis has them now."""
+        """The bus's listeners, as the store has them now."""
         self._routes = routes
         self._route()
 
@@ -215,7 +212,7 @@ class RedisBroker(Broker):
                 delivery.state = DeliveryState.SCHEDULED
                 delivery.due_at = due_at
         answer = None
-        if key is not None:  # what a repeat of it gets, from Redis, on any daemon
+        if key is not None:  # what a repeat of it gets, from the store, on any daemon
             answer = {"event_id": event_id, "deliveries": len(made)}
             if due_at is not None:
                 answer["due"] = iso_time(due_at)
@@ -239,10 +236,10 @@ class RedisBroker(Broker):
         return self._taken.pop(key, None)
 
     def unavailable(self) -> BackendError:
-        """The error for a request that needs Redis while it does not answer."""
-        return BackendError(self.url, f"Redis does not answer ({self._problem}), so nothing "
-                            "was accepted", "the daemon reconnects by itself: emit again once "
-                            "Redis is back (`eventbus status` shows it)")
+        """The error for a request that needs the store while it does not answer."""
+        return BackendError(self.url, f"{self.store} does not answer ({self._problem}), so "
+                            "nothing was accepted", "the daemon reconnects by itself: emit "
+                            f"again once {self.store} is back (`eventbus status` shows it)")
 
     def _next_id(self) -> int:
         for delivery_id in self._block:
@@ -272,7 +269,8 @@ class RedisBroker(Broker):
 
     def _take_in(self, stream: str, entry_id: bytes, data: bytes) -> None:
         """An entry read from ``stream`` joins the lane of its listener."""
-        name = listener_of(stream)
+        assert self._link is not None, "entries are read once the link is open"
+        name = self._link.listener_of(stream)
         delivery, reply_to = decode_payload(data, name)
         lane = self.lanes.by_name.get(name)
         if lane is None or self._draining or delivery.id in self._held:
@@ -290,7 +288,7 @@ class RedisBroker(Broker):
 
     async def _gate(self, link: Link) -> None:
         """Let deliveries with an order key into their lanes one at a time per key, bus-wide:
-        each when it heads its key's list in Redis (the ids of the key's unfinished
+        each when it heads its key in the store (the ids of the key's unfinished
         deliveries in emit order, kept by the scripts); asked again every few ms while any
         waits, as the head may end on another daemon."""
         while True:
@@ -308,7 +306,7 @@ class RedisBroker(Broker):
                 waiting = self._gated.get((name, key))
                 if not waiting:
                     continue
-                # No list: the key was reset (a purge, a lost Redis): the oldest goes first,
+                # No record: the key was reset (a purge, a lost store): the oldest goes first,
                 # and the lane keeps the rest in order on this daemon.
                 delivery = waiting.pop(min(waiting) if head is None else head, None)
                 if not waiting:
@@ -323,7 +321,7 @@ class RedisBroker(Broker):
             await anyio.sleep(_GATE_EVERY)
 
     def _acked(self, deliveries: Sequence[Delivery]) -> None:
-        """These deliveries succeeded: ack and delete them in Redis (the lanes' ``on_done``)."""
+        """These deliveries succeeded: delete them in the store (the lanes' ``on_done``)."""
         for delivery in deliveries:
             held = self._held.pop(delivery.id, None)
             if held is not None:
@@ -335,11 +333,11 @@ class RedisBroker(Broker):
         lane = self.lanes.release(delivery)
         delivery.error, delivery.traceback = error, traceback
         name, entry_id, reply_to = self._held.pop(delivery.id, (delivery.listener, b"", ""))
-        lane.failed += 1  # local only, for the reader's pace: the bus counts in Redis
+        lane.failed += 1  # local only, for the reader's pace: the bus counts in the store
         if retry_in is not None and not lane.retired:
             delivery.state = DeliveryState.RETRYING
             self._out.parks.append((name, entry_id, delivery, retry_in))
-            lane.queue.forget(delivery)  # it holds its key in Redis; it may come back anywhere
+            lane.queue.forget(delivery)  # it holds its key in the store; it may come back anywhere
         else:
             delivery.state = DeliveryState.FAILED
             delivery.failed_at = time.time()
@@ -397,7 +395,7 @@ class RedisBroker(Broker):
                       key=lambda delivery: delivery.failed_at or 0.0)
 
     async def refresh(self, *, listing: bool = False) -> None:
-        """Fetch the bus-wide counters (and with ``listing`` the deliveries) from Redis."""
+        """Fetch the bus-wide counters (and with ``listing`` the deliveries) from the store."""
         with self._asking() as link:
             await self._count(link)
             asked = time.monotonic()
@@ -408,7 +406,7 @@ class RedisBroker(Broker):
 
     @contextlib.contextmanager
     def _asking(self) -> Iterator[Link]:
-        """The link, for a client's request: what Redis raises becomes a BackendError that
+        """The link, for a client's request: what the store raises becomes a BackendError that
         says what went wrong (never an internal error)."""
         link = self._ready_link()
         try:
@@ -420,19 +418,20 @@ class RedisBroker(Broker):
         self._refusals.pop("commands", None)
 
     def _refusal(self, exc: BaseException, *, sent: bool) -> BackendError:
-        """The error for a request Redis did not take (``sent``: one that carried changes)."""
-        text = str(exc)
-        if "FOREIGN " in text or "WRONGTYPE" in text:  # the first names the key
-            found = text.partition("FOREIGN ")[2] or text
-            outcome = "nothing of this request was stored" if sent else "Redis refused it"
-            return BackendError(self.url, f"foreign data under the prefix {self.prefix}: "
-                                f"{found}, so {outcome}",
-                                "remove or rename that key, or give this bus a [backend] "
-                                "prefix of its own")
+        """The error for a request the store did not take (``sent``: one that carried
+        changes)."""
+        text, store = str(exc), self.store
+        found = self._link.foreign(exc) if self._link is not None else None
+        if found is not None:
+            outcome = "nothing of this request was stored" if sent else f"{store} refused it"
+            return BackendError(self.url, f"foreign data under the prefix "
+                                f"{self._config.prefix}: {found}, so {outcome}",
+                                "remove or rename it, or give this bus a [backend] prefix of "
+                                "its own")
         if not sent:
-            return BackendError(self.url, f"Redis did not answer the request ({text})",
-                                "try again once Redis answers (`eventbus status` shows it)")
-        return BackendError(self.url, f"Redis did not take the request ({text}); it was not "
+            return BackendError(self.url, f"{store} did not answer the request ({text})",
+                                f"try again once {store} answers (`eventbus status` shows it)")
+        return BackendError(self.url, f"{store} did not take the request ({text}); it was not "
                             "acknowledged: it may or may not take effect")
 
     async def _count(self, link: Link) -> None:
@@ -458,7 +457,7 @@ class RedisBroker(Broker):
         self.lanes.resume(name)
 
     def _apply_pauses(self, pauses: dict[str, float | None], asked: float) -> None:
-        """The bus's pauses as Redis told them, unless asked before a change made here (a
+        """The bus's pauses as the store told them, unless asked before a change made here (a
         beat in flight then may not know of it yet)."""
         if asked > self._paused_at:
             self.lanes.set_pauses(pauses)
@@ -481,7 +480,7 @@ class RedisBroker(Broker):
             delivery.state, delivery.failed_at = DeliveryState.PENDING, None
             chosen.append(delivery)
         problem = await link.requeue([(d.id, d.listener, encode_payload(d), d.order_key or "",
-                                       stream_of(d.listener, d.priority)) for d in chosen])
+                                       link.stream_of(d.listener, d.priority)) for d in chosen])
         if problem is not None:
             kind, delivery_id = problem
             raise DeliveryError(delivery_id, "left the failed list meanwhile"
@@ -539,7 +538,7 @@ class RedisBroker(Broker):
     async def open(self) -> None:
         """Connect, check the server and this daemon's name, join the listeners, and take
         back what this daemon held when it last stopped."""
-        self._link = await open_link(self._config, self.name, self.prefix)
+        self._link = await self._connect(self._config, self.name)
         await self._link.mark()
         self._fired = await self._link.fires()
         self.lanes.set_pauses(await self._link.read_pauses())  # before anything is read
@@ -559,7 +558,7 @@ class RedisBroker(Broker):
                         len(self._held), self.name)
 
     async def settled(self) -> None:
-        """Return once every emit this task put is in Redis; raise the error of a batch
+        """Return once every emit this task put is in the store; raise the error of a batch
         that held one of them and failed (it was not acknowledged)."""
         await self._out.settled()
 
@@ -599,7 +598,7 @@ class RedisBroker(Broker):
                 wait = await link.pace(name, 1.0 / (lane.slot.rate or math.inf))
             except link.errors as exc:
                 if not failing:
-                    logger.warning("cannot have Redis grant the next start of %s (its rate): "
+                    logger.warning("cannot have the store grant the next start of %s (its rate): "
                                    "%s; it waits and asks again", name, exc)
                 failing = True
                 await anyio.sleep(0.5)
@@ -753,8 +752,8 @@ class RedisBroker(Broker):
                         if taken:
                             logger.warning("took over %d deliveries of %s that a daemon "
                                            "stopped renewing for %gs (claim_after)",
-                                           len(taken), listener_of(stream), self.claim_after)
-                if missing := set(self._local) - set(routes):  # Redis lost them (flushed?)
+                                           len(taken), link.listener_of(stream), self.claim_after)
+                if missing := set(self._local) - set(routes):  # the store lost them (flushed?)
                     self._out.joins |= missing
                     self._wake()
                 self.routes_changed(routes)
@@ -791,7 +790,7 @@ class RedisBroker(Broker):
                        "are left to it", running + ended, len(gone) - running)
 
     def _emptied(self, what: str) -> None:
-        """Redis lost the bus's keys (restarted without persistence, flushed, evicted):
+        """The store lost the bus's data (restarted without persistence, flushed, evicted):
         say so loudly, stay unhealthy until an operator acknowledges it, and hand out ids
         from a block reserved afresh."""
         if self.loss is not None:  # told already: the count it names is the one from before
@@ -800,7 +799,7 @@ class RedisBroker(Broker):
         known = ("none were counted yet" if view is None else
                  f"{view.pending} were pending, {view.retrying} retrying, {view.scheduled} "
                  f"scheduled and {view.failed_list} in the failed list at the last count")
-        self.loss = (f"Redis at {self.url} lost this bus's data ({what}: Redis restarted "
+        self.loss = (f"{self.store} at {self.url} lost this bus's data ({what}: it restarted "
                      f"without persistence, or was flushed): deliveries may have been lost; "
                      f"{known}")
         logger.error("%s. Health stays unhealthy until an operator acknowledges it "
@@ -817,21 +816,21 @@ class RedisBroker(Broker):
         self.errors += 1
         if self._link is not None and not isinstance(exc, self._link.lost_errors):
             if self._refusals.get(work) != str(exc):  # said once while it lasts
-                logger.error("Redis at %s refused a command of this daemon's %s: %s",
-                             self.url, work, exc)
+                logger.error("%s at %s refused a command of this daemon's %s: %s",
+                             self.store, self.url, work, exc)
             self._refusals[work] = str(exc)
             return
         if self.available:
-            logger.error("lost Redis at %s (%s): emits are refused with backend_unavailable "
-                         "until it is back; reconnecting", self.url, exc)
+            logger.error("lost %s at %s (%s): emits are refused with backend_unavailable "
+                         "until it is back; reconnecting", self.store, self.url, exc)
         self.available = False
         self._problem = str(exc) or type(exc).__name__
 
     def _back(self, work: str) -> None:
         if self._refusals.pop(work, None) is not None:
-            logger.info("Redis at %s takes this daemon's %s again", self.url, work)
+            logger.info("%s at %s takes this daemon's %s again", self.store, self.url, work)
         if not self.available and self._link is not None:
-            logger.info("Redis at %s is back: emits are accepted again", self.url)
+            logger.info("%s at %s is back: emits are accepted again", self.store, self.url)
             self.available = True
 
     def on_record(self, change: str, event: str | None, deliveries: list[Delivery]) -> None:
@@ -863,14 +862,14 @@ class RedisBroker(Broker):
         return any(observer is not views for observer in self.lanes.observers)
 
     def describe(self) -> str:
-        return f"Redis {self.url} as {self.name}"
+        return f"{self.store} {self.url} as {self.name}"
 
     def status(self) -> tuple[JournalStatus | None, BackendStatus | None]:
         return None, self.backend_status()
 
     def problems(self) -> list[str]:
         found = [] if self.available else [f"emits are refused: {self.unavailable()}"]
-        found += [f"Redis refuses this daemon's {work}: {text}"
+        found += [f"{self.store} refuses this daemon's {work}: {text}"
                   for work, text in sorted(self._refusals.items())]
         return found if self.loss is None else [*found, self.loss]
 
@@ -883,6 +882,6 @@ class RedisBroker(Broker):
         return BackendStatus(
             url=self.url, name=self.name, prefix=self._config.prefix, available=self.available,
             problem=None if self.available else self._problem,
-            redis_version=link.version if link else None,
+            store=self.store, version=link.version if link else None,
             daemons=link.daemons if link else [], claim_after=self.claim_after)
 

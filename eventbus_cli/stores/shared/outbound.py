@@ -1,7 +1,7 @@
-"""``Outbound``: what a Redis daemon recorded on its hot path and has not sent yet.
+"""``Outbound``: what a daemon on a shared store recorded on its hot path and has not sent yet.
 
 ``put``, the workers' outcomes and reloads only record here; the broker's writer takes it all
-in one :class:`Round` per round trip, and gives it back when Redis did not take it. Rounds
+in one :class:`Round` per round trip, and gives it back when the store did not take it. Rounds
 are the stores' one write-behind (:class:`~..writer.WriteBehind`): a client's reply waits
 for the rounds its emits went out in (:meth:`Outbound.settled`), and hears of one that
 failed.
@@ -53,7 +53,7 @@ class Outbound:
         self.followed: set[int] = set()  # delivery ids an `emit --wait` follows
         self.duplicates = 0  # emits answered here as duplicates, for the bus's counter
         self.unsent = 0
-        """Deliveries emitted here that Redis does not have yet."""
+        """Deliveries emitted here that the store does not have yet."""
         self.scheduled_unsent = 0
         """Of those, the ones emitted for later (they count against ``max_scheduled``)."""
         self._rounds = WriteBehind()
@@ -88,7 +88,7 @@ class Outbound:
         return taken
 
     def give_back(self, taken: Round, error: BackendError) -> None:
-        """Redis did not take ``taken``: its outcomes and changes go out with the next round
+        """The store did not take ``taken``: its outcomes and changes go out with the next round
         (before what came since); its emits fail with ``error``, unacknowledged."""
         self.acks[:0], self.parks[:0], self.fails[:0] = taken.acks, taken.parks, taken.fails
         self.handbacks[:0] = taken.handbacks
