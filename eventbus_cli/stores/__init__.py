@@ -45,6 +45,10 @@ def open_broker(config: Config, socket_path: Path) -> Broker:
 def _shared_store(url: str) -> tuple[str, Connect]:
     """The store a ``[backend] url`` names, and how to connect to it (the config checked
     the scheme)."""
+    if url.startswith(("postgresql:", "postgres:")):
+        from .postgres import open_link as open_postgres
+
+        return "PostgreSQL", open_postgres
     from .redis import open_link as open_redis
 
     return "Redis", open_redis

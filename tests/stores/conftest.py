@@ -2,7 +2,8 @@
 daemon served in-process (``serve()`` in the test's loop) and driven by ``AsyncClient``.
 
 A store is the config that picks it: memory (nothing), SQLite (``[journal]``), Redis
-(``[backend]`` on the session's real redis-server, a key prefix of its own per test). A new
+(``[backend]`` on the session's real redis-server, a key prefix of its own per test),
+PostgreSQL (``[backend]`` on the session's real cluster, a schema of its own per test). A new
 store joins by adding its case to :data:`STORES`; it is done when this suite passes.
 """
 
@@ -20,6 +21,7 @@ import pytest
 
 from eventbus_cli import AsyncClient, Config
 from eventbus_cli.daemon.server import serve
+from tests.postgres_server import PostgresServer, new_schema
 from tests.redis_server import RedisServer, new_prefix
 from tests.stores import probe
 
@@ -90,9 +92,10 @@ class Store:
     tables: Callable[[Path, str], dict[str, Any]] = field(default=lambda root, name: {})
     """The config tables that select it, for a daemon named ``name`` with files in ``root``."""
     server: RedisServer | None = None
+    postgres: PostgresServer | None = None
 
 
-STORES = ("memory", "sqlite", "redis")
+STORES = ("memory", "sqlite", "redis", "postgres")
 
 
 @pytest.fixture
@@ -116,6 +119,13 @@ def store(request: pytest.FixtureRequest) -> Store:
     if kind == "sqlite":
         return Store(kind, durable=True,
                      tables=lambda root, name: {"journal": {"path": str(root / f"{name}.db")}})
+    if kind == "postgres":
+        database: PostgresServer = request.getfixturevalue("postgres_server")
+        schema = new_schema()
+        return Store(kind, shared=True, durable=True, postgres=database,
+                     tables=lambda root, name: {"backend": {
+                         "url": database.url(), "prefix": schema, "name": name,
+                         "claim_after": 2.0}})
     server: RedisServer = request.getfixturevalue("redis_server")
     prefix = new_prefix()
     return Store(kind, shared=True, durable=True, server=server, tables=lambda root, name: {
@@ -159,6 +169,13 @@ class Daemons:
         backend = self.config("a", {}, {}).backend
         assert backend is not None, "a Redis store's daemons have a [backend]"
         return "{" + backend.prefix + "}"
+
+    @property
+    def schema(self) -> str:
+        """The PostgreSQL schema of this test's bus."""
+        backend = self.config("a", {}, {}).backend
+        assert backend is not None, "a PostgreSQL store's daemons have a [backend]"
+        return backend.prefix
 
     @contextlib.asynccontextmanager
     async def run(self, name: str = "a", *, delivery: dict[str, Any] | None = None,

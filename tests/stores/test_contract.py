@@ -161,21 +161,47 @@ async def test_a_key_pushed_out_by_max_dedupe_keys_is_new_again(
         again = await client.submit("work", key="a")  # the oldest went
         kept = await client.submit("work", key="c")
         await _drained(client)
-        held = await _redis_keys(store, daemons, ":key:*")
+        held = await _dedupe_keys_held(store, daemons)
     assert (again.duplicate, kept.duplicate) == (False, True)
     assert len(probe.of("work")) == 4
     assert held is None or held <= 2
 
 
-async def _redis_keys(store: Store, daemons: Daemons, pattern: str) -> int | None:
-    """How many keys of this test's prefix match ``pattern`` on Redis; None elsewhere."""
+async def _dedupe_keys_held(store: Store, daemons: Daemons) -> int | None:
+    """How many dedupe keys this test's bus holds in a shared store; None elsewhere."""
+    if store.postgres is not None:
+        import psycopg
+
+        async with await psycopg.AsyncConnection.connect(store.postgres.url()) as conn:
+            cur = await conn.execute(f"SELECT count(*) FROM {daemons.schema}.dedupe")
+            row = await cur.fetchone()
+            return None if row is None else int(row[0])
     if store.server is None:
         return None
     import redis.asyncio
 
     prefix = daemons.prefix
     async with redis.asyncio.Redis(unix_socket_path=str(store.server.socket)) as server:
-        return len([key async for key in server.scan_iter(match=prefix + pattern)])
+        return len([key async for key in server.scan_iter(match=prefix + ":key:*")])
+
+
+async def _fired_before(store: Store, daemons: Daemons, name: str, when: float) -> None:
+    """Keep in the shared store, before any daemon starts, that ``name`` fired at ``when``."""
+    if store.server is not None:
+        import redis.asyncio
+
+        async with redis.asyncio.Redis(unix_socket_path=str(store.server.socket)) as server:
+            await server.hset(f"{daemons.prefix}:fires", name, repr(when))
+        return
+    from eventbus_cli.stores.postgres import open_link
+
+    backend = daemons.config("setup", {}, {}).backend
+    assert backend is not None
+    link = await open_link(backend, "setup")  # makes the bus's tables, as a daemon would
+    try:
+        await link.send([], set(), [], [], [], {name: when}, "0", 0)
+    finally:
+        await link.close()
 
 
 # -- delivery ids ---------------------------------------------------------------------------
@@ -191,7 +217,7 @@ async def _five_runs(daemons: Daemons) -> set[int]:
     return {run.delivery for run in probe.runs} - before
 
 
-@pytest.mark.stores("sqlite", "redis")
+@pytest.mark.stores("sqlite", "redis", "postgres")
 async def test_ids_are_never_handed_out_again_after_a_restart(daemons: Daemons) -> None:
     first = await _five_runs(daemons)
     second = await _five_runs(daemons)
@@ -326,7 +352,7 @@ async def test_the_counters_count_each_outcome_once(daemons: Daemons) -> None:
 # -- several daemons on one store -----------------------------------------------------------
 
 
-@pytest.mark.stores("redis")
+@pytest.mark.stores("redis", "postgres")
 async def test_a_schedule_fires_once_per_due_time_across_daemons(daemons: Daemons) -> None:
     tick = {"schedule": [{"name": "tick", "event": "work", "every": "1s",
                           "kwargs": {"tick": True}}]}
@@ -338,17 +364,12 @@ async def test_a_schedule_fires_once_per_due_time_across_daemons(daemons: Daemon
     assert all(later - earlier > 0.5 for earlier, later in itertools.pairwise(times))
 
 
-@pytest.mark.stores("redis")
+@pytest.mark.stores("redis", "postgres")
 async def test_a_fire_missed_while_every_daemon_was_down_is_caught_up_once(
     daemons: Daemons, store: Store,
 ) -> None:
-    import redis.asyncio
-
     daemons.extra = {"schedule": [{"name": "hourly", "event": "work", "every": "1h"}]}
-    prefix = daemons.prefix
-    assert store.server is not None
-    async with redis.asyncio.Redis(unix_socket_path=str(store.server.socket)) as server:
-        await server.hset(f"{prefix}:fires", "hourly", repr(time.time() - 3 * 3600))
+    await _fired_before(store, daemons, "hourly", time.time() - 3 * 3600)
     async with daemons.run("a") as first, daemons.run("b") as second:
         await probe.wait_runs(1, "work")
 
@@ -370,7 +391,7 @@ async def test_a_fire_missed_while_every_daemon_was_down_is_caught_up_once(
                         {"emitted: 1 delivery queued", None})  # b saw a's fire, or lost the race
 
 
-@pytest.mark.stores("redis")
+@pytest.mark.stores("redis", "postgres")
 async def test_each_delivery_runs_once_on_a_bus_of_two_daemons(daemons: Daemons) -> None:
     async with daemons.run("a") as first, daemons.run("b") as second:
         for n in range(50):
@@ -380,7 +401,7 @@ async def test_each_delivery_runs_once_on_a_bus_of_two_daemons(daemons: Daemons)
     assert len(ids) == len(set(ids)) == 100
 
 
-@pytest.mark.stores("redis")
+@pytest.mark.stores("redis", "postgres")
 async def test_a_key_taken_on_one_daemon_is_a_duplicate_on_another(daemons: Daemons) -> None:
     async with daemons.run("a") as first, daemons.run("b") as second:
         answer = await first.submit("fan", key="k")

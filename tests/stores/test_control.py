@@ -49,9 +49,9 @@ async def test_a_high_priority_delivery_overtakes_the_backlog_of_its_lane(
     assert order[0] == "first"
     normal = [n for n in order if isinstance(n, int)]
     assert normal == list(range(300))  # first in, first out within a priority
-    if store.kind == "redis":  # one read behind at most: what a daemon had read ahead
+    if store.shared:  # one read behind at most: what a daemon had read ahead
         assert order.index("high") <= 1 + 2 * 1 + 1, order[:8]
-        return  # (a low one read with them may run before normal ones still in Redis)
+        return  # (a low one read with them may run before normal ones still in the store)
     assert order[1] == "high"
     assert order[-1] == "low"
 
@@ -102,7 +102,7 @@ async def test_deliveries_of_one_order_key_run_one_at_a_time_in_emit_order(
     assert len({run.kwargs["key"] for run in probe.of("line")[:3]}) == 3  # keys in parallel
 
 
-@pytest.mark.stores("redis")
+@pytest.mark.stores("redis", "postgres")
 async def test_an_order_key_holds_across_the_daemons_of_a_bus(daemons: Daemons) -> None:
     rng = random.Random(11)
     keys = ["user:1", "user:2", "user:3"]
@@ -160,7 +160,7 @@ async def test_a_rate_spaces_a_listeners_starts_evenly(daemons: Daemons) -> None
     assert min(gaps) >= 0.05 * 0.5, gaps
 
 
-@pytest.mark.stores("redis")
+@pytest.mark.stores("redis", "postgres")
 async def test_a_rate_holds_bus_wide_on_a_shared_store(daemons: Daemons) -> None:
     async with daemons.run("a") as first, daemons.run("b") as second:
         for n in range(21):
@@ -200,7 +200,7 @@ async def test_a_paused_listener_keeps_its_deliveries_waiting_until_resumed(
     assert _numbers(probe.of("work")) == [0, 1, 2]
 
 
-@pytest.mark.stores("sqlite", "redis")
+@pytest.mark.stores("sqlite", "redis", "postgres")
 async def test_a_pause_outlives_a_restart(daemons: Daemons) -> None:
     async with daemons.run() as client:
         await client.pause("contract:work")
@@ -215,7 +215,7 @@ async def test_a_pause_outlives_a_restart(daemons: Daemons) -> None:
     assert [_n(run) for run in probe.of("work")] == [1]
 
 
-@pytest.mark.stores("sqlite", "redis")
+@pytest.mark.stores("sqlite", "redis", "postgres")
 async def test_priorities_and_order_keys_outlive_a_restart(daemons: Daemons,
                                                            store: Store) -> None:
     async with daemons.run(max_per_listener=1) as client:
@@ -233,11 +233,11 @@ async def test_priorities_and_order_keys_outlive_a_restart(daemons: Daemons,
         await _drained(client)
     order = [_n(run) for run in probe.of("line")]
     assert [n for n in order if isinstance(n, int)] == [0, 1, 2]
-    if store.kind != "redis":  # Redis orders by priority what a daemon has read ahead only
+    if not store.shared:  # a shared store orders by priority what a daemon read ahead only
         assert (order[0], order[-1]) == ("high", "low")
 
 
-@pytest.mark.stores("redis")
+@pytest.mark.stores("redis", "postgres")
 async def test_a_pause_holds_on_every_daemon_of_the_bus(daemons: Daemons) -> None:
     async with daemons.run("a") as first, daemons.run("b") as second:
         await first.pause("contract:work")

@@ -11,44 +11,28 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 
-from ...bus.delivery import Delivery, DeliveryObserver
-from ..shared.codec import decode_record, encode_record
+from ..shared.codec import decode_record
+from ..shared.views import Publisher, Served
 
-__all__ = ("Served", "Views")
-
-
-class Served(Protocol):
-    """What the views need of the broker they serve (a SharedBroker)."""
-
-    def wants_records(self) -> bool: ...
-    def routes_changed(self, routes: dict[str, tuple[str, ...]]) -> None: ...
-    def on_record(self, change: str, event: str | None,
-                  deliveries: list[Delivery]) -> None: ...
-    def add_observer(self, observer: DeliveryObserver) -> None: ...
-    def remove_observer(self, observer: DeliveryObserver) -> None: ...
+__all__ = ("Views",)
 
 
-class Views:
+class Views(Publisher):
     """Publishes this daemon's records (as an observer of the broker) and relays others'."""
 
     def __init__(self, client: Any, prefix: str, name: str,
                  errors: tuple[type[BaseException], ...]) -> None:
+        super().__init__(name)
         self._redis = client
         self.p = prefix
-        self.name = name
         self.errors = errors
-        self.records: list[bytes] = []
-        """Records not sent yet: the link's next pipeline publishes them."""
-        self.publishing = False
-        """Whether a daemon elsewhere listens, so this one publishes every change."""
         self._tail_on = False
         self._tail_event = anyio.Event()  # set while subscribed to the other daemons' records
-        self._wake: Callable[[], None] | None = None
 
     async def listen(self, broker: Served,
                      routes: Callable[[], Awaitable[dict[str, tuple[str, ...]]]],
@@ -112,44 +96,13 @@ class Views:
 
     async def _check_listeners(self, broker: Served, wanted: bool) -> None:
         [(_, count)] = await self._redis.pubsub_numsub(f"{self.p}:tail")
-        self._set_publishing(broker, count - wanted > 0)
-
-    def _set_publishing(self, broker: Served, on: bool) -> None:
-        if on and not self.publishing:
-            broker.add_observer(self)
-        elif not on and self.publishing:
-            broker.remove_observer(self)
-        self.publishing = on
+        self.set_publishing(broker, count - wanted > 0)
 
     def _on_message(self, broker: Served, channel: bytes, data: bytes) -> None:
         if channel.endswith(b":ctl"):
             if data == b"tail":
-                self._set_publishing(broker, True)
+                self.set_publishing(broker, True)
             return
         daemon, change, event, deliveries = decode_record(data)
         if daemon != self.name:
             broker.on_record(change, event, deliveries)
-
-    def _publish(self, change: str, event: str | None, deliveries: Sequence[Delivery]) -> None:
-        self.records.append(encode_record(self.name, change, event, deliveries))
-        if self._wake is not None:
-            self._wake()
-
-    # DeliveryObserver: this daemon's changes, for the other daemons' views.
-    def emitted(self, event_id: str, deliveries: Sequence[Delivery]) -> None:
-        self._publish("emitted", event_id, deliveries)
-
-    def requeued(self, deliveries: Sequence[Delivery]) -> None:
-        self._publish("requeued", None, deliveries)
-
-    def due(self, delivery: Delivery) -> None:
-        self._publish("due", None, [delivery])
-
-    def started(self, delivery: Delivery) -> None:
-        self._publish("started", None, [delivery])
-
-    def finished(self, delivery: Delivery) -> None:
-        self._publish("finished", None, [delivery])
-
-    def removed(self, deliveries: Sequence[Delivery]) -> None:
-        self._publish("removed", None, deliveries)
