@@ -214,8 +214,8 @@ class Link:
                            f"pid {pid})", "give this daemon its own [backend] name")
 
     async def close(self) -> None:
-        with anyio.move_on_after(2), anyio.CancelScope(shield=True):
-            with contextlib.suppress(*self.errors):
+        with (anyio.move_on_after(2), anyio.CancelScope(shield=True),
+              contextlib.suppress(*self.errors)):
                 await self._run([("DELETE FROM daemons WHERE name = %s", (self.name,)),
                                  ("SELECT pg_notify(%s, 'r')", (self._views.channel,))])
         with anyio.CancelScope(shield=True), anyio.move_on_after(5):
