@@ -92,6 +92,11 @@ class PostgresServer:
         self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def backend(self, name: str, schema: str, claim_after: float = 2.0) -> str:
+        """A ``[backend]`` table for a daemon of the bus in ``schema``."""
+        return (f'[backend]\nurl = "{self.url()}"\nprefix = "{schema}"\nname = "{name}"\n'
+                f"claim_after = {claim_after}\n")
+
 
 def _exists(user: str) -> bool:
     try:

@@ -1,8 +1,10 @@
-"""N daemons on one Redis: real redis-server, real daemons, the real `eventbus` command.
+"""N daemons on one shared store, each test on Redis and on PostgreSQL: a real redis-server
+and a real PostgreSQL cluster, real daemons, the real `eventbus` command.
 
-"Hosts" are daemons with their own socket, directory and ``[backend] name`` on one Redis
-and prefix. Listeners note each delivery (id, attempt, daemon) through current_delivery(),
-so the tests count losses and duplicates exactly.
+"Hosts" are daemons with their own socket, directory and ``[backend] name`` on one store
+and prefix (a Redis key prefix, a PostgreSQL schema). Listeners note each delivery (id,
+attempt, daemon) through current_delivery(), so the tests count losses and duplicates
+exactly.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.harness import EVENTBUS, Daemon, short_directory, wait_for
+from tests.postgres_server import PostgresServer, find_binaries, new_schema
 from tests.redis_server import RedisServer, find_server, new_prefix
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.process]  # daemons side by side, kill -9
@@ -64,12 +67,17 @@ def glob(**kwargs):
 '''
 
 
-class Bus:
-    """The daemons of one test, sharing one Redis prefix."""
+Server = RedisServer | PostgresServer
 
-    def __init__(self, server: RedisServer) -> None:
+
+class Bus:
+    """The daemons of one test, sharing one store and prefix."""
+
+    def __init__(self, server: Server) -> None:
         self.server = server
-        self.prefix = new_prefix()
+        self.kind = "redis" if isinstance(server, RedisServer) else "postgres"
+        self.store = "Redis" if self.kind == "redis" else "PostgreSQL"
+        self.prefix = new_prefix() if self.kind == "redis" else new_schema()
         self.daemons: list[Daemon] = []
 
     def daemon(self, name: str, listeners: str = COMMON, *, claim_after: float = 2.0,
@@ -96,9 +104,9 @@ def notes(daemon: Daemon) -> list[dict[str, Any]]:
     return daemon.written()
 
 
-@pytest.fixture
-def bus(redis_server: RedisServer) -> Iterator[Bus]:
-    made = Bus(redis_server)
+@pytest.fixture(params=["redis", "postgres"])
+def bus(request: pytest.FixtureRequest) -> Iterator[Bus]:
+    made = Bus(request.getfixturevalue(f"{request.param}_server"))
     yield made
     made.close()
 
@@ -267,10 +275,19 @@ def test_delayed_emit_and_cron_fire_once_bus_wide(bus: Bus) -> None:
     assert len(fires) == len(seconds)
 
 
-def test_redis_restarted_under_load(bus: Bus) -> None:
-    binary = find_server()
-    assert binary is not None
-    server = RedisServer(binary, appendonly=True).start()
+def _own_server(kind: str) -> Server:
+    """A server of the store's kind for one test alone (it is stopped and started)."""
+    if kind == "redis":
+        binary = find_server()
+        assert binary is not None
+        return RedisServer(binary, appendonly=True).start()
+    binaries = find_binaries()
+    assert binaries is not None
+    return PostgresServer(binaries).start()
+
+
+def test_the_store_restarted_under_load(bus: Bus) -> None:
+    server = _own_server(bus.kind)
     try:
         own = Bus(server)
         a = own.daemon("a")
@@ -287,7 +304,7 @@ def test_redis_restarted_under_load(bus: Bus) -> None:
                 accepted += 1
             else:
                 refused += 1
-                assert "backend_unavailable" in result.stderr or "Redis" in result.stderr, \
+                assert "backend_unavailable" in result.stderr or bus.store in result.stderr, \
                     result.stderr
         assert refused >= 5
         assert accepted >= 25
@@ -353,9 +370,20 @@ def added(**kwargs):
     assert a.cli("queue", "retry", str(failed[0]["id"])).returncode != 0  # nobody runs it
 
 
-def test_a_bus_whose_keys_were_flushed_joins_again(bus: Bus) -> None:
+@pytest.fixture
+def redis_bus(redis_server: RedisServer) -> Iterator[Bus]:
+    """A bus on Redis alone, for what only Redis does (lose keys: flushed, or restarted
+    without persistence; PostgreSQL's tables are durable)."""
+    made = Bus(redis_server)
+    yield made
+    made.close()
+
+
+def test_a_bus_whose_keys_were_flushed_joins_again(redis_bus: Bus) -> None:
     from redis.client import Redis
 
+    bus = redis_bus
+    assert isinstance(bus.server, RedisServer)
     a = bus.daemon("a")
     assert a.cli("emit", "user_created").returncode == 0
     wait_for(lambda: len(notes(a)) == 1)

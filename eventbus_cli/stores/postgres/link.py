@@ -37,7 +37,8 @@ logger = logging.getLogger("eventbus.backend")
 
 _OLDEST = 130000  # PostgreSQL 13
 _ALIVE = 3.0  # seconds: a daemon whose beat is older is not counted as live
-_POOL = 6  # connections per daemon: writer, reader, upkeep and requests, besides LISTEN
+_POOL = 6  # connections per daemon at most: writer, reader, upkeep and requests
+_POOL_LEAST = 2  # kept open; and one more listens
 _NOTE = 7900  # bytes of a record's NOTIFY text at most (the server takes 8,000)
 _ACTIVE = "state <> 'failed'"
 
@@ -57,7 +58,7 @@ async def open_link(config: BackendConfig, name: str) -> Link:
     url, schema_name = masked(config.url), config.prefix
     try:
         import psycopg
-        from psycopg_pool import AsyncConnectionPool
+        import psycopg_pool  # noqa: F401 - the extra installs both
     except ImportError:
         raise BackendError(url, "psycopg is not installed",
                            "pip install 'eventbus-cli[postgres]'") from None
@@ -77,16 +78,12 @@ async def open_link(config: BackendConfig, name: str) -> Link:
     except psycopg.Error as exc:
         raise BackendError(url, f"cannot reach the server: {_said(exc)}",
                            "start PostgreSQL there, or fix [backend] url") from None
-    try:
+    try:  # the first stays open while the pool opens: the LISTEN connection to come
         await _check_server(first, url)
         await _migrate(first, url, schema_name)
+        pool = await _open_pool(config, options, url, connect)
     finally:
         await first.close()
-    pool = AsyncConnectionPool(config.url, min_size=2, max_size=_POOL, open=False,
-                               timeout=config.command_timeout, reconnect_timeout=10**9,
-                               kwargs={"autocommit": True, "options": options,
-                                       "connect_timeout": max(2, int(config.command_timeout))})
-    await pool.open(wait=True, timeout=config.command_timeout)
     link = Link(pool, connect, url, name, schema_name, config)
     try:
         await link.check_name()
@@ -95,6 +92,29 @@ async def open_link(config: BackendConfig, name: str) -> Link:
         await pool.close()
         raise
     return link
+
+
+async def _open_pool(config: BackendConfig, options: str, url: str, connect: Any) -> Any:
+    import psycopg
+    from psycopg_pool import AsyncConnectionPool
+
+    pool = AsyncConnectionPool(config.url, min_size=_POOL_LEAST, max_size=_POOL, open=False,
+                               timeout=config.command_timeout, reconnect_timeout=10**9,
+                               kwargs={"autocommit": True, "options": options,
+                                       "connect_timeout": max(2, int(config.command_timeout))})
+    try:
+        await pool.open(wait=True, timeout=config.command_timeout)
+    except psycopg.Error as exc:  # PoolTimeout: what the server said is a fresh connect's
+        said = _said(exc)
+        try:  # while the pool holds what it opened
+            await (await connect()).close()
+        except psycopg.Error as refused:
+            said = _said(refused)
+        await pool.close()
+        raise BackendError(url, f"cannot open {_POOL_LEAST + 1} connections: {said}",
+                           "raise the server's max_connections (or the database's or "
+                           "role's CONNECTION LIMIT), or close other clients") from None
+    return pool
 
 
 def _said(exc: BaseException) -> str:
@@ -555,12 +575,14 @@ class Link:
 
     async def take_over(self, names: Sequence[str], claim_after: float,
                         ) -> dict[str, list[tuple[bytes, bytes]]]:
+        """Rows of other daemons whose lease ran out. Never this daemon's own: what it holds
+        it renews (even past its lease), and what it finished waits in its outbound."""
         rows = await self._rows(
             "UPDATE deliveries SET owner = %s, lease_until = now() + make_interval(secs => %s) "
             "WHERE id IN (SELECT id FROM deliveries WHERE listener = ANY(%s) AND "
-            f"owner IS NOT NULL AND lease_until < now() AND {_ACTIVE} ORDER BY position "
+            f"owner <> %s AND lease_until < now() AND {_ACTIVE} ORDER BY position "
             "LIMIT 1000 FOR UPDATE SKIP LOCKED) RETURNING listener, id, payload, position",
-            (self.name, self._claim, list(names)))
+            (self.name, self._claim, list(names), self.name))
         taken: dict[str, list[tuple[bytes, bytes]]] = {name: [] for name in names}
         for name, i, payload, _ in sorted(rows, key=lambda row: row[3]):
             taken[name].append((_entry(i), bytes(payload)))

@@ -86,7 +86,7 @@ class Views(Publisher):
                     broker.routes_changed(await routes())
                 elif kind == "t":
                     self.set_publishing(broker, True)
-                elif kind == "R" and wanted:
+                elif kind == "R" and broker.wants_records():
                     daemon, change, event, deliveries = decode_record(text.encode())
                     if daemon != self.name:
                         broker.on_record(change, event, deliveries)

@@ -645,7 +645,8 @@ class SharedBroker(Broker):
                 self._wake()
             else:
                 pause = 0.05
-                self._back("writes")
+                if taken.carries:
+                    self._back("writes")
             finally:
                 if self._sent is not None:
                     self._sent.set()
@@ -819,6 +820,7 @@ class SharedBroker(Broker):
                 logger.error("%s at %s refused a command of this daemon's %s: %s",
                              self.store, self.url, work, exc)
             self._refusals[work] = str(exc)
+            self._answers()  # it refused: it answers, so emits go to it (and hear why)
             return
         if self.available:
             logger.error("lost %s at %s (%s): emits are refused with backend_unavailable "
@@ -829,6 +831,9 @@ class SharedBroker(Broker):
     def _back(self, work: str) -> None:
         if self._refusals.pop(work, None) is not None:
             logger.info("%s at %s takes this daemon's %s again", self.store, self.url, work)
+        self._answers()
+
+    def _answers(self) -> None:
         if not self.available and self._link is not None:
             logger.info("%s at %s is back: emits are accepted again", self.store, self.url)
             self.available = True

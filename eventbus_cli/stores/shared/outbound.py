@@ -37,6 +37,12 @@ class Round:
         self.fired, self.followed = out.fired, out.followed
         self.duplicates = out.duplicates
 
+    @property
+    def carries(self) -> bool:
+        """Whether the round has anything to send (an empty one proves nothing)."""
+        return bool(self.emits or self.acks or self.parks or self.fails or self.handbacks
+                    or self.joins or self.leaves or self.fired or self.duplicates)
+
 
 class Outbound:
     """Emits, outcomes, hand-backs, route changes and schedule fires waiting to be sent."""
