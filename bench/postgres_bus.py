@@ -34,7 +34,7 @@ from typing import Any
 from daemon import bulk, latency, start_daemon  # bench/daemon.py, in this script's folder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.postgres_server import PostgresServer, find_binaries  # noqa: E402
+from tests.postgres_server import PostgresServer, find_binaries
 
 _PAYLOAD = json.dumps([0, "bulk", [1], {"email": "x@example.com"}, 0, time.time(), "",
                        None, None]).encode()
@@ -79,7 +79,7 @@ async def ceiling_psycopg(url: str, events: int) -> float:
 async def ceiling_asyncpg(url: str, events: int) -> float | None:
     """The same loop on asyncpg, where it is installed."""
     try:
-        import asyncpg  # type: ignore[import-not-found, unused-ignore]
+        import asyncpg  # type: ignore[import-not-found, import-untyped, unused-ignore]
     except ImportError:
         return None
     from urllib.parse import parse_qs, urlsplit
