@@ -187,9 +187,10 @@ class Link:
         self.daemons: list[dict[str, Any]] = []
         self.pauses: dict[str, float | None] = {}
         self.regrouped = False  # no groups to lose: a lost table is a refused statement
-        self._views = Views(connect, schema_name, name, self.errors, self._watchers)
+        self._views = Views(connect, schema_name, name, self.errors, lambda: self.watchers)
         self._started = time.time()
-        self._sooner = anyio.Event()  # set when this daemon parks or schedules one
+        self.watchers = 0
+        """How many other live daemons want records, as the last :meth:`beat` read it."""
 
     @property
     def views(self) -> Views:
@@ -205,14 +206,14 @@ class Link:
         return None  # the schema is the bus's own: nothing else writes its tables
 
     async def _run(self, statements: Sequence[tuple[str, Any]]) -> list[list[Any]]:
-        """Run ``statements`` in one transaction; the rows each returned (none: [])."""
+        """Run ``statements`` in one transaction, sent together (pipeline mode: one round
+        trip); the rows each returned (none: [])."""
         with anyio.fail_after(self._timeout):
-            async with self._pool.connection() as conn, conn.transaction():
-                found = []
-                for sql, params in statements:
-                    cur = await conn.execute(sql, params)
-                    found.append(await cur.fetchall() if cur.description else [])
-                return found
+            async with (self._pool.connection() as conn, conn.pipeline() as pipe,
+                        conn.transaction()):
+                cursors = [await conn.execute(sql, params) for sql, params in statements]
+                await pipe.sync()  # the replies are in: each cursor knows if it has rows
+                return [await cur.fetchall() if cur.description else [] for cur in cursors]
 
     async def _rows(self, sql: str, params: Any = None) -> list[Any]:
         return (await self._run([(sql, params)]))[0]
@@ -358,7 +359,7 @@ class Link:
         firsts: dict[int, bytes] = {}
         counts: dict[str, int] = {}
         with anyio.fail_after(self._timeout):
-            async with self._pool.connection() as conn, conn.transaction():
+            async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
                 if emits:
                     await self._emit(conn, emits, followed, window_ms, max_keys, firsts,
                                      counts)
@@ -403,7 +404,7 @@ class Link:
                 if emits or parks:
                     await conn.execute("SELECT pg_notify(%s, 'w')", (views.channel,))
         if parks or any(due is not None for _, _, due, _ in emits):
-            self._sooner.set()
+            views.woken.set()  # the reader asks again when the first is due
         return firsts
 
     async def _emit(self, conn: Any, emits: Sequence[Emit], followed: set[int],
@@ -476,52 +477,39 @@ class Link:
     async def read(self, names: Sequence[str], count: int, *,
                    block: bool = True) -> list[tuple[str, bytes, bytes]]:
         """Claim up to ``count`` due rows of these listeners, highest priority, then oldest
-        first (``block``: waiting up to a second for a daemon's wake-up when none is due)."""
+        first. With ``block``, when none is due: wait for a daemon's wake-up, or the next
+        retry or scheduled delivery's due time, or a second at most (asked in the same
+        round trip: an idle daemon makes one query a second here, and polls for nothing)."""
         views = self._views
         views.woken = anyio.Event()
-        rows = await self._claim_rows(names, count)
+        rows, due = await self._run([
+            ("UPDATE deliveries SET owner = %s, state = 'pending', lease_until = now() + "
+             "make_interval(secs => %s) WHERE id IN (SELECT id FROM deliveries WHERE "
+             f"listener = ANY(%s) AND owner IS NULL AND {_ACTIVE} AND due_at <= now() "
+             "ORDER BY priority, position LIMIT %s FOR UPDATE SKIP LOCKED) "
+             "RETURNING listener, id, payload, priority, position",
+             (self.name, self._claim, list(names), count)),
+            ("SELECT extract(epoch from min(due_at) - now()) FROM deliveries WHERE "
+             "listener = ANY(%s) AND owner IS NULL AND state IN ('retrying', 'scheduled')",
+             (list(names),))])
         if not rows and block:
-            with anyio.move_on_after(1.0):
+            wait = 1.0 if due[0][0] is None else min(max(float(due[0][0]), 0.001), 1.0)
+            with anyio.move_on_after(wait):
                 await views.woken.wait()
             return []
         rows.sort(key=lambda row: (row[3], row[4]))
         return [(name, _entry(i), bytes(payload)) for name, i, payload, _, _ in rows]
 
-    async def _claim_rows(self, names: Sequence[str], count: int) -> list[Any]:
-        return await self._rows(
-            "UPDATE deliveries SET owner = %s, state = 'pending', lease_until = now() + "
-            "make_interval(secs => %s) WHERE id IN (SELECT id FROM deliveries WHERE "
-            f"listener = ANY(%s) AND owner IS NULL AND {_ACTIVE} AND due_at <= now() "
-            "ORDER BY priority, position LIMIT %s FOR UPDATE SKIP LOCKED) "
-            "RETURNING listener, id, payload, priority, position",
-            (self.name, self._claim, list(names), count))
-
     async def move_due(self) -> None:
-        """Wake the reader when the earliest retry or scheduled delivery comes due (no row
-        moves: a due row is read as it is), at least once a second."""
-        while True:
-            try:
-                rows = await self._rows(
-                    "SELECT extract(epoch from min(due_at) - now()) FROM deliveries "
-                    "WHERE owner IS NULL AND state IN ('retrying', 'scheduled')")
-            except self.errors:
-                await anyio.sleep(0.5)
-                continue
-            wait = rows[0][0]
-            if wait is not None and wait <= 0:
-                self._views.woken.set()
-                wait = 0.05
-            with anyio.move_on_after(min(max(float(wait or 1.0), 0.001), 1.0)):
-                await self._sooner.wait()
-            self._sooner = anyio.Event()
-            if wait is not None:
-                self._views.woken.set()
+        """Nothing to move: a row whose time came is read as it is, and the reader waits
+        by the earliest due time (:meth:`read`)."""
+        await anyio.sleep_forever()
 
     # -- keeping up --------------------------------------------------------------------------
 
     async def beat(self, running: dict[str, int], held: int,
                    ) -> tuple[dict[str, tuple[str, ...]], dict[str, float], bool]:
-        routes, fires, made, _, paused = await self._run([
+        routes, fires, made, _, paused, watchers = await self._run([
             ("SELECT DISTINCT ON (listener) listener, patterns FROM routes "
              "ORDER BY listener, daemon", None),
             ("SELECT name, fired FROM fires", None),
@@ -533,16 +521,13 @@ class Link:
              "excluded.held, watching = excluded.watching",
              (self.name, socket.gethostname(), os.getpid(), self._started, json.dumps(running),
               held, self._views.watching)),
-            ("SELECT listener, until FROM pauses", None)])
+            ("SELECT listener, until FROM pauses", None),
+            ("SELECT count(*) FROM daemons WHERE watching AND name <> %s AND seen > now() - "
+             "make_interval(secs => %s)", (self.name, _ALIVE))])
         self.pauses = _pauses(paused)
+        self.watchers = int(watchers[0][0])
         return ({name: tuple(json.loads(patterns)) for name, patterns in routes},
                 dict(fires), not made)
-
-    async def _watchers(self) -> int:
-        rows = await self._rows("SELECT count(*) FROM daemons WHERE watching AND name <> %s "
-                                "AND seen > now() - make_interval(secs => %s)",
-                                (self.name, _ALIVE))
-        return int(rows[0][0])
 
     async def pace(self, name: str, gap: float) -> float:
         rows = await self._rows(

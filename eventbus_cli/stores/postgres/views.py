@@ -33,12 +33,12 @@ class Views(Publisher):
 
     def __init__(self, connect: Callable[[], Awaitable[Any]], schema: str, name: str,
                  errors: tuple[type[BaseException], ...],
-                 watchers: Callable[[], Awaitable[int]]) -> None:
+                 watchers: Callable[[], int]) -> None:
         super().__init__(name)
         self._connect = connect
         self.channel = channel_of(schema)
         self.errors = errors
-        self._watchers = watchers  # how many other live daemons want records
+        self._watchers = watchers  # how many other live daemons want records (beat)
         self.watching = False
         """Whether a live view here wants the others' records (kept in the beat)."""
         self._ready = anyio.Event()  # set while listening
@@ -77,7 +77,7 @@ class Views(Publisher):
             self.watching = wanted
             if time.monotonic() - checked > 1.0:
                 checked = time.monotonic()
-                self.set_publishing(broker, await self._watchers() > 0)
+                self.set_publishing(broker, self._watchers() > 0)
             async for note in conn.notifies(timeout=0.5, stop_after=64):
                 kind, text = note.payload[:1], note.payload[1:]
                 if kind == "w":
