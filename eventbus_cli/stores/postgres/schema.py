@@ -8,7 +8,9 @@ scheduled time: then ``retrying`` or ``scheduled`` until a daemon reads it), or 
 (kept in the failed list, ``failed`` its record). ``owner`` is the daemon that read it,
 until ``lease_until``, which the owner renews while it lives; ``position`` orders a
 listener's deliveries (and an order key's) as they were emitted, or retried from the failed
-list. Done rows are deleted at once, so the table holds only what waits.
+list. Done rows are deleted at once, so the table holds only what waits; as every delivery
+writes a row three times (in, claimed, out), autovacuum is told to visit it after 1% of its
+rows changed rather than 20%.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     payload bytea NOT NULL,
     failed bytea,
     failed_at double precision
-);
+) WITH (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_insert_scale_factor = 0.01);
 CREATE INDEX IF NOT EXISTS deliveries_ready ON deliveries (listener, priority, position)
     WHERE owner IS NULL AND state <> 'failed';
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (due_at)
