@@ -1,6 +1,7 @@
-"""The application's databases for the outbox tests: a SQLite file always, and PostgreSQL
-where one is given (``EVENTBUS_TEST_POSTGRES_URL``, a database the tests may create tables
-in; CI starts Debian's). Without it the PostgreSQL cases are skipped, and fail under CI."""
+"""The application's databases for the outbox tests: a SQLite file always, and PostgreSQL:
+``EVENTBUS_TEST_POSTGRES_URL`` where given (a database the tests may create tables in), else
+the test session's own cluster (``tests/postgres_server.py``: skipped without a server,
+failing under CI)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import RECORDER
+from tests.postgres_server import PostgresServer
 
 LISTENERS = RECORDER + '''
 @listener("strict")
@@ -33,9 +35,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     url = postgres_url()
     if url is None:
-        if os.environ.get("CI"):
-            pytest.fail("EVENTBUS_TEST_POSTGRES_URL is not set under CI: .ci/run starts one")
-        pytest.skip("no PostgreSQL: set EVENTBUS_TEST_POSTGRES_URL (CI starts Debian's)")
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        url = server.url().replace("postgresql://", "postgresql+psycopg://", 1)
     yield url
 
 
