@@ -64,12 +64,12 @@ class ErrorCode:
 
     BAD_JSON = "bad_json"  # the line is not a JSON object in UTF-8
     BAD_REQUEST = "bad_request"  # a field is missing, unknown, or of the wrong type
-    UNKNOWN_OP = "unknown_op"
+    UNKNOWN_OP = "unknown_op"  # the op is not one this daemon knows (`hello` names its protocol)
     UNROUTED = "unrouted"  # an emit with "require_listener" that no listener matches
     INVALID_EVENT = "invalid_event"  # an event id breaks the naming rule
     TOO_LARGE = "too_large"  # the line is over max_message_bytes; the connection is closed
-    QUEUE_FULL = "queue_full"
-    SHUTTING_DOWN = "shutting_down"
+    QUEUE_FULL = "queue_full"  # no room (queue_size, max_queue_bytes, max_scheduled); none queued
+    SHUTTING_DOWN = "shutting_down"  # the daemon is draining to stop; send to it once it is back
     BUSY = "busy"  # max_connections are open; the connection is closed
     IDLE = "idle"  # no complete request within idle_timeout; the connection is closed
     NOT_ALLOWED = "not_allowed"  # the peer's uid/gid may not use the socket
@@ -78,8 +78,8 @@ class ErrorCode:
     RELOAD_FAILED = "reload_failed"  # a listener file failed; details name "file" and "line"
     BAD_ARGUMENTS = "bad_arguments"  # a listener cannot take the emit's arguments; nothing queued
     JOURNAL = "journal"  # the journal could not be written; the request was not acknowledged
-    BACKEND = "backend_unavailable"  # Redis cannot be reached; the request was not acknowledged
-    INTERNAL = "internal"
+    BACKEND = "backend_unavailable"  # the shared store did not take it; not acknowledged
+    INTERNAL = "internal"  # a defect of the daemon; its log has the traceback
 
 
 class EventbusError(Exception):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from eventbus_cli.protocol.codec import (
     encode_result,
 )
 from eventbus_cli.protocol.event import EventMessage, decode_event
-from eventbus_cli.protocol.ops import OPS, decode_request, ops_table
+from eventbus_cli.protocol.ops import OPS, decode_request
 from eventbus_cli.protocol.requests import EmitManyRequest, EmitRequest, ListRequest
 
 
@@ -128,11 +127,6 @@ def test_decode_event_checks_a_file_line() -> None:
     assert decode_event('{"event": "a", "args": [1]}') == EventMessage("a", [1], {})
     with pytest.raises(ProtocolError, match="unknown field 'extra'"):
         decode_event('{"event": "a", "extra": 1}')
-
-
-def test_the_readme_protocol_table_is_the_op_table() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    assert ops_table() in readme
 
 
 def test_every_op_has_exactly_one_handler() -> None:

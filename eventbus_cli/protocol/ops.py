@@ -1,6 +1,6 @@
 """The wire protocol's ops, each defined once in :data:`OPS`: its fields with their types and
 limits, the Struct it is checked into (:mod:`.requests`) and its result (:mod:`.results`).
-Decoding requests, the daemon's dispatch and the README's table all follow from it. No I/O.
+Decoding requests, the daemon's dispatch and the reference page of ops all follow from it. No I/O.
 
 A request is one JSON object on one line, ``{"id": 1, "op": "emit", ...}``; each gets one reply
 line with the same ``id``: ``{"id": 1, "ok": true, "result": ...}`` or
@@ -44,7 +44,6 @@ __all__ = (
     "Field",
     "Op",
     "decode_request",
-    "ops_table",
 )
 
 PROTOCOL_VERSION = 1
@@ -421,12 +420,3 @@ def _values(op: str, spec: Op, data: dict[str, Any]) -> dict[str, Any]:
             raise ProtocolError(ErrorCode.BAD_REQUEST,
                                 f'"{field.name}" must be {bad.want}, got {value!r}') from None
     return values
-
-
-def ops_table() -> str:
-    """The README's table of ops, in Markdown, made from :data:`OPS`."""
-    rows = ["| op | fields | result |", "| --- | --- | --- |"]
-    for op, spec in OPS.items():
-        fields = "; ".join(f"`{field.name}`: {field.doc}" for field in spec.fields)
-        rows.append(f"| `{op}` | {fields} | `{spec.returns}`: {spec.result} |")
-    return "\n".join(rows) + "\n"

@@ -115,8 +115,8 @@ def _commands() -> list[tuple[list[str], list[str], int]]:
 
 
 def _reference() -> dict[tuple[str, ...], str]:
-    """The README's CLI reference: each command's words, and what its entry says."""
-    text = (REPO / "README.md").read_text()
+    """The documentation's CLI overview: each command's words, and what its entry says."""
+    text = (REPO / "docs" / "reference" / "index.md").read_text()
     block = text.split("## Command line\n\n```\n", 1)[1].split("```", 1)[0]
     entries: dict[tuple[str, ...], str] = {}
     words: tuple[str, ...] = ()
@@ -130,13 +130,13 @@ def _reference() -> dict[tuple[str, ...], str]:
     return entries
 
 
-def test_the_readme_cli_reference_lists_every_command_and_option_help_shows() -> None:
+def test_the_cli_overview_lists_every_command_and_option_help_shows() -> None:
     reference = _reference()
     for path, options, arguments in _commands():
         if not options and not arguments and path:  # a group of commands: its own are listed
             continue
         entry = reference.get(tuple(path))
-        assert entry is not None, f"`eventbus {' '.join(path)}` is not in the README"
+        assert entry is not None, f"`eventbus {' '.join(path)}` is not in the CLI overview"
         for option in options:
             if option != "--help":
                 assert re.search(rf"{re.escape(option)}\b", entry), (path, option)

@@ -68,10 +68,10 @@ def test_the_systemd_unit_is_type_notify_and_reloads_with_sighup() -> None:
 PROGRAM = "%h/.local/share/eventbus/bin/eventbus"
 
 
-def test_the_systemd_unit_runs_eventbus_where_the_readme_installs_it() -> None:
+def test_the_systemd_unit_runs_eventbus_where_the_docs_install_it() -> None:
     unit = (EXAMPLES / "eventbus.service").read_text()
     assert unit.split("\nExecStart=")[1].split()[0] == PROGRAM
-    readme = (EXAMPLES.parent / "README.md").read_text()
+    readme = (EXAMPLES.parent / "docs" / "production.md").read_text()
     install = "python3 -m venv ~/.local/share/eventbus && ~/.local/share/eventbus/bin/pip install ."
     assert install in readme
     assert install in unit
