@@ -76,6 +76,7 @@ class DaemonConfig:
     log_format: str = "text"  # or "json": one object a line, for log shippers
     allow_uids: tuple[int, ...] = ()
     allow_gids: tuple[int, ...] = ()
+    python_path: tuple[Path, ...] = ()  # more folders listener modules import from
 
     @property
     def socket_path(self) -> Path:
@@ -324,7 +325,9 @@ class Config:
         fixes them when it starts: asked later, a relative path would depend on the working
         directory still being there."""
         daemon = dataclasses.replace(self.daemon, socket=self.daemon.socket_path.absolute(),
-                                     listeners_dir=self.daemon.listeners_dir.absolute())
+                                     listeners_dir=self.daemon.listeners_dir.absolute(),
+                                     python_path=tuple(p.absolute()
+                                                       for p in self.daemon.python_path))
         journal = self.journal and JournalConfig(self.journal.path.absolute())
         path = self.path and self.path.absolute()
         return dataclasses.replace(self, daemon=daemon, journal=journal, path=path)
@@ -347,7 +350,9 @@ class Config:
                     continue
                 if isinstance(value, Path):
                     value = self._relative(value)
-                table[item.name] = list(value) if isinstance(value, tuple) else value
+                if isinstance(value, tuple):
+                    value = [self._relative(v) if isinstance(v, Path) else v for v in value]
+                table[item.name] = value
             data[name] = table
         import tomli_w  # only for writing; kept off the path of commands that only read
 
@@ -430,6 +435,11 @@ def _value(kind: Any, key: str, value: Any, path: Path | None) -> Any:
         if choices is not None and value.lower() not in choices:
             raise ConfigError(path, key, f"expected one of {', '.join(choices)}, got {value!r}")
         return value.lower() if choices is not None else value
+    if kind == tuple[Path, ...]:
+        if not isinstance(value, list) or not all(isinstance(item, str) and item
+                                                  for item in value):
+            raise ConfigError(path, key, f"expected a list of folders as strings, got {value!r}")
+        return tuple(_value(Path, key, item, path) for item in value)
     if kind == tuple[int, ...]:
         first, last = _ID_RANGE
         if not isinstance(value, list) or not all(
@@ -520,3 +530,11 @@ def resolve_config(
     if not changes:
         return config
     return dataclasses.replace(config, daemon=dataclasses.replace(config.daemon, **changes))
+
+
+def import_paths(config: Config) -> tuple[Path, ...]:
+    """The folders listener modules import from besides their own: the config file's folder
+    (so a listener imports the app's own package from the project's root) and ``[daemon]
+    python_path``."""
+    folders = [config.path.parent.absolute()] if config.path is not None else []
+    return tuple(dict.fromkeys([*folders, *config.daemon.python_path]))

@@ -22,7 +22,7 @@ from .._version import __version__
 from ..bus.delivery import Delivery, DeliveryState, iso_time
 from ..bus.emitter import SimpleEventEmitter
 from ..bus.schedules import Schedule
-from ..config import Config
+from ..config import Config, import_paths
 from ..errors import (
     BackendError,
     BadArgumentsError,
@@ -401,7 +401,8 @@ class Operations:
         directory = self.config.daemon.listeners_dir
         try:
             async with self._reloading:  # one reload at a time
-                loaded = await anyio.to_thread.run_sync(load_modules, directory)
+                loaded = await anyio.to_thread.run_sync(load_modules, directory,
+                                                        import_paths(self.config))
             schedules = self.scheduler.check_names(loaded.schedules, self.config_schedules)
             changes = self.emitter.replace_listeners(loaded.listeners)
             self.scheduler.replace(schedules)

@@ -6,6 +6,7 @@ import contextlib
 import importlib.util
 import sys
 import traceback
+from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
 from typing import NamedTuple
@@ -38,9 +39,10 @@ def load_listeners(directory: Path | str) -> list[EventListener]:
     return load_modules(directory).listeners
 
 
-def load_modules(directory: Path | str) -> Loaded:
+def load_modules(directory: Path | str, import_paths: Iterable[Path] = ()) -> Loaded:
     """Import every listener file of ``directory`` and return its listeners and schedules,
-    in file order; a schedule without a name takes its variable's.
+    in file order; a schedule without a name takes its variable's. ``import_paths`` go on
+    the import path first, and stay (a listener may import the app's package at call time).
 
     Each call imports the files afresh, so a reload builds a new set while the listeners in
     use keep the modules they came from. If any file fails, no module of this load stays
@@ -51,6 +53,9 @@ def load_modules(directory: Path | str) -> Loaded:
     if not directory.is_dir():
         hint = "create it, or set [daemon] listeners_dir or serve --listeners-dir"
         raise LoaderError(directory, "no such directory", hint=hint)
+    for folder in reversed(list(import_paths)):
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
     found: dict[int, EventListener] = {}
     schedules: dict[str, tuple[Schedule, Path]] = {}
     # Helper modules of the directory (imported by bare name) are imported afresh too.

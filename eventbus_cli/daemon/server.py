@@ -27,7 +27,7 @@ import anyio.abc
 from .._version import __version__
 from ..bus.emitter import SimpleEventEmitter
 from ..bus.schedules import Schedule
-from ..config import Config
+from ..config import Config, import_paths
 from ..errors import ConfigError, EventbusError
 from ..plural import counted
 from ..protocol.results import ReloadResult
@@ -83,9 +83,10 @@ class Server:
         config, daemon = self.config, self.config.daemon
         if config.metrics is not None:
             check_listen(config.metrics, config.path)
-        loaded = load_modules(daemon.listeners_dir)
+        loaded = load_modules(daemon.listeners_dir, import_paths(config))
         # The socket first: "another daemon runs here" is the clearest error there is.
-        self._sock, self._inode = bind_socket(self.socket_path)
+        self._sock, self._inode = bind_socket(
+            self.socket_path, shared=bool(daemon.allow_uids or daemon.allow_gids))
         broker = open_broker(config, self.socket_path)
         emitter = SimpleEventEmitter(
             loaded.listeners,

@@ -14,12 +14,12 @@ from ..errors import DaemonRunningError, SocketFileError
 __all__ = ("bind_socket", "remove")
 
 
-def _private_directory(path: Path) -> None:
-    """Create the socket's directory with mode 0700, or check that an existing one is safe."""
+def _private_directory(path: Path, mode: int) -> None:
+    """Create the socket's directory with ``mode``, or check that an existing one is safe."""
     directory = path.parent
     try:
-        directory.mkdir(mode=0o700, parents=True)
-        os.chmod(directory, 0o700)  # mkdir's mode is cut by the umask; say it outright
+        directory.mkdir(mode=mode, parents=True)
+        os.chmod(directory, mode)  # mkdir's mode is cut by the umask; say it outright
         return
     except FileExistsError:
         pass
@@ -56,15 +56,20 @@ def _answers(path: Path) -> bool:
     return True
 
 
-def bind_socket(path: Path, *, backlog: int = 128) -> tuple[socket.socket, int]:
-    """Bind and listen on ``path`` (mode 0600, in a private directory).
+def bind_socket(path: Path, *, backlog: int = 128,
+                shared: bool = False) -> tuple[socket.socket, int]:
+    """Bind and listen on ``path`` (mode 0600, in a private directory). ``shared``: other
+    users are allowed (``allow_uids``, ``allow_gids``), so the socket is 0666 in a folder
+    they may pass through (0711): the daemon checks each peer on connect (SO_PEERCRED).
+    Where the platform cannot tell who connects, the socket stays 0600.
 
     Refuses where a daemon answers; replaces a stale socket file where none does. Returns the
     listening socket and the file's inode, so that :func:`remove` leaves a successor's alone.
     """
     if len(os.fsencode(path)) > 100:
         raise SocketFileError(path, "the path is too long for a Unix socket; choose a shorter one")
-    _private_directory(path)
+    shared = shared and hasattr(socket, "SO_PEERCRED")
+    _private_directory(path, 0o711 if shared else 0o700)
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
@@ -85,7 +90,7 @@ def bind_socket(path: Path, *, backlog: int = 128) -> tuple[socket.socket, int]:
         raise SocketFileError(path, f"cannot bind: {exc.strerror}") from exc
     finally:
         os.umask(old_umask)
-    os.chmod(path, 0o600)
+    os.chmod(path, 0o666 if shared else 0o600)
     return sock, os.stat(path).st_ino
 
 

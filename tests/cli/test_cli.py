@@ -35,6 +35,23 @@ def test_init_writes_a_config_and_a_listener_that_load(tmp_path: Path) -> None:
     assert [item.name for item in load_listeners(config.daemon.listeners_dir)] == [
         "example:send_welcome_mail"
     ]
+    # A project of its own: its socket, and the journal on.
+    assert config.daemon.socket == tmp_path / "app" / ".eventbus" / "eventbus.sock"
+    assert config.journal is not None
+    assert config.journal.path == tmp_path / "app" / ".eventbus" / "eventbus.db"
+    text = (tmp_path / "app" / "eventbus.toml").read_text()
+    for table in ("[listeners.", "[[schedule]]", "[metrics]", "[backend]"):
+        assert f"# {table}" in text  # the optional tables, commented, each with its line
+
+
+def test_init_in_a_deep_folder_derives_a_short_socket(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    assert run("init", str(deep)).returncode == 0
+    socket = Config.from_toml(deep / "eventbus.toml").daemon.socket
+    assert socket is not None
+    assert len(str(socket)) <= 100
+    assert socket.name.startswith("e" * 40)
+    assert socket.suffix == ".sock"
 
 
 def test_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
@@ -46,7 +63,7 @@ def test_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     assert "--force" in refused.stderr
     assert "queue_size = 5" in (tmp_path / "eventbus.toml").read_text()
     assert run("init", "--force", cwd=tmp_path).returncode == 0
-    assert "queue_size = 10000" in (tmp_path / "eventbus.toml").read_text()
+    assert "queue_size" not in (tmp_path / "eventbus.toml").read_text()
 
 
 def test_quickstart_example_runs_the_repositorys_listeners() -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from eventbus_cli import EventListener, LoaderError, SimpleEventEmitter, load_listeners
 from eventbus_cli.daemon.loader import MODULE_PREFIX, listener_files
+from tests.harness import RECORDER, started
 
 REPO_LISTENERS = Path(__file__).resolve().parents[2] / "listeners.d"
 
@@ -245,3 +246,21 @@ def test_litestar_listeners_load_and_report_their_failures(listeners_dir: Path) 
     assert sys.modules[MODULE_PREFIX + "c_litestar"].RECEIVED == ["ada@example.com"]
     [failed] = emitter.failed
     assert failed.error == "RuntimeError: from a litestar listener"
+
+
+def test_listener_modules_import_the_projects_own_package_and_python_path(
+        short_dir: Path) -> None:
+    """The config file's folder is on the import path (``import shopapp`` from the project's
+    root), and so is each ``[daemon] python_path`` folder, relative to the config file."""
+    (short_dir / "shopapp").mkdir()
+    (short_dir / "shopapp" / "__init__.py").write_text("GREETING = 'from the app'\n")
+    (short_dir / "vendor").mkdir()
+    (short_dir / "vendor" / "vendored_helper.py").write_text("LOUD = True\n")
+    listeners = RECORDER + (
+        "\nfrom shopapp import GREETING\nimport vendored_helper\n\n"
+        "@listener('greet')\ndef greet(**kwargs):\n    assert GREETING and vendored_helper.LOUD\n")
+    for daemon in started(short_dir, listeners=listeners,
+                          config='[daemon]\npython_path = ["vendor"]\n'):
+        events = {entry["event"] for entry in daemon.json("events")}
+        assert "greet" in events
+        assert daemon.cli("emit", "greet", "--wait").returncode == 0

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import socket
+import stat
 import subprocess
 import threading
 import warnings
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from eventbus_cli.client import Client
-from tests.harness import EVENTBUS, Daemon
+from tests.harness import EVENTBUS, Daemon, started
 
 
 class Line:
@@ -244,6 +245,16 @@ def test_another_uid_is_refused_even_when_the_socket_is_opened_up(
     assert "allow_uids" in reply["error"]["message"]
     assert daemon.json("queue")["succeeded"] == 0
     assert "refused a connection" in daemon.logs()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a client under another uid")
+def test_an_allowed_uid_reaches_the_socket_without_opening_it_up(short_dir: Path) -> None:
+    os.chmod(short_dir, 0o755)  # a folder others may pass, as /run is
+    for daemon in started(short_dir, config="[daemon]\nallow_uids = [65534]\n"):
+        assert stat.S_IMODE(os.stat(daemon.socket).st_mode) == 0o666
+        reply = json.loads(_reply_as_another_user(str(daemon.socket), 65534))
+        assert reply["ok"], reply
+        assert reply["result"]["event_id"] == "user_created"
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a client under another uid")
