@@ -1,12 +1,19 @@
-"""One handler for two events: it mails the user whenever their account changes."""
+"""One handler for two events: it mails the user when their account is made or changed."""
 
 import logging
 
-from eventbus_cli import listener
+from eventbus_cli import current_delivery, listener
 
 log = logging.getLogger(__name__)
 
+MESSAGES = {
+    "user_created": "Welcome aboard: your account is ready.",
+    "password_changed": "Your password was changed.",
+}
+
 
 @listener("user_created", "password_changed")
-async def send_email_handler(email: str, message: str = "Your account was updated.") -> None:
-    log.info("would mail %s: %s", email, message)
+async def send_email_handler(email: str, message: str | None = None) -> None:
+    delivery = current_delivery()
+    event = delivery.event if delivery is not None else "user_created"
+    log.info("would mail %s: %s", email, message or MESSAGES[event])

@@ -45,6 +45,8 @@ class Broker(ABC):
     """Where the deliveries are kept, as a log line names it."""
     rerun = "on the next start"
     """When a durable broker's deliveries left unfinished at shutdown run again."""
+    name: str | None = None
+    """This daemon's name on a shared bus (``[backend] name``); None for a daemon alone."""
     keys_shared = False
     """Whether other daemons take dedupe keys in the same store: then a key is known to be
     this emit's only once it is stored (:meth:`claimed_elsewhere`)."""

@@ -81,6 +81,10 @@ class Delivery:
     Only the broker that holds a delivery changes its ``state`` and ``attempts``.
     """
 
+    host: str | None
+    """The daemon that ran it, on a record from another daemon of a shared bus; unset on
+    this daemon's own deliveries (read it with ``getattr(delivery, "host", None)``)."""
+
     __slots__ = (
         "args",
         "attempts",
@@ -89,6 +93,7 @@ class Delivery:
         "error",
         "event",
         "failed_at",
+        "host",
         "id",
         "kwargs",
         "listener",

@@ -287,8 +287,9 @@ def tail_line(record: dict[str, Any]) -> str:
     took = "" if latency is None else (
         f"  waited {latency * 1000:.3f} ms" if kind == "started" else f"  {latency * 1000:.3f} ms")
     error = f"  {record['error']}" if record.get("error") else ""
-    return (f"{when} {kind:<8} {record['event']}{_ordering(record)} -> {record['listener']}  "
-            f"#{record['delivery']} attempt {record['attempt']}{took}{error}")
+    where = f"@{record['daemon']}" if record.get("daemon") else ""
+    return (f"{when} {kind:<8} {record['event']}{_ordering(record)} -> {record['listener']}"
+            f"{where}  #{record['delivery']} attempt {record['attempt']}{took}{error}")
 
 
 def watch_queue(fetch: Callable[[], QueueCounts], interval: float) -> None:

@@ -89,6 +89,7 @@ class Monitor:
 
     def __init__(self, emitter: SimpleEventEmitter) -> None:
         self._emitter = emitter
+        self._name = emitter.broker.name  # this daemon's, on a shared bus
         self._subscriptions: list[Subscription] = []
         self._waiters: dict[int, Watch] = {}
         self._starts: dict[int, float] = {}
@@ -167,7 +168,7 @@ class Monitor:
 
     def due(self, delivery: Delivery) -> None:
         if self._subscriptions and (targets := self._targets(delivery.event)):
-            _publish(targets, _about(delivery, "due"))
+            _publish(targets, _about(delivery, "due", daemon=self._name))
 
     def fired(self, schedule: str, event_id: str, outcome: str) -> None:
         """A schedule fired (not a delivery change: the scheduler tells it)."""
@@ -178,20 +179,21 @@ class Monitor:
     def requeued(self, deliveries: Sequence[Delivery]) -> None:
         for delivery in deliveries:
             if self._subscriptions and (targets := self._targets(delivery.event)):
-                _publish(targets, _about(delivery, "requeued"))
+                _publish(targets, _about(delivery, "requeued", daemon=self._name))
 
     def started(self, delivery: Delivery) -> None:
         if self._subscriptions and (targets := self._targets(delivery.event)):
             now = time.monotonic()
             self._starts[delivery.id] = now
             waited = now - delivery.queued_at if delivery.queued_at else math.nan
-            _publish(targets, _about(delivery, "started", waited))
+            _publish(targets, _about(delivery, "started", waited, self._name))
 
     def finished(self, delivery: Delivery) -> None:
         if self._subscriptions:
             began = self._starts.pop(delivery.id, math.nan)
             if targets := self._targets(delivery.event):
-                record = _about(delivery, _OUTCOMES[delivery.state], time.monotonic() - began)
+                record = _about(delivery, _OUTCOMES[delivery.state], time.monotonic() - began,
+                                self._name)
                 record["error"] = None if delivery.state is DeliveryState.SUCCEEDED \
                     else delivery.error
                 _publish(targets, record)
@@ -232,10 +234,12 @@ def _publish(targets: list[Subscription], record: dict[str, Any]) -> None:
         subscription.put(line)
 
 
-def _about(delivery: Delivery, kind: str, latency: float = math.nan) -> dict[str, Any]:
+def _about(delivery: Delivery, kind: str, latency: float = math.nan,
+           daemon: str | None = None) -> dict[str, Any]:
     record = {"type": kind, "event": delivery.event, "delivery": delivery.id,
               "listener": delivery.listener, "attempt": delivery.attempts,
-              "latency": None if math.isnan(latency) else round(latency, 6)}
+              "latency": None if math.isnan(latency) else round(latency, 6),
+              "daemon": getattr(delivery, "host", None) or daemon}
     if delivery.priority != NORMAL:
         record["priority"] = PRIORITIES[delivery.priority]
     if delivery.order_key is not None:

@@ -255,9 +255,26 @@ def test_wait_and_tail_across_daemons(bus: Bus) -> None:
         while not any(r.get("type") == "ok" and r.get("listener") == "recorder:work"
                       for r in seen):
             seen.append(json.loads(tail.stdout.readline()))
+        # Each record names the daemon that ran the delivery, and a start how long it
+        # waited. The others publish starts once they heard of the tail (within 0.1 s):
+        # emit until a start from a comes through.
+        for _ in range(100):
+            if any(r.get("type") == "started" and r["listener"] == "recorder:work"
+                   for r in seen):
+                break
+            assert b.cli("emit", "user_created", "--kw", "email=x", "--wait").returncode == 0
+            while True:  # until this emit's outcome comes through
+                seen.append(json.loads(tail.stdout.readline()))
+                if seen[-1].get("type") == "ok" and seen[-1]["listener"] == "recorder:work":
+                    break
     finally:
         tail.terminate()
         tail.communicate(timeout=10)
+    started = [r for r in seen if r.get("type") == "started"
+               and r.get("listener") == "recorder:work"]
+    assert started, [(r.get("type"), r.get("listener"), r.get("daemon")) for r in seen]
+    assert all(r["daemon"] == "a" and r["latency"] is not None for r in started), started
+    assert all(r["daemon"] in ("a", "b") for r in seen if "delivery" in r)
 
 
 def test_delayed_emit_and_cron_fire_once_bus_wide(bus: Bus) -> None:

@@ -78,7 +78,8 @@ class Views(Publisher):
             if time.monotonic() - checked > 1.0:
                 checked = time.monotonic()
                 self.set_publishing(broker, self._watchers() > 0)
-            async for note in conn.notifies(timeout=0.5, stop_after=64):
+            # A short timeout: a view opened here is told to the others within 0.1 s.
+            async for note in conn.notifies(timeout=0.1, stop_after=64):
                 kind, text = note.payload[:1], note.payload[1:]
                 if kind == "w":
                     self.woken.set()

@@ -112,7 +112,7 @@ class SharedBroker(Broker):
         self.keys = DedupeKeys(dedupe_window, max_dedupe_keys)
         self._keep_failed = keep_failed
         self.url = masked(backend.url)
-        self.name = backend.name or default_name(socket_path)
+        self.name: str = backend.name or default_name(socket_path)
         self.claim_after = backend.claim_after
         self._config = backend
         self._link: Link | None = None

@@ -6,11 +6,13 @@ waits for its outcome, or ""), then ``priority, order_key`` where either is not 
 default. A failed one is kept as a JSON object ``{"l": listener, "at": failed at, "err":
 error, "tb": traceback, "p": payload}``. Records of the live views (``tail``, ``emit
 --wait``) cross daemons as ``{"h": daemon, "c": change, "e": event, "d": [[id, event,
-listener, attempts, state, error, due], ...]}``.
+listener, attempts, state, error, due, waited], ...]}`` (``waited``: seconds a start waited
+in its lane, or null).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -71,17 +73,24 @@ def decode_failed(data: bytes) -> Delivery:
 def encode_record(daemon: str, change: str, event: str | None,
                   deliveries: Sequence[Delivery]) -> bytes:
     """One change of the live views, for the other daemons."""
+    now = time.monotonic()
     return _encode({"h": daemon, "c": change, "e": event, "d": [
-        [d.id, d.event, d.listener, d.attempts, d.state.value, d.error, d.due_at]
+        [d.id, d.event, d.listener, d.attempts, d.state.value, d.error, d.due_at,
+         round(now - d.queued_at, 6) if change == "started" and d.queued_at else None]
         for d in deliveries]})
 
 
 def decode_record(data: bytes) -> tuple[str, str, str | None, list[Delivery]]:
-    """The daemon, change, event and deliveries of a record."""
+    """The daemon, change, event and deliveries of a record; each delivery's ``host`` is
+    that daemon, and a start's ``queued_at`` is as long ago as it waited there."""
     record: dict[str, Any] = _decode(data)
     made = []
-    for delivery_id, event, listener, attempts, state, error, due in record["d"]:
-        delivery = Delivery(delivery_id, event, (), {}, listener)
+    now = time.monotonic()
+    for delivery_id, event, listener, attempts, state, error, due, *rest in record["d"]:
+        waited = rest[0] if rest else None
+        delivery = Delivery(delivery_id, event, (), {}, listener,
+                            now - waited if isinstance(waited, (int, float)) else 0.0)
+        delivery.host = record["h"]
         delivery.attempts = attempts
         delivery.state = DeliveryState(state)
         delivery.error = error
