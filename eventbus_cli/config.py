@@ -303,8 +303,16 @@ class Config:
                 sections["listeners"] = _listener_tables(table, path)
                 continue
             if name not in _SECTIONS:
-                known = ", ".join(f"[{key}]" for key in _SECTIONS)
-                raise ConfigError(path, name, f"unknown section; the known ones are {known}")
+                import difflib
+
+                tables = [f"[{key}]" for key in _SECTIONS] + ['[listeners."NAME"]',
+                                                               "[[schedule]]"]
+                words = {**{key: f"[{key}]" for key in _SECTIONS},
+                         "listeners": tables[-2], "schedule": tables[-1]}
+                close = difflib.get_close_matches(name, words, n=1)
+                guess = f"did you mean {words[close[0]]}? " if close else ""
+                raise ConfigError(path, name, f"unknown section; {guess}the known ones are "
+                                  f"{', '.join(tables)}")
             if not isinstance(table, dict):
                 raise ConfigError(path, name, "must be a table, written [" + name + "]")
             sections[name] = _section(_SECTIONS[name], name, table, path)

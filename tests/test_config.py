@@ -90,7 +90,8 @@ def test_the_default_config_writes_no_socket_so_the_default_is_decided_at_start(
     ("text", "key", "problem"),
     [
         ("[daemon]\nqueue_siz = 5\n", "daemon.queue_siz", "unknown key (did you mean queue_size?)"),
-        ("[deamon]\n", "deamon", "unknown section"),
+        ("[deamon]\n", "deamon", "unknown section; did you mean [daemon]?"),
+        ("[schedules]\nname = \"x\"\n", "schedules", "did you mean [[schedule]]?"),
         ("daemon = 3\n", "daemon", "must be a table"),
         ('[daemon]\nqueue_size = "10"\n', "daemon.queue_size", "expected a whole number"),
         ("[daemon]\nqueue_size = 0\n", "daemon.queue_size", "expected a whole number >= 1"),

@@ -236,6 +236,12 @@ def main() -> None:
         typer.echo(f"Usage error: {option} is a global option, so it goes before the "
                    f"command: `eventbus {option} ... {command} ...`", err=True)
         sys.exit(2)
+    if (keyword := _keyword_as_option(sys.argv[1:])) is not None:
+        name, value = keyword
+        typer.echo(f"Usage error: --{name} is no option of emit. To send the keyword argument "
+                   f"{name}, write it without dashes: `eventbus emit EVENT {name}={value}` "
+                   f"(or --kw {name}={value})", err=True)
+        sys.exit(2)
     load_commands(_command_name(sys.argv[1:]))
     _app_for(sys.argv[1:])()
 
@@ -288,6 +294,34 @@ def _global_option_after_command(args: list[str]) -> tuple[str, str] | None:
                 command = arg
         elif name in _GLOBAL_OPTIONS:
             return name, command
+    return None
+
+
+EMIT_OPTIONS = ("--arg", "--kw", "--file", "--wait", "--timeout", "--require-listener",
+                "--no-check", "--delay", "--at", "--key", "--priority", "--order-key",
+                "--dry-run", "--json", "--help")
+"""The options of ``emit`` (a test checks them against the command), known without building
+it: ``emit --email=x`` is then told it meant ``email=x``."""
+
+
+def _keyword_as_option(args: list[str]) -> tuple[str, str] | None:
+    """A keyword argument of ``emit`` written as an option (``--email=x``): its name and
+    value, where the option is none of emit's."""
+    if _command_name(args) != "emit":
+        return None
+    rest = iter(args[args.index("emit") + 1:])
+    for arg in rest:
+        if arg == "--":
+            return None
+        name, equals, value = arg.partition("=")
+        if name.startswith("--") and name not in EMIT_OPTIONS and name[2:].isidentifier():
+            import difflib
+
+            if difflib.get_close_matches(name, EMIT_OPTIONS, n=1, cutoff=0.75):
+                return None  # a misspelt option: typer says which it may be
+            if not equals:
+                value = next(rest, "...")
+            return name[2:], value
     return None
 
 

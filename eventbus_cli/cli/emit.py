@@ -135,6 +135,9 @@ def emit(
         for item in results:
             outcome = "ok" if item["ok"] else f"failed: {item['error']}" if item["ok"] is False \
                 else f"unfinished: {item['error']}"
+            if item["ok"] is False:  # where to look next
+                outcome += (f" (delivery {item['delivery']}: `eventbus queue show "
+                            f"{item['delivery']}` has its traceback)")
             typer.echo(f"  {item['listener']}: {outcome}")
     if result.get("volatile"):
         typer.echo("warning: this daemon keeps its queue in memory: a restart before then "

@@ -160,3 +160,24 @@ def test_the_cli_overview_lists_every_command_and_option_help_shows() -> None:
     listed = {words for words in reference if words}
     known = {tuple(path) for path, _, _ in _commands()}
     assert listed <= known, sorted(listed - known)
+
+
+def test_emit_with_a_keyword_written_as_an_option_says_how_to_write_it() -> None:
+    result = run("emit", "user_created", "--email=ada@example.com")
+    assert result.returncode == 2
+    assert "--email is no option of emit" in result.stderr
+    assert "`eventbus emit EVENT email=ada@example.com`" in result.stderr
+    misspelt = run("emit", "user_created", "--wiat")
+    assert misspelt.returncode == 2
+    assert "--wait" in misspelt.stderr  # typer's own "possible options"
+
+
+def test_emit_options_known_ahead_are_the_commands() -> None:
+    import typer.main
+
+    from eventbus_cli.cli.app import EMIT_OPTIONS, load_commands
+
+    group: Any = typer.main.get_command(load_commands("emit"))
+    command = group.commands["emit"]
+    options = {name for param in command.params for name in param.opts if name.startswith("--")}
+    assert set(EMIT_OPTIONS) == options | {"--help"}

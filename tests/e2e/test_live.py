@@ -142,6 +142,11 @@ def test_emit_wait_prints_each_outcome_and_exits_1_on_a_failure(daemon: Daemon) 
     failed = daemon.cli("emit", "boom", "--wait")
     assert failed.returncode == 1
     assert "recorder:explode: failed: RuntimeError: listener exploded on purpose" in failed.stdout
+    shown = re.search(r"\(delivery (\d+): `eventbus queue show (\d+)` has its traceback\)",
+                      failed.stdout)
+    assert shown is not None, failed.stdout
+    assert shown.group(1) == shown.group(2)
+    assert daemon.cli("queue", "show", shown.group(1)).returncode == 0
     document = daemon.cli("emit", "boom", "--wait", "--json")
     assert document.returncode == 1
     result = json.loads(document.stdout)
