@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..errors import NoDaemonError, RemoteError, remote_error
+from ..errors import ErrorCode, NoDaemonError, RemoteError, remote_error
 from ..protocol.codec import LineSplitter, Reply
 
 if TYPE_CHECKING:  # types only: `eventbus emit` starts without building them
@@ -50,10 +50,14 @@ class ReplyLines:
         return self._ready.popleft() if self._ready else None
 
 
-def result_of(reply: Reply) -> Any:
-    """The result of ``reply``; its :class:`RemoteError` subclass if it is an error."""
+def result_of(reply: Reply, sent: int | None = None) -> Any:
+    """The result of ``reply``; its :class:`RemoteError` subclass if it is an error (a
+    ``too_large`` one says how big the request was, ``sent`` bytes, where known)."""
     if not reply.ok:
-        raise remote_error(reply.code, reply.message, reply.details)
+        message = reply.message
+        if reply.code == ErrorCode.TOO_LARGE and sent is not None:
+            message = f"{message} (this request was {sent:,} bytes)"
+        raise remote_error(reply.code, message, reply.details)
     return reply.result
 
 

@@ -112,16 +112,17 @@ class Client:
                 self._sock.settimeout(self._timeout)
 
     def _call(self, op: str, fields: dict[str, Any]) -> Any:
+        data = encode_request(next(self._ids), op, **fields)
         try:
-            self._send(encode_request(next(self._ids), op, **fields))
+            self._send(data)
         except EventbusError as lost:
             # A daemon that refuses us writes why, then closes: read that if it is there.
             try:
                 reply = self._receive()
             except EventbusError:
                 raise lost from None
-            return result_of(reply)
-        return result_of(self._receive())
+            return result_of(reply, len(data))
+        return result_of(self._receive(), len(data))
 
     # -- the ops, each written once in ops.py ----------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -137,6 +138,15 @@ def test_an_oversize_line_gets_an_error_and_the_connection_is_closed(
     assert line.closed()
     assert daemon.cli("emit", "user_created").returncode == 0
     daemon.wait_for_records(1)
+
+
+def test_an_oversize_emit_from_the_command_says_its_size_and_the_limit(daemon: Daemon) -> None:
+    big = daemon.root / "big.txt"
+    big.write_text("a" * 1_100_000)
+    result = daemon.cli("emit", "user_created", "--kw", f"x=@{big}")
+    assert result.returncode == 1
+    assert "max_message_bytes (1048576 bytes)" in result.stderr
+    assert re.search(r"this request was 1,1\d\d,\d\d\d bytes", result.stderr), result.stderr
 
 
 def test_half_a_line_then_close_gets_an_error_and_nothing_happens(
