@@ -26,6 +26,7 @@ from ...bus.delivery import Delivery, DeliveryState, EmitterStats, ListenerStats
 from ...config import BackendConfig
 from ...errors import BackendError
 from ..shared.codec import decode_failed, decode_payload, encode_failed, encode_payload
+from ..shared.counts import bus_stats, pid_alive
 from ..shared.link import Entry, masked
 from ..shared.outbound import Emit
 from . import schema
@@ -229,7 +230,7 @@ class Link:
         if not rows or rows[0][2] > _ALIVE * 2:
             return
         host, pid, _ = rows[0]
-        if host == socket.gethostname() and not _is_alive(pid):
+        if host == socket.gethostname() and not pid_alive(pid):
             return  # this host's daemon of that name died: this one takes its place
         raise BackendError(self.url, f"a daemon named {self.name!r} runs already (on {host}, "
                            f"pid {pid})", "give this daemon its own [backend] name")
@@ -618,17 +619,10 @@ class Link:
                 retrying=retrying, succeeded=table.get(f"{name}:succeeded", 0),
                 failed=table.get(f"{name}:failed", 0), retried=table.get(f"{name}:retried", 0),
                 scheduled=scheduled)
-        total = ListenerStats()
-        for one in listeners.values():
-            for field in ("pending", "running", "retrying", "succeeded", "failed", "scheduled"):
-                setattr(total, field, getattr(total, field) + getattr(one, field))
-        return EmitterStats(
-            pending=total.pending + unsent, running=total.running, retrying=total.retrying,
-            succeeded=total.succeeded, failed=total.failed,
-            unrouted=table.get("unrouted", 0), listeners=listeners,
-            failed_list=sum(row[3] for row in rows.values()), scheduled=total.scheduled,
-            next_due=None if first[0][0] is None else float(first[0][0]),
-            duplicates=table.get("duplicates", 0))
+        return bus_stats(listeners, unsent=unsent, unrouted=table.get("unrouted", 0),
+                         failed_list=sum(row[3] for row in rows.values()),
+                         next_due=None if first[0][0] is None else float(first[0][0]),
+                         duplicates=table.get("duplicates", 0))
 
     async def listing(self, names: Sequence[str], most: int) -> list[Delivery]:
         failed, due, ready = await self._run([
@@ -716,13 +710,3 @@ def _pauses(rows: Iterable[tuple[str, float | None]]) -> dict[str, float | None]
     is up left out."""
     now = time.time()
     return {name: until for name, until in rows if until is None or until > now}
-
-
-def _is_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -27,6 +27,7 @@ from ..shared.codec import (
     encode_payload,
     encode_record,
 )
+from ..shared.counts import bus_stats, pid_alive
 from ..shared.link import masked
 from ..shared.outbound import Emit
 from . import scripts as lua
@@ -142,7 +143,7 @@ class Link:
         if not held:
             return
         host, pid = held.get(b"host", b"").decode(), int(held.get(b"pid", b"0"))
-        if host == socket.gethostname() and not _is_alive(pid):
+        if host == socket.gethostname() and not pid_alive(pid):
             return  # this host's daemon of that name died: this one takes its place
         raise BackendError(self.url, f"a daemon named {self.name!r} runs already (on {host}, "
                            f"pid {pid})", "give this daemon its own [backend] name")
@@ -489,16 +490,10 @@ class Link:
                 retried=number(counts, f"{name}:retried"),
                 scheduled=number(waiting, f"{name}:scheduled"))
             for name, length in zip(names, lengths, strict=True)}
-        total = ListenerStats()
-        for one in listeners.values():
-            for field in ("pending", "running", "retrying", "succeeded", "failed", "scheduled"):
-                setattr(total, field, getattr(total, field) + getattr(one, field))
-        return EmitterStats(
-            pending=total.pending + unsent, running=total.running, retrying=total.retrying,
-            succeeded=total.succeeded, failed=total.failed, unrouted=number(counts, "unrouted"),
-            listeners=listeners, failed_list=failed_list, scheduled=total.scheduled,
-            next_due=first[0][1] / 1000 if first else None,
-            duplicates=number(counts, "duplicates"))
+        return bus_stats(listeners, unsent=unsent, unrouted=number(counts, "unrouted"),
+                         failed_list=failed_list,
+                         next_due=first[0][1] / 1000 if first else None,
+                         duplicates=number(counts, "duplicates"))
 
     async def listing(self, names: Sequence[str], most: int) -> list[Delivery]:
         """Up to ``most`` deliveries of each kind: failed, waiting for a time, pending."""
@@ -593,13 +588,3 @@ async def _execute(pipe: Any) -> Any:
         return await pipe.execute()
     finally:
         await pipe.reset()
-
-
-def _is_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
