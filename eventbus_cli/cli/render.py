@@ -182,14 +182,14 @@ def _ordering(item: dict[str, Any]) -> str:
 
 def _local(iso: str | None, *, short: bool = False) -> str:
     """An ISO 8601 time from the daemon, in local time: to the second, or (``short``) the
-    time alone when it is today."""
+    time alone when it is today, else the date with its year and the minute."""
     if iso is None:
         return "-"
     moment = datetime.fromisoformat(iso).astimezone()
     if not short:
         return moment.strftime("%Y-%m-%d %H:%M:%S %z")
     today = moment.date() == datetime.now().astimezone().date()
-    return moment.strftime("%H:%M:%S" if today else "%m-%d %H:%M")
+    return moment.strftime("%H:%M:%S" if today else "%Y-%m-%d %H:%M")
 
 
 def print_delivery(delivery: dict[str, Any]) -> None:

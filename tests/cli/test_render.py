@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 
 import pytest
 from rich.console import Console
 
-from eventbus_cli.cli.render import _DELIVERY_COLUMNS, _Column, _fitted, _queue_columns
+from eventbus_cli.cli.render import _DELIVERY_COLUMNS, _Column, _fitted, _local, _queue_columns
 
 ROW = ("1234", "user.created", "send_welcome_email", "failed", "3", "23:24:26", "-",
        "RuntimeError: listener exploded on purpose", "[1, 2]", '{"email": "ada@example.com"}')
@@ -50,3 +51,9 @@ def test_cells_are_text_not_markup() -> None:
     lines, _ = _drawn(80, [_Column("signature", 0), _Column("args", 1)], [row])
     assert "list[str]" in lines[3]
     assert "[bold]loud[/bold]" in lines[3]
+
+
+def test_a_short_time_not_of_today_has_its_year() -> None:
+    assert _local("2024-03-01T10:20:30+00:00", short=True).startswith("2024-03-01 ")
+    today = datetime.now(UTC).isoformat()
+    assert _local(today, short=True).count(":") == 2  # the time alone
