@@ -228,7 +228,17 @@ def _log_banner(ops: Operations) -> None:
         lines.append(f"  {item.name} ({kind}) on "
                      f"{', '.join(sorted(item.event_ids))}: retries={options.retries} "
                      f"backoff={options.backoff:g}s timeout={timeout}")
+    schedules = ops.scheduler.listing()
+    if schedules:
+        lines.append(f"{counted(len(schedules), 'schedule')}:")
+        lines += [f"  {info.name}: {info.event} {info.text}, next {info.next}"
+                  for info in schedules]
     logger.info("%s", "\n".join(lines))
+    for info in schedules:  # it fires, and nothing runs: most likely a typo
+        if not ops.broker.targets(info.event, emitter.slots_for(info.event)):
+            logger.warning("schedule %s emits %r, which no listener takes: its fires will be "
+                           "counted as unrouted (a typo in its event, or a listener not "
+                           "loaded?)", info.name, info.event)
 
 
 async def _serve_until_signalled(config: Config, watch: bool) -> int:

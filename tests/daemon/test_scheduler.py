@@ -11,6 +11,7 @@ from eventbus_cli import SimpleEventEmitter, every, listener
 from eventbus_cli.bus.memory import MemoryBroker
 from eventbus_cli.daemon.scheduler import Scheduler, UnknownScheduleError
 from eventbus_cli.stores.sqlite import SqliteJournal
+from tests.harness import started
 
 
 def _keeps_fires(root: Path, fired: dict[str, float]) -> MemoryBroker:
@@ -69,3 +70,15 @@ async def test_a_refused_fire_is_kept_as_its_outcome(tmp_path: Path) -> None:
         scheduler.replace([every("1m", "strict", name="bad", kwargs={"n": "x"})])
         outcome = (await scheduler.run_now("bad")).outcome
     assert (outcome or "").startswith(f"refused: strict: {strict.name}(n: int):")
+
+
+def test_the_banner_lists_the_schedules_and_warns_of_one_no_listener_takes(
+        short_dir: Path) -> None:
+    config = ('[[schedule]]\nname = "tick"\nevent = "user_created"\nevery = "1h"\n'
+              '[[schedule]]\nname = "typo"\nevent = "user_creatd"\nevery = "1h"\n')
+    for daemon in started(short_dir, config=config):
+        logs = daemon.logs()
+        assert "2 schedules:" in logs
+        assert "  tick: user_created every 1h" in logs
+        assert "schedule typo emits 'user_creatd', which no listener takes" in logs
+        assert "schedule tick emits" not in logs
