@@ -64,9 +64,11 @@ async def test_events_wait_for_a_daemon_that_is_not_there_yet(
         assert sorted(_numbers(daemon)) == list(range(10))
     finally:
         daemon.dispose()
-    # however many tries the wait took, it is said once, and so is the end of it
+    # however many tries the wait took (under 30 s), it is said once, and so is the end of
+    # it, with how many events waited
     assert caplog.text.count("cannot send events to the daemon") == 1
     assert caplog.text.count(f"sending events to the daemon on {daemon.socket} again") == 1
+    assert "10 events that waited go now" in caplog.text
 
 
 async def test_without_a_daemon_a_full_buffer_refuses_and_exit_says_what_was_lost(

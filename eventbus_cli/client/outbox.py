@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Sequence
 from itertools import count
@@ -48,6 +49,7 @@ _BATCH_BYTES = 512 * 1024  # at most; half the daemon's max_message_bytes where 
 _ENVELOPE = 128  # bytes of an emit_many line around its one event, at most
 _WINDOW = 4  # batches in flight at once
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.05, 2.0
+_TELL_EVERY = 30.0  # seconds between two warnings while sends keep failing
 
 
 class _Event(msgspec.Struct, omit_defaults=True):
@@ -96,6 +98,8 @@ class DaemonEmitter:
         self._encode = msgspec.json.Encoder().encode
         self._running = False
         self._pause: float | None = None  # the backoff, while sends fail
+        self._failing_since = self._told_at = 0.0  # time.monotonic(): when sends began to
+        # fail, and when that was last said
         self._tasks: anyio.abc.TaskGroup | None = None
         self.sent = 0
         """Events the daemon acknowledged, each once (a resend answered as a duplicate
@@ -211,11 +215,18 @@ class DaemonEmitter:
                     self._max_event = limit - _ENVELOPE
                     await self._send_while_connected(client)
             except EventbusError as exc:
-                if self._pause is None:  # the first failure of a run of them: said once
+                now = time.monotonic()
+                if self._pause is None:  # the first failure of a run of them
                     self._pause = _BACKOFF_FIRST
+                    self._failing_since = self._told_at = now
                     logger.warning("cannot send events to the daemon (%s); %s wait, trying "
                                    "again with backoff", exc, counted(len(self._buffer),
                                                                       "event"))
+                elif now - self._told_at >= _TELL_EVERY:  # said again while it lasts
+                    self._told_at = now
+                    logger.warning("still cannot send events to the daemon (%s) after %.0fs; "
+                                   "%s wait", exc, now - self._failing_since,
+                                   counted(len(self._buffer), "event"))
                 await anyio.sleep(self._pause)
                 self._pause = min(self._pause * 2, _BACKOFF_MAX)
 
@@ -268,8 +279,10 @@ class DaemonEmitter:
                 self.sent += int(outcome.get("accepted", 0))
                 if self._pause is not None:
                     self._pause = None
-                    logger.info("sending events to the daemon on %s again",
-                                self.socket_path)
+                    logger.info("sending events to the daemon on %s again, after %.0fs: %s "
+                                "that waited go now", self.socket_path,
+                                time.monotonic() - self._failing_since,
+                                counted(len(self._buffer) + taken, "event"))
                 continue
             done = 0
             if isinstance(outcome, RemoteError):
