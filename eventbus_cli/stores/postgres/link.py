@@ -343,7 +343,7 @@ class Link:
 
     async def send(self, emits: Sequence[Emit], followed: set[int],
                    acks: Sequence[tuple[str, bytes, Delivery, str]],
-                   parks: Sequence[tuple[str, bytes, Delivery, float]],
+                   parks: Sequence[tuple[str, bytes, Delivery, float, str]],
                    fails: Sequence[tuple[str, bytes, Delivery, str]], fired: dict[str, float],
                    window_ms: str, keep: int, duplicates: int = 0, max_keys: int = 0,
                    ) -> dict[int, bytes]:
@@ -377,10 +377,10 @@ class Link:
                         "make_interval(secs => p.delay) FROM unnest(%s::bigint[], "
                         "%s::bytea[], %s::float8[]) AS p(id, payload, delay) "
                         "WHERE deliveries.id = p.id",
-                        ([d.id for _, _, d, _ in parks],
-                         [encode_payload(d) for _, _, d, _ in parks],
-                         [delay for _, _, _, delay in parks]))
-                    for _, _, delivery, _ in parks:
+                        ([d.id for _, _, d, _, _ in parks],
+                         [encode_payload(d, reply_to) for _, _, d, _, reply_to in parks],
+                         [delay for _, _, _, delay, _ in parks]))
+                    for _, _, delivery, _, _ in parks:
                         name = f"{delivery.listener}:retried"
                         counts[name] = counts.get(name, 0) + 1
                 if fails:

@@ -22,6 +22,8 @@ from ..shared.views import Publisher, Served
 
 __all__ = ("Views", "channel_of")
 
+_TOLD_FOR = 5.0  # seconds a NOTIFY that a tail began outweighs the beats' count of watchers
+
 
 def channel_of(schema: str) -> str:
     """The NOTIFY channel of the bus in ``schema``."""
@@ -42,6 +44,7 @@ class Views(Publisher):
         self.watching = False
         """Whether a live view here wants the others' records (kept in the beat)."""
         self._ready = anyio.Event()  # set while listening
+        self._told_until = 0.0  # time.monotonic() until which a "t" keeps this publishing
         self.woken = anyio.Event()
         """Set when a daemon says there is new work: the reader looks at once."""
 
@@ -77,7 +80,9 @@ class Views(Publisher):
             self.watching = wanted
             if time.monotonic() - checked > 1.0:
                 checked = time.monotonic()
-                self.set_publishing(broker, self._watchers() > 0)
+                # A tail said with a NOTIFY counts until the beats have had time to show it.
+                told = checked < self._told_until
+                self.set_publishing(broker, told or self._watchers() > 0)
             # A short timeout: a view opened here is told to the others within 0.1 s.
             async for note in conn.notifies(timeout=0.1, stop_after=64):
                 kind, text = note.payload[:1], note.payload[1:]
@@ -86,6 +91,7 @@ class Views(Publisher):
                 elif kind == "r":
                     broker.routes_changed(await routes())
                 elif kind == "t":
+                    self._told_until = time.monotonic() + _TOLD_FOR
                     self.set_publishing(broker, True)
                 elif kind == "R" and broker.wants_records():
                     daemon, change, event, deliveries = decode_record(text.encode())

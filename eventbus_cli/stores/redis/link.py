@@ -248,7 +248,7 @@ class Link:
 
     async def send(self, emits: Sequence[Emit], followed: set[int],
                    acks: Sequence[tuple[str, bytes, Delivery, str]],
-                   parks: Sequence[tuple[str, bytes, Delivery, float]],
+                   parks: Sequence[tuple[str, bytes, Delivery, float, str]],
                    fails: Sequence[tuple[str, bytes, Delivery, str]], fired: dict[str, float],
                    window_ms: str, keep: int, duplicates: int = 0, max_keys: int = 0,
                    ) -> dict[int, bytes]:
@@ -302,9 +302,9 @@ class Link:
             await scripts["ACK"](args=args, client=pipe)
         if parks:
             args = [p]
-            for name, entry_id, delivery, delay in parks:
+            for name, entry_id, delivery, delay, reply_to in parks:
                 args += (name, entry_id, delivery.id, int(delay * 1000), encode_payload(
-                    delivery, ""))
+                    delivery, reply_to))  # who waits for it still does after the retry
             await scripts["PARK"](args=args, client=pipe)
         if fails:
             args = [p, keep]

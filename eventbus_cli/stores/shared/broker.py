@@ -336,7 +336,7 @@ class SharedBroker(Broker):
         lane.failed += 1  # local only, for the reader's pace: the bus counts in the store
         if retry_in is not None and not lane.retired:
             delivery.state = DeliveryState.RETRYING
-            self._out.parks.append((name, entry_id, delivery, retry_in))
+            self._out.parks.append((name, entry_id, delivery, retry_in, reply_to))
             lane.queue.forget(delivery)  # it holds its key in the store; it may come back anywhere
         else:
             delivery.state = DeliveryState.FAILED

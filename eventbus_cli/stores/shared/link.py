@@ -120,7 +120,7 @@ class Link(Protocol):
     # the hot path's records
     async def send(self, emits: Sequence[Emit], followed: set[int],
                    acks: Sequence[tuple[str, bytes, Delivery, str]],
-                   parks: Sequence[tuple[str, bytes, Delivery, float]],
+                   parks: Sequence[tuple[str, bytes, Delivery, float, str]],
                    fails: Sequence[tuple[str, bytes, Delivery, str]], fired: dict[str, float],
                    window_ms: str, keep: int, duplicates: int = 0, max_keys: int = 0,
                    ) -> dict[int, bytes]:

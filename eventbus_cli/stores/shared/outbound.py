@@ -50,7 +50,7 @@ class Outbound:
     def __init__(self) -> None:
         self.emits: list[Emit] = []
         self.acks: list[tuple[str, bytes, Delivery, str]] = []  # listener, entry, reply_to
-        self.parks: list[tuple[str, bytes, Delivery, float]] = []  # ... retry in seconds
+        self.parks: list[tuple[str, bytes, Delivery, float, str]] = []  # retry in, reply_to
         self.fails: list[tuple[str, bytes, Delivery, str]] = []
         self.handbacks: list[tuple[str, bytes]] = []  # read here, not started: for others
         self.joins: set[str] = set()  # listeners this daemon starts to serve
