@@ -160,7 +160,10 @@ def test_kill_9_of_one_daemon_loses_nothing(bus: Bus) -> None:
     assert len(ids) == 3000  # nothing lost
     duplicates = sum(count - 1 for count in ids.values())
     assert duplicates <= 500, duplicates  # at most what a held: one read's worth
-    assert "took over" in b.logs()
+    # What a held when killed, b took over (and said so). A kill that lands while a holds
+    # nothing committed (its claim in flight rolls back) leaves b nothing to take over:
+    # then nothing may run twice either.
+    assert "took over" in b.logs() or duplicates == 0, b.logs()
     assert held_by_a > 0
     wait_for(lambda: (q := b.json("queue"))["pending"] == 0 and q["running"] == 0, 20)
 
