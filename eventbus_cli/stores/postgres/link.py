@@ -236,10 +236,11 @@ class Link:
                            f"pid {pid})", "give this daemon its own [backend] name")
 
     async def close(self) -> None:
-        with (anyio.move_on_after(2), anyio.CancelScope(shield=True),
+        # Shielded from the stop that runs this, and bounded: a gone server costs 2 s at most.
+        with (anyio.CancelScope(shield=True), anyio.move_on_after(2),
               contextlib.suppress(*self.errors)):
-                await self._run([("DELETE FROM daemons WHERE name = %s", (self.name,)),
-                                 ("SELECT pg_notify(%s, 'r')", (self._views.channel,))])
+            await self._run([("DELETE FROM daemons WHERE name = %s", (self.name,)),
+                             ("SELECT pg_notify(%s, 'r')", (self._views.channel,))])
         with anyio.CancelScope(shield=True), anyio.move_on_after(5):
             await self._pool.close()
 
@@ -272,9 +273,10 @@ class Link:
             statements.append(("UPDATE deliveries SET owner = NULL, lease_until = NULL "
                                "WHERE id = ANY(%s) AND owner = %s",
                                ([_id(entry) for _, entry in handbacks], self.name)))
-        if joins or leaves or handbacks:
-            statements.append(("SELECT pg_notify(%s, %s)", (self._views.channel,
-                                                            "r" if joins or leaves else "w")))
+        if joins or leaves:  # the others route anew
+            statements.append(("SELECT pg_notify(%s, 'r')", (self._views.channel,)))
+        if handbacks:  # and read what this daemon gave back
+            statements.append(("SELECT pg_notify(%s, 'w')", (self._views.channel,)))
         await self._run(statements)
         for name in sorted(leaves):
             moved = await self._retire(name, keep, f"ListenerRemoved: listener {name} {reason}")
