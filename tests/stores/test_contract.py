@@ -434,3 +434,42 @@ async def test_ids_are_never_handed_out_again_after_the_store_comes_back_empty(
     second = await _five_runs(daemons)
     assert len(second) == 5
     assert min(second) > max(first)
+
+
+async def _publish_on_the_bus_channel(store: Store, daemons: Daemons, text: str) -> None:
+    """Send ``text`` where the daemons of a shared store hear each other's records, as any
+    other client of the server can."""
+    if store.server is not None:
+        import redis.asyncio
+
+        async with redis.asyncio.Redis(unix_socket_path=str(store.server.socket)) as server:
+            await server.publish(f"{daemons.prefix}:tail", text.encode())
+        return
+    import psycopg
+
+    assert store.postgres is not None
+    async with await psycopg.AsyncConnection.connect(store.postgres.url(),
+                                                     autocommit=True) as conn:
+        await conn.execute("SELECT pg_notify(%s, %s)", (f"eventbus.{daemons.schema}",
+                                                        "R" + text))
+
+
+@pytest.mark.stores("redis", "postgres")
+async def test_a_foreign_record_on_the_bus_channel_is_dropped_and_views_go_on(
+    daemons: Daemons, store: Store, caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with daemons.run("a") as first, daemons.run("b") as second, \
+            AsyncClient(daemons.root / "b.sock") as watcher:
+        records = await watcher.subscribe()
+        relayed = None
+        with anyio.fail_after(20):
+            while relayed is None:  # until b hears a's records (it asks for them at once)
+                await _publish_on_the_bus_channel(store, daemons, "not a record")
+                await first.emit("fan")
+                with anyio.move_on_after(0.5):
+                    async for record in records:
+                        if record.get("daemon") == "a":
+                            relayed = record
+                            break
+        assert (await second.status()).health.healthy
+    assert "dropped a record on the bus's channel that is not eventbus's" in caplog.text

@@ -17,7 +17,6 @@ from typing import Any
 
 import anyio
 
-from ..shared.codec import decode_record
 from ..shared.views import Publisher, Served
 
 __all__ = ("Views", "channel_of")
@@ -94,9 +93,7 @@ class Views(Publisher):
                     self._told_until = time.monotonic() + _TOLD_FOR
                     self.set_publishing(broker, True)
                 elif kind == "R" and broker.wants_records():
-                    daemon, change, event, deliveries = decode_record(text.encode())
-                    if daemon != self.name:
-                        broker.on_record(change, event, deliveries)
+                    self.relay(broker, text.encode())
 
     async def tail_ready(self) -> None:
         with anyio.move_on_after(1):

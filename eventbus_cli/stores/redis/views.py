@@ -16,7 +16,6 @@ from typing import Any
 
 import anyio
 
-from ..shared.codec import decode_record
 from ..shared.views import Publisher, Served
 
 __all__ = ("Views",)
@@ -103,6 +102,4 @@ class Views(Publisher):
             if data == b"tail":
                 self.set_publishing(broker, True)
             return
-        daemon, change, event, deliveries = decode_record(data)
-        if daemon != self.name:
-            broker.on_record(change, event, deliveries)
+        self.relay(broker, data)

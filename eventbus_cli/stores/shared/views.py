@@ -8,13 +8,16 @@ hear the others.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from ...bus.delivery import Delivery, DeliveryObserver
-from .codec import encode_record
+from .codec import decode_record, encode_record
 
 __all__ = ("Publisher", "Served")
+
+logger = logging.getLogger("eventbus.backend")
 
 
 class Served(Protocol):
@@ -38,6 +41,18 @@ class Publisher:
         self.publishing = False
         """Whether a daemon elsewhere listens, so this one publishes every change."""
         self._wake: Callable[[], None] | None = None
+
+    def relay(self, broker: Served, data: bytes) -> None:
+        """Hand ``broker`` the record ``data`` from another daemon; one that cannot be read
+        (anything else that can write to the channel) is logged and dropped."""
+        try:
+            daemon, change, event, deliveries = decode_record(data)
+        except Exception as exc:  # foreign input: it never ends the daemon
+            logger.warning("dropped a record on the bus's channel that is not eventbus's "
+                           "(%s): %r", exc, data[:200])
+            return
+        if daemon != self.name:
+            broker.on_record(change, event, deliveries)
 
     def set_publishing(self, broker: Served, on: bool) -> None:
         """Observe the broker (keep records) while a daemon elsewhere listens."""
