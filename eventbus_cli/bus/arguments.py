@@ -229,8 +229,10 @@ def _type_problem(name: str, kind: Type, value: Any, by_keyword: bool, where: An
     fix = _fix(kind, value)
     if fix is None:
         return said
-    how = f"{where}{fix}" if by_keyword else f"--arg {fix.removeprefix('=')}"
-    return f"{said}; send {how}"
+    command_line = f"{where}{fix}" if by_keyword else f"--arg {fix.removeprefix('=')}"
+    python = repr(json.loads(fix[2:]) if fix.startswith(":=") else fix[1:])
+    in_python = f"{where}={python}" if by_keyword else python
+    return f"{said}; send {command_line} on the command line, {in_python} from Python"
 
 
 def _fix(kind: Type, value: Any) -> str | None:

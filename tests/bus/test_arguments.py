@@ -89,8 +89,10 @@ GOOD: dict[str, Any] = {"tags": ["a"], "scores": {"x": 1}, "pair": [1, "a"], "mo
     ({"scores": {"x": "1"}}, "scores expects dict[str, int], got an object"),
     ({"pair": [1, 2]}, "pair expects tuple[int, str], got a list of 2"),
     ({"mode": "c"}, "mode expects Literal['a', 'b'], got the string \"c\""),
-    ({"maybe": "3"}, "maybe expects int | None, got the string \"3\"; send maybe:=3"),
-    ({"either": 1.5}, "either expects int | str, got the number 1.5; send either=1.5"),
+    ({"maybe": "3"}, "maybe expects int | None, got the string \"3\"; send maybe:=3 on the "
+                     "command line, maybe=3 from Python"),
+    ({"either": 1.5}, "either expects int | str, got the number 1.5; send either=1.5 on the "
+                      "command line, either='1.5' from Python"),
     ({"where": {"city": "Oslo"}}, "where expects Address, got an object"),
     ({"where": {"city": "Oslo", "zip": 1, "extra": 1}}, "where expects Address, got an object"),
 ])
@@ -101,11 +103,13 @@ def test_json_typed_values_are_checked_with_advice(change: dict[str, Any], said:
 
 
 @pytest.mark.parametrize(("kwargs", "said"), [
-    ({"count": "3"}, 'count expects int, got the string "3"; send count:=3'),
+    ({"count": "3"}, 'count expects int, got the string "3"; send count:=3 on the command line, '
+                     "count=3 from Python"),
     ({"count": 3.0}, "count expects int, got the number 3.0"),
     ({"count": True}, "count expects int, got the boolean true"),
     ({"count": 3, "ratio": "x"}, 'ratio expects float, got the string "x"'),
-    ({"count": 3, "flag": "true"}, 'flag expects bool, got the string "true"; send flag:=true'),
+    ({"count": 3, "flag": "true"}, 'flag expects bool, got the string "true"; send flag:=true on '
+     "the command line, flag=True from Python"),
 ])
 def test_numbers_and_booleans_are_told_apart(kwargs: dict[str, Any], said: str) -> None:
     assert _problem(counted, **kwargs) == ": " + said
@@ -113,10 +117,11 @@ def test_numbers_and_booleans_are_told_apart(kwargs: dict[str, Any], said: str) 
 
 def test_a_positional_value_gets_arg_advice_and_star_args_are_checked() -> None:
     assert _problem(positional, "1", "b") == (
-        ': a expects int, got the string "1"; send --arg :=1')
+        ': a expects int, got the string "1"; send --arg :=1 on the command line, 1 from Python')
     assert _problem(positional, 1, "b", 2, "x") == (
         ': rest[1] expects int, got the string "x"')
-    assert _problem(positional, 1, "b", z=3) == ": z expects str, got the number 3; send z=3"
+    assert _problem(positional, 1, "b", z=3) == (
+        ": z expects str, got the number 3; send z=3 on the command line, z='3' from Python")
 
 
 def test_string_annotations_resolve_in_the_listeners_module() -> None:
@@ -127,7 +132,8 @@ def test_string_annotations_resolve_in_the_listeners_module() -> None:
     assert check is not None
     assert check.text == "(count: int, tags: list[str])"
     assert check.problem((), {"count": "2", "tags": []}) == (
-        ': count expects int, got the string "2"; send count:=2')
+        ': count expects int, got the string "2"; send count:=2 on the command line, count=2 '
+        "from Python")
 
 
 def test_an_annotation_that_cannot_be_resolved_is_warned_of_once_and_left_unchecked(

@@ -65,7 +65,8 @@ def test_a_value_of_the_wrong_json_type_is_refused_with_how_to_send_it(bus: Daem
     result = bus.cli("emit", "report.sales", "count=3")
     assert result.returncode == 1
     assert ('report.sales: recorder:report(count: int, mode: Literal[\'daily\', \'weekly\'] = '
-            '\'daily\'): count expects int, got the string "3"; send count:=3') in result.stderr
+            '\'daily\'): count expects int, got the string "3"; send count:=3 on the command '
+            "line") in result.stderr
     assert bus.cli("emit", "report.sales", "count:=3", "mode=yearly").returncode == 1
     _nothing_queued(bus)
     assert bus.cli("emit", "report.sales", "count:=3", "mode=weekly").returncode == 0
@@ -101,7 +102,8 @@ def test_an_events_file_with_one_bad_line_is_refused_whole_naming_that_line(
     assert result.returncode == 1
     assert result.stdout == "0 of 5 events accepted: 0 deliveries queued, 0 unrouted\n"
     assert "error: line 4: report.x: recorder:report(" in result.stderr
-    assert 'count expects int, got the string "3"; send count:=3' in result.stderr
+    assert ('count expects int, got the string "3"; send count:=3 on the command line'
+            in result.stderr)
     assert "[bad_arguments]" in result.stderr
     _nothing_queued(bus)
 
