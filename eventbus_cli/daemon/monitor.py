@@ -168,7 +168,7 @@ class Monitor:
 
     def due(self, delivery: Delivery) -> None:
         if self._subscriptions and (targets := self._targets(delivery.event)):
-            _publish(targets, _about(delivery, "due", daemon=self._name))
+            _publish(targets, self._about(delivery, "due"))
 
     def fired(self, schedule: str, event_id: str, outcome: str) -> None:
         """A schedule fired (not a delivery change: the scheduler tells it)."""
@@ -179,21 +179,21 @@ class Monitor:
     def requeued(self, deliveries: Sequence[Delivery]) -> None:
         for delivery in deliveries:
             if self._subscriptions and (targets := self._targets(delivery.event)):
-                _publish(targets, _about(delivery, "requeued", daemon=self._name))
+                _publish(targets, self._about(delivery, "requeued"))
 
     def started(self, delivery: Delivery) -> None:
         if self._subscriptions and (targets := self._targets(delivery.event)):
             now = time.monotonic()
             self._starts[delivery.id] = now
             waited = now - delivery.queued_at if delivery.queued_at else math.nan
-            _publish(targets, _about(delivery, "started", waited, self._name))
+            _publish(targets, self._about(delivery, "started", waited))
 
     def finished(self, delivery: Delivery) -> None:
         if self._subscriptions:
             began = self._starts.pop(delivery.id, math.nan)
             if targets := self._targets(delivery.event):
-                record = _about(delivery, _OUTCOMES[delivery.state], time.monotonic() - began,
-                                self._name)
+                record = self._about(delivery, _OUTCOMES[delivery.state],
+                                     time.monotonic() - began)
                 record["error"] = None if delivery.state is DeliveryState.SUCCEEDED \
                     else delivery.error
                 _publish(targets, record)
@@ -212,6 +212,19 @@ class Monitor:
             waiter.open.discard(delivery.id)
             if not waiter.open:
                 waiter.done.set()
+
+    def _about(self, delivery: Delivery, kind: str,
+               latency: float = math.nan) -> dict[str, Any]:
+        """The record of a change to ``delivery``, naming the daemon that ran it."""
+        record = {"type": kind, "event": delivery.event, "delivery": delivery.id,
+                  "listener": delivery.listener, "attempt": delivery.attempts,
+                  "latency": None if math.isnan(latency) else round(latency, 6),
+                  "daemon": getattr(delivery, "host", None) or self._name}
+        if delivery.priority != NORMAL:
+            record["priority"] = PRIORITIES[delivery.priority]
+        if delivery.order_key is not None:
+            record["order_key"] = delivery.order_key
+        return record
 
     def _targets(self, event: str) -> list[Subscription]:
         """The subscriptions that want ``event`` and have room for it; the full ones among
@@ -232,19 +245,6 @@ def _publish(targets: list[Subscription], record: dict[str, Any]) -> None:
     line = encode_line({"timestamp": stamp, **record})
     for subscription in targets:
         subscription.put(line)
-
-
-def _about(delivery: Delivery, kind: str, latency: float = math.nan,
-           daemon: str | None = None) -> dict[str, Any]:
-    record = {"type": kind, "event": delivery.event, "delivery": delivery.id,
-              "listener": delivery.listener, "attempt": delivery.attempts,
-              "latency": None if math.isnan(latency) else round(latency, 6),
-              "daemon": getattr(delivery, "host", None) or daemon}
-    if delivery.priority != NORMAL:
-        record["priority"] = PRIORITIES[delivery.priority]
-    if delivery.order_key is not None:
-        record["order_key"] = delivery.order_key
-    return record
 
 
 def _skipped(count: int) -> bytes:
